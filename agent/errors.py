@@ -1,0 +1,48 @@
+"""The one exception tree of har-agent.
+
+    AgentError                      root: every error we raise on purpose
+    ├── ConfigError                 a profile is missing, malformed or invalid
+    ├── RecordingError              a recording file is missing, malformed or truncated
+    ├── ModelError                  a model or manifest is missing, corrupt or does not fit
+    ├── DataError                   samples do not fit what the pipeline expects
+    ├── SourceError                 a sample source failed
+    │   └── SensorReadError         an I2C sensor transfer failed
+    └── PublishError                the MQTT broker cannot be reached or refused us
+
+Library errors are mapped at the boundary (``raise ModelError(...) from exc``). The CLI prints
+``str(error)`` on one line and exits non-zero; messages therefore name the file, key or host.
+"""
+
+from __future__ import annotations
+
+
+class AgentError(Exception):
+    """Root of every error har-agent raises on purpose."""
+
+
+class ConfigError(AgentError):
+    """A profile is missing, malformed or has an invalid value."""
+
+
+class RecordingError(AgentError):
+    """A recording file is missing, malformed or truncated."""
+
+
+class ModelError(AgentError):
+    """A model file or the bank manifest is missing, corrupt or does not fit."""
+
+
+class DataError(AgentError):
+    """Samples do not fit what the pipeline expects (channels, rate, shape)."""
+
+
+class SourceError(AgentError):
+    """A sample source failed."""
+
+
+class SensorReadError(SourceError):
+    """An I2C sensor transfer failed."""
+
+
+class PublishError(AgentError):
+    """The MQTT broker cannot be reached or refused the connection."""

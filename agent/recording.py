@@ -1,0 +1,311 @@
+"""The har-agent recording format (version 1): read and write IMU sessions as a stream.
+
+A recording is a UTF-8 CSV file, optionally gzip-compressed (name ends in ``.gz``)::
+
+    #har-recording/1 {"sample_rate_hz": 50.0, "channels": [...], "source": {...}, ...}
+    t,acc_x,acc_y,acc_z,gyro_x,gyro_y,gyro_z,label
+    0.000000,1.0206,-0.1257,0.1003,0.0342,-0.0031,0.0011,STANDING
+    ...
+
+Line 1 is a magic word with the format version and a JSON header: sample rate, channel names and
+units, the source (dataset, sensor, device), the start time (ISO 8601, UTC), the label vocabulary
+and free-form metadata. Line 2 names the columns. Every row holds ``t`` (seconds since the start
+time; strictly increasing, gaps allowed), one value per channel and, when the header says the
+recording is labelled, a label name (empty when a sample carries none). docs/recording-format.md
+is the user-facing description. The same writer serves the dataset import and ``har-agent record``.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+import numpy as np
+
+from agent.errors import RecordingError
+
+MAGIC = "#har-recording/"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One signal column: its name and its physical unit (``g``, ``rad/s``, ...)."""
+
+    name: str
+    unit: str
+
+
+@dataclass(frozen=True)
+class RecordingHeader:
+    """What a recording says about itself."""
+
+    sample_rate_hz: float
+    channels: tuple[Channel, ...]
+    start_time: str
+    source: dict[str, Any] = field(default_factory=dict)
+    labelled: bool = False
+    labels: tuple[str, ...] = ()
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def channel_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.channels)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "sample_rate_hz": self.sample_rate_hz,
+                "channels": [{"name": c.name, "unit": c.unit} for c in self.channels],
+                "start_time": self.start_time,
+                "source": self.source,
+                "labelled": self.labelled,
+                "labels": list(self.labels),
+                "meta": self.meta,
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str, where: str) -> RecordingHeader:
+        try:
+            raw = json.loads(text)
+            channels = tuple(Channel(str(c["name"]), str(c["unit"])) for c in raw["channels"])
+            header = cls(
+                sample_rate_hz=float(raw["sample_rate_hz"]),
+                channels=channels,
+                start_time=str(raw["start_time"]),
+                source=dict(raw.get("source", {})),
+                labelled=bool(raw.get("labelled", False)),
+                labels=tuple(str(x) for x in raw.get("labels", [])),
+                meta=dict(raw.get("meta", {})),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RecordingError(f"{where}: malformed recording header ({exc})") from exc
+        if not (math.isfinite(header.sample_rate_hz) and header.sample_rate_hz > 0):
+            raise RecordingError(f"{where}: sample_rate_hz must be a positive number")
+        if not header.channels:
+            raise RecordingError(f"{where}: the header names no channels")
+        if len(set(header.channel_names)) != len(header.channels):
+            raise RecordingError(f"{where}: duplicate channel names in header")
+        return header
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A run of consecutive samples: times (s), values [n, channels] and optional labels."""
+
+    t: np.ndarray
+    values: np.ndarray
+    labels: tuple[str | None, ...] | None = None
+
+    def __len__(self) -> int:
+        return int(self.t.shape[0])
+
+
+def _open_text(path: Path, mode: str, gz: bool | None = None) -> IO[str]:
+    if path.name.endswith(".gz") if gz is None else gz:
+        return io.TextIOWrapper(gzip.open(path, mode + "b"), encoding="utf-8", newline="")
+    return open(path, mode, encoding="utf-8", newline="")
+
+
+class RecordingWriter:
+    """Write a recording; the file appears under its final name only when closed cleanly.
+
+    Rows go to ``<path>.part`` and are flushed every ``flush_every`` rows, so a crash leaves a
+    readable partial file behind rather than a corrupt target.
+    """
+
+    def __init__(self, path: str | Path, header: RecordingHeader, flush_every: int = 500) -> None:
+        self.path = Path(path)
+        self.header = header
+        self._part = self.path.with_name(self.path.name + ".part")
+        self._fh = _open_text(self._part, "w", gz=self.path.name.endswith(".gz"))
+        self._csv = csv.writer(self._fh, lineterminator="\n")
+        self._flush_every = flush_every
+        self._since_flush = 0
+        self._last_t = -math.inf
+        self.rows = 0
+        self._fh.write(f"{MAGIC}{VERSION} {header.to_json()}\n")
+        cols = ["t", *header.channel_names] + (["label"] if header.labelled else [])
+        self._csv.writerow(cols)
+
+    def write(
+        self,
+        t: Sequence[float] | np.ndarray,
+        values: np.ndarray,
+        labels: Sequence[str | None] | None = None,
+    ) -> None:
+        """Append samples: ``t`` [n] seconds since start, ``values`` [n, channels]."""
+        t_arr = np.asarray(t, dtype=np.float64)
+        vals = np.asarray(values, dtype=np.float64)
+        n_ch = len(self.header.channels)
+        if vals.ndim != 2 or vals.shape != (t_arr.shape[0], n_ch):
+            raise RecordingError(
+                f"{self.path}: expected values shaped ({t_arr.shape[0]}, {n_ch}), got {vals.shape}"
+            )
+        if self.header.labelled and (labels is None or len(labels) != len(t_arr)):
+            raise RecordingError(f"{self.path}: a labelled recording needs one label per sample")
+        if len(t_arr) and (t_arr[0] <= self._last_t or np.any(np.diff(t_arr) <= 0)):
+            raise RecordingError(f"{self.path}: sample times must be strictly increasing")
+        for i in range(len(t_arr)):
+            row = [f"{t_arr[i]:.6f}", *(f"{v:.7g}" for v in vals[i])]
+            if self.header.labelled:
+                assert labels is not None
+                row.append(labels[i] or "")
+            self._csv.writerow(row)
+        if len(t_arr):
+            self._last_t = float(t_arr[-1])
+        self.rows += len(t_arr)
+        self._since_flush += len(t_arr)
+        if self._since_flush >= self._flush_every:
+            self._fh.flush()
+            self._since_flush = 0
+
+    def close(self) -> None:
+        if self._fh.closed:
+            return
+        self._fh.flush()
+        self._fh.close()
+        os.replace(self._part, self.path)
+
+    def abort(self) -> None:
+        """Close without publishing the file (the ``.part`` file is kept for inspection)."""
+        if not self._fh.closed:
+            self._fh.close()
+
+    def __enter__(self) -> RecordingWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class RecordingReader:
+    """Stream a recording chunk by chunk; never loads the whole file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise RecordingError(f"{self.path}: no such recording file")
+        try:
+            self._fh = _open_text(self.path, "r")
+            first = self._fh.readline()
+        except (OSError, UnicodeDecodeError, EOFError) as exc:
+            raise RecordingError(f"{self.path}: cannot read recording ({exc})") from exc
+        if not first.startswith(MAGIC):
+            self._fh.close()
+            raise RecordingError(f"{self.path}: not a har-agent recording (missing '{MAGIC}')")
+        version_text, _, header_text = first[len(MAGIC) :].partition(" ")
+        if version_text != str(VERSION):
+            self._fh.close()
+            raise RecordingError(
+                f"{self.path}: recording format version {version_text!r} is not supported "
+                f"(this har-agent reads version {VERSION})"
+            )
+        self.header = RecordingHeader.from_json(header_text, str(self.path))
+        self._line = 1
+        self._rows = csv.reader(self._fh)
+        cols = self._next_row()
+        expected = ["t", *self.header.channel_names] + (["label"] if self.header.labelled else [])
+        if cols != expected:
+            self._fh.close()
+            raise RecordingError(f"{self.path}: column line {cols} does not match header {expected}")
+
+    def _next_row(self) -> list[str] | None:
+        try:
+            row = next(self._rows)
+        except StopIteration:
+            return None
+        except (OSError, EOFError, UnicodeDecodeError, csv.Error) as exc:
+            raise RecordingError(f"{self.path}: line {self._line + 1}: unreadable ({exc})") from exc
+        self._line += 1
+        return row
+
+    def chunks(self, size: int = 256) -> Iterator[Chunk]:
+        """Yield chunks of up to ``size`` samples, validating every row."""
+        n_ch = len(self.header.channels)
+        width = 1 + n_ch + (1 if self.header.labelled else 0)
+        last_t = -math.inf
+        try:
+            while True:
+                ts: list[float] = []
+                rows: list[list[float]] = []
+                labels: list[str | None] = []
+                while len(ts) < size:
+                    row = self._next_row()
+                    if row is None:
+                        break
+                    if len(row) != width:
+                        raise RecordingError(
+                            f"{self.path}: line {self._line}: expected {width} fields, got {len(row)}"
+                        )
+                    try:
+                        t = float(row[0])
+                        vals = [float(x) for x in row[1 : 1 + n_ch]]
+                    except ValueError as exc:
+                        raise RecordingError(
+                            f"{self.path}: line {self._line}: not a number ({exc})"
+                        ) from exc
+                    if not t > last_t:
+                        raise RecordingError(
+                            f"{self.path}: line {self._line}: time {t} does not increase"
+                        )
+                    last_t = t
+                    ts.append(t)
+                    rows.append(vals)
+                    if self.header.labelled:
+                        labels.append(row[-1] or None)
+                if not ts:
+                    return
+                yield Chunk(
+                    t=np.asarray(ts, dtype=np.float64),
+                    values=np.asarray(rows, dtype=np.float32),
+                    labels=tuple(labels) if self.header.labelled else None,
+                )
+                if len(ts) < size:
+                    return
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> RecordingReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_recording(path: str | Path) -> tuple[RecordingHeader, Chunk]:
+    """Read a whole recording into memory (for tools and tests; the agent streams)."""
+    reader = RecordingReader(path)
+    parts = list(reader.chunks(4096))
+    if not parts:
+        empty = np.zeros((0, len(reader.header.channels)), dtype=np.float32)
+        labels: tuple[str | None, ...] | None = () if reader.header.labelled else None
+        return reader.header, Chunk(np.zeros(0), empty, labels)
+    t = np.concatenate([p.t for p in parts])
+    values = np.concatenate([p.values for p in parts])
+    joined: tuple[str | None, ...] | None = None
+    if reader.header.labelled:
+        joined = tuple(lbl for p in parts for lbl in (p.labels or ()))
+    return reader.header, Chunk(t, values, joined)

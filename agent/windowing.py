@@ -1,0 +1,290 @@
+"""Windowing, resampling and normalisation, shared by training (tools/) and serving (agent/).
+
+Pure logic: numpy arrays and plain values in, numpy arrays out. Training cuts windows with
+:func:`sliding_windows`; the agent streams samples through :class:`Resampler` (only when the
+source rate differs from the model's) and :class:`Windower`, and both paths produce identical
+windows for the same samples (tests/agent/test_windowing.py checks this).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from agent.errors import DataError
+from agent.recording import Chunk
+
+GAP_FACTOR = 1.5
+"""Two samples further apart than ``GAP_FACTOR / rate`` seconds are a gap in the stream."""
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """Window length and hop in samples at ``rate_hz``."""
+
+    length: int
+    hop: int
+    rate_hz: float
+
+    def __post_init__(self) -> None:
+        if self.length <= 0 or self.hop <= 0:
+            raise DataError(f"window length and hop must be positive, got {self.length}/{self.hop}")
+        if not self.rate_hz > 0:
+            raise DataError(f"window rate must be positive, got {self.rate_hz}")
+
+    @property
+    def duration_s(self) -> float:
+        return self.length / self.rate_hz
+
+    @property
+    def hop_s(self) -> float:
+        return self.hop / self.rate_hz
+
+
+@dataclass(frozen=True)
+class Window:
+    """One window of samples: [length, channels] float32, with its time span and label."""
+
+    index: int
+    start_t: float
+    end_t: float
+    data: np.ndarray
+    label: str | None = None
+
+
+def uniform_label(labels: Sequence[str | None] | None) -> str | None:
+    """The label every sample carries, or None when they differ or any is unlabelled."""
+    if not labels:
+        return None
+    first = labels[0]
+    if first is None:
+        return None
+    for lbl in labels:
+        if lbl != first:
+            return None
+    return first
+
+
+def sliding_windows(values: np.ndarray, length: int, hop: int) -> np.ndarray:
+    """All full windows of ``values`` [n, channels] as a [N, length, channels] array (a copy)."""
+    if values.ndim != 2:
+        raise DataError(f"expected a [samples, channels] array, got shape {values.shape}")
+    n = values.shape[0]
+    if n < length:
+        return np.zeros((0, length, values.shape[1]), dtype=values.dtype)
+    count = (n - length) // hop + 1
+    view = np.lib.stride_tricks.sliding_window_view(values, length, axis=0)[::hop][:count]
+    return np.ascontiguousarray(view.transpose(0, 2, 1))
+
+
+class Windower:
+    """Cut a stream of chunks into sliding windows; a gap in time restarts the window.
+
+    Windows never span a gap: samples before the gap that do not fill a window are dropped and
+    counted in :attr:`dropped_samples`.
+    """
+
+    def __init__(self, spec: WindowSpec, n_channels: int) -> None:
+        self.spec = spec
+        self.n_channels = n_channels
+        cap = spec.length + 4096
+        self._t = np.zeros(cap, dtype=np.float64)
+        self._v = np.zeros((cap, n_channels), dtype=np.float32)
+        self._lbl: list[str | None] = []
+        self._n = 0
+        self._count = 0
+        self.gaps = 0
+        self.dropped_samples = 0
+
+    def _restart(self) -> None:
+        self.dropped_samples += self._n
+        self._n = 0
+        self._lbl.clear()
+
+    def push(self, chunk: Chunk) -> list[Window]:
+        """Add samples; return the windows they complete, oldest first."""
+        if chunk.values.ndim != 2 or chunk.values.shape[1] != self.n_channels:
+            raise DataError(
+                f"expected {self.n_channels} channels per sample, got shape {chunk.values.shape}"
+            )
+        out: list[Window] = []
+        max_dt = GAP_FACTOR / self.spec.rate_hz
+        t = chunk.t
+        # split the chunk where the stream has gaps (including the join with what we hold)
+        breaks = list(np.nonzero(np.diff(t) > max_dt)[0] + 1)
+        if self._n and len(t) and t[0] - self._t[self._n - 1] > max_dt:
+            breaks.insert(0, 0)
+        bounds = [0, *breaks, len(t)]
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+            if a > 0 or (a == 0 and breaks and breaks[0] == 0):
+                if self._n:
+                    self.gaps += 1
+                self._restart()
+            labels = chunk.labels[a:b] if chunk.labels is not None else (None,) * (b - a)
+            out.extend(self._append(t[a:b], chunk.values[a:b], labels))
+        return out
+
+    def _append(
+        self, t: np.ndarray, v: np.ndarray, labels: Sequence[str | None]
+    ) -> list[Window]:
+        out: list[Window] = []
+        spec = self.spec
+        pos = 0
+        while pos < len(t):
+            room = self._t.shape[0] - self._n
+            take = min(room, len(t) - pos)
+            self._t[self._n : self._n + take] = t[pos : pos + take]
+            self._v[self._n : self._n + take] = v[pos : pos + take]
+            self._lbl.extend(labels[pos : pos + take])
+            self._n += take
+            pos += take
+            start = 0
+            while self._n - start >= spec.length:
+                end = start + spec.length
+                out.append(
+                    Window(
+                        index=self._count,
+                        start_t=float(self._t[start]),
+                        end_t=float(self._t[end - 1]),
+                        data=self._v[start:end].copy(),
+                        label=uniform_label(self._lbl[start:end]),
+                    )
+                )
+                self._count += 1
+                start += spec.hop
+            if start:
+                keep = self._n - start
+                self._t[:keep] = self._t[start : self._n]
+                self._v[:keep] = self._v[start : self._n]
+                del self._lbl[:start]
+                self._n = keep
+        return out
+
+
+@dataclass(frozen=True)
+class Normalizer:
+    """Per-channel standardisation whose statistics travel with the model (its manifest)."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.mean) != len(self.std):
+            raise DataError("normalisation mean and std differ in length")
+        if any(not s > 0 for s in self.std):
+            raise DataError("normalisation std must be positive for every channel")
+
+    @classmethod
+    def fit(cls, values: np.ndarray) -> Normalizer:
+        """Statistics over every sample of ``values`` [..., channels]."""
+        flat = values.reshape(-1, values.shape[-1]).astype(np.float64)
+        std = flat.std(axis=0)
+        std[std < 1e-8] = 1.0
+        return cls(tuple(float(x) for x in flat.mean(axis=0)), tuple(float(x) for x in std))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if x.shape[-1] != len(self.mean):
+            raise DataError(f"expected {len(self.mean)} channels, got shape {x.shape}")
+        mean = np.asarray(self.mean, dtype=np.float32)
+        std = np.asarray(self.std, dtype=np.float32)
+        return ((x - mean) / std).astype(np.float32, copy=False)
+
+
+def lowpass_taps(cutoff: float, numtaps: int = 31) -> np.ndarray:
+    """A Hamming-windowed sinc low-pass; ``cutoff`` is a fraction of the sample rate (< 0.5)."""
+    if not 0 < cutoff < 0.5:
+        raise DataError(f"low-pass cutoff must be in (0, 0.5) of the rate, got {cutoff}")
+    n = np.arange(numtaps) - (numtaps - 1) / 2
+    taps = 2 * cutoff * np.sinc(2 * cutoff * n) * np.hamming(numtaps)
+    return taps / taps.sum()
+
+
+class Resampler:
+    """Stream samples from ``in_rate`` to ``out_rate``: anti-alias low-pass when slowing down,
+    then linear interpolation onto a regular grid. Labels follow the nearest earlier sample.
+    A gap in the input restarts the grid (nothing is interpolated across a gap).
+    """
+
+    def __init__(self, in_rate: float, out_rate: float, numtaps: int = 31) -> None:
+        if not (in_rate > 0 and out_rate > 0):
+            raise DataError(f"sample rates must be positive, got {in_rate} -> {out_rate}")
+        self.in_rate = in_rate
+        self.out_rate = out_rate
+        self._taps = (
+            lowpass_taps(0.45 * out_rate / in_rate, numtaps) if out_rate < in_rate else None
+        )
+        self._reset()
+
+    def _reset(self) -> None:
+        self._raw_t = np.zeros(0)
+        self._raw_v: np.ndarray | None = None
+        self._raw_l: list[str | None] = []
+        self._prev: tuple[float, np.ndarray, str | None] | None = None
+        self._next_t: float | None = None
+
+    def push(self, chunk: Chunk) -> Chunk:
+        max_dt = GAP_FACTOR / self.in_rate
+        if len(chunk) == 0:
+            return chunk
+        labels: list[str | None] = (
+            list(chunk.labels) if chunk.labels is not None else [None] * len(chunk)
+        )
+        breaks = list(np.nonzero(np.diff(chunk.t) > max_dt)[0] + 1)
+        bounds = [0, *breaks, len(chunk)]
+        parts: list[tuple[np.ndarray, np.ndarray, list[str | None]]] = []
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+            if self._raw_t.size and chunk.t[a] - self._raw_t[-1] > max_dt:
+                self._reset()
+            parts.append(self._push_run(chunk.t[a:b], chunk.values[a:b], labels[a:b]))
+        t = np.concatenate([p[0] for p in parts])
+        v = np.concatenate([p[1] for p in parts])
+        out_labels = [lbl for p in parts for lbl in p[2]]
+        return Chunk(t, v, tuple(out_labels) if chunk.labels is not None else None)
+
+    def _filtered(
+        self, t: np.ndarray, v: np.ndarray, labels: list[str | None]
+    ) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+        """Low-pass the run, keeping enough raw history to continue across chunks."""
+        if self._taps is None:
+            return t, v.astype(np.float64), labels
+        k = len(self._taps)
+        all_t = np.concatenate([self._raw_t, t])
+        all_v = v.astype(np.float64) if self._raw_v is None else np.concatenate([self._raw_v, v])
+        all_l = self._raw_l + labels
+        if len(all_t) < k:
+            self._raw_t, self._raw_v, self._raw_l = all_t, all_v, all_l
+            return np.zeros(0), np.zeros((0, v.shape[1])), []
+        out = np.stack(
+            [np.convolve(all_v[:, c], self._taps, mode="valid") for c in range(v.shape[1])],
+            axis=1,
+        )
+        half = (k - 1) // 2
+        out_t = all_t[half : half + out.shape[0]]
+        out_l = all_l[half : half + out.shape[0]]
+        self._raw_t, self._raw_v, self._raw_l = all_t[-(k - 1) :], all_v[-(k - 1) :], all_l[-(k - 1) :]
+        return out_t, out, out_l
+
+    def _push_run(
+        self, t: np.ndarray, v: np.ndarray, labels: list[str | None]
+    ) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+        ft, fv, fl = self._filtered(t, v, labels)
+        n_ch = v.shape[1]
+        if len(ft) == 0:
+            return np.zeros(0), np.zeros((0, n_ch), dtype=np.float32), []
+        if self._prev is not None:
+            ft = np.concatenate([[self._prev[0]], ft])
+            fv = np.concatenate([self._prev[1][None, :], fv])
+            fl = [self._prev[2], *fl]
+        if self._next_t is None:
+            self._next_t = float(ft[0])
+        step = 1.0 / self.out_rate
+        count = int(np.floor((ft[-1] - self._next_t) / step + 1e-9)) + 1
+        grid = self._next_t + step * np.arange(max(count, 0))
+        out_v = np.stack([np.interp(grid, ft, fv[:, c]) for c in range(n_ch)], axis=1)
+        idx = np.clip(np.searchsorted(ft, grid + 1e-9, side="right") - 1, 0, len(ft) - 1)
+        out_l = [fl[i] for i in idx]
+        self._next_t = float(self._next_t + step * max(count, 0))
+        self._prev = (float(ft[-1]), fv[-1].copy(), fl[-1])
+        return grid, out_v.astype(np.float32), out_l

@@ -144,7 +144,9 @@ class ModelEntry:
                 provenance=dict(raw.get("provenance", {})),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"{where}: malformed model entry ({type(exc).__name__}: {exc})") from exc
+            raise ModelError(
+                f"{where}: malformed model entry ({type(exc).__name__}: {exc})"
+            ) from exc
         except Exception as exc:  # DataError from Normalizer/WindowSpec validation
             raise ModelError(f"{where}: invalid model entry ({exc})") from exc
         if spec.layout not in LAYOUTS:
@@ -169,7 +171,9 @@ class Manifest:
             if m.id == model_id:
                 return m
         known = ", ".join(m.id for m in self.models) or "none"
-        raise ModelError(f"model {model_id!r} is not in {self.root / 'manifest.json'} (known: {known})")
+        raise ModelError(
+            f"model {model_id!r} is not in {self.root / 'manifest.json'} (known: {known})"
+        )
 
     def path_of(self, entry: ModelEntry) -> Path:
         return self.root / entry.file

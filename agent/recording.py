@@ -20,11 +20,13 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import itertools
 import json
 import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -95,6 +97,12 @@ class RecordingHeader:
             raise RecordingError(f"{where}: sample_rate_hz must be a positive number")
         if not header.channels:
             raise RecordingError(f"{where}: the header names no channels")
+        try:
+            datetime.fromisoformat(header.start_time.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise RecordingError(
+                f"{where}: start_time {header.start_time!r} is not ISO 8601"
+            ) from exc
         if len(set(header.channel_names)) != len(header.channels):
             raise RecordingError(f"{where}: duplicate channel names in header")
         return header
@@ -114,7 +122,8 @@ class Chunk:
 
 def _open_text(path: Path, mode: str, gz: bool | None = None) -> IO[str]:
     if path.name.endswith(".gz") if gz is None else gz:
-        return io.TextIOWrapper(gzip.open(path, mode + "b"), encoding="utf-8", newline="")
+        raw = gzip.GzipFile(path, mode + "b")
+        return io.TextIOWrapper(raw, encoding="utf-8", newline="")
     return open(path, mode, encoding="utf-8", newline="")
 
 
@@ -155,6 +164,8 @@ class RecordingWriter:
             )
         if self.header.labelled and (labels is None or len(labels) != len(t_arr)):
             raise RecordingError(f"{self.path}: a labelled recording needs one label per sample")
+        if labels is not None and any(lbl and any(c in lbl for c in ',"\r\n') for lbl in labels):
+            raise RecordingError(f"{self.path}: labels may not contain commas, quotes or newlines")
         if len(t_arr) and (t_arr[0] <= self._last_t or np.any(np.diff(t_arr) <= 0)):
             raise RecordingError(f"{self.path}: sample times must be strictly increasing")
         for i in range(len(t_arr)):
@@ -210,77 +221,110 @@ class RecordingReader:
             first = self._fh.readline()
         except (OSError, UnicodeDecodeError, EOFError) as exc:
             raise RecordingError(f"{self.path}: cannot read recording ({exc})") from exc
-        if not first.startswith(MAGIC):
+        try:
+            self._parse_head(first)
+        except BaseException:
             self._fh.close()
+            raise
+
+    def _parse_head(self, first: str) -> None:
+        if not first.startswith(MAGIC):
             raise RecordingError(f"{self.path}: not a har-agent recording (missing '{MAGIC}')")
         version_text, _, header_text = first[len(MAGIC) :].partition(" ")
         if version_text != str(VERSION):
-            self._fh.close()
             raise RecordingError(
                 f"{self.path}: recording format version {version_text!r} is not supported "
                 f"(this har-agent reads version {VERSION})"
             )
         self.header = RecordingHeader.from_json(header_text, str(self.path))
         self._line = 1
-        self._rows = csv.reader(self._fh)
         cols = self._next_row()
         expected = ["t", *self.header.channel_names] + (["label"] if self.header.labelled else [])
         if cols != expected:
-            self._fh.close()
-            raise RecordingError(f"{self.path}: column line {cols} does not match header {expected}")
+            raise RecordingError(
+                f"{self.path}: column line {cols} does not match header {expected}"
+            )
 
     def _next_row(self) -> list[str] | None:
         try:
-            row = next(self._rows)
-        except StopIteration:
-            return None
-        except (OSError, EOFError, UnicodeDecodeError, csv.Error) as exc:
+            line = self._fh.readline()
+        except (OSError, EOFError, UnicodeDecodeError) as exc:
             raise RecordingError(f"{self.path}: line {self._line + 1}: unreadable ({exc})") from exc
+        if not line:
+            return None
         self._line += 1
-        return row
+        return line.rstrip("\r\n").split(",")
+
+    def _read_lines(self, size: int) -> list[str]:
+        try:
+            lines = list(itertools.islice(self._fh, size))
+        except (OSError, EOFError, UnicodeDecodeError) as exc:
+            raise RecordingError(
+                f"{self.path}: after line {self._line}: unreadable ({exc})"
+            ) from exc
+        if lines and not lines[-1].endswith("\n"):
+            lines[-1] += "\n"
+        return lines
+
+    def _parse(self, lines: list[str], first_line: int) -> tuple[np.ndarray, list[str | None]]:
+        """Parse rows fast (numpy's C parser); on any problem, find the bad line and name it."""
+        n_ch = len(self.header.channels)
+        labelled = self.header.labelled
+        width = 1 + n_ch + (1 if labelled else 0)
+        labels: list[str | None] = []
+        try:
+            if labelled:
+                labels = [ln[ln.rfind(",") + 1 :].rstrip("\r\n") or None for ln in lines]
+            arr = np.loadtxt(
+                lines,
+                delimiter=",",
+                usecols=range(1 + n_ch),
+                dtype=np.float64,
+                ndmin=2,
+                comments=None,
+            )
+            if all(ln.count(",") == width - 1 for ln in lines):
+                return arr, labels
+        except ValueError:
+            pass
+        for i, ln in enumerate(lines):
+            fields = ln.rstrip("\r\n").split(",")
+            where = f"{self.path}: line {first_line + i}"
+            if len(fields) != width:
+                raise RecordingError(f"{where}: expected {width} fields, got {len(fields)}")
+            try:
+                [float(x) for x in fields[: 1 + n_ch]]
+            except ValueError as exc:
+                raise RecordingError(f"{where}: not a number ({exc})") from exc
+        raise RecordingError(
+            f"{self.path}: lines {first_line}-{first_line + len(lines) - 1}: unparseable rows"
+        )
 
     def chunks(self, size: int = 256) -> Iterator[Chunk]:
         """Yield chunks of up to ``size`` samples, validating every row."""
-        n_ch = len(self.header.channels)
-        width = 1 + n_ch + (1 if self.header.labelled else 0)
         last_t = -math.inf
         try:
             while True:
-                ts: list[float] = []
-                rows: list[list[float]] = []
-                labels: list[str | None] = []
-                while len(ts) < size:
-                    row = self._next_row()
-                    if row is None:
-                        break
-                    if len(row) != width:
-                        raise RecordingError(
-                            f"{self.path}: line {self._line}: expected {width} fields, got {len(row)}"
-                        )
-                    try:
-                        t = float(row[0])
-                        vals = [float(x) for x in row[1 : 1 + n_ch]]
-                    except ValueError as exc:
-                        raise RecordingError(
-                            f"{self.path}: line {self._line}: not a number ({exc})"
-                        ) from exc
-                    if not t > last_t:
-                        raise RecordingError(
-                            f"{self.path}: line {self._line}: time {t} does not increase"
-                        )
-                    last_t = t
-                    ts.append(t)
-                    rows.append(vals)
-                    if self.header.labelled:
-                        labels.append(row[-1] or None)
-                if not ts:
+                lines = self._read_lines(size)
+                if not lines:
                     return
+                first_line = self._line + 1
+                self._line += len(lines)
+                arr, labels = self._parse(lines, first_line)
+                t = arr[:, 0]
+                steps = np.diff(t, prepend=last_t)
+                if not np.all(steps > 0):
+                    bad = int(np.argmin(steps > 0))
+                    raise RecordingError(
+                        f"{self.path}: line {first_line + bad}: time {t[bad]} does not increase"
+                    )
+                last_t = float(t[-1])
                 yield Chunk(
-                    t=np.asarray(ts, dtype=np.float64),
-                    values=np.asarray(rows, dtype=np.float32),
+                    t=np.ascontiguousarray(t),
+                    values=arr[:, 1:].astype(np.float32),
                     labels=tuple(labels) if self.header.labelled else None,
                 )
-                if len(ts) < size:
+                if len(lines) < size:
                     return
         finally:
             self.close()

@@ -113,7 +113,7 @@ class Windower:
         max_dt = GAP_FACTOR / self.spec.rate_hz
         t = chunk.t
         # split the chunk where the stream has gaps (including the join with what we hold)
-        breaks = list(np.nonzero(np.diff(t) > max_dt)[0] + 1)
+        breaks = [int(b) for b in np.nonzero(np.diff(t) > max_dt)[0] + 1]
         if self._n and len(t) and t[0] - self._t[self._n - 1] > max_dt:
             breaks.insert(0, 0)
         bounds = [0, *breaks, len(t)]
@@ -126,9 +126,7 @@ class Windower:
             out.extend(self._append(t[a:b], chunk.values[a:b], labels))
         return out
 
-    def _append(
-        self, t: np.ndarray, v: np.ndarray, labels: Sequence[str | None]
-    ) -> list[Window]:
+    def _append(self, t: np.ndarray, v: np.ndarray, labels: Sequence[str | None]) -> list[Window]:
         out: list[Window] = []
         spec = self.spec
         pos = 0
@@ -198,7 +196,7 @@ def lowpass_taps(cutoff: float, numtaps: int = 31) -> np.ndarray:
         raise DataError(f"low-pass cutoff must be in (0, 0.5) of the rate, got {cutoff}")
     n = np.arange(numtaps) - (numtaps - 1) / 2
     taps = 2 * cutoff * np.sinc(2 * cutoff * n) * np.hamming(numtaps)
-    return taps / taps.sum()
+    return np.asarray(taps / taps.sum(), dtype=np.float64)
 
 
 class Resampler:
@@ -231,7 +229,7 @@ class Resampler:
         labels: list[str | None] = (
             list(chunk.labels) if chunk.labels is not None else [None] * len(chunk)
         )
-        breaks = list(np.nonzero(np.diff(chunk.t) > max_dt)[0] + 1)
+        breaks = [int(b) for b in np.nonzero(np.diff(chunk.t) > max_dt)[0] + 1]
         bounds = [0, *breaks, len(chunk)]
         parts: list[tuple[np.ndarray, np.ndarray, list[str | None]]] = []
         for a, b in zip(bounds[:-1], bounds[1:], strict=True):
@@ -263,7 +261,11 @@ class Resampler:
         half = (k - 1) // 2
         out_t = all_t[half : half + out.shape[0]]
         out_l = all_l[half : half + out.shape[0]]
-        self._raw_t, self._raw_v, self._raw_l = all_t[-(k - 1) :], all_v[-(k - 1) :], all_l[-(k - 1) :]
+        self._raw_t, self._raw_v, self._raw_l = (
+            all_t[-(k - 1) :],
+            all_v[-(k - 1) :],
+            all_l[-(k - 1) :],
+        )
         return out_t, out, out_l
 
     def _push_run(

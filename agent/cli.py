@@ -1,0 +1,244 @@
+"""``har-agent``: the command line.
+
+Errors we raise on purpose (:class:`AgentError`) end in one line on stderr and exit status 1;
+usage errors exit 2 (typer). SIGTERM and SIGINT (Ctrl-C) set the stop event: the agent finishes the
+chunk in hand, marks itself offline on MQTT and exits 0.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agent import __version__
+from agent.errors import AgentError
+from agent.payload import Prediction
+from agent.profile import Profile, load_profile
+
+DEFAULT_PROFILE = "profiles/default.toml"
+
+app = typer.Typer(
+    help="On-device human activity recognition: IMU windows -> ONNX models -> MQTT.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="Inspect the model bank.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+ProfileOpt = Annotated[
+    Path,
+    typer.Option(
+        "--profile",
+        "-p",
+        envvar="HAR_AGENT_PROFILE",
+        help="Profile (TOML) to run with. [env: HAR_AGENT_PROFILE]",
+        show_envvar=False,
+    ),
+]
+PrintOpt = Annotated[
+    bool, typer.Option("--print", help="Also show each prediction as a line on the terminal.")
+]
+
+log = logging.getLogger("agent")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _fail(exc: AgentError) -> typer.Exit:
+    typer.echo(f"har-agent: error: {exc}", err=True)
+    return typer.Exit(1)
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: object) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def _print_prediction(p: Prediction) -> None:
+    truth = f"  truth {p.truth}" if p.truth else ""
+    smooth = ""
+    if p.smoothed_index is not None:
+        smooth = f"  smoothed {p.labels[p.smoothed_index]}"
+    typer.echo(
+        f"#{p.seq:<5} {p.window_end[11:23]}  {p.label:<18} {p.probs[p.index]:5.2f}"
+        f"{smooth}{truth}  {p.latency_ms:.2f} ms"
+    )
+
+
+def _load(profile: Path) -> Profile:
+    prof = load_profile(profile)
+    _setup_logging(prof.logging.level)
+    return prof
+
+
+@app.callback(invoke_without_command=True)
+def _main(
+    version: Annotated[bool, typer.Option("--version", help="Show the version and exit.")] = False,
+) -> None:
+    if version:
+        typer.echo(f"har-agent {__version__}")
+        raise typer.Exit()
+
+
+@app.command()
+def run(
+    profile: ProfileOpt = Path(DEFAULT_PROFILE),
+    print_: PrintOpt = False,
+) -> None:
+    """Run the agent as configured in a profile (what the systemd service runs)."""
+    from agent.wiring import build_agent
+
+    try:
+        prof = _load(profile)
+        stop = _stop_on_signals()
+        agent = build_agent(prof, stop=stop, observer=_print_prediction if print_ else None)
+        stats = agent.run()
+    except AgentError as exc:
+        raise _fail(exc) from None
+    log.info("stopped after %d windows", stats.windows)
+
+
+@app.command()
+def replay(
+    session: Annotated[Path, typer.Argument(help="Recording to replay (.har.csv or .har.csv.gz).")],
+    profile: ProfileOpt = Path(DEFAULT_PROFILE),
+    speed: Annotated[
+        float, typer.Option(help="Replay speed: 1 = real time, 10 = ten times faster.", min=0.001)
+    ] = 1.0,
+    fast: Annotated[bool, typer.Option("--fast", help="As fast as possible (no pacing).")] = False,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Bank member to use (default: profile's).")
+    ] = None,
+    no_mqtt: Annotated[
+        bool, typer.Option("--no-mqtt", help="Write messages to stdout instead of MQTT.")
+    ] = False,
+    print_: PrintOpt = False,
+    timing: Annotated[
+        bool,
+        typer.Option(
+            "--timing", help="Report agent overhead vs raw session.run (use with --fast)."
+        ),
+    ] = False,
+) -> None:
+    """Replay a recorded session through the agent and publish its predictions."""
+    from agent.publishers import Publisher, StdoutPublisher
+    from agent.wiring import RunOptions, build_agent
+
+    try:
+        prof = _load(profile)
+        stop = _stop_on_signals()
+        publisher: Publisher | None = StdoutPublisher() if no_mqtt else None
+        opts = RunOptions(
+            recording=session,
+            speed=0.0 if fast else speed,
+            loop=False,
+            model_id=model,
+            chunk_samples=None,
+            keep_windows=timing,
+        )
+        if fast:
+            # one hop of samples per chunk: each chunk completes one window (per-window timings)
+            from agent.manifest import load_manifest
+            from agent.wiring import pick_model
+
+            entry = pick_model(load_manifest(prof.resolve(prof.model.dir)), model or prof.model.id)
+            opts = RunOptions(**{**opts.__dict__, "chunk_samples": entry.input.hop})
+        agent = build_agent(
+            prof,
+            options=opts,
+            publisher=publisher,
+            stop=stop,
+            observer=_print_prediction if print_ else None,
+        )
+        stats = agent.run()
+    except AgentError as exc:
+        raise _fail(exc) from None
+    acc = stats.accuracy
+    summary = f"{stats.windows} windows in {stats.wall_s:.1f} s"
+    if acc is not None:
+        summary += f"; accuracy {100 * acc:.1f}% on {stats.labelled} labelled windows"
+    typer.echo(summary, err=True)
+    if timing:
+        from agent.inference import to_model_input
+        from agent.timing import overhead_report, raw_session_times
+
+        pipe = agent.pipeline
+        entry = pipe.classifier.entry
+        inputs = [
+            to_model_input(entry.normalization(w), entry.input.layout) for w in stats.windows_data
+        ]
+        raw = raw_session_times(pipe.classifier.engine.run, inputs, pipe.clock.perf)
+        for line in overhead_report(stats, raw).lines():
+            typer.echo(line)
+
+
+@models_app.command("list")
+def models_list(
+    models_dir: Annotated[
+        Path | None, typer.Option("--dir", help="Model folder (default: the profile's).")
+    ] = None,
+    profile: ProfileOpt = Path(DEFAULT_PROFILE),
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List the bank's models with their accuracy, size and latency."""
+    from agent.manifest import load_manifest
+
+    try:
+        folder = (
+            models_dir
+            if models_dir is not None
+            else load_profile(profile).resolve(load_profile(profile).model.dir)
+        )
+        manifest = load_manifest(folder)
+    except AgentError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps([m.to_dict() for m in manifest.models], indent=2))
+        return
+    head = (
+        f"{'id':<28} {'family':<17} {'width':>5} {'res':>4} {'MACs':>10} {'params':>8} "
+        f"{'KiB':>7} {'acc %':>6} {'F1 %':>6} {'p50 ms':>7}"
+    )
+    typer.echo(head)
+    typer.echo("-" * len(head))
+    for m in manifest.models:
+        acc = m.metrics.get("accuracy")
+        f1 = m.metrics.get("f1_weighted")
+        p50 = m.latency_ms.get("p50")
+        typer.echo(
+            f"{m.id:<28} {m.family:<17} {m.width:>5.2f} {m.resolution:>4} {m.macs:>10,} "
+            f"{m.params:>8,} {m.file_bytes / 1024:>7.1f} "
+            f"{'' if acc is None else f'{100 * acc:.2f}':>6} "
+            f"{'' if f1 is None else f'{100 * f1:.2f}':>6} "
+            f"{'' if p50 is None else f'{p50:.3f}':>7}"
+        )
+    typer.echo(f"\n{len(manifest.models)} model(s) in {folder}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

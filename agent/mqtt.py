@@ -1,0 +1,186 @@
+"""MQTT publisher over paho-mqtt 2.x (VERSION2 callbacks).
+
+- QoS 1 by default; paho retries unacknowledged messages after a reconnect.
+- Reconnect with capped exponential backoff (paho's ``reconnect_delay_set``) on its own thread.
+- Retained ``online`` status published on every (re)connect; a last will sets it ``offline``.
+- The command topic is subscribed in ``on_connect``, so the subscription survives reconnects.
+- Callbacks run on paho's network thread and only put events on queues; the pipeline thread
+  calls :meth:`MqttPublisher.poll` to log connection changes (once each) and collect commands.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+from agent.errors import PublishError
+from agent.payload import Topics
+from agent.publishers import Command
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    host: str
+    port: int
+    client_id: str
+    keepalive_s: int = 30
+    qos: int = 1
+    connect_timeout_s: float = 10.0
+    reconnect_min_s: int = 1
+    reconnect_max_s: int = 60
+    max_queued: int = 10000
+
+
+class MqttPublisher:
+    def __init__(self, settings: MqttSettings, topics: Topics) -> None:
+        self.settings = settings
+        self.topics = topics
+        self._events: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[Command] = queue.SimpleQueue()
+        self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._pending: set[int] = set()
+        self._connected = False
+        self._queue_full_logged = False
+        self.dropped = 0
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=settings.client_id,
+            protocol=mqtt.MQTTv311,
+        )
+        client.will_set(topics.status, payload="offline", qos=1, retain=True)
+        client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)
+        client.max_queued_messages_set(settings.max_queued)
+        client.connect_timeout = settings.connect_timeout_s
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_publish = self._on_publish
+        self._client = client
+
+    # -- paho callbacks: network thread, trivial work only ------------------------------------
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+        if rc.is_failure:
+            self._events.put(("refused", str(rc)))
+            return
+        client.subscribe(self.topics.command, qos=1)
+        client.publish(self.topics.status, "online", qos=1, retain=True)
+        self._events.put(("connected", str(rc)))
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+        self._events.put(("disconnected", str(rc)))
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        self._inbox.put(Command(topic=msg.topic, payload=bytes(msg.payload)))
+
+    def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, _rc: Any, _p: Any) -> None:
+        self._acks.put(mid)
+
+    # -- pipeline thread -----------------------------------------------------------------------
+    def start(self) -> None:
+        s = self.settings
+        where = f"MQTT broker at {s.host}:{s.port}"
+        try:
+            self._client.connect(s.host, s.port, keepalive=s.keepalive_s)
+        except (TimeoutError, OSError, ValueError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            raise PublishError(f"cannot reach the {where} ({reason})") from exc
+        self._client.loop_start()
+        deadline = time.monotonic() + s.connect_timeout_s
+        while time.monotonic() < deadline:
+            try:
+                kind, detail = self._events.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if kind == "connected":
+                self._connected = True
+                log.info("connected to the %s", where)
+                return
+            if kind == "refused":
+                self._client.loop_stop()
+                raise PublishError(f"the {where} refused the connection ({detail})")
+        self._client.loop_stop()
+        raise PublishError(f"the {where} did not answer within {s.connect_timeout_s:g} s")
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
+            self.dropped += 1
+            if not self._queue_full_logged:
+                log.warning("MQTT queue full (%d messages): dropping", self.settings.max_queued)
+                self._queue_full_logged = True
+            return
+        if self._queue_full_logged:
+            log.info("MQTT queue has room again (%d messages dropped so far)", self.dropped)
+            self._queue_full_logged = False
+        if qos > 0:
+            self._pending.add(info.mid)
+        self._drain_acks()
+
+    def _drain_acks(self) -> None:
+        while True:
+            try:
+                self._pending.discard(self._acks.get_nowait())
+            except queue.Empty:
+                return
+
+    def poll(self) -> list[Command]:
+        while True:
+            try:
+                kind, detail = self._events.get_nowait()
+            except queue.Empty:
+                break
+            s = self.settings
+            if kind == "connected" and not self._connected:
+                self._connected = True
+                log.info("reconnected to the MQTT broker at %s:%d", s.host, s.port)
+            elif kind in ("disconnected", "refused") and self._connected:
+                self._connected = False
+                log.warning(
+                    "lost the MQTT broker at %s:%d (%s); retrying every %d-%d s, messages queue",
+                    s.host,
+                    s.port,
+                    detail,
+                    s.reconnect_min_s,
+                    s.reconnect_max_s,
+                )
+        self._drain_acks()
+        out: list[Command] = []
+        while True:
+            try:
+                out.append(self._inbox.get_nowait())
+            except queue.Empty:
+                return out
+
+    def flush(self, timeout_s: float) -> int:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self._drain_acks()
+            if not self._pending or time.monotonic() >= deadline:
+                return len(self._pending)
+            try:
+                self._pending.discard(self._acks.get(timeout=0.05))
+            except queue.Empty:
+                pass
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def stop(self) -> None:
+        left = self.flush(5.0)
+        if left:
+            log.warning("%d predictions were not acknowledged by the broker before stopping", left)
+        info = self._client.publish(self.topics.status, "offline", qos=1, retain=True)
+        if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self._pending.add(info.mid)
+            self.flush(2.0)
+        self._client.disconnect()
+        self._client.loop_stop()

@@ -1,0 +1,198 @@
+"""The hot loop: source -> channel selection -> resampler -> windower -> classifier -> smoother
+-> payload -> publisher. Everything is passed in; nothing here opens files, sockets or clocks.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from agent.clock import Clock
+from agent.commands import handle_command
+from agent.errors import DataError
+from agent.inference import Classifier
+from agent.payload import Prediction, Topics, encode_prediction, iso_at, iso_from_unix
+from agent.publishers import Publisher
+from agent.recording import Chunk, RecordingHeader
+from agent.smoothing import Smoother
+from agent.sources import Source
+from agent.windowing import Resampler, Windower
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunStats:
+    """What one run did, and where its time went (seconds, per chunk)."""
+
+    windows: int = 0
+    labelled: int = 0
+    correct: int = 0
+    samples: int = 0
+    read_s: list[float] = field(default_factory=list)
+    process_s: list[float] = field(default_factory=list)
+    infer_s: list[float] = field(default_factory=list)
+    windows_per_chunk: list[int] = field(default_factory=list)
+    wall_s: float = 0.0
+    predictions: list[int] = field(default_factory=list)
+    windows_data: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.labelled if self.labelled else None
+
+
+def channel_indices(
+    header: RecordingHeader, channels: tuple[str, ...], units: tuple[str, ...], where: str
+) -> list[int]:
+    """Columns of the source that feed the model's channels, in the model's order."""
+    names = header.channel_names
+    out: list[int] = []
+    for name, unit in zip(channels, units, strict=True):
+        if name not in names:
+            raise DataError(
+                f"{where} has no channel {name!r} needed by the model (has {list(names)})"
+            )
+        i = names.index(name)
+        if header.channels[i].unit != unit:
+            raise DataError(
+                f"{where}: channel {name!r} is in {header.channels[i].unit!r}, "
+                f"the model needs {unit!r}"
+            )
+        out.append(i)
+    return out
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        source: Source,
+        source_name: str,
+        classifier: Classifier,
+        smoother: Smoother,
+        publisher: Publisher,
+        topics: Topics,
+        device_id: str,
+        clock: Clock,
+        stop: threading.Event,
+        origin: datetime,
+        qos: int = 1,
+        keep_windows: bool = False,
+        observer: Callable[[Prediction], None] | None = None,
+    ) -> None:
+        entry = classifier.entry
+        self.source = source
+        self.classifier = classifier
+        self.smoother = smoother
+        self.publisher = publisher
+        self.topics = topics
+        self.device_id = device_id
+        self.clock = clock
+        self.stop = stop
+        self.origin = origin
+        self.qos = qos
+        self.keep_windows = keep_windows
+        self.observer = observer
+        spec = entry.input
+        self._cols = channel_indices(source.header, spec.channels, spec.units, source_name)
+        self._identity_cols = self._cols == list(range(len(source.header.channels)))
+        rate = source.header.sample_rate_hz
+        self.resampler = Resampler(rate, spec.rate_hz) if abs(rate - spec.rate_hz) > 1e-9 else None
+        if self.resampler:
+            log.info(
+                "resampling %s from %g Hz to the model's %g Hz", source_name, rate, spec.rate_hz
+            )
+        self.windower = Windower(spec.window, len(spec.channels))
+        self.seq = 0
+        self.stats = RunStats()
+        self._started = clock.monotonic()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "device": self.device_id,
+            "model": self.classifier.entry.id,
+            "windows": self.stats.windows,
+            "seq": self.seq,
+            "uptime_s": round(self.clock.monotonic() - self._started, 1),
+        }
+
+    def _prepare(self, chunk: Chunk) -> Chunk:
+        if not self._identity_cols:
+            chunk = Chunk(chunk.t, chunk.values[:, self._cols], chunk.labels)
+        if self.resampler is not None:
+            chunk = self.resampler.push(chunk)
+        return chunk
+
+    def process(self, chunk: Chunk) -> int:
+        """Run one chunk through to the publisher; return the number of windows it completed."""
+        entry = self.classifier.entry
+        stats = self.stats
+        for cmd in self.publisher.poll():
+            self.publisher.publish(
+                self.topics.response, handle_command(cmd.payload, self.status()), qos=1
+            )
+        windows = self.windower.push(self._prepare(chunk))
+        for w in windows:
+            c = self.classifier.classify(w.data)
+            sm = self.smoother.update(c.probs)
+            smoothed = self.smoother.method != "none"
+            pred = Prediction(
+                device=self.device_id,
+                seq=self.seq,
+                window_index=w.index,
+                window_start=iso_at(self.origin, w.start_t),
+                window_end=iso_at(self.origin, w.end_t),
+                labels=entry.labels,
+                probs=tuple(float(p) for p in c.probs),
+                index=c.index,
+                model=entry.id,
+                latency_ms=c.infer_s * 1000.0,
+                published_at=iso_from_unix(self.clock.wall()),
+                smoothed_index=sm.index if smoothed else None,
+                smoothed_confidence=sm.confidence if smoothed else None,
+                smoothing=self.smoother.method,
+                smoothing_window=self.smoother.k,
+                truth=w.label,
+            )
+            self.publisher.publish(self.topics.prediction, encode_prediction(pred), qos=self.qos)
+            if self.observer is not None:
+                self.observer(pred)
+            self.seq += 1
+            stats.windows += 1
+            stats.infer_s.append(c.infer_s)
+            stats.predictions.append(c.index)
+            if self.keep_windows:
+                stats.windows_data.append(w.data)
+            if w.label is not None:
+                stats.labelled += 1
+                stats.correct += int(entry.labels[c.index] == w.label)
+        return len(windows)
+
+    def run(self) -> RunStats:
+        """Consume the source until it ends or the stop event is set."""
+        perf = self.clock.perf
+        stats = self.stats
+        started = perf()
+        it = iter(self.source.chunks())
+        while not self.stop.is_set():
+            t0 = perf()
+            chunk = next(it, None)
+            if chunk is None:
+                break
+            t1 = perf()
+            n_infer = len(stats.infer_s)
+            n = self.process(chunk)
+            t2 = perf()
+            stats.samples += len(chunk)
+            stats.read_s.append(t1 - t0)
+            stats.process_s.append(t2 - t1 - sum(stats.infer_s[n_infer:]))
+            stats.windows_per_chunk.append(n)
+        stats.wall_s = perf() - started
+        return stats

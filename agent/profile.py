@@ -1,0 +1,228 @@
+"""Profiles: one TOML file per deployment (board, model, source, broker), validated and versioned.
+
+A profile is parsed with :mod:`tomllib` and turned into frozen dataclasses. Every key is checked:
+an unknown key, a wrong type or an out-of-range value is a :class:`ConfigError` whose message names
+the file and the dotted key. Relative paths in a profile are resolved against the profile's folder.
+docs/profiles.md lists every key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+from agent.errors import ConfigError
+
+PROFILE_VERSION = 1
+_DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    id: str = "har-agent"
+    """Names this agent in MQTT topics (``<prefix>/<id>/...``) and payloads."""
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    kind: Literal["replay"] = "replay"
+    path: str = ""
+    """Recording to replay (for ``kind = "replay"``)."""
+    speed: float = 1.0
+    """1.0 replays in real time, 2.0 twice as fast, 0 as fast as possible."""
+    loop: bool = False
+    """Start the recording again when it ends (a demo that never stops)."""
+    chunk_samples: int = 10
+    """Samples handed to the pipeline at a time when pacing in real time."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    dir: str = "models"
+    id: str = ""
+    """Bank member to run; empty picks the most accurate model in the manifest."""
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    intra_op_threads: int = 1
+    inter_op_threads: int = 1
+    allow_spinning: bool = False
+    """ONNX Runtime's busy-wait between runs: lower latency, but burns CPU while idle."""
+
+
+@dataclass(frozen=True)
+class SmoothingConfig:
+    method: Literal["none", "mean", "vote"] = "none"
+    """``mean`` averages probabilities, ``vote`` takes the majority label of the last windows."""
+    window: int = 5
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    host: str = "localhost"
+    port: int = 1883
+    topic_prefix: str = "har"
+    qos: int = 1
+    keepalive_s: int = 30
+    client_id: str = ""
+    """Empty means ``har-agent-<device id>``."""
+    connect_timeout_s: float = 10.0
+    reconnect_min_s: int = 1
+    reconnect_max_s: int = 60
+    max_queued: int = 10000
+    """Messages paho may hold while the broker is away (in memory; see docs/mqtt.md)."""
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+@dataclass(frozen=True)
+class Profile:
+    profile_version: int
+    name: str
+    description: str = ""
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    base_dir: Path = Path(".")
+    """Folder that relative paths resolve against (the profile's folder); not a TOML key."""
+
+    def resolve(self, path: str) -> Path:
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p)
+
+
+def _type_name(tp: Any) -> str:
+    if get_origin(tp) is Literal:
+        return " | ".join(repr(a) for a in get_args(tp))
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        tp, str(tp)
+    )
+
+
+def _check_value(value: Any, tp: Any, key: str, where: str) -> Any:
+    if get_origin(tp) is Literal:
+        if value not in get_args(tp):
+            raise ConfigError(f"{where}: {key} must be one of {_type_name(tp)} (got {value!r})")
+        return value
+    ok = (
+        (tp is bool and isinstance(value, bool))
+        or (tp is int and isinstance(value, int) and not isinstance(value, bool))
+        or (tp is float and isinstance(value, int | float) and not isinstance(value, bool))
+        or (tp is str and isinstance(value, str))
+    )
+    if not ok:
+        raise ConfigError(
+            f"{where}: {key} must be {_type_name(tp)} (got {type(value).__name__} {value!r})"
+        )
+    return float(value) if tp is float else value
+
+
+def _build(cls: type[Any], table: Any, prefix: str, where: str) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: [{prefix.rstrip('.')}] must be a table")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "base_dir"}
+    for key in table:
+        if key not in fields:
+            raise ConfigError(
+                f"{where}: unknown key '{prefix}{key}' (known: {', '.join(sorted(fields))})"
+            )
+    kwargs: dict[str, Any] = {}
+    for name, value in table.items():
+        tp = hints[name]
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, value, f"{prefix}{name}.", where)
+        elif isinstance(tp, types.UnionType):
+            raise TypeError(f"unsupported profile field type {tp}")  # a bug in this module
+        else:
+            kwargs[name] = _check_value(value, tp, f"{prefix}{name}", where)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def _validate(p: Profile, where: str) -> None:
+    def bad(key: str, why: str) -> ConfigError:
+        return ConfigError(f"{where}: {key} {why}")
+
+    if p.profile_version != PROFILE_VERSION:
+        raise bad(
+            "profile_version", f"{p.profile_version} is not supported (expected {PROFILE_VERSION})"
+        )
+    if not _DEVICE_ID.match(p.device.id):
+        raise bad(
+            "device.id", "must be 1-64 letters, digits, '_', '.' or '-' (used in MQTT topics)"
+        )
+    if p.source.kind == "replay" and not p.source.path:
+        raise bad("source.path", "is required when source.kind is 'replay'")
+    if p.source.speed < 0:
+        raise bad("source.speed", "must be 0 (as fast as possible) or positive")
+    if not 1 <= p.source.chunk_samples <= 100_000:
+        raise bad("source.chunk_samples", "must be between 1 and 100000")
+    for key, n in (
+        ("intra_op_threads", p.inference.intra_op_threads),
+        ("inter_op_threads", p.inference.inter_op_threads),
+    ):
+        if not 1 <= n <= 64:
+            raise bad(f"inference.{key}", "must be between 1 and 64")
+    if not 1 <= p.smoothing.window <= 1000:
+        raise bad("smoothing.window", "must be between 1 and 1000")
+    m = p.mqtt
+    if not 1 <= m.port <= 65535:
+        raise bad("mqtt.port", "must be between 1 and 65535")
+    if m.qos not in (0, 1, 2):
+        raise bad("mqtt.qos", "must be 0, 1 or 2")
+    if not _TOPIC_PREFIX.match(m.topic_prefix):
+        raise bad("mqtt.topic_prefix", "must be topic levels without wildcards, e.g. 'har'")
+    if not 5 <= m.keepalive_s <= 3600:
+        raise bad("mqtt.keepalive_s", "must be between 5 and 3600")
+    if not 0 < m.connect_timeout_s <= 300:
+        raise bad("mqtt.connect_timeout_s", "must be in (0, 300]")
+    if not 1 <= m.reconnect_min_s <= m.reconnect_max_s <= 3600:
+        raise bad("mqtt.reconnect_min_s", "must be >= 1 and <= mqtt.reconnect_max_s (<= 3600)")
+    if not 1 <= m.max_queued <= 1_000_000:
+        raise bad("mqtt.max_queued", "must be between 1 and 1000000")
+
+
+def parse_profile(text: str, where: str, base_dir: Path) -> Profile:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: not valid TOML ({exc})") from exc
+    if "profile_version" not in raw:
+        raise ConfigError(
+            f"{where}: missing profile_version (this har-agent reads {PROFILE_VERSION})"
+        )
+    if "name" not in raw:
+        raise ConfigError(f"{where}: missing name")
+    profile: Profile = _build(Profile, raw, "", where)
+    profile = dataclasses.replace(profile, base_dir=base_dir)
+    _validate(profile, where)
+    return profile
+
+
+def load_profile(path: str | Path) -> Profile:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{p}: no such profile") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read profile ({exc})") from exc
+    return parse_profile(text, str(p), p.resolve().parent)

@@ -1,0 +1,88 @@
+"""Where predictions go: the :class:`Publisher` protocol and its small implementations.
+
+The MQTT implementation lives in :mod:`agent.mqtt`; here are the ones that need no broker:
+:class:`StdoutPublisher` (``--no-mqtt``: JSON lines on standard output) and
+:class:`MemoryPublisher` (tests and benchmarks: keeps every message in a list).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Protocol, TextIO
+
+
+@dataclass(frozen=True)
+class Command:
+    """A message that arrived on the agent's command topic."""
+
+    topic: str
+    payload: bytes
+
+
+class Publisher(Protocol):
+    def start(self) -> None:
+        """Connect; raise :class:`PublishError` if that is impossible."""
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        """Hand one message over for delivery (never blocks on the network)."""
+
+    def poll(self) -> list[Command]:
+        """Called from the pipeline thread: log connection changes, return received commands."""
+
+    def flush(self, timeout_s: float) -> int:
+        """Wait up to ``timeout_s`` for handed-over messages to be delivered; return how many
+        are still undelivered."""
+
+    def stop(self) -> None:
+        """Say goodbye (status offline) and disconnect."""
+
+
+@dataclass
+class MemoryPublisher:
+    """Keeps every message; ``commands`` are handed to the pipeline on the next poll."""
+
+    messages: list[tuple[str, bytes, int, bool]] = field(default_factory=list)
+    commands: list[Command] = field(default_factory=list)
+    started: bool = False
+    stopped: bool = False
+
+    def start(self) -> None:
+        self.started = True
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        self.messages.append((topic, payload, qos, retain))
+
+    def poll(self) -> list[Command]:
+        out, self.commands = self.commands, []
+        return out
+
+    def flush(self, timeout_s: float) -> int:
+        return 0
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+class StdoutPublisher:
+    """Writes ``topic payload`` lines, like ``mosquitto_sub -v`` would show them."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._out = stream or sys.stdout
+
+    def start(self) -> None:
+        pass
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        self._out.write(f"{topic} {payload.decode('utf-8')}\n")
+        self._out.flush()
+
+    def poll(self) -> list[Command]:
+        return []
+
+    def flush(self, timeout_s: float) -> int:
+        self._out.flush()
+        return 0
+
+    def stop(self) -> None:
+        self._out.flush()

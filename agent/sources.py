@@ -1,0 +1,75 @@
+"""Sample sources: the :class:`Source` protocol and the recorded-session replay.
+
+A source yields :class:`~agent.recording.Chunk` objects in time order and describes itself with a
+:class:`~agent.recording.RecordingHeader` (rate, channels, units, labels). Live I2C sensors plug in
+behind the same protocol.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Protocol
+
+from agent.clock import Clock
+from agent.recording import Chunk, RecordingHeader, RecordingReader
+
+LOOP_GAP_S = 10.0
+"""When a replay loops, the next pass starts this long after the last sample: a gap, so no
+window is cut across the splice."""
+
+
+class Source(Protocol):
+    header: RecordingHeader
+
+    def chunks(self) -> Iterator[Chunk]:
+        """Yield samples in time order until the source ends or the stop event is set."""
+
+
+class ReplaySource:
+    """Replay a recording, paced at ``speed`` times real time (0 = as fast as possible)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        clock: Clock,
+        stop: threading.Event,
+        speed: float = 1.0,
+        chunk_samples: int = 10,
+        loop: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self._clock = clock
+        self._stop = stop
+        self.speed = speed
+        self.chunk_samples = chunk_samples
+        self.loop = loop
+        reader = RecordingReader(self.path)  # validates the header now: fail before we start
+        reader.close()
+        self.header = reader.header
+        self.passes = 0
+
+    def chunks(self) -> Iterator[Chunk]:
+        offset = 0.0
+        t0 = self._clock.monotonic()
+        while not self._stop.is_set():
+            first_t: float | None = None
+            last_t = 0.0
+            for chunk in RecordingReader(self.path).chunks(self.chunk_samples):
+                if self._stop.is_set():
+                    return
+                if first_t is None:
+                    first_t = float(chunk.t[0])
+                if self.speed > 0:
+                    due = t0 + (offset + float(chunk.t[-1]) - first_t) / self.speed
+                    if not self._clock.sleep_until(due, self._stop):
+                        return
+                last_t = float(chunk.t[-1])
+                yield replace(chunk, t=chunk.t + offset) if offset else chunk
+            self.passes += 1
+            if not self.loop or first_t is None:
+                return
+            offset += last_t - first_t + LOOP_GAP_S

@@ -1,0 +1,82 @@
+"""Turn a replay's timings into the figures the pipeline benchmark reports (pure logic)."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from agent.pipeline import RunStats
+
+
+@dataclass(frozen=True)
+class OverheadReport:
+    windows: int
+    wall_s: float
+    windows_per_s: float
+    overhead_median_us: float
+    """Agent time per window excluding session.run: decode + windowing + ... + publish."""
+    decode_median_us: float
+    """Of which: reading and parsing the recording."""
+    infer_median_us: float
+    """session.run inside the pipeline."""
+    raw_median_us: float
+    """session.run in a bare loop over the same windows, same run."""
+
+    @property
+    def ratio(self) -> float:
+        return self.overhead_median_us / self.raw_median_us if self.raw_median_us else float("nan")
+
+    def lines(self) -> list[str]:
+        return [
+            f"windows                  {self.windows}",
+            f"windows per second       {self.windows_per_s:.1f}",
+            f"agent overhead / window  {self.overhead_median_us:.1f} us median "
+            f"(of which recording decode {self.decode_median_us:.1f} us)",
+            f"session.run in pipeline  {self.infer_median_us:.1f} us median",
+            f"raw session.run loop     {self.raw_median_us:.1f} us median (same windows)",
+            f"overhead / raw inference {100 * self.ratio:.1f} %",
+        ]
+
+
+def per_window(stats: RunStats) -> tuple[list[float], list[float]]:
+    """Per-window overhead and decode times, from chunks that completed at least one window."""
+    overhead: list[float] = []
+    decode: list[float] = []
+    for r, p, n in zip(stats.read_s, stats.process_s, stats.windows_per_chunk, strict=True):
+        if n:
+            overhead.append((r + p) / n)
+            decode.append(r / n)
+    return overhead, decode
+
+
+def raw_session_times(
+    run: Callable[[np.ndarray], object],
+    inputs: Sequence[np.ndarray],
+    perf: Callable[[], float],
+    warmup: int = 20,
+) -> list[float]:
+    for x in inputs[:warmup]:
+        run(x)
+    out: list[float] = []
+    for x in inputs:
+        t0 = perf()
+        run(x)
+        out.append(perf() - t0)
+    return out
+
+
+def overhead_report(stats: RunStats, raw_s: Sequence[float]) -> OverheadReport:
+    overhead, decode = per_window(stats)
+    med = statistics.median
+    return OverheadReport(
+        windows=stats.windows,
+        wall_s=stats.wall_s,
+        windows_per_s=stats.windows / stats.wall_s if stats.wall_s else 0.0,
+        overhead_median_us=med(overhead) * 1e6 if overhead else 0.0,
+        decode_median_us=med(decode) * 1e6 if decode else 0.0,
+        infer_median_us=med(stats.infer_s) * 1e6 if stats.infer_s else 0.0,
+        raw_median_us=med(raw_s) * 1e6 if raw_s else 0.0,
+    )

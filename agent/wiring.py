@@ -1,0 +1,135 @@
+"""The one place that builds a running agent from a profile.
+
+Everything the pipeline needs is made here and passed in through constructors, so tests build the
+same agent with a :class:`~agent.publishers.MemoryPublisher` or a real broker, a fake clock or the
+system clock. Files are opened and the model is loaded before the broker is contacted, so bad input
+fails before anything is published.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.clock import Clock, SystemClock
+from agent.errors import ModelError
+from agent.inference import Classifier, OrtEngine, SessionSettings
+from agent.manifest import Manifest, ModelEntry, load_manifest
+from agent.mqtt import MqttPublisher, MqttSettings
+from agent.payload import Prediction, Topics, parse_time
+from agent.pipeline import Pipeline, RunStats
+from agent.profile import Profile
+from agent.publishers import Publisher
+from agent.smoothing import Smoother
+from agent.sources import ReplaySource
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Per-invocation overrides of the profile (the CLI's flags)."""
+
+    recording: Path | None = None
+    speed: float | None = None
+    loop: bool | None = None
+    model_id: str | None = None
+    chunk_samples: int | None = None
+    keep_windows: bool = False
+
+
+def pick_model(manifest: Manifest, model_id: str) -> ModelEntry:
+    if model_id:
+        return manifest.get(model_id)
+    if not manifest.models:
+        raise ModelError(f"{manifest.root / 'manifest.json'} lists no models")
+    return max(manifest.models, key=lambda m: float(m.metrics.get("accuracy", 0.0)))
+
+
+def mqtt_publisher(profile: Profile) -> MqttPublisher:
+    m = profile.mqtt
+    settings = MqttSettings(
+        host=m.host,
+        port=m.port,
+        client_id=m.client_id or f"har-agent-{profile.device.id}",
+        keepalive_s=m.keepalive_s,
+        qos=m.qos,
+        connect_timeout_s=m.connect_timeout_s,
+        reconnect_min_s=m.reconnect_min_s,
+        reconnect_max_s=m.reconnect_max_s,
+        max_queued=m.max_queued,
+    )
+    return MqttPublisher(settings, Topics(m.topic_prefix, profile.device.id))
+
+
+@dataclass
+class Agent:
+    pipeline: Pipeline
+    publisher: Publisher
+    stop: threading.Event
+
+    def run(self) -> RunStats:
+        """Connect, run until the source ends or ``stop`` is set, then say goodbye."""
+        self.publisher.start()
+        try:
+            return self.pipeline.run()
+        finally:
+            self.publisher.stop()
+
+
+def build_agent(
+    profile: Profile,
+    *,
+    options: RunOptions | None = None,
+    publisher: Publisher | None = None,
+    clock: Clock | None = None,
+    stop: threading.Event | None = None,
+    observer: Callable[[Prediction], None] | None = None,
+) -> Agent:
+    opts = options or RunOptions()
+    clock = clock or SystemClock()
+    stop = stop or threading.Event()
+    manifest = load_manifest(profile.resolve(profile.model.dir))
+    entry = pick_model(manifest, opts.model_id or profile.model.id)
+    inf = profile.inference
+    engine = OrtEngine(
+        manifest.path_of(entry),
+        entry,
+        SessionSettings(inf.intra_op_threads, inf.inter_op_threads, inf.allow_spinning),
+    )
+    path = opts.recording if opts.recording is not None else profile.resolve(profile.source.path)
+    source = ReplaySource(
+        path,
+        clock=clock,
+        stop=stop,
+        speed=profile.source.speed if opts.speed is None else opts.speed,
+        chunk_samples=opts.chunk_samples or profile.source.chunk_samples,
+        loop=profile.source.loop if opts.loop is None else opts.loop,
+    )
+    topics = Topics(profile.mqtt.topic_prefix, profile.device.id)
+    pipeline = Pipeline(
+        source=source,
+        source_name=str(path),
+        classifier=Classifier(entry, engine, clock.perf),
+        smoother=Smoother(profile.smoothing.method, profile.smoothing.window),
+        publisher=publisher if publisher is not None else mqtt_publisher(profile),
+        topics=topics,
+        device_id=profile.device.id,
+        clock=clock,
+        stop=stop,
+        origin=parse_time(source.header.start_time),
+        qos=profile.mqtt.qos,
+        keep_windows=opts.keep_windows,
+        observer=observer,
+    )
+    log.info(
+        "model %s (%s), source %s at %g Hz",
+        entry.id,
+        entry.family,
+        path,
+        source.header.sample_rate_hz,
+    )
+    return Agent(pipeline=pipeline, publisher=pipeline.publisher, stop=stop)

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The main job: install what is missing, make sure a local mosquitto runs, then run the agent on
+# its default profile (it replays a bundled test-subject recording in real time) while a subscriber
+# shows the predictions arriving on MQTT. Ctrl-C stops everything.
+source "$(dirname "${BASH_SOURCE[0]}")/_setup.sh"
+
+PROFILE="${1:-$ROOT/profiles/default.toml}"
+
+need_python
+apt_install mosquitto mosquitto-clients
+make_venv ""
+
+BROKER_PID=""
+SUB_PID=""
+cleanup() {
+    [ -n "$SUB_PID" ] && kill "$SUB_PID" 2>/dev/null || true
+    [ -n "$BROKER_PID" ] && kill "$BROKER_PID" 2>/dev/null || true
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+if ! port_open localhost 1883; then
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        say "starting the mosquitto service"
+        as_root systemctl start mosquitto || true
+    fi
+fi
+if ! port_open localhost 1883; then
+    exe="$(mosquitto_exe)" || die "mosquitto is not installed"
+    conf="$(mktemp -d)/mosquitto.conf"
+    printf 'listener 1883 127.0.0.1\nallow_anonymous true\npersistence false\n' >"$conf"
+    say "starting mosquitto on 127.0.0.1:1883 for this demo"
+    "$exe" -c "$conf" >/dev/null 2>&1 &
+    BROKER_PID=$!
+    for _ in $(seq 50); do port_open localhost 1883 && break; sleep 0.1; done
+    port_open localhost 1883 || die "mosquitto did not start on localhost:1883"
+fi
+
+say "subscribing: mosquitto_sub -h localhost -t 'har/#' -v"
+mosquitto_sub -h localhost -t 'har/#' -v &
+SUB_PID=$!
+
+say "running: har-agent run --profile $PROFILE   (Ctrl-C to stop)"
+"$VENV/bin/har-agent" run --profile "$PROFILE"

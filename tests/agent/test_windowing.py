@@ -1,0 +1,194 @@
+import numpy as np
+import pytest
+
+from agent.errors import DataError
+from agent.recording import Chunk
+from agent.windowing import (
+    Normalizer,
+    Resampler,
+    Windower,
+    WindowSpec,
+    lowpass_taps,
+    sliding_windows,
+    uniform_label,
+)
+
+
+def _stream(n: int, rate: float = 50.0, ch: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    t = np.arange(n) / rate
+    v = np.stack([np.arange(n, dtype=np.float32) + 1000 * c for c in range(ch)], axis=1)
+    return t, v
+
+
+@pytest.mark.parametrize(
+    ("n", "length", "hop", "expected"),
+    [
+        (0, 4, 2, 0),
+        (3, 4, 2, 0),
+        (4, 4, 2, 1),
+        (5, 4, 2, 1),
+        (6, 4, 2, 2),
+        (10, 4, 4, 2),
+        (10, 4, 1, 7),
+        (256, 128, 64, 3),
+        (257, 128, 64, 3),
+        (320, 128, 64, 4),
+    ],
+)
+def test_sliding_window_counts(n: int, length: int, hop: int, expected: int) -> None:
+    _, v = _stream(n)
+    w = sliding_windows(v, length, hop)
+    assert w.shape == (expected, length, 2)
+    for i in range(expected):
+        np.testing.assert_array_equal(w[i], v[i * hop : i * hop + length])
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 100, 1000])
+def test_streaming_windower_matches_batch(chunk: int) -> None:
+    t, v = _stream(1000)
+    w = Windower(WindowSpec(128, 64, 50.0), 2)
+    got = []
+    for a in range(0, 1000, chunk):
+        got += w.push(Chunk(t[a : a + chunk], v[a : a + chunk]))
+    ref = sliding_windows(v, 128, 64)
+    assert len(got) == len(ref)
+    for i, win in enumerate(got):
+        assert win.index == i
+        np.testing.assert_array_equal(win.data, ref[i])
+        assert win.start_t == pytest.approx(t[i * 64])
+        assert win.end_t == pytest.approx(t[i * 64 + 127])
+
+
+def test_windower_restarts_at_gap() -> None:
+    t, v = _stream(300)
+    t = t.copy()
+    t[150:] += 5.0  # a 5 s hole after sample 149
+    w = Windower(WindowSpec(100, 50, 50.0), 2)
+    wins = w.push(Chunk(t, v))
+    # before the gap: windows at 0, 50 (ends 149); after: windows at 150, 200 (ends 249 / 299)
+    assert [int(x.data[0, 0]) for x in wins] == [0, 50, 150, 200]
+    assert all(np.all(np.diff(x.data[:, 0]) == 1) for x in wins)
+    assert w.gaps == 1
+
+
+def test_windower_gap_between_chunks() -> None:
+    t, v = _stream(300)
+    w = Windower(WindowSpec(100, 50, 50.0), 2)
+    first = w.push(Chunk(t[:120], v[:120]))
+    second = w.push(Chunk(t[120:] + 10.0, v[120:]))
+    assert [int(x.data[0, 0]) for x in first + second] == [0, 120, 170]
+
+
+@pytest.mark.parametrize(
+    ("labels", "expected"),
+    [
+        (["A", "A", "A"], "A"),
+        (["A", "B", "A"], None),
+        ([None, None], None),
+        (["A", None], None),
+        ([], None),
+        (None, None),
+    ],
+)
+def test_uniform_label(labels: list[str | None] | None, expected: str | None) -> None:
+    assert uniform_label(labels) == expected
+
+
+def test_windower_labels() -> None:
+    t, v = _stream(200)
+    labels = ["WALK"] * 100 + ["SIT"] * 100
+    w = Windower(WindowSpec(50, 50, 50.0), 2)
+    wins = w.push(Chunk(t, v, tuple(labels)))
+    assert [x.label for x in wins] == ["WALK", "WALK", "SIT", "SIT"]
+
+
+def test_windower_rejects_wrong_channels() -> None:
+    w = Windower(WindowSpec(10, 5, 50.0), 3)
+    with pytest.raises(DataError, match="3 channels"):
+        w.push(Chunk(np.arange(4) / 50, np.zeros((4, 2), dtype=np.float32)))
+
+
+@pytest.mark.parametrize(("length", "hop", "rate"), [(0, 1, 50.0), (10, 0, 50.0), (10, 5, 0.0)])
+def test_window_spec_validation(length: int, hop: int, rate: float) -> None:
+    with pytest.raises(DataError):
+        WindowSpec(length, hop, rate)
+
+
+def test_normalizer_fit_and_apply() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal([1.0, -2.0, 0.5], [0.5, 2.0, 1.0], size=(5000, 3)).astype(np.float32)
+    norm = Normalizer.fit(x)
+    y = norm(x)
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y.mean(axis=0), 0, atol=1e-4)
+    np.testing.assert_allclose(y.std(axis=0), 1, atol=1e-3)
+
+
+def test_normalizer_constant_channel_and_validation() -> None:
+    x = np.ones((10, 2), dtype=np.float32)
+    assert Normalizer.fit(x).std == (1.0, 1.0)
+    with pytest.raises(DataError):
+        Normalizer((0.0,), (0.0,))
+    with pytest.raises(DataError):
+        Normalizer((0.0, 1.0), (1.0,))
+    with pytest.raises(DataError, match="2 channels"):
+        Normalizer((0.0, 0.0), (1.0, 1.0))(np.zeros((4, 3), dtype=np.float32))
+
+
+def test_lowpass_has_unit_dc_gain_and_attenuates() -> None:
+    taps = lowpass_taps(0.2, 31)
+    assert taps.sum() == pytest.approx(1.0)
+    n = np.arange(400)
+    high = np.sin(2 * np.pi * 0.45 * n)
+    filtered = np.convolve(high, taps, mode="valid")
+    assert np.abs(filtered).max() < 0.02
+
+
+@pytest.mark.parametrize(
+    ("rate_in", "rate_out", "freq", "tol"),
+    [
+        (100.0, 50.0, 1.0, 0.01),
+        (200.0, 50.0, 2.0, 0.02),
+        (25.0, 50.0, 0.5, 0.005),
+        (52.0, 50.0, 1.0, 0.01),
+        (50.0, 50.0, 1.0, 1e-6),
+    ],
+)
+@pytest.mark.parametrize("chunk", [7, 333, 5000])
+def test_resampler_rates(
+    rate_in: float, rate_out: float, freq: float, tol: float, chunk: int
+) -> None:
+    n = int(rate_in * 20)
+    t = np.arange(n) / rate_in
+    v = np.sin(2 * np.pi * freq * t)[:, None].astype(np.float32)
+    r = Resampler(rate_in, rate_out)
+    parts = [r.push(Chunk(t[a : a + chunk], v[a : a + chunk])) for a in range(0, n, chunk)]
+    ot = np.concatenate([p.t for p in parts])
+    ov = np.concatenate([p.values for p in parts])[:, 0]
+    np.testing.assert_allclose(np.diff(ot), 1 / rate_out, atol=1e-9)
+    assert len(ot) >= rate_out * 20 * 0.95
+    np.testing.assert_allclose(ov, np.sin(2 * np.pi * freq * ot), atol=tol)
+
+
+def test_resampler_removes_aliasing_tone() -> None:
+    rate_in, rate_out = 200.0, 50.0
+    t = np.arange(4000) / rate_in
+    tone = np.sin(2 * np.pi * 40.0 * t)  # above the 25 Hz output Nyquist: must not alias in
+    out = Resampler(rate_in, rate_out).push(Chunk(t, tone[:, None].astype(np.float32)))
+    assert np.abs(out.values[20:]).max() < 0.05
+
+
+def test_resampler_labels_and_gap() -> None:
+    t = np.arange(400) / 100.0
+    t[200:] += 3.0
+    labels = tuple(["A"] * 200 + ["B"] * 200)
+    v = np.zeros((400, 1), dtype=np.float32)
+    out = Resampler(100.0, 50.0).push(Chunk(t, v, labels))
+    assert out.labels is not None and set(out.labels) == {"A", "B"}
+    # no output sample lands inside the gap
+    assert not np.any((out.t > 2.0) & (out.t < 5.0))
+
+
+def test_resampler_rejects_bad_rates() -> None:
+    with pytest.raises(DataError):
+        Resampler(0.0, 50.0)

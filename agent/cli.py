@@ -7,11 +7,13 @@ chunk in hand, marks itself offline on MQTT and exits 0.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -63,16 +65,21 @@ def _fail(exc: AgentError) -> typer.Exit:
     return typer.Exit(1)
 
 
-def _stop_on_signals() -> threading.Event:
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """A stop event that SIGTERM and SIGINT set; the previous handlers come back afterwards."""
     stop = threading.Event()
 
     def handler(signum: int, _frame: object) -> None:
         log.info("received %s, stopping", signal.Signals(signum).name)
         stop.set()
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-    return stop
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 def _print_prediction(p: Prediction) -> None:
@@ -111,9 +118,9 @@ def run(
 
     try:
         prof = _load(profile)
-        stop = _stop_on_signals()
-        agent = build_agent(prof, stop=stop, observer=_print_prediction if print_ else None)
-        stats = agent.run()
+        with _stop_on_signals() as stop:
+            agent = build_agent(prof, stop=stop, observer=_print_prediction if print_ else None)
+            stats = agent.run()
     except AgentError as exc:
         raise _fail(exc) from None
     log.info("stopped after %d windows", stats.windows)
@@ -147,7 +154,6 @@ def replay(
 
     try:
         prof = _load(profile)
-        stop = _stop_on_signals()
         publisher: Publisher | None = StdoutPublisher() if no_mqtt else None
         opts = RunOptions(
             recording=session,
@@ -164,14 +170,15 @@ def replay(
 
             entry = pick_model(load_manifest(prof.resolve(prof.model.dir)), model or prof.model.id)
             opts = RunOptions(**{**opts.__dict__, "chunk_samples": entry.input.hop})
-        agent = build_agent(
-            prof,
-            options=opts,
-            publisher=publisher,
-            stop=stop,
-            observer=_print_prediction if print_ else None,
-        )
-        stats = agent.run()
+        with _stop_on_signals() as stop:
+            agent = build_agent(
+                prof,
+                options=opts,
+                publisher=publisher,
+                stop=stop,
+                observer=_print_prediction if print_ else None,
+            )
+            stats = agent.run()
     except AgentError as exc:
         raise _fail(exc) from None
     acc = stats.accuracy

@@ -24,6 +24,7 @@ import itertools
 import json
 import math
 import os
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -237,6 +238,8 @@ class RecordingReader:
                 f"(this har-agent reads version {VERSION})"
             )
         self.header = RecordingHeader.from_json(header_text, str(self.path))
+        n_sep = len(self.header.channels)
+        self._label_re = re.compile(r"^(?:[^,\n]*,){%d}([^,\r\n]*)\r?$" % (n_sep + 1), re.M)
         self._line = 1
         cols = self._next_row()
         expected = ["t", *self.header.channel_names] + (["label"] if self.header.labelled else [])
@@ -273,17 +276,19 @@ class RecordingReader:
         width = 1 + n_ch + (1 if labelled else 0)
         labels: list[str | None] = []
         try:
+            body = "".join(lines)
             if labelled:
-                labels = [ln[ln.rfind(",") + 1 :].rstrip("\r\n") or None for ln in lines]
-            arr = np.loadtxt(
-                lines,
-                delimiter=",",
-                usecols=range(1 + n_ch),
-                dtype=np.float64,
-                ndmin=2,
-                comments=None,
-            )
-            if all(ln.count(",") == width - 1 for ln in lines):
+                # one match per line that has exactly `width` fields; the label is the last one
+                found = self._label_re.findall(body)
+                well_formed = len(found) == len(lines)
+                labels = [lbl or None for lbl in found]
+            else:
+                # every line has the numeric columns (loadtxt checks), so equal totals mean
+                # no line has extra fields
+                well_formed = body.count(",") == len(lines) * (width - 1)
+            arr = np.loadtxt(lines, delimiter=",", usecols=range(1 + n_ch), dtype=np.float64,
+                             ndmin=2, comments=None)
+            if well_formed:
                 return arr, labels
         except ValueError:
             pass

@@ -154,6 +154,31 @@ def test_reader_rejects_bad_rows(tmp_path: Path, rows: str, match: str) -> None:
         read_recording(path)
 
 
+LABELLED_HEAD = GOOD_HEAD.replace('"start_time"', '"labelled": true, "start_time"').replace(
+    "t,a\n", "t,a,label\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("rows", "match"),
+    [
+        ("0,1,A\n0.02,1,B,C\n0.04,1\n", "line 4: expected 3 fields"),
+        ("0,1,A\n0.02,1\n", "line 4: expected 3 fields"),
+        ("0,1,A\n0.02,nan?,B\n", "line 4: not a number"),
+    ],
+)
+def test_labelled_rows_are_checked(tmp_path: Path, rows: str, match: str) -> None:
+    path = _corrupt(tmp_path, LABELLED_HEAD + rows)
+    with pytest.raises(RecordingError, match=match):
+        read_recording(path)
+
+
+def test_labelled_parse(tmp_path: Path) -> None:
+    _, chunk = read_recording(_corrupt(tmp_path, LABELLED_HEAD + "0,1,A\n0.02,2,\n0.04,3,B\n"))
+    assert chunk.labels == ("A", None, "B")
+    assert chunk.values[:, 0].tolist() == [1.0, 2.0, 3.0]
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(RecordingError, match="no such recording"):
         RecordingReader(tmp_path / "nope.har.csv")

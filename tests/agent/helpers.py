@@ -1,0 +1,104 @@
+"""Test helpers shared by the agent tests: the repo's model bank and recordings, a direct
+(reference) classification, and a real paho subscriber that collects messages."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from agent.inference import OrtEngine, SessionSettings, softmax, to_model_input
+from agent.manifest import ModelEntry, load_manifest
+from agent.profile import Profile, load_profile
+from agent.recording import read_recording
+from agent.windowing import sliding_windows, uniform_label
+
+ROOT = Path(__file__).resolve().parents[2]
+MODELS = ROOT / "models"
+RECORDINGS = sorted((ROOT / "recordings").glob("*.har.csv.gz"))
+DEFAULT_PROFILE = ROOT / "profiles" / "default.toml"
+
+
+def default_entry() -> ModelEntry:
+    from agent.wiring import pick_model
+
+    return pick_model(load_manifest(MODELS), "")
+
+
+def reference_predictions(recording: Path, entry: ModelEntry) -> tuple[list[int], list[str | None]]:
+    """Classify every window of a recording directly with ONNX Runtime (no agent pipeline)."""
+    header, chunk = read_recording(recording)
+    cols = [header.channel_names.index(c) for c in entry.input.channels]
+    values = chunk.values[:, cols]
+    spec = entry.input
+    wins = sliding_windows(values, spec.length, spec.hop)
+    engine = OrtEngine(MODELS / entry.file, entry, SessionSettings())
+    preds = []
+    for w in wins:
+        logits = engine.run(to_model_input(entry.normalization(w), spec.layout))
+        preds.append(int(np.argmax(softmax(logits.reshape(-1)))))
+    labels = chunk.labels or ()
+    truths = [
+        uniform_label(labels[i * spec.hop : i * spec.hop + spec.length]) if labels else None
+        for i in range(len(wins))
+    ]
+    return preds, truths
+
+
+def profile_for(broker_port: int | None = None, **source: Any) -> Profile:
+    prof = load_profile(DEFAULT_PROFILE)
+    if broker_port is not None:
+        prof = dataclasses.replace(
+            prof, mqtt=dataclasses.replace(prof.mqtt, host="127.0.0.1", port=broker_port)
+        )
+    if source:
+        prof = dataclasses.replace(prof, source=dataclasses.replace(prof.source, **source))
+    return prof
+
+
+class Subscriber:
+    """A real MQTT client that records (topic, payload, retain) for ``topic``."""
+
+    def __init__(self, port: int, topic: str = "har/#") -> None:
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
+        self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda *_: self._ready.set()
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        if not self._ready.wait(10):
+            raise TimeoutError("subscriber did not get its SUBACK")
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
+
+    def on(self, suffix: str) -> list[bytes]:
+        with self._lock:
+            return [p for t, p, _ in self.messages if t.endswith(suffix)]
+
+    def predictions(self) -> list[dict[str, Any]]:
+        return [json.loads(p) for p in self.on("/prediction")]
+
+    def wait_for(self, suffix: str, count: int, timeout: float = 20.0) -> list[bytes]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = self.on(suffix)
+            if len(got) >= count:
+                return got
+            time.sleep(0.05)
+        return self.on(suffix)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

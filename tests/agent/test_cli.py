@@ -1,0 +1,135 @@
+"""The command line: help, models list, and bad input -> one clear line, non-zero exit."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agent.cli import app
+from tests.agent.helpers import DEFAULT_PROFILE, RECORDINGS, ROOT, default_entry
+from tests.conftest import free_port
+
+runner = CliRunner()
+
+
+def _one_line_error(result: object, fragment: str) -> None:
+    assert result.exit_code == 1, result.output  # type: ignore[attr-defined]
+    err = result.stderr  # type: ignore[attr-defined]
+    lines = [ln for ln in err.splitlines() if ln.startswith("har-agent: error:")]
+    assert len(lines) == 1 and fragment in lines[0], err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "args", [["--help"], ["run", "--help"], ["replay", "--help"], ["models", "list", "--help"]]
+)
+def test_help(args: list[str]) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0
+    assert "Usage" in result.output
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.startswith("har-agent ")
+
+
+def test_models_list() -> None:
+    result = runner.invoke(app, ["models", "list", "--profile", str(DEFAULT_PROFILE)])
+    assert result.exit_code == 0
+    assert default_entry().id in result.output and "acc %" in result.output
+
+
+def test_replay_to_stdout() -> None:
+    result = runner.invoke(
+        app,
+        ["replay", str(RECORDINGS[0]), "--fast", "--no-mqtt", "--profile", str(DEFAULT_PROFILE)],
+    )
+    assert result.exit_code == 0, result.output
+    lines = [ln for ln in result.stdout.splitlines() if ln.startswith("har/demo/prediction ")]
+    assert len(lines) > 50
+    assert "accuracy" in result.stderr
+
+
+def test_replay_timing_report() -> None:
+    result = runner.invoke(
+        app,
+        [
+            "replay",
+            str(RECORDINGS[0]),
+            "--fast",
+            "--no-mqtt",
+            "--timing",
+            "--profile",
+            str(DEFAULT_PROFILE),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "overhead / raw inference" in result.stdout
+
+
+def test_missing_recording(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["replay", str(tmp_path / "nope.har.csv"), "--no-mqtt", "--profile", str(DEFAULT_PROFILE)],
+    )
+    _one_line_error(result, "no such recording file")
+
+
+def test_corrupt_recording(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.har.csv.gz"
+    bad.write_bytes(RECORDINGS[0].read_bytes()[:5000])  # truncated gzip
+    result = runner.invoke(
+        app, ["replay", str(bad), "--fast", "--no-mqtt", "--profile", str(DEFAULT_PROFILE)]
+    )
+    _one_line_error(result, str(bad))
+
+
+def test_not_a_recording(tmp_path: Path) -> None:
+    bad = tmp_path / "x.har.csv"
+    bad.write_text("hello\n")
+    result = runner.invoke(
+        app, ["replay", str(bad), "--no-mqtt", "--profile", str(DEFAULT_PROFILE)]
+    )
+    _one_line_error(result, "not a har-agent recording")
+
+
+@pytest.mark.parametrize(
+    ("edit", "fragment"),
+    [
+        (("[mqtt]", "[mqtt]\nhots = 1"), "unknown key 'mqtt.hots'"),
+        (("port = 1883", 'port = "x"'), "mqtt.port must be an integer"),
+        (('method = "mean"', 'method = "median"'), "smoothing.method"),
+    ],
+)
+def test_bad_profile(tmp_path: Path, edit: tuple[str, str], fragment: str) -> None:
+    prof = tmp_path / "p.toml"
+    prof.write_text(DEFAULT_PROFILE.read_text().replace(*edit))
+    result = runner.invoke(app, ["run", "--profile", str(prof)])
+    _one_line_error(result, fragment)
+
+
+def test_missing_profile(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["run", "--profile", str(tmp_path / "none.toml")])
+    _one_line_error(result, "no such profile")
+
+
+def test_unreachable_broker_subprocess(tmp_path: Path) -> None:
+    """The real entry point, in a fresh process: one line on stderr, exit status 1."""
+    prof = tmp_path / "p.toml"
+    text = DEFAULT_PROFILE.read_text().replace("port = 1883", f"port = {free_port()}")
+    text = text.replace('"../', f'"{ROOT}/')
+    prof.write_text(text)
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent", "run", "--profile", str(prof)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 1
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("har-agent: error:")]
+    assert len(errors) == 1 and "cannot reach the MQTT broker" in errors[0]
+    assert "Traceback" not in proc.stderr

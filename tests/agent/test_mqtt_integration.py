@@ -1,0 +1,142 @@
+"""The agent against a real mosquitto, checked by a real subscriber."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.errors import PublishError
+from agent.wiring import RunOptions, build_agent
+from tests.agent.helpers import (
+    RECORDINGS,
+    ROOT,
+    Subscriber,
+    default_entry,
+    profile_for,
+    reference_predictions,
+)
+from tests.conftest import Broker, free_port, start_broker, stop_broker
+
+pytestmark = pytest.mark.integration
+
+REQUIRED = {
+    "schema",
+    "device",
+    "seq",
+    "window",
+    "label",
+    "confidence",
+    "probs",
+    "smoothed",
+    "model",
+    "latency_ms",
+    "ts",
+}
+
+
+def test_every_window_arrives_once_in_order(broker: Broker) -> None:
+    sub = Subscriber(broker.port)
+    try:
+        recording = RECORDINGS[0]
+        agent = build_agent(
+            profile_for(broker.port), options=RunOptions(recording=recording, speed=0)
+        )
+        stats = agent.run()
+        expected, _ = reference_predictions(recording, default_entry())
+        got = sub.wait_for("/prediction", len(expected))
+        preds = [json.loads(p) for p in got]
+        assert len(preds) == len(expected) == stats.windows
+        assert [p["seq"] for p in preds] == list(range(len(expected)))
+        assert all(REQUIRED <= set(p) for p in preds)
+        assert [p["label"] for p in preds] == [default_entry().labels[i] for i in expected]
+        assert sub.wait_for("/status", 2)[:1] == [b"online"]
+        assert sub.on("/status")[-1] == b"offline"
+    finally:
+        sub.close()
+    # the status is retained: a late subscriber learns the agent is offline
+    late = Subscriber(broker.port, "har/demo/status")
+    try:
+        assert late.wait_for("/status", 1) == [b"offline"]
+        assert late.messages[0][2] is True
+    finally:
+        late.close()
+
+
+def test_unreachable_broker_fails_fast() -> None:
+    port = free_port()  # nothing listens there
+    agent = build_agent(profile_for(port), options=RunOptions(speed=0))
+    with pytest.raises(PublishError, match=f"cannot reach the MQTT broker at 127.0.0.1:{port}"):
+        agent.run()
+
+
+def test_reconnects_after_broker_restart(tmp_path: Path) -> None:
+    broker = start_broker(tmp_path)
+    port = broker.port
+    stop = threading.Event()
+    agent = build_agent(profile_for(port, loop=True), options=RunOptions(speed=20.0), stop=stop)
+    result: dict[str, object] = {}
+    th = threading.Thread(target=lambda: result.setdefault("stats", agent.run()))
+    th.start()
+    try:
+        sub = Subscriber(port)
+        assert len(sub.wait_for("/prediction", 3)) >= 3
+        sub.close()
+        stop_broker(broker)
+        time.sleep(1.5)  # the agent keeps classifying while the broker is away
+        broker = start_broker(tmp_path, port)
+        sub = Subscriber(port)
+        # after the reconnect (backoff starts at 1 s) predictions flow again, status is online
+        fresh = sub.wait_for("/prediction", 5, timeout=30)
+        assert len(fresh) >= 5
+        assert b"online" in sub.wait_for("/status", 1)
+        sub.close()
+    finally:
+        stop.set()
+        th.join(30)
+        stop_broker(broker)
+    assert not th.is_alive()
+
+
+def _agent_process(port: int, tmp_path: Path) -> subprocess.Popen[bytes]:
+    prof = tmp_path / "p.toml"
+    text = (ROOT / "profiles" / "default.toml").read_text()
+    text = text.replace('path = "../recordings/', f'path = "{ROOT}/recordings/')
+    text = text.replace('dir = "../models"', f'dir = "{ROOT}/models"')
+    text = text.replace("port = 1883", f"port = {port}").replace(
+        'host = "localhost"', 'host = "127.0.0.1"'
+    )
+    prof.write_text(text)
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent", "run", "--profile", str(prof)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT", "SIGKILL"])
+def test_status_goes_offline_on_stop_or_crash(broker: Broker, tmp_path: Path, how: str) -> None:
+    sub = Subscriber(broker.port, "har/demo/status")
+    proc = _agent_process(broker.port, tmp_path)
+    try:
+        assert sub.wait_for("/status", 1, timeout=30) == [b"online"]
+        proc.send_signal(getattr(signal, how))
+        out, err = proc.communicate(timeout=30)
+        if how == "SIGKILL":
+            assert proc.returncode == -signal.SIGKILL  # the broker sends the last will
+        else:
+            assert proc.returncode == 0, err.decode()
+            assert b"Traceback" not in err
+        assert sub.wait_for("/status", 2, timeout=15)[-1] == b"offline"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        sub.close()

@@ -1,0 +1,170 @@
+"""The assembled agent with real models and recordings, publishing into memory."""
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.clock import FakeClock
+from agent.errors import DataError, ModelError
+from agent.publishers import Command, MemoryPublisher
+from agent.recording import Channel, RecordingHeader, RecordingWriter, read_recording
+from agent.wiring import RunOptions, build_agent
+from tests.agent.helpers import RECORDINGS, default_entry, profile_for, reference_predictions
+
+
+def test_bundled_recordings_exist() -> None:
+    assert RECORDINGS, "recordings/ must ship at least one test-subject recording"
+
+
+@pytest.mark.parametrize("recording", RECORDINGS, ids=lambda p: p.name)
+def test_replay_matches_direct_inference(recording: Path) -> None:
+    entry = default_entry()
+    pub = MemoryPublisher()
+    clock = FakeClock()
+    agent = build_agent(
+        profile_for(),
+        options=RunOptions(recording=recording, speed=1.0, loop=False),
+        publisher=pub,
+        clock=clock,
+    )
+    stats = agent.run()
+    preds = [json.loads(p) for t, p, _, _ in pub.messages if t.endswith("/prediction")]
+    expected, truths = reference_predictions(recording, entry)
+    assert len(preds) == len(expected) == stats.windows > 50
+    assert [p["seq"] for p in preds] == list(range(len(preds)))
+    assert [p["label"] for p in preds] == [entry.labels[i] for i in expected]
+    assert [p.get("truth") for p in preds] == truths
+    # paced replay on a fake clock: it took as long as the recording lasts
+    header, chunk = read_recording(recording)
+    assert clock.monotonic() == pytest.approx(chunk.t[-1] - chunk.t[0], abs=0.5)
+    # the model is good on this test subject
+    assert stats.accuracy is not None and stats.accuracy > 0.8
+
+
+def test_payload_fields_and_smoothing() -> None:
+    pub = MemoryPublisher()
+    agent = build_agent(
+        profile_for(), options=RunOptions(recording=RECORDINGS[0], speed=0.0), publisher=pub
+    )
+    agent.run()
+    p = json.loads(pub.messages[0][1])
+    assert set(p) >= {
+        "schema",
+        "device",
+        "seq",
+        "window",
+        "label",
+        "confidence",
+        "probs",
+        "smoothed",
+        "model",
+        "latency_ms",
+        "ts",
+    }
+    assert p["device"] == "demo" and p["model"] == default_entry().id
+    assert abs(sum(p["probs"].values()) - 1.0) < 1e-3
+    assert p["smoothed"]["method"] == "mean" and p["smoothed"]["window"] == 3
+    assert p["latency_ms"] > 0
+
+
+def test_resampled_source_gives_same_labels_mostly(tmp_path: Path) -> None:
+    """A 100 Hz recording of the same motion is resampled to the model's 50 Hz, not fed raw."""
+    header, chunk = read_recording(RECORDINGS[0])
+    n = len(chunk) - 1
+    t100 = np.arange(2 * n) / 100.0
+    v100 = np.stack(
+        [
+            np.interp(t100, chunk.t - chunk.t[0], chunk.values[:, c])
+            for c in range(chunk.values.shape[1])
+        ],
+        axis=1,
+    )
+    fast = tmp_path / "r100.har.csv.gz"
+    hdr = RecordingHeader(100.0, header.channels, header.start_time)
+    with RecordingWriter(fast, hdr) as w:
+        w.write(t100, v100)
+    pub50, pub100 = MemoryPublisher(), MemoryPublisher()
+    build_agent(
+        profile_for(), options=RunOptions(recording=RECORDINGS[0], speed=0), publisher=pub50
+    ).run()
+    build_agent(profile_for(), options=RunOptions(recording=fast, speed=0), publisher=pub100).run()
+    a = [json.loads(m[1])["label"] for m in pub50.messages]
+    b = [json.loads(m[1])["label"] for m in pub100.messages]
+    assert abs(len(a) - len(b)) <= 2
+    agree = np.mean([x == y for x, y in zip(a, b, strict=False)])
+    assert agree > 0.9
+
+
+def test_missing_channel_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "acc-only.har.csv"
+    hdr = RecordingHeader(50.0, (Channel("acc_x", "g"),), "2012-01-01T00:00:00Z")
+    with RecordingWriter(path, hdr) as w:
+        w.write(np.arange(10) / 50, np.zeros((10, 1)))
+    with pytest.raises(DataError, match="no channel 'acc_y'"):
+        build_agent(profile_for(), options=RunOptions(recording=path), publisher=MemoryPublisher())
+
+
+def test_wrong_unit_is_refused(tmp_path: Path) -> None:
+    header, _ = read_recording(RECORDINGS[0])
+    chans = tuple(
+        Channel(c.name, "m/s^2" if c.name == "acc_x" else c.unit) for c in header.channels
+    )
+    path = tmp_path / "units.har.csv"
+    with RecordingWriter(path, RecordingHeader(50.0, chans, header.start_time)) as w:
+        w.write(np.arange(10) / 50, np.zeros((10, len(chans))))
+    with pytest.raises(DataError, match="'m/s\\^2', the model needs 'g'"):
+        build_agent(profile_for(), options=RunOptions(recording=path), publisher=MemoryPublisher())
+
+
+def test_unknown_model_and_tampered_file(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="not in"):
+        build_agent(profile_for(), options=RunOptions(model_id="nope"), publisher=MemoryPublisher())
+    import shutil
+
+    models = tmp_path / "models"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "models", models)
+    entry = default_entry()
+    with open(models / entry.file, "r+b") as fh:
+        fh.seek(100)
+        fh.write(b"\x00\x01\x02")
+    import dataclasses
+
+    prof = profile_for()
+    prof = dataclasses.replace(prof, model=dataclasses.replace(prof.model, dir=str(models)))
+    with pytest.raises(ModelError, match="sha256"):
+        build_agent(prof, publisher=MemoryPublisher())
+
+
+def test_stop_event_ends_a_looping_replay() -> None:
+    stop = threading.Event()
+    pub = MemoryPublisher()
+    seen = []
+
+    def observer(p: object) -> None:
+        seen.append(p)
+        if len(seen) == 5:
+            stop.set()
+
+    agent = build_agent(
+        profile_for(),
+        options=RunOptions(speed=0, loop=True),
+        publisher=pub,
+        stop=stop,
+        observer=observer,
+    )
+    stats = agent.run()
+    assert 5 <= stats.windows < 20
+    assert pub.stopped
+
+
+def test_commands_are_answered() -> None:
+    pub = MemoryPublisher()
+    pub.commands.append(Command("har/demo/cmd", b'{"cmd": "status", "id": 1}'))
+    pub.commands.append(Command("har/demo/cmd", b'{"cmd": "format-disk"}'))
+    build_agent(profile_for(), options=RunOptions(speed=0), publisher=pub).run()
+    replies = [json.loads(p) for t, p, _, _ in pub.messages if t == "har/demo/cmd/response"]
+    assert replies[0]["ok"] is True and replies[0]["id"] == 1 and "windows" in replies[0]["status"]
+    assert replies[1]["ok"] is False and "unknown command" in replies[1]["error"]

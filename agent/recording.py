@@ -24,7 +24,6 @@ import itertools
 import json
 import math
 import os
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,6 +36,8 @@ import numpy as np
 from agent.errors import RecordingError
 
 MAGIC = "#har-recording/"
+MAX_LABEL_CHARS = 64
+MAX_RATE_HZ = 100_000.0
 VERSION = 1
 
 
@@ -94,8 +95,10 @@ class RecordingHeader:
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise RecordingError(f"{where}: malformed recording header ({exc})") from exc
-        if not (math.isfinite(header.sample_rate_hz) and header.sample_rate_hz > 0):
-            raise RecordingError(f"{where}: sample_rate_hz must be a positive number")
+        if not (math.isfinite(header.sample_rate_hz) and 0 < header.sample_rate_hz <= MAX_RATE_HZ):
+            raise RecordingError(
+                f"{where}: sample_rate_hz must be a positive number up to {MAX_RATE_HZ:g}"
+            )
         if not header.channels:
             raise RecordingError(f"{where}: the header names no channels")
         try:
@@ -238,10 +241,18 @@ class RecordingReader:
                 f"(this har-agent reads version {VERSION})"
             )
         self.header = RecordingHeader.from_json(header_text, str(self.path))
-        n_sep = len(self.header.channels)
-        self._label_re = re.compile(r"^(?:[^,\n]*,){%d}([^,\r\n]*)\r?$" % (n_sep + 1), re.M)
+        fields: list[tuple[str, str, tuple[int]] | tuple[str, str]] = [
+            ("v", "f8", (1 + len(self.header.channels),))
+        ]
+        if self.header.labelled:
+            fields.append(("label", f"U{MAX_LABEL_CHARS}"))
+        self._row_dtype = np.dtype(fields)
         self._line = 1
         cols = self._next_row()
+        self._buf: list[str] = []
+        self._pos = 0
+        self._tail = ""
+        self._eof = False
         expected = ["t", *self.header.channel_names] + (["label"] if self.header.labelled else [])
         if cols != expected:
             raise RecordingError(
@@ -259,14 +270,29 @@ class RecordingReader:
         return line.rstrip("\r\n").split(",")
 
     def _read_lines(self, size: int) -> list[str]:
-        try:
-            lines = list(itertools.islice(self._fh, size))
-        except (OSError, EOFError, UnicodeDecodeError) as exc:
-            raise RecordingError(
-                f"{self.path}: after line {self._line}: unreadable ({exc})"
-            ) from exc
-        if lines and not lines[-1].endswith("\n"):
-            lines[-1] += "\n"
+        """The next ``size`` lines (fewer at the end), read in 64 KiB blocks."""
+        while len(self._buf) - self._pos < size and not self._eof:
+            try:
+                block = self._fh.read(1 << 16)
+            except (OSError, EOFError, UnicodeDecodeError) as exc:
+                raise RecordingError(
+                    f"{self.path}: after line {self._line}: unreadable ({exc})"
+                ) from exc
+            del self._buf[: self._pos]
+            self._pos = 0
+            if not block:
+                self._eof = True
+                if self._tail:
+                    self._buf.append(self._tail)
+                    self._tail = ""
+                break
+            parts = (self._tail + block).split("\n")
+            if "\r" in block:
+                parts = [part.rstrip("\r") for part in parts]
+            self._tail = parts.pop()
+            self._buf.extend(parts)
+        lines = self._buf[self._pos : self._pos + size]
+        self._pos += len(lines)
         return lines
 
     def _parse(self, lines: list[str], first_line: int) -> tuple[np.ndarray, list[str | None]]:
@@ -274,22 +300,12 @@ class RecordingReader:
         n_ch = len(self.header.channels)
         labelled = self.header.labelled
         width = 1 + n_ch + (1 if labelled else 0)
-        labels: list[str | None] = []
         try:
-            body = "".join(lines)
+            # the structured dtype makes loadtxt insist on exactly `width` fields in every row
+            arr = np.loadtxt(lines, delimiter=",", dtype=self._row_dtype, comments=None, ndmin=1)
             if labelled:
-                # one match per line that has exactly `width` fields; the label is the last one
-                found = self._label_re.findall(body)
-                well_formed = len(found) == len(lines)
-                labels = [lbl or None for lbl in found]
-            else:
-                # every line has the numeric columns (loadtxt checks), so equal totals mean
-                # no line has extra fields
-                well_formed = body.count(",") == len(lines) * (width - 1)
-            arr = np.loadtxt(lines, delimiter=",", usecols=range(1 + n_ch), dtype=np.float64,
-                             ndmin=2, comments=None)
-            if well_formed:
-                return arr, labels
+                return arr["v"], [lbl or None for lbl in arr["label"].tolist()]
+            return arr["v"], []
         except ValueError:
             pass
         for i, ln in enumerate(lines):
@@ -316,6 +332,12 @@ class RecordingReader:
                 first_line = self._line + 1
                 self._line += len(lines)
                 arr, labels = self._parse(lines, first_line)
+                finite = np.isfinite(arr)
+                if not finite.all():
+                    bad = int(np.argmin(finite.all(axis=1)))
+                    raise RecordingError(
+                        f"{self.path}: line {first_line + bad}: value is not finite (NaN or Inf)"
+                    )
                 t = arr[:, 0]
                 steps = np.diff(t, prepend=last_t)
                 if not np.all(steps > 0):

@@ -123,6 +123,11 @@ GOOD_HEAD = (
             "positive",
         ),
         (
+            '#har-recording/1 {"sample_rate_hz": 1e9, "channels": [{"name": "a", "unit": "g"}], '
+            '"start_time": "2012-01-01T00:00:00Z"}\nt,a\n',
+            "up to",
+        ),
+        (
             '#har-recording/1 {"sample_rate_hz": 50, "channels": [], '
             '"start_time": "2012-01-01T00:00:00Z"}\nt\n',
             "no channels",
@@ -146,6 +151,8 @@ def test_reader_rejects_bad_headers(tmp_path: Path, text: str, match: str) -> No
         ("0,1\n0.02,x\n", "line 4: not a number"),
         ("0,1\n0.02,1,2\n", "line 4: expected 2 fields"),
         ("0,1\n0,2\n", "line 4: time 0.0 does not increase"),
+        ("0,1\n0.02,nan\n", "line 4: value is not finite"),
+        ("0,inf\n", "line 3: value is not finite"),
     ],
 )
 def test_reader_rejects_bad_rows(tmp_path: Path, rows: str, match: str) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-import itertools
 import json
 import math
 import os

@@ -24,7 +24,7 @@ from agent.pipeline import Pipeline, RunStats
 from agent.profile import Profile
 from agent.publishers import Publisher
 from agent.smoothing import Smoother
-from agent.sources import ReplaySource
+from agent.source_factory import make_source
 
 log = logging.getLogger(__name__)
 
@@ -100,19 +100,19 @@ def build_agent(
         entry,
         SessionSettings(inf.intra_op_threads, inf.inter_op_threads, inf.allow_spinning),
     )
-    path = opts.recording if opts.recording is not None else profile.resolve(profile.source.path)
-    source = ReplaySource(
-        path,
+    source, source_name = make_source(
+        profile,
         clock=clock,
         stop=stop,
-        speed=profile.source.speed if opts.speed is None else opts.speed,
-        chunk_samples=opts.chunk_samples or profile.source.chunk_samples,
-        loop=profile.source.loop if opts.loop is None else opts.loop,
+        recording=opts.recording,
+        speed=opts.speed,
+        loop=opts.loop,
+        chunk_samples=opts.chunk_samples,
     )
     topics = Topics(profile.mqtt.topic_prefix, profile.device.id)
     pipeline = Pipeline(
         source=source,
-        source_name=str(path),
+        source_name=source_name,
         classifier=Classifier(entry, engine, clock.perf),
         smoother=Smoother(profile.smoothing.method, profile.smoothing.window),
         publisher=publisher if publisher is not None else mqtt_publisher(profile),
@@ -129,7 +129,7 @@ def build_agent(
         "model %s (%s), source %s at %g Hz",
         entry.id,
         entry.family,
-        path,
+        source_name,
         source.header.sample_rate_hz,
     )
     return Agent(pipeline=pipeline, publisher=pipeline.publisher, stop=stop)

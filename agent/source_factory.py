@@ -1,0 +1,37 @@
+"""Build the sample source a profile asks for (``[source] kind``)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from agent.clock import Clock
+from agent.errors import ConfigError
+from agent.profile import Profile
+from agent.sources import ReplaySource, Source
+
+
+def make_source(
+    profile: Profile,
+    *,
+    clock: Clock,
+    stop: threading.Event,
+    recording: Path | None = None,
+    speed: float | None = None,
+    loop: bool | None = None,
+    chunk_samples: int | None = None,
+) -> tuple[Source, str]:
+    """The source and a name for it in messages. A ``recording`` override always replays."""
+    src = profile.source
+    if recording is not None or src.kind == "replay":
+        path = recording if recording is not None else profile.resolve(src.path)
+        source = ReplaySource(
+            path,
+            clock=clock,
+            stop=stop,
+            speed=src.speed if speed is None else speed,
+            chunk_samples=chunk_samples or src.chunk_samples,
+            loop=src.loop if loop is None else loop,
+        )
+        return source, str(path)
+    raise ConfigError(f"source.kind {src.kind!r} is not supported")

@@ -7,7 +7,8 @@
     ├── DataError                   samples do not fit what the pipeline expects
     ├── SourceError                 a sample source failed
     │   └── SensorReadError         an I2C sensor transfer failed
-    └── PublishError                the MQTT broker cannot be reached or refused us
+    ├── PublishError                the MQTT broker cannot be reached or refused us
+    └── OutboxError                 the disk-backed outbox cannot be opened or written
 
 Library errors are mapped at the boundary (``raise ModelError(...) from exc``). The CLI prints
 ``str(error)`` on one line and exits non-zero; messages therefore name the file, key or host.
@@ -46,3 +47,7 @@ class SensorReadError(SourceError):
 
 class PublishError(AgentError):
     """The MQTT broker cannot be reached or refused the connection."""
+
+
+class OutboxError(AgentError):
+    """The disk-backed outbox (SQLite) cannot be opened or written."""

@@ -1,0 +1,123 @@
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.errors import OutboxError
+from agent.outbox import Outbox
+
+
+def _box(tmp_path: Path, **kw: object) -> Outbox:
+    return Outbox(tmp_path / "state" / "outbox.db", **kw)  # type: ignore[arg-type]
+
+
+def test_fifo_order_ack_and_stats(tmp_path: Path) -> None:
+    box = _box(tmp_path)
+    ids = [box.put("t", f"m{i}".encode(), 1, False, now=100.0 + i) for i in range(5)]
+    assert ids == sorted(ids) and None not in ids
+    rows = box.take(3)
+    assert [r.payload for r in rows] == [b"m0", b"m1", b"m2"]
+    assert [r.payload for r in box.take(10, after_id=rows[-1].id)] == [b"m3", b"m4"]
+    assert box.ack(rows[0].id) and not box.ack(rows[0].id)
+    st = box.stats(now=110.0)
+    assert (st.length, st.bytes, st.acked, st.produced) == (4, 8, 1, 5)
+    assert st.oldest_age_s == pytest.approx(9.0)
+
+
+def test_survives_reopen(tmp_path: Path) -> None:
+    box = _box(tmp_path)
+    for i in range(3):
+        box.put("t", bytes([i]), 1, False, now=1.0)
+    box.ack(box.take(1)[0].id)
+    box.close()
+    again = _box(tmp_path)
+    assert [r.payload for r in again.take(10)] == [b"\x01", b"\x02"]
+    assert again.stats(now=2.0).bytes == 2
+
+
+@pytest.mark.parametrize(
+    ("policy", "kept", "dropped", "rejected"),
+    [("drop-oldest", [b"c" * 4, b"d" * 4], 2, 0), ("reject-new", [b"a" * 4, b"b" * 4], 0, 2)],
+)
+def test_byte_cap(
+    tmp_path: Path, policy: str, kept: list[bytes], dropped: int, rejected: int
+) -> None:
+    box = _box(tmp_path, max_bytes=8, policy=policy)
+    for p in (b"a" * 4, b"b" * 4, b"c" * 4, b"d" * 4):
+        box.put("t", p, 1, False, now=0.0)
+    assert [r.payload for r in box.take(10)] == kept
+    st = box.stats(now=0.0)
+    assert (st.dropped_cap, st.rejected, st.bytes) == (dropped, rejected, 8)
+
+
+def test_oversized_message_is_rejected(tmp_path: Path) -> None:
+    box = _box(tmp_path, max_bytes=8)
+    assert box.put("t", b"x" * 9, 1, False, now=0.0) is None
+    assert box.stats(now=0.0).rejected == 1
+
+
+def test_ttl(tmp_path: Path) -> None:
+    box = _box(tmp_path, ttl_s=10.0)
+    box.put("t", b"old", 1, False, now=0.0)
+    box.put("t", b"new", 1, False, now=8.0)
+    assert box.expire(now=15.0) == 1
+    assert [r.payload for r in box.take(10)] == [b"new"]
+    assert box.stats(now=15.0).dropped_ttl == 1
+
+
+def test_dead_letter(tmp_path: Path) -> None:
+    box = _box(tmp_path)
+    rid = box.put("har/x/prediction", b"p", 1, False, now=0.0)
+    assert rid is not None and box.dead(rid, "Not authorized", now=1.0)
+    assert box.take(10) == []
+    assert box.dead_letters() == [(rid, "har/x/prediction", "Not authorized")]
+    assert box.stats(now=1.0).dead == 1
+
+
+def test_damaged_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(OutboxError, match="outbox"):
+        Outbox(path)
+
+
+def test_wal_and_full_sync(tmp_path: Path) -> None:
+    box = _box(tmp_path)
+    db = sqlite3.connect(box.path)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.close()
+    assert box.integrity_check() == "ok"
+
+
+def test_killed_writer_loses_nothing_committed(tmp_path: Path) -> None:
+    """A process SIGKILLed while writing: every row it reported committed is there."""
+    path = tmp_path / "outbox.db"
+    script = (
+        "import sys\nfrom agent.outbox import Outbox\n"
+        f"box = Outbox({str(path)!r})\n"
+        "for i in range(100000):\n"
+        "    box.put('t', str(i).encode(), 1, False, now=float(i))\n"
+        "    print(i, flush=True)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert proc.stdout is not None
+    last = -1
+    for line in proc.stdout:
+        last = int(line)
+        if last >= 200:
+            proc.kill()
+            break
+    proc.wait()
+    proc.stdout.close()
+    box = Outbox(path)
+    assert box.integrity_check() == "ok"
+    got = [int(r.payload) for r in box.take(1_000_000)]
+    box.close()
+    assert got[: last + 1] == list(range(last + 1))

@@ -1,6 +1,9 @@
 """MQTT publisher over paho-mqtt 2.x (VERSION2 callbacks).
 
+- MQTT v5 (PUBACK reason codes); if the broker refuses v5, the link falls back to v3.1.1.
 - QoS 1 by default; paho retries unacknowledged messages after a reconnect.
+- Every PUBACK is reported with its reason code (:meth:`MqttPublisher.take_acks`): paho calls a
+  refused publish "published" too, so the outbox forwarder checks the code.
 - Reconnect with capped exponential backoff (paho's ``reconnect_delay_set``) on its own thread.
 - Retained ``online`` status published on every (re)connect; a last will sets it ``offline``.
 - The command topic is subscribed in ``on_connect``, so the subscription survives reconnects.
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 
 from agent.errors import PublishError
 from agent.payload import Topics
@@ -39,31 +42,41 @@ class MqttSettings:
     max_queued: int = 10000
 
 
+class _UnsupportedProtocol(Exception):
+    pass
+
+
 class MqttPublisher:
     def __init__(self, settings: MqttSettings, topics: Topics) -> None:
         self.settings = settings
         self.topics = topics
         self._events: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
         self._inbox: queue.SimpleQueue[Command] = queue.SimpleQueue()
-        self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._acks: queue.SimpleQueue[tuple[int, int, str]] = queue.SimpleQueue()
+        self._ack_log: list[tuple[int, int, str]] = []
         self._pending: set[int] = set()
         self._connected = False
         self._queue_full_logged = False
         self.dropped = 0
+        self.protocol = mqtt.MQTTv5
+        self._client = self._make_client(mqtt.MQTTv5)
+
+    def _make_client(self, protocol: MQTTProtocolVersion) -> mqtt.Client:
+        s = self.settings
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=settings.client_id,
-            protocol=mqtt.MQTTv311,
+            client_id=s.client_id,
+            protocol=protocol,
         )
-        client.will_set(topics.status, payload="offline", qos=1, retain=True)
-        client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)
-        client.max_queued_messages_set(settings.max_queued)
-        client.connect_timeout = settings.connect_timeout_s
+        client.will_set(self.topics.status, payload="offline", qos=1, retain=True)
+        client.reconnect_delay_set(s.reconnect_min_s, s.reconnect_max_s)
+        client.max_queued_messages_set(s.max_queued)
+        client.connect_timeout = s.connect_timeout_s
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_publish = self._on_publish
-        self._client = client
+        return client
 
     # -- paho callbacks: network thread, trivial work only ------------------------------------
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
@@ -80,16 +93,25 @@ class MqttPublisher:
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         self._inbox.put(Command(topic=msg.topic, payload=bytes(msg.payload)))
 
-    def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, _rc: Any, _p: Any) -> None:
-        self._acks.put(mid)
+    def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, rc: Any, _p: Any) -> None:
+        self._acks.put((mid, int(rc.value), str(rc)))
 
     # -- pipeline thread -----------------------------------------------------------------------
     def start(self) -> None:
+        try:
+            self._connect()
+        except _UnsupportedProtocol:
+            log.info("the broker does not speak MQTT v5; using v3.1.1")
+            self.protocol = mqtt.MQTTv311
+            self._client = self._make_client(mqtt.MQTTv311)
+            self._connect()
+
+    def _connect(self) -> None:
         s = self.settings
         where = f"MQTT broker at {s.host}:{s.port}"
         try:
             self._client.connect(s.host, s.port, keepalive=s.keepalive_s)
-        except (TimeoutError, OSError, ValueError) as exc:
+        except (OSError, ValueError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
             raise PublishError(f"cannot reach the {where} ({reason})") from exc
         self._client.loop_start()
@@ -101,13 +123,33 @@ class MqttPublisher:
                 continue
             if kind == "connected":
                 self._connected = True
-                log.info("connected to the %s", where)
+                log.info("connected to the %s (MQTT %s)", where,
+                         "v5" if self.protocol == mqtt.MQTTv5 else "v3.1.1")
                 return
             if kind == "refused":
                 self._client.loop_stop()
+                if "protocol version" in detail.lower() and self.protocol == mqtt.MQTTv5:
+                    raise _UnsupportedProtocol(detail)
                 raise PublishError(f"the {where} refused the connection ({detail})")
         self._client.loop_stop()
         raise PublishError(f"the {where} did not answer within {s.connect_timeout_s:g} s")
+
+    def send(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> int | None:
+        """Hand one message to paho; its mid, or None when paho's queue is full."""
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
+            return None
+        return int(info.mid)
+
+    def take_acks(self) -> list[tuple[int, int, str]]:
+        """(mid, reason code, reason text) of every PUBACK since the last call."""
+        out = self._ack_log
+        self._ack_log = []
+        while True:
+            try:
+                out.append(self._acks.get_nowait())
+            except queue.Empty:
+                return out
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
@@ -127,9 +169,12 @@ class MqttPublisher:
     def _drain_acks(self) -> None:
         while True:
             try:
-                self._pending.discard(self._acks.get_nowait())
+                ack = self._acks.get_nowait()
             except queue.Empty:
                 return
+            self._pending.discard(ack[0])
+            self._ack_log.append(ack)
+            del self._ack_log[:-10000]
 
     def poll(self) -> list[Command]:
         while True:
@@ -166,9 +211,11 @@ class MqttPublisher:
             if not self._pending or time.monotonic() >= deadline:
                 return len(self._pending)
             try:
-                self._pending.discard(self._acks.get(timeout=0.05))
+                ack = self._acks.get(timeout=0.05)
             except queue.Empty:
-                pass
+                continue
+            self._pending.discard(ack[0])
+            self._ack_log.append(ack)
 
     @property
     def connected(self) -> bool:

@@ -1,0 +1,168 @@
+"""Store-and-forward: the :class:`Publisher` that puts QoS>0 messages through the disk outbox.
+
+``publish`` commits the message to the outbox (from then on it counts as produced) and hands at
+most ``window`` rows at a time to the MQTT link, oldest first. A row leaves the outbox only when its
+PUBACK arrives with a success reason code (< 0x80); a refusal (not authorised, quota exceeded,
+payload format invalid, topic invalid, ...) moves it to the dead-letter table, once, with no retry
+storm. While the link is down nothing is handed over and rows simply wait on disk; paho re-sends
+what was in flight when the link comes back, and after a restart everything still in the outbox is
+sent again from the oldest row. QoS 0 messages and retained status messages bypass the outbox.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from agent.outbox import Outbox, OutboxStats
+from agent.publishers import Command
+
+log = logging.getLogger(__name__)
+
+REFUSALS = {
+    0x80: "unspecified error",
+    0x83: "implementation specific error",
+    0x87: "not authorized",
+    0x90: "topic name invalid",
+    0x95: "packet too large",
+    0x97: "quota exceeded",
+    0x99: "payload format invalid",
+}
+
+
+class Link(Protocol):
+    """What the forwarder needs of an MQTT connection (``MqttPublisher`` provides it)."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    def start(self) -> None: ...
+
+    def send(
+        self, topic: str, payload: bytes, qos: int = 1, retain: bool = False
+    ) -> int | None: ...
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None: ...
+
+    def take_acks(self) -> list[tuple[int, int, str]]: ...
+
+    def poll(self) -> list[Command]: ...
+
+    def stop(self) -> None: ...
+
+
+class OutboxPublisher:
+    def __init__(
+        self,
+        outbox: Outbox,
+        link: Link,
+        *,
+        window: int = 32,
+        wall: Callable[[], float] = time.time,
+        expire_every_s: float = 60.0,
+    ) -> None:
+        if window < 1:
+            raise ValueError("window must be at least 1")
+        self.outbox = outbox
+        self.link = link
+        self.window = window
+        self._wall = wall
+        self._inflight: dict[int, int] = {}  # mid -> row id
+        self._last_sent = 0
+        self._was_connected = False
+        self._expire_every = expire_every_s
+        self._next_expire = 0.0
+
+    # -- Publisher protocol ---------------------------------------------------------------------
+    def start(self) -> None:
+        backlog = self.outbox.stats(self._wall()).length
+        self.link.start()
+        if backlog:
+            log.info(
+                "outbox holds %d unacknowledged messages from before: sending them first", backlog
+            )
+        self.pump()
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        if qos == 0 or retain:
+            self.link.publish(topic, payload, qos=qos, retain=retain)
+            return
+        self.outbox.put(topic, payload, qos, retain, now=self._wall())
+        self.pump()
+
+    def poll(self) -> list[Command]:
+        commands = self.link.poll()
+        self._settle()
+        now = self._wall()
+        if now >= self._next_expire:
+            dropped = self.outbox.expire(now)
+            if dropped:
+                log.warning("outbox: %d messages older than the TTL were dropped", dropped)
+            self._next_expire = now + self._expire_every
+        self.pump()
+        return commands
+
+    def flush(self, timeout_s: float) -> int:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self.link.poll()
+            self._settle()
+            self.pump()
+            left = self.outbox.stats(self._wall()).length
+            if left == 0 or time.monotonic() >= deadline:
+                return left
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        left = self.flush(5.0)
+        if left:
+            log.info("outbox: %d messages stay on disk and will be sent after the next start", left)
+        self.link.stop()
+
+    # -- forwarding -----------------------------------------------------------------------------
+    def _settle(self) -> None:
+        """Apply every PUBACK that has arrived."""
+        now = self._wall()
+        for mid, code, text in self.link.take_acks():
+            row = self._inflight.pop(mid, None)
+            if row is None:
+                continue  # a status message, or a mid from before a restart
+            if code < 0x80:
+                self.outbox.ack(row)
+            else:
+                reason = f"{text} (0x{code:02x})"
+                self.outbox.dead(row, reason, now)
+                log.warning("broker refused message %d (%s): moved to dead letters", row, reason)
+
+    def pump(self) -> int:
+        """Hand rows to the link while it is up and the window has room; return how many."""
+        connected = self.link.connected
+        if connected and not self._was_connected and not self._inflight:
+            self._last_sent = 0  # fresh link, nothing in paho's hands: start from the oldest row
+        self._was_connected = connected
+        if not connected:
+            return 0
+        sent = 0
+        room = self.window - len(self._inflight)
+        while room > 0:
+            rows = self.outbox.take(room, after_id=self._last_sent)
+            if not rows:
+                break
+            for row in rows:
+                mid = self.link.send(row.topic, row.payload, qos=row.qos, retain=row.retain)
+                if mid is None:
+                    return sent
+                self._inflight[mid] = row.id
+                self._last_sent = row.id
+                sent += 1
+            room = self.window - len(self._inflight)
+        return sent
+
+    def stats(self) -> OutboxStats:
+        return self.outbox.stats(self._wall())
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)

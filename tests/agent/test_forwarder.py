@@ -1,0 +1,133 @@
+"""Store-and-forward logic against a scripted link (the real broker is in the integration tests)."""
+
+from pathlib import Path
+
+import pytest
+
+from agent.forwarder import OutboxPublisher
+from agent.outbox import Outbox
+from agent.publishers import Command
+
+
+class ScriptedLink:
+    def __init__(self) -> None:
+        self.connected = True
+        self.sent: list[tuple[int, str, bytes]] = []
+        self.direct: list[tuple[str, bytes, int, bool]] = []
+        self.acks: list[tuple[int, int, str]] = []
+        self.full = False
+        self._mid = 0
+
+    def start(self) -> None:
+        pass
+
+    def send(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> int | None:
+        if self.full:
+            return None
+        self._mid += 1
+        self.sent.append((self._mid, topic, payload))
+        return self._mid
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        self.direct.append((topic, payload, qos, retain))
+
+    def take_acks(self) -> list[tuple[int, int, str]]:
+        out, self.acks = self.acks, []
+        return out
+
+    def poll(self) -> list[Command]:
+        return []
+
+    def stop(self) -> None:
+        pass
+
+    def ack_all(self, code: int = 0) -> None:
+        self.acks += [
+            (mid, code, "Success" if code < 0x80 else "Not authorized") for mid, _, _ in self.sent
+        ]
+
+
+def _fwd(tmp_path: Path, window: int = 4) -> tuple[OutboxPublisher, ScriptedLink]:
+    link = ScriptedLink()
+    clock = iter(range(1_000_000))
+    return OutboxPublisher(
+        Outbox(tmp_path / "o.db"), link, window=window, wall=lambda: float(next(clock))
+    ), link
+
+
+def test_window_limits_in_flight(tmp_path: Path) -> None:
+    fwd, link = _fwd(tmp_path, window=3)
+    for i in range(10):
+        fwd.publish("t", str(i).encode())
+    assert [p for _, _, p in link.sent] == [b"0", b"1", b"2"]
+    link.acks.append((1, 0, "Success"))
+    fwd.poll()
+    assert [p for _, _, p in link.sent] == [b"0", b"1", b"2", b"3"]
+    assert fwd.stats().length == 9
+
+
+def test_success_codes_delete_refusals_dead_letter(tmp_path: Path) -> None:
+    fwd, link = _fwd(tmp_path)
+    for i in range(3):
+        fwd.publish("t", str(i).encode())
+    link.acks += [
+        (1, 0x00, "Success"),
+        (2, 0x10, "No matching subscribers"),
+        (3, 0x87, "Not authorized"),
+    ]
+    fwd.poll()
+    st = fwd.stats()
+    assert (st.length, st.acked, st.dead) == (0, 2, 1)
+    assert fwd.outbox.dead_letters()[0][2] == "Not authorized (0x87)"
+    # a refused message is not sent again
+    fwd.poll()
+    assert len(link.sent) == 3
+
+
+def test_nothing_is_sent_while_down_and_backlog_goes_in_order(tmp_path: Path) -> None:
+    fwd, link = _fwd(tmp_path, window=2)
+    link.connected = False
+    for i in range(5):
+        fwd.publish("t", str(i).encode())
+    assert link.sent == []
+    link.connected = True
+    for _ in range(5):
+        fwd.poll()
+        link.ack_all()
+    fwd.poll()
+    assert [p for _, _, p in link.sent] == [b"0", b"1", b"2", b"3", b"4"]
+    assert fwd.stats().length == 0
+
+
+def test_restart_resends_unacknowledged_rows(tmp_path: Path) -> None:
+    fwd, link = _fwd(tmp_path, window=10)
+    for i in range(4):
+        fwd.publish("t", str(i).encode())
+    link.acks.append((1, 0, "Success"))
+    fwd.poll()
+    fwd.outbox.close()  # the process dies here: rows 1..3 were sent but never acknowledged
+    fwd2, link2 = _fwd(tmp_path, window=10)
+    fwd2.start()
+    assert [p for _, _, p in link2.sent] == [b"1", b"2", b"3"]
+
+
+def test_full_paho_queue_keeps_rows(tmp_path: Path) -> None:
+    fwd, link = _fwd(tmp_path)
+    link.full = True
+    fwd.publish("t", b"x")
+    assert link.sent == [] and fwd.stats().length == 1
+    link.full = False
+    fwd.poll()
+    assert [p for _, _, p in link.sent] == [b"x"]
+
+
+def test_qos0_and_retained_bypass(tmp_path: Path) -> None:
+    fwd, link = _fwd(tmp_path)
+    fwd.publish("s", b"online", qos=1, retain=True)
+    fwd.publish("q", b"x", qos=0)
+    assert [d[0] for d in link.direct] == ["s", "q"] and fwd.stats().length == 0
+
+
+def test_window_validation(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        OutboxPublisher(Outbox(tmp_path / "o.db"), ScriptedLink(), window=0)

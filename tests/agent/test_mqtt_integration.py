@@ -45,7 +45,7 @@ def test_every_window_arrives_once_in_order(broker: Broker) -> None:
     try:
         recording = RECORDINGS[0]
         agent = build_agent(
-            profile_for(broker.port), options=RunOptions(recording=recording, speed=0)
+            profile_for(broker.port), options=RunOptions(recording=recording, speed=0, loop=False)
         )
         stats = agent.run()
         expected, _ = reference_predictions(recording, default_entry())
@@ -70,7 +70,7 @@ def test_every_window_arrives_once_in_order(broker: Broker) -> None:
 
 def test_unreachable_broker_fails_fast() -> None:
     port = free_port()  # nothing listens there
-    agent = build_agent(profile_for(port), options=RunOptions(speed=0))
+    agent = build_agent(profile_for(port), options=RunOptions(speed=0, loop=False))
     with pytest.raises(PublishError, match=f"cannot reach the MQTT broker at 127.0.0.1:{port}"):
         agent.run()
 

@@ -47,7 +47,9 @@ def test_replay_matches_direct_inference(recording: Path) -> None:
 def test_payload_fields_and_smoothing() -> None:
     pub = MemoryPublisher()
     agent = build_agent(
-        profile_for(), options=RunOptions(recording=RECORDINGS[0], speed=0.0), publisher=pub
+        profile_for(),
+        options=RunOptions(recording=RECORDINGS[0], speed=0.0, loop=False),
+        publisher=pub,
     )
     agent.run()
     p = json.loads(pub.messages[0][1])
@@ -88,9 +90,13 @@ def test_resampled_source_gives_same_labels_mostly(tmp_path: Path) -> None:
         w.write(t100, v100)
     pub50, pub100 = MemoryPublisher(), MemoryPublisher()
     build_agent(
-        profile_for(), options=RunOptions(recording=RECORDINGS[0], speed=0), publisher=pub50
+        profile_for(),
+        options=RunOptions(recording=RECORDINGS[0], speed=0, loop=False),
+        publisher=pub50,
     ).run()
-    build_agent(profile_for(), options=RunOptions(recording=fast, speed=0), publisher=pub100).run()
+    build_agent(
+        profile_for(), options=RunOptions(recording=fast, speed=0, loop=False), publisher=pub100
+    ).run()
     a = [json.loads(m[1])["label"] for m in pub50.messages]
     b = [json.loads(m[1])["label"] for m in pub100.messages]
     assert abs(len(a) - len(b)) <= 2
@@ -164,7 +170,7 @@ def test_commands_are_answered() -> None:
     pub = MemoryPublisher()
     pub.commands.append(Command("har/demo/cmd", b'{"cmd": "status", "id": 1}'))
     pub.commands.append(Command("har/demo/cmd", b'{"cmd": "format-disk"}'))
-    build_agent(profile_for(), options=RunOptions(speed=0), publisher=pub).run()
+    build_agent(profile_for(), options=RunOptions(speed=0, loop=False), publisher=pub).run()
     replies = [json.loads(p) for t, p, _, _ in pub.messages if t == "har/demo/cmd/response"]
     assert replies[0]["ok"] is True and replies[0]["id"] == 1 and "windows" in replies[0]["status"]
     assert replies[1]["ok"] is False and "unknown command" in replies[1]["error"]

@@ -1,0 +1,201 @@
+"""SensorSource over the emulated chips: timing, the remap, and every fault the daemon survives."""
+
+import errno
+import logging
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from agent.errors import ConfigError, SensorNotFoundError, SourceError
+from agent.recording import Chunk
+from agent.sensors.source import SensorSource, open_sensor_source
+from agent.windowing import Windower, WindowSpec
+from tests.agent.sensors.rigs import ROOT, Rig, make_rig
+
+PERIOD = 0.02
+HALF_LSB = (0.5 / 8192,) * 3 + (np.radians(0.5 / 65.5),) * 3
+
+
+class Run:
+    """Drives a source's chunk generator on the rig's fake clock."""
+
+    def __init__(self, rig: Rig, source: SensorSource) -> None:
+        self.rig, self.source = rig, source
+        self.gen = source.chunks()
+        self.chunks: list[Chunk] = []
+
+    def for_(self, seconds: float, stall_s: float = 0.0) -> "Run":
+        end = self.rig.clock.monotonic() + seconds
+        while self.rig.clock.monotonic() < end:
+            self.chunks.append(next(self.gen))
+            self.rig.clock.advance(stall_s)  # the consumer is busy elsewhere
+        return self
+
+    @property
+    def t(self) -> np.ndarray:
+        return np.concatenate([c.t for c in self.chunks])
+
+    @property
+    def values(self) -> np.ndarray:
+        return np.concatenate([c.values for c in self.chunks])
+
+    def gaps(self) -> list[float]:
+        d = np.diff(self.t)
+        return d[d > 1.5 * PERIOD].tolist()
+
+
+def test_streams_the_recording_in_time_and_units() -> None:
+    rig = make_rig("mpu6050")
+    source = rig.source()
+    h = source.header
+    assert h.sample_rate_hz == 50.0
+    assert h.channel_names == ("acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z")
+    assert [c.unit for c in h.channels] == ["g"] * 3 + ["rad/s"] * 3
+    assert h.source == {"sensor": "MPU-6050", "bus": 1, "address": "0x68"}
+    assert h.start_time.endswith("Z") and h.meta["filter_hz"] == 20.0
+    run = Run(rig, source).for_(60.0)
+    t, v = run.t, run.values
+    assert 2985 <= len(t) <= 3000
+    assert np.all(np.diff(t) > 0.019) and np.all(np.diff(t) < 0.021)
+    rows = rig.chip.feed.values[: len(v)]
+    assert np.all(np.abs(v - rows) <= np.array(HALF_LSB) * 1.0001)  # exact up to quantisation
+    assert source.health.state == "ok" and source.gaps == 0
+
+
+def test_axes_remap_applies() -> None:
+    rig = make_rig("mpu6050", axes=("-y", "x", "z"))
+    v = Run(rig, rig.source()).for_(2.0).values
+    rows = rig.chip.feed.values[: len(v)]
+    assert np.allclose(v[:, 0], -rows[:, 1], atol=1e-4)
+    assert np.allclose(v[:, 4], rows[:, 3], atol=3e-4)
+
+
+def test_short_error_burst_is_retried_without_a_gap(caplog: pytest.LogCaptureFixture) -> None:
+    rig = make_rig("mpu6050")
+    source = rig.source()
+    with caplog.at_level(logging.WARNING):
+        run = Run(rig, source).for_(10.0)
+        rig.bus.fail(2, errno.EIO)
+        run.for_(10.0)
+    assert run.gaps() == []
+    assert source.health.counters["i2c_errors"] == 2 and source.health.counters["reinits"] == 0
+    assert source.health.version == 1  # never degraded
+    assert not caplog.records
+
+
+def test_long_error_burst_reinitialises_and_recovers(caplog: pytest.LogCaptureFixture) -> None:
+    rig = make_rig("mpu6050")
+    source = rig.source()
+    with caplog.at_level(logging.INFO, logger="agent.sensors.health"):
+        run = Run(rig, source).for_(10.0)
+        rig.bus.fail(12, errno.ETIMEDOUT)
+        run.for_(20.0)
+    c = source.health.counters
+    assert c["i2c_errors"] == 12 and c["reinits"] == 1 and source.gaps == 1
+    assert source.health.state == "ok"
+    assert len(run.gaps()) == 1
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2  # once when it started, once when it cleared
+    assert "ETIMEDOUT" in messages[0] and "cleared" in messages[1]
+    t = run.t
+    assert np.sum(t > t[-1] - 5.0) >= 249  # and the stream goes on at full rate
+
+
+def test_chip_unplugged_then_back(caplog: pytest.LogCaptureFixture) -> None:
+    rig = make_rig("mpu6050")
+    source = rig.source()
+    run = Run(rig, source).for_(5.0)
+    chip = rig.bus.detach(0x68)
+    n_before = len(run.t)
+    run.for_(10.0)
+    assert len(run.t) == n_before  # nothing from a missing chip
+    assert len(run.chunks) > 25  # but the stream kept ticking (empty chunks, 1 s backoff)
+    assert set(source.health.faults) == {"i2c_error", "chip_missing"}
+    assert "no chip answers at address 0x68" in source.health.payload().decode()
+    rig.bus.attach(0x68, chip)
+    run.for_(5.0)
+    assert source.health.state == "ok" and len(run.t) > n_before + 200
+    assert len(run.gaps()) == 1 and run.gaps()[0] > 9.0
+
+
+def test_overflow_resets_marks_a_gap_and_no_window_spans_it() -> None:
+    rig = make_rig("mpu6050")
+    source = rig.source()
+    run = Run(rig, source).for_(5.0)
+    run.for_(3.0, stall_s=3.0)  # the agent stalls for longer than the FIFO holds (1.7 s)
+    run.for_(10.0)
+    assert source.health.counters["overflows"] >= 1 and source.gaps >= 1
+    assert source.health.state == "ok"  # cleared by the next clean read
+    assert run.gaps()
+    windower = Windower(WindowSpec(128, 64, 50.0), 6)
+    windows = [w for c in run.chunks for w in windower.push(c)]
+    assert windows and windower.gaps >= 1
+    assert max(w.end_t - w.start_t for w in windows) < 127 * PERIOD * 1.05
+
+
+def test_stuck_sensor_is_reported_and_not_classified(caplog: pytest.LogCaptureFixture) -> None:
+    rig = make_rig("mpu6050", stuck_after_s=2.0)
+    source = rig.source()
+    run = Run(rig, source).for_(5.0)
+    with caplog.at_level(logging.INFO, logger="agent.sensors.health"):
+        rig.chip.stick()
+        run.for_(6.0)
+        assert source.health.faults == ("stuck",)
+        rig.chip.unstick()
+        run.for_(3.0)
+    assert source.health.state == "ok"
+    assert source.health.counters["stuck_samples"] > 150
+    assert len(run.gaps()) == 1 and run.gaps()[0] > 3.5  # 6 s stuck, the first 2 s passed on
+    assert len(caplog.records) == 2
+
+
+def test_lsm6dsox_at_52_hz() -> None:
+    rig = make_rig("lsm6dsox")
+    source = rig.source()
+    assert source.header.sample_rate_hz == 52.0 and source.info.chip == "LSM6DSOX"
+    t = Run(rig, source).for_(10.0).t
+    assert 510 <= len(t) <= 520 and np.allclose(np.diff(t), 1 / 52, rtol=0.03)
+
+
+def test_absent_or_wrong_chip_at_start_is_a_clear_error() -> None:
+    rig = make_rig("mpu6050")
+    rig.bus.detach(0x68)
+    with pytest.raises(SensorNotFoundError, match="no chip answers at address 0x68 on I2C bus 1"):
+        rig.source()
+    assert rig.bus.closed  # not leaked
+    rig = make_rig("mpu6050", who_am_i=0x71)
+    with pytest.raises(SensorNotFoundError, match='set sensor.chip = "mpu9250"'):
+        rig.source()
+
+
+def test_missing_bus_and_impossible_settings() -> None:
+    rig = make_rig("mpu6050", bus=250)
+    with pytest.raises(SourceError, match=r"I2C bus 250 is not available \(/dev/i2c-250"):
+        open_sensor_source(rig.config, clock=rig.clock, stop=rig.stop)  # the real smbus2 path
+
+    def no_bus(n: int) -> object:
+        raise AssertionError("the bus must not be opened for impossible settings")
+
+    rig = make_rig("mpu6050", rate_hz=30.0)
+    with pytest.raises(ConfigError, match="sensor.rate_hz = 30 is not a rate the MPU-6050 makes"):
+        open_sensor_source(rig.config, clock=rig.clock, stop=rig.stop, bus_factory=no_bus)  # type: ignore[arg-type]
+
+
+def test_stop_ends_the_stream_and_closes_the_bus() -> None:
+    rig = make_rig("mpu6050")
+    run = Run(rig, rig.source()).for_(1.0)
+    rig.stop.set()
+    assert list(run.gen) == []
+    assert rig.bus.closed
+
+
+def test_production_path_never_imports_the_emulation() -> None:
+    code = (
+        "import sys, agent.cli, agent.wiring, agent.source_factory, agent.sensors.source, "
+        "agent.sensors.record, agent.sensors.probe, agent.sensors.ina219; "
+        "bad = [m for m in sys.modules if m.startswith('agent.testing') or m == 'smbus2']; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

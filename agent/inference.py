@@ -95,10 +95,9 @@ def to_model_input(window: np.ndarray, layout: str) -> np.ndarray:
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - np.max(logits)
-    e = np.exp(z)
-    out: np.ndarray = (e / e.sum()).astype(np.float32)
-    return out
+    e: np.ndarray = np.exp(logits - logits.max())
+    e /= e.sum()
+    return e
 
 
 @dataclass(frozen=True)
@@ -130,4 +129,4 @@ class Classifier:
                 f"{self._n_classes} labels"
             )
         probs = softmax(flat)
-        return Classification(probs=probs, index=int(np.argmax(probs)), infer_s=infer_s)
+        return Classification(probs=probs, index=int(probs.argmax()), infer_s=infer_s)

@@ -17,9 +17,10 @@ from agent.clock import Clock
 from agent.commands import handle_command
 from agent.errors import DataError
 from agent.inference import Classifier
-from agent.payload import Prediction, Topics, encode_prediction, iso_at, iso_from_unix
+from agent.payload import Prediction, PredictionEncoder, Topics, iso_from_unix
 from agent.publishers import Publisher
 from agent.recording import Chunk, RecordingHeader
+from agent.sensors.health import health_of
 from agent.smoothing import Smoother
 from agent.sources import Source
 from agent.windowing import Resampler, Windower
@@ -113,6 +114,11 @@ class Pipeline:
         self.seq = 0
         self.stats = RunStats()
         self._started = clock.monotonic()
+        self._origin_ts = origin.timestamp()
+        self._encoder = PredictionEncoder(
+            device_id, entry.labels, entry.id, smoother.method, smoother.k
+        )
+        self._health_seen = 0  # live sensors: last health version published (docs/mqtt.md)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -138,32 +144,44 @@ class Pipeline:
             self.publisher.publish(
                 self.topics.response, handle_command(cmd.payload, self.status()), qos=1
             )
+        health = health_of(self.source)
+        if health is not None and health.version != self._health_seen:
+            self._health_seen = health.version
+            self.publisher.publish(f"{self.topics.base}/health", health.payload(), 1, retain=True)
         windows = self.windower.push(self._prepare(chunk))
+        smoothed = self.smoother.method != "none"
+        encode = self._encoder.encode
+        publish = self.publisher.publish
+        topic = self.topics.prediction
         for w in windows:
             c = self.classifier.classify(w.data)
             sm = self.smoother.update(c.probs)
-            smoothed = self.smoother.method != "none"
-            pred = Prediction(
-                device=self.device_id,
-                seq=self.seq,
-                window_index=w.index,
-                window_start=iso_at(self.origin, w.start_t),
-                window_end=iso_at(self.origin, w.end_t),
-                labels=entry.labels,
-                probs=tuple(float(p) for p in c.probs),
-                index=c.index,
-                model=entry.id,
-                latency_ms=c.infer_s * 1000.0,
-                published_at=iso_from_unix(self.clock.wall()),
-                smoothed_index=sm.index if smoothed else None,
-                smoothed_confidence=sm.confidence if smoothed else None,
-                smoothing=self.smoother.method,
-                smoothing_window=self.smoother.k,
-                truth=w.label,
-            )
-            self.publisher.publish(self.topics.prediction, encode_prediction(pred), qos=self.qos)
+            probs = c.probs.tolist()
+            fields = {
+                "seq": self.seq,
+                "window_index": w.index,
+                "window_start": iso_from_unix(self._origin_ts + w.start_t),
+                "window_end": iso_from_unix(self._origin_ts + w.end_t),
+                "probs": probs,
+                "index": c.index,
+                "latency_ms": c.infer_s * 1000.0,
+                "published_at": iso_from_unix(self.clock.wall()),
+                "smoothed_index": sm.index if smoothed else None,
+                "smoothed_confidence": sm.confidence if smoothed else None,
+                "truth": w.label,
+            }
+            publish(topic, encode(**fields), qos=self.qos)
             if self.observer is not None:
-                self.observer(pred)
+                self.observer(
+                    Prediction(
+                        device=self.device_id,
+                        labels=entry.labels,
+                        model=entry.id,
+                        smoothing=self.smoother.method,
+                        smoothing_window=self.smoother.k,
+                        **fields,
+                    )
+                )
             self.seq += 1
             stats.windows += 1
             stats.infer_s.append(c.infer_s)

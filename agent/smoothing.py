@@ -28,11 +28,18 @@ class Smoother:
         self.method = method
         self.k = k if method != "none" else 1
         self._probs: deque[np.ndarray] = deque(maxlen=self.k)
+        self._sum: np.ndarray | None = None
 
     def reset(self) -> None:
         self._probs.clear()
+        self._sum = None
 
     def update(self, probs: np.ndarray) -> Smoothed:
+        probs = np.asarray(probs, dtype=np.float64)
+        if self.method == "mean":
+            if len(self._probs) == self.k and self._sum is not None:
+                self._sum -= self._probs[0]
+            self._sum = probs.copy() if self._sum is None else self._sum + probs
         self._probs.append(probs)
         if self.method == "vote":
             votes = [int(np.argmax(p)) for p in self._probs]
@@ -43,6 +50,6 @@ class Smoother:
             tied = {c for c, n in counts.items() if n == best}
             winner = next(v for v in reversed(votes) if v in tied)
             return Smoothed(winner, best / len(votes))
-        avg = np.mean(np.stack(self._probs), axis=0) if len(self._probs) > 1 else probs
-        idx = int(np.argmax(avg))
+        avg = probs if self._sum is None else self._sum / len(self._probs)
+        idx = int(avg.argmax())
         return Smoothed(idx, float(avg[idx]))

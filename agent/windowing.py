@@ -59,11 +59,8 @@ def uniform_label(labels: Sequence[str | None] | None) -> str | None:
     if not labels:
         return None
     first = labels[0]
-    if first is None:
+    if first is None or labels.count(first) != len(labels):
         return None
-    for lbl in labels:
-        if lbl != first:
-            return None
     return first
 
 
@@ -173,6 +170,9 @@ class Normalizer:
             raise DataError("normalisation mean and std differ in length")
         if any(not s > 0 for s in self.std):
             raise DataError("normalisation std must be positive for every channel")
+        # cached arrays for the hot path (the dataclass stays frozen and comparable)
+        object.__setattr__(self, "_mean", np.asarray(self.mean, dtype=np.float32))
+        object.__setattr__(self, "_inv_std", (1.0 / np.asarray(self.std)).astype(np.float32))
 
     @classmethod
     def fit(cls, values: np.ndarray) -> Normalizer:
@@ -185,9 +185,8 @@ class Normalizer:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if x.shape[-1] != len(self.mean):
             raise DataError(f"expected {len(self.mean)} channels, got shape {x.shape}")
-        mean = np.asarray(self.mean, dtype=np.float32)
-        std = np.asarray(self.std, dtype=np.float32)
-        return ((x - mean) / std).astype(np.float32, copy=False)
+        out: np.ndarray = (x - self._mean) * self._inv_std  # type: ignore[attr-defined]
+        return out.astype(np.float32, copy=False)
 
 
 def lowpass_taps(cutoff: float, numtaps: int = 31) -> np.ndarray:

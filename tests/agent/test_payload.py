@@ -109,3 +109,45 @@ def test_commands(payload: bytes, ok: bool, fragment: str) -> None:
     reply = handle_command(payload, {"windows": 3})
     assert json.loads(reply)["ok"] is ok
     assert fragment in reply.decode()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_fast_encoder_is_byte_identical_to_reference(seed: int) -> None:
+    import math
+    import random
+
+    from agent.payload import PredictionEncoder
+
+    rng = random.Random(seed)
+    labels = ("WALKING", 'odd "quoted"', "É-ü")
+    enc = PredictionEncoder("dev-1", labels, "cnn", "vote", 5)
+    for i in range(200):
+        probs = [rng.random() for _ in labels]
+        if i % 17 == 0:
+            probs[1] = math.nan
+        kw: dict[str, object] = dict(
+            seq=i,
+            window_index=i + 3,
+            window_start="2012-01-01T00:00:00.000Z",
+            window_end="2012-01-01T00:00:02.540Z",
+            probs=probs,
+            index=rng.randrange(3),
+            latency_ms=rng.random() * 5,
+            published_at="2026-01-01T00:00:00.000Z",
+        )
+        if i % 2:
+            kw.update(smoothed_index=rng.randrange(3), smoothed_confidence=rng.random())
+        if i % 3:
+            kw["truth"] = labels[0]
+        ref = encode_prediction(
+            Prediction(
+                device="dev-1",
+                labels=labels,
+                model="cnn",
+                smoothing="vote",
+                smoothing_window=5,
+                **kw,
+            )  # type: ignore[arg-type]
+        )
+        assert enc.encode(**kw) == ref  # type: ignore[arg-type]
+        json.loads(ref)

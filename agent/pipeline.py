@@ -87,6 +87,7 @@ class Pipeline:
         qos: int = 1,
         keep_windows: bool = False,
         observer: Callable[[Prediction], None] | None = None,
+        heartbeat: Callable[[float], None] | None = None,
     ) -> None:
         entry = classifier.entry
         self.source = source
@@ -101,6 +102,7 @@ class Pipeline:
         self.qos = qos
         self.keep_windows = keep_windows
         self.observer = observer
+        self.heartbeat = heartbeat
         spec = entry.input
         self._cols = channel_indices(source.header, spec.channels, spec.units, source_name)
         self._identity_cols = self._cols == list(range(len(source.header.channels)))
@@ -212,5 +214,7 @@ class Pipeline:
             stats.read_s.append(t1 - t0)
             stats.process_s.append(t2 - t1 - sum(stats.infer_s[n_infer:]))
             stats.windows_per_chunk.append(n)
+            if self.heartbeat is not None:
+                self.heartbeat(self.clock.monotonic())
         stats.wall_s = perf() - started
         return stats

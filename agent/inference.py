@@ -7,6 +7,7 @@ manifest (sha256, input name and shape) before it is used, maps ONNX Runtime err
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,10 @@ from typing import Protocol
 import numpy as np
 
 from agent.errors import ModelError
-from agent.manifest import ModelEntry, sha256_file
+from agent.manifest import ModelEntry
+
+_EXTERNAL_DATA_MARK = b"\n\x08location\x12"
+"""How a TensorProto's ``external_data`` entry ``{key: "location", value: ...}`` is serialised."""
 
 
 class Engine(Protocol):
@@ -38,12 +42,18 @@ class OrtEngine:
 
         if not path.is_file():
             raise ModelError(f"{path}: model file is missing (model {entry.id!r})")
-        digest = sha256_file(path)
+        try:
+            blob = path.read_bytes()
+        except OSError as exc:
+            raise ModelError(f"{path}: cannot read the model ({exc.strerror or exc})") from exc
+        digest = hashlib.sha256(blob).hexdigest()
         if digest != entry.sha256:
             raise ModelError(
                 f"{path}: sha256 {digest[:12]}... does not match the manifest's "
                 f"{entry.sha256[:12]}... (model {entry.id!r}); refusing to load it"
             )
+        if _EXTERNAL_DATA_MARK in blob:
+            raise ModelError(f"{path}: the model refers to external data files, which are refused")
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = settings.intra_op_threads
         opts.inter_op_num_threads = settings.inter_op_threads
@@ -53,11 +63,18 @@ class OrtEngine:
         opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
         opts.add_session_config_entry("session.inter_op.allow_spinning", spin)
         try:
+            # from the verified bytes, not the path: what runs is what was hashed, and a model
+            # that points at external data files cannot reach the filesystem
             self._session = ort.InferenceSession(
-                str(path), sess_options=opts, providers=["CPUExecutionProvider"]
+                blob, sess_options=opts, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # onnxruntime raises its own untyped exceptions
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            text = str(exc).strip()
+            first = text.splitlines()[0] if text else type(exc).__name__
+            if "external" in text.lower():
+                raise ModelError(
+                    f"{path}: the model refers to external data files, which are refused"
+                ) from exc
             raise ModelError(f"{path}: ONNX Runtime cannot load the model ({first})") from exc
         inputs = self._session.get_inputs()
         if len(inputs) != 1 or inputs[0].name != entry.input.name:

@@ -20,6 +20,7 @@ from typing import Annotated
 import typer
 
 from agent import __version__
+from agent.cli_sensors import record, sensors_app
 from agent.errors import AgentError
 from agent.payload import Prediction
 from agent.profile import Profile, load_profile
@@ -34,6 +35,8 @@ app = typer.Typer(
 )
 models_app = typer.Typer(help="Inspect the model bank.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+app.add_typer(sensors_app, name="sensors")
+app.command()(record)
 
 ProfileOpt = Annotated[
     Path,
@@ -161,7 +164,7 @@ def replay(
             loop=False,
             model_id=model,
             chunk_samples=None,
-            keep_windows=timing,
+            record_timings=timing,
         )
         if fast:
             # one hop of samples per chunk: each chunk completes one window (per-window timings)

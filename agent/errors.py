@@ -6,7 +6,8 @@
     ├── ModelError                  a model or manifest is missing, corrupt or does not fit
     ├── DataError                   samples do not fit what the pipeline expects
     ├── SourceError                 a sample source failed
-    │   └── SensorReadError         an I2C sensor transfer failed
+    │   ├── SensorReadError         an I2C sensor transfer failed (EIO, timeout, NACK)
+    │   └── SensorNotFoundError     no chip answers at the address, or another chip than expected
     ├── PublishError                the MQTT broker cannot be reached or refused us
     └── OutboxError                 the disk-backed outbox cannot be opened or written
 
@@ -43,6 +44,10 @@ class SourceError(AgentError):
 
 class SensorReadError(SourceError):
     """An I2C sensor transfer failed."""
+
+
+class SensorNotFoundError(SourceError):
+    """No chip answers at the configured address, or it is not the chip the profile names."""
 
 
 class PublishError(AgentError):

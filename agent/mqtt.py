@@ -123,8 +123,11 @@ class MqttPublisher:
                 continue
             if kind == "connected":
                 self._connected = True
-                log.info("connected to the %s (MQTT %s)", where,
-                         "v5" if self.protocol == mqtt.MQTTv5 else "v3.1.1")
+                log.info(
+                    "connected to the %s (MQTT %s)",
+                    where,
+                    "v5" if self.protocol == mqtt.MQTTv5 else "v3.1.1",
+                )
                 return
             if kind == "refused":
                 self._client.loop_stop()

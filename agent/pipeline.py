@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RunStats:
-    """What one run did, and where its time went (seconds, per chunk)."""
+    """What one run did. The per-chunk and per-window lists are filled only when the pipeline
+    records timings (benchmarks): a daemon that runs for months keeps counters alone."""
 
     windows: int = 0
     labelled: int = 0
@@ -85,7 +86,7 @@ class Pipeline:
         stop: threading.Event,
         origin: datetime,
         qos: int = 1,
-        keep_windows: bool = False,
+        record_timings: bool = False,
         observer: Callable[[Prediction], None] | None = None,
         heartbeat: Callable[[float], None] | None = None,
     ) -> None:
@@ -100,7 +101,8 @@ class Pipeline:
         self.stop = stop
         self.origin = origin
         self.qos = qos
-        self.keep_windows = keep_windows
+        self.record_timings = record_timings
+        self._chunk_infer_s = 0.0
         self.observer = observer
         self.heartbeat = heartbeat
         spec = entry.input
@@ -186,9 +188,10 @@ class Pipeline:
                 )
             self.seq += 1
             stats.windows += 1
-            stats.infer_s.append(c.infer_s)
-            stats.predictions.append(c.index)
-            if self.keep_windows:
+            self._chunk_infer_s += c.infer_s
+            if self.record_timings:
+                stats.infer_s.append(c.infer_s)
+                stats.predictions.append(c.index)
                 stats.windows_data.append(w.data)
             if w.label is not None:
                 stats.labelled += 1
@@ -207,13 +210,14 @@ class Pipeline:
             if chunk is None:
                 break
             t1 = perf()
-            n_infer = len(stats.infer_s)
+            self._chunk_infer_s = 0.0
             n = self.process(chunk)
             t2 = perf()
             stats.samples += len(chunk)
-            stats.read_s.append(t1 - t0)
-            stats.process_s.append(t2 - t1 - sum(stats.infer_s[n_infer:]))
-            stats.windows_per_chunk.append(n)
+            if self.record_timings:
+                stats.read_s.append(t1 - t0)
+                stats.process_s.append(t2 - t1 - self._chunk_infer_s)
+                stats.windows_per_chunk.append(n)
             if self.heartbeat is not None:
                 self.heartbeat(self.clock.monotonic())
         stats.wall_s = perf() - started

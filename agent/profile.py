@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 from agent.errors import ConfigError
+from agent.sensors.axes import parse_axes
 
 PROFILE_VERSION = 1
 _DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -32,7 +33,8 @@ class DeviceConfig:
 
 @dataclass(frozen=True)
 class SourceConfig:
-    kind: Literal["replay"] = "replay"
+    kind: Literal["replay", "sensor"] = "replay"
+    """``replay`` a recording, or read the live I2C ``sensor`` (its ``[sensor]`` table)."""
     path: str = ""
     """Recording to replay (for ``kind = "replay"``)."""
     speed: float = 1.0
@@ -41,6 +43,28 @@ class SourceConfig:
     """Start the recording again when it ends (a demo that never stops)."""
     chunk_samples: int = 10
     """Samples handed to the pipeline at a time when pacing in real time."""
+
+
+@dataclass(frozen=True)
+class SensorConfig:
+    """The live I2C IMU (``source.kind = "sensor"``, ``har-agent record``); docs/sensors.md."""
+
+    chip: Literal["mpu6050", "mpu6500", "mpu9250", "lsm6dsox"] = "mpu6050"
+    bus: int = 1
+    """I2C bus number: /dev/i2c-<bus> (1 on a Raspberry Pi's header pins 3 and 5)."""
+    address: int = 0x68
+    rate_hz: float = 50.0
+    """Output data rate asked of the chip; the pipeline resamples to the model's rate."""
+    accel_range_g: int = 4
+    gyro_range_dps: int = 500
+    dlpf_hz: float = 20.0
+    """Digital low-pass filter bandwidth; the chip's nearest setting is used (and logged)."""
+    axes: tuple[str, ...] = ("x", "y", "z")
+    """The chip axis (with sign) that gives the model's x, y and z, e.g. ["-y", "x", "z"]."""
+    stuck_after_s: float = 2.0
+    """Identical samples for this long mean the sensor is stuck."""
+    retries: int = 3
+    """Failed transfers in a row before the chip is re-initialised."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +117,7 @@ class Profile:
     description: str = ""
     device: DeviceConfig = field(default_factory=DeviceConfig)
     source: SourceConfig = field(default_factory=SourceConfig)
+    sensor: SensorConfig = field(default_factory=SensorConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
@@ -115,6 +140,10 @@ def _type_name(tp: Any) -> str:
 
 
 def _check_value(value: Any, tp: Any, key: str, where: str) -> Any:
+    if get_origin(tp) is tuple:  # tuple[str, ...]: a TOML list of strings
+        if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise ConfigError(f"{where}: {key} must be a list of strings (got {value!r})")
+        return tuple(value)
     if get_origin(tp) is Literal:
         if value not in get_args(tp):
             raise ConfigError(f"{where}: {key} must be one of {_type_name(tp)} (got {value!r})")
@@ -175,6 +204,27 @@ def _validate(p: Profile, where: str) -> None:
         raise bad("source.speed", "must be 0 (as fast as possible) or positive")
     if not 1 <= p.source.chunk_samples <= 100_000:
         raise bad("source.chunk_samples", "must be between 1 and 100000")
+    sn = p.sensor
+    if not 0 <= sn.bus <= 255:
+        raise bad("sensor.bus", "must be an I2C bus number between 0 and 255")
+    if not 0x08 <= sn.address <= 0x77:
+        raise bad("sensor.address", "must be a 7-bit I2C address between 0x08 and 0x77")
+    if not 1 <= sn.rate_hz <= 1000:
+        raise bad("sensor.rate_hz", "must be between 1 and 1000 Hz")
+    if sn.accel_range_g not in (2, 4, 8, 16):
+        raise bad("sensor.accel_range_g", "must be 2, 4, 8 or 16 (g)")
+    if sn.gyro_range_dps not in (250, 500, 1000, 2000):
+        raise bad("sensor.gyro_range_dps", "must be 250, 500, 1000 or 2000 (deg/s)")
+    if not 0 < sn.dlpf_hz <= 500:
+        raise bad("sensor.dlpf_hz", "must be a bandwidth in (0, 500] Hz")
+    try:
+        parse_axes(sn.axes)
+    except ValueError as exc:
+        raise bad("sensor.axes", str(exc)) from exc
+    if not 0.1 <= sn.stuck_after_s <= 3600:
+        raise bad("sensor.stuck_after_s", "must be between 0.1 and 3600 s")
+    if not 0 <= sn.retries <= 100:
+        raise bad("sensor.retries", "must be between 0 and 100")
     for key, n in (
         ("intra_op_threads", p.inference.intra_op_threads),
         ("inter_op_threads", p.inference.inter_op_threads),

@@ -23,6 +23,8 @@ from agent.payload import Prediction, Topics, parse_time
 from agent.pipeline import Pipeline, RunStats
 from agent.profile import Profile
 from agent.publishers import Publisher
+from agent.sdnotify import SystemdNotifier
+from agent.sensors.bus import BusFactory
 from agent.smoothing import Smoother
 from agent.source_factory import make_source
 
@@ -38,7 +40,7 @@ class RunOptions:
     loop: bool | None = None
     model_id: str | None = None
     chunk_samples: int | None = None
-    keep_windows: bool = False
+    record_timings: bool = False
 
 
 def pick_model(manifest: Manifest, model_id: str) -> ModelEntry:
@@ -70,14 +72,19 @@ class Agent:
     pipeline: Pipeline
     publisher: Publisher
     stop: threading.Event
+    notifier: SystemdNotifier
 
     def run(self) -> RunStats:
         """Connect, run until the source ends or ``stop`` is set, then say goodbye."""
         self.publisher.start()
+        entry = self.pipeline.classifier.entry
+        self.notifier.ready(f"running {entry.id} for {self.pipeline.device_id}")
         try:
             return self.pipeline.run()
         finally:
+            self.notifier.stopping()
             self.publisher.stop()
+            self.notifier.close()
 
 
 def build_agent(
@@ -88,6 +95,7 @@ def build_agent(
     clock: Clock | None = None,
     stop: threading.Event | None = None,
     observer: Callable[[Prediction], None] | None = None,
+    bus_factory: BusFactory | None = None,
 ) -> Agent:
     opts = options or RunOptions()
     clock = clock or SystemClock()
@@ -108,8 +116,10 @@ def build_agent(
         speed=opts.speed,
         loop=opts.loop,
         chunk_samples=opts.chunk_samples,
+        bus_factory=bus_factory,  # live sensor: the I2C bus (tests: an emulation)
     )
     topics = Topics(profile.mqtt.topic_prefix, profile.device.id)
+    notifier = SystemdNotifier()
     pipeline = Pipeline(
         source=source,
         source_name=source_name,
@@ -122,8 +132,9 @@ def build_agent(
         stop=stop,
         origin=parse_time(source.header.start_time),
         qos=profile.mqtt.qos,
-        keep_windows=opts.keep_windows,
+        record_timings=opts.record_timings,
         observer=observer,
+        heartbeat=notifier.progress,
     )
     log.info(
         "model %s (%s), source %s at %g Hz",
@@ -132,4 +143,4 @@ def build_agent(
         source_name,
         source.header.sample_rate_hz,
     )
-    return Agent(pipeline=pipeline, publisher=pipeline.publisher, stop=stop)
+    return Agent(pipeline=pipeline, publisher=pipeline.publisher, stop=stop, notifier=notifier)

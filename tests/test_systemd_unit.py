@@ -23,8 +23,12 @@ def _checkable(tmp_path: Path) -> Path:
 
 
 def test_verify_prints_nothing(tmp_path: Path) -> None:
-    proc = subprocess.run(["systemd-analyze", "verify", str(_checkable(tmp_path))],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["systemd-analyze", "verify", str(_checkable(tmp_path))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0
     assert proc.stdout.strip() == "" and proc.stderr.strip() == "", proc.stderr
 
@@ -32,7 +36,9 @@ def test_verify_prints_nothing(tmp_path: Path) -> None:
 def test_security_exposure_at_most_2(tmp_path: Path) -> None:
     proc = subprocess.run(
         ["systemd-analyze", "security", "--offline=true", str(_checkable(tmp_path))],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", proc.stdout)
     assert match, proc.stdout + proc.stderr
@@ -41,8 +47,16 @@ def test_security_exposure_at_most_2(tmp_path: Path) -> None:
 
 def test_unit_essentials() -> None:
     text = UNIT.read_text()
-    for line in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "User=har-agent",
-                 "SupplementaryGroups=i2c", "DevicePolicy=closed", "DeviceAllow=char-i2c rw",
-                 "StateDirectory=har-agent", "ConfigurationDirectory=har-agent",
-                 "LogsDirectory=har-agent"):
+    for line in (
+        "Type=notify",
+        "WatchdogSec=",
+        "Restart=on-failure",
+        "User=har-agent",
+        "SupplementaryGroups=i2c",
+        "DevicePolicy=closed",
+        "DeviceAllow=char-i2c rw",
+        "StateDirectory=har-agent",
+        "ConfigurationDirectory=har-agent",
+        "LogsDirectory=har-agent",
+    ):
         assert line in text

@@ -52,7 +52,7 @@ def test_round_trip_and_replay(tmp_path: Path) -> None:
     # the recorded session replays through the agent exactly like a dataset file
     pub = MemoryPublisher()
     stats = build_agent(
-        profile_for(), options=RunOptions(recording=out, speed=0), publisher=pub
+        profile_for(), options=RunOptions(recording=out, speed=0, loop=False), publisher=pub
     ).run()
     preds = [json.loads(p) for t, p, _, _ in pub.messages if t.endswith("/prediction")]
     entry = default_entry()

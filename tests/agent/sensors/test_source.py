@@ -170,6 +170,16 @@ def test_absent_or_wrong_chip_at_start_is_a_clear_error() -> None:
         rig.source()
 
 
+def test_transfer_errors_at_start_are_retried() -> None:
+    rig = make_rig("mpu6050", retries=3)
+    rig.bus.fail(3, errno.EIO)
+    assert rig.source().info.chip == "MPU-6050"
+    rig = make_rig("mpu6050", retries=3)
+    rig.bus.fail(4, errno.EIO)
+    with pytest.raises(SourceError, match="reading WHO_AM_I failed: EIO"):
+        rig.source()
+
+
 def test_missing_bus_and_impossible_settings() -> None:
     rig = make_rig("mpu6050", bus=250)
     with pytest.raises(SourceError, match=r"I2C bus 250 is not available \(/dev/i2c-250"):

@@ -1,0 +1,115 @@
+"""``har-agent sensors probe`` and ``har-agent record``: the live-sensor commands (docs/sensors.md).
+
+Registered by :mod:`agent.cli`; errors end like every other command: one line, exit status 1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agent.clock import Clock, SystemClock
+from agent.errors import AgentError, ConfigError, SensorNotFoundError
+from agent.sensors.bus import BusFactory
+
+sensors_app = typer.Typer(help="Live I2C sensors.", no_args_is_help=True)
+
+ProfileOpt = Annotated[
+    Path,
+    typer.Option(
+        "--profile",
+        "-p",
+        envvar="HAR_AGENT_PROFILE",
+        help="Profile (TOML) with the sensor settings. [env: HAR_AGENT_PROFILE]",
+        show_envvar=False,
+    ),
+]
+
+
+def _bus_factory() -> BusFactory:
+    """Opens real I2C buses (tests substitute the emulation here)."""
+    from agent.sensors.bus import open_smbus
+
+    return open_smbus
+
+
+def _clock() -> Clock:
+    return SystemClock()
+
+
+@sensors_app.command("probe")
+def probe(
+    bus: Annotated[int, typer.Option("--bus", help="I2C bus number (/dev/i2c-N).", min=0)] = 1,
+) -> None:
+    """Name the supported chips that answer on an I2C bus, with their addresses."""
+    from agent.cli import _fail
+    from agent.sensors.probe import INA_ADDRESSES, scan
+
+    try:
+        i2c = _bus_factory()(bus)
+        try:
+            found = scan(i2c)
+        finally:
+            i2c.close()
+        if not found:
+            raise SensorNotFoundError(
+                f"no supported chip answers on I2C bus {bus} (looked at 0x68-0x6b and "
+                f"0x{INA_ADDRESSES[0]:02x}-0x{INA_ADDRESSES[-1]:02x}); check the wiring and power"
+            )
+    except AgentError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"I2C bus {bus}:")
+    for item in found:
+        typer.echo(f"  {item.line()}")
+
+
+def record(
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Recording to write (.har.csv or .har.csv.gz).")
+    ],
+    profile: ProfileOpt = Path("profiles/default.toml"),
+    duration: Annotated[
+        float | None,
+        typer.Option("--duration", help="Seconds to record (default: until Ctrl-C).", min=0.001),
+    ] = None,
+    label: Annotated[
+        str | None, typer.Option("--label", help="Activity label stamped on every sample.")
+    ] = None,
+) -> None:
+    """Record the live sensor (the profile's sensor table) into a recording replay reads."""
+    from agent.cli import _fail, _load, _stop_on_signals
+    from agent.sensors.record import record_session
+
+    shown: list[float] = []
+
+    def progress(samples: int, seconds: float) -> None:
+        if samples and (not shown or seconds - shown[-1] >= 1.0):
+            shown.append(seconds)
+            typer.echo(f"\rrecording: {samples} samples, {seconds:.1f} s", nl=False, err=True)
+
+    try:
+        if out.exists():
+            raise ConfigError(f"{out} already exists; choose another --out or remove it")
+        prof = _load(profile)
+        with _stop_on_signals() as stop:
+            result = record_session(
+                prof,
+                out,
+                clock=_clock(),
+                stop=stop,
+                duration_s=duration,
+                label=label,
+                bus_factory=_bus_factory(),
+                progress=progress,
+            )
+    except AgentError as exc:
+        raise _fail(exc) from None
+    if shown:
+        typer.echo("", err=True)
+    typer.echo(
+        f"recorded {result.samples} samples ({result.duration_s:.1f} s, {result.gaps} gaps) "
+        f"from the {result.sensor} to {result.path}",
+        err=True,
+    )

@@ -1,0 +1,270 @@
+"""Driver for the ST LSM6DSOX (and the register-compatible LSM6DSO) accelerometer + gyroscope.
+
+We support one ST family fully: the LSM6DSOX, the chip on today's common breakouts. The older
+LSM6DS3 (WHO_AM_I 0x69) has an untagged FIFO with a different register layout and is refused with a
+clear message. Register facts from the LSM6DSOX datasheet (DS12814, section 9 "Register
+description", "DS" below), cross-checked against ST's reference driver (lsm6dsox_reg.h):
+
+- WHO_AM_I (0x0F) reads 0x6C. I2C address 0x6A (SA0 low) or 0x6B (SA0 high).
+- CTRL3_C (0x12): BOOT bit 7, BDU bit 6, IF_INC bit 2 (register auto-increment, on after reset),
+  SW_RESET bit 0 (restores the registers and clears itself).
+- CTRL1_XL (0x10): ODR_XL bits 7:4, FS_XL bits 3:2 (00 = 2 g, 01 = 16 g, 10 = 4 g, 11 = 8 g),
+  LPF2_XL_EN bit 1. CTRL2_G (0x11): ODR_G bits 7:4, FS_G bits 3:2 (00 = 250, 01 = 500, 10 = 1000,
+  11 = 2000 dps), FS_125 bit 1. ODR codes 1..10 = 12.5, 26, 52, 104, 208, 416, 833, 1666, 3332,
+  6664 Hz.
+- CTRL8_XL (0x17): HPCF_XL bits 7:5; with LPF2_XL_EN the accelerometer low-pass cut-off is
+  ODR/10, /20, /45, /100, /200, /400, /800 for HPCF_XL = 1..7; without it the bandwidth is ODR/2.
+- Sensitivity (DS table 2): 0.061, 0.122, 0.244, 0.488 mg/LSB at 2/4/8/16 g; 8.75, 17.5, 35, 70
+  mdps/LSB at 250/500/1000/2000 dps. Words are little-endian two's complement.
+- FIFO_CTRL3 (0x09): BDR_GY bits 7:4, BDR_XL bits 3:0 (batch rates, same codes as the ODRs).
+  FIFO_CTRL4 (0x0A): FIFO_MODE bits 2:0 (000 bypass = FIFO cleared, 001 FIFO, 110 continuous:
+  the oldest words are overwritten when full).
+- FIFO_STATUS1/2 (0x3A-0x3B): DIFF_FIFO bits 9:0 = unread words; STATUS2 bit 6 FIFO_OVR_IA,
+  bit 5 FIFO_FULL_IA, bit 3 FIFO_OVR_LATCHED.
+- The FIFO holds 3 KB: 512 words of 7 bytes. FIFO_DATA_OUT_TAG (0x78): TAG_SENSOR bits 7:3
+  (0x01 gyroscope, 0x02 accelerometer), TAG_CNT bits 2:1 (the batch time slot: a gyro and an accel
+  word with the same TAG_CNT were sampled together), TAG_PARITY bit 0; then FIFO_DATA_OUT_X_L ...
+  Z_H (0x79-0x7E). A block read from 0x78 wraps from 0x7E back to 0x78, so one read moves several
+  words (the Linux st_lsm6dsx driver reads 4 words = 28 bytes per transfer; so do we).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from agent.errors import ConfigError, SensorNotFoundError, SensorReadError
+from agent.sensors.bus import I2CBus, is_nack, read_stream, transfer_error
+from agent.sensors.convert import to_units
+from agent.sensors.imu import FifoBatch, ImuInfo, ImuSettings, Sleep, empty_batch, nearest, pick
+
+FIFO_CTRL3 = 0x09
+FIFO_CTRL4 = 0x0A
+WHO_AM_I = 0x0F
+CTRL1_XL = 0x10
+CTRL2_G = 0x11
+CTRL3_C = 0x12
+CTRL8_XL = 0x17
+OUTX_L_G = 0x22
+FIFO_STATUS1 = 0x3A
+FIFO_STATUS2 = 0x3B
+FIFO_DATA_OUT_TAG = 0x78
+
+ID_LSM6DSOX = 0x6C
+ID_LSM6DS3 = 0x69
+SW_RESET = 0x01
+IF_INC = 0x04
+BDU = 0x40
+LPF2_XL_EN = 0x02
+FIFO_BYPASS = 0b000
+FIFO_CONTINUOUS = 0b110
+FIFO_OVR_IA = 0x40
+FIFO_FULL_IA = 0x20
+FIFO_OVR_LATCHED = 0x08
+TAG_GYRO = 0x01
+TAG_ACCEL = 0x02
+
+WORD = 7
+"""Bytes per FIFO word: tag + x, y, z."""
+WORDS_PER_READ = 4
+"""FIFO words per block read (28 of the 32 bytes an SMBus block transfer allows)."""
+FIFO_WORDS = 512
+
+ODR_CODE = {12.5: 1, 26.0: 2, 52.0: 3, 104.0: 4, 208.0: 5, 416.0: 6, 833.0: 7, 1666.0: 8}
+FS_XL = {2: 0b00, 16: 0b01, 4: 0b10, 8: 0b11}
+FS_G = {250: 0b00, 500: 0b01, 1000: 0b10, 2000: 0b11}
+ACCEL_MG_PER_LSB = {2: 0.061, 4: 0.122, 8: 0.244, 16: 0.488}
+GYRO_MDPS_PER_LSB = {250: 8.75, 500: 17.5, 1000: 35.0, 2000: 70.0}
+LPF2_DIVIDER = {1: 10, 2: 20, 3: 45, 4: 100, 5: 200, 6: 400, 7: 800}
+"""HPCF_XL -> ODR divider of the accelerometer low-pass cut-off (LPF2_XL_EN = 1)."""
+
+
+@dataclass(frozen=True)
+class LsmPlan:
+    odr_code: int
+    fs_xl: int
+    fs_g: int
+    hpcf_xl: int
+    """0 = LPF2 off (bandwidth ODR/2), 1..7 = LPF2 at ODR / LPF2_DIVIDER[hpcf_xl]."""
+    rate_hz: float
+    bandwidth_hz: float
+
+    def writes(self) -> list[tuple[int, int]]:
+        """Register writes after the software reset, in order."""
+        lpf2 = LPF2_XL_EN if self.hpcf_xl else 0
+        return [
+            (CTRL3_C, BDU | IF_INC),
+            (CTRL8_XL, self.hpcf_xl << 5),
+            (CTRL1_XL, (self.odr_code << 4) | (self.fs_xl << 2) | lpf2),
+            (CTRL2_G, (self.odr_code << 4) | (self.fs_g << 2)),
+            (FIFO_CTRL3, (self.odr_code << 4) | self.odr_code),
+            (FIFO_CTRL4, FIFO_BYPASS),
+            (FIFO_CTRL4, FIFO_CONTINUOUS),
+        ]
+
+
+def plan(s: ImuSettings) -> LsmPlan:
+    code = ODR_CODE.get(float(s.rate_hz))
+    if code is None:
+        rates = ", ".join(f"{r:g}" for r in ODR_CODE)
+        raise ConfigError(
+            f"sensor.rate_hz = {s.rate_hz:g} is not an LSM6DSOX output data rate ({rates})"
+        )
+    odr = float(s.rate_hz)
+    options = {0: odr / 2} | {k: odr / d for k, d in LPF2_DIVIDER.items()}
+    bandwidth = nearest(s.dlpf_hz, options.values())
+    return LsmPlan(
+        odr_code=code,
+        fs_xl=pick(FS_XL, s.accel_range_g, "sensor.accel_range_g", "accel full scale"),
+        fs_g=pick(FS_G, s.gyro_range_dps, "sensor.gyro_range_dps", "gyro full scale"),
+        hpcf_xl=next(k for k, v in options.items() if v == bandwidth),
+        rate_hz=odr,
+        bandwidth_hz=bandwidth,
+    )
+
+
+@dataclass
+class TagPairer:
+    """Pairs accelerometer and gyroscope FIFO words sampled in the same time slot (TAG_CNT).
+
+    Words of other sensors (timestamp, temperature, configuration change) are skipped. A word whose
+    partner never arrives (lost to an overflow) is dropped when a later slot completes.
+    """
+
+    pending: dict[int, list[np.ndarray | None]] = field(default_factory=dict)
+    dropped: int = 0
+
+    def push(self, data: bytes) -> np.ndarray:
+        """FIFO words in, raw samples ``[n, 6]`` (accel x y z, gyro x y z) out, oldest first."""
+        if not data:
+            return np.zeros((0, 6), dtype=np.int32)
+        arr = np.frombuffer(data, dtype=np.uint8).reshape(-1, WORD)
+        tags = arr[:, 0]
+        xyz = np.ascontiguousarray(arr[:, 1:]).view("<i2").astype(np.int32)
+        out: list[np.ndarray] = []
+        for tag, vec in zip(tags.tolist(), xyz, strict=True):
+            sensor, slot_id = tag >> 3, (tag >> 1) & 0b11
+            if sensor not in (TAG_ACCEL, TAG_GYRO):
+                continue
+            which = 0 if sensor == TAG_ACCEL else 1
+            slot = self.pending.setdefault(slot_id, [None, None])
+            if slot[which] is not None:  # this slot already had one: its partner was lost
+                self.dropped += 1
+                self.pending.pop(slot_id)
+                slot = self.pending.setdefault(slot_id, [None, None])
+            slot[which] = vec
+            acc, gyro = slot
+            if acc is not None and gyro is not None:
+                for older in list(self.pending):  # insertion order = time order
+                    if older == slot_id:
+                        break
+                    self.pending.pop(older)
+                    self.dropped += 1
+                self.pending.pop(slot_id)
+                out.append(np.concatenate([acc, gyro]))
+        return np.stack(out) if out else np.zeros((0, 6), dtype=np.int32)
+
+    def clear(self) -> None:
+        self.pending.clear()
+
+
+class Lsm6dsoxDriver:
+    """One LSM6DSOX; see the module docstring for the register facts."""
+
+    def __init__(self, bus: I2CBus, settings: ImuSettings, *, sleep: Sleep) -> None:
+        self.bus = bus
+        self.settings = settings
+        self.plan = plan(settings)
+        self._sleep = sleep
+        self._pairer = TagPairer()
+
+    def _fail(self, exc: OSError, what: str) -> SensorReadError:
+        return transfer_error(exc, self.settings.where, what)
+
+    def identify(self) -> int:
+        s = self.settings
+        try:
+            who = self.bus.read_byte_data(s.address, WHO_AM_I)
+        except OSError as exc:
+            if is_nack(exc):
+                raise SensorNotFoundError(
+                    f"no chip answers at address 0x{s.address:02x} on I2C bus {s.bus}; check the "
+                    "wiring and the address (SA0 low = 0x6a, high = 0x6b), and run "
+                    "'har-agent sensors probe'"
+                ) from exc
+            raise self._fail(exc, "reading WHO_AM_I") from exc
+        if who == ID_LSM6DS3:
+            raise SensorNotFoundError(
+                f"the chip at {s.where} is an LSM6DS3 (WHO_AM_I 0x69), which har-agent does not "
+                "support; the LSM6DSOX/LSM6DSO (WHO_AM_I 0x6c) is supported"
+            )
+        if who != ID_LSM6DSOX:
+            raise SensorNotFoundError(
+                f"the chip at {s.where} is not an LSM6DSOX (WHO_AM_I reads 0x{who:02x}, "
+                "expected 0x6c)"
+            )
+        return who
+
+    def open(self) -> ImuInfo:
+        who = self.identify()
+        a = self.settings.address
+        try:
+            self.bus.write_byte_data(a, CTRL3_C, SW_RESET)
+            for _ in range(10):
+                self._sleep(0.01)
+                if not self.bus.read_byte_data(a, CTRL3_C) & SW_RESET:
+                    break
+            else:
+                raise SensorReadError(f"{self.settings.where}: the chip did not finish its reset")
+            for reg, value in self.plan.writes():
+                self.bus.write_byte_data(a, reg, value)
+            got = self.bus.read_i2c_block_data(a, CTRL1_XL, 2)
+        except OSError as exc:
+            raise self._fail(exc, "configuring the chip") from exc
+        want = [value for reg, value in self.plan.writes() if reg in (CTRL1_XL, CTRL2_G)]
+        if list(got) != want:
+            raise SensorReadError(
+                f"{self.settings.where}: configuration did not stick (CTRL1_XL/CTRL2_G read "
+                f"{[hex(x) for x in got]}, wrote {[hex(x) for x in want]})"
+            )
+        self._pairer.clear()
+        s = self.settings
+        return ImuInfo(
+            chip="LSM6DSOX",
+            who_am_i=who,
+            rate_hz=self.plan.rate_hz,
+            accel_range_g=s.accel_range_g,
+            gyro_range_dps=s.gyro_range_dps,
+            bandwidth_hz=self.plan.bandwidth_hz,
+            fifo_samples=FIFO_WORDS // 2,
+        )
+
+    def reset_fifo(self) -> None:
+        a = self.settings.address
+        try:
+            self.bus.write_byte_data(a, FIFO_CTRL4, FIFO_BYPASS)  # bypass empties the FIFO
+            self.bus.write_byte_data(a, FIFO_CTRL4, FIFO_CONTINUOUS)
+            self.bus.read_byte_data(a, FIFO_STATUS2)  # clear FIFO_OVR_LATCHED
+        except OSError as exc:
+            raise self._fail(exc, "resetting the FIFO") from exc
+        self._pairer.clear()
+
+    def read(self) -> FifoBatch:
+        a = self.settings.address
+        try:
+            st1, st2 = self.bus.read_i2c_block_data(a, FIFO_STATUS1, 2)
+            if st2 & (FIFO_OVR_IA | FIFO_OVR_LATCHED):
+                self.reset_fifo()
+                return empty_batch(overflow=True)
+            level = st1 | ((st2 & 0b11) << 8)
+            if level == 0:
+                return empty_batch()
+            data = read_stream(self.bus, a, FIFO_DATA_OUT_TAG, level * WORD, WORD * WORDS_PER_READ)
+        except OSError as exc:
+            raise self._fail(exc, "reading the FIFO") from exc
+        raw = self._pairer.push(data)
+        s = self.settings
+        g_per_lsb = ACCEL_MG_PER_LSB[s.accel_range_g] / 1000.0
+        dps_per_lsb = GYRO_MDPS_PER_LSB[s.gyro_range_dps] / 1000.0
+        return FifoBatch(to_units(raw, g_per_lsb, dps_per_lsb))

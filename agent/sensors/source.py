@@ -1,0 +1,291 @@
+"""The live sensor as a :class:`~agent.sources.Source`: FIFO reads, sample times, faults, gaps.
+
+:class:`SensorSource` polls an :class:`~agent.sensors.imu.ImuDriver` a few times per FIFO fill,
+timestamps the samples (:class:`~agent.sensors.timebase.SampleTimer`), turns them into the model's
+frame (``sensor.axes``) and yields them as chunks, times in seconds since the source was opened.
+
+Faults never end the stream once it runs (the daemon keeps going; :attr:`SensorSource.health` says
+what is wrong and the pipeline publishes it):
+
+- a failed transfer is retried with exponential backoff; after ``sensor.retries`` failures in a row
+  the fault ``i2c_error`` starts and the chip is re-initialised (reset, configure, FIFO restart),
+  again with backoff, until it answers; a chip that does not answer is ``chip_missing``;
+- a FIFO overflow resets the FIFO (the driver does) and restarts the sample clock: a gap, so no
+  window spans it (``fifo_overflow``);
+- a run of ``sensor.stuck_after_s`` identical samples is ``stuck``; those samples are dropped (no
+  predictions from a dead sensor) until the values move again, which leaves a gap too.
+
+While nothing arrives the source still yields empty chunks every poll, so the pipeline keeps
+answering commands and publishing the health. A chip that is missing when the source is *opened*
+is a user error instead: :class:`~agent.errors.SensorNotFoundError`, one line.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Generator
+from typing import Any
+
+import numpy as np
+
+from agent.clock import Clock
+from agent.errors import SensorNotFoundError, SourceError
+from agent.payload import iso_from_unix
+from agent.profile import SensorConfig
+from agent.recording import Chunk, RecordingHeader
+from agent.sensors import lsm6dsox, mpu6050
+from agent.sensors.bus import BusFactory, I2CBus
+from agent.sensors.convert import IMU_CHANNELS, remap
+from agent.sensors.health import SensorHealth, StuckDetector
+from agent.sensors.imu import FifoBatch, ImuDriver, ImuInfo, ImuSettings, Sleep
+from agent.sensors.timebase import SampleTimer
+
+log = logging.getLogger(__name__)
+
+RETRY_BASE_S = 0.05
+RETRY_MAX_S = 1.0
+POLLS_PER_FIFO = 3
+"""Poll at least this often per FIFO fill, whatever ``source.chunk_samples`` says."""
+
+DriverFactory = Callable[[I2CBus, ImuSettings, Sleep], ImuDriver]
+
+
+def _mpu(bus: I2CBus, s: ImuSettings, sleep: Sleep) -> ImuDriver:
+    return mpu6050.Mpu6050Driver(bus, s, sleep=sleep)
+
+
+def _lsm(bus: I2CBus, s: ImuSettings, sleep: Sleep) -> ImuDriver:
+    return lsm6dsox.Lsm6dsoxDriver(bus, s, sleep=sleep)
+
+
+DRIVERS: dict[str, DriverFactory] = {
+    "mpu6050": _mpu,
+    "mpu6500": _mpu,
+    "mpu9250": _mpu,
+    "lsm6dsox": _lsm,
+}
+PLANS: dict[str, Callable[[ImuSettings], Any]] = {
+    "mpu6050": lambda s: mpu6050.plan(mpu6050.MPU6050, s),
+    "mpu6500": lambda s: mpu6050.plan(mpu6050.MPU6500, s),
+    "mpu9250": lambda s: mpu6050.plan(mpu6050.MPU9250, s),
+    "lsm6dsox": lsm6dsox.plan,
+}
+
+
+def imu_settings(config: SensorConfig) -> ImuSettings:
+    """The chip settings of a profile's ``[sensor]``; ConfigError if the chip cannot do them."""
+    settings = ImuSettings(
+        chip=config.chip,
+        bus=config.bus,
+        address=config.address,
+        rate_hz=config.rate_hz,
+        accel_range_g=config.accel_range_g,
+        gyro_range_dps=config.gyro_range_dps,
+        dlpf_hz=config.dlpf_hz,
+    )
+    PLANS[config.chip](settings)
+    return settings
+
+
+def backoff_s(failures: int) -> float:
+    return float(min(RETRY_MAX_S, RETRY_BASE_S * 2 ** max(0, failures - 1)))
+
+
+def _empty() -> Chunk:
+    return Chunk(np.zeros(0), np.zeros((0, len(IMU_CHANNELS))))
+
+
+class SensorSource:
+    """Samples from a live IMU; see the module docstring for the fault handling."""
+
+    def __init__(
+        self,
+        driver: ImuDriver,
+        config: SensorConfig,
+        *,
+        clock: Clock,
+        stop: threading.Event,
+        chunk_samples: int = 10,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self.driver = driver
+        self.config = config
+        self._clock = clock
+        self._stop = stop
+        self._on_close = on_close
+        self.info: ImuInfo = self._first_open()  # no chip, wrong chip: fail before we start
+        info = self.info
+        self.name = f"{info.chip} on I2C bus {config.bus} at 0x{config.address:02x}"
+        self.health = SensorHealth(self.name, clock.wall)
+        fifo_s = info.fifo_samples / info.rate_hz
+        self.poll_s = min(chunk_samples / info.rate_hz, fifo_s / POLLS_PER_FIFO)
+        self.timer = SampleTimer(info.rate_hz)
+        self.stuck = StuckDetector(max(2, round(config.stuck_after_s * info.rate_hz)))
+        self._t0 = clock.monotonic()
+        self.header = RecordingHeader(
+            sample_rate_hz=info.rate_hz,
+            channels=IMU_CHANNELS,
+            start_time=iso_from_unix(clock.wall()),
+            source={"sensor": info.chip, "bus": config.bus, "address": f"0x{config.address:02x}"},
+            meta={
+                "who_am_i": f"0x{info.who_am_i:02x}",
+                "accel_range_g": info.accel_range_g,
+                "gyro_range_dps": info.gyro_range_dps,
+                "filter_hz": info.bandwidth_hz,
+                "axes": list(config.axes),
+            },
+        )
+        self.samples = 0
+        self.gaps = 0
+        self._failures = 0
+        self._reopen = False
+        log.info(
+            "%s: %g Hz, +-%d g, +-%d deg/s, low-pass %g Hz, FIFO %d samples (%.1f s), poll %.2f s",
+            self.name,
+            info.rate_hz,
+            info.accel_range_g,
+            info.gyro_range_dps,
+            info.bandwidth_hz,
+            info.fifo_samples,
+            fifo_s,
+            self.poll_s,
+        )
+        if info.bandwidth_hz > info.rate_hz / 2:
+            log.warning(
+                "%s: low-pass %g Hz is not below half the %g Hz rate: motion above %g Hz aliases",
+                self.name,
+                info.bandwidth_hz,
+                info.rate_hz,
+                info.rate_hz / 2,
+            )
+
+    def _first_open(self) -> ImuInfo:
+        """Open the chip; a transfer error is retried like later ones, a missing chip is not."""
+        for attempt in range(1, self.config.retries + 2):
+            try:
+                return self.driver.open()
+            except SensorNotFoundError:
+                raise
+            except SourceError:
+                if attempt > self.config.retries:
+                    raise
+                self._clock.sleep_until(self._clock.monotonic() + backoff_s(attempt), self._stop)
+        raise AssertionError("unreachable")
+
+    def chunks(self) -> Generator[Chunk, None, None]:
+        clock = self._clock
+        try:
+            wait = self.poll_s
+            try:
+                self.driver.reset_fifo()  # drop what piled up while the agent was starting
+            except SourceError as exc:
+                wait = self._failed(exc)
+            self.timer.restart(clock.monotonic())
+            deadline = clock.monotonic() + wait
+            while clock.sleep_until(deadline, self._stop):
+                now = clock.monotonic()
+                chunk, wait = self._poll(now)
+                deadline = max(deadline + self.poll_s, now) if wait == self.poll_s else now + wait
+                yield chunk
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._on_close is not None:
+            self._on_close()
+            self._on_close = None
+
+    def _mark_gap(self, now: float) -> None:
+        self.timer.restart(now)
+        self.stuck.reset()
+        self.gaps += 1
+        self.health.count("gaps")
+
+    def _failed(self, exc: SourceError) -> float:
+        """Count a failure; after ``retries`` in a row, re-initialise. Returns the backoff."""
+        self._failures += 1
+        if isinstance(exc, SensorNotFoundError):
+            self.health.fault("chip_missing", str(exc))
+        else:
+            self.health.count("i2c_errors")
+            if self._failures > self.config.retries:
+                self.health.fault("i2c_error", str(exc))
+            else:
+                log.debug("%s: transfer failed (%d in a row): %s", self.name, self._failures, exc)
+        if self._failures > self.config.retries:
+            self._reopen = True
+        return backoff_s(self._failures)
+
+    def _poll(self, now: float) -> tuple[Chunk, float]:
+        try:
+            if self._reopen:
+                self.driver.open()
+                self.health.count("reinits")
+                self.health.clear("chip_missing")
+                self._reopen = False
+                self._mark_gap(self._clock.monotonic())
+                return _empty(), self.poll_s
+            batch = self.driver.read()
+        except SourceError as exc:
+            return _empty(), self._failed(exc)
+        self._failures = 0
+        self.health.clear("i2c_error")
+        return self._take(batch, now), self.poll_s
+
+    def _take(self, batch: FifoBatch, now: float) -> Chunk:
+        if batch.overflow:
+            self.health.count("overflows")
+            self.health.fault(
+                "fifo_overflow",
+                f"the FIFO holds {self.info.fifo_samples} samples; the agent fell behind",
+            )
+            self._mark_gap(now)
+            return _empty()
+        if not len(batch):
+            return _empty()
+        self.health.clear("fifo_overflow")
+        t = self.timer.stamp(len(batch), now) - self._t0
+        values = remap(batch.values, self.config.axes)
+        stuck = self.stuck.update(values)
+        if stuck.any():
+            self.health.count("stuck_samples", int(stuck.sum()))
+            self.health.fault(
+                "stuck",
+                f"{self.stuck.limit} or more identical samples in a row "
+                f"({self.config.stuck_after_s:g} s)",
+            )
+            t, values = t[~stuck], values[~stuck]
+        if not self.stuck.stuck:
+            self.health.clear("stuck")
+        self.samples += len(t)
+        return Chunk(t, values)
+
+
+def open_sensor_source(
+    config: SensorConfig,
+    *,
+    clock: Clock,
+    stop: threading.Event,
+    chunk_samples: int = 10,
+    bus_factory: BusFactory | None = None,
+) -> SensorSource:
+    """Open the profile's sensor on a real bus (or the one ``bus_factory`` opens, in tests)."""
+    settings = imu_settings(config)  # bad settings fail before the bus is touched
+    if bus_factory is None:
+        from agent.sensors.bus import open_smbus
+
+        bus_factory = open_smbus
+    bus = bus_factory(config.bus)
+
+    def sleep(seconds: float) -> None:
+        clock.sleep_until(clock.monotonic() + seconds, stop)
+
+    try:
+        driver = DRIVERS[config.chip](bus, settings, sleep)
+        return SensorSource(
+            driver, config, clock=clock, stop=stop, chunk_samples=chunk_samples, on_close=bus.close
+        )
+    except BaseException:
+        bus.close()
+        raise

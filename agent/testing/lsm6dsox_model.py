@@ -1,0 +1,183 @@
+"""Register-level model of the ST LSM6DSOX (register facts as in :mod:`agent.sensors.lsm6dsox`).
+
+Emulated: WHO_AM_I, the reset values (CTRL3_C = 0x04, IF_INC on), SW_RESET, IF_INC (without it the
+register pointer does not advance), the output data rate and full-scale fields of CTRL1_XL and
+CTRL2_G, the output registers, FIFO_CTRL3 batch rates, FIFO_CTRL4 modes (bypass clears the FIFO,
+FIFO mode stops when full, continuous mode overwrites the oldest word), the 512-word FIFO of tagged
+7-byte words (a gyroscope then an accelerometer word per sample, sharing a TAG_CNT slot),
+FIFO_STATUS1/2 (DIFF_FIFO, FIFO_FULL_IA, FIFO_OVR_IA, FIFO_OVR_LATCHED cleared when read), and the
+FIFO output port that wraps from 0x7E back to 0x78. Not emulated: the filters themselves, the
+accelerometer and gyroscope running at different rates or batching at a decimated rate (refused
+with an :class:`EmulationError`), timestamps, compression, the embedded functions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import numpy as np
+
+from agent.sensors import lsm6dsox as s
+from agent.testing.feeds import ImuFeed
+from agent.testing.i2c_emulation import RegisterDevice
+
+ODR_HZ = {code: hz for hz, code in s.ODR_CODE.items()} | {9: 3332.0, 10: 6664.0}
+FS_XL_G = {code: g for g, code in s.FS_XL.items()}
+FS_G_DPS = {code: dps for dps, code in s.FS_G.items()}
+
+
+class EmulationError(Exception):
+    """The driver asked for something this model does not emulate."""
+
+
+class Lsm6dsoxModel(RegisterDevice):
+    def __init__(self, feed: ImuFeed, *, rate_error: float = 0.0, who_am_i: int = 0x6C) -> None:
+        super().__init__({s.WHO_AM_I: who_am_i, s.CTRL3_C: s.IF_INC})
+        self.feed = feed
+        self.rate_error = rate_error
+        self.fifo: deque[bytes] = deque()
+        self.overflows = 0
+        self.produced = 0
+        self.fifo_samples = 0
+        self._now = 0.0
+        self._phase_t0: float | None = None
+        self._origin: float | None = None
+        self._slot = 0
+        self._word = bytes(7)
+        self._overrun = False
+        self._latched = False
+        self._stuck: np.ndarray | None = None
+        self._last = np.zeros(6)
+
+    def stick(self) -> None:
+        self._stuck = self._last.copy()
+
+    def unstick(self) -> None:
+        self._stuck = None
+
+    @property
+    def odr_code(self) -> int:
+        xl, g = self.regs[s.CTRL1_XL] >> 4, self.regs[s.CTRL2_G] >> 4
+        if xl and g and xl != g:
+            raise EmulationError("accelerometer and gyroscope at different rates")
+        return xl or g
+
+    @property
+    def fifo_mode(self) -> int:
+        return self.regs[s.FIFO_CTRL4] & 0b111
+
+    def _restart_clock(self) -> None:
+        code = self.odr_code
+        self._phase_t0 = self._now if code else None
+        self.produced = 0
+
+    def sync(self, now: float) -> None:
+        self._now = max(self._now, now)
+        if self._phase_t0 is None:
+            return
+        rate = ODR_HZ[self.odr_code] * (1 + self.rate_error)
+        due = math.floor((self._now - self._phase_t0) * rate + 1e-9)
+        k = due - self.produced
+        if k <= 0:
+            return
+        times = self._phase_t0 + (self.produced + 1 + np.arange(k)) / rate
+        self.produced = due
+        batching = self.fifo_mode != s.FIFO_BYPASS and self.regs[s.FIFO_CTRL3]
+        if batching and self._origin is None:
+            self._origin = float(times[0])
+        origin = self._origin if self._origin is not None else float(times[0])
+        values = self.feed.sample(times - origin)
+        if self._stuck is not None:
+            values = np.tile(self._stuck, (k, 1))
+        self._last = values[-1].copy()
+        raw = self._quantize(values)
+        self.regs[s.OUTX_L_G : s.OUTX_L_G + 12] = (
+            np.concatenate([raw[-1, 3:], raw[-1, :3]]).astype("<i2").tobytes()
+        )
+        if batching:
+            self._push(raw)
+
+    def _quantize(self, values: np.ndarray) -> np.ndarray:
+        g = FS_XL_G[(self.regs[s.CTRL1_XL] >> 2) & 0b11]
+        dps = FS_G_DPS[(self.regs[s.CTRL2_G] >> 2) & 0b11]
+        raw = np.empty(values.shape, dtype=np.int64)
+        raw[:, :3] = np.rint(values[:, :3] * 1000.0 / s.ACCEL_MG_PER_LSB[g])
+        raw[:, 3:] = np.rint(np.degrees(values[:, 3:]) * 1000.0 / s.GYRO_MDPS_PER_LSB[dps])
+        return np.clip(raw, -32768, 32767)
+
+    def _push(self, raw: np.ndarray) -> None:
+        bdr = self.regs[s.FIFO_CTRL3]
+        bdr_gy, bdr_xl = bdr >> 4, bdr & 0x0F
+        for code in (bdr_gy, bdr_xl):
+            if code and code != self.odr_code:
+                raise EmulationError("batching at a rate other than the output data rate")
+        for row in raw:
+            words = []
+            if bdr_gy:
+                words.append(self._word_of(s.TAG_GYRO, row[3:]))
+            if bdr_xl:
+                words.append(self._word_of(s.TAG_ACCEL, row[:3]))
+            self._slot = (self._slot + 1) & 0b11
+            self.fifo_samples += 1
+            for word in words:
+                if len(self.fifo) >= s.FIFO_WORDS:
+                    if self.fifo_mode == 0b001:  # FIFO mode: stop collecting when full
+                        continue
+                    self.fifo.popleft()  # continuous mode: overwrite the oldest
+                    if not self._overrun:
+                        self.overflows += 1
+                    self._overrun = self._latched = True
+                self.fifo.append(word)
+
+    def _word_of(self, sensor: int, xyz: np.ndarray) -> bytes:
+        tag = (sensor << 3) | (self._slot << 1)
+        tag |= bin(tag).count("1") & 1  # TAG_PARITY: even parity over the byte
+        return bytes([tag]) + xyz.astype("<i2").tobytes()
+
+    def next_register(self, reg: int) -> int:
+        if not self.regs[s.CTRL3_C] & s.IF_INC:
+            return reg
+        return s.FIFO_DATA_OUT_TAG if reg == s.FIFO_DATA_OUT_TAG + 6 else (reg + 1) & 0xFF
+
+    def read_register(self, reg: int) -> int:
+        level = len(self.fifo)
+        if reg == s.FIFO_STATUS1:
+            return level & 0xFF
+        if reg == s.FIFO_STATUS2:
+            value = (level >> 8) & 0b11
+            value |= s.FIFO_OVR_LATCHED if self._latched else 0
+            value |= s.FIFO_FULL_IA if level >= s.FIFO_WORDS else 0
+            value |= s.FIFO_OVR_IA if self._overrun else 0
+            self._latched = False
+            return value
+        if reg == s.FIFO_DATA_OUT_TAG:
+            if self.fifo:
+                self._word = self.fifo.popleft()
+                self._overrun = False
+            else:
+                self._word = bytes(7)
+            return self._word[0]
+        if s.FIFO_DATA_OUT_TAG < reg <= s.FIFO_DATA_OUT_TAG + 6:
+            return self._word[reg - s.FIFO_DATA_OUT_TAG]
+        return super().read_register(reg)
+
+    def write_register(self, reg: int, value: int) -> None:
+        if reg in (s.WHO_AM_I, s.FIFO_STATUS1, s.FIFO_STATUS2) or reg >= s.FIFO_DATA_OUT_TAG:
+            return  # read-only
+        if reg == s.CTRL3_C and value & s.SW_RESET:
+            self.reset_registers()
+            self._clear_fifo()
+            self._restart_clock()
+            return
+        if reg == s.CTRL3_C:
+            value &= 0x7F  # BOOT clears itself
+        super().write_register(reg, value)
+        if reg == s.FIFO_CTRL4 and value & 0b111 == s.FIFO_BYPASS:
+            self._clear_fifo()
+        if reg in (s.CTRL1_XL, s.CTRL2_G):
+            self._restart_clock()
+
+    def _clear_fifo(self) -> None:
+        self.fifo.clear()
+        self._overrun = self._latched = False

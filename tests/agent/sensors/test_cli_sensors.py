@@ -1,0 +1,110 @@
+"""sensors probe and record on the command line: output, files, one-line errors."""
+
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agent import cli_sensors
+from agent.cli import app
+from agent.clock import FakeClock
+from agent.recording import read_recording
+from agent.testing.feeds import RecordingFeed
+from agent.testing.i2c_emulation import EmulatedBus
+from agent.testing.ina219_model import Ina219Model, constant
+from agent.testing.mpu6050_model import Mpu6050Model
+from tests.agent.sensors.rigs import RECORDING, ROOT
+
+runner = CliRunner()
+PI4 = ROOT / "profiles" / "pi4.toml"
+
+
+def one_line_error(result: object, fragment: str) -> None:
+    assert result.exit_code == 1, result.output  # type: ignore[attr-defined]
+    err = result.stderr  # type: ignore[attr-defined]
+    lines = [ln for ln in err.splitlines() if ln.startswith("har-agent: error:")]
+    assert len(lines) == 1 and fragment in lines[0], err
+    assert "Traceback" not in err
+
+
+@pytest.fixture
+def emulated(monkeypatch: pytest.MonkeyPatch) -> EmulatedBus:
+    clock = FakeClock()
+    bus = EmulatedBus(clock, {0x68: Mpu6050Model(RecordingFeed.from_file(RECORDING))})
+    monkeypatch.setattr(cli_sensors, "_bus_factory", lambda: bus.factory)
+    monkeypatch.setattr(cli_sensors, "_clock", lambda: clock)
+    return bus
+
+
+@pytest.mark.parametrize(
+    "args", [["sensors", "--help"], ["sensors", "probe", "--help"], ["record", "--help"]]
+)
+def test_help(args: list[str]) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_probe_lists_chips(emulated: EmulatedBus) -> None:
+    emulated.attach(0x40, Ina219Model(constant(5.0, 0.2)))
+    result = runner.invoke(app, ["sensors", "probe", "--bus", "1"])
+    assert result.exit_code == 0, result.output
+    assert "I2C bus 1:" in result.stdout
+    assert "0x68  MPU-6050" in result.stdout and 'sensor.chip = "mpu6050"' in result.stdout
+    assert "0x40  INA219" in result.stdout
+    assert emulated.closed
+
+
+def test_probe_empty_bus(emulated: EmulatedBus) -> None:
+    emulated.detach(0x68)
+    one_line_error(
+        runner.invoke(app, ["sensors", "probe"]), "no supported chip answers on I2C bus 1"
+    )
+
+
+def test_probe_without_a_bus() -> None:
+    one_line_error(
+        runner.invoke(app, ["sensors", "probe", "--bus", "250"]),
+        "I2C bus 250 is not available (/dev/i2c-250: No such file or directory); enable I2C",
+    )
+
+
+def test_record(emulated: EmulatedBus, tmp_path: Path) -> None:
+    out = tmp_path / "me.har.csv.gz"
+    args = [
+        "record",
+        "--profile",
+        str(PI4),
+        "--out",
+        str(out),
+        "--duration",
+        "5",
+        "--label",
+        "SITTING",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "recording: " in result.stderr
+    summary = re.search(r"recorded (\d+) samples \((.*)\) from the (.*) to (.*)", result.stderr)
+    assert summary is not None, result.stderr
+    n, detail, sensor, path = summary.groups()
+    assert 249 <= int(n) <= 251 and detail == "5.0 s, 0 gaps"
+    assert (sensor, path) == ("MPU-6050 on I2C bus 1 at 0x68", str(out))
+    header, chunk = read_recording(out)
+    assert len(chunk) == int(n) and header.labels == ("SITTING",)
+    assert header.source["device"] == "pi4"
+    # never overwrite a recording
+    one_line_error(runner.invoke(app, args), "already exists")
+
+
+def test_record_without_the_chip(emulated: EmulatedBus, tmp_path: Path) -> None:
+    emulated.detach(0x68)
+    out = tmp_path / "x.har.csv"
+    result = runner.invoke(app, ["record", "--profile", str(PI4), "--out", str(out)])
+    one_line_error(result, "no chip answers at address 0x68 on I2C bus 1")
+    assert not out.exists() and not Path(str(out) + ".part").exists()
+
+
+def test_run_on_a_pi_profile_without_i2c() -> None:
+    result = runner.invoke(app, ["run", "--profile", str(PI4)])
+    one_line_error(result, "I2C bus 1 is not available")

@@ -1,0 +1,80 @@
+"""The assembled agent on a live (emulated) sensor, publishing into memory."""
+
+import dataclasses
+import errno
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from agent.clock import FakeClock
+from agent.profile import SensorConfig
+from agent.publishers import MemoryPublisher
+from agent.recording import RecordingWriter, read_recording
+from agent.testing.feeds import RecordingFeed
+from agent.testing.i2c_emulation import EmulatedBus
+from agent.testing.lsm6dsox_model import Lsm6dsoxModel
+from agent.testing.mpu6050_model import Mpu6050Model
+from agent.wiring import build_agent
+from tests.agent.helpers import default_entry, profile_for, reference_predictions
+from tests.agent.sensors.rigs import RECORDING
+
+
+def first_minutes(tmp: Path, seconds: float) -> tuple[Path, np.ndarray]:
+    """The first ``seconds`` of the bundled recording, as a file and as values."""
+    header, chunk = read_recording(RECORDING)
+    n = int(seconds * header.sample_rate_hz)
+    out = tmp / "part.har.csv"
+    with RecordingWriter(out, header) as w:
+        w.write(chunk.t[:n], chunk.values[:n], (chunk.labels or ())[:n])
+    return out, chunk.values[:n]
+
+
+def sensor_profile(**sensor: object):  # type: ignore[no-untyped-def]
+    prof = profile_for()
+    return dataclasses.replace(
+        prof,
+        source=dataclasses.replace(prof.source, kind="sensor"),
+        sensor=dataclasses.replace(SensorConfig(), **sensor),  # type: ignore[arg-type]
+    )
+
+
+def test_lsm6dsox_at_52_hz_is_resampled_and_agrees_with_replay(tmp_path: Path) -> None:
+    part, values = first_minutes(tmp_path, 120)
+    stop = threading.Event()
+    clock = FakeClock()
+    chip = Lsm6dsoxModel(RecordingFeed(values, 50.0, loop=False, on_end=stop.set))
+    bus = EmulatedBus(clock, {0x6A: chip})
+    pub = MemoryPublisher()
+    prof = sensor_profile(chip="lsm6dsox", address=0x6A, rate_hz=52.0)
+    agent = build_agent(prof, publisher=pub, clock=clock, stop=stop, bus_factory=bus.factory)
+    assert agent.pipeline.resampler is not None  # 52 Hz in, the model's 50 Hz out
+    agent.run()
+    entry = default_entry()
+    expected, _ = reference_predictions(part, entry)
+    got = [json.loads(p)["label"] for t, p, _, _ in pub.messages if t.endswith("/prediction")]
+    want = [entry.labels[i] for i in expected]
+    assert abs(len(got) - len(want)) <= 1
+    agree = np.mean([a == b for a, b in zip(got, want, strict=False)])
+    assert agree >= 0.9, agree  # measured: see docs/sensors.md
+
+
+def test_health_is_published_retained_when_it_changes(tmp_path: Path) -> None:
+    _, values = first_minutes(tmp_path, 40)
+    stop = threading.Event()
+    clock = FakeClock()
+    chip = Mpu6050Model(RecordingFeed(values, 50.0, loop=False, on_end=stop.set))
+    bus = EmulatedBus(clock, {0x68: chip})
+    bus.fail(15, errno.EIO, after=400)  # a long burst some seconds in
+    pub = MemoryPublisher()
+    agent = build_agent(
+        sensor_profile(), publisher=pub, clock=clock, stop=stop, bus_factory=bus.factory
+    )
+    stats = agent.run()
+    health = [(json.loads(p), retain) for t, p, _, retain in pub.messages if t == "har/demo/health"]
+    assert [h["state"] for h, _ in health] == ["ok", "degraded", "ok"]
+    assert all(retain for _, retain in health)
+    assert health[1][0]["faults"][0]["fault"] == "i2c_error"
+    assert health[2][0]["counters"]["reinits"] == 1
+    assert stats.windows > 5 and agent.pipeline.windower.gaps == 1

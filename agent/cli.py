@@ -165,6 +165,7 @@ def replay(
             model_id=model,
             chunk_samples=None,
             record_timings=timing,
+            use_outbox=False,
         )
         if fast:
             # one hop of samples per chunk: each chunk completes one window (per-window timings)

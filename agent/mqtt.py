@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import ssl
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 
-from agent.errors import PublishError
+from agent.credentials import Credentials
+from agent.errors import ConfigError, PublishError
 from agent.payload import Topics
 from agent.publishers import Command
 
@@ -40,6 +42,13 @@ class MqttSettings:
     reconnect_min_s: int = 1
     reconnect_max_s: int = 60
     max_queued: int = 10000
+    tls: bool = False
+    ca_file: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    credentials: Credentials | None = None
+    subscriptions: tuple[str, ...] = ()
+    """Topics to subscribe to besides the command topic (on every connect)."""
 
 
 class _UnsupportedProtocol(Exception):
@@ -72,6 +81,13 @@ class MqttPublisher:
         client.reconnect_delay_set(s.reconnect_min_s, s.reconnect_max_s)
         client.max_queued_messages_set(s.max_queued)
         client.connect_timeout = s.connect_timeout_s
+        if s.credentials is not None:
+            client.username_pw_set(s.credentials.username, s.credentials.password)
+        if s.tls:
+            try:
+                client.tls_set(ca_certs=s.ca_file, certfile=s.client_cert, keyfile=s.client_key)
+            except (OSError, ValueError, ssl.SSLError) as exc:
+                raise ConfigError(f"MQTT TLS set-up failed ({exc})") from exc
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -84,6 +100,8 @@ class MqttPublisher:
             self._events.put(("refused", str(rc)))
             return
         client.subscribe(self.topics.command, qos=1)
+        for topic in self.settings.subscriptions:
+            client.subscribe(topic, qos=1)
         client.publish(self.topics.status, "online", qos=1, retain=True)
         self._events.put(("connected", str(rc)))
 

@@ -102,7 +102,33 @@ class MqttConfig:
     reconnect_min_s: int = 1
     reconnect_max_s: int = 60
     max_queued: int = 10000
-    """Messages paho may hold while the broker is away (in memory; see docs/mqtt.md)."""
+    """Messages paho may hold in memory (the disk outbox holds the rest; see docs/mqtt.md)."""
+    tls: bool = False
+    ca_file: str = ""
+    """CA bundle that signs the broker's certificate; empty: the system's CAs."""
+    client_cert: str = ""
+    client_key: str = ""
+    credentials_file: str = ""
+    """TOML file with ``username`` and ``password``; must not be readable by others."""
+
+
+@dataclass(frozen=True)
+class OutboxConfig:
+    enabled: bool = True
+    """Commit every prediction to disk before sending it (``har-agent run`` only)."""
+    path: str = ""
+    """SQLite file; empty: ``$STATE_DIRECTORY`` (systemd) or ~/.local/state/har-agent."""
+    max_mb: float = 64.0
+    ttl_h: float = 168.0
+    policy: Literal["drop-oldest", "reject-new"] = "drop-oldest"
+    window: int = 32
+    """Messages in flight (sent, not yet acknowledged) at a time."""
+
+
+@dataclass(frozen=True)
+class HomeAssistantConfig:
+    discovery: bool = True
+    prefix: str = "homeassistant"
 
 
 @dataclass(frozen=True)
@@ -122,6 +148,8 @@ class Profile:
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     base_dir: Path = Path(".")
     """Folder that relative paths resolve against (the profile's folder); not a TOML key."""
@@ -248,6 +276,19 @@ def _validate(p: Profile, where: str) -> None:
         raise bad("mqtt.reconnect_min_s", "must be >= 1 and <= mqtt.reconnect_max_s (<= 3600)")
     if not 1 <= m.max_queued <= 1_000_000:
         raise bad("mqtt.max_queued", "must be between 1 and 1000000")
+    if (m.client_cert == "") != (m.client_key == ""):
+        raise bad("mqtt.client_cert", "and mqtt.client_key must be given together")
+    if (m.ca_file or m.client_cert) and not m.tls:
+        raise bad("mqtt.tls", "must be true when a CA file or client certificate is set")
+    o = p.outbox
+    if not 0.01 <= o.max_mb <= 100_000:
+        raise bad("outbox.max_mb", "must be between 0.01 and 100000")
+    if o.ttl_h < 0:
+        raise bad("outbox.ttl_h", "must be 0 (keep forever) or positive")
+    if not 1 <= o.window <= 1000:
+        raise bad("outbox.window", "must be between 1 and 1000")
+    if not _TOPIC_PREFIX.match(p.homeassistant.prefix):
+        raise bad("homeassistant.prefix", "must be topic levels without wildcards")
 
 
 def parse_profile(text: str, where: str, base_dir: Path) -> Profile:

@@ -18,10 +18,10 @@ from agent.clock import Clock, SystemClock
 from agent.errors import ModelError
 from agent.inference import Classifier, OrtEngine, SessionSettings
 from agent.manifest import Manifest, ModelEntry, load_manifest
-from agent.mqtt import MqttPublisher, MqttSettings
 from agent.payload import Prediction, Topics, parse_time
 from agent.pipeline import Pipeline, RunStats
 from agent.profile import Profile
+from agent.publisher_factory import make_publisher
 from agent.publishers import Publisher
 from agent.sdnotify import SystemdNotifier
 from agent.sensors.bus import BusFactory
@@ -41,6 +41,8 @@ class RunOptions:
     model_id: str | None = None
     chunk_samples: int | None = None
     record_timings: bool = False
+    use_outbox: bool = True
+    """Put predictions through the disk outbox (the daemon); replays go straight to MQTT."""
 
 
 def pick_model(manifest: Manifest, model_id: str) -> ModelEntry:
@@ -49,22 +51,6 @@ def pick_model(manifest: Manifest, model_id: str) -> ModelEntry:
     if not manifest.models:
         raise ModelError(f"{manifest.root / 'manifest.json'} lists no models")
     return max(manifest.models, key=lambda m: float(m.metrics.get("accuracy", 0.0)))
-
-
-def mqtt_publisher(profile: Profile) -> MqttPublisher:
-    m = profile.mqtt
-    settings = MqttSettings(
-        host=m.host,
-        port=m.port,
-        client_id=m.client_id or f"har-agent-{profile.device.id}",
-        keepalive_s=m.keepalive_s,
-        qos=m.qos,
-        connect_timeout_s=m.connect_timeout_s,
-        reconnect_min_s=m.reconnect_min_s,
-        reconnect_max_s=m.reconnect_max_s,
-        max_queued=m.max_queued,
-    )
-    return MqttPublisher(settings, Topics(m.topic_prefix, profile.device.id))
 
 
 @dataclass
@@ -125,7 +111,9 @@ def build_agent(
         source_name=source_name,
         classifier=Classifier(entry, engine, clock.perf),
         smoother=Smoother(profile.smoothing.method, profile.smoothing.window),
-        publisher=publisher if publisher is not None else mqtt_publisher(profile),
+        publisher=publisher
+        if publisher is not None
+        else make_publisher(profile, use_outbox=opts.use_outbox),
         topics=topics,
         device_id=profile.device.id,
         clock=clock,

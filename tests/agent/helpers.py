@@ -52,8 +52,17 @@ def reference_predictions(recording: Path, entry: ModelEntry) -> tuple[list[int]
     return preds, truths
 
 
-def profile_for(broker_port: int | None = None, **source: Any) -> Profile:
+def profile_for(
+    broker_port: int | None = None, outbox: Path | None = None, **source: Any
+) -> Profile:
+    """The default profile aimed at a test broker; the disk outbox only when given a path."""
     prof = load_profile(DEFAULT_PROFILE)
+    prof = dataclasses.replace(
+        prof,
+        outbox=dataclasses.replace(
+            prof.outbox, enabled=outbox is not None, path=str(outbox) if outbox else ""
+        ),
+    )
     if broker_port is not None:
         prof = dataclasses.replace(
             prof, mqtt=dataclasses.replace(prof.mqtt, host="127.0.0.1", port=broker_port)

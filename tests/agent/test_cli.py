@@ -1,5 +1,6 @@
 """The command line: help, models list, and bad input -> one clear line, non-zero exit."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -124,6 +125,7 @@ def test_unreachable_broker_subprocess(tmp_path: Path) -> None:
     prof.write_text(text)
     proc = subprocess.run(
         [sys.executable, "-m", "agent", "run", "--profile", str(prof)],
+        env={**os.environ, "XDG_STATE_HOME": str(tmp_path)},
         capture_output=True,
         text=True,
         timeout=60,

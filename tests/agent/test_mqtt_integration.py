@@ -108,6 +108,7 @@ def _agent_process(port: int, tmp_path: Path) -> subprocess.Popen[bytes]:
     text = (ROOT / "profiles" / "default.toml").read_text()
     text = text.replace('path = "../recordings/', f'path = "{ROOT}/recordings/')
     text = text.replace('dir = "../models"', f'dir = "{ROOT}/models"')
+    text += f'\n[outbox]\npath = "{tmp_path / "outbox.db"}"\n'
     text = text.replace("port = 1883", f"port = {port}").replace(
         'host = "localhost"', 'host = "127.0.0.1"'
     )

@@ -1,0 +1,77 @@
+"""Build the publisher a profile asks for: the MQTT link (TLS, credentials file, v5), and in front
+of it, for the daemon, the disk-backed outbox."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from agent.credentials import load_credentials
+from agent.discovery import ha_status_topic
+from agent.forwarder import OutboxPublisher
+from agent.mqtt import MqttPublisher, MqttSettings
+from agent.outbox import Outbox, free_bytes
+from agent.payload import Topics
+from agent.profile import Profile
+from agent.publishers import Publisher
+
+log = logging.getLogger(__name__)
+
+
+def mqtt_link(profile: Profile) -> MqttPublisher:
+    m = profile.mqtt
+    creds = load_credentials(profile.resolve(m.credentials_file)) if m.credentials_file else None
+    ha = profile.homeassistant
+    settings = MqttSettings(
+        host=m.host,
+        port=m.port,
+        client_id=m.client_id or f"har-agent-{profile.device.id}",
+        keepalive_s=m.keepalive_s,
+        qos=m.qos,
+        connect_timeout_s=m.connect_timeout_s,
+        reconnect_min_s=m.reconnect_min_s,
+        reconnect_max_s=m.reconnect_max_s,
+        max_queued=m.max_queued,
+        tls=m.tls,
+        ca_file=str(profile.resolve(m.ca_file)) if m.ca_file else None,
+        client_cert=str(profile.resolve(m.client_cert)) if m.client_cert else None,
+        client_key=str(profile.resolve(m.client_key)) if m.client_key else None,
+        credentials=creds,
+        subscriptions=(ha_status_topic(ha.prefix),) if ha.discovery else (),
+    )
+    return MqttPublisher(settings, Topics(m.topic_prefix, profile.device.id))
+
+
+def outbox_path(profile: Profile, env: Mapping[str, str] | None = None) -> Path:
+    """The profile's ``outbox.path``, else systemd's state directory, else the XDG state home."""
+    env = os.environ if env is None else env
+    if profile.outbox.path:
+        return profile.resolve(profile.outbox.path)
+    name = f"outbox-{profile.device.id}.db"
+    state = env.get("STATE_DIRECTORY", "").split(":")[0]
+    if state:
+        return Path(state) / name
+    xdg = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(xdg) / "har-agent" / name
+
+
+def make_publisher(profile: Profile, *, use_outbox: bool) -> Publisher:
+    link = mqtt_link(profile)
+    o = profile.outbox
+    if not (use_outbox and o.enabled):
+        return link
+    path = outbox_path(profile)
+    cap = int(o.max_mb * 1024 * 1024)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    room = free_bytes(path.parent)
+    if cap > room // 2:
+        # stay well under the free space of the filesystem (an SD card must not fill up)
+        cap = max(room // 2, 1024 * 1024)
+        log.warning(
+            "outbox cap lowered to %.1f MB: half the free space of %s", cap / 1048576, path.parent
+        )
+    outbox = Outbox(path, max_bytes=cap, ttl_s=o.ttl_h * 3600.0, policy=o.policy)
+    log.info("outbox %s (cap %.1f MB, TTL %g h, %s)", path, cap / 1048576, o.ttl_h, o.policy)
+    return OutboxPublisher(outbox, link, window=o.window)

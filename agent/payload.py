@@ -33,6 +33,10 @@ class Topics:
         return f"{self.base}/status"
 
     @property
+    def metrics(self) -> str:
+        return f"{self.base}/metrics"
+
+    @property
     def command(self) -> str:
         return f"{self.base}/cmd"
 

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -20,7 +21,6 @@ from agent.inference import Classifier
 from agent.payload import Prediction, PredictionEncoder, Topics, iso_from_unix
 from agent.publishers import Publisher
 from agent.recording import Chunk, RecordingHeader
-from agent.sensors.health import health_of
 from agent.smoothing import Smoother
 from agent.sources import Source
 from agent.windowing import Resampler, Windower
@@ -89,6 +89,9 @@ class Pipeline:
         record_timings: bool = False,
         observer: Callable[[Prediction], None] | None = None,
         heartbeat: Callable[[float], None] | None = None,
+        topic_handlers: dict[str, Callable[[bytes], None]] | None = None,
+        metrics: Callable[[], dict[str, Any]] | None = None,
+        metrics_every_s: float = 60.0,
     ) -> None:
         entry = classifier.entry
         self.source = source
@@ -105,6 +108,10 @@ class Pipeline:
         self._chunk_infer_s = 0.0
         self.observer = observer
         self.heartbeat = heartbeat
+        self.topic_handlers = topic_handlers or {}
+        self.metrics = metrics
+        self.metrics_every_s = metrics_every_s
+        self._next_metrics = 0.0
         spec = entry.input
         self._cols = channel_indices(source.header, spec.channels, spec.units, source_name)
         self._identity_cols = self._cols == list(range(len(source.header.channels)))
@@ -145,13 +152,22 @@ class Pipeline:
         entry = self.classifier.entry
         stats = self.stats
         for cmd in self.publisher.poll():
+            handler = self.topic_handlers.get(cmd.topic)
+            if handler is not None:
+                handler(cmd.payload)
+                continue
             self.publisher.publish(
                 self.topics.response, handle_command(cmd.payload, self.status()), qos=1
             )
-        health = health_of(self.source)
-        if health is not None and health.version != self._health_seen:
-            self._health_seen = health.version
-            self.publisher.publish(f"{self.topics.base}/health", health.payload(), 1, retain=True)
+        if self.metrics is not None and self.clock.monotonic() >= self._next_metrics:
+            self._next_metrics = self.clock.monotonic() + self.metrics_every_s
+            body = {**self.status(), **self.metrics()}
+            self.publisher.publish(
+                self.topics.metrics,
+                json.dumps(body, separators=(",", ":")).encode(),
+                qos=0,
+                retain=True,
+            )
         windows = self.windower.push(self._prepare(chunk))
         smoothed = self.smoother.method != "none"
         encode = self._encoder.encode

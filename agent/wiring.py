@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.clock import Clock, SystemClock
+from agent.discovery import discovery_messages, ha_status_topic
 from agent.errors import ModelError
+from agent.forwarder import OutboxPublisher
 from agent.inference import Classifier, OrtEngine, SessionSettings
 from agent.manifest import Manifest, ModelEntry, load_manifest
 from agent.payload import Prediction, Topics, parse_time
@@ -59,10 +61,19 @@ class Agent:
     publisher: Publisher
     stop: threading.Event
     notifier: SystemdNotifier
+    discovery: list[tuple[str, bytes]] = field(default_factory=list)
+
+    def publish_discovery(self, payload: bytes = b"online") -> None:
+        """(Re)publish the Home Assistant discovery configs, retained."""
+        if payload.strip() != b"online":
+            return
+        for topic, body in self.discovery:
+            self.publisher.publish(topic, body, qos=1, retain=True)
 
     def run(self) -> RunStats:
         """Connect, run until the source ends or ``stop`` is set, then say goodbye."""
         self.publisher.start()
+        self.publish_discovery()
         entry = self.pipeline.classifier.entry
         self.notifier.ready(f"running {entry.id} for {self.pipeline.device_id}")
         try:
@@ -131,4 +142,28 @@ def build_agent(
         source_name,
         source.header.sample_rate_hz,
     )
-    return Agent(pipeline=pipeline, publisher=pipeline.publisher, stop=stop, notifier=notifier)
+    agent = Agent(pipeline=pipeline, publisher=pipeline.publisher, stop=stop, notifier=notifier)
+    ha = profile.homeassistant
+    if ha.discovery and publisher is None:
+        agent.discovery = discovery_messages(topics, ha.prefix, entry.id)
+        pipeline.topic_handlers[ha_status_topic(ha.prefix)] = agent.publish_discovery
+    if isinstance(pipeline.publisher, OutboxPublisher):
+        outbox = pipeline.publisher
+
+        def outbox_metrics() -> dict[str, object]:
+            st = outbox.stats()
+            return {
+                "outbox": {
+                    "length": st.length,
+                    "bytes": st.bytes,
+                    "oldest_age_s": st.oldest_age_s,
+                    "dropped_cap": st.dropped_cap,
+                    "dropped_ttl": st.dropped_ttl,
+                    "rejected": st.rejected,
+                    "dead": st.dead,
+                    "inflight": outbox.inflight,
+                }
+            }
+
+        pipeline.metrics = outbox_metrics
+    return agent

@@ -79,6 +79,7 @@ class Prediction:
     smoothing: str = "none"
     smoothing_window: int = 1
     truth: str | None = None
+    boot: str = ""
 
     @property
     def label(self) -> str:
@@ -94,6 +95,7 @@ def encode_prediction(p: Prediction) -> bytes:
     body: dict[str, Any] = {
         "schema": PREDICTION_SCHEMA,
         "device": p.device,
+        "boot": p.boot,
         "seq": p.seq,
         "window": {"index": p.window_index, "start": p.window_start, "end": p.window_end},
         "label": p.label,
@@ -121,12 +123,23 @@ class PredictionEncoder:
     with every constant part (device, labels, model, smoothing) escaped once up front."""
 
     def __init__(
-        self, device: str, labels: tuple[str, ...], model: str, smoothing: str, window: int
+        self,
+        device: str,
+        labels: tuple[str, ...],
+        model: str,
+        smoothing: str,
+        window: int,
+        boot: str = "",
     ) -> None:
         self.labels = labels
         self._labels_json = [json.dumps(lbl) for lbl in labels]
         self._head = (
-            '{"schema":' + json.dumps(PREDICTION_SCHEMA) + ',"device":' + json.dumps(device)
+            '{"schema":'
+            + json.dumps(PREDICTION_SCHEMA)
+            + ',"device":'
+            + json.dumps(device)
+            + ',"boot":'
+            + json.dumps(boot)
         )
         self._keys = [lj + ":" for lj in self._labels_json]
         self._model = ',"model":' + json.dumps(model)

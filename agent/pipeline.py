@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,6 +22,7 @@ from agent.inference import Classifier
 from agent.payload import Prediction, PredictionEncoder, Topics, iso_from_unix
 from agent.publishers import Publisher
 from agent.recording import Chunk, RecordingHeader
+from agent.sensors.health import health_of
 from agent.smoothing import Smoother
 from agent.sources import Source
 from agent.windowing import Resampler, Windower
@@ -126,14 +128,17 @@ class Pipeline:
         self.stats = RunStats()
         self._started = clock.monotonic()
         self._origin_ts = origin.timestamp()
+        self.boot_id = uuid.uuid4().hex[:16]
+        """Names this run of the agent: (device, boot, seq) identifies every prediction."""
         self._encoder = PredictionEncoder(
-            device_id, entry.labels, entry.id, smoother.method, smoother.k
+            device_id, entry.labels, entry.id, smoother.method, smoother.k, self.boot_id
         )
         self._health_seen = 0  # live sensors: last health version published (docs/mqtt.md)
 
     def status(self) -> dict[str, Any]:
         return {
             "device": self.device_id,
+            "boot": self.boot_id,
             "model": self.classifier.entry.id,
             "windows": self.stats.windows,
             "seq": self.seq,
@@ -159,6 +164,10 @@ class Pipeline:
             self.publisher.publish(
                 self.topics.response, handle_command(cmd.payload, self.status()), qos=1
             )
+        health = health_of(self.source)
+        if health is not None and health.version != self._health_seen:
+            self._health_seen = health.version
+            self.publisher.publish(f"{self.topics.base}/health", health.payload(), 1, retain=True)
         if self.metrics is not None and self.clock.monotonic() >= self._next_metrics:
             self._next_metrics = self.clock.monotonic() + self.metrics_every_s
             body = {**self.status(), **self.metrics()}
@@ -199,6 +208,7 @@ class Pipeline:
                         model=entry.id,
                         smoothing=self.smoother.method,
                         smoothing_window=self.smoother.k,
+                        boot=self.boot_id,
                         **fields,
                     )
                 )

@@ -46,6 +46,7 @@ def test_payload_schema() -> None:
     assert body == {
         "schema": PREDICTION_SCHEMA,
         "device": "dev1",
+        "boot": "",
         "seq": 7,
         "window": {
             "index": 9,
@@ -120,7 +121,7 @@ def test_fast_encoder_is_byte_identical_to_reference(seed: int) -> None:
 
     rng = random.Random(seed)
     labels = ("WALKING", 'odd "quoted"', "É-ü")
-    enc = PredictionEncoder("dev-1", labels, "cnn", "vote", 5)
+    enc = PredictionEncoder("dev-1", labels, "cnn", "vote", 5, "b00t")
     for i in range(200):
         probs = [rng.random() for _ in labels]
         if i % 17 == 0:
@@ -146,6 +147,7 @@ def test_fast_encoder_is_byte_identical_to_reference(seed: int) -> None:
                 model="cnn",
                 smoothing="vote",
                 smoothing_window=5,
+                boot="b00t",
                 **kw,
             )  # type: ignore[arg-type]
         )

@@ -125,7 +125,10 @@ class Chunk:
 
 def _open_text(path: Path, mode: str, gz: bool | None = None) -> IO[str]:
     if path.name.endswith(".gz") if gz is None else gz:
-        raw = gzip.GzipFile(path, mode + "b")
+        # mtime=0 and no stored name: the same samples always give the same bytes
+        fh = io.FileIO(path, mode)  # owned and closed by the GzipFile below
+        raw = gzip.GzipFile(filename="", mode=mode + "b", fileobj=fh, mtime=0)
+        raw.myfileobj = fh  # what GzipFile does with files it opens itself: close on close
         return io.TextIOWrapper(raw, encoding="utf-8", newline="")
     return open(path, mode, encoding="utf-8", newline="")
 

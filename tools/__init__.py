@@ -1,0 +1,1 @@
+"""Offline tools (PyTorch): dataset import, training, ONNX export, evaluation -> models/."""

@@ -53,6 +53,17 @@ class WindowSet:
             self.x[mask], self.y[mask], self.subject[mask], self.experiment[mask], self.classes
         )
 
+    def merge(self, other: WindowSet) -> WindowSet:
+        if other.classes != self.classes:
+            raise ValueError("cannot merge window sets with different classes")
+        return WindowSet(
+            np.concatenate([self.x, other.x]),
+            np.concatenate([self.y, other.y]),
+            np.concatenate([self.subject, other.subject]),
+            np.concatenate([self.experiment, other.experiment]),
+            self.classes,
+        )
+
     def of_subjects(self, subjects: Iterable[int]) -> WindowSet:
         return self.where(np.isin(self.subject, sorted(set(subjects))))
 
@@ -131,7 +142,8 @@ def experiment_from_recording(path: Path) -> Experiment:
     """An :class:`Experiment` back from a recording written by ``tools.import_hapt``."""
     header, chunk = read_recording(path)
     if header.channel_names != CHANNELS or not header.labelled or chunk.labels is None:
-        raise ValueError(f"{path}: not an imported HAPT recording (channels {header.channel_names})")
+        names = header.channel_names
+        raise ValueError(f"{path}: not an imported HAPT recording (channels {names})")
     labels = np.array([_LABEL_IDS[n] if n else UNLABELLED for n in chunk.labels], dtype=np.int64)
     return Experiment(
         subject=int(header.source["subject"]),

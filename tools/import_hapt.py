@@ -37,6 +37,7 @@ DATASET_URL = (
     "smartphone+based+recognition+of+human+activities+and+postural+transitions"
 )
 CHUNK = 2000
+DESCRIPTION = "Import raw UCI HAPT into har-agent recordings, one per experiment."
 
 
 def recording_name(exp: Experiment) -> str:
@@ -92,9 +93,9 @@ def _parse_numbers(text: str | None) -> set[int] | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tools.import_hapt", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m tools.import_hapt", description=DESCRIPTION)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (data/hapt)")
-    ap.add_argument("--pickle", type=Path, default=None, help="HAPT.pkl.gz (default: the package's)")
+    ap.add_argument("--pickle", type=Path, default=None, help="HAPT.pkl.gz (default: package's)")
     ap.add_argument("--experiments", default=None, help="only these experiment numbers, e.g. 4,49")
     args = ap.parse_args(argv)
 

@@ -1,0 +1,80 @@
+"""A smoke run of the training + export pipeline (tiny data, one epoch)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+
+from agent.manifest import load_manifest, sha256_file  # noqa: E402
+from tools import export, train_baseline  # noqa: E402
+
+pytestmark = pytest.mark.tools
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("bank")
+    args = train_baseline.parse_args(["--smoke", "--out", str(out), "--data", str(out / "none")])
+    return out, train_baseline.run(args)
+
+
+def test_smoke_pipeline(smoke: tuple[Path, dict[str, Any]]) -> None:
+    tmp_path, result = smoke
+    onnx_path = tmp_path / "cnn1d-base.onnx"
+    onnx.checker.check_model(onnx.load(str(onnx_path)), full_check=True)
+    model = onnx.load(str(onnx_path))
+    (inp,) = model.graph.input
+    assert inp.name == "imu"
+    assert [d.dim_value for d in inp.type.tensor_type.shape.dim] == [1, 128, 6]
+    assert [o.name for o in model.graph.output] == ["logits"]
+    assert max(op.version for op in model.opset_import if op.domain in ("", "ai.onnx")) == 17
+
+    manifest = load_manifest(tmp_path)
+    entry = manifest.get("cnn1d-base")
+    assert entry.input.shape == (1, 128, 6)
+    assert entry.input.channels == ("acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z")
+    assert entry.labels[0] == "WALKING" and len(entry.labels) == 6
+    assert entry.sha256 == sha256_file(onnx_path)
+    assert entry.file_bytes == onnx_path.stat().st_size
+    assert entry.macs > 1_000_000 and entry.params > 10_000
+    assert entry.metrics["evaluated_with"] == "onnxruntime"
+    assert 0.0 <= entry.metrics["accuracy"] <= 1.0
+    assert entry.latency_ms["threads"] == 1 and entry.latency_ms["p50"] > 0
+    assert entry.provenance["seed"] == 0 and entry.provenance["epochs"] == 1
+    assert manifest.meta["rebuild"] == train_baseline.REBUILD
+
+    # ONNX Runtime agrees with PyTorch
+    assert result["max_abs_diff"] < 1e-4
+    sess = export.session(onnx_path)
+    x = np.random.default_rng(0).standard_normal((3, 128, 6)).astype(np.float32)
+    assert export.ort_logits(sess, x).shape == (3, 6)
+
+
+def test_register_keeps_other_models(smoke: tuple[Path, dict[str, Any]]) -> None:
+    tmp_path, result = smoke
+    entry = result["entry"]
+    train_baseline.register(tmp_path, dataclasses.replace(entry, id="other"), {"generator": "x"})
+    train_baseline.register(tmp_path, entry, {"generator": "y"})
+    manifest = load_manifest(tmp_path)
+    assert sorted(m.id for m in manifest.models) == ["cnn1d-base", "other"]
+    assert manifest.meta["generator"] == "y"
+
+
+def test_mac_counter() -> None:
+    import torch
+
+    from tools.models import count_macs_params
+
+    net = torch.nn.Sequential(
+        torch.nn.Conv1d(6, 8, 3, padding=1), torch.nn.Flatten(), torch.nn.Linear(8 * 10, 4)
+    )
+    macs, params = count_macs_params(net, (1, 6, 10))
+    assert macs == 8 * 10 * 6 * 3 + 4 * 80
+    assert params == (8 * 6 * 3 + 8) + (80 * 4 + 4)

@@ -166,3 +166,34 @@ def test_sigkill_and_restart_delivers_every_committed_message(
         assert left == 0 and produced == acked > 0
     finally:
         sub.close()
+
+
+def test_broker_refusal_goes_to_dead_letter_once(tmp_path: Path) -> None:
+    """An ACL that forbids the prediction topic: MQTT v5 PUBACK 0x87, no retry storm."""
+    port = free_port()
+    acl = tmp_path / "acl"
+    acl.write_text(
+        "topic readwrite har/+/status\ntopic readwrite har/+/cmd\n"
+        "topic readwrite har/+/cmd/response\ntopic readwrite homeassistant/#\n"
+    )
+    conf = tmp_path / "mosquitto.conf"
+    # mosquitto started as root drops to its own user before reading the ACL: stay root here
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nacl_file {acl}\n"
+        "user root\n"
+    )
+    broker = start_broker_with(conf, port)
+    try:
+        prof = profile_for(port, outbox=tmp_path / "outbox.db")
+        agent = build_agent(prof, options=RunOptions(speed=0, loop=False))
+        stats = agent.run()
+        db = sqlite3.connect(tmp_path / "outbox.db")
+        dead = db.execute("SELECT COUNT(*), MIN(reason) FROM dead_letter").fetchone()
+        left = db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        counters = dict(db.execute("SELECT name, value FROM counters").fetchall())
+        db.close()
+        assert left == 0
+        assert dead[0] == stats.windows and "0x87" in dead[1]
+        assert counters["dead"] == stats.windows and counters["acked"] == 0
+    finally:
+        stop_broker(broker)

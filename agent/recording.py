@@ -37,6 +37,8 @@ from agent.errors import RecordingError
 MAGIC = "#har-recording/"
 MAX_LABEL_CHARS = 64
 MAX_RATE_HZ = 100_000.0
+PARSE_BLOCK = 2048
+"""Rows parsed per call of numpy's parser when streaming."""
 VERSION = 1
 
 
@@ -324,11 +326,17 @@ class RecordingReader:
         )
 
     def chunks(self, size: int = 256) -> Iterator[Chunk]:
-        """Yield chunks of up to ``size`` samples, validating every row."""
+        """Yield chunks of up to ``size`` samples, validating every row.
+
+        Rows are parsed ``PARSE_BLOCK`` at a time (numpy's parser has a fixed cost per call), so
+        a bad row is reported up to that many rows before the chunk that holds it is due.
+        """
         last_t = -math.inf
+        block = max(size, PARSE_BLOCK)
+        labelled = self.header.labelled
         try:
             while True:
-                lines = self._read_lines(size)
+                lines = self._read_lines(block)
                 if not lines:
                     return
                 first_line = self._line + 1
@@ -340,7 +348,7 @@ class RecordingReader:
                     raise RecordingError(
                         f"{self.path}: line {first_line + bad}: value is not finite (NaN or Inf)"
                     )
-                t = arr[:, 0]
+                t = np.ascontiguousarray(arr[:, 0])
                 steps = np.diff(t, prepend=last_t)
                 if not np.all(steps > 0):
                     bad = int(np.argmin(steps > 0))
@@ -348,12 +356,14 @@ class RecordingReader:
                         f"{self.path}: line {first_line + bad}: time {t[bad]} does not increase"
                     )
                 last_t = float(t[-1])
-                yield Chunk(
-                    t=np.ascontiguousarray(t),
-                    values=arr[:, 1:].astype(np.float32),
-                    labels=tuple(labels) if self.header.labelled else None,
-                )
-                if len(lines) < size:
+                values = arr[:, 1:].astype(np.float32)
+                for a in range(0, len(lines), size):
+                    yield Chunk(
+                        t=t[a : a + size],
+                        values=values[a : a + size],
+                        labels=tuple(labels[a : a + size]) if labelled else None,
+                    )
+                if len(lines) < block:
                     return
         finally:
             self.close()

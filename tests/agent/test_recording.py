@@ -65,12 +65,12 @@ def test_streaming_in_chunks(tmp_path: Path) -> None:
 
 def test_is_streamed_not_loaded(tmp_path: Path) -> None:
     path = tmp_path / "s.har.csv"
-    _write(path, 1000)
+    _write(path, 5000)
     with open(path, "a") as fh:
         fh.write("garbage,row\n")  # a bad row at the very end
     chunks = RecordingReader(path).chunks(10)
     assert len(next(chunks)) == 10  # the first chunk comes before the end is read
-    with pytest.raises(RecordingError, match="line 1003"):
+    with pytest.raises(RecordingError, match="line 5003"):
         list(chunks)
 
 

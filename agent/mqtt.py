@@ -67,6 +67,8 @@ class MqttPublisher:
         self._connected = False
         self._queue_full_logged = False
         self.dropped = 0
+        self.network_restarts = 0
+        self._loop_running = False
         self.protocol = mqtt.MQTTv5
         self._client = self._make_client(mqtt.MQTTv5)
 
@@ -141,6 +143,7 @@ class MqttPublisher:
                 continue
             if kind == "connected":
                 self._connected = True
+                self._loop_running = True
                 log.info(
                     "connected to the %s (MQTT %s)",
                     where,
@@ -197,7 +200,26 @@ class MqttPublisher:
             self._ack_log.append(ack)
             del self._ack_log[:-10000]
 
+    def _watch_network_thread(self) -> None:
+        """paho's network thread dies if anything raises inside it; restart it if so."""
+        if not self._loop_running:
+            return
+        # paho keeps no public handle on its thread; it clears _thread when the thread ends
+        thread = getattr(self._client, "_thread", None)
+        if thread is not None and thread.is_alive():
+            return
+        self.network_restarts += 1
+        log.error("the MQTT network thread died; restarting it (restart %d)", self.network_restarts)
+        self._client._thread = None  # let loop_start() create a new one
+        for name in ("_sockpairR", "_sockpairW"):  # loop_start() makes a new wake-up pair
+            sock = getattr(self._client, name, None)
+            if sock is not None:
+                sock.close()
+        self._connected = False
+        self._client.loop_start()
+
     def poll(self) -> list[Command]:
+        self._watch_network_thread()
         while True:
             try:
                 kind, detail = self._events.get_nowait()
@@ -250,5 +272,6 @@ class MqttPublisher:
         if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
             self._pending.add(info.mid)
             self.flush(2.0)
+        self._loop_running = False
         self._client.disconnect()
         self._client.loop_stop()

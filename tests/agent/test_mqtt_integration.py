@@ -141,3 +141,53 @@ def test_status_goes_offline_on_stop_or_crash(broker: Broker, tmp_path: Path, ho
             proc.kill()
             proc.wait()
         sub.close()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_dead_network_thread_is_restarted(broker: Broker) -> None:
+    """An exception inside a paho callback kills its network thread; the agent restarts it."""
+    import paho.mqtt.client as mqtt_client
+
+    from agent.mqtt import MqttPublisher
+    from agent.payload import Topics
+    from agent.wiring import build_agent as _build
+
+    stop = threading.Event()
+    agent = _build(profile_for(broker.port, loop=True), options=RunOptions(speed=20.0), stop=stop)
+    link = agent.publisher
+    assert isinstance(link, MqttPublisher)
+    sub = Subscriber(broker.port)
+    thread = threading.Thread(target=agent.run)
+    thread.start()
+    try:
+        assert len(sub.wait_for("/prediction", 2)) >= 2
+        original = link._inbox
+        calls = {"n": 0}
+
+        class Exploding:
+            def put(self, item: object) -> None:
+                calls["n"] += 1
+                link._inbox = original  # explode once
+                raise RuntimeError("boom in a callback")
+
+            def get_nowait(self) -> object:
+                return original.get_nowait()
+
+        link._inbox = Exploding()  # type: ignore[assignment]
+        sender = mqtt_client.Client(callback_api_version=mqtt_client.CallbackAPIVersion.VERSION2)
+        sender.connect("127.0.0.1", broker.port)
+        sender.loop_start()
+        sender.publish(Topics("har", "demo").command, b'{"cmd": "ping"}', qos=1).wait_for_publish(5)
+        sender.disconnect()
+        sender.loop_stop()
+        deadline = time.monotonic() + 10
+        while link.network_restarts == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert calls["n"] >= 1 and link.network_restarts >= 1
+        link._inbox = original
+        before = len(sub.on("/prediction"))
+        assert len(sub.wait_for("/prediction", before + 3, timeout=20)) >= before + 3
+    finally:
+        stop.set()
+        thread.join(30)
+        sub.close()

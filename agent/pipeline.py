@@ -39,6 +39,8 @@ class RunStats:
     labelled: int = 0
     correct: int = 0
     samples: int = 0
+    rejected: int = 0
+    """Windows not classified because they held NaN or Inf."""
     read_s: list[float] = field(default_factory=list)
     process_s: list[float] = field(default_factory=list)
     infer_s: list[float] = field(default_factory=list)
@@ -108,6 +110,7 @@ class Pipeline:
         self.qos = qos
         self.record_timings = record_timings
         self._chunk_infer_s = 0.0
+        self._rejecting = False
         self.observer = observer
         self.heartbeat = heartbeat
         self.topic_handlers = topic_handlers or {}
@@ -141,6 +144,7 @@ class Pipeline:
             "boot": self.boot_id,
             "model": self.classifier.entry.id,
             "windows": self.stats.windows,
+            "rejected": self.stats.rejected,
             "seq": self.seq,
             "uptime_s": round(self.clock.monotonic() - self._started, 1),
         }
@@ -183,6 +187,15 @@ class Pipeline:
         publish = self.publisher.publish
         topic = self.topics.prediction
         for w in windows:
+            if not np.isfinite(w.data).all():
+                stats.rejected += 1
+                if not self._rejecting:
+                    log.warning("window %d holds NaN or Inf samples: not classified", w.index)
+                    self._rejecting = True
+                continue
+            if self._rejecting:
+                log.info("finite samples again (%d windows rejected so far)", stats.rejected)
+                self._rejecting = False
             c = self.classifier.classify(w.data)
             sm = self.smoother.update(c.probs)
             probs = c.probs.tolist()

@@ -174,3 +174,18 @@ def test_commands_are_answered() -> None:
     replies = [json.loads(p) for t, p, _, _ in pub.messages if t == "har/demo/cmd/response"]
     assert replies[0]["ok"] is True and replies[0]["id"] == 1 and "windows" in replies[0]["status"]
     assert replies[1]["ok"] is False and "unknown command" in replies[1]["error"]
+
+
+def test_non_finite_windows_are_rejected_and_counted() -> None:
+    """A source that delivers NaN (a broken sensor conversion, say) never reaches ONNX Runtime."""
+    from agent.recording import Chunk
+
+    pub = MemoryPublisher()
+    agent = build_agent(profile_for(), options=RunOptions(speed=0, loop=False), publisher=pub)
+    header, chunk = read_recording(RECORDINGS[0])
+    values = chunk.values[:640].copy()
+    values[100, 2] = np.nan  # poisons windows 0 and 1 (128 samples, hop 64)
+    assert agent.pipeline.process(Chunk(chunk.t[:640], values, None)) == 9
+    assert len([m for m in pub.messages if m[0].endswith("/prediction")]) == 9 - 2
+    assert agent.pipeline.stats.rejected == 2
+    assert agent.pipeline.status()["rejected"] == 2

@@ -197,3 +197,39 @@ def test_broker_refusal_goes_to_dead_letter_once(tmp_path: Path) -> None:
         assert counters["dead"] == stats.windows and counters["acked"] == 0
     finally:
         stop_broker(broker)
+
+
+def test_cap_holds_during_a_long_outage_and_drops_are_counted(tmp_path: Path) -> None:
+    import dataclasses
+
+    broker = start_broker(tmp_path)
+    port = broker.port
+    prof = profile_for(port, outbox=tmp_path / "outbox.db")
+    prof = dataclasses.replace(prof, outbox=dataclasses.replace(prof.outbox, max_mb=0.01))
+    stop = threading.Event()
+    agent = build_agent(prof, options=RunOptions(speed=60.0, loop=True), stop=stop)
+    fwd = agent.publisher
+    th = threading.Thread(target=agent.run)
+    th.start()
+    try:
+        time.sleep(1.0)
+        stop_broker(broker)
+        peak = 0
+        deadline = time.monotonic() + 6.0
+        while time.monotonic() < deadline:  # the outage: the agent keeps producing
+            peak = max(peak, fwd.stats().bytes)  # type: ignore[attr-defined]
+            time.sleep(0.05)
+        st = fwd.stats()  # type: ignore[attr-defined]
+        assert th.is_alive()
+        assert peak <= 0.01 * 1024 * 1024
+        assert st.dropped_cap > 0 and st.length > 0
+        broker = start_broker(tmp_path, port)
+        deadline = time.monotonic() + 30
+        while fwd.stats().acked <= st.acked and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            time.sleep(0.1)
+        assert fwd.stats().acked > st.acked  # type: ignore[attr-defined]
+    finally:
+        stop.set()
+        th.join(30)
+        stop_broker(broker)
+    assert not th.is_alive()

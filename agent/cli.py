@@ -21,6 +21,7 @@ import typer
 
 from agent import __version__
 from agent.cli_sensors import record, sensors_app
+from agent.cli_service import service_app
 from agent.errors import AgentError
 from agent.payload import Prediction
 from agent.profile import Profile, load_profile
@@ -37,6 +38,7 @@ models_app = typer.Typer(help="Inspect the model bank.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(sensors_app, name="sensors")
 app.command()(record)
+app.add_typer(service_app, name="service")
 
 ProfileOpt = Annotated[
     Path,

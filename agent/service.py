@@ -1,0 +1,141 @@
+"""``har-agent service install``: put the code, the model bank, a config, the system user and the
+systemd unit in place, so that ``systemctl enable --now har-agent`` runs the agent hardened.
+
+Every step is planned first (a list of :class:`Step`), so ``--dry-run`` prints exactly what would
+happen. ``root`` relocates every path (packaging, tests); ``system=False`` skips the commands that
+change the running system (useradd, systemctl).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.errors import AgentError
+
+USER = "har-agent"
+COPIED = ("agent", "models", "recordings", "profiles", "systemd", "pyproject.toml", "README.md")
+
+
+class ServiceError(AgentError):
+    """The service could not be installed."""
+
+
+@dataclass(frozen=True)
+class Step:
+    description: str
+    action: Callable[[], None]
+
+
+def _run(cmd: list[str]) -> None:
+    try:
+        subprocess.run(cmd, check=True, capture_output=True, text=True)
+    except FileNotFoundError as exc:
+        raise ServiceError(f"{cmd[0]} is not installed") from exc
+    except subprocess.CalledProcessError as exc:
+        detail = (exc.stderr or exc.stdout or "").strip().splitlines()
+        raise ServiceError(f"'{' '.join(cmd)}' failed: {detail[-1] if detail else exc}") from exc
+
+
+def _exists(kind: str, name: str) -> bool:
+    return subprocess.run(["getent", kind, name], capture_output=True).returncode == 0
+
+
+def rewrite_profile(text: str, prefix: Path) -> str:
+    """Point the profile's relative ``../`` paths at the installed tree."""
+    return re.sub(r'"\.\./', f'"{prefix}/', text)
+
+
+def plan_install(
+    *,
+    source: Path,
+    profile: Path,
+    prefix: Path = Path("/opt/har-agent"),
+    root: Path = Path("/"),
+    system: bool = True,
+    venv: bool = True,
+) -> list[Step]:
+    def at(p: Path) -> Path:
+        return root / p.relative_to("/")
+
+    dest, etc = at(prefix), at(Path("/etc/har-agent"))
+    unit_dst = at(Path("/etc/systemd/system/har-agent.service"))
+    unit_src = source / "systemd" / "har-agent.service"
+    if not unit_src.is_file():
+        raise ServiceError(f"{unit_src}: the unit file is missing from the source tree")
+    if not profile.is_file():
+        raise ServiceError(f"{profile}: no such profile")
+    steps: list[Step] = []
+
+    if system:
+
+        def user() -> None:
+            if not _exists("group", "i2c"):
+                _run(["groupadd", "--system", "i2c"])
+            if not _exists("passwd", USER):
+                _run(
+                    [
+                        "useradd",
+                        "--system",
+                        "--user-group",
+                        "--no-create-home",
+                        "--home-dir",
+                        "/nonexistent",
+                        "--shell",
+                        "/usr/sbin/nologin",
+                        USER,
+                    ]
+                )
+            _run(["usermod", "--append", "--groups", "i2c", USER])
+
+        steps.append(Step(f"create the system user {USER} (member of i2c)", user))
+
+    def copy() -> None:
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in COPIED:
+            src = source / name
+            if src.is_dir():
+                shutil.copytree(
+                    src,
+                    dest / name,
+                    dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+                )
+            elif src.is_file():
+                shutil.copy2(src, dest / name)
+
+    steps.append(Step(f"copy the agent, models and profiles to {dest}", copy))
+
+    if venv:
+
+        def install_venv() -> None:
+            _run([sys.executable, "-m", "venv", str(dest / ".venv")])
+            _run([str(dest / ".venv" / "bin" / "python"), "-m", "pip", "install", "-q", str(dest)])
+
+        steps.append(Step(f"create {dest / '.venv'} and install har-agent into it", install_venv))
+
+    def config() -> None:
+        etc.mkdir(parents=True, exist_ok=True, mode=0o750)
+        target = etc / "profile.toml"
+        if target.exists():
+            return  # never overwrite the user's configuration
+        target.write_text(rewrite_profile(profile.read_text(encoding="utf-8"), prefix))
+        target.chmod(0o640)
+
+    steps.append(Step(f"write {etc / 'profile.toml'} from {profile} (kept if it exists)", config))
+
+    def unit() -> None:
+        unit_dst.parent.mkdir(parents=True, exist_ok=True)
+        text = unit_src.read_text(encoding="utf-8").replace("/opt/har-agent", str(prefix))
+        unit_dst.write_text(text)
+        unit_dst.chmod(0o644)
+
+    steps.append(Step(f"install the unit {unit_dst}", unit))
+    if system:
+        steps.append(Step("systemctl daemon-reload", lambda: _run(["systemctl", "daemon-reload"])))
+    return steps

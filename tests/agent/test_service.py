@@ -1,0 +1,99 @@
+"""`har-agent service install`, relocated below a temporary root (no useradd, no systemctl)."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agent.cli import app
+from agent.errors import AgentError
+from agent.manifest import load_manifest
+from agent.profile import load_profile
+from agent.service import plan_install, rewrite_profile
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_install_below_a_root(tmp_path: Path) -> None:
+    prefix = Path("/opt/har-agent")
+    steps = plan_install(
+        source=ROOT,
+        profile=ROOT / "profiles" / "default.toml",
+        prefix=prefix,
+        root=tmp_path,
+        system=False,
+        venv=False,
+    )
+    for step in steps:
+        step.action()
+    installed = tmp_path / "opt/har-agent"
+    assert (installed / "agent" / "cli.py").is_file()
+    assert (installed / "models" / "manifest.json").is_file()
+    conf = tmp_path / "etc/har-agent/profile.toml"
+    assert oct(conf.stat().st_mode & 0o777) == "0o640"
+    text = conf.read_text()
+    assert '"/opt/har-agent/models"' in text and '"../' not in text
+    # the installed profile, read where it would live, points at the installed bank
+    relocated = tmp_path / "check.toml"
+    relocated.write_text(text.replace('"/opt/har-agent/', f'"{installed}/'))
+    prof = load_profile(relocated)
+    assert load_manifest(prof.resolve(prof.model.dir)).models
+    unit = tmp_path / "etc/systemd/system/har-agent.service"
+    assert "ExecStart=/opt/har-agent/.venv/bin/har-agent run" in unit.read_text()
+    # a second install keeps the user's configuration
+    conf.write_text("# edited by the user\n" + text)
+    for step in steps:
+        step.action()
+    assert conf.read_text().startswith("# edited by the user")
+
+
+def test_installed_unit_verifies(tmp_path: Path) -> None:
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed")
+    prefix = tmp_path / "prefix"
+    staged = tmp_path / "root"
+    steps = plan_install(
+        source=ROOT,
+        profile=ROOT / "profiles" / "pi4.toml",
+        prefix=prefix,
+        root=staged,
+        system=False,
+        venv=False,
+    )
+    for step in steps:
+        step.action()  # everything lands below `staged`, nothing in the real /etc
+    shutil.copytree(staged / prefix.relative_to("/"), prefix)
+    (prefix / ".venv/bin").mkdir(parents=True)
+    exe = prefix / ".venv/bin/har-agent"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    unit = tmp_path / "har-agent.service"
+    unit.write_text(
+        (ROOT / "systemd/har-agent.service").read_text().replace("/opt/har-agent", str(prefix))
+    )
+    proc = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr
+
+
+def test_rewrite_profile() -> None:
+    assert rewrite_profile('dir = "../models"\npath = "x"', Path("/opt/h")) == (
+        'dir = "/opt/h/models"\npath = "x"'
+    )
+
+
+def test_missing_profile_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(AgentError, match="no such profile"):
+        plan_install(source=ROOT, profile=tmp_path / "none.toml", root=tmp_path, system=False)
+
+
+def test_cli_dry_run_lists_steps() -> None:
+    result = CliRunner().invoke(
+        app, ["service", "install", "--dry-run", "--profile", str(ROOT / "profiles" / "pi4.toml")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "[1/6] create the system user har-agent" in result.stdout
+    assert "systemctl daemon-reload" in result.stdout

@@ -191,3 +191,45 @@ def test_dead_network_thread_is_restarted(broker: Broker) -> None:
         stop.set()
         thread.join(30)
         sub.close()
+
+
+def test_notify_ready_watchdog_and_stopping_from_a_real_agent(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """The daemon speaks systemd's notify protocol on $NOTIFY_SOCKET (a real datagram socket)."""
+    import socket
+
+    path = str(tmp_path / "notify.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(path)
+    server.settimeout(20)
+    prof = tmp_path / "p.toml"
+    text = (ROOT / "profiles" / "default.toml").read_text().replace('"../', f'"{ROOT}/')
+    text = text.replace("port = 1883", f"port = {broker.port}")
+    text += f'\n[outbox]\npath = "{tmp_path / "outbox.db"}"\n'
+    prof.write_text(text)
+    env = {**os.environ, "NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000"}
+    env.pop("WATCHDOG_PID", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "run", "--profile", str(prof)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        got = [server.recv(512)]
+        assert got[0].startswith(b"READY=1")
+        pings = 0
+        while pings < 3:
+            msg = server.recv(512)
+            pings += msg == b"WATCHDOG=1"
+        proc.send_signal(signal.SIGTERM)
+        while (msg := server.recv(512)) != b"STOPPING=1":
+            pass
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        server.close()

@@ -233,3 +233,55 @@ def test_notify_ready_watchdog_and_stopping_from_a_real_agent(
             proc.kill()
             proc.wait()
         server.close()
+
+
+@pytest.mark.parametrize(("password", "ok"), [("right", True), ("wrong", False)])
+def test_credentials_file_against_a_password_protected_broker(
+    tmp_path: Path, password: str, ok: bool
+) -> None:
+    import shutil
+
+    from tests.conftest import wait_for_port
+
+    port = free_port()
+    pw = tmp_path / "passwd"
+    subprocess.run(
+        ["mosquitto_passwd", "-b", "-c", str(pw), "har", "right"], check=True, capture_output=True
+    )
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {pw}\n"
+        "persistence false\nuser root\n"
+    )
+    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    proc = subprocess.Popen(
+        [exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    wait_for_port(port)
+    try:
+        creds = tmp_path / "mqtt-credentials.toml"
+        creds.write_text(f'username = "har"\npassword = "{password}"\n')
+        creds.chmod(0o600)
+        prof = tmp_path / "p.toml"
+        text = (ROOT / "profiles" / "default.toml").read_text().replace('"../', f'"{ROOT}/')
+        text = text.replace("port = 1883", f'port = {port}\ncredentials_file = "{creds}"')
+        text = text.replace("speed = 1.0", "speed = 0").replace("loop = true", "loop = false")
+        text += f'\n[outbox]\npath = "{tmp_path / "outbox.db"}"\n'
+        prof.write_text(text)
+        run = subprocess.run(
+            [sys.executable, "-m", "agent", "run", "--profile", str(prof)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if ok:
+            assert run.returncode == 0, run.stderr
+        else:
+            assert run.returncode == 1
+            errors = [ln for ln in run.stderr.splitlines() if ln.startswith("har-agent: error:")]
+            assert len(errors) == 1 and "refused the connection" in errors[0]
+            assert "Traceback" not in run.stderr
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -246,7 +246,7 @@ def models_list(
             f"{'' if f1 is None else f'{100 * f1:.2f}':>6} "
             f"{'' if p50 is None else f'{p50:.3f}':>7}"
         )
-    typer.echo(f"\n{len(manifest.models)} model(s) in {folder}")
+    typer.echo(f"\n{len(manifest.models)} model(s) in {folder.resolve()}")
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from agent.inference import OrtEngine, SessionSettings, softmax, to_model_input
 from agent.manifest import ModelEntry, load_manifest
 from agent.profile import Profile, load_profile
 from agent.recording import read_recording
-from agent.windowing import sliding_windows, uniform_label
+from agent.windowing import Resampler, sliding_windows, uniform_label
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "models"
@@ -36,8 +36,11 @@ def reference_predictions(recording: Path, entry: ModelEntry) -> tuple[list[int]
     """Classify every window of a recording directly with ONNX Runtime (no agent pipeline)."""
     header, chunk = read_recording(recording)
     cols = [header.channel_names.index(c) for c in entry.input.channels]
-    values = chunk.values[:, cols]
     spec = entry.input
+    if abs(header.sample_rate_hz - spec.rate_hz) > 1e-9:
+        # a lower-resolution member: the agent's own resampling rule, on the whole stream
+        chunk = Resampler(header.sample_rate_hz, spec.rate_hz).push(chunk)
+    values = chunk.values[:, cols]
     wins = sliding_windows(values, spec.length, spec.hop)
     engine = OrtEngine(MODELS / entry.file, entry, SessionSettings())
     preds = []

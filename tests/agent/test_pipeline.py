@@ -181,7 +181,8 @@ def test_non_finite_windows_are_rejected_and_counted() -> None:
     from agent.recording import Chunk
 
     pub = MemoryPublisher()
-    agent = build_agent(profile_for(), options=RunOptions(speed=0, loop=False), publisher=pub)
+    opts = RunOptions(speed=0, loop=False, model_id="cnn1d-base")  # 128 samples at 50 Hz
+    agent = build_agent(profile_for(), options=opts, publisher=pub)
     header, chunk = read_recording(RECORDINGS[0])
     values = chunk.values[:640].copy()
     values[100, 2] = np.nan  # poisons windows 0 and 1 (128 samples, hop 64)

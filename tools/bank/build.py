@@ -1,0 +1,177 @@
+"""Train the width-resolution supernet, export every configuration of the grid, register them.
+
+    python -m tools.bank.build [--epochs N] [--seed 0] [--out models] [--data data/hapt]
+    python -m tools.bank.build --smoke            # 4 subjects, a few steps, build/bank-smoke/
+
+Protocol as tools.train_baseline (docs/training.md): test = the UCI-HAR test subjects (final
+numbers only), validation = DEFAULT_VAL_SUBJECTS (progress and selection). Lower resolutions are
+produced as the agent produces them (tools.bank.windows). Members are written as
+``wr-wW.WW-rRRR.onnx`` and merged into ``OUT/manifest.json`` (other families are kept; earlier
+width-resolution members are replaced).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from agent.manifest import ModelEntry, load_manifest, write_manifest
+from agent.windowing import Normalizer
+from tools.bank.members import FAMILY, MemberResult, build_member, calib_batches
+from tools.bank.supernet import SlimCNN, SlimConfig
+from tools.bank.train import BankTrainConfig, train_supernet
+from tools.bank.windows import BASE_LENGTH, aligned_windows, eval_windows
+from tools.data import DEFAULT_VAL_SUBJECTS, load_experiments, make_split
+from tools.hapt import TEST_SUBJECTS
+from tools.train import seed_everything
+from tools.train_baseline import SMOKE_SUBJECTS, git_commit
+
+RESOLUTIONS = (128, 96, 64, 32)
+WIDTHS = (0.125, 0.25, 0.5, 0.75, 1.0)
+SMOKE_WIDTHS = (0.25, 1.0)
+SMOKE_RESOLUTIONS = (128, 64)
+CALIB_BATCHES = 16
+CALIB_BATCH = 64
+
+
+def merge_manifest(out: Path, entries: list[ModelEntry], meta: dict[str, Any]) -> Path:
+    """Write ``entries`` into ``out/manifest.json``; keep every model of another family."""
+    others: list[ModelEntry] = []
+    old_meta: dict[str, Any] = {}
+    if (out / "manifest.json").exists():
+        try:
+            old = load_manifest(out)
+            others = [m for m in old.models if m.family != FAMILY]
+            old_meta = {k: v for k, v in old.meta.items() if k != "manifest_version"}
+        except Exception as exc:  # an unreadable manifest is replaced, loudly
+            print(f"warning: replacing unreadable {out / 'manifest.json'} ({exc})", file=sys.stderr)
+    return write_manifest(out, [*others, *entries], {**old_meta, **meta})
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    cfg = BankTrainConfig(epochs=args.epochs, seed=args.seed)
+    if args.smoke:
+        cfg = dataclasses.replace(cfg, train_hop128=64)
+    torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    started = time.time()
+    grid_w = SMOKE_WIDTHS if args.smoke else WIDTHS
+    grid_r = SMOKE_RESOLUTIONS if args.smoke else RESOLUTIONS
+
+    experiments, source = load_experiments(args.data, SMOKE_SUBJECTS if args.smoke else None)
+    split = make_split({e.subject for e in experiments}, DEFAULT_VAL_SUBJECTS, TEST_SUBJECTS)
+    train_subj = set(split.train) | (set(split.val) if args.refit else set())
+    tr_exps = [e for e in experiments if e.subject in train_subj]
+    va_exps = [e for e in experiments if e.subject in split.val]
+    te_exps = [e for e in experiments if e.subject in split.test]
+    print(f"data: {len(experiments)} experiments from {source}; split {split}")
+
+    fit = aligned_windows(tr_exps, RESOLUTIONS, hop128=cfg.train_hop128)
+    val = aligned_windows(va_exps, RESOLUTIONS, hop128=64) if not args.refit else None
+    norm = Normalizer.fit(aligned_windows(tr_exps, (BASE_LENGTH,), hop128=64).x[BASE_LENGTH])
+    print(f"fit on {len(fit)} index-aligned windows (50 Hz hop {cfg.train_hop128}) x {RESOLUTIONS}")
+
+    model = SlimCNN(SlimConfig())
+    history = train_supernet(model, fit, norm, cfg, val=val, max_steps=args.max_steps)
+    for rec in history:
+        print("  " + ", ".join(f"{k} {v:.4g}" for k, v in rec.items()))
+    train_seconds = round(time.time() - started, 1)
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    provenance = {
+        "command": " ".join(["python -m tools.bank.build", *args.argv]),
+        "seed": cfg.seed,
+        "epochs": cfg.epochs,
+        "refit": bool(args.refit),
+        "train_config": asdict(cfg),
+        "model_config": asdict(model.cfg),
+        "bn": f"recalibrated per (width, resolution) over {CALIB_BATCHES}x{CALIB_BATCH} "
+        "training windows, folded into the convolutions",
+        "windows": "agent.windowing.Resampler(50, 50*R/128), hop R/2; training: index-aligned",
+        "dataset": f"UCI HAPT (CC BY 4.0), {source}",
+        "torch": torch.__version__,
+        "git_commit": git_commit(),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "train_seconds": train_seconds,
+        "epoch_seconds": [rec["seconds"] for rec in history],
+    }
+    results: list[MemberResult] = []
+    for r in grid_r:
+        test = eval_windows(te_exps, r)
+        val_r = eval_windows(va_exps, r) if va_exps and not args.refit else None
+        for w in grid_w:
+            calib = calib_batches(fit.x[r], norm, CALIB_BATCHES, CALIB_BATCH, cfg.seed)
+            res = build_member(
+                model,
+                w,
+                r,
+                calib,
+                norm,
+                test,
+                val_r,
+                out,
+                latency_runs=50 if args.smoke else 500,
+                provenance=provenance,
+            )
+            e = res.entry
+            print(
+                f"{e.id}: test acc {e.metrics['accuracy']:.4f} F1 {e.metrics['f1_weighted']:.4f} "
+                f"({e.metrics['test_windows']} windows), val {e.metrics.get('val_accuracy', '-')}, "
+                f"MACs {e.macs:,}, params {e.params:,}, p50 {e.latency_ms['p50']:.4f} ms, "
+                f"ORT-torch {res.max_abs_diff:.2g}, extract {res.extract_diff:.2g}"
+            )
+            results.append(res)
+    meta = {
+        "generator": "tools.bank.build",
+        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    manifest = merge_manifest(out, [r.entry for r in results], meta)
+    print(f"wrote {len(results)} members and {manifest} in {time.time() - started:.0f} s")
+    return {"results": results, "history": history, "manifest": manifest}
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        prog="python -m tools.bank.build",
+        description="Train the width-resolution supernet and register its grid in the bank.",
+    )
+    ap.add_argument("--epochs", type=int, default=None, help="training epochs (12; smoke: 1)")
+    ap.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    ap.add_argument("--out", type=Path, default=None, help="bank folder (models; smoke: build/)")
+    ap.add_argument("--data", type=Path, default=Path("data/hapt"), help="imported recordings")
+    ap.add_argument("--smoke", action="store_true", help="tiny run: 4 subjects, few steps (CI)")
+    ap.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
+    ap.add_argument(
+        "--refit", action="store_true", help="train on train + validation subjects (no val)"
+    )
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = ap.parse_args(raw)
+    args.argv = raw
+    if args.epochs is None:
+        args.epochs = 1 if args.smoke else BankTrainConfig.epochs
+    if args.smoke and args.max_steps is None:
+        args.max_steps = 8
+    if args.out is None:
+        args.out = Path("build/bank-smoke") if args.smoke else Path("models")
+    if args.epochs < 1:
+        ap.error("--epochs must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    run(parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable
 from typing import Protocol, cast
 
-from agent.errors import SensorReadError, SourceError
+from agent.errors import SensorNotFoundError, SensorReadError, SourceError
 
 BLOCK_MAX = 32
 """I2C_SMBUS_BLOCK_MAX: the most bytes one SMBus block transfer moves (smbus2 refuses more)."""
@@ -104,3 +104,19 @@ def read_stream(bus: I2CBus, addr: int, register: int, n: int, chunk: int = BLOC
         k = min(chunk, n - len(out))
         out += bytes(bus.read_i2c_block_data(addr, register, k))
     return bytes(out)
+
+
+def read_id(
+    bus: I2CBus, address: int, register: int, bus_no: int, where: str, address_hint: str
+) -> int:
+    """Read an identification register. A NACK means no chip at the address (a clear
+    SensorNotFoundError naming ``address_hint``); any other failure is a SensorReadError."""
+    try:
+        return bus.read_byte_data(address, register)
+    except OSError as exc:
+        if is_nack(exc):
+            raise SensorNotFoundError(
+                f"no chip answers at address 0x{address:02x} on I2C bus {bus_no}; check the "
+                f"wiring and the address ({address_hint}), and run 'har-agent sensors probe'"
+            ) from exc
+        raise transfer_error(exc, where, "reading WHO_AM_I") from exc

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from agent.errors import ConfigError, SensorNotFoundError, SensorReadError
-from agent.sensors.bus import I2CBus, is_nack, read_stream, transfer_error
+from agent.sensors.bus import I2CBus, read_id, read_stream, transfer_error
 from agent.sensors.convert import to_units
 from agent.sensors.imu import FifoBatch, ImuInfo, ImuSettings, Sleep, empty_batch, nearest, pick
 
@@ -184,16 +184,7 @@ class Lsm6dsoxDriver:
 
     def identify(self) -> int:
         s = self.settings
-        try:
-            who = self.bus.read_byte_data(s.address, WHO_AM_I)
-        except OSError as exc:
-            if is_nack(exc):
-                raise SensorNotFoundError(
-                    f"no chip answers at address 0x{s.address:02x} on I2C bus {s.bus}; check the "
-                    "wiring and the address (SA0 low = 0x6a, high = 0x6b), and run "
-                    "'har-agent sensors probe'"
-                ) from exc
-            raise self._fail(exc, "reading WHO_AM_I") from exc
+        who = read_id(self.bus, s.address, WHO_AM_I, s.bus, s.where, "SA0 low = 0x6a, high = 0x6b")
         if who == ID_LSM6DS3:
             raise SensorNotFoundError(
                 f"the chip at {s.where} is an LSM6DS3 (WHO_AM_I 0x69), which har-agent does not "

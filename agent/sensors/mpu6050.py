@@ -36,7 +36,7 @@ import math
 from dataclasses import dataclass
 
 from agent.errors import ConfigError, SensorNotFoundError, SensorReadError
-from agent.sensors.bus import I2CBus, is_nack, read_stream, transfer_error
+from agent.sensors.bus import I2CBus, read_id, read_stream, transfer_error
 from agent.sensors.convert import to_units, words
 from agent.sensors.imu import FifoBatch, ImuInfo, ImuSettings, Sleep, empty_batch, nearest, pick
 
@@ -189,15 +189,7 @@ class Mpu6050Driver:
 
     def identify(self) -> int:
         s = self.settings
-        try:
-            who = self.bus.read_byte_data(s.address, WHO_AM_I)
-        except OSError as exc:
-            if is_nack(exc):
-                raise SensorNotFoundError(
-                    f"no chip answers at address 0x{s.address:02x} on I2C bus {s.bus}; check the "
-                    "wiring and the address (AD0 high = 0x69), and run 'har-agent sensors probe'"
-                ) from exc
-            raise self._fail(exc, "reading WHO_AM_I") from exc
+        who = read_id(self.bus, s.address, WHO_AM_I, s.bus, s.where, "AD0 high = 0x69")
         if who not in self.variant.who_am_i:
             other = variant_by_id(who)
             if other is not None:

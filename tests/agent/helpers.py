@@ -24,6 +24,21 @@ ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "models"
 RECORDINGS = sorted((ROOT / "recordings").glob("*.har.csv.gz"))
 DEFAULT_PROFILE = ROOT / "profiles" / "default.toml"
+PAYLOAD_FIELDS = {
+    "schema",
+    "device",
+    "boot",
+    "seq",
+    "window",
+    "label",
+    "confidence",
+    "probs",
+    "smoothed",
+    "model",
+    "latency_ms",
+    "ts",
+}
+"""Fields every har.prediction/1 message carries."""
 
 
 def default_entry() -> ModelEntry:

@@ -14,6 +14,7 @@ import pytest
 from agent.errors import PublishError
 from agent.wiring import RunOptions, build_agent
 from tests.agent.helpers import (
+    PAYLOAD_FIELDS,
     RECORDINGS,
     ROOT,
     Subscriber,
@@ -25,19 +26,7 @@ from tests.conftest import Broker, free_port, start_broker, stop_broker
 
 pytestmark = pytest.mark.integration
 
-REQUIRED = {
-    "schema",
-    "device",
-    "seq",
-    "window",
-    "label",
-    "confidence",
-    "probs",
-    "smoothed",
-    "model",
-    "latency_ms",
-    "ts",
-}
+REQUIRED = PAYLOAD_FIELDS
 
 
 def test_every_window_arrives_once_in_order(broker: Broker) -> None:

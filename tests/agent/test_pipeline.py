@@ -12,7 +12,13 @@ from agent.errors import DataError, ModelError
 from agent.publishers import Command, MemoryPublisher
 from agent.recording import Channel, RecordingHeader, RecordingWriter, read_recording
 from agent.wiring import RunOptions, build_agent
-from tests.agent.helpers import RECORDINGS, default_entry, profile_for, reference_predictions
+from tests.agent.helpers import (
+    PAYLOAD_FIELDS,
+    RECORDINGS,
+    default_entry,
+    profile_for,
+    reference_predictions,
+)
 
 
 def test_bundled_recordings_exist() -> None:
@@ -53,19 +59,7 @@ def test_payload_fields_and_smoothing() -> None:
     )
     agent.run()
     p = json.loads(pub.messages[0][1])
-    assert set(p) >= {
-        "schema",
-        "device",
-        "seq",
-        "window",
-        "label",
-        "confidence",
-        "probs",
-        "smoothed",
-        "model",
-        "latency_ms",
-        "ts",
-    }
+    assert set(p) >= PAYLOAD_FIELDS
     assert p["device"] == "demo" and p["model"] == default_entry().id
     assert abs(sum(p["probs"].values()) - 1.0) < 1e-3
     assert p["smoothed"]["method"] == "mean" and p["smoothed"]["window"] == 3

@@ -13,6 +13,7 @@ import re
 import tomllib
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -132,6 +133,65 @@ class HomeAssistantConfig:
 
 
 @dataclass(frozen=True)
+class MonitorConfig:
+    """The resource monitor (docs/adaptive.md): psutil sampled in a thread of its own."""
+
+    enabled: bool = True
+    interval_s: float = 1.0
+    """Seconds between samples."""
+    thermal_zone: str = ""
+    """psutil sensor name to read the temperature from (e.g. "cpu_thermal"); empty: the hottest."""
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """How the agent picks a bank member at run time (docs/adaptive.md)."""
+
+    mode: Literal["static", "adaptive"] = "static"
+    """``static`` runs ``model.id`` throughout; ``adaptive`` switches within ``candidates``."""
+    candidates: tuple[str, ...] = ()
+    """Bank members the policy may choose; empty: every member of the bank."""
+    deadline_ms: float = 0.0
+    """Per-window inference budget; 0 derives it from the hop (``deadline_fraction`` of it)."""
+    deadline_fraction: float = 0.5
+    cpu_share: float = 0.0
+    """Largest share of one core inference may take on average (0 = no cap)."""
+    energy_mj: float = 0.0
+    """Largest expected energy per window in millijoules (0 = no cap)."""
+    headroom_up: float = 0.7
+    """Step up only to a member predicted to take at most this share of the budget."""
+    headroom_down: float = 0.9
+    """Step down when the active member is predicted to take more than this share."""
+    dwell_s: float = 10.0
+    """Least time between two step-ups (step-downs for a missed budget are immediate)."""
+    ewma_alpha: float = 0.2
+    """Weight of each new latency observation in the contention estimate."""
+    thermal_c: float = 80.0
+    """Step down (half the MACs) at or above this temperature, or while the board throttles."""
+    thermal_release_c: float = 70.0
+    preload_mb: float = 64.0
+    """Memory for sessions loaded ahead of a switch (model file sizes count against it)."""
+    latency_table: str = ""
+    """JSON latency table for this board (``har-agent bench all --table``); empty: the bank's."""
+
+
+@dataclass(frozen=True)
+class EnergyConfig:
+    """Energy meters, best available first (docs/adaptive.md)."""
+
+    meter: Literal["auto", "ina219", "ina260", "rapl", "pmic", "estimate", "none"] = "auto"
+    bus: int = 1
+    """I2C bus of an INA219/INA260 power monitor."""
+    address: int = 0x40
+    shunt_ohms: float = 0.1
+    max_current_a: float = 3.2
+    idle_w: float = 2.7
+    """Board power when idle (for the estimate; a Pi 4's figure by default)."""
+    core_w: float = 1.0
+    """Extra power per fully busy core (for the estimate)."""
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -150,6 +210,9 @@ class Profile:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    energy: EnergyConfig = field(default_factory=EnergyConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     base_dir: Path = Path(".")
     """Folder that relative paths resolve against (the profile's folder); not a TOML key."""
@@ -289,6 +352,41 @@ def _validate(p: Profile, where: str) -> None:
         raise bad("outbox.window", "must be between 1 and 1000")
     if not _TOPIC_PREFIX.match(p.homeassistant.prefix):
         raise bad("homeassistant.prefix", "must be topic levels without wildcards")
+    if not 0.05 <= p.monitor.interval_s <= 3600:
+        raise bad("monitor.interval_s", "must be between 0.05 and 3600 s")
+    _validate_policy(p.policy, bad)
+    e = p.energy
+    if not 0 <= e.bus <= 255:
+        raise bad("energy.bus", "must be an I2C bus number between 0 and 255")
+    if not 0x40 <= e.address <= 0x4F:
+        raise bad("energy.address", "must be an INA219/INA260 address between 0x40 and 0x4f")
+    if not 0 < e.shunt_ohms <= 10:
+        raise bad("energy.shunt_ohms", "must be in (0, 10] ohm")
+    if not 0 < e.max_current_a <= 100:
+        raise bad("energy.max_current_a", "must be in (0, 100] A")
+    if not (0 <= e.idle_w <= 1000 and 0 <= e.core_w <= 1000):
+        raise bad("energy.idle_w", "and energy.core_w must be between 0 and 1000 W")
+
+
+def _validate_policy(pol: PolicyConfig, bad: Callable[[str, str], ConfigError]) -> None:
+    if pol.deadline_ms < 0:
+        raise bad("policy.deadline_ms", "must be 0 (derived from the hop) or positive")
+    if not 0 < pol.deadline_fraction <= 1:
+        raise bad("policy.deadline_fraction", "must be in (0, 1]")
+    if not 0 <= pol.cpu_share <= 64:
+        raise bad("policy.cpu_share", "must be 0 (no cap) or a share of one core up to 64")
+    if pol.energy_mj < 0:
+        raise bad("policy.energy_mj", "must be 0 (no cap) or positive")
+    if not 0 < pol.headroom_up <= pol.headroom_down <= 1:
+        raise bad("policy.headroom_up", "must be > 0 and <= policy.headroom_down (<= 1)")
+    if not 0 <= pol.dwell_s <= 86400:
+        raise bad("policy.dwell_s", "must be between 0 and 86400 s")
+    if not 0 < pol.ewma_alpha <= 1:
+        raise bad("policy.ewma_alpha", "must be in (0, 1]")
+    if not pol.thermal_release_c < pol.thermal_c <= 150:
+        raise bad("policy.thermal_release_c", "must be below policy.thermal_c (<= 150)")
+    if not 0 <= pol.preload_mb <= 100_000:
+        raise bad("policy.preload_mb", "must be between 0 and 100000")
 
 
 def parse_profile(text: str, where: str, base_dir: Path) -> Profile:

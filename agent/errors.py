@@ -8,6 +8,7 @@
     ├── SourceError                 a sample source failed
     │   ├── SensorReadError         an I2C sensor transfer failed (EIO, timeout, NACK)
     │   └── SensorNotFoundError     no chip answers at the address, or another chip than expected
+    ├── MeterError                  an energy meter is absent, unreadable or failed
     ├── PublishError                the MQTT broker cannot be reached or refused us
     └── OutboxError                 the disk-backed outbox cannot be opened or written
 
@@ -48,6 +49,10 @@ class SensorReadError(SourceError):
 
 class SensorNotFoundError(SourceError):
     """No chip answers at the configured address, or it is not the chip the profile names."""
+
+
+class MeterError(AgentError):
+    """An energy meter is absent, unreadable (permissions) or failed while sampling."""
 
 
 class PublishError(AgentError):

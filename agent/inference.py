@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -34,6 +34,21 @@ class SessionSettings:
     allow_spinning: bool = False
 
 
+def session_options(settings: SessionSettings) -> Any:
+    """ONNX Runtime session options for ``settings`` (what the agent and ``bench`` both use)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = settings.intra_op_threads
+    opts.inter_op_num_threads = settings.inter_op_threads
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    spin = "1" if settings.allow_spinning else "0"
+    opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
+    opts.add_session_config_entry("session.inter_op.allow_spinning", spin)
+    return opts
+
+
 class OrtEngine:
     """An ONNX Runtime CPU session for one bank member."""
 
@@ -54,14 +69,7 @@ class OrtEngine:
             )
         if _EXTERNAL_DATA_MARK in blob:
             raise ModelError(f"{path}: the model refers to external data files, which are refused")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = settings.intra_op_threads
-        opts.inter_op_num_threads = settings.inter_op_threads
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        spin = "1" if settings.allow_spinning else "0"
-        opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
-        opts.add_session_config_entry("session.inter_op.allow_spinning", spin)
+        opts = session_options(settings)
         try:
             # from the verified bytes, not the path: what runs is what was hashed, and a model
             # that points at external data files cannot reach the filesystem
@@ -91,6 +99,11 @@ class OrtEngine:
         self._input = entry.input.name
         self._output = self._session.get_outputs()[0].name
         self.entry = entry
+
+    @property
+    def session(self) -> Any:
+        """The underlying ``onnxruntime.InferenceSession`` (``har-agent bench`` times it bare)."""
+        return self._session
 
     def run(self, x: np.ndarray) -> np.ndarray:
         try:

@@ -20,6 +20,7 @@ from typing import Annotated
 import typer
 
 from agent import __version__
+from agent.cli_bench import register as register_bench
 from agent.cli_sensors import record, sensors_app
 from agent.cli_service import service_app
 from agent.errors import AgentError
@@ -39,6 +40,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(sensors_app, name="sensors")
 app.command()(record)
 app.add_typer(service_app, name="service")
+register_bench(app)
 
 ProfileOpt = Annotated[
     Path,

@@ -1,0 +1,369 @@
+"""``har-agent bench``: the command around :mod:`agent.bench` (docs/benchmarks.md).
+
+Registered by :mod:`agent.cli` with :func:`register`; errors end like every other command: one
+line, exit status 1.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+import typing
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, get_args
+
+import typer
+
+from agent.errors import AgentError, ConfigError
+
+if TYPE_CHECKING:
+    from agent.bench import BenchResult
+
+ProfileOpt = Annotated[
+    Path,
+    typer.Option(
+        "--profile",
+        "-p",
+        envvar="HAR_AGENT_PROFILE",
+        help="Profile (TOML): model folder, threads, spinning, energy meter. "
+        "[env: HAR_AGENT_PROFILE]",
+        show_envvar=False,
+    ),
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench")(bench)
+
+
+def bench(
+    model: Annotated[
+        str,
+        typer.Option("--model", "-m", help="Bank member id, a path to an .onnx file, or 'all'."),
+    ],
+    profile: ProfileOpt = Path("profiles/default.toml"),
+    models_dir: Annotated[
+        Path | None, typer.Option("--dir", help="Model folder (default: the profile's).")
+    ] = None,
+    warmup: Annotated[int, typer.Option(help="Untimed runs before the timed loop.", min=0)] = 20,
+    runs: Annotated[
+        int | None, typer.Option(help="Timed runs (with --duration: at least this many).", min=1)
+    ] = None,
+    duration: Annotated[
+        float | None,
+        typer.Option(help="Seconds to run the timed loop (default: 200 runs and 2 s).", min=0.001),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(help="ONNX Runtime intra-op threads (default: the profile's).", min=1),
+    ] = None,
+    spinning: Annotated[
+        bool | None,
+        typer.Option(
+            "--spinning/--no-spinning",
+            help="ONNX Runtime thread spinning (default: the profile's).",
+        ),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="Feed windows of this recording (labelled: report accuracy)."),
+    ] = None,
+    meter: Annotated[
+        str | None,
+        typer.Option(
+            help="Energy meter: auto, ina219, ina260, rapl, pmic, estimate, none "
+            "(default: the profile's [energy] meter)."
+        ),
+    ] = None,
+    baseline: Annotated[
+        float,
+        typer.Option(
+            help="Seconds of idle power to measure first (measured meters), subtracted from "
+            "energy per inference; 0: do not.",
+            min=0.0,
+        ),
+    ] = 2.0,
+    check_plain: Annotated[
+        bool,
+        typer.Option(
+            "--check-plain",
+            help="Alternate the timed loop with a plain session.run loop; print both p50s.",
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Machine-readable CSV.")] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Write the JSON/CSV here instead of stdout."),
+    ] = None,
+    table: Annotated[
+        Path | None,
+        typer.Option("--table", help="Write the per-board latency table the policy reads."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the random inputs.")] = 0,
+) -> None:
+    """Benchmark models: latency percentiles, throughput, CPU, memory, energy, accuracy."""
+    from agent.cli import _fail
+
+    try:
+        results, header = _run(
+            model, profile, models_dir, warmup, runs, duration, threads, spinning, data,
+            meter, baseline, check_plain, seed, table,
+        )  # fmt: skip
+    except AgentError as exc:
+        raise _fail(exc) from None
+    if as_json and as_csv:
+        raise _fail(ConfigError("choose one of --json and --csv"))
+    text = None
+    if as_json:
+        text = json.dumps({**header, "results": [r.to_dict() for r in results]}, indent=2)
+    elif as_csv:
+        text = _csv(results)
+    if text is not None and out is None:
+        typer.echo(text)
+    else:
+        for line in _terminal(results, header):
+            typer.echo(line)
+    if text is not None and out is not None:
+        _write(out, text + "\n")
+        typer.echo(f"wrote {out}", err=True)
+    if table is not None:
+        from agent.bench import latency_table
+
+        body = latency_table(results, header["board"], header["threads"])
+        _write(table, json.dumps(body, indent=2) + "\n")
+        typer.echo(f"wrote the latency table for {len(body['models'])} models to {table}", err=True)
+
+
+def _write(path: Path, text: str) -> None:
+    from agent.cli import _fail
+
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        raise _fail(ConfigError(f"{path}: cannot write ({exc.strerror or exc})")) from None
+
+
+def _run(
+    model: str,
+    profile_path: Path,
+    models_dir: Path | None,
+    warmup: int,
+    runs: int | None,
+    duration: float | None,
+    threads: int | None,
+    spinning: bool | None,
+    data: Path | None,
+    meter_name: str | None,
+    baseline: float,
+    check_plain: bool,
+    seed: int,
+    table: Path | None,
+) -> tuple[list[BenchResult], dict[str, Any]]:
+    import dataclasses
+
+    import onnxruntime as ort
+
+    from agent.bench import (
+        BENCH_VERSION,
+        BenchOptions,
+        Inputs,
+        Target,
+        bench_model,
+        board_name,
+        measure_idle_power,
+        random_inputs,
+        read_chunks,
+        recording_inputs,
+        resolve_targets,
+    )
+    from agent.energy import EnergyMeter, open_meter
+    from agent.inference import SessionSettings
+    from agent.manifest import load_manifest
+    from agent.profile import EnergyConfig, load_profile
+
+    prof = load_profile(profile_path)
+    energy_cfg = prof.energy
+    if meter_name is not None:
+        kinds = get_args(typing.get_type_hints(EnergyConfig)["meter"])
+        if meter_name not in kinds:
+            raise ConfigError(f"--meter must be one of {', '.join(kinds)} (got {meter_name!r})")
+        energy_cfg = dataclasses.replace(energy_cfg, meter=meter_name)  # type: ignore[arg-type]
+    folder = models_dir if models_dir is not None else prof.resolve(prof.model.dir)
+    manifest = None
+    try:
+        manifest = load_manifest(folder)
+    except AgentError:
+        if model == "all" or not (model.endswith(".onnx") or Path(model).is_file()):
+            raise
+    targets = resolve_targets(model, manifest)
+    if table is not None and not any(t.entry is not None for t in targets):
+        raise ConfigError("--table lists bank members; benchmark 'all' or a bank member id")
+    if data is not None and any(t.entry is None for t in targets):
+        raise ConfigError(
+            "--data needs a bank member: the manifest says how to cut and normalise its windows"
+        )
+    settings = SessionSettings(
+        intra_op_threads=threads or prof.inference.intra_op_threads,
+        inter_op_threads=prof.inference.inter_op_threads,
+        allow_spinning=prof.inference.allow_spinning if spinning is None else spinning,
+    )
+    opts = BenchOptions(
+        warmup=warmup,
+        runs=runs,
+        duration_s=duration,
+        settings=settings,
+        check_plain=check_plain,
+        seed=seed,
+    )
+    if data is not None:
+        rec_header, chunks = read_chunks(data)
+
+        def inputs_for(target: Target, shape: tuple[int, ...]) -> Inputs:
+            assert target.entry is not None
+            return recording_inputs(rec_header, chunks, target.entry, str(data))
+    else:
+
+        def inputs_for(target: Target, shape: tuple[int, ...]) -> Inputs:
+            return random_inputs(shape, seed)
+
+    notes: list[str] = []
+    meter: EnergyMeter | None = open_meter(energy_cfg, notes=notes)
+    header: dict[str, Any] = {
+        "bench_version": BENCH_VERSION,
+        "board": board_name(),
+        "onnxruntime": ort.__version__,
+        "python": sys.version.split()[0],
+        "threads": settings.intra_op_threads,
+        "spinning": settings.allow_spinning,
+        "meter": meter.name if meter else None,
+        "meter_kind": meter.kind if meter else None,
+        "meter_skipped": notes,
+        "idle_w": None,
+    }
+    results: list[BenchResult] = []
+    try:
+        idle: tuple[float, str] | None = None
+        if meter is not None and meter.kind == "measured" and baseline > 0:
+            typer.echo(f"measuring idle power with {meter.name} for {baseline:g} s", err=True)
+            idle = (measure_idle_power(meter, baseline), "measured")
+            header["idle_w"] = idle[0]
+        if len(targets) == 1:
+            results.append(bench_model(targets[0], opts, inputs_for, meter, idle))
+        else:
+            with typer.progressbar(
+                targets,
+                label=f"benchmarking {len(targets)} models",
+                file=sys.stderr,
+                item_show_func=lambda t: t.name if t is not None else None,
+            ) as bar:
+                for target in bar:
+                    results.append(bench_model(target, opts, inputs_for, meter, idle))
+    finally:
+        if meter is not None:
+            meter.close()
+    return results, header
+
+
+def _csv(results: list[BenchResult]) -> str:
+    buf = io.StringIO()
+    rows = [r.flat() for r in results]
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    return buf.getvalue().rstrip("\n")
+
+
+def _fmt(value: float | int | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _terminal(results: list[BenchResult], header: dict[str, Any]) -> list[str]:
+    lines = [
+        f"board        {header['board']}",
+        f"onnxruntime  {header['onnxruntime']}, {header['threads']} intra-op thread(s), "
+        f"spinning {'on' if header['spinning'] else 'off'}",
+        f"energy       {header['meter'] or 'no meter'}"
+        + (f"; idle {header['idle_w']:.3f} W measured" if header["idle_w"] is not None else ""),
+    ]
+    lines += [f"             skipped {n}" for n in header["meter_skipped"]]
+    if len(results) == 1:
+        return lines + [""] + _one(results[0])
+    head = (
+        f"{'model':<16} {'KiB':>6} {'MACs':>10} {'init ms':>7} {'p50 ms':>7} {'p90 ms':>7} "
+        f"{'p99 ms':>7} {'mean ms':>7} {'inf/s':>7} {'CPU %':>6} {'mJ/inf':>7} {'acc %':>6}"
+    )
+    lines += ["", head, "-" * len(head)]
+    for r in results:
+        lat = r.latency
+        e = r.energy.mj_per_inference if r.energy else None
+        acc = 100 * r.accuracy if r.accuracy is not None else None
+        lines.append(
+            f"{r.model:<16} {r.file_bytes / 1024:>6.1f} {_fmt(r.macs, ',d'):>10} "
+            f"{r.init_ms:>7.1f} {lat.p50_ms:>7.4f} {lat.p90_ms:>7.4f} {lat.p99_ms:>7.4f} "
+            f"{lat.mean_ms:>7.4f} {r.ips:>7.0f} {r.cpu_percent:>6.1f} {_fmt(e, '.4f'):>7} "
+            f"{_fmt(acc, '.2f'):>6}"
+        )
+    plains = [r.plain for r in results if r.plain is not None]
+    if plains:
+        lines.append("")
+        for r in results:
+            if r.plain is not None:
+                p = r.plain
+                lines.append(
+                    f"{r.model:<16} bench p50 {p.bench_p50_ms:.4f} ms, plain session.run p50 "
+                    f"{p.plain_p50_ms:.4f} ms, ratio {p.ratio:.3f}"
+                )
+    return lines
+
+
+def _one(r: BenchResult) -> list[str]:
+    lat = r.latency
+    out = [
+        f"model        {r.model} ({r.path}; "
+        + (
+            "sha256 verified against the manifest)"
+            if r.source == "manifest"
+            else "not in the manifest: no sha256 check)"
+        ),
+        f"size         {r.file_bytes / 1024:.1f} KiB, {_fmt(r.params, ',d')} params, "
+        f"{_fmt(r.macs, ',d')} MACs",
+        f"input        {r.input_shape} from {r.inputs}"
+        + (f" ({r.windows} windows)" if r.windows else ""),
+        f"session init {r.init_ms:.1f} ms (read + verify + create)",
+        f"first run    {r.first_ms:.3f} ms",
+        f"timed runs   {r.runs} after {r.warmup} warm-up, {r.wall_s:.2f} s",
+        f"latency ms   min {lat.min_ms:.4f}  mean {lat.mean_ms:.4f}  std {lat.std_ms:.4f}",
+        f"             p50 {lat.p50_ms:.4f}  p90 {lat.p90_ms:.4f}  p95 {lat.p95_ms:.4f}  "
+        f"p99 {lat.p99_ms:.4f}  max {lat.max_ms:.4f}",
+        f"throughput   {r.ips:.1f} inferences/s",
+        f"CPU          {r.cpu_percent:.1f} % of one core (process CPU time / wall, timed loop)",
+        f"memory       RSS {r.rss_mb:.1f} MiB (session + first runs {r.session_mb:.1f} MiB), "
+        f"process peak {r.peak_rss_mb:.1f} MiB",
+    ]
+    e = r.energy
+    if e is not None:
+        work = _fmt(e.mj_per_inference, ".4f")
+        idle = "" if e.idle_w is None else f", idle {e.idle_w:.3f} W ({e.idle_source})"
+        out.append(
+            f"energy       {work} mJ/inference above idle, {e.total_mj_per_inference:.4f} mJ "
+            f"with idle{idle}; {e.kind} by {e.meter}"
+        )
+    elif r.energy_note:
+        out.append(f"energy       not reported: {r.energy_note}")
+    if r.accuracy is not None:
+        out.append(f"accuracy     {100 * r.accuracy:.2f} % on {r.labelled} labelled windows")
+    if r.plain is not None:
+        p = r.plain
+        out.append(
+            f"plain check  bench p50 {p.bench_p50_ms:.4f} ms vs plain session.run p50 "
+            f"{p.plain_p50_ms:.4f} ms: ratio {p.ratio:.3f} ({p.blocks} alternating blocks, "
+            f"{p.runs_each} runs each)"
+        )
+    out += [f"note         {n}" for n in r.notes]
+    return out

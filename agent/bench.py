@@ -476,7 +476,8 @@ def _rss_bytes() -> int:
 
 
 def _peak_rss_bytes() -> int:
-    # Linux reports ru_maxrss in KiB (macOS in bytes; the agent targets Linux)
+    # Linux reports ru_maxrss in KiB (macOS in bytes; the agent targets Linux). The kernel syncs
+    # its high-water mark lazily, so callers take the max with a current RSS reading.
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
@@ -569,7 +570,7 @@ def bench_model(
         cpu_percent=100.0 * cpu / wall if wall > 0 else 0.0,
         rss_mb=rss1 / 2**20,
         session_mb=max(0, rss_loaded - rss0) / 2**20,
-        peak_rss_mb=_peak_rss_bytes() / 2**20,
+        peak_rss_mb=max(_peak_rss_bytes(), rss1) / 2**20,
         plain=plain,
         windows=len(inputs.arrays) if inputs.kind != "random" else 0,
     )

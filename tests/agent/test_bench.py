@@ -1,0 +1,294 @@
+"""``har-agent bench`` on the real bank: every figure present and sane, machine formats, accuracy
+on a recording, the policy's latency table, and bad input -> one clear line."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from agent.bench import (
+    BenchOptions,
+    LatencyStats,
+    Target,
+    bench_model,
+    onnx_param_count,
+    timed_loop,
+)
+from agent.cli import app
+from agent.manifest import load_manifest
+from tests.agent.helpers import MODELS, ROOT, reference_predictions
+
+runner = CliRunner()
+MEMBER = "wr-w0.25-r064"
+RECORDING = ROOT / "recordings" / "hapt-s02-e04.har.csv.gz"
+QUICK = ["--runs", "30", "--warmup", "2", "--meter", "estimate"]
+
+
+def bench(*args: str) -> Any:
+    return runner.invoke(app, ["bench", *args])
+
+
+def one_line_error(result: Any, fragment: str) -> None:
+    assert result.exit_code == 1, result.output
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("har-agent: error:")]
+    assert len(lines) == 1 and fragment in lines[0], result.stderr
+    assert "Traceback" not in result.output
+
+
+# -- pure parts --------------------------------------------------------------------------------
+
+
+def test_latency_stats() -> None:
+    s = LatencyStats.of([k / 1000 for k in range(1, 101)])  # 1..100 ms
+    assert (s.min_ms, s.max_ms) == pytest.approx((1.0, 100.0))
+    assert s.mean_ms == pytest.approx(50.5)
+    assert s.p50_ms == pytest.approx(50.5)
+    assert s.p90_ms == pytest.approx(90.1)
+    assert s.p99_ms == pytest.approx(99.01)
+    assert s.std_ms == pytest.approx(29.011, abs=1e-3)
+    one = LatencyStats.of([0.002])
+    assert one.std_ms == 0.0 and one.p50_ms == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize(
+    ("runs", "duration", "rule"),
+    [(None, None, (200, 2.0)), (30, None, (30, 0.0)), (None, 1.5, (1, 1.5)), (5, 0.5, (5, 0.5))],
+)
+def test_stop_rule(runs: int | None, duration: float | None, rule: tuple[int, float]) -> None:
+    assert BenchOptions(runs=runs, duration_s=duration).stop_rule == rule
+
+
+def test_timed_loop_runs_exactly_n_and_times_each() -> None:
+    calls: list[dict[str, Any]] = []
+    feeds = [{"x": 1}, {"x": 2}, {"x": 3}]
+    times = timed_loop(lambda _o, f: calls.append(f), ["y"], feeds, 7, 0.0)  # type: ignore[arg-type]
+    assert len(times) == 7 and all(t >= 0 for t in times)
+    assert [c["x"] for c in calls] == [1, 2, 3, 1, 2, 3, 1]
+
+
+def test_param_count_reads_the_onnx_initializers() -> None:
+    for entry in load_manifest(MODELS).models:
+        if entry.family == "width-resolution":
+            blob = (MODELS / entry.file).read_bytes()
+            assert onnx_param_count(blob) == entry.params, entry.id
+
+
+class RampMeter:
+    """A measured meter whose power is a constant 3 W of wall time."""
+
+    name = "ramp (measured)"
+    kind = "measured"
+    failure = None
+
+    def __init__(self, resolution_s: float = 0.0) -> None:
+        self.resolution_s = resolution_s
+        self._t0 = time.perf_counter()
+
+    def joules(self) -> float:
+        return 3.0 * (time.perf_counter() - self._t0)
+
+    def close(self) -> None:
+        pass
+
+
+def test_energy_per_inference_from_a_measured_meter() -> None:
+    entry = load_manifest(MODELS).get(MEMBER)
+    target = Target(entry.id, MODELS / entry.file, entry)
+    opts = BenchOptions(warmup=1, runs=50, duration_s=0.1)
+    r = bench_model(target, opts, meter=RampMeter(), idle=(1.0, "measured"))
+    e = r.energy
+    assert e is not None and e.kind == "measured" and e.idle_source == "measured"
+    per_run_s = r.wall_s / r.runs
+    assert e.total_mj_per_inference == pytest.approx(3e3 * per_run_s, rel=0.05)
+    assert e.mj_per_inference == pytest.approx(2e3 * per_run_s, rel=0.05)  # 3 W minus 1 W idle
+    # without a baseline a measured meter reports the total only
+    r = bench_model(target, BenchOptions(warmup=1, runs=5), meter=RampMeter())
+    assert r.energy is not None and r.energy.mj_per_inference is None
+    # a loop shorter than ten of the meter's samples reports why instead of a number
+    r = bench_model(target, BenchOptions(warmup=1, runs=5), meter=RampMeter(resolution_s=60))
+    assert r.energy is None and r.energy_note and "too short" in r.energy_note
+
+
+# -- the command -------------------------------------------------------------------------------
+
+
+def check_figures(r: dict[str, Any], runs: int) -> None:
+    lat = r["latency"]
+    order = ["min_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms"]
+    values = [lat[k] for k in order]
+    assert all(v > 0 for v in values) and values == sorted(values), lat
+    assert lat["min_ms"] <= lat["mean_ms"] <= lat["max_ms"] and lat["std_ms"] >= 0
+    assert r["runs"] == runs
+    assert r["ips"] > 0 and r["wall_s"] > 0
+    assert r["init_ms"] > 0 and r["first_ms"] > 0
+    assert r["cpu_percent"] > 0
+    assert 0 < r["rss_mb"] <= r["peak_rss_mb"] and r["session_mb"] >= 0
+
+
+def test_bench_a_bank_member_json() -> None:
+    result = bench("-m", MEMBER, *QUICK, "--json")
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    entry = load_manifest(MODELS).get(MEMBER)
+    assert body["bench_version"] == 1 and body["threads"] == 1 and body["board"]
+    assert body["meter_kind"] == "estimated"
+    (r,) = body["results"]
+    check_figures(r, 30)
+    assert r["model"] == MEMBER and r["source"] == "manifest"
+    assert r["file_bytes"] == (MODELS / entry.file).stat().st_size
+    assert (r["params"], r["macs"]) == (entry.params, entry.macs)
+    assert r["input_shape"] == list(entry.input.shape) and r["inputs"] == "random"
+    e = r["energy"]
+    assert e["kind"] == "estimated" and "estimated" in e["meter"]
+    assert 0 < e["mj_per_inference"] < e["total_mj_per_inference"]
+    assert r["accuracy"] is None
+
+
+def test_bench_terminal_table_and_csv(tmp_path: Path) -> None:
+    result = bench("-m", MEMBER, *QUICK)
+    assert result.exit_code == 0, result.output
+    for word in ("session init", "first run", "p99", "inferences/s", "CPU", "RSS", "mJ/inference"):
+        assert word in result.stdout
+    out = tmp_path / "b.csv"
+    result = bench("-m", MEMBER, *QUICK, "--csv", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "p50" in result.stdout  # the table still shows on the terminal
+    (row,) = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert row["model"] == MEMBER and int(row["runs"]) == 30
+    assert float(row["min_ms"]) <= float(row["p50_ms"]) <= float(row["max_ms"])
+    assert float(row["energy_mj"]) > 0 and row["meter_kind"] == "estimated"
+
+
+def test_bench_on_a_recording_gives_the_agents_accuracy() -> None:
+    member = "wr-w0.50-r064"  # 25 Hz: the recording's 50 Hz is resampled as the agent does
+    result = bench("-m", member, *QUICK, "--data", str(RECORDING), "--json")
+    assert result.exit_code == 0, result.output
+    (r,) = json.loads(result.stdout)["results"]
+    check_figures(r, 30)
+    preds, truths = reference_predictions(RECORDING, load_manifest(MODELS).get(member))
+    entry = load_manifest(MODELS).get(member)
+    scored = [(p, t) for p, t in zip(preds, truths, strict=True) if t is not None]
+    expected = sum(entry.labels[p] == t for p, t in scored) / len(scored)
+    assert r["windows"] == len(preds) and r["labelled"] == len(scored)
+    assert r["accuracy"] == pytest.approx(expected)
+    assert r["inputs"].startswith("recording")
+
+
+def test_bench_duration_and_plain_check() -> None:
+    result = bench("-m", MEMBER, "--duration", "0.2", "--warmup", "1", "--json", "--meter", "none")
+    assert result.exit_code == 0, result.output
+    (r,) = json.loads(result.stdout)["results"]
+    assert r["runs"] >= 1 and r["wall_s"] >= 0.2 and r["energy"] is None
+    result = bench("-m", MEMBER, *QUICK, "--check-plain", "--json")
+    assert result.exit_code == 0, result.output
+    (r,) = json.loads(result.stdout)["results"]
+    p = r["plain"]
+    assert p["blocks"] == 10 and p["runs_each"] == r["runs"] >= 30
+    assert p["bench_p50_ms"] == pytest.approx(r["latency"]["p50_ms"])
+    assert p["plain_p50_ms"] > 0 and p["ratio"] == pytest.approx(
+        p["bench_p50_ms"] / p["plain_p50_ms"]
+    )
+
+
+def test_bench_all_writes_the_latency_table(tmp_path: Path) -> None:
+    table = tmp_path / "table.json"
+    args = ["-m", "all", "--runs", "5", "--warmup", "1", "--meter", "none", "--table", str(table)]
+    result = bench(*args)
+    assert result.exit_code == 0, result.output
+    ids = [m.id for m in load_manifest(MODELS).models]
+    for mid in ids:
+        assert mid in result.stdout
+    body = json.loads(table.read_text())
+    assert body["table_version"] == 1 and body["threads"] == 1
+    assert body["board"] and body["onnxruntime"] and body["created"]
+    assert list(body["models"]) == ids
+    for row in body["models"].values():
+        assert 0 < row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
+        assert row["mean_ms"] > 0
+
+
+def test_the_policy_reads_the_table(tmp_path: Path) -> None:
+    latency = pytest.importorskip("agent.latency")
+    table = tmp_path / "table.json"
+    result = bench("-m", MEMBER, "--runs", "5", "--meter", "none", "--table", str(table))
+    assert result.exit_code == 0, result.output
+    assert set(latency.load_latency_table(table)) == {MEMBER}
+
+
+def test_bench_a_file_outside_the_manifest(tmp_path: Path) -> None:
+    path = tmp_path / "mine.onnx"
+    shutil.copy(MODELS / f"{MEMBER}.onnx", path)
+    result = bench("-m", str(path), *QUICK, "--json")
+    assert result.exit_code == 0, result.output
+    (r,) = json.loads(result.stdout)["results"]
+    check_figures(r, 30)
+    assert r["source"] == "file" and r["macs"] is None and r["accuracy"] is None
+    assert r["params"] == load_manifest(MODELS).get(MEMBER).params  # counted from the file
+    assert r["input_shape"] == [1, 64, 6]
+    assert any("no sha256 check" in n for n in r["notes"])
+    result = bench("-m", str(path), *QUICK)
+    assert "not in the manifest: no sha256 check" in result.stdout
+
+
+# -- bad input ---------------------------------------------------------------------------------
+
+
+def test_unknown_model_id() -> None:
+    one_line_error(bench("-m", "no-such-model", *QUICK), "'no-such-model' is not in")
+
+
+def test_missing_model_file() -> None:
+    one_line_error(bench("-m", "missing.onnx", *QUICK), "missing.onnx: no such model file")
+
+
+def test_corrupt_model_file(tmp_path: Path) -> None:
+    bad = tmp_path / "junk.onnx"
+    bad.write_bytes(b"this is not a protobuf" * 10)
+    one_line_error(bench("-m", str(bad), *QUICK), "ONNX Runtime cannot load the model")
+
+
+def test_tampered_bank_member(tmp_path: Path) -> None:
+    bank = tmp_path / "models"
+    bank.mkdir()
+    shutil.copy(MODELS / "manifest.json", bank)
+    blob = bytearray((MODELS / f"{MEMBER}.onnx").read_bytes())
+    blob[-1] ^= 0xFF
+    (bank / f"{MEMBER}.onnx").write_bytes(bytes(blob))
+    one_line_error(bench("-m", MEMBER, "--dir", str(bank), *QUICK), "does not match the manifest")
+
+
+def test_bad_recordings(tmp_path: Path) -> None:
+    one_line_error(
+        bench("-m", MEMBER, *QUICK, "--data", str(tmp_path / "none.har.csv")),
+        "no such recording file",
+    )
+    junk = tmp_path / "junk.har.csv"
+    junk.write_text("hello\n")
+    one_line_error(bench("-m", MEMBER, *QUICK, "--data", str(junk)), "not a har-agent recording")
+
+
+def test_bad_option_combinations(tmp_path: Path) -> None:
+    path = tmp_path / "mine.onnx"
+    shutil.copy(MODELS / f"{MEMBER}.onnx", path)
+    one_line_error(bench("-m", str(path), *QUICK, "--data", str(RECORDING)), "needs a bank member")
+    one_line_error(bench("-m", MEMBER, *QUICK, "--json", "--csv"), "one of --json and --csv")
+    one_line_error(bench("-m", MEMBER, "--meter", "joulemeter"), "--meter must be one of")
+
+
+@pytest.mark.skipif(Path("/sys/class/powercap").exists(), reason="this machine has powercap")
+def test_a_named_meter_that_is_absent_is_an_error() -> None:
+    # not a silent fall-back to the estimate: the profile (or --meter) asked for this meter
+    one_line_error(bench("-m", MEMBER, "--meter", "rapl", "--runs", "2"), "no RAPL")
+
+
+def test_bench_help() -> None:
+    result = runner.invoke(app, ["bench", "--help"])
+    assert result.exit_code == 0 and "--check-plain" in result.output

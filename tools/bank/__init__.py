@@ -9,4 +9,15 @@ resolution), and every configuration of a grid is exported as a standalone ONNX 
 - :mod:`tools.bank.supernet`: the slimmable network, BN recalibration, plain-module extraction;
 - :mod:`tools.bank.train`: the sandwich-rule training loop;
 - :mod:`tools.bank.build`: ``python -m tools.bank.build`` (train, export, evaluate, register).
+
+Compression (``python -m tools.bank.compress``, run after build or by ``build --compress``):
+
+- :mod:`tools.bank.parent`: a member's ONNX file back into a PyTorch module;
+- :mod:`tools.bank.importance`: channel importance (weight L1 via torch-pruning, activation);
+- :mod:`tools.bank.prune`: sensitivity analysis, per-layer channel plan, iterative pruning;
+- :mod:`tools.bank.finetune`: fine-tuning of a pruned network, distilled from its parent;
+- :mod:`tools.bank.prune_stage`, :mod:`tools.bank.quantize_stage`: the two compress stages;
+- :mod:`tools.bank.quantize`: static QDQ int8 quantization with ONNX Runtime, keep rule;
+- :mod:`tools.bank.evaluate`, :mod:`tools.bank.latency`: metrics and interleaved timing;
+- :mod:`tools.bank.report`, :mod:`tools.bank.plots`: docs/model-bank.md tables and plots.
 """

@@ -2,6 +2,7 @@
 
     python -m tools.bank.build [--epochs N] [--seed 0] [--out models] [--data data/hapt]
     python -m tools.bank.build --smoke            # 4 subjects, a few steps, build/bank-smoke/
+    python -m tools.bank.build ... --compress     # then add pruned and int8 members
 
 Protocol as tools.train_baseline (docs/training.md): test = the UCI-HAR test subjects (final
 numbers only), validation = DEFAULT_VAL_SUBJECTS (progress and selection). Lower resolutions are
@@ -137,7 +138,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     manifest = merge_manifest(out, [r.entry for r in results], meta)
     print(f"wrote {len(results)} members and {manifest} in {time.time() - started:.0f} s")
-    return {"results": results, "history": history, "manifest": manifest}
+    result: dict[str, Any] = {"results": results, "history": history, "manifest": manifest}
+    if args.compress:
+        from tools.bank import compress
+
+        argv = ["--out", str(out), "--seed", str(args.seed), "--data", str(args.data)]
+        result["compress"] = compress.run(
+            compress.parse_args([*argv, *(["--smoke"] if args.smoke else [])])
+        )
+    elif any(m.family in ("pruned", "int8") for m in load_manifest(out).models):
+        print(
+            "warning: the pruned/int8 members were made from the previous width-resolution "
+            "members; run python -m tools.bank.compress to remake them",
+            file=sys.stderr,
+        )
+    return result
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -153,6 +168,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
     ap.add_argument(
         "--refit", action="store_true", help="train on train + validation subjects (no val)"
+    )
+    ap.add_argument(
+        "--compress",
+        action="store_true",
+        help="then run python -m tools.bank.compress on OUT (pruned and int8 members)",
     )
     raw = list(sys.argv[1:] if argv is None else argv)
     args = ap.parse_args(raw)

@@ -1,0 +1,247 @@
+"""Compression of the bank: structured pruning (torch-pruning), static int8 quantization (ONNX
+Runtime), the manifest entries they add, and the report. A smoke run on a tiny parent and the
+4 smoke subjects of the real data runs the whole ``tools.bank.compress`` command once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("torch_pruning")
+
+from onnx import numpy_helper  # noqa: E402
+
+from agent.manifest import InputSpec, ModelEntry, load_manifest, sha256_file, write_manifest  # noqa: E402
+from agent.windowing import Normalizer  # noqa: E402
+from tools.bank import compress, report  # noqa: E402
+from tools.bank.evaluate import model_input  # noqa: E402
+from tools.bank.importance import CRITERIA, activation_scores, convs  # noqa: E402
+from tools.bank.parent import plain_from_onnx  # noqa: E402
+from tools.bank.plots import Point, pareto_front  # noqa: E402
+from tools.bank.prune import channels_of, plan_channels, prune_layer  # noqa: E402
+from tools.bank.quantize import QuantConfig, keep_int8, quantize_member  # noqa: E402
+from tools.bank.supernet import PlainCNN, SlimConfig  # noqa: E402
+from tools.export import export_onnx, ort_logits, session  # noqa: E402
+from tools.hapt import ACTIVITIES, CHANNELS, UNITS  # noqa: E402
+
+pytestmark = pytest.mark.tools
+
+PARENT_CHANNELS = (16, 32, 64)
+NORM = Normalizer((0.8, 0.0, 0.1, 0.0, 0.0, 0.0), (0.4, 0.4, 0.4, 0.4, 0.4, 0.3))
+
+
+def _tiny_plain(seed: int = 0) -> PlainCNN:
+    torch.manual_seed(seed)
+    return PlainCNN(PARENT_CHANNELS, SlimConfig()).eval()
+
+
+def _onnx_channels(path: Path) -> dict[str, tuple[int, ...]]:
+    model = onnx.load(str(path))
+    return {i.name: tuple(numpy_helper.to_array(i).shape) for i in model.graph.initializer}
+
+
+def test_parent_round_trips_through_onnx(tmp_path: Path) -> None:
+    plain = _tiny_plain()
+    path = export_onnx(plain, tmp_path / "p.onnx", (1, 64, 6))
+    back = plain_from_onnx(path)
+    assert channels_of(back) == PARENT_CHANNELS
+    x = np.random.default_rng(0).standard_normal((8, 64, 6)).astype(np.float32)
+    with torch.no_grad():
+        assert torch.allclose(back(torch.from_numpy(x)), plain(torch.from_numpy(x)))
+
+
+@pytest.mark.parametrize("criterion", list(CRITERIA))
+def test_pruning_shrinks_tensors_and_keeps_the_important_channels(
+    tmp_path: Path, criterion: str
+) -> None:
+    model = _tiny_plain()
+    batches = [torch.randn(8, 64, 6)]
+    scores = CRITERIA[criterion](model, 1, batches)
+    assert scores.shape == (32,)
+    keep_best = set(torch.argsort(scores, descending=True)[:12].tolist())
+    w1 = convs(model)[1].weight.detach().clone()
+    prune_layer(model, 1, 12, scores, 64)
+    assert channels_of(model) == (16, 12, 64)
+    assert convs(model)[2].in_channels == 12  # the coupled input shrank with it
+    kept_rows = [i for i in range(32) if i in keep_best]
+    assert torch.equal(convs(model)[1].weight, w1[kept_rows])
+    path = export_onnx(model, tmp_path / "pruned.onnx", (1, 64, 6))
+    shapes = _onnx_channels(path)
+    assert shapes["features.3.weight"] == (12, 16, 5)
+    assert shapes["features.6.weight"] == (64, 12, 5)
+    x = np.random.default_rng(1).standard_normal((16, 64, 6)).astype(np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    assert np.max(np.abs(ref - ort_logits(session(path), x))) < 1e-4
+
+
+def test_activation_importance_sees_dead_channels() -> None:
+    model = _tiny_plain()
+    with torch.no_grad():
+        convs(model)[0].bias[3] = -1e3  # channel 3 never fires after ReLU
+    scores = activation_scores(model, 0, [torch.randn(4, 64, 6)])
+    assert scores[3] == 0 and int(torch.argmin(scores)) == 3
+
+
+def _macs(chans: tuple[int, ...]) -> int:
+    a, b, c = chans
+    return 6 * a + a * b + b * c
+
+
+@pytest.mark.parametrize(
+    ("drops", "budget", "expected"),
+    [
+        # layer 2 loses nothing: it gives up channels first
+        ({0: {0.5: 0.3}, 1: {0.5: 0.3}, 2: {0.5: 0.0}}, 32 * 6 + 32 * 64 + 64 * 64, (32, 64, 64)),
+        # everything equally sensitive: uniform cut
+        ({0: {0.5: 0.1}, 1: {0.5: 0.1}, 2: {0.5: 0.1}}, _macs((16, 32, 64)), (16, 32, 64)),
+    ],
+)
+def test_plan_follows_sensitivity(
+    drops: dict[int, dict[float, float]], budget: int, expected: tuple[int, ...]
+) -> None:
+    keep, _ = plan_channels((32, 64, 128), drops, budget, _macs, multiple=8)
+    assert _macs(keep) <= budget
+    assert keep == expected
+
+
+def test_pareto_front() -> None:
+    pts = [Point("a", "x", 1.0, 0.90), Point("b", "x", 2.0, 0.95), Point("c", "x", 3.0, 0.93)]
+    assert [p.id for p in pareto_front(pts)] == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("accs", "p50s", "kept"),
+    [
+        ((0.95, 0.948), (0.2, 0.1), True),
+        ((0.95, 0.94), (0.2, 0.1), False),
+        ((0.95, 0.95), (0.2, 0.3), False),
+    ],
+)
+def test_keep_int8(accs: tuple[float, float], p50s: tuple[float, float], kept: bool) -> None:
+    assert keep_int8(accs[0], accs[1], p50s[0], p50s[1], QuantConfig())[0] is kept
+
+
+def test_static_int8_is_qdq_and_close_to_fp32(tmp_path: Path) -> None:
+    plain = _tiny_plain()
+    src = export_onnx(plain, tmp_path / "fp32.onnx", (1, 64, 6))
+    spec = InputSpec("imu", "NTC", 64, 25.0, 32, CHANNELS, UNITS)
+    rng = np.random.default_rng(0)
+    calib = model_input(rng.standard_normal((32, 64, 6)).astype(np.float32), spec)
+    dst = quantize_member(src, tmp_path / "int8.onnx", calib, spec, QuantConfig())
+    model = onnx.load(str(dst))
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    int8_weights = [i for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT8]
+    assert len(int8_weights) >= 3
+    x = calib[:16]
+    fp, q = ort_logits(session(src), x), ort_logits(session(dst), x)
+    assert np.max(np.abs(fp - q)) < 0.1 * np.max(np.abs(fp)) + 1e-3
+    assert dst.stat().st_size < src.stat().st_size
+
+
+@pytest.fixture(scope="module")
+def smoke_bank(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """A bank holding one tiny parent, compressed by the CLI on the 4 smoke subjects."""
+    out = tmp_path_factory.mktemp("cbank")
+    path = export_onnx(_tiny_plain(), out / "wr-w1.00-r128.onnx", (1, 128, 6))
+    parent = ModelEntry(
+        id="wr-w1.00-r128",
+        file=path.name,
+        sha256=sha256_file(path),
+        family="width-resolution",
+        input=InputSpec("imu", "NTC", 128, 50.0, 64, CHANNELS, UNITS),
+        labels=ACTIVITIES,
+        normalization=NORM,
+        width=1.0,
+        resolution=128,
+        macs=1,
+        params=1,
+        file_bytes=path.stat().st_size,
+        metrics={"accuracy": 0.5, "f1_weighted": 0.5},
+        latency_ms={"p50": 0.1},
+    )
+    write_manifest(out, [parent], {"generator": "test"})
+    data = Path("data/hapt") if Path("data/hapt").is_dir() else out / "none"
+    args = compress.parse_args(["--smoke", "--out", str(out), "--data", str(data)])
+    return out, compress.run(args)
+
+
+def test_smoke_compress_adds_valid_members(smoke_bank: tuple[Path, dict[str, Any]]) -> None:
+    out, result = smoke_bank
+    manifest = load_manifest(out)
+    parent = manifest.get("wr-w1.00-r128")
+    pruned = [m for m in manifest.models if m.family == "pruned"]
+    assert {m.id for m in pruned} == {"pr50-wr-w1.00-r128", "pr25-wr-w1.00-r128"}
+    parent_shapes = _onnx_channels(manifest.path_of(parent))
+    for m in pruned:
+        path = manifest.path_of(m)
+        assert m.sha256 == sha256_file(path) and m.file_bytes == path.stat().st_size
+        onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+        shapes = _onnx_channels(path)
+        outs = [shapes[f"features.{i}.weight"][0] for i in (0, 3, 6)]
+        assert sum(outs) < sum(PARENT_CHANNELS)
+        assert all(o <= p for o, p in zip(outs, PARENT_CHANNELS, strict=True))
+        assert shapes["classifier.weight"] == (6, outs[2])
+        assert parent_shapes["classifier.weight"] == (6, PARENT_CHANNELS[2])
+        assert m.macs <= m.provenance["target_macs_ratio"] * m.provenance["parent_macs"]
+        assert m.metrics["ort_vs_torch_max_abs_diff"] < 1e-4
+        assert (
+            m.provenance["parent"] == parent.id and m.provenance["parent_sha256"] == parent.sha256
+        )
+        assert m.provenance["importance"] in CRITERIA and m.provenance["seed"] == 0
+        assert m.input == parent.input and m.normalization == parent.normalization
+        assert 0 <= m.metrics["accuracy"] <= 1 and m.metrics["test_windows"] > 50
+        assert m.latency_ms["p50"] > 0 and m.latency_ms["threads"] == 1
+        # the file really is the pruned network: rebuilt from it, it matches ORT
+        x = np.random.default_rng(2).standard_normal((4, 128, 6)).astype(np.float32)
+        with torch.no_grad():
+            ref = plain_from_onnx(path)(torch.from_numpy(x)).numpy()
+        assert np.max(np.abs(ref - ort_logits(session(path), x))) < 1e-4
+    p50, p25 = manifest.get("pr50-wr-w1.00-r128"), manifest.get("pr25-wr-w1.00-r128")
+    assert p25.macs < p50.macs
+    rows = result["report"]["int8"]
+    assert {r["parent"] for r in rows} == {parent.id, *(m.id for m in pruned)}
+    int8 = {m.id: m for m in manifest.models if m.family == "int8"}
+    for r in rows:
+        assert (r["id"] in int8) is r["kept"] and (out / f"{r['id']}.onnx").exists() is r["kept"]
+    for m in int8.values():
+        assert m.sha256 == sha256_file(manifest.path_of(m))
+        assert m.latency_ms["parent_p50_same_run"] > 0
+        assert "QuantizeLinear" in {
+            n.op_type for n in onnx.load(str(manifest.path_of(m))).graph.node
+        }
+
+
+def test_report_writes_tables_and_plots(
+    smoke_bank: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    out, _ = smoke_bank
+    doc = tmp_path / "bank.md"
+    doc.write_text("# Bank\n\nhand-written text\n", encoding="utf-8")
+    args = report.parse_args(
+        [
+            "--models",
+            str(out),
+            "--doc",
+            str(doc),
+            "--img",
+            str(tmp_path / "img"),
+            "--rounds",
+            "2",
+            "--runs",
+            "3",
+        ]
+    )
+    report.run(args)
+    report.run(args)  # idempotent: the section is replaced, the rest kept
+    text = doc.read_text(encoding="utf-8")
+    assert text.count(report.BEGIN) == 1 and "hand-written text" in text
+    assert "`pr50-wr-w1.00-r128`" in text and "97.00 %" in text
+    for name in ("bank-accuracy-latency.png", "bank-accuracy-macs.png"):
+        assert (tmp_path / "img" / name).read_bytes()[:4] == b"\x89PNG"

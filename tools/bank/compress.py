@@ -1,0 +1,152 @@
+"""Add pruned and int8 members to a built bank (issue 3, compression part).
+
+    python -m tools.bank.compress [--out models] [--parent wr-w1.00-r128] [--seed 0]
+    python -m tools.bank.compress --smoke --out build/bank-smoke   # tiny run (tests)
+
+Run after ``python -m tools.bank.build`` (or ``build --compress`` runs it). Reads the bank's
+manifest, then:
+
+1. *pruned*: :mod:`tools.bank.prune_stage` prunes the parent to each MACs target with each
+   criterion, keeps per target the criterion with the better validation accuracy;
+2. *int8*: :mod:`tools.bank.quantize_stage` quantizes every fp32 member and keeps those that pay;
+3. merges the kept members into ``OUT/manifest.json`` (earlier pruned and int8 members and their
+   files are replaced) and writes every measured figure, kept or not, to
+   ``OUT/compress-report.json`` for ``tools.bank.report``.
+
+Splits: fine-tuning and calibration windows from the train subjects minus the validation
+subjects; validation subjects for every choice (sensitivity, criterion, keep/drop); test subjects
+only for the reported metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from agent.manifest import ModelEntry, load_manifest, write_manifest
+from tools.bank.prune_stage import PRUNED, StageData, run_pruning
+from tools.bank.quantize_stage import INT8, run_quantization
+from tools.data import DEFAULT_VAL_SUBJECTS, load_experiments, make_split
+from tools.hapt import TEST_SUBJECTS
+from tools.train import seed_everything
+from tools.train_baseline import SMOKE_SUBJECTS, git_commit
+
+DEFAULT_PARENT = "wr-w1.00-r128"
+REPORT_FILE = "compress-report.json"
+COMMAND = "python -m tools.bank.compress"
+REBUILD = (
+    "python -m tools.import_hapt && python -m tools.train_baseline && "
+    "python -m tools.bank.build --epochs 24 --refit --out models --compress && "
+    "python -m tools.bank.report"
+)
+
+
+def _drop_old(out: Path, models: Sequence[ModelEntry]) -> list[ModelEntry]:
+    """Models other than pruned/int8; the files of earlier pruned/int8 members are deleted."""
+    kept = []
+    for m in models:
+        if m.family in (PRUNED, INT8):
+            (out / m.file).unlink(missing_ok=True)
+        else:
+            kept.append(m)
+    return kept
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    torch.set_num_threads(1)
+    seed_everything(args.seed)
+    started = time.time()
+    out: Path = args.out
+    bank = load_manifest(out)
+    base = _drop_old(out, bank.models)
+    parent = next((m for m in base if m.id == args.parent), None)
+    if parent is None:
+        raise SystemExit(f"error: parent {args.parent!r} is not in {out / 'manifest.json'}")
+
+    experiments, source = load_experiments(args.data, SMOKE_SUBJECTS if args.smoke else None)
+    split = make_split({e.subject for e in experiments}, DEFAULT_VAL_SUBJECTS, TEST_SUBJECTS)
+    data = StageData(
+        fit=[e for e in experiments if e.subject in split.train],
+        val=[e for e in experiments if e.subject in split.val],
+        test=[e for e in experiments if e.subject in split.test],
+    )
+    print(f"data: {len(experiments)} experiments from {source}; split {split}")
+    provenance = {
+        "command": " ".join([COMMAND, *args.argv]),
+        "seed": args.seed,
+        "dataset": f"UCI HAPT (CC BY 4.0), {source}",
+        "fit_subjects": list(split.train),
+        "val_subjects": list(split.val),
+        "torch": torch.__version__,
+        "git_commit": git_commit(),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    report: dict[str, Any] = {"parent": parent.id, "smoke": bool(args.smoke)}
+    pruned: list[ModelEntry] = []
+    if not args.no_prune:
+        pruned, report["pruning"] = run_pruning(
+            parent, out, data, provenance, args.seed, smoke=args.smoke
+        )
+    int8: list[ModelEntry] = []
+    if not args.no_quantize:
+        candidates = [*base, *pruned]
+        if args.smoke:
+            candidates = [m for m in candidates if m.id in _smoke_ids(parent, pruned)]
+        int8, report["int8"] = run_quantization(
+            candidates, out, data, provenance, args.seed, smoke=args.smoke
+        )
+    report["seconds"] = round(time.time() - started, 1)
+    (out / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    meta = {k: v for k, v in bank.meta.items() if k != "manifest_version"}
+    meta["compressed_by"] = COMMAND
+    meta["compressed_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    meta["compress_report"] = REPORT_FILE
+    if not args.smoke:
+        meta["rebuild"] = REBUILD
+    manifest = write_manifest(out, [*base, *pruned, *int8], meta)
+    print(
+        f"wrote {len(pruned)} pruned and {len(int8)} int8 members, {manifest} and "
+        f"{out / REPORT_FILE} in {time.time() - started:.0f} s"
+    )
+    return {"pruned": pruned, "int8": int8, "report": report, "manifest": manifest}
+
+
+def _smoke_ids(parent: ModelEntry, pruned: Sequence[ModelEntry]) -> set[str]:
+    """Smoke runs quantize only the parent and the pruned members (speed)."""
+    return {parent.id, *(m.id for m in pruned)}
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        prog=COMMAND, description="Add pruned and int8 members to a built model bank."
+    )
+    ap.add_argument("--out", type=Path, default=None, help="bank folder (models; smoke: build/)")
+    ap.add_argument("--parent", default=DEFAULT_PARENT, help=f"member to prune ({DEFAULT_PARENT})")
+    ap.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    ap.add_argument("--data", type=Path, default=Path("data/hapt"), help="imported recordings")
+    ap.add_argument("--smoke", action="store_true", help="tiny run: 4 subjects, few steps (CI)")
+    ap.add_argument("--no-prune", action="store_true", help="skip pruning")
+    ap.add_argument("--no-quantize", action="store_true", help="skip int8 quantization")
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = ap.parse_args(raw)
+    args.argv = raw
+    if args.out is None:
+        args.out = Path("build/bank-smoke") if args.smoke else Path("models")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    run(parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,82 @@
+"""Accuracy vs latency and accuracy vs MACs plots of the bank, Pareto front marked (matplotlib).
+
+Pure drawing: points come in as plain rows, the front is computed by :func:`pareto_front`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+FAMILY_STYLE = {
+    "baseline": ("tab:gray", "s"),
+    "width-resolution": ("tab:blue", "o"),
+    "pruned": ("tab:orange", "D"),
+    "int8": ("tab:green", "^"),
+}
+
+
+@dataclass(frozen=True)
+class Point:
+    id: str
+    family: str
+    cost: float  # latency (ms) or MACs: lower is better
+    accuracy: float  # higher is better
+
+
+def pareto_front(points: Sequence[Point]) -> list[Point]:
+    """Points no other point beats on both cost and accuracy, sorted by cost."""
+    front: list[Point] = []
+    best = float("-inf")
+    for p in sorted(points, key=lambda p: (p.cost, -p.accuracy)):
+        if p.accuracy > best:
+            front.append(p)
+            best = p.accuracy
+    return front
+
+
+def plot_tradeoff(points: Sequence[Point], xlabel: str, title: str, path: Path, logx: bool) -> Path:
+    """Scatter by family, the Pareto front as a line with its members labelled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    for fam, (color, marker) in FAMILY_STYLE.items():
+        pts = [p for p in points if p.family == fam]
+        if pts:
+            ax.scatter(
+                [p.cost for p in pts],
+                [100 * p.accuracy for p in pts],
+                c=color,
+                marker=marker,
+                label=fam,
+                s=36,
+                alpha=0.85,
+            )
+    front = pareto_front(points)
+    ax.plot(
+        [p.cost for p in front],
+        [100 * p.accuracy for p in front],
+        "k--",
+        lw=1,
+        label="Pareto front",
+    )
+    for p in front:
+        ax.annotate(
+            p.id, (p.cost, 100 * p.accuracy), fontsize=7, xytext=(4, 4), textcoords="offset points"
+        )
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+    return path

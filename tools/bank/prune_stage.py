@@ -1,0 +1,218 @@
+"""The pruning stage of ``tools.bank.compress``: parent -> sensitivity -> pruned members.
+
+For every criterion the parent is pruned iteratively to each MACs target in turn (a chain:
+100 % -> 50 % -> 25 %, each target continuing from the previous one), with fine-tuning; per
+target the criterion with the higher validation accuracy is shipped. Each shipped member is
+exported to ONNX, checked against PyTorch, evaluated on the test subjects and timed in the same
+interleaved run as its parent.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agent.manifest import ModelEntry
+from tools.bank.evaluate import derived_entry, latency_block, member_metrics
+from tools.bank.finetune import FinetuneConfig, torch_accuracy
+from tools.bank.importance import CRITERIA
+from tools.bank.latency import interleaved_latency
+from tools.bank.parent import plain_from_onnx
+from tools.bank.prune import PruneConfig, channels_of, plan_channels, prune_iteratively, sensitivity
+from tools.bank.supernet import PlainCNN, SlimConfig
+from tools.bank.windows import aligned_windows, eval_windows
+from tools.export import export_onnx, ort_logits, session
+from tools.hapt import Experiment
+from tools.models import count_macs_params
+
+PRUNED = "pruned"
+SMOKE_CONFIG = PruneConfig(
+    sensitivity_ratios=(0.5,),
+    steps=1,
+    channel_multiple=4,
+    importance_batches=2,
+    importance_batch=16,
+    finetune=FinetuneConfig(epochs_per_step=1, final_epochs=0, max_steps=3),
+)
+
+
+@dataclass(frozen=True)
+class StageData:
+    fit: list[Experiment]
+    val: list[Experiment]
+    test: list[Experiment]
+
+
+def pruned_id(parent_id: str, target: float) -> str:
+    return f"pr{round(100 * target):02d}-{parent_id}"
+
+
+def _macs_fn(length: int) -> Callable[[tuple[int, ...]], int]:
+    """MACs of a plain network with the given channels (kernels and pools of the supernet)."""
+    cfg = SlimConfig()
+
+    def macs_of(chans: tuple[int, ...]) -> int:
+        return count_macs_params(PlainCNN(chans, cfg), (1, length, cfg.in_channels))[0]
+
+    return macs_of
+
+
+def run_pruning(
+    parent: ModelEntry,
+    out: Path,
+    data: StageData,
+    provenance: dict[str, Any],
+    seed: int,
+    smoke: bool = False,
+) -> tuple[list[ModelEntry], dict[str, Any]]:
+    """Prune ``parent`` to every target; returns the shipped entries and a report block."""
+    cfg = SMOKE_CONFIG if smoke else PruneConfig()
+    r = parent.resolution
+    norm = parent.normalization
+    model0 = plain_from_onnx(out / parent.file)
+    fit = aligned_windows(data.fit, (r,), hop128=32)
+    fit_x = torch.from_numpy(norm(fit.x[r]))
+    fit_y = torch.from_numpy(fit.y)
+    val = eval_windows(data.val, r)
+    val_x = torch.from_numpy(norm(val.x))
+    rng = np.random.default_rng(seed)
+    batches = [
+        fit_x[rng.choice(len(fit_x), size=min(cfg.importance_batch, len(fit_x)), replace=False)]
+        for _ in range(cfg.importance_batches)
+    ]
+    sens = sensitivity(model0, val_x, val.y, batches, cfg)
+    print(f"sensitivity (val acc, unpruned {sens.base:.4f}): {sens.acc}")
+    shape = (1, r, len(parent.input.channels))
+    parent_macs = count_macs_params(model0, shape)[0]
+    macs_of = _macs_fn(r)
+
+    runs: dict[str, list[dict[str, Any]]] = {}
+    models: dict[tuple[str, float], PlainCNN] = {}
+    for crit in CRITERIA:
+        gen = torch.Generator().manual_seed(seed)
+        model = copy.deepcopy(model0)
+        runs[crit] = []
+        for target in cfg.targets:
+            plan, tol = plan_channels(
+                channels_of(model0),
+                sens.drops(crit),
+                int(target * parent_macs),
+                macs_of,
+                cfg.channel_multiple,
+            )
+            final = tuple(min(a, b) for a, b in zip(plan, channels_of(model), strict=True))
+            print(f"{crit} -> {target:.0%} MACs: plan {final} (tolerated val drop {tol:.4f})")
+            steps = prune_iteratively(
+                model,
+                model0,
+                final,
+                crit,
+                fit_x,
+                fit_y,
+                val_x,
+                val.y,
+                batches,
+                cfg,
+                gen,
+                label=f"{crit} {target:.0%}",
+            )
+            models[(crit, target)] = copy.deepcopy(model)
+            runs[crit].append(
+                {
+                    "target": target,
+                    "plan": list(final),
+                    "tolerated_val_drop": tol,
+                    "steps": [asdict(s) for s in steps],
+                    "val_accuracy": steps[-1].val_accuracy,
+                }
+            )
+
+    entries: list[ModelEntry] = []
+    shipped: list[dict[str, Any]] = []
+    test = eval_windows(data.test, r)
+    parent_sess = session(out / parent.file)
+    for i, target in enumerate(cfg.targets):
+        crit = max(CRITERIA, key=lambda c: (runs[c][i]["val_accuracy"], -list(CRITERIA).index(c)))
+        model = models[(crit, target)]
+        mid = pruned_id(parent.id, target)
+        path = export_onnx(model, out / f"{mid}.onnx", shape)
+        sess = session(path)
+        check = norm(test.x[:256])
+        with torch.no_grad():
+            ref = model(torch.from_numpy(check)).numpy()
+        diff = float(np.max(np.abs(ref - ort_logits(sess, check)))) if len(check) else 0.0
+        m = member_metrics(sess, test, norm, parent.input)
+        m["ort_vs_torch_max_abs_diff"] = diff
+        m["val_accuracy"] = round(torch_accuracy(model, val_x, val.y), 6)
+        m["val_windows"] = len(val.y)
+        m["val_subjects"] = sorted(set(val.subject.tolist()))
+        m["parent_val_accuracy"] = round(sens.base, 6)
+        m["parent_accuracy"] = parent.metrics.get("accuracy")
+        feed = norm(test.x[:1]) if len(test.x) else np.zeros(shape, np.float32)
+        lat = interleaved_latency(
+            {"parent": parent_sess, "pruned": sess},
+            {"parent": feed, "pruned": feed},
+            rounds=4 if smoke else 10,
+            runs=10 if smoke else 50,
+            warmup=10 if smoke else 50,
+        )
+        macs, params = count_macs_params(model, shape)
+        chans = channels_of(model)
+        width = round(float(np.mean(np.array(chans) / np.array(channels_of(model0)))), 4)
+        entry = derived_entry(
+            parent,
+            mid,
+            path,
+            PRUNED,
+            width=width,
+            macs=macs,
+            params=params,
+            metrics=m,
+            latency_ms=latency_block(lat["pruned"], parent_p50_same_run=lat["parent"]["p50"]),
+            provenance={
+                **provenance,
+                "parent": parent.id,
+                "parent_sha256": parent.sha256,
+                "parent_macs": parent_macs,
+                "target_macs_ratio": target,
+                "macs_ratio": round(macs / parent_macs, 4),
+                "importance": crit,
+                "channels": list(chans),
+                "parent_channels": list(channels_of(model0)),
+                "width_note": "width = mean over conv layers of kept / parent channels",
+                "prune_config": asdict(cfg),
+                "library": "torch-pruning " + _tp_version(),
+            },
+        )
+        entries.append(entry)
+        shipped.append({"id": mid, "criterion": crit, "macs": macs, "diff": diff})
+        print(
+            f"{mid}: {crit}, channels {chans}, MACs {macs:,} ({macs / parent_macs:.1%}), "
+            f"test acc {m['accuracy']:.4f} (parent {parent.metrics.get('accuracy')}), "
+            f"val {m['val_accuracy']:.4f}, p50 {lat['pruned']['p50']} ms vs parent "
+            f"{lat['parent']['p50']} ms, ORT-torch {diff:.2g}"
+        )
+    report = {
+        "parent": parent.id,
+        "parent_macs": parent_macs,
+        "sensitivity": {
+            "val_base": sens.base,
+            "ratios": list(cfg.sensitivity_ratios),
+            "acc": {c: {str(k): v for k, v in by.items()} for c, by in sens.acc.items()},
+        },
+        "runs": runs,
+        "shipped": shipped,
+    }
+    return entries, report
+
+
+def _tp_version() -> str:
+    from importlib.metadata import version
+
+    return version("torch-pruning")

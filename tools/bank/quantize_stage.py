@@ -1,0 +1,125 @@
+"""The int8 stage of ``tools.bank.compress``: quantize every fp32 member, keep those that pay.
+
+For each candidate: calibration windows from the fit subjects at the member's resolution,
+static QDQ int8 quantization, validation accuracy of fp32 and int8 (the keep decision), test
+metrics of the int8 graph (reported), and p50 latency of fp32 and int8 timed in one interleaved
+run. Every trial is reported; only kept variants enter the manifest (their files stay in OUT).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from agent.manifest import ModelEntry
+from tools.bank.evaluate import accuracy_on, derived_entry, latency_block, member_metrics
+from tools.bank.latency import interleaved_latency
+from tools.bank.quantize import QuantConfig, calibration_inputs, keep_int8, quantize_member
+from tools.bank.windows import ResWindows, eval_windows
+from tools.export import session
+from tools.hapt import Experiment
+
+INT8 = "int8"
+
+
+def int8_id(parent_id: str) -> str:
+    return f"q8-{parent_id}"
+
+
+def run_quantization(
+    candidates: list[ModelEntry],
+    out: Path,
+    data: Any,
+    provenance: dict[str, Any],
+    seed: int,
+    smoke: bool = False,
+) -> tuple[list[ModelEntry], list[dict[str, Any]]]:
+    """Quantize every candidate; returns the kept int8 entries and one report row per trial."""
+    cfg = QuantConfig(seed=seed, calib_windows=32 if smoke else QuantConfig.calib_windows)
+    cache: dict[tuple[str, int], ResWindows] = {}
+
+    def windows(split: str, exps: list[Experiment], r: int) -> ResWindows:
+        if (split, r) not in cache:
+            cache[(split, r)] = eval_windows(exps, r)
+        return cache[(split, r)]
+
+    kept: list[ModelEntry] = []
+    rows: list[dict[str, Any]] = []
+    for parent in tqdm(candidates, desc="int8", unit="model"):
+        r, spec, norm = parent.resolution, parent.input, parent.normalization
+        fit_x = windows("fit", data.fit, r).x
+        calib = calibration_inputs(fit_x, norm, spec, cfg.calib_windows, seed)
+        mid = int8_id(parent.id)
+        path = quantize_member(out / parent.file, out / f"{mid}.onnx", calib, spec, cfg)
+        fp_sess, q_sess = session(out / parent.file), session(path)
+        val = windows("val", data.val, r)
+        test = windows("test", data.test, r)
+        fp_val, q_val = accuracy_on(fp_sess, val, norm, spec), accuracy_on(q_sess, val, norm, spec)
+        m = member_metrics(q_sess, test, norm, spec)
+        m.update(
+            val_accuracy=q_val,
+            parent_val_accuracy=fp_val,
+            val_windows=len(val.y),
+            parent_accuracy=parent.metrics.get("accuracy"),
+        )
+        feed = norm(test.x[:1]) if len(test.x) else np.zeros(spec.shape, np.float32)
+        lat = interleaved_latency(
+            {"fp32": fp_sess, "int8": q_sess},
+            {"fp32": feed, "int8": feed},
+            rounds=4 if smoke else 10,
+            runs=10 if smoke else 50,
+            warmup=10 if smoke else 50,
+        )
+        keep, why = keep_int8(fp_val, q_val, lat["fp32"]["p50"], lat["int8"]["p50"], cfg)
+        row = {
+            "id": mid,
+            "parent": parent.id,
+            "parent_family": parent.family,
+            "macs": parent.macs,
+            "fp32_accuracy": parent.metrics.get("accuracy"),
+            "int8_accuracy": m["accuracy"],
+            "int8_f1_weighted": m["f1_weighted"],
+            "fp32_val_accuracy": fp_val,
+            "int8_val_accuracy": q_val,
+            "fp32_p50": lat["fp32"]["p50"],
+            "int8_p50": lat["int8"]["p50"],
+            "fp32_bytes": parent.file_bytes,
+            "int8_bytes": path.stat().st_size,
+            "kept": keep,
+            "why": why,
+        }
+        rows.append(row)
+        tqdm.write(
+            f"{mid}: test {m['accuracy']:.4f} vs fp32 {parent.metrics.get('accuracy')}, "
+            f"val {q_val:.4f} vs {fp_val:.4f}, p50 {lat['int8']['p50']} vs "
+            f"{lat['fp32']['p50']} ms: {'kept' if keep else 'dropped'} ({why})"
+        )
+        if not keep:
+            path.unlink()
+            continue
+        kept.append(
+            derived_entry(
+                parent,
+                mid,
+                path,
+                INT8,
+                metrics=m,
+                latency_ms=latency_block(lat["int8"], parent_p50_same_run=lat["fp32"]["p50"]),
+                provenance={
+                    **provenance,
+                    "parent": parent.id,
+                    "parent_sha256": parent.sha256,
+                    "quantization": "onnxruntime.quantization quant_pre_process + quantize_static"
+                    ", QDQ, QInt8 activations and weights, MinMax calibration",
+                    "quant_config": asdict(cfg),
+                    "calibration": f"{len(calib)} windows of the fit subjects, agent windowing "
+                    "at the member's resolution, manifest normalisation, batch 1",
+                    "keep_reason": why,
+                },
+            )
+        )
+    return kept, rows

@@ -1,20 +1,72 @@
 """The command topic (``<prefix>/<device>/cmd``): parse, validate and answer commands.
 
-Pure logic: bytes in, a reply (bytes) out. Version 1 knows ``ping`` and ``status``; anything else
-is rejected with a reason. No command can name a file or run code.
+Pure logic: bytes in, a reply (bytes) out. Version 1 knows:
+
+- ``{"cmd": "ping"}`` and ``{"cmd": "status"}`` (the agent's status snapshot);
+- ``{"cmd": "force", "model": "<bank member id>"}`` pins a configuration, ``{"cmd": "release"}``
+  lets the policy choose again, ``{"cmd": "mode", "mode": "adaptive" | "static"}``.
+
+An optional ``"id"`` (string or integer) is echoed in the reply. Anything else is rejected with a
+reason. A model is named by its bank id (checked against the policy's candidates), never by a
+path: no command can name a file or run code.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import re
+from collections.abc import Callable
+from typing import Any, Protocol
 
 MAX_COMMAND_BYTES = 4096
-COMMANDS = ("ping", "status")
+COMMANDS = ("ping", "status", "force", "release", "mode")
+_FIELDS: dict[str, set[str]] = {
+    "ping": set(),
+    "status": set(),
+    "force": {"model"},
+    "release": set(),
+    "mode": {"mode"},
+}
+_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+MODES = ("adaptive", "static")
 
 
-def handle_command(payload: bytes, status: dict[str, Any]) -> bytes:
-    """Answer one command message; ``status`` is the agent's current status snapshot."""
+class Control(Protocol):
+    """What the commands may change (the adaptive controller)."""
+
+    def force(self, model_id: str | None) -> None:
+        """Pin ``model_id`` (``None`` releases); KeyError for a member it does not know."""
+
+    def set_mode(self, mode: str) -> None: ...
+
+
+def _apply(cmd: str, body: dict[str, Any], control: Control | None) -> None:
+    if control is None:
+        raise ValueError(f"{cmd!r} needs the adaptive runtime ([policy] in the profile)")
+    if cmd == "force":
+        model = body.get("model")
+        if not isinstance(model, str) or not _MODEL_ID.match(model):
+            raise ValueError("'model' must be a bank member id, e.g. \"wr-w0.50-r064\"")
+        try:
+            control.force(model)
+        except KeyError:
+            raise ValueError(f"model {model!r} is not one of the policy's candidates") from None
+    elif cmd == "release":
+        control.force(None)
+    elif cmd == "mode":
+        mode = body.get("mode")
+        if mode not in MODES:
+            raise ValueError(f"'mode' must be one of {', '.join(MODES)} (got {mode!r})")
+        control.set_mode(str(mode))
+
+
+def handle_command(
+    payload: bytes,
+    status: Callable[[], dict[str, Any]],
+    control: Control | None = None,
+) -> bytes:
+    """Answer one command message. ``status`` gives the agent's status snapshot; ``control``
+    is the adaptive controller, ``None`` when the agent runs one member statically."""
     reply: dict[str, Any]
     request_id: Any = None
     try:
@@ -29,12 +81,14 @@ def handle_command(payload: bytes, status: dict[str, Any]) -> bytes:
         cmd = body.get("cmd")
         if cmd not in COMMANDS:
             raise ValueError(f"unknown command {cmd!r} (known: {', '.join(COMMANDS)})")
-        extra = set(body) - {"cmd", "id"}
+        extra = set(body) - {"cmd", "id"} - _FIELDS[cmd]
         if extra:
             raise ValueError(f"unexpected field(s) {sorted(extra)} for {cmd!r}")
+        if cmd in ("force", "release", "mode"):
+            _apply(cmd, body, control)
         reply = {"ok": True, "cmd": cmd}
-        if cmd == "status":
-            reply["status"] = status
+        if cmd != "ping":
+            reply["status"] = status()
     except (ValueError, UnicodeDecodeError) as exc:
         reply = {"ok": False, "error": str(exc)}
     if request_id is not None:

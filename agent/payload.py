@@ -37,6 +37,11 @@ class Topics:
         return f"{self.base}/metrics"
 
     @property
+    def config(self) -> str:
+        """Retained: the member running now and why (``har.config/1``)."""
+        return f"{self.base}/config"
+
+    @property
     def command(self) -> str:
         return f"{self.base}/cmd"
 

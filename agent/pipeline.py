@@ -15,17 +15,19 @@ from typing import Any
 
 import numpy as np
 
+from agent.adaptive import Controller, SwitchOrder
 from agent.clock import Clock
 from agent.commands import handle_command
-from agent.errors import DataError
+from agent.fronts import Front, FrontKey
 from agent.inference import Classifier
+from agent.manifest import InputSpec
 from agent.payload import Prediction, PredictionEncoder, Topics, iso_from_unix
 from agent.publishers import Publisher
-from agent.recording import Chunk, RecordingHeader
+from agent.recording import Chunk
 from agent.sensors.health import health_of
 from agent.smoothing import Smoother
 from agent.sources import Source
-from agent.windowing import Resampler, Windower
+from agent.windowing import Resampler, Window, Windower
 
 log = logging.getLogger(__name__)
 
@@ -48,31 +50,13 @@ class RunStats:
     wall_s: float = 0.0
     predictions: list[int] = field(default_factory=list)
     windows_data: list[np.ndarray] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)
+    """Bank member that classified each window (with ``record_timings``)."""
+    switches: int = 0
 
     @property
     def accuracy(self) -> float | None:
         return self.correct / self.labelled if self.labelled else None
-
-
-def channel_indices(
-    header: RecordingHeader, channels: tuple[str, ...], units: tuple[str, ...], where: str
-) -> list[int]:
-    """Columns of the source that feed the model's channels, in the model's order."""
-    names = header.channel_names
-    out: list[int] = []
-    for name, unit in zip(channels, units, strict=True):
-        if name not in names:
-            raise DataError(
-                f"{where} has no channel {name!r} needed by the model (has {list(names)})"
-            )
-        i = names.index(name)
-        if header.channels[i].unit != unit:
-            raise DataError(
-                f"{where}: channel {name!r} is in {header.channels[i].unit!r}, "
-                f"the model needs {unit!r}"
-            )
-        out.append(i)
-    return out
 
 
 class Pipeline:
@@ -96,7 +80,11 @@ class Pipeline:
         topic_handlers: dict[str, Callable[[bytes], None]] | None = None,
         metrics: Callable[[], dict[str, Any]] | None = None,
         metrics_every_s: float = 60.0,
+        controller: Controller | None = None,
+        extra_specs: tuple[InputSpec, ...] = (),
     ) -> None:
+        """``controller`` switches members at run time; ``extra_specs`` are the input specs of
+        the members it may switch to (one front each keeps running)."""
         entry = classifier.entry
         self.source = source
         self.classifier = classifier
@@ -110,6 +98,7 @@ class Pipeline:
         self.qos = qos
         self.record_timings = record_timings
         self._chunk_infer_s = 0.0
+        self._last_infer_s = 0.0
         self._rejecting = False
         self.observer = observer
         self.heartbeat = heartbeat
@@ -117,29 +106,88 @@ class Pipeline:
         self.metrics = metrics
         self.metrics_every_s = metrics_every_s
         self._next_metrics = 0.0
-        spec = entry.input
-        self._cols = channel_indices(source.header, spec.channels, spec.units, source_name)
-        self._identity_cols = self._cols == list(range(len(source.header.channels)))
-        rate = source.header.sample_rate_hz
-        self.resampler = Resampler(rate, spec.rate_hz) if abs(rate - spec.rate_hz) > 1e-9 else None
-        if self.resampler:
-            log.info(
-                "resampling %s from %g Hz to the model's %g Hz", source_name, rate, spec.rate_hz
-            )
-        self.windower = Windower(spec.window, len(spec.channels))
+        self.controller = controller
+        self.fronts: dict[FrontKey, Front] = {}
+        for spec in (entry.input, *extra_specs):
+            if FrontKey.of(spec) not in self.fronts:
+                self.fronts[FrontKey.of(spec)] = Front(source.header, spec, source_name)
+        self._front = self.fronts[FrontKey.of(entry.input)]
+        self._last_start = float("-inf")
         self.seq = 0
         self.stats = RunStats()
         self._started = clock.monotonic()
         self._origin_ts = origin.timestamp()
         self.boot_id = uuid.uuid4().hex[:16]
         """Names this run of the agent: (device, boot, seq) identifies every prediction."""
-        self._encoder = PredictionEncoder(
-            device_id, entry.labels, entry.id, smoother.method, smoother.k, self.boot_id
-        )
+        self._encoders: dict[str, PredictionEncoder] = {}
+        self._encoder = self._encoder_for(classifier)
         self._health_seen = 0  # live sensors: last health version published (docs/mqtt.md)
+        self._config_sent = False
+
+    @property
+    def resampler(self) -> Resampler | None:
+        """The running member's resampler (``None`` when the source runs at its rate)."""
+        return self._front.resampler
+
+    @property
+    def windower(self) -> Windower:
+        return self._front.windower
+
+    def _encoder_for(self, classifier: Classifier) -> PredictionEncoder:
+        e = classifier.entry
+        enc = self._encoders.get(e.id)
+        if enc is None:
+            enc = PredictionEncoder(
+                self.device_id, e.labels, e.id, self.smoother.method, self.smoother.k, self.boot_id
+            )
+            self._encoders[e.id] = enc
+        return enc
+
+    def _publish_config(self, reason: str, order: SwitchOrder | None = None) -> None:
+        """The retained configuration event (docs/mqtt.md, schema ``har.config/1``)."""
+        entry = self.classifier.entry
+        body: dict[str, Any] = {
+            "schema": "har.config/1",
+            "device": self.device_id,
+            "boot": self.boot_id,
+            "at": iso_from_unix(self.clock.wall()),
+            "seq": self.seq,
+            "model": entry.id,
+            "previous": order.previous if order else None,
+            "reason": reason,
+            "width": entry.width,
+            "resolution": entry.resolution,
+            "macs": entry.macs,
+        }
+        if order is not None:
+            body["predicted_ms"] = round(order.predicted_ms, 4)
+            body["budget_ms"] = round(order.budget_ms, 4)
+            body["contention"] = round(order.contention, 3)
+            body["temperature_c"] = order.temperature_c
+        if self.controller is not None:
+            body["mode"] = self.controller.policy.mode
+        payload = json.dumps(body, separators=(",", ":")).encode()
+        self.publisher.publish(self.topics.config, payload, qos=1, retain=True)
+
+    def _switch(self, order: SwitchOrder) -> None:
+        """Swap to the ordered member (its session is loaded): a reference assignment."""
+        old = self.classifier.entry.id
+        self.classifier = order.classifier
+        self._encoder = self._encoder_for(order.classifier)
+        self._front = self.fronts[FrontKey.of(order.classifier.entry.input)]
+        self.stats.switches += 1
+        log.info(
+            "switched %s -> %s (%s; predicted %.3f ms, budget %.3f ms)",
+            old,
+            order.target,
+            order.reason,
+            order.predicted_ms,
+            order.budget_ms,
+        )
+        self._publish_config(order.reason, order)
 
     def status(self) -> dict[str, Any]:
-        return {
+        out = {
             "device": self.device_id,
             "boot": self.boot_id,
             "model": self.classifier.entry.id,
@@ -148,25 +196,21 @@ class Pipeline:
             "seq": self.seq,
             "uptime_s": round(self.clock.monotonic() - self._started, 1),
         }
-
-    def _prepare(self, chunk: Chunk) -> Chunk:
-        if not self._identity_cols:
-            chunk = Chunk(chunk.t, chunk.values[:, self._cols], chunk.labels)
-        if self.resampler is not None:
-            chunk = self.resampler.push(chunk)
-        return chunk
+        if self.controller is not None:
+            out["adaptive"] = self.controller.status()
+        return out
 
     def process(self, chunk: Chunk) -> int:
         """Run one chunk through to the publisher; return the number of windows it completed."""
-        entry = self.classifier.entry
-        stats = self.stats
         for cmd in self.publisher.poll():
             handler = self.topic_handlers.get(cmd.topic)
             if handler is not None:
                 handler(cmd.payload)
                 continue
             self.publisher.publish(
-                self.topics.response, handle_command(cmd.payload, self.status()), qos=1
+                self.topics.response,
+                handle_command(cmd.payload, self.status, self.controller),
+                qos=1,
             )
         health = health_of(self.source)
         if health is not None and health.version != self._health_seen:
@@ -181,61 +225,94 @@ class Pipeline:
                 qos=0,
                 retain=True,
             )
-        windows = self.windower.push(self._prepare(chunk))
-        smoothed = self.smoother.method != "none"
-        encode = self._encoder.encode
-        publish = self.publisher.publish
-        topic = self.topics.prediction
-        for w in windows:
-            if not np.isfinite(w.data).all():
-                stats.rejected += 1
-                if not self._rejecting:
-                    log.warning("window %d holds NaN or Inf samples: not classified", w.index)
-                    self._rejecting = True
+        if not self._config_sent:
+            self._config_sent = True
+            self._publish_config("start")
+        for front in self.fronts.values():
+            front.push(chunk)
+        ctl = self.controller
+        if ctl is not None:
+            order = ctl.take()
+            if order is not None:
+                self._switch(order)
+        done = 0
+        while self._front.ready:
+            w = self._front.ready.popleft()
+            # after a switch, the new front may hold windows that cover time already predicted
+            if w.start_t < self._last_start + 0.5 * self._front.hop_s:
                 continue
-            if self._rejecting:
-                log.info("finite samples again (%d windows rejected so far)", stats.rejected)
-                self._rejecting = False
-            c = self.classifier.classify(w.data)
-            sm = self.smoother.update(c.probs)
-            probs = c.probs.tolist()
-            fields = {
-                "seq": self.seq,
-                "window_index": w.index,
-                "window_start": iso_from_unix(self._origin_ts + w.start_t),
-                "window_end": iso_from_unix(self._origin_ts + w.end_t),
-                "probs": probs,
-                "index": c.index,
-                "latency_ms": c.infer_s * 1000.0,
-                "published_at": iso_from_unix(self.clock.wall()),
-                "smoothed_index": sm.index if smoothed else None,
-                "smoothed_confidence": sm.confidence if smoothed else None,
-                "truth": w.label,
-            }
-            publish(topic, encode(**fields), qos=self.qos)
-            if self.observer is not None:
-                self.observer(
-                    Prediction(
-                        device=self.device_id,
-                        labels=entry.labels,
-                        model=entry.id,
-                        smoothing=self.smoother.method,
-                        smoothing_window=self.smoother.k,
-                        boot=self.boot_id,
-                        **fields,
-                    )
+            self._last_start = w.start_t
+            self._classify(w)
+            done += 1
+            if ctl is not None and self._last_infer_s > 0:
+                ctl.observe(self.classifier.entry.id, self._last_infer_s)
+                order = ctl.take()
+                if order is not None:
+                    self._switch(order)
+        if len(self.fronts) > 1:
+            for front in self.fronts.values():
+                if front is not self._front:
+                    front.trim()
+        return done
+
+    def _classify(self, w: Window) -> None:
+        """Classify one window and publish its prediction (or count it rejected)."""
+        stats = self.stats
+        entry = self.classifier.entry
+        smoothed = self.smoother.method != "none"
+        self._last_infer_s = 0.0
+        if not np.isfinite(w.data).all():
+            stats.rejected += 1
+            if not self._rejecting:
+                log.warning("window %d holds NaN or Inf samples: not classified", w.index)
+                self._rejecting = True
+            return
+        if self._rejecting:
+            log.info("finite samples again (%d windows rejected so far)", stats.rejected)
+            self._rejecting = False
+        c = self.classifier.classify(w.data)
+        sm = self.smoother.update(c.probs)
+        probs = c.probs.tolist()
+        fields = {
+            "seq": self.seq,
+            "window_index": w.index,
+            "window_start": iso_from_unix(self._origin_ts + w.start_t),
+            "window_end": iso_from_unix(self._origin_ts + w.end_t),
+            "probs": probs,
+            "index": c.index,
+            "latency_ms": c.infer_s * 1000.0,
+            "published_at": iso_from_unix(self.clock.wall()),
+            "smoothed_index": sm.index if smoothed else None,
+            "smoothed_confidence": sm.confidence if smoothed else None,
+            "truth": w.label,
+        }
+        self.publisher.publish(
+            self.topics.prediction, self._encoder.encode(**fields), qos=self.qos
+        )
+        if self.observer is not None:
+            self.observer(
+                Prediction(
+                    device=self.device_id,
+                    labels=entry.labels,
+                    model=entry.id,
+                    smoothing=self.smoother.method,
+                    smoothing_window=self.smoother.k,
+                    boot=self.boot_id,
+                    **fields,
                 )
-            self.seq += 1
-            stats.windows += 1
-            self._chunk_infer_s += c.infer_s
-            if self.record_timings:
-                stats.infer_s.append(c.infer_s)
-                stats.predictions.append(c.index)
-                stats.windows_data.append(w.data)
-            if w.label is not None:
-                stats.labelled += 1
-                stats.correct += int(entry.labels[c.index] == w.label)
-        return len(windows)
+            )
+        self.seq += 1
+        stats.windows += 1
+        self._chunk_infer_s += c.infer_s
+        self._last_infer_s = c.infer_s
+        if self.record_timings:
+            stats.infer_s.append(c.infer_s)
+            stats.predictions.append(c.index)
+            stats.windows_data.append(w.data)
+            stats.models.append(entry.id)
+        if w.label is not None:
+            stats.labelled += 1
+            stats.correct += int(entry.labels[c.index] == w.label)
 
     def run(self) -> RunStats:
         """Consume the source until it ends or the stop event is set."""

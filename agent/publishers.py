@@ -63,6 +63,10 @@ class MemoryPublisher:
     def stop(self) -> None:
         self.stopped = True
 
+    def payloads(self, suffix: str) -> list[bytes]:
+        """Payloads sent to topics ending in ``suffix`` (e.g. "/prediction"), in order."""
+        return [p for t, p, _, _ in self.messages if t.endswith(suffix)]
+
 
 class StdoutPublisher:
     """Writes ``topic payload`` lines, like ``mosquitto_sub -v`` would show them."""

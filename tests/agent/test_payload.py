@@ -107,7 +107,7 @@ def test_times(origin: str, offset: float, expected: str) -> None:
     ],
 )
 def test_commands(payload: bytes, ok: bool, fragment: str) -> None:
-    reply = handle_command(payload, {"windows": 3})
+    reply = handle_command(payload, lambda: {"windows": 3})
     assert json.loads(reply)["ok"] is ok
     assert fragment in reply.decode()
 

@@ -58,7 +58,7 @@ def test_payload_fields_and_smoothing() -> None:
         publisher=pub,
     )
     agent.run()
-    p = json.loads(pub.messages[0][1])
+    p = json.loads(next(m[1] for m in pub.messages if m[0].endswith("/prediction")))
     assert set(p) >= PAYLOAD_FIELDS
     assert p["device"] == "demo" and p["model"] == default_entry().id
     assert abs(sum(p["probs"].values()) - 1.0) < 1e-3
@@ -91,8 +91,8 @@ def test_resampled_source_gives_same_labels_mostly(tmp_path: Path) -> None:
     build_agent(
         profile_for(), options=RunOptions(recording=fast, speed=0, loop=False), publisher=pub100
     ).run()
-    a = [json.loads(m[1])["label"] for m in pub50.messages]
-    b = [json.loads(m[1])["label"] for m in pub100.messages]
+    a = [json.loads(m)["label"] for m in pub50.payloads("/prediction")]
+    b = [json.loads(m)["label"] for m in pub100.payloads("/prediction")]
     assert abs(len(a) - len(b)) <= 2
     agree = np.mean([x == y for x, y in zip(a, b, strict=False)])
     assert agree > 0.9

@@ -1,0 +1,148 @@
+"""Sessions for the bank members the policy may switch to, loaded ahead within a memory budget.
+
+Loading an ONNX Runtime session takes milliseconds to seconds on a small board; the hot path must
+not wait for it. The pool loads the most useful members up front, as long as their estimated
+footprint fits ``budget_bytes``; any other member is loaded by a background thread when asked for
+(evicting the least recently used idle sessions to make room), and the switch happens once it is
+ready. A member that fails to load (a file changed on disk, a corrupt model) is marked broken and
+never chosen again; the running member keeps running.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from agent.errors import ModelError
+from agent.inference import Classifier, OrtEngine, SessionSettings
+from agent.manifest import Manifest, ModelEntry
+
+log = logging.getLogger(__name__)
+
+SESSION_OVERHEAD_BYTES = 256 * 1024
+
+
+def footprint(entry: ModelEntry) -> int:
+    """Estimated resident memory of a loaded session: ~3x the file (weights, the optimised graph
+    and its buffers; measured 2-3.5x on the bank with onnxruntime 1.31) plus a fixed overhead."""
+    return 3 * max(entry.file_bytes, 1) + SESSION_OVERHEAD_BYTES
+
+
+Loader = Callable[[Path, ModelEntry], Classifier]
+
+
+class SessionPool:
+    def __init__(
+        self,
+        manifest: Manifest,
+        entries: Iterable[ModelEntry],
+        settings: SessionSettings,
+        perf: Callable[[], float],
+        budget_bytes: int,
+        loader: Loader | None = None,
+    ) -> None:
+        self.manifest = manifest
+        self.entries = {e.id: e for e in entries}
+        self.budget_bytes = budget_bytes
+        self._load = loader or (
+            lambda path, entry: Classifier(entry, OrtEngine(path, entry, settings), perf)
+        )
+        self._loaded: OrderedDict[str, Classifier] = OrderedDict()
+        self.broken: dict[str, str] = {}
+        """Members that failed to load, with the reason."""
+        self._pinned: set[str] = set()
+        self._lock = threading.Lock()
+        self._loading: set[str] = set()
+
+    @property
+    def used_bytes(self) -> int:
+        with self._lock:
+            return sum(footprint(self.entries[i]) for i in self._loaded)
+
+    def loaded(self) -> list[str]:
+        with self._lock:
+            return list(self._loaded)
+
+    def get(self, model_id: str) -> Classifier | None:
+        """The ready session, or ``None`` when it is not loaded (yet)."""
+        with self._lock:
+            c = self._loaded.get(model_id)
+            if c is not None:
+                self._loaded.move_to_end(model_id)
+            return c
+
+    def pin(self, model_id: str) -> None:
+        """Never evict ``model_id`` (the member that is running)."""
+        with self._lock:
+            self._pinned = {model_id}
+
+    def load_now(self, model_id: str) -> Classifier:
+        """Load in the caller's thread (start-up). Raises :class:`ModelError`."""
+        c = self.get(model_id)
+        if c is not None:
+            return c
+        entry = self.entries[model_id]
+        try:
+            c = self._load(self.manifest.path_of(entry), entry)
+        except ModelError as exc:
+            self.broken[model_id] = str(exc)
+            raise
+        with self._lock:
+            self._make_room(footprint(entry))
+            self._loaded[model_id] = c
+        return c
+
+    def preload(self, order: Iterable[str]) -> list[str]:
+        """Load members in ``order`` while they fit the budget; return the ids loaded."""
+        done: list[str] = []
+        for mid in order:
+            if mid in self.broken:
+                continue
+            if self.get(mid) is not None:
+                done.append(mid)
+                continue
+            if self.used_bytes + footprint(self.entries[mid]) > self.budget_bytes:
+                continue
+            try:
+                self.load_now(mid)
+            except ModelError as exc:
+                log.error("%s; it will not be used", exc)
+                continue
+            done.append(mid)
+        return done
+
+    def request(self, model_id: str, on_ready: Callable[[str], None] | None = None) -> None:
+        """Load ``model_id`` in a background thread (no-op when loaded, loading or broken)."""
+        with self._lock:
+            if model_id in self._loaded or model_id in self._loading or model_id in self.broken:
+                return
+            self._loading.add(model_id)
+
+        def work() -> None:
+            try:
+                self.load_now(model_id)
+                log.info("session for %s loaded in the background", model_id)
+                if on_ready is not None:
+                    on_ready(model_id)
+            except ModelError as exc:
+                log.error("%s; it will not be used", exc)
+            finally:
+                with self._lock:
+                    self._loading.discard(model_id)
+
+        threading.Thread(target=work, name=f"har-load-{model_id}", daemon=True).start()
+
+    def _make_room(self, need: int) -> None:
+        """Evict least recently used unpinned sessions until ``need`` more bytes fit (lock held)."""
+        used = sum(footprint(self.entries[i]) for i in self._loaded)
+        for mid in list(self._loaded):
+            if used + need <= self.budget_bytes:
+                break
+            if mid in self._pinned:
+                continue
+            used -= footprint(self.entries[mid])
+            del self._loaded[mid]
+            log.info("session for %s unloaded (memory budget)", mid)

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -68,10 +69,10 @@ def test_stop_rule(runs: int | None, duration: float | None, rule: tuple[int, fl
 
 def test_timed_loop_runs_exactly_n_and_times_each() -> None:
     calls: list[dict[str, Any]] = []
-    feeds = [{"x": 1}, {"x": 2}, {"x": 3}]
-    times = timed_loop(lambda _o, f: calls.append(f), ["y"], feeds, 7, 0.0)  # type: ignore[arg-type]
+    arrays = [np.full(1, k) for k in (1, 2, 3)]
+    times = timed_loop(lambda _o, f: calls.append(f), ["y"], "x", arrays, 7, 0.0)
     assert len(times) == 7 and all(t >= 0 for t in times)
-    assert [c["x"] for c in calls] == [1, 2, 3, 1, 2, 3, 1]
+    assert [int(c["x"][0]) for c in calls] == [1, 2, 3, 1, 2, 3, 1]
 
 
 def test_param_count_reads_the_onnx_initializers() -> None:

@@ -8,6 +8,7 @@ chunk in hand, marks itself offline on MQTT and exits 0.
 from __future__ import annotations
 
 import contextlib
+import enum
 import json
 import logging
 import signal
@@ -115,18 +116,47 @@ def _main(
         raise typer.Exit()
 
 
+class PolicyMode(enum.StrEnum):
+    adaptive = "adaptive"
+    static = "static"
+
+
+PolicyOpt = Annotated[
+    PolicyMode | None,
+    typer.Option(
+        "--policy",
+        help="adaptive: switch bank members to keep the deadline; static: one member "
+        "(default: the profile's policy.mode).",
+    ),
+]
+ForceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--force",
+        metavar="ID",
+        help="Adaptive runtime with this member pinned (the manual override; MQTT "
+        "'release' lets the policy choose again).",
+    ),
+]
+
+
 @app.command()
 def run(
     profile: ProfileOpt = Path(DEFAULT_PROFILE),
     print_: PrintOpt = False,
+    policy: PolicyOpt = None,
+    force: ForceOpt = None,
 ) -> None:
     """Run the agent as configured in a profile (what the systemd service runs)."""
-    from agent.wiring import build_agent
+    from agent.wiring import RunOptions, build_agent
 
     try:
         prof = _load(profile)
+        opts = RunOptions(policy_mode=policy.value if policy else None, force_model=force)
         with _stop_on_signals() as stop:
-            agent = build_agent(prof, stop=stop, observer=_print_prediction if print_ else None)
+            agent = build_agent(
+                prof, options=opts, stop=stop, observer=_print_prediction if print_ else None
+            )
             stats = agent.run()
     except AgentError as exc:
         raise _fail(exc) from None
@@ -154,6 +184,8 @@ def replay(
             "--timing", help="Report agent overhead vs raw session.run (use with --fast)."
         ),
     ] = False,
+    policy: PolicyOpt = None,
+    force: ForceOpt = None,
 ) -> None:
     """Replay a recorded session through the agent and publish its predictions."""
     from agent.publishers import Publisher, StdoutPublisher
@@ -170,6 +202,8 @@ def replay(
             chunk_samples=None,
             record_timings=timing,
             use_outbox=False,
+            policy_mode=policy.value if policy else None,
+            force_model=force,
         )
         if fast:
             # one hop of samples per chunk: each chunk completes one window (per-window timings)

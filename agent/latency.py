@@ -76,11 +76,8 @@ class LatencyModel:
         ratio = observed_ms / base
         a = self.alpha
         with self._lock:
-            if self.observations == 0:
-                self.factor, self.deviation = ratio, 0.0
-            else:
-                self.deviation = (1 - a) * self.deviation + a * abs(ratio - self.factor)
-                self.factor = (1 - a) * self.factor + a * ratio
+            self.deviation = (1 - a) * self.deviation + a * abs(ratio - self.factor)
+            self.factor = (1 - a) * self.factor + a * ratio
             self.observations += 1
 
     def bound(self) -> float:

@@ -3,7 +3,8 @@
 Loading an ONNX Runtime session takes milliseconds to seconds on a small board; the hot path must
 not wait for it. The pool loads the most useful members up front, as long as their estimated
 footprint fits ``budget_bytes``; any other member is loaded by a background thread when asked for
-(evicting the least recently used idle sessions to make room), and the switch happens once it is
+(evicting the least recently used idle sessions to make room; a switch target that still does
+not fit is loaded all the same, since the policy needs it), and the switch happens once it is
 ready. A member that fails to load (a file changed on disk, a corrupt model) is marked broken and
 never chosen again; the running member keeps running.
 """
@@ -15,6 +16,8 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
+
+import numpy as np
 
 from agent.errors import ModelError
 from agent.inference import Classifier, OrtEngine, SessionSettings
@@ -33,6 +36,20 @@ def footprint(entry: ModelEntry) -> int:
 
 Loader = Callable[[Path, ModelEntry], Classifier]
 
+WARMUP_RUNS = 3
+
+
+def _warm(
+    path: Path, entry: ModelEntry, settings: SessionSettings, perf: Callable[[], float]
+) -> Classifier:
+    """Load a session and run it a few times: the first runs allocate buffers and are many
+    times slower, which must not count as contention when the policy switches to it."""
+    engine = OrtEngine(path, entry, settings)
+    x = np.zeros(entry.input.shape, dtype=np.float32)
+    for _ in range(WARMUP_RUNS):
+        engine.run(x)
+    return Classifier(entry, engine, perf)
+
 
 class SessionPool:
     def __init__(
@@ -47,9 +64,7 @@ class SessionPool:
         self.manifest = manifest
         self.entries = {e.id: e for e in entries}
         self.budget_bytes = budget_bytes
-        self._load = loader or (
-            lambda path, entry: Classifier(entry, OrtEngine(path, entry, settings), perf)
-        )
+        self._load = loader or (lambda path, entry: _warm(path, entry, settings, perf))
         self._loaded: OrderedDict[str, Classifier] = OrderedDict()
         self.broken: dict[str, str] = {}
         """Members that failed to load, with the reason."""

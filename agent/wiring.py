@@ -14,12 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.adaptive_factory import build_adaptive
 from agent.clock import Clock, SystemClock
 from agent.discovery import discovery_messages, ha_status_topic
 from agent.errors import ModelError
 from agent.forwarder import OutboxPublisher
 from agent.inference import Classifier, OrtEngine, SessionSettings
 from agent.manifest import Manifest, ModelEntry, load_manifest
+from agent.monitor import ResourceMonitor, Sampler
 from agent.payload import Prediction, Topics, parse_time
 from agent.pipeline import Pipeline, RunStats
 from agent.profile import Profile
@@ -45,6 +47,12 @@ class RunOptions:
     record_timings: bool = False
     use_outbox: bool = True
     """Put predictions through the disk outbox (the daemon); replays go straight to MQTT."""
+    policy_mode: str | None = None
+    """``adaptive`` or ``static`` instead of the profile's ``policy.mode``."""
+    force_model: str | None = None
+    """Pin this member in the adaptive runtime (the manual override)."""
+    monitor: bool = True
+    """Run the resource monitor thread (when the profile enables it)."""
 
 
 def pick_model(manifest: Manifest, model_id: str) -> ModelEntry:
@@ -62,6 +70,7 @@ class Agent:
     stop: threading.Event
     notifier: SystemdNotifier
     discovery: list[tuple[str, bytes]] = field(default_factory=list)
+    monitor: ResourceMonitor | None = None
 
     def publish_discovery(self, payload: bytes = b"online") -> None:
         """(Re)publish the Home Assistant discovery configs, retained."""
@@ -76,9 +85,13 @@ class Agent:
         self.publish_discovery()
         entry = self.pipeline.classifier.entry
         self.notifier.ready(f"running {entry.id} for {self.pipeline.device_id}")
+        if self.monitor is not None:
+            self.monitor.start()
         try:
             return self.pipeline.run()
         finally:
+            if self.monitor is not None:
+                self.monitor.stop()
             self.notifier.stopping()
             self.publisher.stop()
             self.notifier.close()
@@ -98,13 +111,36 @@ def build_agent(
     clock = clock or SystemClock()
     stop = stop or threading.Event()
     manifest = load_manifest(profile.resolve(profile.model.dir))
-    entry = pick_model(manifest, opts.model_id or profile.model.id)
     inf = profile.inference
-    engine = OrtEngine(
-        manifest.path_of(entry),
-        entry,
-        SessionSettings(inf.intra_op_threads, inf.inter_op_threads, inf.allow_spinning),
-    )
+    settings = SessionSettings(inf.intra_op_threads, inf.inter_op_threads, inf.allow_spinning)
+    mode = opts.policy_mode or profile.policy.mode
+    adaptive = None
+    if (mode == "adaptive" or opts.force_model) and not opts.model_id:
+        adaptive = build_adaptive(
+            profile,
+            manifest,
+            settings,
+            clock.perf,
+            clock.monotonic,
+            force=opts.force_model,
+            mode=mode,
+            monitor=opts.monitor,
+        )
+        classifier = adaptive.initial
+        monitor = adaptive.monitor
+    else:
+        entry = pick_model(manifest, opts.model_id or profile.model.id)
+        classifier = Classifier(
+            entry, OrtEngine(manifest.path_of(entry), entry, settings), clock.perf
+        )
+        monitor = (
+            ResourceMonitor(
+                Sampler(thermal_zone=profile.monitor.thermal_zone), profile.monitor.interval_s
+            )
+            if opts.monitor and profile.monitor.enabled
+            else None
+        )
+    entry = classifier.entry
     source, source_name = make_source(
         profile,
         clock=clock,
@@ -120,7 +156,7 @@ def build_agent(
     pipeline = Pipeline(
         source=source,
         source_name=source_name,
-        classifier=Classifier(entry, engine, clock.perf),
+        classifier=classifier,
         smoother=Smoother(profile.smoothing.method, profile.smoothing.window),
         publisher=publisher
         if publisher is not None
@@ -134,6 +170,8 @@ def build_agent(
         record_timings=opts.record_timings,
         observer=observer,
         heartbeat=notifier.progress,
+        controller=adaptive.controller if adaptive else None,
+        extra_specs=adaptive.specs if adaptive else (),
     )
     log.info(
         "model %s (%s), source %s at %g Hz",
@@ -142,28 +180,44 @@ def build_agent(
         source_name,
         source.header.sample_rate_hz,
     )
-    agent = Agent(pipeline=pipeline, publisher=pipeline.publisher, stop=stop, notifier=notifier)
+    agent = Agent(
+        pipeline=pipeline,
+        publisher=pipeline.publisher,
+        stop=stop,
+        notifier=notifier,
+        monitor=monitor,
+    )
     ha = profile.homeassistant
     if ha.discovery and publisher is None:
         agent.discovery = discovery_messages(topics, ha.prefix, entry.id)
         pipeline.topic_handlers[ha_status_topic(ha.prefix)] = agent.publish_discovery
-    if isinstance(pipeline.publisher, OutboxPublisher):
-        outbox = pipeline.publisher
-
-        def outbox_metrics() -> dict[str, object]:
-            st = outbox.stats()
-            return {
-                "outbox": {
-                    "length": st.length,
-                    "bytes": st.bytes,
-                    "oldest_age_s": st.oldest_age_s,
-                    "dropped_cap": st.dropped_cap,
-                    "dropped_ttl": st.dropped_ttl,
-                    "rejected": st.rejected,
-                    "dead": st.dead,
-                    "inflight": outbox.inflight,
-                }
-            }
-
-        pipeline.metrics = outbox_metrics
+    pipeline.metrics = _metrics(pipeline.publisher, monitor)
     return agent
+
+
+def _metrics(
+    publisher: Publisher, monitor: ResourceMonitor | None
+) -> Callable[[], dict[str, object]]:
+    """The metrics topic's body beyond the pipeline status: outbox and resources."""
+    outbox = publisher if isinstance(publisher, OutboxPublisher) else None
+
+    def metrics() -> dict[str, object]:
+        out: dict[str, object] = {}
+        if monitor is not None and monitor.latest is not None:
+            out["resources"] = monitor.latest.to_dict()
+            out["monitor_cpu_share"] = round(monitor.cost_share, 5)
+        if outbox is not None:
+            st = outbox.stats()
+            out["outbox"] = {
+                "length": st.length,
+                "bytes": st.bytes,
+                "oldest_age_s": st.oldest_age_s,
+                "dropped_cap": st.dropped_cap,
+                "dropped_ttl": st.dropped_ttl,
+                "rejected": st.rejected,
+                "dead": st.dead,
+                "inflight": outbox.inflight,
+            }
+        return out
+
+    return metrics

@@ -1,0 +1,128 @@
+"""Builds the adaptive runtime (controller, session pool, monitor) from a profile's [policy]."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from agent.adaptive import Controller
+from agent.errors import ConfigError
+from agent.inference import Classifier, SessionSettings
+from agent.latency import LatencyModel, bank_latencies, load_latency_table
+from agent.manifest import InputSpec, Manifest, ModelEntry
+from agent.monitor import ResourceMonitor, Sampler
+from agent.policy import Candidate, Limits, Policy, PolicyTuning
+from agent.profile import Profile
+from agent.sessions import SessionPool
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AdaptiveParts:
+    controller: Controller
+    initial: Classifier
+    specs: tuple[InputSpec, ...]
+    """Input specs of every candidate (the pipeline keeps one front per distinct spec)."""
+    monitor: ResourceMonitor | None
+
+
+def expected_accuracy(entry: ModelEntry) -> float:
+    """What the policy ranks members by: validation accuracy when the bank recorded it."""
+    m = entry.metrics
+    value = m.get("val_accuracy", m.get("accuracy", 0.0))
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def candidates_of(profile: Profile, manifest: Manifest) -> list[ModelEntry]:
+    ids = profile.policy.candidates
+    where = f"{profile.name}: policy.candidates"
+    if ids:
+        known = {m.id for m in manifest.models}
+        unknown = [i for i in ids if i not in known]
+        if unknown:
+            raise ConfigError(f"{where} names members not in the bank: {', '.join(unknown)}")
+        entries = [manifest.get(i) for i in ids]
+    else:
+        entries = list(manifest.models)
+    first = entries[0]
+    for e in entries[1:]:
+        if abs(e.input.window.hop_s - first.input.window.hop_s) > 1e-6 or e.labels != first.labels:
+            raise ConfigError(
+                f"{where}: {e.id} and {first.id} differ in hop or labels; the members the agent "
+                "switches between must share the window's hop and the label set"
+            )
+    return entries
+
+
+def budget_ms(profile: Profile, hop_s: float) -> float:
+    pol = profile.policy
+    return pol.deadline_ms if pol.deadline_ms > 0 else pol.deadline_fraction * hop_s * 1000.0
+
+
+def build_adaptive(
+    profile: Profile,
+    manifest: Manifest,
+    settings: SessionSettings,
+    perf: Callable[[], float],
+    monotonic: Callable[[], float],
+    *,
+    force: str | None = None,
+    mode: str | None = None,
+    monitor: bool = True,
+) -> AdaptiveParts:
+    pol = profile.policy
+    entries = candidates_of(profile, manifest)
+    if pol.latency_table:
+        base = load_latency_table(profile.resolve(pol.latency_table))
+    else:
+        base = bank_latencies(entries)
+    missing = [e.id for e in entries if e.id not in base]
+    if missing:
+        log.warning("no latency figure for %s: left out of the policy", ", ".join(missing))
+    entries = [e for e in entries if e.id in base]
+    if not entries:
+        raise ConfigError(f"{profile.name}: no candidate member has a latency figure")
+    hop_s = entries[0].input.window.hop_s
+    limits = Limits(
+        budget_ms=budget_ms(profile, hop_s),
+        hop_ms=hop_s * 1000.0,
+        cpu_share=pol.cpu_share,
+        energy_mj=pol.energy_mj,
+        core_w=profile.energy.core_w,
+    )
+    policy = Policy(
+        [Candidate(e.id, expected_accuracy(e), e.macs) for e in entries],
+        limits,
+        PolicyTuning(
+            headroom_up=pol.headroom_up,
+            headroom_down=pol.headroom_down,
+            dwell_s=pol.dwell_s,
+            thermal_c=pol.thermal_c,
+            thermal_release_c=pol.thermal_release_c,
+        ),
+        mode=mode or pol.mode,
+    )
+    if force is not None:
+        if not policy.knows(force):
+            raise ConfigError(f"--force {force!r}: not one of the policy's candidates")
+        policy.force(force)
+    latency = LatencyModel({e.id: base[e.id] for e in entries}, alpha=pol.ewma_alpha)
+    pool = SessionPool(manifest, entries, settings, perf, int(pol.preload_mb * 2**20))
+    start = policy.initial(latency.predict_all())
+    initial = pool.load_now(start.id)
+    loaded = pool.preload(c.id for c in policy.candidates)
+    log.info(
+        "adaptive: %d candidates, budget %.3f ms per window, %d sessions preloaded, start with %s",
+        len(entries),
+        limits.budget_ms,
+        len(loaded),
+        start.id,
+    )
+    controller = Controller(policy, latency, pool, limits, monotonic, start.id)
+    mon = None
+    if monitor and profile.monitor.enabled:
+        sampler = Sampler(thermal_zone=profile.monitor.thermal_zone)
+        mon = ResourceMonitor(sampler, profile.monitor.interval_s, controller.on_snapshot)
+    return AdaptiveParts(controller, initial, tuple(e.input for e in entries), mon)

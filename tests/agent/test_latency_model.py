@@ -1,0 +1,91 @@
+"""The latency model: table seeding, online correction, and the latency table file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agent.errors import ConfigError
+from agent.latency import LatencyModel, bank_latencies, load_latency_table
+from agent.manifest import load_manifest
+from tests.agent.helpers import MODELS
+
+BASE = {"a": 1.0, "b": 0.25}
+
+
+def test_idle_board_predicts_the_table() -> None:
+    m = LatencyModel(BASE, alpha=0.2)
+    assert m.predict("a") == 1.0 and m.predict("b") == 0.25
+    for _ in range(50):
+        m.observe("a", 1.0)
+    assert m.predict("b") == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize(
+    ("observed", "member", "factor"),
+    [
+        (2.0, "a", 2.0),  # twice as slow as the table
+        (0.5, "b", 2.0),  # the same contention seen through another member
+        (0.5, "a", 0.5),  # a faster board than the table's
+    ],
+)
+def test_contention_converges_and_applies_to_every_member(
+    observed: float, member: str, factor: float
+) -> None:
+    m = LatencyModel(BASE, alpha=0.2)
+    for _ in range(100):
+        m.observe(member, observed)
+    assert m.factor == pytest.approx(factor, rel=1e-3)
+    assert m.deviation == pytest.approx(0.0, abs=1e-3)
+    assert m.predict("a") == pytest.approx(1.0 * factor, rel=1e-2)
+    assert m.predict("b") == pytest.approx(0.25 * factor, rel=1e-2)
+
+
+def test_ewma_step_response_and_tail_margin() -> None:
+    m = LatencyModel(BASE, alpha=0.5, k=2.0)
+    m.observe("a", 3.0)  # ratio 3: factor 1 -> 2, deviation 0 -> 1
+    assert m.factor == pytest.approx(2.0) and m.deviation == pytest.approx(1.0)
+    assert m.bound() == pytest.approx(4.0)
+    assert m.predict("b") == pytest.approx(1.0)
+    m.observe("a", 2.0)  # deviation 0.5*1 + 0.5*|2-2| = 0.5, factor 2
+    assert m.bound() == pytest.approx(3.0)
+
+
+def test_unknown_members_and_bad_observations_are_ignored() -> None:
+    m = LatencyModel(BASE)
+    m.observe("zzz", 5.0)
+    m.observe("a", 0.0)
+    m.observe("a", -1.0)
+    assert m.observations == 0 and m.bound() == 1.0
+    with pytest.raises(ConfigError):
+        LatencyModel({})
+
+
+def test_bank_latencies_cover_the_committed_bank() -> None:
+    bank = load_manifest(MODELS)
+    lat = bank_latencies(list(bank.models))
+    assert set(lat) == {m.id for m in bank.models}
+    assert all(v > 0 for v in lat.values())
+
+
+def test_latency_table_file(tmp_path: Path) -> None:
+    good = tmp_path / "t.json"
+    good.write_text(
+        json.dumps({"table_version": 1, "models": {"a": {"p50_ms": 0.5, "p90_ms": 0.6}}})
+    )
+    assert load_latency_table(good) == {"a": 0.5}
+    cases = {
+        "missing.json": None,
+        "bad.json": "{not json",
+        "v2.json": json.dumps({"table_version": 2, "models": {}}),
+        "nomodels.json": json.dumps({"table_version": 1}),
+        "neg.json": json.dumps({"table_version": 1, "models": {"a": {"p50_ms": -1}}}),
+    }
+    for name, text in cases.items():
+        path = tmp_path / name
+        if text is not None:
+            path.write_text(text)
+        with pytest.raises(ConfigError, match=name):
+            load_latency_table(path)

@@ -14,7 +14,7 @@ from agent.manifest import InputSpec, Manifest, ModelEntry
 from agent.monitor import ResourceMonitor, Sampler
 from agent.policy import Candidate, Limits, Policy, PolicyTuning
 from agent.profile import Profile
-from agent.sessions import SessionPool
+from agent.sessions import EngineWrap, SessionPool
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ def build_adaptive(
     force: str | None = None,
     mode: str | None = None,
     monitor: bool = True,
+    wrap: EngineWrap | None = None,
 ) -> AdaptiveParts:
     pol = profile.policy
     entries = candidates_of(profile, manifest)
@@ -109,7 +110,7 @@ def build_adaptive(
             raise ConfigError(f"--force {force!r}: not one of the policy's candidates")
         policy.force(force)
     latency = LatencyModel({e.id: base[e.id] for e in entries}, alpha=pol.ewma_alpha)
-    pool = SessionPool(manifest, entries, settings, perf, int(pol.preload_mb * 2**20))
+    pool = SessionPool(manifest, entries, settings, perf, int(pol.preload_mb * 2**20), wrap=wrap)
     start = policy.initial(latency.predict_all())
     initial = pool.load_now(start.id)
     loaded = pool.preload(c.id for c in policy.candidates)

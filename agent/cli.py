@@ -227,6 +227,13 @@ def replay(
     summary = f"{stats.windows} windows in {stats.wall_s:.1f} s"
     if acc is not None:
         summary += f"; accuracy {100 * acc:.1f}% on {stats.labelled} labelled windows"
+    if stats.switches:
+        summary += f"; {stats.switches} configuration switches"
+    if agent.energy_j is not None and agent.meter is not None and stats.windows:
+        summary += (
+            f"; {1000 * agent.energy_j / stats.windows:.3f} mJ per window "
+            f"({agent.meter.name})"
+        )
     typer.echo(summary, err=True)
     if timing:
         from agent.inference import to_model_input

@@ -13,6 +13,8 @@ import logging
 from collections import deque
 from dataclasses import dataclass
 
+import numpy as np
+
 from agent.errors import DataError
 from agent.manifest import InputSpec
 from agent.recording import Chunk, RecordingHeader
@@ -20,6 +22,9 @@ from agent.windowing import Resampler, Window, Windower
 
 log = logging.getLogger(__name__)
 
+SATURATION = 0.999
+"""A sample at or beyond this fraction of its channel's full scale is saturated (clipped)."""
+KEEP_SATURATED = 4096
 KEEP_IDLE = 2
 """Windows a front that no running member reads keeps (what a switch to it may still need)."""
 
@@ -70,6 +75,14 @@ class Front:
         if self.resampler:
             log.info("resampling %s from %g Hz to %g Hz", source_name, rate, spec.rate_hz)
         self.windower = Windower(spec.window, len(spec.channels))
+        scales = [header.channels[i].full_scale for i in self._cols]
+        self._limits = (
+            np.array([SATURATION * f if f else np.inf for f in scales], dtype=np.float32)
+            if any(scales)
+            else None
+        )
+        self._saturated: deque[float] = deque(maxlen=KEEP_SATURATED)
+        """Times of recent saturated samples (only sources that declare a full scale)."""
         self.hop_s = spec.window.hop_s
         self.ready: deque[Window] = deque()
         """Windows cut and not yet taken, oldest first."""
@@ -77,9 +90,20 @@ class Front:
     def push(self, chunk: Chunk) -> None:
         if not self._identity:
             chunk = Chunk(chunk.t, chunk.values[:, self._cols], chunk.labels)
+        if self._limits is not None and len(chunk):
+            hit = (np.abs(chunk.values) >= self._limits).any(axis=1)
+            if hit.any():
+                self._saturated.extend(chunk.t[hit].tolist())
         if self.resampler is not None:
             chunk = self.resampler.push(chunk)
         self.ready.extend(self.windower.push(chunk))
+
+    def saturated(self, w: Window) -> bool:
+        """Whether any source sample within the window's span was saturated."""
+        sat = self._saturated
+        while sat and sat[0] < w.start_t - 1.0:  # older than any window still to come
+            sat.popleft()
+        return any(w.start_t <= t <= w.end_t for t in sat)
 
     def trim(self) -> None:
         """Forget all but the newest :data:`KEEP_IDLE` windows (a front nobody reads now)."""

@@ -42,7 +42,9 @@ class RunStats:
     correct: int = 0
     samples: int = 0
     rejected: int = 0
-    """Windows not classified because they held NaN or Inf."""
+    """Windows not classified because they held NaN, Inf or saturated samples."""
+    saturated: int = 0
+    """Of those, windows rejected for saturated samples."""
     read_s: list[float] = field(default_factory=list)
     process_s: list[float] = field(default_factory=list)
     infer_s: list[float] = field(default_factory=list)
@@ -193,6 +195,7 @@ class Pipeline:
             "model": self.classifier.entry.id,
             "windows": self.stats.windows,
             "rejected": self.stats.rejected,
+            "saturated": self.stats.saturated,
             "seq": self.seq,
             "uptime_s": round(self.clock.monotonic() - self._started, 1),
         }
@@ -261,14 +264,20 @@ class Pipeline:
         entry = self.classifier.entry
         smoothed = self.smoother.method != "none"
         self._last_infer_s = 0.0
+        bad = None
         if not np.isfinite(w.data).all():
+            bad = "holds NaN or Inf samples"
+        elif self._front.saturated(w):
+            bad = "holds saturated samples (at the sensor's full scale)"
+            stats.saturated += 1
+        if bad is not None:
             stats.rejected += 1
             if not self._rejecting:
-                log.warning("window %d holds NaN or Inf samples: not classified", w.index)
+                log.warning("window %d %s: not classified", w.index, bad)
                 self._rejecting = True
             return
         if self._rejecting:
-            log.info("finite samples again (%d windows rejected so far)", stats.rejected)
+            log.info("good samples again (%d windows rejected so far)", stats.rejected)
             self._rejecting = False
         c = self.classifier.classify(w.data)
         sm = self.smoother.update(c.probs)

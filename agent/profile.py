@@ -72,7 +72,7 @@ class SensorConfig:
 class ModelConfig:
     dir: str = "models"
     id: str = ""
-    """Bank member to run; empty picks the most accurate model in the manifest."""
+    """Bank member to run; empty picks the most accurate fp32 member of the manifest."""
 
 
 @dataclass(frozen=True)

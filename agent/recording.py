@@ -44,10 +44,26 @@ VERSION = 1
 
 @dataclass(frozen=True)
 class Channel:
-    """One signal column: its name and its physical unit (``g``, ``rad/s``, ...)."""
+    """One signal column: its name, its physical unit (``g``, ``rad/s``, ...) and, for a sensor
+    channel, the full-scale value the sensor clips at (samples there are saturated)."""
 
     name: str
     unit: str
+    full_scale: float | None = None
+
+
+def _channel_json(c: Channel) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": c.name, "unit": c.unit}
+    if c.full_scale is not None:
+        out["full_scale"] = c.full_scale
+    return out
+
+
+def _channel_from(raw: dict[str, Any]) -> Channel:
+    fs = raw.get("full_scale")
+    if fs is not None and not (isinstance(fs, int | float) and math.isfinite(fs) and fs > 0):
+        raise ValueError(f"channel {raw.get('name')!r}: full_scale must be a positive number")
+    return Channel(str(raw["name"]), str(raw["unit"]), None if fs is None else float(fs))
 
 
 @dataclass(frozen=True)
@@ -70,7 +86,7 @@ class RecordingHeader:
         return json.dumps(
             {
                 "sample_rate_hz": self.sample_rate_hz,
-                "channels": [{"name": c.name, "unit": c.unit} for c in self.channels],
+                "channels": [_channel_json(c) for c in self.channels],
                 "start_time": self.start_time,
                 "source": self.source,
                 "labelled": self.labelled,
@@ -84,7 +100,7 @@ class RecordingHeader:
     def from_json(cls, text: str, where: str) -> RecordingHeader:
         try:
             raw = json.loads(text)
-            channels = tuple(Channel(str(c["name"]), str(c["unit"])) for c in raw["channels"])
+            channels = tuple(_channel_from(c) for c in raw["channels"])
             header = cls(
                 sample_rate_hz=float(raw["sample_rate_hz"]),
                 channels=channels,

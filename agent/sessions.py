@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from agent.errors import ModelError
-from agent.inference import Classifier, OrtEngine, SessionSettings
+from agent.inference import Classifier, Engine, OrtEngine, SessionSettings
 from agent.manifest import Manifest, ModelEntry
 
 log = logging.getLogger(__name__)
@@ -39,12 +39,27 @@ Loader = Callable[[Path, ModelEntry], Classifier]
 WARMUP_RUNS = 3
 
 
+EngineWrap = Callable[[Engine], Engine]
+"""Wraps every engine the agent loads (the load experiment emulates a slower board with it)."""
+
+
+def load_engine(
+    path: Path, entry: ModelEntry, settings: SessionSettings, wrap: EngineWrap | None = None
+) -> Engine:
+    engine: Engine = OrtEngine(path, entry, settings)
+    return wrap(engine) if wrap is not None else engine
+
+
 def _warm(
-    path: Path, entry: ModelEntry, settings: SessionSettings, perf: Callable[[], float]
+    path: Path,
+    entry: ModelEntry,
+    settings: SessionSettings,
+    perf: Callable[[], float],
+    wrap: EngineWrap | None,
 ) -> Classifier:
     """Load a session and run it a few times: the first runs allocate buffers and are many
     times slower, which must not count as contention when the policy switches to it."""
-    engine = OrtEngine(path, entry, settings)
+    engine = load_engine(path, entry, settings, wrap)
     x = np.zeros(entry.input.shape, dtype=np.float32)
     for _ in range(WARMUP_RUNS):
         engine.run(x)
@@ -60,11 +75,12 @@ class SessionPool:
         perf: Callable[[], float],
         budget_bytes: int,
         loader: Loader | None = None,
+        wrap: EngineWrap | None = None,
     ) -> None:
         self.manifest = manifest
         self.entries = {e.id: e for e in entries}
         self.budget_bytes = budget_bytes
-        self._load = loader or (lambda path, entry: _warm(path, entry, settings, perf))
+        self._load = loader or (lambda path, entry: _warm(path, entry, settings, perf, wrap))
         self._loaded: OrderedDict[str, Classifier] = OrderedDict()
         self.broken: dict[str, str] = {}
         """Members that failed to load, with the reason."""

@@ -17,9 +17,10 @@ from pathlib import Path
 from agent.adaptive_factory import build_adaptive
 from agent.clock import Clock, SystemClock
 from agent.discovery import discovery_messages, ha_status_topic
+from agent.energy import EnergyCounter, EnergyMeter, open_meter
 from agent.errors import ModelError
 from agent.forwarder import OutboxPublisher
-from agent.inference import Classifier, OrtEngine, SessionSettings
+from agent.inference import Classifier, SessionSettings
 from agent.manifest import Manifest, ModelEntry, load_manifest
 from agent.monitor import ResourceMonitor, Sampler
 from agent.payload import Prediction, Topics, parse_time
@@ -29,6 +30,7 @@ from agent.publisher_factory import make_publisher
 from agent.publishers import Publisher
 from agent.sdnotify import SystemdNotifier
 from agent.sensors.bus import BusFactory
+from agent.sessions import EngineWrap, load_engine
 from agent.smoothing import Smoother
 from agent.source_factory import make_source
 
@@ -53,6 +55,8 @@ class RunOptions:
     """Pin this member in the adaptive runtime (the manual override)."""
     monitor: bool = True
     """Run the resource monitor thread (when the profile enables it)."""
+    wrap_engine: EngineWrap | None = None
+    """Wraps every inference engine (the load experiment emulates a slower board with it)."""
 
 
 def pick_model(manifest: Manifest, model_id: str) -> ModelEntry:
@@ -60,7 +64,10 @@ def pick_model(manifest: Manifest, model_id: str) -> ModelEntry:
         return manifest.get(model_id)
     if not manifest.models:
         raise ModelError(f"{manifest.root / 'manifest.json'} lists no models")
-    return max(manifest.models, key=lambda m: float(m.metrics.get("accuracy", 0.0)))
+    # int8 members are left to an explicit choice: whether they are faster depends on the
+    # board's int8 dot-product instructions, which the bank's x86 latency figures do not tell
+    pool = [m for m in manifest.models if m.family != "int8"] or list(manifest.models)
+    return max(pool, key=lambda m: float(m.metrics.get("accuracy", 0.0)))
 
 
 @dataclass
@@ -71,6 +78,9 @@ class Agent:
     notifier: SystemdNotifier
     discovery: list[tuple[str, bytes]] = field(default_factory=list)
     monitor: ResourceMonitor | None = None
+    meter: EnergyMeter | None = None
+    energy_j: float | None = None
+    """Energy the run took by :attr:`meter` (set when :meth:`run` returns)."""
 
     def publish_discovery(self, payload: bytes = b"online") -> None:
         """(Re)publish the Home Assistant discovery configs, retained."""
@@ -87,11 +97,16 @@ class Agent:
         self.notifier.ready(f"running {entry.id} for {self.pipeline.device_id}")
         if self.monitor is not None:
             self.monitor.start()
+        counter = EnergyCounter(self.meter) if self.meter is not None else None
         try:
             return self.pipeline.run()
         finally:
+            if counter is not None:
+                self.energy_j = counter.lap()
             if self.monitor is not None:
                 self.monitor.stop()
+            if self.meter is not None:
+                self.meter.close()
             self.notifier.stopping()
             self.publisher.stop()
             self.notifier.close()
@@ -125,14 +140,14 @@ def build_agent(
             force=opts.force_model,
             mode=mode,
             monitor=opts.monitor,
+            wrap=opts.wrap_engine,
         )
         classifier = adaptive.initial
         monitor = adaptive.monitor
     else:
         entry = pick_model(manifest, opts.model_id or profile.model.id)
-        classifier = Classifier(
-            entry, OrtEngine(manifest.path_of(entry), entry, settings), clock.perf
-        )
+        engine = load_engine(manifest.path_of(entry), entry, settings, opts.wrap_engine)
+        classifier = Classifier(entry, engine, clock.perf)
         monitor = (
             ResourceMonitor(
                 Sampler(thermal_zone=profile.monitor.thermal_zone), profile.monitor.interval_s
@@ -180,29 +195,51 @@ def build_agent(
         source_name,
         source.header.sample_rate_hz,
     )
+    ecfg = profile.energy
+    meter = open_meter(ecfg, bus_factory=bus_factory if ecfg.meter.startswith("ina") else None)
     agent = Agent(
         pipeline=pipeline,
         publisher=pipeline.publisher,
         stop=stop,
         notifier=notifier,
         monitor=monitor,
+        meter=meter,
     )
     ha = profile.homeassistant
     if ha.discovery and publisher is None:
         agent.discovery = discovery_messages(topics, ha.prefix, entry.id)
         pipeline.topic_handlers[ha_status_topic(ha.prefix)] = agent.publish_discovery
-    pipeline.metrics = _metrics(pipeline.publisher, monitor)
+    pipeline.metrics = _metrics(pipeline, monitor, meter)
     return agent
 
 
 def _metrics(
-    publisher: Publisher, monitor: ResourceMonitor | None
+    pipeline: Pipeline, monitor: ResourceMonitor | None, meter: EnergyMeter | None
 ) -> Callable[[], dict[str, object]]:
-    """The metrics topic's body beyond the pipeline status: outbox and resources."""
+    """The metrics topic's body beyond the pipeline status: outbox, resources and energy."""
+    publisher = pipeline.publisher
     outbox = publisher if isinstance(publisher, OutboxPublisher) else None
+    counter = EnergyCounter(meter) if meter is not None else None
+    total = [0.0, 0]  # joules and windows since start
 
     def metrics() -> dict[str, object]:
         out: dict[str, object] = {}
+        if counter is not None:
+            lap = counter.lap()
+            windows = pipeline.stats.windows
+            new_windows = windows - int(total[1])
+            if lap is not None:
+                total[0] += lap
+            total[1] = windows
+            out["energy"] = {
+                "meter": counter.meter.name,
+                "kind": counter.meter.kind,
+                "joules": round(total[0], 6),
+                "joules_per_window": round(lap / new_windows, 9)
+                if lap is not None and new_windows > 0
+                else None,
+                "failure": counter.meter.failure,
+            }
         if monitor is not None and monitor.latest is not None:
             out["resources"] = monitor.latest.to_dict()
             out["monitor_cpu_share"] = round(monitor.cost_share, 5)

@@ -27,6 +27,15 @@ IMU_CHANNELS = (
 DEG_TO_RAD = math.pi / 180.0
 
 
+def with_full_scale(accel_range_g: float, gyro_range_dps: float) -> tuple[Channel, ...]:
+    """:data:`IMU_CHANNELS` with the chip's ranges as full scale (saturation detection)."""
+    gyro = gyro_range_dps * DEG_TO_RAD
+    return tuple(
+        Channel(c.name, c.unit, float(accel_range_g) if c.unit == "g" else gyro)
+        for c in IMU_CHANNELS
+    )
+
+
 def words(data: bytes, per_row: int, big_endian: bool) -> np.ndarray:
     """Two's-complement 16-bit words, ``per_row`` to a row (``[n, per_row]`` int32)."""
     if len(data) % (2 * per_row):

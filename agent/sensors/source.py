@@ -36,7 +36,7 @@ from agent.profile import SensorConfig
 from agent.recording import Chunk, RecordingHeader
 from agent.sensors import lsm6dsox, mpu6050
 from agent.sensors.bus import BusFactory, I2CBus
-from agent.sensors.convert import IMU_CHANNELS, remap
+from agent.sensors.convert import IMU_CHANNELS, remap, with_full_scale
 from agent.sensors.health import SensorHealth, StuckDetector
 from agent.sensors.imu import FifoBatch, ImuDriver, ImuInfo, ImuSettings, Sleep
 from agent.sensors.timebase import SampleTimer
@@ -125,7 +125,7 @@ class SensorSource:
         self._t0 = clock.monotonic()
         self.header = RecordingHeader(
             sample_rate_hz=info.rate_hz,
-            channels=IMU_CHANNELS,
+            channels=with_full_scale(info.accel_range_g, info.gyro_range_dps),
             start_time=iso_from_unix(clock.wall()),
             source={"sensor": info.chip, "bus": config.bus, "address": f"0x{config.address:02x}"},
             meta={

@@ -184,3 +184,38 @@ def test_non_finite_windows_are_rejected_and_counted() -> None:
     assert len([m for m in pub.messages if m[0].endswith("/prediction")]) == 9 - 2
     assert agent.pipeline.stats.rejected == 2
     assert agent.pipeline.status()["rejected"] == 2
+
+
+def test_saturated_windows_are_rejected_and_counted(tmp_path: Path) -> None:
+    """A sensor at its full scale clips: those windows are not classified, and the count says
+    so; a recording without full-scale figures is never checked."""
+    import dataclasses
+
+    from agent.recording import Channel, RecordingHeader, RecordingWriter
+
+    header, chunk = read_recording(RECORDINGS[0])
+    chans = tuple(
+        dataclasses.replace(c, full_scale=2.0 if c.unit == "g" else 8.7) for c in header.channels
+    )
+    values = chunk.values[:640].copy()
+    values[300, 0] = 2.0  # clipped at +2 g: inside windows 3 and 4 (hop 64, length 128)
+    values[301, 4] = -8.7
+    path = tmp_path / "clipped.har.csv"
+    with RecordingWriter(path, RecordingHeader(50.0, chans, header.start_time)) as w:
+        w.write(chunk.t[:640], values)
+    again, _ = read_recording(path)
+    assert again.channels[0] == Channel("acc_x", "g", 2.0)  # the format keeps the full scale
+    pub = MemoryPublisher()
+    opts = RunOptions(recording=path, speed=0, loop=False, model_id="cnn1d-base")
+    agent = build_agent(profile_for(), options=opts, publisher=pub)
+    stats = agent.run()
+    preds = [json.loads(p) for p in pub.payloads("/prediction")]
+    assert stats.rejected == stats.saturated == 2 and len(preds) == 9 - 2
+    assert [p["window"]["index"] for p in preds] == [0, 1, 2, 5, 6, 7, 8]
+    # the same samples from a source that declares no full scale: nothing is rejected
+    plain = tmp_path / "plain.har.csv"
+    with RecordingWriter(plain, RecordingHeader(50.0, header.channels, header.start_time)) as w:
+        w.write(chunk.t[:640], values)
+    opts = RunOptions(recording=plain, speed=0, loop=False, model_id="cnn1d-base")
+    stats = build_agent(profile_for(), options=opts, publisher=MemoryPublisher()).run()
+    assert stats.rejected == 0 and stats.windows == 9

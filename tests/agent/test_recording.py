@@ -118,6 +118,11 @@ GOOD_HEAD = (
         ("#har-recording/9 {}\n", "version '9' is not supported"),
         ("#har-recording/1 {not json\n", "malformed recording header"),
         (
+            '#har-recording/1 {"sample_rate_hz": 50, "channels": [{"name": "a", "unit": "g", '
+            '"full_scale": -2}], "start_time": "2012-01-01T00:00:00Z"}\nt,a\n',
+            "full_scale must be a positive number",
+        ),
+        (
             '#har-recording/1 {"sample_rate_hz": -5, "channels": [{"name": "a", "unit": "g"}], '
             '"start_time": "2012-01-01T00:00:00Z"}\nt,a\n',
             "positive",

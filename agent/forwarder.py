@@ -4,7 +4,8 @@
 most ``window`` rows at a time to the MQTT link, oldest first. A row leaves the outbox only when its
 PUBACK arrives with a success reason code (< 0x80); a refusal (not authorised, quota exceeded,
 payload format invalid, topic invalid, ...) moves it to the dead-letter table, once, with no retry
-storm. While the link is down nothing is handed over and rows simply wait on disk; paho re-sends
+storm. While the link is down (or was never up: the daemon starts even when the broker cannot be
+reached, see :mod:`agent.mqtt`) nothing is handed over and rows simply wait on disk; paho re-sends
 what was in flight when the link comes back, and after a restart everything still in the outbox is
 sent again from the oldest row. QoS 0 messages and retained status messages bypass the outbox.
 """
@@ -116,7 +117,8 @@ class OutboxPublisher:
             time.sleep(0.02)
 
     def stop(self) -> None:
-        left = self.flush(5.0)
+        # with the broker away there is nothing to wait for: the rows stay on disk
+        left = self.flush(5.0 if self.link.connected else 0.0)
         if left:
             log.info("outbox: %d messages stay on disk and will be sent after the next start", left)
         self.link.stop()

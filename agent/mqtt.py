@@ -5,6 +5,10 @@
 - Every PUBACK is reported with its reason code (:meth:`MqttPublisher.take_acks`): paho calls a
   refused publish "published" too, so the outbox forwarder checks the code.
 - Reconnect with capped exponential backoff (paho's ``reconnect_delay_set``) on its own thread.
+- At start, a broker that cannot be reached (refused, TLS or authentication failure, no answer) is
+  an error for a replay (one line, non-zero exit). For the daemon (``retry_in_background``, the
+  outbox in front) it is logged once, naming the problem, and paho keeps retrying with the same
+  backoff while predictions wait on disk: inference never stops because the broker is away.
 - Retained ``online`` status published on every (re)connect; a last will sets it ``offline``.
 - The command topic is subscribed in ``on_connect``, so the subscription survives reconnects.
 - Callbacks run on paho's network thread and only put events on queues; the pipeline thread
@@ -55,10 +59,32 @@ class _UnsupportedProtocol(Exception):
     pass
 
 
+_CREDENTIALS_HINT = "; check mqtt.credentials_file"
+_REFUSAL_HINTS = {
+    "bad user name or password": _CREDENTIALS_HINT,
+    "not authorized": _CREDENTIALS_HINT,
+    "bad username or password": _CREDENTIALS_HINT,
+    "not authorised": _CREDENTIALS_HINT,
+}
+
+
+def _tls_reason(exc: ssl.SSLError) -> str:
+    """The short reason of a TLS failure, with what to check for a certificate problem."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        why = exc.verify_message or exc.reason or "certificate verify failed"
+        return f"the broker's certificate was not accepted: {why}; check mqtt.ca_file"
+    return str(exc.reason or exc)
+
+
 class MqttPublisher:
-    def __init__(self, settings: MqttSettings, topics: Topics) -> None:
+    def __init__(
+        self, settings: MqttSettings, topics: Topics, *, retry_in_background: bool = False
+    ) -> None:
         self.settings = settings
         self.topics = topics
+        self.retry_in_background = retry_in_background
+        self.start_failure: str | None = None
+        """Why the first connection failed when :meth:`start` went on in the background."""
         self._events: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
         self._inbox: queue.SimpleQueue[Command] = queue.SimpleQueue()
         self._acks: queue.SimpleQueue[tuple[int, int, str]] = queue.SimpleQueue()
@@ -118,19 +144,42 @@ class MqttPublisher:
 
     # -- pipeline thread -----------------------------------------------------------------------
     def start(self) -> None:
+        """Connect; a failure raises :class:`PublishError`, or with ``retry_in_background`` is
+        logged once and left to paho's reconnect loop (capped exponential backoff)."""
         try:
-            self._connect()
-        except _UnsupportedProtocol:
-            log.info("the broker does not speak MQTT v5; using v3.1.1")
-            self.protocol = mqtt.MQTTv311
-            self._client = self._make_client(mqtt.MQTTv311)
-            self._connect()
+            try:
+                self._connect()
+            except _UnsupportedProtocol:
+                log.info("the broker does not speak MQTT v5; using v3.1.1")
+                self.protocol = mqtt.MQTTv311
+                self._client = self._make_client(mqtt.MQTTv311)
+                self._connect()
+        except PublishError as exc:
+            if not self.retry_in_background:
+                raise
+            self._start_background(str(exc))
+
+    def _start_background(self, problem: str) -> None:
+        s = self.settings
+        self.start_failure = problem
+        log.warning(
+            "%s; predictions wait in the outbox, retrying every %d-%d s",
+            problem,
+            s.reconnect_min_s,
+            s.reconnect_max_s,
+        )
+        self._client = self._make_client(self.protocol)  # a fresh client: no half-open state
+        self._client.connect_async(s.host, s.port, keepalive=s.keepalive_s)
+        self._client.loop_start()
+        self._loop_running = True
 
     def _connect(self) -> None:
         s = self.settings
         where = f"MQTT broker at {s.host}:{s.port}"
         try:
             self._client.connect(s.host, s.port, keepalive=s.keepalive_s)
+        except ssl.SSLError as exc:
+            raise PublishError(f"TLS with the {where} failed ({_tls_reason(exc)})") from exc
         except (OSError, ValueError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
             raise PublishError(f"cannot reach the {where} ({reason})") from exc
@@ -154,7 +203,8 @@ class MqttPublisher:
                 self._client.loop_stop()
                 if "protocol version" in detail.lower() and self.protocol == mqtt.MQTTv5:
                     raise _UnsupportedProtocol(detail)
-                raise PublishError(f"the {where} refused the connection ({detail})")
+                hint = _REFUSAL_HINTS.get(detail.lower(), "")
+                raise PublishError(f"the {where} refused the connection ({detail}{hint})")
         self._client.loop_stop()
         raise PublishError(f"the {where} did not answer within {s.connect_timeout_s:g} s")
 
@@ -218,17 +268,21 @@ class MqttPublisher:
         self._connected = False
         self._client.loop_start()
 
-    def poll(self) -> list[Command]:
-        self._watch_network_thread()
+    def poll_events(self) -> None:
+        """Apply connection changes from the network thread, logging each change once."""
         while True:
             try:
                 kind, detail = self._events.get_nowait()
             except queue.Empty:
-                break
+                return
             s = self.settings
             if kind == "connected" and not self._connected:
                 self._connected = True
-                log.info("reconnected to the MQTT broker at %s:%d", s.host, s.port)
+                if self.start_failure is not None:
+                    self.start_failure = None
+                    log.info("connected to the MQTT broker at %s:%d at last", s.host, s.port)
+                else:
+                    log.info("reconnected to the MQTT broker at %s:%d", s.host, s.port)
             elif kind in ("disconnected", "refused") and self._connected:
                 self._connected = False
                 log.warning(
@@ -239,6 +293,10 @@ class MqttPublisher:
                     s.reconnect_min_s,
                     s.reconnect_max_s,
                 )
+
+    def poll(self) -> list[Command]:
+        self._watch_network_thread()
+        self.poll_events()
         self._drain_acks()
         out: list[Command] = []
         while True:
@@ -265,13 +323,17 @@ class MqttPublisher:
         return self._connected
 
     def stop(self) -> None:
-        left = self.flush(5.0)
-        if left:
-            log.warning("%d predictions were not acknowledged by the broker before stopping", left)
-        info = self._client.publish(self.topics.status, "offline", qos=1, retain=True)
-        if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
-            self._pending.add(info.mid)
-            self.flush(2.0)
+        self.poll_events()
+        if self._connected:  # no point waiting for acknowledgements from a broker that is away
+            left = self.flush(5.0)
+            if left:
+                log.warning(
+                    "%d predictions were not acknowledged by the broker before stopping", left
+                )
+            info = self._client.publish(self.topics.status, "offline", qos=1, retain=True)
+            if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+                self._pending.add(info.mid)
+                self.flush(2.0)
         self._loop_running = False
         self._client.disconnect()
         self._client.loop_stop()

@@ -20,7 +20,9 @@ from agent.publishers import Publisher
 log = logging.getLogger(__name__)
 
 
-def mqtt_link(profile: Profile) -> MqttPublisher:
+def mqtt_link(profile: Profile, *, retry_in_background: bool = False) -> MqttPublisher:
+    """The MQTT link; ``retry_in_background``: a broker that cannot be reached at start is
+    logged and retried instead of ending the run (the daemon, whose outbox keeps the rows)."""
     m = profile.mqtt
     creds = load_credentials(profile.resolve(m.credentials_file)) if m.credentials_file else None
     ha = profile.homeassistant
@@ -41,7 +43,11 @@ def mqtt_link(profile: Profile) -> MqttPublisher:
         credentials=creds,
         subscriptions=(ha_status_topic(ha.prefix),) if ha.discovery else (),
     )
-    return MqttPublisher(settings, Topics(m.topic_prefix, profile.device.id))
+    return MqttPublisher(
+        settings,
+        Topics(m.topic_prefix, profile.device.id),
+        retry_in_background=retry_in_background,
+    )
 
 
 def outbox_path(profile: Profile, env: Mapping[str, str] | None = None) -> Path:
@@ -58,10 +64,10 @@ def outbox_path(profile: Profile, env: Mapping[str, str] | None = None) -> Path:
 
 
 def make_publisher(profile: Profile, *, use_outbox: bool) -> Publisher:
-    link = mqtt_link(profile)
     o = profile.outbox
     if not (use_outbox and o.enabled):
-        return link
+        return mqtt_link(profile)  # a replay: an unreachable broker ends it with one line
+    link = mqtt_link(profile, retry_in_background=True)
     path = outbox_path(profile)
     cap = int(o.max_mb * 1024 * 1024)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -81,3 +81,70 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
     b = start_broker(tmp_path)
     yield b
     stop_broker(b)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "slow: a long fault-injection test (30 s outage, soak); deselect with -m 'not slow'",
+    )
+
+
+def mosquitto_exe() -> str:
+    exe = shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+    )
+    if exe is None:
+        pytest.fail("mosquitto is not installed (apt-get install mosquitto mosquitto-clients)")
+    return exe
+
+
+def start_broker_conf(tmp: Path, port: int, body: str, name: str = "") -> Broker:
+    """A mosquitto with a hand-written configuration ``body`` (listeners included); it logs
+    to ``mosquitto-<name or port>.log`` in ``tmp``. Runs as root so that it may read the
+    password, ACL and key files the test wrote."""
+    tag = name or str(port)
+    conf = tmp / f"mosquitto-{tag}.conf"
+    conf.write_text(f"user root\nlog_dest file {tmp / f'mosquitto-{tag}.log'}\n{body}")
+    proc = subprocess.Popen(
+        [mosquitto_exe(), "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for_port(port)
+    except TimeoutError:
+        proc.kill()
+        proc.wait()
+        raise
+    return Broker("127.0.0.1", port, proc, conf)
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    ca: Path
+    """The CA that signed ``cert``."""
+    cert: Path
+    key: Path
+    """The broker's certificate (for 127.0.0.1) and its key."""
+    other_ca: Path
+    """A CA that signed nothing here: trusting it is the 'wrong CA'."""
+
+
+def make_tls_files(tmp: Path) -> TlsFiles:
+    """A CA, a server certificate for 127.0.0.1 signed by it, and an unrelated CA (openssl CLI)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.fail("the openssl command is not installed (apt-get install openssl)")
+    tmp.mkdir(parents=True, exist_ok=True)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], check=True, capture_output=True, cwd=tmp)
+
+    for ca in ("ca", "other-ca"):
+        files = ["-keyout", f"{ca}.key", "-out", f"{ca}.crt"]
+        run("req", "-x509", *ec, *files, "-days", "2", "-subj", f"/CN=har-agent test {ca}")
+    run("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (tmp / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    sign = "x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt"
+    run(*sign.split(), "-days", "2", "-extfile", "san.ext")
+    return TlsFiles(tmp / "ca.crt", tmp / "server.crt", tmp / "server.key", tmp / "other-ca.crt")

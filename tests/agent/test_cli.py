@@ -118,13 +118,14 @@ def test_missing_profile(tmp_path: Path) -> None:
 
 
 def test_unreachable_broker_subprocess(tmp_path: Path) -> None:
-    """The real entry point, in a fresh process: one line on stderr, exit status 1."""
+    """The real entry point, in a fresh process: a replay (no outbox) with no broker gives one
+    line on stderr, exit status 1. (``run`` keeps spooling instead: test_reliability_startup.)"""
     prof = tmp_path / "p.toml"
     text = DEFAULT_PROFILE.read_text().replace("port = 1883", f"port = {free_port()}")
     text = text.replace('"../', f'"{ROOT}/')
     prof.write_text(text)
     proc = subprocess.run(
-        [sys.executable, "-m", "agent", "run", "--profile", str(prof)],
+        [sys.executable, "-m", "agent", "replay", str(RECORDINGS[0]), "--profile", str(prof)],
         env={**os.environ, "XDG_STATE_HOME": str(tmp_path)},
         capture_output=True,
         text=True,

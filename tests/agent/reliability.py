@@ -1,0 +1,125 @@
+"""Helpers for the fault-injection tests and the soak (tests/soak.py): a persistent subscriber that
+accounts for every (boot, seq), brokers with persistence, and agent profiles written to disk."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.agent.helpers import ROOT
+from tests.conftest import Broker, start_broker_conf
+
+
+class SeqSubscriber:
+    """A QoS 1 subscriber with a persistent session (the broker queues for it while it is away)
+    that keeps one byte per (boot, seq): unique messages, duplicates, and what is missing.
+
+    Constant memory per message, so the soak can run it for hours."""
+
+    def __init__(
+        self,
+        port: int,
+        client_id: str,
+        *,
+        topic: str = "har/+/prediction",
+        ca_file: Path | None = None,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
+        self.seen: dict[str, bytearray] = {}
+        self.unique = 0
+        self.duplicates = 0
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=False,
+            protocol=mqtt.MQTTv311,
+        )
+        if ca_file is not None:
+            self.client.tls_set(ca_certs=str(ca_file), cert_reqs=ssl.CERT_REQUIRED)
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(1, 2)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        body = json.loads(msg.payload)
+        boot, seq = str(body["boot"]), int(body["seq"])
+        with self._lock:
+            bits = self.seen.setdefault(boot, bytearray())
+            if seq >= len(bits):
+                bits.extend(bytes(seq + 1 - len(bits) + 4096))
+            if bits[seq]:
+                self.duplicates += 1
+            else:
+                bits[seq] = 1
+                self.unique += 1
+
+    def boots(self) -> list[str]:
+        with self._lock:
+            return list(self.seen)
+
+    def missing(self, boot: str, n: int) -> list[int]:
+        """The seqs in 0..n-1 of ``boot`` not received (yet)."""
+        with self._lock:
+            bits = self.seen.get(boot, bytearray())
+            return [s for s in range(n) if s >= len(bits) or not bits[s]]
+
+    def wait_complete(self, boot: str, n: int, timeout: float) -> list[int]:
+        """Wait until seqs 0..n-1 of ``boot`` have all arrived; what is still missing."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = self.missing(boot, n)
+            if not left or time.monotonic() >= deadline:
+                return left
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def persistent_broker(tmp: Path, port: int, extra: str = "", name: str = "") -> Broker:
+    """A broker on ``port`` that keeps sessions and queued messages across its restarts."""
+    store = tmp / f"store-{name or port}"
+    store.mkdir(parents=True, exist_ok=True)
+    body = f"persistence true\npersistence_location {store}/\n"
+    if not extra:
+        body += f"listener {port} 127.0.0.1\nallow_anonymous true\n"
+    return start_broker_conf(tmp, port, body + extra, name)
+
+
+def write_profile(
+    path: Path,
+    port: int,
+    *,
+    outbox: Path | None,
+    speed: float = 1.0,
+    loop: bool = True,
+    mqtt: str = "",
+    extra: str = "",
+) -> Path:
+    """The default profile, aimed at ``127.0.0.1:port``, as a file for ``har-agent`` commands;
+    ``mqtt`` adds keys to ``[mqtt]``, ``extra`` appends sections."""
+    text = (ROOT / "profiles" / "default.toml").read_text().replace('"../', f'"{ROOT}/')
+    text = text.replace('host = "localhost"', 'host = "127.0.0.1"')
+    text = text.replace("port = 1883", f"port = {port}\n{mqtt}")
+    text = text.replace("speed = 1.0", f"speed = {speed}")
+    text = text.replace("loop = true", f"loop = {str(loop).lower()}")
+    if outbox is not None:
+        text += f'\n[outbox]\npath = "{outbox}"\n'
+    else:
+        text += "\n[outbox]\nenabled = false\n"
+    path.write_text(text + extra)
+    return path

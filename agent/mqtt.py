@@ -59,6 +59,18 @@ class _UnsupportedProtocol(Exception):
     pass
 
 
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """Closes itself when the handshake fails: paho leaves that socket to the garbage collector,
+    and a daemon retrying against a broker with the wrong certificate would trail open sockets."""
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except BaseException:
+            self.close()
+            raise
+
+
 _CREDENTIALS_HINT = "; check mqtt.credentials_file"
 _REFUSAL_HINTS = {
     "bad user name or password": _CREDENTIALS_HINT,
@@ -113,9 +125,13 @@ class MqttPublisher:
             client.username_pw_set(s.credentials.username, s.credentials.password)
         if s.tls:
             try:
-                client.tls_set(ca_certs=s.ca_file, certfile=s.client_cert, keyfile=s.client_key)
+                context = ssl.create_default_context(cafile=s.ca_file)  # verifies host name too
+                if s.client_cert:
+                    context.load_cert_chain(s.client_cert, s.client_key)
             except (OSError, ValueError, ssl.SSLError) as exc:
                 raise ConfigError(f"MQTT TLS set-up failed ({exc})") from exc
+            context.sslsocket_class = _ClosingSSLSocket
+            client.tls_set_context(context)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message

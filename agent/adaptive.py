@@ -76,6 +76,7 @@ class Controller:
     # -- the monitor thread ------------------------------------------------------------------
     def on_snapshot(self, snap: ResourceSnapshot) -> None:
         self.latest = snap
+        self.latency.set_load(snap.cpu_percent)
         self._decide()
 
     # -- the pipeline thread -----------------------------------------------------------------
@@ -127,6 +128,7 @@ class Controller:
             "windows": st.windows,
             "deadline_misses": st.misses,
             "switches": st.switches,
+            "candidates": [c.id for c in self.policy.candidates],
             "loaded": self.pool.loaded(),
         }
 

@@ -56,6 +56,19 @@ def candidates_of(profile: Profile, manifest: Manifest) -> list[ModelEntry]:
     return entries
 
 
+def pareto(entries: list[ModelEntry], base_ms: dict[str, float]) -> list[ModelEntry]:
+    """The members no other member beats on both latency and accuracy. The policy would never
+    pick a dominated one (whenever it fits, a faster and more accurate member fits too), so
+    it is neither preloaded nor given a front of its own."""
+    out: list[ModelEntry] = []
+    best = float("-inf")
+    for e in sorted(entries, key=lambda e: (base_ms[e.id], -expected_accuracy(e))):
+        if expected_accuracy(e) > best:
+            out.append(e)
+            best = expected_accuracy(e)
+    return out
+
+
 def budget_ms(profile: Profile, hop_s: float) -> float:
     pol = profile.policy
     return pol.deadline_ms if pol.deadline_ms > 0 else pol.deadline_fraction * hop_s * 1000.0
@@ -85,6 +98,16 @@ def build_adaptive(
     entries = [e for e in entries if e.id in base]
     if not entries:
         raise ConfigError(f"{profile.name}: no candidate member has a latency figure")
+    front = pareto(entries, base)
+    if force is not None and force not in {e.id for e in front}:
+        front += [e for e in entries if e.id == force]  # the override may name any candidate
+    log.info(
+        "adaptive: %d of %d candidates are on the accuracy/latency front: %s",
+        len(front),
+        len(entries),
+        ", ".join(e.id for e in front),
+    )
+    entries = front
     hop_s = entries[0].input.window.hop_s
     limits = Limits(
         budget_ms=budget_ms(profile, hop_s),
@@ -109,7 +132,9 @@ def build_adaptive(
         if not policy.knows(force):
             raise ConfigError(f"--force {force!r}: not one of the policy's candidates")
         policy.force(force)
-    latency = LatencyModel({e.id: base[e.id] for e in entries}, alpha=pol.ewma_alpha)
+    latency = LatencyModel(
+        {e.id: base[e.id] for e in entries}, alpha=pol.ewma_alpha, monotonic=monotonic
+    )
     pool = SessionPool(manifest, entries, settings, perf, int(pol.preload_mb * 2**20), wrap=wrap)
     start = policy.initial(latency.predict_all())
     initial = pool.load_now(start.id)

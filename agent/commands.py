@@ -50,7 +50,10 @@ def _apply(cmd: str, body: dict[str, Any], control: Control | None) -> None:
         try:
             control.force(model)
         except KeyError:
-            raise ValueError(f"model {model!r} is not one of the policy's candidates") from None
+            raise ValueError(
+                f"model {model!r} is not one of the policy's candidates "
+                "(the 'status' command lists them under adaptive.candidates)"
+            ) from None
     elif cmd == "release":
         control.force(None)
     elif cmd == "mode":

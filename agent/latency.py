@@ -1,18 +1,28 @@
 """The latency model: how long each bank member will take on this board, now.
 
 Seeded from a benchmark table (``har-agent bench all --table``) or the bank's own latency figures,
-and corrected online. Contention slows every member by about the same factor, so one factor is
-tracked for the board: each observed latency of the running member, divided by that member's table
-figure, updates an exponentially weighted mean of the ratio and of its deviation (the way TCP
-estimates round-trip times). A prediction is the table figure times ``mean + k * deviation``: a
-bound the member should stay under, not its average, since a deadline is missed in the tail.
+and corrected online in two ways:
+
+- **The board's contention factor.** Each observed latency of the running member, divided by
+  that member's table figure, updates an exponentially weighted mean of the ratio and of its
+  deviation (the way TCP estimates round-trip times). A prediction is the table figure times
+  ``mean + k * deviation``: a bound the member should stay under, not its average, since a
+  deadline is missed in the tail. It applies to every member.
+- **What each member showed under the present load.** Contention does not slow every member
+  alike: a long inference is time-sliced by competing processes, a short one mostly is not. So
+  each member also keeps its own bound from its own observations, and a prediction takes the
+  larger of the two. A member's own bound is forgotten when the system's CPU use falls well below
+  the level it was observed at (the load that slowed it has gone), or after ``memory_s`` (so the
+  policy tries it again now and then).
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,15 +64,40 @@ def bank_latencies(entries: list[ModelEntry]) -> dict[str, float]:
     return out
 
 
+@dataclass
+class _Own:
+    """One member's own latency ratio, when it was last seen and at what system CPU use."""
+
+    factor: float
+    deviation: float
+    seen: float = 0.0
+    load: float | None = None
+
+
 class LatencyModel:
     """Expected per-window latency of each member under the current contention."""
 
-    def __init__(self, base_ms: Mapping[str, float], alpha: float = 0.2, k: float = 2.0) -> None:
+    def __init__(
+        self,
+        base_ms: Mapping[str, float],
+        alpha: float = 0.2,
+        k: float = 2.0,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        memory_s: float = 60.0,
+        load_drop: float = 15.0,
+    ) -> None:
         if not base_ms:
             raise ConfigError("the latency model needs at least one member's latency")
         self.base_ms = dict(base_ms)
         self.alpha = alpha
         self.k = k
+        self.memory_s = memory_s
+        self.load_drop = load_drop
+        """Points of system CPU use (0-100) the load must fall by to forget a member's bound."""
+        self._now = monotonic
+        self._load: float | None = None
+        self._own: dict[str, _Own] = {}
         self.factor = 1.0
         """Smoothed observed/table latency ratio: 1.0 on an idle board like the table's."""
         self.deviation = 0.0
@@ -79,16 +114,44 @@ class LatencyModel:
             self.deviation = (1 - a) * self.deviation + a * abs(ratio - self.factor)
             self.factor = (1 - a) * self.factor + a * ratio
             self.observations += 1
+            own = self._own.get(model_id)
+            if own is None:
+                own = self._own[model_id] = _Own(ratio, 0.0)
+            own.deviation = (1 - a) * own.deviation + a * abs(ratio - own.factor)
+            own.factor = (1 - a) * own.factor + a * ratio
+            own.seen = self._now()
+            own.load = self._load
+
+    def set_load(self, cpu_percent: float | None) -> None:
+        """The system's CPU use now (the resource monitor's snapshot)."""
+        with self._lock:
+            self._load = cpu_percent
 
     def bound(self) -> float:
-        """The multiplier applied to table figures: ``factor + k * deviation``."""
+        """The multiplier applied to every table figure: ``factor + k * deviation``."""
         with self._lock:
             return self.factor + self.k * self.deviation
 
+    def _own_bound(self, model_id: str, now: float) -> float:
+        own = self._own.get(model_id)
+        if own is None or now - own.seen > self.memory_s:
+            return 0.0
+        if own.load is not None and self._load is not None:
+            if self._load < own.load - self.load_drop:
+                return 0.0
+        return own.factor + self.k * own.deviation
+
     def predict(self, model_id: str) -> float:
         """Milliseconds ``model_id`` should stay under now."""
-        return self.base_ms[model_id] * self.bound()
+        now = self._now()
+        with self._lock:
+            b = max(self.factor + self.k * self.deviation, self._own_bound(model_id, now))
+        return self.base_ms[model_id] * b
 
     def predict_all(self) -> dict[str, float]:
-        b = self.bound()
-        return {mid: ms * b for mid, ms in self.base_ms.items()}
+        now = self._now()
+        with self._lock:
+            g = self.factor + self.k * self.deviation
+            return {
+                mid: ms * max(g, self._own_bound(mid, now)) for mid, ms in self.base_ms.items()
+            }

@@ -34,10 +34,10 @@ BIG, MID, SMALL = "wr-w1.00-r064", "wr-w0.50-r032", "wr-w0.12-r128"
 TRIO = (BIG, MID, SMALL)
 
 
-def snap(temp: float) -> ResourceSnapshot:
+def snap(temp: float, cpu: float = 50.0) -> ResourceSnapshot:
     return ResourceSnapshot(
         t=0.0,
-        cpu_percent=50.0,
+        cpu_percent=cpu,
         process_cpu_percent=20.0,
         cpu_count=2,
         load_avg=None,
@@ -107,14 +107,17 @@ def controller(budget_ms: float, dwell: float = 0.0) -> tuple[Controller, list[f
         Limits(budget_ms=budget_ms, hop_ms=1280.0),
         PolicyTuning(dwell_s=dwell),
     )
-    ctl = Controller(pol, LatencyModel(base, alpha=0.5), p, pol.limits, lambda: now[0], BIG)
+    lat = LatencyModel(base, alpha=0.5, monotonic=lambda: now[0])
+    ctl = Controller(pol, lat, p, pol.limits, lambda: now[0], BIG)
     return ctl, now
 
 
 def test_controller_steps_down_on_observed_latency_and_back_up() -> None:
     ctl, now = controller(budget_ms=1.0, dwell=5.0)
+    now[0] = 1.0
     base_big = ctl.latency.base_ms[BIG]
     assert ctl.take() is None
+    ctl.on_snapshot(snap(40.0, cpu=100.0))  # a busy board
     for _ in range(3):  # contention: BIG takes 10x its table figure, over the 1 ms budget
         ctl.observe(BIG, base_big * 10 / 1000 * max(1.0, 1.0 / base_big))
     order = ctl.take()
@@ -124,14 +127,20 @@ def test_controller_steps_down_on_observed_latency_and_back_up() -> None:
     assert ctl.stats.misses >= 1
     # the load goes away: observations at the table figure, then a snapshot after the dwell
     small = order.target
-    for _ in range(30):
+    for _ in range(30):  # the small member runs at its table figure even under this load
         ctl.observe(small, ctl.latency.base_ms[small] / 1000)
-    ctl.on_snapshot(snap(40.0))
-    assert ctl.take() is None  # still within the dwell
     now[0] = 10.0
-    ctl.on_snapshot(snap(40.0))
+    ctl.on_snapshot(snap(40.0, cpu=100.0))
+    up = ctl.take()  # BIG is remembered slow under this load; MID was never seen slow
+    assert up is not None and (up.previous, up.target, up.reason) == (small, MID, "headroom")
+    for _ in range(30):
+        ctl.observe(MID, ctl.latency.base_ms[MID] / 1000)
+    now[0] = 20.0
+    ctl.on_snapshot(snap(40.0, cpu=100.0))
+    assert ctl.take() is None  # still the same load: BIG stays out
+    ctl.on_snapshot(snap(40.0, cpu=20.0))  # the load is gone
     up = ctl.take()
-    assert up is not None and (up.previous, up.target, up.reason) == (small, BIG, "headroom")
+    assert up is not None and (up.previous, up.target, up.reason) == (MID, BIG, "headroom")
 
 
 def test_controller_force_release_and_mode() -> None:

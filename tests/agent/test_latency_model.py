@@ -89,3 +89,25 @@ def test_latency_table_file(tmp_path: Path) -> None:
             path.write_text(text)
         with pytest.raises(ConfigError, match=name):
             load_latency_table(path)
+
+
+def test_each_member_remembers_what_the_load_did_to_it() -> None:
+    now = [0.0]
+    m = LatencyModel(BASE, alpha=0.5, monotonic=lambda: now[0], memory_s=60.0, load_drop=15.0)
+    m.set_load(100.0)
+    for _ in range(20):
+        m.observe("a", 3.0)  # the long member is time-sliced: 3x
+    for _ in range(20):
+        m.observe("b", 0.25)  # the short one is not: the board factor falls back to 1
+    assert m.bound() == pytest.approx(1.0, abs=1e-3)
+    assert m.predict("b") == pytest.approx(0.25, rel=1e-3)
+    assert m.predict("a") == pytest.approx(3.0, rel=1e-3)  # its own bound still holds
+    assert m.predict_all()["a"] == pytest.approx(3.0, rel=1e-3)
+    m.set_load(90.0)  # a small drop is not the load going away
+    assert m.predict("a") == pytest.approx(3.0, rel=1e-3)
+    m.set_load(40.0)  # it went away: forget
+    assert m.predict("a") == pytest.approx(1.0, rel=1e-3)
+    m.set_load(100.0)
+    assert m.predict("a") == pytest.approx(3.0, rel=1e-3)
+    now[0] = 61.0  # too old: try it again
+    assert m.predict("a") == pytest.approx(1.0, rel=1e-3)

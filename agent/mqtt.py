@@ -340,7 +340,7 @@ class MqttPublisher:
 
     def stop(self) -> None:
         self.poll_events()
-        if self._connected:  # no point waiting for acknowledgements from a broker that is away
+        if self.start_failure is None:  # not when it never connected: nothing can be acknowledged
             left = self.flush(5.0)
             if left:
                 log.warning(

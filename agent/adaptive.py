@@ -76,7 +76,7 @@ class Controller:
     # -- the monitor thread ------------------------------------------------------------------
     def on_snapshot(self, snap: ResourceSnapshot) -> None:
         self.latest = snap
-        self.latency.set_load(snap.cpu_percent)
+        self.latency.set_load(snap.others_cores)
         self._decide()
 
     # -- the pipeline thread -----------------------------------------------------------------

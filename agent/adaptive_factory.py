@@ -132,9 +132,7 @@ def build_adaptive(
         if not policy.knows(force):
             raise ConfigError(f"--force {force!r}: not one of the policy's candidates")
         policy.force(force)
-    latency = LatencyModel(
-        {e.id: base[e.id] for e in entries}, alpha=pol.ewma_alpha, monotonic=monotonic
-    )
+    latency = LatencyModel({e.id: base[e.id] for e in entries}, alpha=pol.ewma_alpha)
     pool = SessionPool(manifest, entries, settings, perf, int(pol.preload_mb * 2**20), wrap=wrap)
     start = policy.initial(latency.predict_all())
     initial = pool.load_now(start.id)

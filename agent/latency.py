@@ -11,17 +11,17 @@ and corrected online in two ways:
 - **What each member showed under the present load.** Contention does not slow every member
   alike: a long inference is time-sliced by competing processes, a short one mostly is not. So
   each member also keeps its own bound from its own observations, and a prediction takes the
-  larger of the two. A member's own bound is forgotten when the system's CPU use falls well below
-  the level it was observed at (the load that slowed it has gone), or after ``memory_s`` (so the
-  policy tries it again now and then).
+  larger of the two. A member's own bound is forgotten when the load *of other processes* falls
+  well below the level it was observed at (the load that slowed it has gone; our own CPU use is
+  left out, since it changes with the member that runs), or after ``memory`` further
+  observations (so the policy tries it again now and then, at a rate tied to the window rate).
 """
 
 from __future__ import annotations
 
 import json
 import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,11 +66,12 @@ def bank_latencies(entries: list[ModelEntry]) -> dict[str, float]:
 
 @dataclass
 class _Own:
-    """One member's own latency ratio, when it was last seen and at what system CPU use."""
+    """One member's own latency ratio, when it was last seen (in observations) and under what
+    load of other processes (cores)."""
 
     factor: float
     deviation: float
-    seen: float = 0.0
+    seen: int = 0
     load: float | None = None
 
 
@@ -83,19 +84,17 @@ class LatencyModel:
         alpha: float = 0.2,
         k: float = 2.0,
         *,
-        monotonic: Callable[[], float] = time.monotonic,
-        memory_s: float = 60.0,
-        load_drop: float = 15.0,
+        memory: int = 300,
+        load_drop: float = 0.5,
     ) -> None:
         if not base_ms:
             raise ConfigError("the latency model needs at least one member's latency")
         self.base_ms = dict(base_ms)
         self.alpha = alpha
         self.k = k
-        self.memory_s = memory_s
+        self.memory = memory
         self.load_drop = load_drop
-        """Points of system CPU use (0-100) the load must fall by to forget a member's bound."""
-        self._now = monotonic
+        """Cores' worth of other processes' load that must go to forget a member's bound."""
         self._load: float | None = None
         self._own: dict[str, _Own] = {}
         self.factor = 1.0
@@ -119,22 +118,22 @@ class LatencyModel:
                 own = self._own[model_id] = _Own(ratio, 0.0)
             own.deviation = (1 - a) * own.deviation + a * abs(ratio - own.factor)
             own.factor = (1 - a) * own.factor + a * ratio
-            own.seen = self._now()
+            own.seen = self.observations
             own.load = self._load
 
-    def set_load(self, cpu_percent: float | None) -> None:
-        """The system's CPU use now (the resource monitor's snapshot)."""
+    def set_load(self, others_cores: float | None) -> None:
+        """Other processes' CPU use now, in cores (from the resource monitor's snapshot)."""
         with self._lock:
-            self._load = cpu_percent
+            self._load = others_cores
 
     def bound(self) -> float:
         """The multiplier applied to every table figure: ``factor + k * deviation``."""
         with self._lock:
             return self.factor + self.k * self.deviation
 
-    def _own_bound(self, model_id: str, now: float) -> float:
+    def _own_bound(self, model_id: str) -> float:
         own = self._own.get(model_id)
-        if own is None or now - own.seen > self.memory_s:
+        if own is None or self.observations - own.seen > self.memory:
             return 0.0
         if own.load is not None and self._load is not None:
             if self._load < own.load - self.load_drop:
@@ -143,15 +142,11 @@ class LatencyModel:
 
     def predict(self, model_id: str) -> float:
         """Milliseconds ``model_id`` should stay under now."""
-        now = self._now()
         with self._lock:
-            b = max(self.factor + self.k * self.deviation, self._own_bound(model_id, now))
+            b = max(self.factor + self.k * self.deviation, self._own_bound(model_id))
         return self.base_ms[model_id] * b
 
     def predict_all(self) -> dict[str, float]:
-        now = self._now()
         with self._lock:
             g = self.factor + self.k * self.deviation
-            return {
-                mid: ms * max(g, self._own_bound(mid, now)) for mid, ms in self.base_ms.items()
-            }
+            return {mid: ms * max(g, self._own_bound(mid)) for mid, ms in self.base_ms.items()}

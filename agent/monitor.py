@@ -84,6 +84,13 @@ class ResourceSnapshot:
     throttling: Throttling | None
     battery: Battery | None
 
+    @property
+    def others_cores(self) -> float | None:
+        """CPU used by every other process, in cores (system use minus ours)."""
+        if self.cpu_percent is None or self.process_cpu_percent is None:
+            return None
+        return max(0.0, self.cpu_percent / 100.0 * self.cpu_count - self.process_cpu_percent / 100)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (metrics topic); absent sources stay ``None`` (null)."""
         return {

@@ -38,7 +38,7 @@ def snap(temp: float, cpu: float = 50.0) -> ResourceSnapshot:
     return ResourceSnapshot(
         t=0.0,
         cpu_percent=cpu,
-        process_cpu_percent=20.0,
+        process_cpu_percent=10.0,
         cpu_count=2,
         load_avg=None,
         mem_available_mb=100.0,
@@ -107,7 +107,7 @@ def controller(budget_ms: float, dwell: float = 0.0) -> tuple[Controller, list[f
         Limits(budget_ms=budget_ms, hop_ms=1280.0),
         PolicyTuning(dwell_s=dwell),
     )
-    lat = LatencyModel(base, alpha=0.5, monotonic=lambda: now[0])
+    lat = LatencyModel(base, alpha=0.5)
     ctl = Controller(pol, lat, p, pol.limits, lambda: now[0], BIG)
     return ctl, now
 

@@ -92,9 +92,8 @@ def test_latency_table_file(tmp_path: Path) -> None:
 
 
 def test_each_member_remembers_what_the_load_did_to_it() -> None:
-    now = [0.0]
-    m = LatencyModel(BASE, alpha=0.5, monotonic=lambda: now[0], memory_s=60.0, load_drop=15.0)
-    m.set_load(100.0)
+    m = LatencyModel(BASE, alpha=0.5, memory=100, load_drop=0.5)
+    m.set_load(2.0)  # two cores' worth of other processes
     for _ in range(20):
         m.observe("a", 3.0)  # the long member is time-sliced: 3x
     for _ in range(20):
@@ -103,11 +102,12 @@ def test_each_member_remembers_what_the_load_did_to_it() -> None:
     assert m.predict("b") == pytest.approx(0.25, rel=1e-3)
     assert m.predict("a") == pytest.approx(3.0, rel=1e-3)  # its own bound still holds
     assert m.predict_all()["a"] == pytest.approx(3.0, rel=1e-3)
-    m.set_load(90.0)  # a small drop is not the load going away
+    m.set_load(1.7)  # a small drop is not the load going away
     assert m.predict("a") == pytest.approx(3.0, rel=1e-3)
-    m.set_load(40.0)  # it went away: forget
+    m.set_load(0.5)  # it went away: forget
     assert m.predict("a") == pytest.approx(1.0, rel=1e-3)
-    m.set_load(100.0)
+    m.set_load(2.0)
     assert m.predict("a") == pytest.approx(3.0, rel=1e-3)
-    now[0] = 61.0  # too old: try it again
+    for _ in range(81):  # 100 observations since "a" was last seen: try it again
+        m.observe("b", 0.25)
     assert m.predict("a") == pytest.approx(1.0, rel=1e-3)

@@ -173,3 +173,12 @@ def test_real_psutil_on_this_machine() -> None:
     snap = Sampler().sample()
     assert snap.cpu_count >= 1 and snap.cpu_percent is not None
     assert snap.mem_available_mb is not None and snap.mem_available_mb > 0
+
+
+def test_others_cores_leaves_our_own_use_out(tmp_path: Path) -> None:
+    snap = Sampler(fake_psutil(), throttle=no_throttle(tmp_path)).sample()
+    # 37.5% of 4 cores is 1.5 cores in all; we use 12.5% of one core
+    assert snap.others_cores == pytest.approx(1.375)
+    absent = Sampler(fake_psutil(), throttle=no_throttle(tmp_path))
+    absent._proc = FakeProcess([])  # type: ignore[assignment]
+    assert absent.sample().others_cores == pytest.approx(1.5)

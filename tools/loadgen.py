@@ -75,6 +75,10 @@ class LoadGenerator:
                 return p.busy
         return 0
 
+    def alive(self) -> list[int]:
+        """Process ids of the workers running now."""
+        return [p.pid for p in self._procs if p.is_alive() and p.pid is not None]
+
     def start(self) -> None:
         self._t0 = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="loadgen", daemon=True)

@@ -191,7 +191,7 @@ def soak(
         result.left_at_stop, result.produced = _outbox_counts(outbox)
         if result.left_at_stop:
             _drain(prof, 120.0)
-        boots = sub.boots()
+        boots = sub.boots(wait_s=30)
         result.boots = len(boots)
         deadline = time.monotonic() + 60
         while boots and sub.unique < result.produced and time.monotonic() < deadline:

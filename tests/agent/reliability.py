@@ -66,9 +66,15 @@ class SeqSubscriber:
                 bits[seq] = 1
                 self.unique += 1
 
-    def boots(self) -> list[str]:
-        with self._lock:
-            return list(self.seen)
+    def boots(self, wait_s: float = 0.0) -> list[str]:
+        """The boot ids seen; waits up to ``wait_s`` for the first message (the subscriber may
+        still be reconnecting to a restarted broker that queued for it)."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            with self._lock:
+                if self.seen or time.monotonic() >= deadline:
+                    return list(self.seen)
+            time.sleep(0.1)
 
     def missing(self, boot: str, n: int) -> list[int]:
         """The seqs in 0..n-1 of ``boot`` not received (yet)."""

@@ -64,7 +64,7 @@ def test_thirty_second_outage_mid_stream_loses_nothing(tmp_path: Path) -> None:
         assert not th.is_alive()
         n = result["stats"].windows
         assert fwd.stats().produced == n  # every window was committed (no cap was reached)
-        (boot,) = sub.boots()
+        (boot,) = sub.boots(wait_s=30)
         missing = sub.wait_complete(boot, n, timeout=60)
         assert not missing, f"{len(missing)} of {n} missing, first {missing[:10]}"
         assert sub.unique == n

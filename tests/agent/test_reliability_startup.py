@@ -69,7 +69,7 @@ def test_run_with_no_broker_keeps_spooling_and_delivers_later(tmp_path: Path) ->
         assert proc.wait(60) == 0
         stderr = err_path.read_text()
         produced = _counter(outbox, "produced")
-        (boot,) = sub.boots()
+        (boot,) = sub.boots(wait_s=30)
         missing = sub.wait_complete(boot, produced, timeout=30)
         assert not missing, f"{len(missing)} of {produced} missing, first {missing[:10]}"
     finally:

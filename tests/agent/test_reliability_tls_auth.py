@@ -119,7 +119,7 @@ def test_tls_or_auth_failure_spools_then_delivers(
     try:
         assert not th.is_alive()
         n = result["stats"].windows
-        (boot,) = sub.boots()
+        (boot,) = sub.boots(wait_s=30)
         missing = sub.wait_complete(boot, n, timeout=60)
         assert not missing, f"{len(missing)} of {n} missing, first {missing[:10]}"
     finally:

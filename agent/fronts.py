@@ -101,6 +101,8 @@ class Front:
     def saturated(self, w: Window) -> bool:
         """Whether any source sample within the window's span was saturated."""
         sat = self._saturated
+        if not sat:
+            return False
         while sat and sat[0] < w.start_t - 1.0:  # older than any window still to come
             sat.popleft()
         return any(w.start_t <= t <= w.end_t for t in sat)

@@ -130,7 +130,55 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e
 
 
-@dataclass(frozen=True)
+class InputBuffer:
+    """The model's batch-1 input, allocated once and filled in one pass per window.
+
+    ``fill`` normalises a [T, C] window straight into the buffer in the model's layout: the same
+    float32 operations as ``to_model_input(normalizer(window), layout)`` (identical values), with
+    the statistics broadcast to full [T, C] arrays up front so each operation is one contiguous
+    loop instead of one per sample. The buffer is reused: whoever needs the input after the next
+    ``fill`` must copy it.
+    """
+
+    def __init__(self, entry: ModelEntry) -> None:
+        spec = entry.input
+        t, c = spec.length, len(spec.channels)
+        norm = entry.normalization
+        if len(norm.mean) != c:
+            raise ModelError(
+                f"model {entry.id!r}: normalisation has {len(norm.mean)} channels, input {c}"
+            )
+        mean = np.asarray(norm.mean, dtype=np.float32)
+        inv_std = (1.0 / np.asarray(norm.std)).astype(np.float32)
+        self.shape = (t, c)
+        self._norm = norm
+        self._layout = spec.layout
+        self.array = np.zeros(spec.shape, dtype=np.float32)
+        if spec.layout == "NCT":
+            # write the transposed window into the [C, T] buffer: contiguous output rows
+            self._out = self.array[0]
+            self._mean = np.ascontiguousarray(np.broadcast_to(mean[:, None], (c, t)))
+            self._scale = np.ascontiguousarray(np.broadcast_to(inv_std[:, None], (c, t)))
+            self._transpose = True
+        elif spec.layout in ("NTC", "N1TC"):
+            self._out = self.array.reshape(t, c)
+            self._mean = np.ascontiguousarray(np.broadcast_to(mean, (t, c)))
+            self._scale = np.ascontiguousarray(np.broadcast_to(inv_std, (t, c)))
+            self._transpose = False
+        else:
+            raise ModelError(f"unknown input layout {spec.layout!r}")
+
+    def fill(self, window: np.ndarray) -> np.ndarray:
+        if window.shape != self.shape or window.dtype != np.float32:
+            # not a window the agent cuts: the reference path (float64 rounds differently)
+            return to_model_input(self._norm(window), self._layout)
+        out = self._out
+        np.subtract(window.T if self._transpose else window, self._mean, out=out)
+        np.multiply(out, self._scale, out=out)
+        return self.array
+
+
+@dataclass(slots=True)
 class Classification:
     probs: np.ndarray
     index: int
@@ -146,17 +194,21 @@ class Classifier:
         self.engine = engine
         self._perf = perf
         self._n_classes = len(entry.labels)
+        self._input = InputBuffer(entry)
 
     def classify(self, window: np.ndarray) -> Classification:
-        x = to_model_input(self.entry.normalization(window), self.entry.input.layout)
-        t0 = self._perf()
+        x = self._input.fill(window)
+        perf = self._perf
+        t0 = perf()
         logits = self.engine.run(x)
-        infer_s = self._perf() - t0
+        infer_s = perf() - t0
         flat = logits.reshape(-1)
         if flat.shape[0] != self._n_classes:
             raise ModelError(
                 f"model {self.entry.id!r} returned {flat.shape[0]} outputs for "
                 f"{self._n_classes} labels"
             )
-        probs = softmax(flat)
-        return Classification(probs=probs, index=int(probs.argmax()), infer_s=infer_s)
+        e: np.ndarray = np.subtract(flat, flat.max())
+        np.exp(e, out=e)
+        e /= e.sum()
+        return Classification(e, int(e.argmax()), infer_s)

@@ -66,6 +66,40 @@ def iso_from_unix(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
+class IsoFormatter:
+    """:func:`iso_from_unix` for the hot path: the same strings, with the date and hour of
+    recently seen hours cached (a prediction carries three timestamps).
+
+    The microseconds are rounded the way ``datetime.fromtimestamp`` rounds them (half to even
+    on the fraction times 10^6), then truncated to milliseconds like ``isoformat`` does.
+    """
+
+    MAX_HOURS = 16
+
+    def __init__(self) -> None:
+        self._hours: dict[int, str] = {}
+
+    def __call__(self, ts: float) -> str:
+        frac, whole = math.modf(ts)
+        us = round(frac * 1e6)
+        if us >= 1_000_000:
+            us -= 1_000_000
+            whole += 1.0
+        elif us < 0:
+            us += 1_000_000
+            whole -= 1.0
+        hour, rem = divmod(int(whole), 3600)
+        prefix = self._hours.get(hour)
+        if prefix is None:
+            if len(self._hours) >= self.MAX_HOURS:
+                self._hours.clear()
+            # "YYYY-MM-DDTHH:" exactly as isoformat writes it
+            prefix = datetime.fromtimestamp(hour * 3600, UTC).isoformat()[:14]
+            self._hours[hour] = prefix
+        minute, sec = divmod(rem, 60)
+        return f"{prefix}{minute:02d}:{sec:02d}.{us // 1000:03d}Z"
+
+
 @dataclass(frozen=True)
 class Prediction:
     device: str
@@ -125,7 +159,10 @@ def encode_prediction(p: Prediction) -> bytes:
 
 class PredictionEncoder:
     """The hot-path encoder: the same bytes as :func:`encode_prediction` (tests compare them),
-    with every constant part (device, labels, model, smoothing) escaped once up front."""
+    with every constant part (device, labels, model, smoothing) escaped once up front and the
+    variable parts filled into %-templates in a few C-level calls."""
+
+    MAX_TRUTHS = 256
 
     def __init__(
         self,
@@ -138,7 +175,7 @@ class PredictionEncoder:
     ) -> None:
         self.labels = labels
         self._labels_json = [json.dumps(lbl) for lbl in labels]
-        self._head = (
+        head = (
             '{"schema":'
             + json.dumps(PREDICTION_SCHEMA)
             + ',"device":'
@@ -146,9 +183,19 @@ class PredictionEncoder:
             + ',"boot":'
             + json.dumps(boot)
         )
-        self._keys = [lj + ":" for lj in self._labels_json]
-        self._model = ',"model":' + json.dumps(model)
-        self._smooth_tail = ',"method":' + json.dumps(smoothing) + ',"window":' + str(window) + "}"
+        probs = ",".join(_pct(lj) + ":%r" for lj in self._labels_json)
+        self._front = (
+            _pct(head)
+            + ',"seq":%d,"window":{"index":%d,"start":"%s","end":"%s"}'
+            + ',"label":%s,"confidence":%r,"probs":{'
+            + probs
+            + "}"
+        )
+        self._smoothed = ',"smoothed":{"label":%s,"confidence":%r' + _pct(
+            ',"method":' + json.dumps(smoothing) + ',"window":' + str(window) + "}"
+        )
+        self._tail = _pct(',"model":' + json.dumps(model)) + ',"latency_ms":%r,"ts":"%s"'
+        self._truths: dict[str, str] = {}
 
     def encode(
         self,
@@ -165,39 +212,68 @@ class PredictionEncoder:
         smoothed_confidence: float | None = None,
         truth: str | None = None,
     ) -> bytes:
-        rounded = [round(v, 4) if math.isfinite(v) else 0.0 for v in probs]
-        parts = [
-            self._head,
-            ',"seq":',
-            str(seq),
-            ',"window":{"index":',
-            str(window_index),
-            ',"start":"',
+        return self.encode_window(
+            seq,
+            window_index,
             window_start,
-            '","end":"',
             window_end,
-            '"}',
-            ',"label":',
+            probs,
+            index,
+            latency_ms,
+            published_at,
+            smoothed_index,
+            smoothed_confidence,
+            truth,
+        )
+
+    def encode_window(
+        self,
+        seq: int,
+        window_index: int,
+        window_start: str,
+        window_end: str,
+        probs: Sequence[float],
+        index: int,
+        latency_ms: float,
+        published_at: str,
+        smoothed_index: int | None,
+        smoothed_confidence: float | None,
+        truth: str | None,
+    ) -> bytes:
+        """:meth:`encode` with positional arguments (the pipeline's call)."""
+        if len(probs) != len(self.labels):
+            raise ValueError(f"{len(probs)} probabilities for {len(self.labels)} labels")
+        rounded = [round(v, 4) for v in probs]
+        if not math.isfinite(sum(rounded)):  # NaN or Inf somewhere: written as 0.0
+            rounded = [v if math.isfinite(v) else 0.0 for v in rounded]
+        text = self._front % (
+            seq,
+            window_index,
+            window_start,
+            window_end,
             self._labels_json[index],
-            ',"confidence":',
-            repr(rounded[index]),
-            ',"probs":{',
-            ",".join(k + repr(v) for k, v in zip(self._keys, rounded, strict=True)),
-            "}",
-        ]
+            rounded[index],
+            *rounded,
+        )
         if smoothed_index is None or smoothed_confidence is None:
-            parts.append(',"smoothed":null')
+            text += ',"smoothed":null'
         else:
-            parts += [
-                ',"smoothed":{"label":',
+            text += self._smoothed % (
                 self._labels_json[smoothed_index],
-                ',"confidence":',
-                repr(_r(smoothed_confidence)),
-                self._smooth_tail,
-            ]
+                _r(smoothed_confidence),
+            )
         lat = round(latency_ms, 3) if math.isfinite(latency_ms) else 0.0
-        parts += [self._model, ',"latency_ms":', repr(lat), ',"ts":"', published_at, '"']
+        text += self._tail % (lat, published_at)
         if truth is not None:
-            parts += [',"truth":', json.dumps(truth)]
-        parts.append("}")
-        return "".join(parts).encode("utf-8")
+            tj = self._truths.get(truth)
+            if tj is None:
+                tj = json.dumps(truth)
+                if len(self._truths) < self.MAX_TRUTHS:
+                    self._truths[truth] = tj
+            text += ',"truth":' + tj
+        return (text + "}").encode("utf-8")
+
+
+def _pct(text: str) -> str:
+    """``text`` as a literal part of a %-template."""
+    return text.replace("%", "%%")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import uuid
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from agent.commands import handle_command
 from agent.fronts import Front, FrontKey
 from agent.inference import Classifier
 from agent.manifest import InputSpec
-from agent.payload import Prediction, PredictionEncoder, Topics, iso_from_unix
+from agent.payload import IsoFormatter, Prediction, PredictionEncoder, Topics, iso_from_unix
 from agent.publishers import Publisher
 from agent.recording import Chunk
 from agent.sensors.health import health_of
@@ -119,6 +120,9 @@ class Pipeline:
         self.stats = RunStats()
         self._started = clock.monotonic()
         self._origin_ts = origin.timestamp()
+        self._iso = IsoFormatter()
+        self._ones_cache = np.ones(0, dtype=np.float32)
+        self._prediction_topic = topics.prediction
         self.boot_id = uuid.uuid4().hex[:16]
         """Names this run of the agent: (device, boot, seq) identifies every prediction."""
         self._encoders: dict[str, PredictionEncoder] = {}
@@ -261,11 +265,14 @@ class Pipeline:
     def _classify(self, w: Window) -> None:
         """Classify one window and publish its prediction (or count it rejected)."""
         stats = self.stats
-        entry = self.classifier.entry
-        smoothed = self.smoother.method != "none"
         self._last_infer_s = 0.0
+        data = w.data
         bad = None
-        if not np.isfinite(w.data).all():
+        # one BLAS dot instead of isfinite + all: NaN or Inf anywhere makes it non-finite (a
+        # finite window can overflow it, so the exact check decides then)
+        if not math.isfinite(np.dot(data.reshape(-1), self._ones(data.size))) and not bool(
+            np.isfinite(data).all()
+        ):
             bad = "holds NaN or Inf samples"
         elif self._front.saturated(w):
             bad = "holds saturated samples (at the sensor's full scale)"
@@ -279,35 +286,54 @@ class Pipeline:
         if self._rejecting:
             log.info("good samples again (%d windows rejected so far)", stats.rejected)
             self._rejecting = False
-        c = self.classifier.classify(w.data)
-        sm = self.smoother.update(c.probs)
+        c = self.classifier.classify(data)
         probs = c.probs.tolist()
-        fields = {
-            "seq": self.seq,
-            "window_index": w.index,
-            "window_start": iso_from_unix(self._origin_ts + w.start_t),
-            "window_end": iso_from_unix(self._origin_ts + w.end_t),
-            "probs": probs,
-            "index": c.index,
-            "latency_ms": c.infer_s * 1000.0,
-            "published_at": iso_from_unix(self.clock.wall()),
-            "smoothed_index": sm.index if smoothed else None,
-            "smoothed_confidence": sm.confidence if smoothed else None,
-            "truth": w.label,
-        }
-        self.publisher.publish(
-            self.topics.prediction, self._encoder.encode(**fields), qos=self.qos
+        smoothed_index: int | None = None
+        smoothed_confidence: float | None = None
+        if self.smoother.method != "none":
+            sm = self.smoother.update(c.probs)
+            smoothed_index, smoothed_confidence = sm.index, sm.confidence
+        iso = self._iso
+        origin = self._origin_ts
+        start = iso(origin + w.start_t)
+        end = iso(origin + w.end_t)
+        published_at = iso(self.clock.wall())
+        latency_ms = c.infer_s * 1000.0
+        payload = self._encoder.encode_window(
+            self.seq,
+            w.index,
+            start,
+            end,
+            probs,
+            c.index,
+            latency_ms,
+            published_at,
+            smoothed_index,
+            smoothed_confidence,
+            w.label,
         )
+        self.publisher.publish(self._prediction_topic, payload, qos=self.qos)
         if self.observer is not None:
+            entry = self.classifier.entry
             self.observer(
                 Prediction(
                     device=self.device_id,
+                    seq=self.seq,
+                    window_index=w.index,
+                    window_start=start,
+                    window_end=end,
                     labels=entry.labels,
+                    probs=probs,
+                    index=c.index,
                     model=entry.id,
+                    latency_ms=latency_ms,
+                    published_at=published_at,
+                    smoothed_index=smoothed_index,
+                    smoothed_confidence=smoothed_confidence,
                     smoothing=self.smoother.method,
                     smoothing_window=self.smoother.k,
+                    truth=w.label,
                     boot=self.boot_id,
-                    **fields,
                 )
             )
         self.seq += 1
@@ -317,11 +343,17 @@ class Pipeline:
         if self.record_timings:
             stats.infer_s.append(c.infer_s)
             stats.predictions.append(c.index)
-            stats.windows_data.append(w.data)
-            stats.models.append(entry.id)
+            stats.windows_data.append(data)
+            stats.models.append(self.classifier.entry.id)
         if w.label is not None:
             stats.labelled += 1
-            stats.correct += int(entry.labels[c.index] == w.label)
+            stats.correct += int(self.classifier.entry.labels[c.index] == w.label)
+
+    def _ones(self, n: int) -> np.ndarray:
+        ones = self._ones_cache
+        if ones.shape[0] != n:
+            ones = self._ones_cache = np.ones(n, dtype=np.float32)
+        return ones
 
     def run(self) -> RunStats:
         """Consume the source until it ends or the stop event is set."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Smoothed:
     index: int
     confidence: float
@@ -37,9 +37,13 @@ class Smoother:
     def update(self, probs: np.ndarray) -> Smoothed:
         probs = np.asarray(probs, dtype=np.float64)
         if self.method == "mean":
-            if len(self._probs) == self.k and self._sum is not None:
-                self._sum -= self._probs[0]
-            self._sum = probs.copy() if self._sum is None else self._sum + probs
+            total = self._sum
+            if total is None:
+                self._sum = probs.copy()
+            else:
+                if len(self._probs) == self.k:
+                    total -= self._probs[0]
+                total += probs
         self._probs.append(probs)
         if self.method == "vote":
             votes = [int(np.argmax(p)) for p in self._probs]
@@ -52,4 +56,4 @@ class Smoother:
             return Smoothed(winner, best / len(votes))
         avg = probs if self._sum is None else self._sum / len(self._probs)
         idx = int(avg.argmax())
-        return Smoothed(idx, float(avg[idx]))
+        return Smoothed(idx, avg.item(idx))

@@ -52,13 +52,27 @@ class OverheadReport:
 
 
 def per_window(stats: RunStats) -> tuple[list[float], list[float]]:
-    """Per-window overhead and decode times, from chunks that completed at least one window."""
+    """Per-window overhead and decode times, one entry per chunk that completed windows.
+
+    A chunk that completed no window (chunks shorter than a hop, or a resampled source whose
+    hop spans more source samples than a chunk holds) still cost time: its cost is carried
+    into the next chunk that completes one, so no agent time goes missing from the median.
+    Time after the last window goes to the last entry.
+    """
     overhead: list[float] = []
     decode: list[float] = []
+    carry_r = carry_p = 0.0
     for r, p, n in zip(stats.read_s, stats.process_s, stats.windows_per_chunk, strict=True):
+        carry_r += r
+        carry_p += p
         if n:
-            overhead.append((r + p) / n)
-            decode.append(r / n)
+            overhead.append((carry_r + carry_p) / n)
+            decode.append(carry_r / n)
+            carry_r = carry_p = 0.0
+            last_n = n
+    if overhead and (carry_r or carry_p):
+        overhead[-1] += (carry_r + carry_p) / last_n
+        decode[-1] += carry_r / last_n
     return overhead, decode
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
 
@@ -43,9 +44,11 @@ class WindowSpec:
         return self.hop / self.rate_hz
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Window:
-    """One window of samples: [length, channels] float32, with its time span and label."""
+    """One window of samples: [length, channels] float32, with its time span and label.
+
+    Treat it as immutable (a plain slotted class: the hot path makes one per window)."""
 
     index: int
     start_t: float
@@ -81,6 +84,10 @@ class Windower:
 
     Windows never span a gap: samples before the gap that do not fill a window are dropped and
     counted in :attr:`dropped_samples`.
+
+    Samples are held in preallocated buffers: positions ``[_a, _b)`` are held, windows are cut
+    from ``_a`` onwards, and the held samples move back to the front only when the buffer is full
+    (once every few thousand samples, not once per window).
     """
 
     def __init__(self, spec: WindowSpec, n_channels: int) -> None:
@@ -90,71 +97,100 @@ class Windower:
         self._t = np.zeros(cap, dtype=np.float64)
         self._v = np.zeros((cap, n_channels), dtype=np.float32)
         self._lbl: list[str | None] = []
-        self._n = 0
+        """Labels of buffer positions ``[0, _b)``."""
+        self._a = 0
+        self._b = 0
+        self._max_dt = GAP_FACTOR / spec.rate_hz
         self._count = 0
         self.gaps = 0
         self.dropped_samples = 0
 
     def _restart(self) -> None:
-        self.dropped_samples += self._n
-        self._n = 0
+        self.dropped_samples += max(self._b - self._a, 0)
+        self._a = self._b = 0
         self._lbl.clear()
 
     def push(self, chunk: Chunk) -> list[Window]:
         """Add samples; return the windows they complete, oldest first."""
-        if chunk.values.ndim != 2 or chunk.values.shape[1] != self.n_channels:
+        v = chunk.values
+        if v.ndim != 2 or v.shape[1] != self.n_channels:
             raise DataError(
-                f"expected {self.n_channels} channels per sample, got shape {chunk.values.shape}"
+                f"expected {self.n_channels} channels per sample, got shape {v.shape}"
             )
-        out: list[Window] = []
-        max_dt = GAP_FACTOR / self.spec.rate_hz
         t = chunk.t
+        n = t.shape[0]
+        if n == 0:
+            return []
+        max_dt = self._max_dt
+        # the common case: no gap inside the chunk nor at the join with what we hold
+        # (written so that a NaN time also takes the careful path below)
+        inside = n > 1 and not (t[1:] - t[:-1]).max() <= max_dt
+        if not inside and not (self._b > self._a and t[0] - self._t[self._b - 1] > max_dt):
+            return self._append(t, v, chunk.labels)
+        out: list[Window] = []
         # split the chunk where the stream has gaps (including the join with what we hold)
         breaks = [int(b) for b in np.nonzero(np.diff(t) > max_dt)[0] + 1]
-        if self._n and len(t) and t[0] - self._t[self._n - 1] > max_dt:
+        if self._b > self._a and t[0] - self._t[self._b - 1] > max_dt:
             breaks.insert(0, 0)
-        bounds = [0, *breaks, len(t)]
+        bounds = [0, *breaks, n]
         for a, b in zip(bounds[:-1], bounds[1:], strict=True):
             if a > 0 or (a == 0 and breaks and breaks[0] == 0):
-                if self._n:
+                if self._b > self._a:
                     self.gaps += 1
                 self._restart()
-            labels = chunk.labels[a:b] if chunk.labels is not None else (None,) * (b - a)
-            out.extend(self._append(t[a:b], chunk.values[a:b], labels))
+            labels = chunk.labels[a:b] if chunk.labels is not None else None
+            out.extend(self._append(t[a:b], v[a:b], labels))
         return out
 
-    def _append(self, t: np.ndarray, v: np.ndarray, labels: Sequence[str | None]) -> list[Window]:
+    def _append(
+        self, t: np.ndarray, v: np.ndarray, labels: Sequence[str | None] | None
+    ) -> list[Window]:
         out: list[Window] = []
-        spec = self.spec
+        length = self.spec.length
+        hop = self.spec.hop
+        buf_t, buf_v, lbl = self._t, self._v, self._lbl
+        cap = buf_t.shape[0]
+        n = t.shape[0]
         pos = 0
-        while pos < len(t):
-            room = self._t.shape[0] - self._n
-            take = min(room, len(t) - pos)
-            self._t[self._n : self._n + take] = t[pos : pos + take]
-            self._v[self._n : self._n + take] = v[pos : pos + take]
-            self._lbl.extend(labels[pos : pos + take])
-            self._n += take
+        while pos < n:
+            if self._b == cap:  # full: move the held samples to the front
+                a, b = self._a, self._b
+                if a < b:
+                    buf_t[: b - a] = buf_t[a:b]
+                    buf_v[: b - a] = buf_v[a:b]
+                    del lbl[:a]
+                    self._a, self._b = 0, b - a
+                else:  # a hop longer than the window: a - b samples still to skip
+                    lbl.clear()
+                    self._a, self._b = a - b, 0
+            b = self._b
+            take = min(cap - b, n - pos)
+            if pos == 0 and take == n:
+                buf_t[b : b + take] = t
+                buf_v[b : b + take] = v
+                lbl.extend(labels if labels is not None else repeat(None, take))
+            else:
+                buf_t[b : b + take] = t[pos : pos + take]
+                buf_v[b : b + take] = v[pos : pos + take]
+                lbl.extend(labels[pos : pos + take] if labels is not None else repeat(None, take))
+            b += take
+            self._b = b
             pos += take
-            start = 0
-            while self._n - start >= spec.length:
-                end = start + spec.length
+            a = self._a
+            while b - a >= length:
+                end = a + length
                 out.append(
                     Window(
-                        index=self._count,
-                        start_t=float(self._t[start]),
-                        end_t=float(self._t[end - 1]),
-                        data=self._v[start:end].copy(),
-                        label=uniform_label(self._lbl[start:end]),
+                        self._count,
+                        buf_t.item(a),
+                        buf_t.item(end - 1),
+                        buf_v[a:end].copy(),
+                        uniform_label(lbl[a:end]),
                     )
                 )
                 self._count += 1
-                start += spec.hop
-            if start:
-                keep = self._n - start
-                self._t[:keep] = self._t[start : self._n]
-                self._v[:keep] = self._v[start : self._n]
-                del self._lbl[:start]
-                self._n = keep
+                a += hop
+            self._a = a
         return out
 
 

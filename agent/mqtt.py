@@ -292,6 +292,21 @@ class MqttPublisher:
             except queue.Empty:
                 return
             s = self.settings
+            if (
+                kind == "refused"
+                and not self._connected
+                and self.protocol == mqtt.MQTTv5
+                and "protocol version" in detail.lower()
+            ):
+                # a broker found only after start that speaks v3.1.1 alone: nothing was ever
+                # sent on this link, so a fresh v3.1.1 client loses nothing
+                log.info("the broker does not speak MQTT v5; using v3.1.1")
+                self._client.loop_stop()
+                self.protocol = mqtt.MQTTv311
+                self._client = self._make_client(mqtt.MQTTv311)
+                self._client.connect_async(s.host, s.port, keepalive=s.keepalive_s)
+                self._client.loop_start()
+                continue
             if kind == "connected" and not self._connected:
                 self._connected = True
                 if self.start_failure is not None:

@@ -206,12 +206,16 @@ def replay(
             force_model=force,
         )
         if fast:
-            # one hop of samples per chunk: each chunk completes one window (per-window timings)
+            # one hop of source samples per chunk: each completes one window (per-window timings)
             from agent.manifest import load_manifest
+            from agent.recording import RecordingReader
+            from agent.timing import hop_in_source_samples
             from agent.wiring import pick_model
 
             entry = pick_model(load_manifest(prof.resolve(prof.model.dir)), model or prof.model.id)
-            opts = RunOptions(**{**opts.__dict__, "chunk_samples": entry.input.hop})
+            with RecordingReader(session) as reader:
+                hop = hop_in_source_samples(entry.input, reader.header.sample_rate_hz)
+            opts = RunOptions(**{**opts.__dict__, "chunk_samples": hop})
         with _stop_on_signals() as stop:
             agent = build_agent(
                 prof,

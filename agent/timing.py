@@ -8,7 +8,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from agent.manifest import InputSpec
 from agent.pipeline import RunStats
+
+
+def hop_in_source_samples(spec: InputSpec, source_rate_hz: float) -> int:
+    """Source samples in one hop of the model's windows: the chunk size with which a fast
+    replay completes one window per step (a lower-resolution member's hop spans more source
+    samples than its own hop count)."""
+    return max(1, round(spec.hop * source_rate_hz / spec.rate_hz))
 
 
 @dataclass(frozen=True)

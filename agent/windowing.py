@@ -258,23 +258,29 @@ class Resampler:
         self._next_t: float | None = None
 
     def push(self, chunk: Chunk) -> Chunk:
-        max_dt = GAP_FACTOR / self.in_rate
         if len(chunk) == 0:
             return chunk
+        max_dt = GAP_FACTOR / self.in_rate
+        t = chunk.t
         labels: list[str | None] = (
             list(chunk.labels) if chunk.labels is not None else [None] * len(chunk)
         )
-        breaks = [int(b) for b in np.nonzero(np.diff(chunk.t) > max_dt)[0] + 1]
+        if len(t) < 2 or (t[1:] - t[:-1]).max() <= max_dt:  # no gap inside (the common case)
+            if self._raw_t.size and t[0] - self._raw_t[-1] > max_dt:
+                self._reset()
+            ot, ov, ol = self._push_run(t, chunk.values, labels)
+            return Chunk(ot, ov, tuple(ol) if chunk.labels is not None else None)
+        breaks = [int(b) for b in np.nonzero(np.diff(t) > max_dt)[0] + 1]
         bounds = [0, *breaks, len(chunk)]
         parts: list[tuple[np.ndarray, np.ndarray, list[str | None]]] = []
         for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-            if self._raw_t.size and chunk.t[a] - self._raw_t[-1] > max_dt:
+            if self._raw_t.size and t[a] - self._raw_t[-1] > max_dt:
                 self._reset()
-            parts.append(self._push_run(chunk.t[a:b], chunk.values[a:b], labels[a:b]))
-        t = np.concatenate([p[0] for p in parts])
+            parts.append(self._push_run(t[a:b], chunk.values[a:b], labels[a:b]))
+        out_t = np.concatenate([p[0] for p in parts])
         v = np.concatenate([p[1] for p in parts])
         out_labels = [lbl for p in parts for lbl in p[2]]
-        return Chunk(t, v, tuple(out_labels) if chunk.labels is not None else None)
+        return Chunk(out_t, v, tuple(out_labels) if chunk.labels is not None else None)
 
     def _filtered(
         self, t: np.ndarray, v: np.ndarray, labels: list[str | None]
@@ -286,13 +292,16 @@ class Resampler:
         all_t = np.concatenate([self._raw_t, t])
         all_v = v.astype(np.float64) if self._raw_v is None else np.concatenate([self._raw_v, v])
         all_l = self._raw_l + labels
-        if len(all_t) < k:
+        n, n_ch = all_v.shape
+        if n < k:
             self._raw_t, self._raw_v, self._raw_l = all_t, all_v, all_l
-            return np.zeros(0), np.zeros((0, v.shape[1])), []
-        out = np.stack(
-            [np.convolve(all_v[:, c], self._taps, mode="valid") for c in range(v.shape[1])],
-            axis=1,
-        )
+            return np.zeros(0), np.zeros((0, n_ch)), []
+        # every channel in one convolution: the channels laid end to end (plus k - 1 zeros),
+        # and only the outputs that lie within one channel kept. Each kept output is the same
+        # dot product of the same k samples as a convolution of that channel alone.
+        flat = np.zeros(n_ch * n + k - 1)
+        flat[: n_ch * n].reshape(n_ch, n)[...] = all_v.T
+        out = np.convolve(flat, self._taps, mode="valid").reshape(n_ch, n)[:, : n - k + 1].T
         half = (k - 1) // 2
         out_t = all_t[half : half + out.shape[0]]
         out_l = all_l[half : half + out.shape[0]]
@@ -319,9 +328,13 @@ class Resampler:
         step = 1.0 / self.out_rate
         count = int(np.floor((ft[-1] - self._next_t) / step + 1e-9)) + 1
         grid = self._next_t + step * np.arange(max(count, 0))
-        out_v = np.stack([np.interp(grid, ft, fv[:, c]) for c in range(n_ch)], axis=1)
-        idx = np.clip(np.searchsorted(ft, grid + 1e-9, side="right") - 1, 0, len(ft) - 1)
-        out_l = [fl[i] for i in idx]
+        out_v = np.empty((grid.shape[0], n_ch), dtype=np.float32)
+        for c in range(n_ch):  # (float64 -> float32 on assignment, as astype did)
+            out_v[:, c] = np.interp(grid, ft, fv[:, c])
+        # (np.maximum, not np.clip: clip's limit checks cost more than the search here)
+        idx = np.maximum(np.searchsorted(ft, grid + 1e-9, side="right") - 1, 0)
+        out_l = [fl[i] for i in idx.tolist()]
         self._next_t = float(self._next_t + step * max(count, 0))
         self._prev = (float(ft[-1]), fv[-1].copy(), fl[-1])
-        return grid, out_v.astype(np.float32), out_l
+        return grid, out_v, out_l
+

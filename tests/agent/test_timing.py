@@ -62,3 +62,17 @@ def test_raw_session_times_warm_up_then_time_each_input() -> None:
     times = raw_session_times(calls.append, [1, 2, 3], lambda: float(next(ticks)), warmup=2)
     assert calls == [1, 2, 1, 2, 3]
     assert times == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    ("hop", "model_rate", "source_rate", "expected"),
+    [(64, 50.0, 50.0, 64), (32, 25.0, 50.0, 64), (16, 12.5, 50.0, 64), (64, 50.0, 100.0, 128)],
+)
+def test_hop_in_source_samples(
+    hop: int, model_rate: float, source_rate: float, expected: int
+) -> None:
+    from agent.manifest import InputSpec
+    from agent.timing import hop_in_source_samples
+
+    spec = InputSpec("x", "NCT", 2 * hop, model_rate, hop, ("a",), ("g",))
+    assert hop_in_source_samples(spec, source_rate) == expected

@@ -324,7 +324,7 @@ class RecordingReader:
             # the structured dtype makes loadtxt insist on exactly `width` fields in every row
             arr = np.loadtxt(lines, delimiter=",", dtype=self._row_dtype, comments=None, ndmin=1)
             if labelled:
-                return arr["v"], [lbl or None for lbl in arr["label"].tolist()]
+                return arr["v"], _expand_runs(arr["label"])
             return arr["v"], []
         except ValueError:
             pass
@@ -392,6 +392,18 @@ class RecordingReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _expand_runs(labels: np.ndarray) -> list[str | None]:
+    """Per-row labels as Python strings (empty -> None), one string object per run of equal
+    labels: labels change a few times a minute, so this beats converting every row."""
+    if labels.shape[0] == 0:
+        return []
+    starts = [0, *(np.flatnonzero(labels[1:] != labels[:-1]) + 1).tolist(), labels.shape[0]]
+    out: list[str | None] = []
+    for a, b in zip(starts[:-1], starts[1:], strict=False):
+        out += [str(labels[a]) or None] * (b - a)
+    return out
 
 
 def read_recording(path: str | Path) -> tuple[RecordingHeader, Chunk]:

@@ -57,7 +57,7 @@ class ReplaySource:
         t0 = self._clock.monotonic()
         while not self._stop.is_set():
             first_t: float | None = None
-            last_t = 0.0
+            last: Chunk | None = None
             for chunk in RecordingReader(self.path).chunks(self.chunk_samples):
                 if self._stop.is_set():
                     return
@@ -67,9 +67,9 @@ class ReplaySource:
                     due = t0 + (offset + float(chunk.t[-1]) - first_t) / self.speed
                     if not self._clock.sleep_until(due, self._stop):
                         return
-                last_t = float(chunk.t[-1])
+                last = chunk
                 yield replace(chunk, t=chunk.t + offset) if offset else chunk
             self.passes += 1
-            if not self.loop or first_t is None:
+            if not self.loop or first_t is None or last is None:
                 return
-            offset += last_t - first_t + LOOP_GAP_S
+            offset += float(last.t[-1]) - first_t + LOOP_GAP_S

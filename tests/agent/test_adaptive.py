@@ -274,3 +274,26 @@ def test_switch_events_reach_a_real_broker(broker: Broker) -> None:
 def test_classifier_type_is_what_the_pool_hands_out() -> None:
     p = pool()
     assert isinstance(p.load_now(SMALL), Classifier)
+
+
+def test_cli_replay_adaptive_and_force() -> None:
+    from typer.testing import CliRunner
+
+    from agent.cli import app
+
+    runner = CliRunner()
+    rec = str(RECORDINGS[0])
+    res = runner.invoke(
+        app, ["replay", rec, "--fast", "--no-mqtt", "--force", MID, "--policy", "adaptive"]
+    )
+    assert res.exit_code == 0, res.output
+    configs = [
+        json.loads(line.split(" ", 1)[1])
+        for line in res.stdout.splitlines()
+        if line.startswith("har/demo/config ")
+    ]
+    assert configs and configs[0]["model"] == MID and configs[0]["mode"] == "adaptive"
+    preds = [ln for ln in res.stdout.splitlines() if ln.startswith("har/demo/prediction ")]
+    assert preds and all(f'"model":"{MID}"' in p for p in preds)  # pinned: never switched
+    bad = runner.invoke(app, ["replay", rec, "--fast", "--no-mqtt", "--force", "nope"])
+    assert bad.exit_code == 1 and "har-agent: error:" in bad.stderr and "nope" in bad.stderr

@@ -197,9 +197,25 @@ class Sampler:
         self._clock = clock
         self._proc = psutil.Process(os.getpid())
         self._count = psutil.cpu_count() or 1
+        self._absent: set[str] = set()
         # the first cpu_percent call only starts the interval: prime both counters
-        psutil.cpu_percent(interval=None)
-        self._proc.cpu_percent(interval=None)
+        self._guarded("system CPU use", lambda: psutil.cpu_percent(interval=None))
+        self._guarded("this process's CPU use", lambda: self._proc.cpu_percent(interval=None))
+
+    def _guarded(self, what: str, read: Callable[[], float]) -> float | None:
+        """``read()``, or None when the source is not there (e.g. /proc/stat hidden by a
+        sandbox); logged once when it goes, once when it comes back."""
+        try:
+            value = float(read())
+        except (OSError, RuntimeError) as exc:
+            if what not in self._absent:
+                self._absent.add(what)
+                log.warning("resource monitor: %s is not available (%s)", what, exc)
+            return None
+        if what in self._absent:
+            self._absent.discard(what)
+            log.info("resource monitor: %s is available again", what)
+        return value
 
     def sample(self) -> ResourceSnapshot:
         ps = self._ps
@@ -217,8 +233,10 @@ class Sampler:
             mem_mb = None
         return ResourceSnapshot(
             t=self._clock(),
-            cpu_percent=float(ps.cpu_percent(interval=None)),
-            process_cpu_percent=float(self._proc.cpu_percent(interval=None)),
+            cpu_percent=self._guarded("system CPU use", lambda: ps.cpu_percent(interval=None)),
+            process_cpu_percent=self._guarded(
+                "this process's CPU use", lambda: self._proc.cpu_percent(interval=None)
+            ),
             cpu_count=self._count,
             load_avg=load,
             mem_available_mb=mem_mb,

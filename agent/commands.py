@@ -2,7 +2,8 @@
 
 Pure logic: bytes in, a reply (bytes) out. Version 1 knows:
 
-- ``{"cmd": "ping"}`` and ``{"cmd": "status"}`` (the agent's status snapshot);
+- ``{"cmd": "ping"}``, ``{"cmd": "status"}`` (the agent's status snapshot) and
+  ``{"cmd": "metrics"}`` (the metrics topic's body: status, resources, energy, outbox);
 - ``{"cmd": "force", "model": "<bank member id>"}`` pins a configuration, ``{"cmd": "release"}``
   lets the policy choose again, ``{"cmd": "mode", "mode": "adaptive" | "static"}``.
 
@@ -19,10 +20,11 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 MAX_COMMAND_BYTES = 4096
-COMMANDS = ("ping", "status", "force", "release", "mode")
+COMMANDS = ("ping", "status", "metrics", "force", "release", "mode")
 _FIELDS: dict[str, set[str]] = {
     "ping": set(),
     "status": set(),
+    "metrics": set(),
     "force": {"model"},
     "release": set(),
     "mode": {"mode"},
@@ -67,9 +69,11 @@ def handle_command(
     payload: bytes,
     status: Callable[[], dict[str, Any]],
     control: Control | None = None,
+    metrics: Callable[[], dict[str, Any]] | None = None,
 ) -> bytes:
-    """Answer one command message. ``status`` gives the agent's status snapshot; ``control``
-    is the adaptive controller, ``None`` when the agent runs one member statically."""
+    """Answer one command message. ``status`` gives the agent's status snapshot, ``metrics``
+    the metrics body; ``control`` is the adaptive controller, ``None`` when the agent runs one
+    member statically."""
     reply: dict[str, Any]
     request_id: Any = None
     try:
@@ -90,7 +94,9 @@ def handle_command(
         if cmd in ("force", "release", "mode"):
             _apply(cmd, body, control)
         reply = {"ok": True, "cmd": cmd}
-        if cmd != "ping":
+        if cmd == "metrics":
+            reply["metrics"] = metrics() if metrics is not None else status()
+        elif cmd != "ping":
             reply["status"] = status()
     except (ValueError, UnicodeDecodeError) as exc:
         reply = {"ok": False, "error": str(exc)}

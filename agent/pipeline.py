@@ -207,6 +207,10 @@ class Pipeline:
             out["adaptive"] = self.controller.status()
         return out
 
+    def _metrics_body(self) -> dict[str, Any]:
+        """What the metrics topic carries: the status, then resources, energy and outbox."""
+        return {**self.status(), **(self.metrics() if self.metrics is not None else {})}
+
     def process(self, chunk: Chunk) -> int:
         """Run one chunk through to the publisher; return the number of windows it completed."""
         for cmd in self.publisher.poll():
@@ -216,7 +220,7 @@ class Pipeline:
                 continue
             self.publisher.publish(
                 self.topics.response,
-                handle_command(cmd.payload, self.status, self.controller),
+                handle_command(cmd.payload, self.status, self.controller, self._metrics_body),
                 qos=1,
             )
         health = health_of(self.source)
@@ -225,7 +229,7 @@ class Pipeline:
             self.publisher.publish(f"{self.topics.base}/health", health.payload(), 1, retain=True)
         if self.metrics is not None and self.clock.monotonic() >= self._next_metrics:
             self._next_metrics = self.clock.monotonic() + self.metrics_every_s
-            body = {**self.status(), **self.metrics()}
+            body = self._metrics_body()
             self.publisher.publish(
                 self.topics.metrics,
                 json.dumps(body, separators=(",", ":")).encode(),

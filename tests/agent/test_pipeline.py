@@ -164,10 +164,17 @@ def test_commands_are_answered() -> None:
     pub = MemoryPublisher()
     pub.commands.append(Command("har/demo/cmd", b'{"cmd": "status", "id": 1}'))
     pub.commands.append(Command("har/demo/cmd", b'{"cmd": "format-disk"}'))
+    pub.commands.append(Command("har/demo/cmd", b'{"cmd": "metrics"}'))
+    pub.commands.append(Command("har/demo/cmd", b'{"cmd": "force", "model": "wr-w0.50-r064"}'))
     build_agent(profile_for(), options=RunOptions(speed=0, loop=False), publisher=pub).run()
     replies = [json.loads(p) for t, p, _, _ in pub.messages if t == "har/demo/cmd/response"]
     assert replies[0]["ok"] is True and replies[0]["id"] == 1 and "windows" in replies[0]["status"]
     assert replies[1]["ok"] is False and "unknown command" in replies[1]["error"]
+    m = replies[2]["metrics"]
+    assert replies[2]["ok"] is True and "windows" in m and "resources" in m and "energy" in m
+    assert m["energy"]["kind"] in ("measured", "estimated")
+    # a static agent has no policy to force
+    assert replies[3]["ok"] is False and "adaptive runtime" in replies[3]["error"]
 
 
 def test_non_finite_windows_are_rejected_and_counted() -> None:

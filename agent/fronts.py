@@ -2,9 +2,11 @@
 
 A front selects the model's channels, resamples to the model's rate when the source runs at
 another, and cuts sliding windows. Bank members that share a window spec share a front. When
-the agent may switch between members of different resolutions, one front per resolution keeps
-running, so the member switched to has its windows ready (no gap in the predictions) and every
-window was resampled as a stream, as in training.
+the agent may switch between members of different resolutions there is one front per
+resolution, but only the running member's front does the work: an idle front keeps the last
+few seconds of raw samples (a deque of chunk references, no arithmetic). When the agent switches
+to it, it resamples that history as a stream, as in training, starting so that its first window
+begins one hop after the last window classified: no gap in the predictions, no repeat.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ log = logging.getLogger(__name__)
 SATURATION = 0.999
 """A sample at or beyond this fraction of its channel's full scale is saturated (clipped)."""
 KEEP_SATURATED = 4096
-KEEP_IDLE = 2
-"""Windows a front that no running member reads keeps (what a switch to it may still need)."""
+HISTORY_MARGIN_S = 1.0
+"""Raw history a front keeps beyond one window and two hops (the filter's warm-up)."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,13 @@ class Front:
         self.hop_s = spec.window.hop_s
         self.ready: deque[Window] = deque()
         """Windows cut and not yet taken, oldest first."""
+        self._spec = spec
+        self._in_rate = rate
+        self.active = True
+        self._keep_history = False
+        """Set once the pipeline may switch between fronts (see :meth:`idle`)."""
+        self._history: deque[Chunk] = deque()
+        self._keep_s = spec.window.duration_s + 2 * spec.window.hop_s + HISTORY_MARGIN_S
 
     def push(self, chunk: Chunk) -> None:
         if not self._identity:
@@ -94,9 +103,52 @@ class Front:
             hit = (np.abs(chunk.values) >= self._limits).any(axis=1)
             if hit.any():
                 self._saturated.extend(chunk.t[hit].tolist())
+        if self._keep_history and len(chunk):
+            hist = self._history
+            hist.append(chunk)
+            newest = float(chunk.t[-1])
+            while len(hist) > 1 and float(hist[0].t[-1]) < newest - self._keep_s:
+                hist.popleft()
+        if self.active:
+            self._cut(chunk)
+
+    def _cut(self, chunk: Chunk) -> None:
         if self.resampler is not None:
             chunk = self.resampler.push(chunk)
         self.ready.extend(self.windower.push(chunk))
+
+    def keep_history(self) -> None:
+        """Keep the last seconds of raw samples from now on (the agent may switch fronts)."""
+        self._keep_history = True
+
+    def idle(self) -> None:
+        """Stop cutting windows; the raw history goes on for a later :meth:`activate`."""
+        self._keep_history = True
+        self.active = False
+        self.ready.clear()
+
+    def activate(self, next_start: float) -> None:
+        """Resume: resample and window the kept history as a fresh stream whose first window
+        starts at ``next_start`` (stream seconds) when the history reaches back that far."""
+        if self.active:
+            return
+        self.active = True
+        hist = list(self._history)
+        if self.resampler is not None:
+            self.resampler = Resampler(self._in_rate, self._spec.rate_hz)
+        self.windower = Windower(self._spec.window, len(self._spec.channels))
+        if not hist:
+            return
+        t = np.concatenate([c.t for c in hist])
+        values = np.concatenate([c.values for c in hist])
+        labelled = all(c.labels is not None for c in hist)
+        labels = tuple(lbl for c in hist for lbl in (c.labels or ())) if labelled else None
+        # the resampler's first output is half its filter after its first input
+        delay = self.resampler.delay_s if self.resampler is not None else 0.0
+        first = int(np.searchsorted(t, next_start - delay - 1e-9))
+        if first >= len(t):
+            first = 0
+        self._cut(Chunk(t[first:], values[first:], labels[first:] if labels else None))
 
     def saturated(self, w: Window) -> bool:
         """Whether any source sample within the window's span was saturated."""
@@ -107,7 +159,3 @@ class Front:
             sat.popleft()
         return any(w.start_t <= t <= w.end_t for t in sat)
 
-    def trim(self) -> None:
-        """Forget all but the newest :data:`KEEP_IDLE` windows (a front nobody reads now)."""
-        while len(self.ready) > KEEP_IDLE:
-            self.ready.popleft()

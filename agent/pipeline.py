@@ -115,6 +115,11 @@ class Pipeline:
             if FrontKey.of(spec) not in self.fronts:
                 self.fronts[FrontKey.of(spec)] = Front(source.header, spec, source_name)
         self._front = self.fronts[FrontKey.of(entry.input)]
+        for front in self.fronts.values():
+            if front is not self._front:
+                front.idle()
+            elif len(self.fronts) > 1:
+                front.keep_history()
         self._last_start = float("-inf")
         self.seq = 0
         self.stats = RunStats()
@@ -180,7 +185,11 @@ class Pipeline:
         old = self.classifier.entry.id
         self.classifier = order.classifier
         self._encoder = self._encoder_for(order.classifier)
-        self._front = self.fronts[FrontKey.of(order.classifier.entry.input)]
+        front = self.fronts[FrontKey.of(order.classifier.entry.input)]
+        if front is not self._front:
+            self._front.idle()
+            front.activate(self._last_start + front.hop_s)
+            self._front = front
         self.stats.switches += 1
         log.info(
             "switched %s -> %s (%s; predicted %.3f ms, budget %.3f ms)",
@@ -260,10 +269,6 @@ class Pipeline:
                 order = ctl.take()
                 if order is not None:
                     self._switch(order)
-        if len(self.fronts) > 1:
-            for front in self.fronts.values():
-                if front is not self._front:
-                    front.trim()
         return done
 
     def _classify(self, w: Window) -> None:

@@ -250,6 +250,11 @@ class Resampler:
         )
         self._reset()
 
+    @property
+    def delay_s(self) -> float:
+        """Time from a run's first input sample to its first output sample (half the filter)."""
+        return 0.0 if self._taps is None else (len(self._taps) - 1) // 2 / self.in_rate
+
     def _reset(self) -> None:
         self._raw_t = np.zeros(0)
         self._raw_v: np.ndarray | None = None

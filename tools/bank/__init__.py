@@ -8,7 +8,9 @@ resolution), and every configuration of a grid is exported as a standalone ONNX 
   (``agent.windowing.Resampler`` then ``sliding_windows`` with hop R/2);
 - :mod:`tools.bank.supernet`: the slimmable network, BN recalibration, plain-module extraction;
 - :mod:`tools.bank.train`: the sandwich-rule training loop;
-- :mod:`tools.bank.build`: ``python -m tools.bank.build`` (train, export, evaluate, register).
+- :mod:`tools.bank.build`: ``python -m tools.bank.build`` (train, export, evaluate, register);
+- :mod:`tools.bank.independent`: ``python -m tools.bank.independent``, the same configurations
+  trained alone with the same recipe, compared with the collaborative members.
 
 Compression (``python -m tools.bank.compress``, run after build or by ``build --compress``):
 

@@ -1,0 +1,408 @@
+"""Independently trained baselines: the bank's configurations trained alone, to measure
+"collaborative beats independent" (issue 3) instead of assuming it.
+
+    python -m tools.bank.independent [--configs w1.00-r128,w0.50-r064,...] [--bank models]
+        [--out build/independent] [--report models/independent-report.json] [--data data/hapt]
+    python -m tools.bank.independent --smoke  # CI: 4 subjects, 2 steps, build/independent-smoke/
+
+For each (width, resolution) the *same* slimmable network (:class:`SlimCNN` with the bank's
+:class:`SlimConfig`, constructed right after seeding as :mod:`tools.bank.build` does, so it
+starts from the supernet's initial weights) is trained at that one width and resolution only:
+cross-entropy, no sandwich, no distillation, its BatchNorm sees only its own batches. Everything
+else is the committed bank's recipe, read from the reference member's ``provenance`` in
+``BANK/manifest.json`` (train config, epochs, seed, refit): the same index-aligned training
+windows (:func:`tools.bank.windows.aligned_windows`, 50 Hz hop ``train_hop128``), the same
+batches and random gains (same generator draws), AdamW with the same one-cycle schedule and the
+same number of steps, and fixed epochs (no selection on the test subjects). Afterwards the model
+goes through the members' own path, :func:`tools.bank.members.build_member`: BN recalibrated
+over 16x64 training windows of its resolution, folded, exported to ONNX, and evaluated with ONNX
+Runtime on the agent-cut windows of the test subjects. The ONNX files stay in ``OUT`` (they are
+not bank members); the comparison goes to ``--report`` (JSON) and is printed as a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from agent.manifest import ModelEntry, load_manifest
+from agent.windowing import Normalizer
+from tools.bank.build import CALIB_BATCH, CALIB_BATCHES, RESOLUTIONS
+from tools.bank.members import MemberResult, build_member, calib_batches, member_id
+from tools.bank.supernet import SlimCNN, SlimConfig
+from tools.bank.train import BankTrainConfig, evaluate_val
+from tools.bank.windows import BASE_LENGTH, MultiResWindows, aligned_windows, eval_windows
+from tools.data import DEFAULT_VAL_SUBJECTS, load_experiments, make_split
+from tools.hapt import TEST_SUBJECTS
+from tools.train import seed_everything
+from tools.train_baseline import SMOKE_SUBJECTS, git_commit
+
+FAMILY = "independent"
+# the full, a middle and the smallest configuration first, then one more per width
+DEFAULT_CONFIGS = (
+    (1.0, 128),
+    (0.5, 64),
+    (0.25, 96),
+    (0.125, 32),
+    (1.0, 64),
+    (0.75, 96),
+    (0.5, 32),
+    (0.125, 128),
+)
+SMOKE_CONFIGS = ((0.25, 64), (0.125, 32))
+THREADS = 1
+
+
+def parse_config(text: str) -> tuple[float, int]:
+    """``w0.50-r064`` (or ``0.5,64``) -> (0.5, 64). Width 0.12 means the bank's 0.125."""
+    t = text.strip().removeprefix("wr-")
+    try:
+        if "," in t:
+            w_s, r_s = t.split(",")
+        else:
+            w_s, r_s = t.split("-")
+            w_s, r_s = w_s.removeprefix("w"), r_s.removeprefix("r")
+        w, r = float(w_s), int(r_s)
+    except ValueError as exc:
+        raise ValueError(f"bad configuration {text!r}: expected like w0.50-r064") from exc
+    if abs(w - 0.12) < 1e-9:
+        w = 0.125
+    if not 0 < w <= 1.0 or r not in RESOLUTIONS:
+        raise ValueError(f"bad configuration {text!r}: width in (0, 1], R in {RESOLUTIONS}")
+    return w, r
+
+
+def recipe_from(entry: ModelEntry) -> tuple[BankTrainConfig, SlimConfig, bool]:
+    """The training recipe of a committed width-resolution member (its provenance)."""
+    prov = entry.provenance
+    tc = dict(prov["train_config"])
+    mc = {k: tuple(v) if isinstance(v, list) else v for k, v in prov["model_config"].items()}
+    return BankTrainConfig(**tc), SlimConfig(**mc), bool(prov.get("refit", False))
+
+
+def train_single(
+    model: SlimCNN,
+    width: float,
+    resolution: int,
+    data: MultiResWindows,
+    norm: Normalizer,
+    cfg: BankTrainConfig,
+    val: MultiResWindows | None = None,
+    max_steps: int | None = None,
+    desc: str = "independent",
+) -> list[dict[str, float]]:
+    """Train ``model`` in place at one (width, resolution) with cross-entropy only.
+
+    Same loop as :func:`tools.bank.train.train_supernet` (batch order and gains drawn from the
+    same generator in the same order, AdamW, one-cycle schedule over the same number of steps),
+    with the sandwich passes and the distillation term left out. Returns per-epoch history."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    mean = torch.tensor(norm.mean, dtype=torch.float32)
+    std = torch.tensor(norm.std, dtype=torch.float32)
+    x = torch.from_numpy(data.x[resolution])
+    yt = torch.from_numpy(data.y)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    per_epoch = (len(yt) + cfg.batch_size - 1) // cfg.batch_size
+    total = cfg.epochs * per_epoch if max_steps is None else min(max_steps, cfg.epochs * per_epoch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(total, 1))
+    history: list[dict[str, float]] = []
+    steps = 0
+    bar = tqdm(range(1, cfg.epochs + 1), desc=desc, unit="epoch")
+    for epoch in bar:
+        t0 = time.time()
+        model.train()
+        order = torch.randperm(len(yt), generator=gen)
+        loss_sum, seen = 0.0, 0
+        for a in range(0, len(order), cfg.batch_size):
+            if steps >= total:
+                break
+            idx = order[a : a + cfg.batch_size]
+            gain = 1 + cfg.scale_aug * (2 * torch.rand(len(idx), 1, 1, generator=gen) - 1)
+            opt.zero_grad()
+            loss = F.cross_entropy(model((x[idx] * gain - mean) / std, width), yt[idx])
+            loss.backward()
+            opt.step()
+            sched.step()
+            steps += 1
+            loss_sum += loss.item() * len(idx)
+            seen += len(idx)
+        record: dict[str, float] = {
+            "epoch": float(epoch),
+            "loss": loss_sum / max(seen, 1),
+            "seconds": round(time.time() - t0, 1),
+        }
+        if val is not None and len(val):
+            record.update(evaluate_val(model, val, norm, [(width, resolution)]))
+        history.append(record)
+        bar.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k != "epoch"})
+        if steps >= total:
+            break
+    model.eval()
+    return history
+
+
+def _pick(metrics: dict[str, Any]) -> dict[str, Any]:
+    keys = ("accuracy", "f1_weighted", "test_windows", "per_class_recall", "val_accuracy")
+    return {k: metrics[k] for k in keys if k in metrics}
+
+
+def compare(ind: ModelEntry, collab: ModelEntry | None) -> dict[str, Any]:
+    """One result row: the independent model's figures next to the collaborative member's."""
+    row: dict[str, Any] = {
+        "config": f"w{ind.width:.2f}-r{ind.resolution:03d}",
+        "width": ind.width,
+        "resolution": ind.resolution,
+        "channels": ind.provenance["channels"],
+        "macs": ind.macs,
+        "params": ind.params,
+        "independent": {
+            "id": ind.id,
+            "file": ind.file,
+            "sha256": ind.sha256,
+            **_pick(ind.metrics),
+            "ort_vs_torch_max_abs_diff": ind.metrics["ort_vs_torch_max_abs_diff"],
+        },
+        "collaborative": None,
+    }
+    if collab is not None:
+        row["collaborative"] = {"id": collab.id, "sha256": collab.sha256, **_pick(collab.metrics)}
+        c, i = collab.metrics, ind.metrics
+        row["delta_accuracy_pt"] = round(100 * (c["accuracy"] - i["accuracy"]), 2)
+        row["delta_f1"] = round(c["f1_weighted"] - i["f1_weighted"], 4)
+        row["same_test_windows"] = c["test_windows"] == i["test_windows"]
+    return row
+
+
+def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Independent vs collaborative, one line per configuration (delta = collab - independent)."""
+    lines = [
+        "| configuration | channels | MACs | independent acc | independent F1 | collaborative "
+        "acc | collaborative F1 | Δ acc (collab − indep) | Δ F1 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        i, c = row["independent"], row["collaborative"]
+        cells = [
+            f"`{row['config']}`",
+            "/".join(str(ch) for ch in row["channels"]),
+            f"{row['macs']:,}",
+            f"{100 * i['accuracy']:.2f} %",
+            f"{i['f1_weighted']:.4f}",
+        ]
+        if c is None:
+            cells += ["–", "–", "–", "–"]
+        else:
+            cells += [
+                f"{100 * c['accuracy']:.2f} %",
+                f"{c['f1_weighted']:.4f}",
+                f"{row['delta_accuracy_pt']:+.2f} pt",
+                f"{row['delta_f1']:+.4f}",
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    started = time.time()
+    torch.set_num_threads(THREADS)
+    bank = load_manifest(args.bank)
+    configs: list[tuple[float, int]] = args.configs
+    refs = {(w, r): _member(bank.models, w, r) for w, r in configs}
+    anchor = next((e for e in refs.values() if e is not None), None)
+    if anchor is None:
+        raise SystemExit(f"error: no width-resolution member of {configs} in {args.bank}")
+    cfg, model_cfg, refit = recipe_from(anchor)
+    cfg = dataclasses.replace(cfg, threads=THREADS)
+    if args.epochs is not None:
+        cfg = dataclasses.replace(cfg, epochs=args.epochs)
+    if args.seed is not None:  # another seed than the bank's: a spread estimate, not a pair
+        cfg = dataclasses.replace(cfg, seed=args.seed)
+    if args.smoke:
+        cfg = dataclasses.replace(cfg, train_hop128=64)
+    print(f"recipe of {anchor.id} ({args.bank}): {dataclasses.asdict(cfg)}, refit {refit}")
+
+    experiments, source = load_experiments(args.data, SMOKE_SUBJECTS if args.smoke else None)
+    split = make_split({e.subject for e in experiments}, DEFAULT_VAL_SUBJECTS, TEST_SUBJECTS)
+    train_subj = set(split.train) | (set(split.val) if refit else set())
+    tr_exps = [e for e in experiments if e.subject in train_subj]
+    va_exps = [e for e in experiments if e.subject in split.val and not refit]
+    te_exps = [e for e in experiments if e.subject in split.test]
+    fit = aligned_windows(tr_exps, RESOLUTIONS, hop128=cfg.train_hop128)
+    val = aligned_windows(va_exps, RESOLUTIONS, hop128=64) if va_exps else None
+    norm = Normalizer.fit(aligned_windows(tr_exps, (BASE_LENGTH,), hop128=64).x[BASE_LENGTH])
+    same_norm = bool(
+        np.allclose(norm.mean, anchor.normalization.mean, rtol=0, atol=1e-9)
+        and np.allclose(norm.std, anchor.normalization.std, rtol=0, atol=1e-9)
+    )
+    print(
+        f"data: {source}; fit on {len(fit)} index-aligned windows of subjects "
+        f"{sorted(train_subj)}; normalisation equals the bank's: {same_norm}"
+    )
+    if not same_norm and not args.smoke:
+        print("warning: training windows differ from the bank's (normalisation)", file=sys.stderr)
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    command = " ".join(["python -m tools.bank.independent", *args.argv])
+    rows: list[dict[str, Any]] = []
+    report: dict[str, Any] = {
+        "version": 1,
+        "generator": "tools.bank.independent",
+        "command": command,
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "git_commit": git_commit(),
+        "torch": torch.__version__,
+        "threads": THREADS,
+        "bank": str(args.bank / "manifest.json"),
+        "reference_member": anchor.id,
+        "seed": cfg.seed,
+        "epochs": cfg.epochs,
+        "max_steps": args.max_steps,
+        "refit": refit,
+        "train_config": dataclasses.asdict(cfg),
+        "model_config": dataclasses.asdict(model_cfg),
+        "data": {
+            "source": source,
+            "train_subjects": sorted(train_subj),
+            "test_subjects": sorted(split.test),
+            "fit_rows": len(fit),
+            "normalization_equals_bank": same_norm,
+        },
+        "delta": "collaborative minus independent (positive: collaborative better)",
+        "selection": "none: fixed epochs decided beforehand (the bank's), final weights",
+        "complete": False,
+        "results": rows,
+    }
+    report_path: Path = args.report
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    for w, r in configs:
+        t0 = time.time()
+        seed_everything(cfg.seed)
+        model = SlimCNN(model_cfg)  # built right after seeding, as in tools.bank.build
+        cid = f"w{w:.2f}-r{r:03d}"
+        history = train_single(
+            model, w, r, fit, norm, cfg, val=val, max_steps=args.max_steps, desc=cid
+        )
+        train_seconds = round(time.time() - t0, 1)
+        provenance = {
+            "command": command,
+            "seed": cfg.seed,
+            "epochs": cfg.epochs,
+            "refit": refit,
+            "train_config": dataclasses.asdict(cfg),
+            "model_config": dataclasses.asdict(model_cfg),
+            "training": f"alone at width {w}, resolution {r}: cross-entropy only, no sandwich, "
+            "no distillation; recipe of the reference member's provenance",
+            "reference_member": anchor.id,
+            "bn": f"recalibrated over {CALIB_BATCHES}x{CALIB_BATCH} training windows of its "
+            "resolution, folded into the convolutions",
+            "dataset": f"UCI HAPT (CC BY 4.0), {source}",
+            "torch": torch.__version__,
+            "git_commit": git_commit(),
+            "train_seconds": train_seconds,
+        }
+        test = eval_windows(te_exps, r)
+        val_r = eval_windows(va_exps, r) if va_exps else None
+        calib = calib_batches(fit.x[r], norm, CALIB_BATCHES, CALIB_BATCH, cfg.seed)
+        res = build_member(model, w, r, calib, norm, test, val_r, out, 50, provenance)
+        entry = _rename(res, out)
+        row = compare(entry, refs[(w, r)])
+        row["train_seconds"] = train_seconds
+        row["history"] = history
+        rows.append(row)
+        delta = row.get("delta_accuracy_pt")
+        print(
+            f"{entry.id}: test acc {entry.metrics['accuracy']:.4f} F1 "
+            f"{entry.metrics['f1_weighted']:.4f} ({entry.metrics['test_windows']} windows); "
+            f"collaborative {'-' if delta is None else f'{delta:+.2f} pt'}; "
+            f"ORT-torch {res.max_abs_diff:.2g}; {train_seconds:.0f} s"
+        )
+        report["total_seconds"] = round(time.time() - started, 1)
+        report_path.write_text(json.dumps(report, indent=1) + "\n")  # after every configuration
+    report["complete"] = True
+    report["total_seconds"] = round(time.time() - started, 1)
+    report_path.write_text(json.dumps(report, indent=1) + "\n")
+    print(markdown_table(rows))
+    print(f"wrote {report_path} in {report['total_seconds']:.0f} s")
+    return report
+
+
+def _member(models: Sequence[ModelEntry], width: float, resolution: int) -> ModelEntry | None:
+    mid = member_id(width, resolution)
+    return next((m for m in models if m.id == mid and m.family == "width-resolution"), None)
+
+
+def _rename(res: MemberResult, out: Path) -> ModelEntry:
+    """``wr-...`` written by build_member -> ``ind-wr-...`` (never mistaken for a bank member)."""
+    e = res.entry
+    new = out / f"ind-{e.file}"
+    (out / e.file).replace(new)
+    return dataclasses.replace(e, id=f"ind-{e.id}", file=new.name, family=FAMILY)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        prog="python -m tools.bank.independent",
+        description="Train bank configurations alone and compare with the collaborative members.",
+    )
+    ap.add_argument(
+        "--configs",
+        default=None,
+        help="comma-separated, e.g. w1.00-r128,w0.12-r032 (default: "
+        + ",".join(f"w{w:.2f}-r{r:03d}" for w, r in DEFAULT_CONFIGS)
+        + ")",
+    )
+    ap.add_argument("--bank", type=Path, default=Path("models"), help="reference bank (models)")
+    ap.add_argument("--out", type=Path, default=None, help="ONNX folder (build/independent)")
+    ap.add_argument("--report", type=Path, default=None, help="JSON report path")
+    ap.add_argument("--data", type=Path, default=Path("data/hapt"), help="imported recordings")
+    ap.add_argument("--epochs", type=int, default=None, help="override the bank's epochs")
+    ap.add_argument("--seed", type=int, default=None, help="override the bank's seed")
+    ap.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
+    ap.add_argument("--smoke", action="store_true", help="tiny run: 4 subjects, 2 steps (CI)")
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = ap.parse_args(raw)
+    args.argv = raw
+    try:
+        args.configs = (
+            [parse_config(c) for c in args.configs.split(",")]
+            if args.configs
+            else list(SMOKE_CONFIGS if args.smoke else DEFAULT_CONFIGS)
+        )
+    except ValueError as exc:
+        ap.error(str(exc))
+    if args.smoke:
+        args.epochs = 1 if args.epochs is None else args.epochs
+        args.max_steps = 2 if args.max_steps is None else args.max_steps
+    if args.out is None:
+        args.out = Path("build/independent-smoke" if args.smoke else "build/independent")
+    if args.report is None:
+        args.report = (
+            args.out / "independent-report.json"
+            if args.smoke
+            else Path("models/independent-report.json")
+        )
+    if args.epochs is not None and args.epochs < 1:
+        ap.error("--epochs must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    run(parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -30,6 +30,10 @@ from agent.errors import ConfigError
 from agent.manifest import ModelEntry
 
 TABLE_VERSION = 1
+MAX_RATIO = 4.0
+"""Largest slowdown one observation may count for (relative to the current estimate)."""
+RECENT = 50
+"""Observations after which a member no longer takes a newly measured load as its own."""
 
 
 def load_latency_table(path: Path) -> dict[str, float]:
@@ -107,24 +111,38 @@ class LatencyModel:
         base = self.base_ms.get(model_id)
         if base is None or not observed_ms > 0:
             return
-        ratio = observed_ms / base
+        # winsorised: one preemption spike (tens of ms whatever the member) moves the estimate
+        # as much as a 4x slowdown would, not as much as a 30x one
+        ratio = min(observed_ms / base, MAX_RATIO * max(self.factor, 1.0))
         a = self.alpha
         with self._lock:
             self.deviation = (1 - a) * self.deviation + a * abs(ratio - self.factor)
             self.factor = (1 - a) * self.factor + a * ratio
             self.observations += 1
             own = self._own.get(model_id)
-            if own is None:
-                own = self._own[model_id] = _Own(ratio, 0.0)
+            if own is None:  # start from the board's estimate: one slow first run (cold
+                # caches after a switch) must not brand a member for hundreds of windows
+                own = self._own[model_id] = _Own(self.factor, self.deviation)
             own.deviation = (1 - a) * own.deviation + a * abs(ratio - own.factor)
             own.factor = (1 - a) * own.factor + a * ratio
             own.seen = self.observations
             own.load = self._load
 
     def set_load(self, others_cores: float | None) -> None:
-        """Other processes' CPU use now, in cores (from the resource monitor's snapshot)."""
+        """Other processes' CPU use now, in cores (from the resource monitor's snapshot).
+
+        The load that slowed a member is often measured only after the member was switched
+        away from (the monitor samples once a second): members seen in the last
+        :data:`RECENT` observations take the new load as theirs too, if it is higher."""
         with self._lock:
             self._load = others_cores
+            if others_cores is None:
+                return
+            for own in self._own.values():
+                if self.observations - own.seen <= RECENT and (
+                    own.load is None or own.load < others_cores
+                ):
+                    own.load = others_cores
 
     def bound(self) -> float:
         """The multiplier applied to every table figure: ``factor + k * deviation``."""

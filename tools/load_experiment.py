@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import statistics
 import sys
 import tempfile
@@ -264,7 +265,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calibration-runs", type=int, default=30)
     ap.add_argument("--json", type=Path, default=ROOT / "docs/load-experiment.json")
     ap.add_argument("--plot", type=Path, default=ROOT / "docs/img/load-experiment.png")
+    ap.add_argument("-v", "--verbose", action="store_true", help="log every switch and its reason")
     args = ap.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
     try:
         phases = parse_trace(args.trace)
     except ValueError as exc:

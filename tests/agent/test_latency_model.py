@@ -111,3 +111,25 @@ def test_each_member_remembers_what_the_load_did_to_it() -> None:
     for _ in range(81):  # 100 observations since "a" was last seen: try it again
         m.observe("b", 0.25)
     assert m.predict("a") == pytest.approx(1.0, rel=1e-3)
+
+
+def test_one_spike_counts_as_at_most_a_4x_slowdown() -> None:
+    m = LatencyModel(BASE, alpha=0.5, k=2.0)
+    m.observe("b", 0.25 * 40)  # a 10 ms preemption on a 0.25 ms member
+    assert m.factor == pytest.approx(0.5 + 0.5 * 4.0)  # counted as 4x, not 40x
+    for _ in range(60):
+        m.observe("b", 0.25)
+    assert m.bound() < 1.01  # and it fades
+
+
+def test_a_load_measured_late_is_charged_to_the_member_it_slowed() -> None:
+    m = LatencyModel(BASE, alpha=0.5, memory=1000, load_drop=0.5)
+    m.set_load(0.0)
+    for _ in range(10):
+        m.observe("a", 3.0)  # slow, but the monitor has not seen the load yet
+    for _ in range(10):
+        m.observe("b", 0.25)  # switched away
+    m.set_load(2.0)  # the next monitor sample sees the load: it was what slowed "a"
+    assert m.predict("a") > 2.0
+    m.set_load(0.2)  # the load goes: "a" is predicted at the board's factor again
+    assert m.predict("a") == pytest.approx(1.0 * m.bound())

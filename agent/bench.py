@@ -28,6 +28,7 @@ import numpy as np
 
 from agent.energy import EnergyMeter
 from agent.errors import DataError, ModelError
+from agent.fronts import channel_indices
 from agent.inference import SessionSettings, session_options, to_model_input
 from agent.manifest import Manifest, ModelEntry
 from agent.recording import Chunk, RecordingHeader, RecordingReader
@@ -236,29 +237,12 @@ def read_chunks(path: Path, size: int = 256) -> tuple[RecordingHeader, list[Chun
     return reader.header, list(reader.chunks(size))
 
 
-def model_columns(header: RecordingHeader, entry: ModelEntry, where: str) -> list[int]:
-    """Recording columns that feed the model's channels (by name, units must match)."""
-    names = header.channel_names
-    cols: list[int] = []
-    for name, unit in zip(entry.input.channels, entry.input.units, strict=True):
-        if name not in names:
-            raise DataError(f"{where} has no channel {name!r} needed by {entry.id!r}")
-        i = names.index(name)
-        if header.channels[i].unit != unit:
-            raise DataError(
-                f"{where}: channel {name!r} is in {header.channels[i].unit!r}, "
-                f"{entry.id!r} needs {unit!r}"
-            )
-        cols.append(i)
-    return cols
-
-
 def recording_inputs(
     header: RecordingHeader, chunks: Sequence[Chunk], entry: ModelEntry, where: str
 ) -> Inputs:
     """The model inputs the agent would feed ``entry`` from this recording, with their labels."""
     spec = entry.input
-    cols = model_columns(header, entry, where)
+    cols = channel_indices(header, spec.channels, spec.units, where)
     rate = header.sample_rate_hz
     resampler = Resampler(rate, spec.rate_hz) if abs(rate - spec.rate_hz) > 1e-9 else None
     windower = Windower(spec.window, len(spec.channels))

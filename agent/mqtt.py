@@ -254,7 +254,8 @@ class MqttPublisher:
             self._queue_full_logged = False
         if qos > 0:
             self._pending.add(info.mid)
-        self._drain_acks()
+        # acknowledgements are drained once per pipeline step (poll) and by flush, not here:
+        # this is the hot path, and an empty queue.get_nowait() raises and catches each time
 
     def _drain_acks(self) -> None:
         while True:

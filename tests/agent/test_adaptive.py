@@ -297,3 +297,25 @@ def test_cli_replay_adaptive_and_force() -> None:
     assert preds and all(f'"model":"{MID}"' in p for p in preds)  # pinned: never switched
     bad = runner.invoke(app, ["replay", rec, "--fast", "--no-mqtt", "--force", "nope"])
     assert bad.exit_code == 1 and "har-agent: error:" in bad.stderr and "nope" in bad.stderr
+
+
+@pytest.mark.parametrize("board", ["pi4", "pi5", "pizero2w"])
+def test_board_profiles_build_an_adaptive_agent(board: str) -> None:
+    """The shipped board profiles run the adaptive runtime (here fed by a recording)."""
+    from agent.profile import load_profile
+    from tests.agent.helpers import ROOT
+
+    prof = load_profile(ROOT / "profiles" / f"{board}.toml")
+    prof = dataclasses.replace(
+        prof, source=dataclasses.replace(prof.source, kind="replay", path=str(RECORDINGS[0]))
+    )
+    pub = MemoryPublisher()
+    opts = RunOptions(speed=0.0, loop=False, monitor=False)
+    agent = build_agent(prof, options=opts, publisher=pub)
+    ctl = agent.pipeline.controller
+    assert ctl is not None and ctl.policy.mode == "adaptive"
+    assert ctl.pool.used_bytes <= prof.policy.preload_mb * 2**20
+    assert ctl.limits.budget_ms == pytest.approx(640.0)  # half the 1.28 s hop
+    stats = agent.run()
+    assert stats.windows > 200
+    assert json.loads(pub.payloads("/config")[0])["reason"] == "start"

@@ -107,6 +107,7 @@ class MqttPublisher:
         self.dropped = 0
         self.network_restarts = 0
         self._loop_running = False
+        self._stopping = False
         self.protocol = mqtt.MQTTv5
         self._client = self._make_client(mqtt.MQTTv5)
 
@@ -317,6 +318,9 @@ class MqttPublisher:
                     log.info("reconnected to the MQTT broker at %s:%d", s.host, s.port)
             elif kind in ("disconnected", "refused") and self._connected:
                 self._connected = False
+                if self._stopping:  # e.g. Ctrl-C reached the broker too: not worth a warning
+                    log.info("the MQTT broker went away while stopping (%s)", detail)
+                    continue
                 log.warning(
                     "lost the MQTT broker at %s:%d (%s); retrying every %d-%d s, messages queue",
                     s.host,
@@ -355,6 +359,7 @@ class MqttPublisher:
         return self._connected
 
     def stop(self) -> None:
+        self._stopping = True
         self.poll_events()
         if self.start_failure is None:  # not when it never connected: nothing can be acknowledged
             left = self.flush(5.0)

@@ -30,7 +30,9 @@ if ! port_open localhost 1883; then
     conf="$(mktemp -d)/mosquitto.conf"
     printf 'listener 1883 127.0.0.1\nallow_anonymous true\npersistence false\n' >"$conf"
     say "starting mosquitto on 127.0.0.1:1883 for this demo"
-    "$exe" -c "$conf" >/dev/null 2>&1 &
+    # a session of its own: Ctrl-C reaches the agent, which says goodbye (retained "offline")
+    # to a broker still running; cleanup stops the broker after that
+    setsid "$exe" -c "$conf" >/dev/null 2>&1 &
     BROKER_PID=$!
     for _ in $(seq 50); do port_open localhost 1883 && break; sleep 0.1; done
     port_open localhost 1883 || die "mosquitto did not start on localhost:1883"

@@ -232,7 +232,9 @@ def _run(
             return random_inputs(shape, seed)
 
     notes: list[str] = []
-    meter: EnergyMeter | None = open_meter(energy_cfg, notes=notes)
+    meter: EnergyMeter | None = open_meter(
+        energy_cfg, notes=notes, sample_hz=energy_cfg.sample_hz or None
+    )
     header: dict[str, Any] = {
         "bench_version": BENCH_VERSION,
         "board": board_name(),

@@ -189,6 +189,9 @@ class EnergyConfig:
     """Board power when idle (for the estimate; a Pi 4's figure by default)."""
     core_w: float = 1.0
     """Extra power per fully busy core (for the estimate)."""
+    sample_hz: float = 0.0
+    """How often a sampled meter (INA, PMIC) reads power; 0: the meter's default (INA 20 Hz,
+    PMIC 2 Hz: each PMIC reading starts ``vcgencmd``, so keep it low)."""
 
 
 @dataclass(frozen=True)
@@ -364,6 +367,8 @@ def _validate(p: Profile, where: str) -> None:
         raise bad("energy.shunt_ohms", "must be in (0, 10] ohm")
     if not 0 < e.max_current_a <= 100:
         raise bad("energy.max_current_a", "must be in (0, 100] A")
+    if not 0 <= e.sample_hz <= 1000:
+        raise bad("energy.sample_hz", "must be 0 (the meter's default) or up to 1000 Hz")
     if not (0 <= e.idle_w <= 1000 and 0 <= e.core_w <= 1000):
         raise bad("energy.idle_w", "and energy.core_w must be between 0 and 1000 W")
 

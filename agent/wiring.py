@@ -196,7 +196,11 @@ def build_agent(
         source.header.sample_rate_hz,
     )
     ecfg = profile.energy
-    meter = open_meter(ecfg, bus_factory=bus_factory if ecfg.meter.startswith("ina") else None)
+    meter = open_meter(
+        ecfg,
+        bus_factory=bus_factory if ecfg.meter.startswith("ina") else None,
+        sample_hz=ecfg.sample_hz or None,
+    )
     agent = Agent(
         pipeline=pipeline,
         publisher=pipeline.publisher,

@@ -76,6 +76,17 @@ def test_int_accepted_for_float(tmp_path: Path) -> None:
         ("[sensor]\nstuck_after_s = 0\n", "sensor.stuck_after_s"),
         ("[sensor]\nretries = -1\n", "sensor.retries"),
         ("[sensor]\ncolour = 1\n", "unknown key 'sensor.colour'"),
+        ("[monitor]\ninterval_s = 0\n", "monitor.interval_s"),
+        ("[policy]\nmode = 'greedy'\n", "policy.mode must be one of"),
+        ("[policy]\ndeadline_ms = -1\n", "policy.deadline_ms"),
+        ("[policy]\ndeadline_fraction = 1.5\n", "policy.deadline_fraction"),
+        ("[policy]\nheadroom_up = 0.95\nheadroom_down = 0.9\n", "policy.headroom_up"),
+        ("[policy]\nthermal_c = 60\nthermal_release_c = 70\n", "policy.thermal_release_c"),
+        ("[policy]\newma_alpha = 0\n", "policy.ewma_alpha"),
+        ("[policy]\ncandidates = 'wr-w1.00-r064'\n", "policy.candidates must be a list"),
+        ("[energy]\nmeter = 'ina999'\n", "energy.meter must be one of"),
+        ("[energy]\naddress = 0x68\n", "energy.address"),
+        ("[energy]\nsample_hz = -1\n", "energy.sample_hz"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, extra: str, match: str) -> None:

@@ -106,14 +106,19 @@ class Controller:
 
     # -- commands (the pipeline thread) ---------------------------------------------------------
     def force(self, model_id: str | None) -> None:
-        """Pin a member (``None`` releases it). Raises KeyError for a member not in the policy."""
+        """Pin a member (``None`` releases it). Raises KeyError for a member not in the policy
+        or one whose session failed to load."""
+        if model_id is not None and model_id in self.pool.broken:
+            raise KeyError(model_id)
         with self._lock:
             self.policy.force(model_id)
+            self._order = self._wanted = None  # what was pending no longer applies
         self._decide()
 
     def set_mode(self, mode: str) -> None:
         with self._lock:
             self.policy.mode = mode
+            self._order = self._wanted = None
         self._decide()
 
     def status(self) -> dict[str, Any]:
@@ -135,17 +140,33 @@ class Controller:
     # -- internals ---------------------------------------------------------------------------
     def _decide(self) -> None:
         with self._lock:
-            decision = self.policy.decide(
-                self._now(), self.active_id, self.latency.predict_all(), self.latest
-            )
+            broken = self.pool.broken
+            predicted = {k: v for k, v in self.latency.predict_all().items() if k not in broken}
+            decision = self.policy.decide(self._now(), self.active_id, predicted, self.latest)
             if decision is None:
                 return
             self._prepare(decision)
 
     def _loaded(self, model_id: str) -> None:
         with self._lock:
+            w = self._wanted
+            if w is None or w.target != model_id:
+                return
+            pol = self.policy
+            stale = (pol.override is not None and pol.override != model_id) or (
+                pol.override is None and pol.mode == "static"
+            )
+            if stale:
+                self._wanted = None
+                return
+            self._prepare(w)
+
+    def _failed(self, model_id: str) -> None:
+        """A background load failed: the member is broken now; decide again without it."""
+        with self._lock:
             if self._wanted is not None and self._wanted.target == model_id:
-                self._prepare(self._wanted)
+                self._wanted = None
+        self._decide()
 
     def _prepare(self, d: Decision) -> None:
         """Turn a decision into a ready order, or start loading its session (lock held)."""
@@ -153,7 +174,8 @@ class Controller:
         c = self.pool.get(d.target)
         if c is None:
             log.info("switch to %s (%s) waits for its session to load", d.target, d.reason)
-            self.pool.request(d.target, on_ready=self._loaded)
+            self._order = None  # an older ready order is superseded by this decision
+            self.pool.request(d.target, on_ready=self._loaded, on_failed=self._failed)
             return
         snap = self.latest
         self._order = SwitchOrder(

@@ -44,7 +44,10 @@ class Control(Protocol):
 
 def _apply(cmd: str, body: dict[str, Any], control: Control | None) -> None:
     if control is None:
-        raise ValueError(f"{cmd!r} needs the adaptive runtime ([policy] in the profile)")
+        raise ValueError(
+            f"{cmd!r} needs the adaptive runtime (policy.mode = \"adaptive\" in the profile, "
+            "or har-agent run --policy adaptive)"
+        )
     if cmd == "force":
         model = body.get("model")
         if not isinstance(model, str) or not _MODEL_ID.match(model):
@@ -100,6 +103,8 @@ def handle_command(
             reply["status"] = status()
     except (ValueError, UnicodeDecodeError) as exc:
         reply = {"ok": False, "error": str(exc)}
+    except RecursionError:  # json.loads on deeply nested arrays: a few KB is enough
+        reply = {"ok": False, "error": "command nested too deeply"}
     if request_id is not None:
         reply["id"] = request_id
     return json.dumps(reply, separators=(",", ":")).encode("utf-8")

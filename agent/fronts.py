@@ -127,16 +127,17 @@ class Front:
         self.active = False
         self.ready.clear()
 
-    def activate(self, next_start: float) -> None:
+    def activate(self, next_start: float, next_index: int = 0) -> None:
         """Resume: resample and window the kept history as a fresh stream whose first window
-        starts at ``next_start`` (stream seconds) when the history reaches back that far."""
+        starts at ``next_start`` (stream seconds) when the history reaches back that far, and
+        whose windows are numbered on from ``next_index``."""
         if self.active:
             return
         self.active = True
         hist = list(self._history)
         if self.resampler is not None:
             self.resampler = Resampler(self._in_rate, self._spec.rate_hz)
-        self.windower = Windower(self._spec.window, len(self._spec.channels))
+        self.windower = Windower(self._spec.window, len(self._spec.channels), next_index)
         if not hist:
             return
         t = np.concatenate([c.t for c in hist])

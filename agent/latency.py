@@ -120,8 +120,9 @@ class LatencyModel:
             self.factor = (1 - a) * self.factor + a * ratio
             self.observations += 1
             own = self._own.get(model_id)
-            if own is None:  # start from the board's estimate: one slow first run (cold
-                # caches after a switch) must not brand a member for hundreds of windows
+            if own is None or not self._remembered(own):
+                # start from the board's estimate: one slow first run (cold caches after a
+                # switch) must not brand a member, nor may what it showed under a gone load
                 own = self._own[model_id] = _Own(self.factor, self.deviation)
             own.deviation = (1 - a) * own.deviation + a * abs(ratio - own.factor)
             own.factor = (1 - a) * own.factor + a * ratio
@@ -149,13 +150,20 @@ class LatencyModel:
         with self._lock:
             return self.factor + self.k * self.deviation
 
+    def _remembered(self, own: _Own) -> bool:
+        """Whether a member's own bound still holds (not too old, its load not gone)."""
+        if self.observations - own.seen > self.memory:
+            return False
+        return not (
+            own.load is not None
+            and self._load is not None
+            and self._load < own.load - self.load_drop
+        )
+
     def _own_bound(self, model_id: str) -> float:
         own = self._own.get(model_id)
-        if own is None or self.observations - own.seen > self.memory:
+        if own is None or not self._remembered(own):
             return 0.0
-        if own.load is not None and self._load is not None:
-            if self._load < own.load - self.load_drop:
-                return 0.0
         return own.factor + self.k * own.deviation
 
     def predict(self, model_id: str) -> float:

@@ -24,6 +24,15 @@ log = logging.getLogger(__name__)
 
 THROTTLED_SYSFS = Path("/sys/devices/platform/soc/soc:firmware/get_throttled")
 """Where Raspberry Pi kernels expose the firmware's ``get_throttled`` bits (hex text)."""
+THROTTLED_GLOB = "soc*/*firmware/get_throttled"
+"""Other boards (Pi 5) name the soc and firmware nodes by address: found under the platform."""
+
+
+def find_throttled_sysfs(platform: Path = Path("/sys/devices/platform")) -> Path:
+    if THROTTLED_SYSFS.exists():
+        return THROTTLED_SYSFS
+    found = sorted(platform.glob(THROTTLED_GLOB)) if platform.is_dir() else []
+    return found[0] if found else THROTTLED_SYSFS
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,12 @@ class Throttling:
     def active(self) -> bool:
         """The board is slowed right now (capped, throttled or at its soft temperature limit)."""
         return bool(self.raw & 0xE)
+
+    @property
+    def hot(self) -> bool:
+        """Throttled or at the soft temperature limit now: what the thermal guard acts on.
+        (Frequency capping alone also comes with under-voltage: a weak supply, not heat.)"""
+        return bool(self.raw & 0xC)
 
     @property
     def occurred(self) -> bool:
@@ -120,8 +135,9 @@ class ThrottleReader:
     """
 
     def __init__(
-        self, sysfs: Path = THROTTLED_SYSFS, vcgencmd: str | None = None, use_vcgencmd: bool = True
+        self, sysfs: Path | None = None, vcgencmd: str | None = None, use_vcgencmd: bool = True
     ) -> None:
+        sysfs = sysfs if sysfs is not None else find_throttled_sysfs()
         self._sysfs: Path | None = sysfs if sysfs.exists() else None
         self._vcgencmd = vcgencmd or (shutil.which("vcgencmd") if use_vcgencmd else None)
         self.available = self._sysfs is not None or self._vcgencmd is not None
@@ -268,15 +284,26 @@ class ResourceMonitor:
         self.samples = 0
         self.cpu_s = 0.0
         """Thread CPU time spent sampling and in ``on_sample`` (the policy)."""
+        self._failing = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._started = 0.0
         self._stopped: float | None = None
 
-    def tick(self) -> ResourceSnapshot:
+    def tick(self) -> ResourceSnapshot | None:
         """Take one sample now (the thread's body; tests call it directly)."""
         c0 = time.thread_time()
-        snap = self.sampler.sample()
+        try:
+            snap = self.sampler.sample()
+        except Exception as exc:  # psutil.Error, odd /proc or /sys text: skip this tick
+            if not self._failing:
+                log.warning("resource monitor: a sample failed (%s); skipping it", exc)
+                self._failing = True
+            self.cpu_s += time.thread_time() - c0
+            return self.latest
+        if self._failing:
+            log.info("resource monitor: sampling works again")
+            self._failing = False
         self.latest = snap
         self.samples += 1
         if self.on_sample is not None:

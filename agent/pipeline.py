@@ -121,6 +121,7 @@ class Pipeline:
             elif len(self.fronts) > 1:
                 front.keep_history()
         self._last_start = float("-inf")
+        self._last_index = -1
         self.seq = 0
         self.stats = RunStats()
         self._started = clock.monotonic()
@@ -188,7 +189,7 @@ class Pipeline:
         front = self.fronts[FrontKey.of(order.classifier.entry.input)]
         if front is not self._front:
             self._front.idle()
-            front.activate(self._last_start + front.hop_s)
+            front.activate(self._last_start + front.hop_s, self._last_index + 1)
             self._front = front
         self.stats.switches += 1
         log.info(
@@ -227,11 +228,14 @@ class Pipeline:
             if handler is not None:
                 handler(cmd.payload)
                 continue
-            self.publisher.publish(
-                self.topics.response,
-                handle_command(cmd.payload, self.status, self.controller, self._metrics_body),
-                qos=1,
-            )
+            try:
+                reply = handle_command(
+                    cmd.payload, self.status, self.controller, self._metrics_body
+                )
+            except Exception:  # a bug in a handler must not stop the agent
+                log.exception("command handling failed")
+                reply = b'{"ok":false,"error":"internal error"}'
+            self.publisher.publish(self.topics.response, reply, qos=1)
         health = health_of(self.source)
         if health is not None and health.version != self._health_seen:
             self._health_seen = health.version
@@ -262,6 +266,7 @@ class Pipeline:
             if w.start_t < self._last_start + 0.5 * self._front.hop_s:
                 continue
             self._last_start = w.start_t
+            self._last_index = w.index
             self._classify(w)
             done += 1
             if ctl is not None and self._last_infer_s > 0:

@@ -83,6 +83,7 @@ class Policy:
         """Set by the thermal guard; ``None`` when the board is cool."""
         self.last_switch = float("-inf")
         self._last_thermal_step = float("-inf")
+        self._thermal_snap: ResourceSnapshot | None = None
 
     def knows(self, model_id: str) -> bool:
         return model_id in self._by_id
@@ -124,11 +125,12 @@ class Policy:
 
     def _thermal(self, now: float, snap: ResourceSnapshot | None, active: Candidate) -> bool:
         """Update the thermal cap; True when it was just lowered."""
-        if snap is None:
-            return False
+        if snap is None or snap is self._thermal_snap:
+            return False  # one thermal step per snapshot (decide runs per window too)
+        self._thermal_snap = snap
         t = self.tuning
         temp = snap.temperature_c
-        throttled = snap.throttling is not None and snap.throttling.active
+        throttled = snap.throttling is not None and snap.throttling.hot
         hot = throttled or (temp is not None and temp >= t.thermal_c)
         if hot:
             if self.macs_cap is None or now - self._last_thermal_step >= t.dwell_s:
@@ -163,13 +165,15 @@ class Policy:
             c = self._best_fitting(predicted, self._ceiling(t.headroom_up)) or self._fastest(
                 predicted
             )
-            return self._switch(now, c, "candidates", predicted)
+            return self._switch(now, c, "candidates", predicted) if c.id in predicted else None
         self._thermal(now, snapshot, active)
         if not self._allowed(active):
             c = self._best_fitting(predicted, self._ceiling(t.headroom_up)) or self._fastest(
                 predicted
             )
-            return self._switch(now, c, "thermal", predicted) if c.id != active_id else None
+            if c.id == active_id or c.id not in predicted:
+                return None
+            return self._switch(now, c, "thermal", predicted)
         now_ms = predicted.get(active_id)
         if now_ms is not None and now_ms > self._ceiling(t.headroom_down):
             c = self._best_fitting(predicted, self._ceiling(t.headroom_up)) or self._fastest(

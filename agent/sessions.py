@@ -145,7 +145,12 @@ class SessionPool:
             done.append(mid)
         return done
 
-    def request(self, model_id: str, on_ready: Callable[[str], None] | None = None) -> None:
+    def request(
+        self,
+        model_id: str,
+        on_ready: Callable[[str], None] | None = None,
+        on_failed: Callable[[str], None] | None = None,
+    ) -> None:
         """Load ``model_id`` in a background thread (no-op when loaded, loading or broken)."""
         with self._lock:
             if model_id in self._loaded or model_id in self._loading or model_id in self.broken:
@@ -155,14 +160,19 @@ class SessionPool:
         def work() -> None:
             try:
                 self.load_now(model_id)
-                log.info("session for %s loaded in the background", model_id)
-                if on_ready is not None:
-                    on_ready(model_id)
-            except ModelError as exc:
+            except Exception as exc:  # ModelError, or anything a wrapped engine raises
+                self.broken.setdefault(model_id, str(exc))
                 log.error("%s; it will not be used", exc)
-            finally:
                 with self._lock:
                     self._loading.discard(model_id)
+                if on_failed is not None:
+                    on_failed(model_id)
+                return
+            with self._lock:
+                self._loading.discard(model_id)
+            log.info("session for %s loaded in the background", model_id)
+            if on_ready is not None:
+                on_ready(model_id)
 
         threading.Thread(target=work, name=f"har-load-{model_id}", daemon=True).start()
 

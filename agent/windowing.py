@@ -90,7 +90,7 @@ class Windower:
     (once every few thousand samples, not once per window).
     """
 
-    def __init__(self, spec: WindowSpec, n_channels: int) -> None:
+    def __init__(self, spec: WindowSpec, n_channels: int, first_index: int = 0) -> None:
         self.spec = spec
         self.n_channels = n_channels
         cap = spec.length + 4096
@@ -101,7 +101,7 @@ class Windower:
         self._a = 0
         self._b = 0
         self._max_dt = GAP_FACTOR / spec.rate_hz
-        self._count = 0
+        self._count = first_index
         self.gaps = 0
         self.dropped_samples = 0
 

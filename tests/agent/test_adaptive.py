@@ -319,3 +319,57 @@ def test_board_profiles_build_an_adaptive_agent(board: str) -> None:
     stats = agent.run()
     assert stats.windows > 200
     assert json.loads(pub.payloads("/config")[0])["reason"] == "start"
+
+
+def test_a_member_that_cannot_load_is_never_chosen_again() -> None:
+    e = entries()
+    bank = load_manifest(MODELS)
+    real = SessionPool(bank, e.values(), SessionSettings(), time.perf_counter, 1 << 30)
+
+    def loader(path: Path, entry: ModelEntry) -> Classifier:
+        if entry.id == MID:
+            raise ModelError(f"{path}: corrupt (test)")
+        return real.load_now(entry.id)
+
+    p = SessionPool(bank, e.values(), SessionSettings(), time.perf_counter, 1 << 30, loader)
+    p.load_now(BIG)
+    p.load_now(SMALL)
+    base = {i: float(e[i].latency_ms["p50"]) for i in TRIO}
+    pol = Policy(
+        [Candidate(i, float(e[i].metrics["accuracy"]), e[i].macs) for i in TRIO],
+        Limits(budget_ms=base[BIG] * 3, hop_ms=1280.0),
+        PolicyTuning(dwell_s=0.0),
+    )
+    ctl = Controller(pol, LatencyModel(base, alpha=0.5), p, pol.limits, time.monotonic, BIG)
+    # BIG at 3x its table figure: the bound (factor 2 + 2 x deviation 1) puts BIG over 0.9 of
+    # the budget and MID within 0.7 of it: MID is the step down, and its load fails
+    ctl.observe(BIG, base[BIG] * 3 / 1000)
+    deadline = time.monotonic() + 30
+    order = ctl.take()
+    while order is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+        order = ctl.take()
+    assert MID in p.broken
+    assert order is not None and order.target == SMALL  # not stuck waiting for MID
+    with pytest.raises(KeyError):
+        ctl.force(MID)
+
+
+def test_pending_switch_is_dropped_by_static_mode_and_by_a_new_force() -> None:
+    ctl, _ = controller(budget_ms=1000.0)
+    ctl.force(SMALL)  # an order is ready
+    ctl.set_mode("static")
+    ctl.force(None)
+    assert ctl.take() is None  # static and released: the old order does not apply
+    ctl.set_mode("adaptive")
+    ctl.force(SMALL)
+    ctl.force(MID)  # supersedes the pending SMALL order
+    o = ctl.take()
+    assert o is not None and o.target == MID
+
+
+def test_window_index_runs_on_across_switches() -> None:
+    pub = MemoryPublisher()
+    run_with_heat(adaptive_profile(), pub)
+    idx = [json.loads(p)["window"]["index"] for p in pub.payloads("/prediction")]
+    assert idx == list(range(idx[0], idx[0] + len(idx)))

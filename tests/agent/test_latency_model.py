@@ -133,3 +133,15 @@ def test_a_load_measured_late_is_charged_to_the_member_it_slowed() -> None:
     assert m.predict("a") > 2.0
     m.set_load(0.2)  # the load goes: "a" is predicted at the board's factor again
     assert m.predict("a") == pytest.approx(1.0 * m.bound())
+
+
+def test_a_forgotten_member_starts_afresh() -> None:
+    m = LatencyModel(BASE, alpha=0.2, memory=1000, load_drop=0.5)
+    m.set_load(2.0)
+    for _ in range(30):
+        m.observe("a", 3.0)
+    for _ in range(30):
+        m.observe("b", 0.25)
+    m.set_load(0.0)  # the load is gone: "a" is tried again ...
+    m.observe("a", 1.0)  # ... and runs at its table figure
+    assert m.predict("a") < 1.5  # not the stale 3x carried on

@@ -182,3 +182,36 @@ def test_others_cores_leaves_our_own_use_out(tmp_path: Path) -> None:
     absent = Sampler(fake_psutil(), throttle=no_throttle(tmp_path))
     absent._proc = FakeProcess([])  # type: ignore[assignment]
     assert absent.sample().others_cores == pytest.approx(1.5)
+
+
+def test_a_failing_sample_is_skipped_and_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Boom(Sampler):
+        calls = 0
+
+        def sample(self) -> ResourceSnapshot:
+            Boom.calls += 1
+            if Boom.calls <= 2:
+                raise psutil.AccessDenied(pid=1)
+            return super().sample()
+
+    mon = ResourceMonitor(Boom(fake_psutil(), throttle=no_throttle(tmp_path)), 1.0)
+    assert mon.tick() is None and mon.tick() is None
+    assert mon.tick() is not None and mon.latest is not None
+    assert len([r for r in caplog.records if "a sample failed" in r.getMessage()]) == 1
+
+
+def test_throttling_bits_heat_versus_supply() -> None:
+    assert Throttling(0x4).hot and Throttling(0x8).hot
+    assert not Throttling(0x2).hot and Throttling(0x2).active  # capped: under-voltage, not heat
+    assert Throttling(0x5).hot  # throttled now counts
+
+
+def test_pi5_firmware_node_is_found(tmp_path: Path) -> None:
+    from agent.monitor import find_throttled_sysfs
+
+    node = tmp_path / "soc@107c000000" / "soc@107c000000:firmware"
+    node.mkdir(parents=True)
+    (node / "get_throttled").write_text("0\n")
+    assert find_throttled_sysfs(tmp_path) == node / "get_throttled"

@@ -153,3 +153,8 @@ def test_fast_encoder_is_byte_identical_to_reference(seed: int) -> None:
         )
         assert enc.encode(**kw) == ref  # type: ignore[arg-type]
         json.loads(ref)
+
+
+def test_deeply_nested_command_is_refused_not_raised() -> None:
+    reply = json.loads(handle_command(b"[" * 4000, lambda: {}))
+    assert reply["ok"] is False and "nested" in reply["error"]

@@ -167,3 +167,16 @@ def test_initial_choice_and_outsider() -> None:
     assert d is not None and (d.target, d.reason) == ("mid", "candidates")
     with pytest.raises(ValueError):
         Policy([], Limits(1.0, 1.0))
+
+
+def test_thermal_steps_once_per_snapshot_even_without_dwell() -> None:
+    p = Policy(BANK, Limits(budget_ms=10.0, hop_ms=1280.0), PolicyTuning(dwell_s=0.0))
+    hot = snap(temp=85.0)
+    d = p.decide(0.0, "big", scaled(1.0), hot)
+    assert d is not None and p.macs_cap == 4_000_000
+    for i in range(5):  # the same snapshot again (e.g. every window): no further halving
+        p.decide(1.0 + i, d.target, scaled(1.0), hot)
+    assert p.macs_cap == 4_000_000
+    # frequency capping alone (a weak supply) is not heat: the cap is lifted, big stays
+    assert p.decide(10.0, "big", scaled(1.0), snap(temp=50.0, throttled=0x2)) is None
+    assert p.macs_cap is None

@@ -177,6 +177,7 @@ class Controller:
             self._order = None  # an older ready order is superseded by this decision
             self.pool.request(d.target, on_ready=self._loaded, on_failed=self._failed)
             return
+        self.pool.pin(self.active_id, d.target)  # the order's session must stay counted
         snap = self.latest
         self._order = SwitchOrder(
             classifier=c,

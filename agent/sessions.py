@@ -105,10 +105,10 @@ class SessionPool:
                 self._loaded.move_to_end(model_id)
             return c
 
-    def pin(self, model_id: str) -> None:
-        """Never evict ``model_id`` (the member that is running)."""
+    def pin(self, *model_ids: str) -> None:
+        """Never evict these (the member that is running, and one a switch is ready for)."""
         with self._lock:
-            self._pinned = {model_id}
+            self._pinned = set(model_ids)
 
     def load_now(self, model_id: str) -> Classifier:
         """Load in the caller's thread (start-up). Raises :class:`ModelError`."""

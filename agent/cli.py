@@ -22,6 +22,7 @@ import typer
 
 from agent import __version__
 from agent.cli_bench import register as register_bench
+from agent.cli_recording import recording_app
 from agent.cli_sensors import record, sensors_app
 from agent.cli_service import service_app
 from agent.errors import AgentError
@@ -41,6 +42,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(sensors_app, name="sensors")
 app.command()(record)
 app.add_typer(service_app, name="service")
+app.add_typer(recording_app, name="recording")
 register_bench(app)
 
 ProfileOpt = Annotated[

@@ -67,7 +67,12 @@ def probe(
 
 def record(
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Recording to write (.har.csv or .har.csv.gz).")
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Recording to write: .har.csv[.gz] (CSV) or .har.bin[.gz] (binary).",
+        ),
     ],
     profile: ProfileOpt = Path("profiles/default.toml"),
     duration: Annotated[

@@ -13,6 +13,10 @@ and free-form metadata. Line 2 names the columns. Every row holds ``t`` (seconds
 time; strictly increasing, gaps allowed), one value per channel and, when the header says the
 recording is labelled, a label name (empty when a sample carries none). docs/recording-format.md
 is the user-facing description. The same writer serves the dataset import and ``har-agent record``.
+
+Version 2 keeps the header and replaces the CSV rows with fixed-size binary records
+(``"encoding": "binary"`` in the header; :mod:`agent.recording_bin`): the writer picks it for a
+name ending in ``.bin`` or ``.bin.gz``, the reader from the magic line, whatever the name.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from typing import IO, Any
 import numpy as np
 
 from agent.errors import RecordingError
+from agent.recording_bin import ENCODING as BINARY
+from agent.recording_bin import BinaryBodyReader, BinaryBodyWriter
 
 MAGIC = "#har-recording/"
 MAX_LABEL_CHARS = 64
@@ -40,6 +46,9 @@ MAX_RATE_HZ = 100_000.0
 PARSE_BLOCK = 2048
 """Rows parsed per call of numpy's parser when streaming."""
 VERSION = 1
+"""The CSV body's version; :data:`BINARY_VERSION` is the binary body's."""
+BINARY_VERSION = 2
+CSV = "csv"
 
 
 @dataclass(frozen=True)
@@ -141,14 +150,24 @@ class Chunk:
         return int(self.t.shape[0])
 
 
-def _open_text(path: Path, mode: str, gz: bool | None = None) -> IO[str]:
-    if path.name.endswith(".gz") if gz is None else gz:
+def _open_bytes(path: Path, mode: str, gz: bool) -> IO[bytes]:
+    if gz:
         # mtime=0 and no stored name: the same samples always give the same bytes
         fh = io.FileIO(path, mode)  # owned and closed by the GzipFile below
         raw = gzip.GzipFile(filename="", mode=mode + "b", fileobj=fh, mtime=0)
         raw.myfileobj = fh  # what GzipFile does with files it opens itself: close on close
-        return io.TextIOWrapper(raw, encoding="utf-8", newline="")
-    return open(path, mode, encoding="utf-8", newline="")
+        return raw  # type: ignore[return-value]
+    return open(path, mode + "b")
+
+
+def _text(raw: IO[bytes]) -> IO[str]:
+    return io.TextIOWrapper(raw, encoding="utf-8", newline="")
+
+
+def encoding_for(path: str | Path) -> str:
+    """The body encoding a writer uses for ``path``: binary for ``*.bin`` / ``*.bin.gz``."""
+    name = Path(path).name
+    return BINARY if name.endswith((".bin", ".bin.gz")) else CSV
 
 
 class RecordingWriter:
@@ -158,19 +177,47 @@ class RecordingWriter:
     readable partial file behind rather than a corrupt target.
     """
 
-    def __init__(self, path: str | Path, header: RecordingHeader, flush_every: int = 500) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        header: RecordingHeader,
+        flush_every: int = 500,
+        encoding: str | None = None,
+    ) -> None:
         self.path = Path(path)
         self.header = header
+        self.encoding = encoding or encoding_for(self.path)
+        if self.encoding not in (CSV, BINARY):
+            raise RecordingError(f"{self.path}: unknown recording encoding {self.encoding!r}")
+        self._bin: BinaryBodyWriter | None = None
+        self._csv: Any = None
+        if self.encoding == BINARY:
+            if header.labelled and not header.labels:
+                raise RecordingError(
+                    f"{self.path}: a labelled binary recording needs its label vocabulary "
+                    "(header labels)"
+                )
+            self._bin = BinaryBodyWriter(
+                str(self.path), len(header.channels), header.labels if header.labelled else None
+            )
         self._part = self.path.with_name(self.path.name + ".part")
-        self._fh = _open_text(self._part, "w", gz=self.path.name.endswith(".gz"))
-        self._csv = csv.writer(self._fh, lineterminator="\n")
+        self._raw = _open_bytes(self._part, "w", gz=self.path.name.endswith(".gz"))
         self._flush_every = flush_every
         self._since_flush = 0
         self._last_t = -math.inf
         self.rows = 0
-        self._fh.write(f"{MAGIC}{VERSION} {header.to_json()}\n")
-        cols = ["t", *header.channel_names] + (["label"] if header.labelled else [])
-        self._csv.writerow(cols)
+        if self._bin is not None:
+            head = json.loads(header.to_json())
+            head["encoding"] = BINARY
+            line = f"{MAGIC}{BINARY_VERSION} {json.dumps(head, sort_keys=True)}\n"
+            self._raw.write(line.encode("utf-8"))
+            self._fh: IO[Any] = self._raw
+        else:
+            self._fh = _text(self._raw)
+            self._csv = csv.writer(self._fh, lineterminator="\n")
+            self._fh.write(f"{MAGIC}{VERSION} {header.to_json()}\n")
+            cols = ["t", *header.channel_names] + (["label"] if header.labelled else [])
+            self._csv.writerow(cols)
 
     def write(
         self,
@@ -192,12 +239,15 @@ class RecordingWriter:
             raise RecordingError(f"{self.path}: labels may not contain commas, quotes or newlines")
         if len(t_arr) and (t_arr[0] <= self._last_t or np.any(np.diff(t_arr) <= 0)):
             raise RecordingError(f"{self.path}: sample times must be strictly increasing")
-        for i in range(len(t_arr)):
-            row = [f"{t_arr[i]:.6f}", *(f"{v:.7g}" for v in vals[i])]
-            if self.header.labelled:
-                assert labels is not None
-                row.append(labels[i] or "")
-            self._csv.writerow(row)
+        if self._bin is not None:
+            self._fh.write(self._bin.encode(t_arr, vals, labels if self.header.labelled else None))
+        else:
+            for i in range(len(t_arr)):
+                row = [f"{t_arr[i]:.6f}", *(f"{v:.7g}" for v in vals[i])]
+                if self.header.labelled:
+                    assert labels is not None
+                    row.append(labels[i] or "")
+                self._csv.writerow(row)
         if len(t_arr):
             self._last_t = float(t_arr[-1])
         self.rows += len(t_arr)
@@ -240,34 +290,58 @@ class RecordingReader:
         self.path = Path(path)
         if not self.path.is_file():
             raise RecordingError(f"{self.path}: no such recording file")
+        self._bin: BinaryBodyReader | None = None
         try:
-            self._fh = _open_text(self.path, "r")
-            first = self._fh.readline()
-        except (OSError, UnicodeDecodeError, EOFError) as exc:
+            self._raw = _open_bytes(self.path, "r", gz=_is_gzip(self.path))
+        except OSError as exc:
             raise RecordingError(f"{self.path}: cannot read recording ({exc})") from exc
+        self._fh: IO[str] | None = None
         try:
+            try:
+                first = self._raw.readline(1 << 20).decode("utf-8")
+            except (OSError, UnicodeDecodeError, EOFError) as exc:
+                raise RecordingError(f"{self.path}: cannot read recording ({exc})") from exc
             self._parse_head(first)
         except BaseException:
-            self._fh.close()
+            self.close()
             raise
+
+    @property
+    def encoding(self) -> str:
+        """``csv`` (format version 1) or ``binary`` (version 2)."""
+        return BINARY if self._bin is not None else CSV
 
     def _parse_head(self, first: str) -> None:
         if not first.startswith(MAGIC):
             raise RecordingError(f"{self.path}: not a har-agent recording (missing '{MAGIC}')")
         version_text, _, header_text = first[len(MAGIC) :].partition(" ")
-        if version_text != str(VERSION):
+        if version_text not in (str(VERSION), str(BINARY_VERSION)):
             raise RecordingError(
                 f"{self.path}: recording format version {version_text!r} is not supported "
-                f"(this har-agent reads version {VERSION})"
+                f"(this har-agent reads versions {VERSION} and {BINARY_VERSION})"
             )
         self.header = RecordingHeader.from_json(header_text, str(self.path))
+        self._line = 1
+        if version_text == str(BINARY_VERSION):
+            encoding = json.loads(header_text).get("encoding")
+            if encoding != BINARY:
+                raise RecordingError(
+                    f"{self.path}: unknown recording encoding {encoding!r} (expected {BINARY!r})"
+                )
+            labels = self.header.labels if self.header.labelled else None
+            if labels is not None and not labels:
+                raise RecordingError(f"{self.path}: a labelled binary recording names no labels")
+            self._bin = BinaryBodyReader(
+                self._raw, str(self.path), len(self.header.channels), labels
+            )
+            return
+        self._fh = _text(self._raw)
         fields: list[tuple[str, str, tuple[int]] | tuple[str, str]] = [
             ("v", "f8", (1 + len(self.header.channels),))
         ]
         if self.header.labelled:
             fields.append(("label", f"U{MAX_LABEL_CHARS}"))
         self._row_dtype = np.dtype(fields)
-        self._line = 1
         cols = self._next_row()
         self._buf: list[str] = []
         self._pos = 0
@@ -280,6 +354,7 @@ class RecordingReader:
             )
 
     def _next_row(self) -> list[str] | None:
+        assert self._fh is not None
         try:
             line = self._fh.readline()
         except (OSError, EOFError, UnicodeDecodeError) as exc:
@@ -291,6 +366,7 @@ class RecordingReader:
 
     def _read_lines(self, size: int) -> list[str]:
         """The next ``size`` lines (fewer at the end), read in 64 KiB blocks."""
+        assert self._fh is not None
         while len(self._buf) - self._pos < size and not self._eof:
             try:
                 block = self._fh.read(1 << 16)
@@ -341,6 +417,40 @@ class RecordingReader:
             f"{self.path}: lines {first_line}-{first_line + len(lines) - 1}: unparseable rows"
         )
 
+    def _csv_blocks(self, block: int) -> Iterator[_Block]:
+        labelled = self.header.labelled
+        while True:
+            lines = self._read_lines(block)
+            if not lines:
+                return
+            first_line = self._line + 1
+            self._line += len(lines)
+            arr, labels = self._parse(lines, first_line)
+            finite = np.isfinite(arr)
+            if not finite.all():
+                bad = int(np.argmin(finite.all(axis=1)))
+                raise RecordingError(
+                    f"{self.path}: line {first_line + bad}: value is not finite (NaN or Inf)"
+                )
+            t = np.ascontiguousarray(arr[:, 0])
+            yield _Block(
+                t, arr[:, 1:].astype(np.float32), labels if labelled else None, "line", first_line
+            )
+            if len(lines) < block:
+                return
+
+    def _bin_blocks(self, block: int) -> Iterator[_Block]:
+        assert self._bin is not None
+        for t, values, labels in self._bin.blocks(block):
+            first = self._bin.records - len(t) + 1
+            finite = np.isfinite(values).all(axis=1) & np.isfinite(t)
+            if not finite.all():
+                bad = int(np.argmin(finite))
+                raise RecordingError(
+                    f"{self.path}: record {first + bad}: value is not finite (NaN or Inf)"
+                )
+            yield _Block(t, values, labels, "record", first)
+
     def chunks(self, size: int = 256) -> Iterator[Chunk]:
         """Yield chunks of up to ``size`` samples, validating every row.
 
@@ -349,49 +459,54 @@ class RecordingReader:
         """
         last_t = -math.inf
         block = max(size, PARSE_BLOCK)
-        labelled = self.header.labelled
+        blocks = self._bin_blocks(block) if self._bin is not None else self._csv_blocks(block)
         try:
-            while True:
-                lines = self._read_lines(block)
-                if not lines:
-                    return
-                first_line = self._line + 1
-                self._line += len(lines)
-                arr, labels = self._parse(lines, first_line)
-                finite = np.isfinite(arr)
-                if not finite.all():
-                    bad = int(np.argmin(finite.all(axis=1)))
-                    raise RecordingError(
-                        f"{self.path}: line {first_line + bad}: value is not finite (NaN or Inf)"
-                    )
-                t = np.ascontiguousarray(arr[:, 0])
+            for blk in blocks:
+                t = blk.t
                 steps = np.diff(t, prepend=last_t)
                 if not np.all(steps > 0):
                     bad = int(np.argmin(steps > 0))
                     raise RecordingError(
-                        f"{self.path}: line {first_line + bad}: time {t[bad]} does not increase"
+                        f"{self.path}: {blk.unit} {blk.first + bad}: time {t[bad]} does not "
+                        "increase"
                     )
                 last_t = float(t[-1])
-                values = arr[:, 1:].astype(np.float32)
-                for a in range(0, len(lines), size):
+                for a in range(0, len(t), size):
                     yield Chunk(
                         t=t[a : a + size],
-                        values=values[a : a + size],
-                        labels=tuple(labels[a : a + size]) if labelled else None,
+                        values=blk.values[a : a + size],
+                        labels=None if blk.labels is None else tuple(blk.labels[a : a + size]),
                     )
-                if len(lines) < block:
-                    return
         finally:
             self.close()
 
     def close(self) -> None:
-        self._fh.close()
+        if self._fh is not None:
+            self._fh.close()
+        self._raw.close()
 
     def __enter__(self) -> RecordingReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@dataclass(frozen=True)
+class _Block:
+    """Decoded, not yet time-checked rows; ``unit first`` names the first (line or record)."""
+
+    t: np.ndarray
+    values: np.ndarray
+    labels: Sequence[str | None] | None
+    unit: str
+    first: int
+
+
+def _is_gzip(path: Path) -> bool:
+    """Whether the file starts with gzip's magic bytes (the reader does not trust the name)."""
+    with open(path, "rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
 
 
 def _expand_runs(labels: np.ndarray) -> list[str | None]:

@@ -206,9 +206,24 @@ def test_truncated_gzip(tmp_path: Path) -> None:
         read_recording(cut)
 
 
-def test_not_gzip_but_named_gz(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("name", "compress"), [("plain-named.har.csv.gz", False), ("gz-named.har.csv", True)]
+)
+def test_compression_is_read_from_the_content_not_the_name(
+    tmp_path: Path, name: str, compress: bool
+) -> None:
+    src = tmp_path / ("src.har.csv.gz" if compress else "src.har.csv")
+    t, _, _ = _write(src)
+    path = tmp_path / name
+    path.write_bytes(src.read_bytes())
+    assert (path.read_bytes()[:2] == b"\x1f\x8b") is compress
+    _, chunk = read_recording(path)
+    np.testing.assert_allclose(chunk.t, t, atol=1e-6)
+
+
+def test_corrupt_gzip_is_named(tmp_path: Path) -> None:
     path = tmp_path / "s.har.csv.gz"
-    path.write_text(GOOD_HEAD)
+    path.write_bytes(b"\x1f\x8b" + b"\x00" * 40)
     with pytest.raises(RecordingError, match="cannot read"):
         RecordingReader(path)
-    assert gzip  # the module under test decides compression from the name
+    assert gzip

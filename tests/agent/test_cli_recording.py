@@ -1,0 +1,85 @@
+"""``har-agent recording info|convert`` on the bundled recording; bad input -> one line, exit 1."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+from typer.testing import CliRunner
+
+from agent.cli import app
+from agent.recording import read_recording
+from tests.agent.helpers import ROOT
+
+runner = CliRunner()
+DEMO = ROOT / "recordings" / "hapt-s02-e04.har.csv.gz"
+
+
+def _error_line(result: object) -> str:
+    assert result.exit_code == 1, result.output  # type: ignore[attr-defined]
+    err = result.stderr  # type: ignore[attr-defined]
+    lines = [ln for ln in err.splitlines() if ln.startswith("har-agent: error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_convert_round_trip_keeps_every_sample(tmp_path: Path) -> None:
+    binary, back = tmp_path / "d.har.bin.gz", tmp_path / "d.har.csv"
+    assert runner.invoke(app, ["recording", "convert", str(DEMO), str(binary)]).exit_code == 0
+    result = runner.invoke(app, ["recording", "convert", str(binary), str(back)])
+    assert result.exit_code == 0 and "16565 samples, csv" in result.output
+    h0, c0 = read_recording(DEMO)
+    for path in (binary, back):
+        h, c = read_recording(path)
+        assert h == h0 and c.labels == c0.labels
+        np.testing.assert_array_equal(c.values, c0.values)
+        np.testing.assert_allclose(c.t, c0.t, atol=1e-6)
+
+
+def test_info_json_counts_samples_and_labels(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["recording", "info", str(DEMO), "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    _, chunk = read_recording(DEMO)
+    assert info["samples"] == len(chunk) and info["encoding"] == "csv" and info["gaps"] == 0
+    assert sum(info["labels"].values()) == len(chunk)
+    assert info["labels"]["(none)"] == sum(lbl is None for lbl in chunk.labels or ())
+
+
+def test_info_counts_gaps(tmp_path: Path) -> None:
+    from agent.recording import RecordingWriter
+
+    header, chunk = read_recording(DEMO)
+    path = tmp_path / "gappy.har.bin"
+    t = chunk.t.copy()
+    t[5000:] += 10.0
+    t[9000:] += 3.0
+    with RecordingWriter(path, header) as w:
+        w.write(t, chunk.values, chunk.labels)
+    result = runner.invoke(app, ["recording", "info", str(path), "--json"])
+    assert json.loads(result.output)["gaps"] == 2
+
+
+def test_convert_refuses_to_overwrite(tmp_path: Path) -> None:
+    dst = tmp_path / "d.har.bin"
+    dst.write_bytes(b"keep me")
+    assert "exists" in _error_line(
+        runner.invoke(app, ["recording", "convert", str(DEMO), str(dst)])
+    )
+    assert dst.read_bytes() == b"keep me"
+
+
+def test_convert_of_a_bad_recording_leaves_nothing(tmp_path: Path) -> None:
+    src = tmp_path / "bad.har.csv"
+    src.write_text(
+        '#har-recording/1 {"channels": [{"name": "a", "unit": "g"}], "sample_rate_hz": 50, '
+        '"start_time": "2020-01-01T00:00:00Z"}\nt,a\n0.0,1\n0.02,x\n'
+    )
+    dst = tmp_path / "out.har.bin"
+    line = _error_line(runner.invoke(app, ["recording", "convert", str(src), str(dst)]))
+    assert "line 4" in line
+    assert list(tmp_path.iterdir()) == [src]
+
+
+def test_info_of_a_missing_file() -> None:
+    line = _error_line(runner.invoke(app, ["recording", "info", "/nonexistent.har.bin"]))
+    assert "no such recording file" in line

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -53,14 +54,15 @@ class CNN1d(nn.Module):
 
 
 def count_macs_params(model: nn.Module, input_shape: Sequence[int]) -> tuple[int, int]:
-    """Multiply-accumulates of Conv1d/Linear layers for one forward pass of ``input_shape``
-    (batch included), and the number of parameters. BN, ReLU and pooling are not counted."""
+    """Multiply-accumulates of Conv1d/Conv2d/Linear layers for one forward pass of
+    ``input_shape`` (batch included), and the number of parameters. BN, ReLU and pooling are not
+    counted."""
     macs = 0
 
     def conv_hook(mod: nn.Module, _inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
         nonlocal macs
-        assert isinstance(mod, nn.Conv1d)
-        k = mod.kernel_size[0]
+        assert isinstance(mod, nn.Conv1d | nn.Conv2d)
+        k = math.prod(mod.kernel_size)
         macs += out.numel() * (mod.in_channels // mod.groups) * k
 
     def linear_hook(mod: nn.Module, _inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
@@ -70,7 +72,7 @@ def count_macs_params(model: nn.Module, input_shape: Sequence[int]) -> tuple[int
 
     handles = []
     for mod in model.modules():
-        if isinstance(mod, nn.Conv1d):
+        if isinstance(mod, nn.Conv1d | nn.Conv2d):
             handles.append(mod.register_forward_hook(conv_hook))
         elif isinstance(mod, nn.Linear):
             handles.append(mod.register_forward_hook(linear_hook))

@@ -7,6 +7,8 @@ resolution), and every configuration of a grid is exported as a standalone ONNX 
 - :mod:`tools.bank.windows`: the lower-resolution windows, cut the way the agent cuts them
   (``agent.windowing.Resampler`` then ``sliding_windows`` with hop R/2);
 - :mod:`tools.bank.supernet`: the slimmable network, BN recalibration, plain-module extraction;
+- :mod:`tools.bank.supernet2d`: the same for the per-column 2-D layout (``build --arch column2d``,
+  a trial); :mod:`tools.bank.arch` picks the functions of a supernet's architecture;
 - :mod:`tools.bank.train`: the sandwich-rule training loop;
 - :mod:`tools.bank.build`: ``python -m tools.bank.build`` (train, export, evaluate, register);
 - :mod:`tools.bank.independent`: ``python -m tools.bank.independent``, the same configurations

@@ -3,6 +3,7 @@
     python -m tools.bank.build [--epochs N] [--seed 0] [--out models] [--data data/hapt]
     python -m tools.bank.build --smoke            # 4 subjects, a few steps, build/bank-smoke/
     python -m tools.bank.build ... --compress     # then add pruned and int8 members
+    python -m tools.bank.build --arch column2d --out build/bank-col2d   # per-column 2-D trial
 
 Protocol as tools.train_baseline (docs/training.md): test = the UCI-HAR test subjects (final
 numbers only), validation = DEFAULT_VAL_SUBJECTS (progress and selection). Lower resolutions are
@@ -27,8 +28,8 @@ import torch
 
 from agent.manifest import ModelEntry, load_manifest, write_manifest
 from agent.windowing import Normalizer
+from tools.bank.arch import ARCHS, OPS
 from tools.bank.members import FAMILY, MemberResult, build_member, calib_batches
-from tools.bank.supernet import SlimCNN, SlimConfig
 from tools.bank.train import BankTrainConfig, train_supernet
 from tools.bank.windows import BASE_LENGTH, aligned_windows, eval_windows
 from tools.data import DEFAULT_VAL_SUBJECTS, load_experiments, make_split
@@ -38,6 +39,7 @@ from tools.train_baseline import SMOKE_SUBJECTS, git_commit
 
 RESOLUTIONS = (128, 96, 64, 32)
 WIDTHS = (0.125, 0.25, 0.5, 0.75, 1.0)
+COLUMN2D_WIDTHS = (0.1, 0.125, 0.25, 0.5, 0.75, 1.0)  # 0.1: the seed paper's smallest width
 SMOKE_WIDTHS = (0.25, 1.0)
 SMOKE_RESOLUTIONS = (128, 64)
 CALIB_BATCHES = 16
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     started = time.time()
-    grid_w = SMOKE_WIDTHS if args.smoke else WIDTHS
+    grid_w = args.widths or (SMOKE_WIDTHS if args.smoke else default_widths(args.arch))
     grid_r = SMOKE_RESOLUTIONS if args.smoke else RESOLUTIONS
 
     experiments, source = load_experiments(args.data, SMOKE_SUBJECTS if args.smoke else None)
@@ -81,7 +83,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     norm = Normalizer.fit(aligned_windows(tr_exps, (BASE_LENGTH,), hop128=64).x[BASE_LENGTH])
     print(f"fit on {len(fit)} index-aligned windows (50 Hz hop {cfg.train_hop128}) x {RESOLUTIONS}")
 
-    model = SlimCNN(SlimConfig())
+    model = OPS[args.arch].make()
     history = train_supernet(model, fit, norm, cfg, val=val, max_steps=args.max_steps)
     for rec in history:
         print("  " + ", ".join(f"{k} {v:.4g}" for k, v in rec.items()))
@@ -155,6 +157,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def default_widths(arch: str) -> tuple[float, ...]:
+    return COLUMN2D_WIDTHS if arch == "column2d" else WIDTHS
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         prog="python -m tools.bank.build",
@@ -165,6 +171,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=None, help="bank folder (models; smoke: build/)")
     ap.add_argument("--data", type=Path, default=Path("data/hapt"), help="imported recordings")
     ap.add_argument("--smoke", action="store_true", help="tiny run: 4 subjects, few steps (CI)")
+    ap.add_argument(
+        "--arch", choices=ARCHS, default="conv1d", help="supernet architecture (conv1d)"
+    )
+    ap.add_argument(
+        "--widths",
+        type=lambda s: tuple(float(w) for w in s.split(",")),
+        default=None,
+        help="comma-separated export widths (conv1d: 0.125,...,1; column2d: 0.1,0.125,...,1)",
+    )
     ap.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
     ap.add_argument(
         "--refit", action="store_true", help="train on train + validation subjects (no val)"

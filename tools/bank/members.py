@@ -9,11 +9,12 @@ from typing import Any
 import numpy as np
 import onnxruntime
 import torch
+from torch import nn
 
 from agent.manifest import InputSpec, ModelEntry, sha256_file
 from agent.windowing import Normalizer
 from tools import metrics
-from tools.bank.supernet import SlimCNN, calibrated_reference, channels_at, extract, recalibrate_bn
+from tools.bank.arch import ops_for
 from tools.bank.windows import ResWindows, rate_for
 from tools.export import (
     INPUT_NAME,
@@ -30,8 +31,8 @@ from tools.models import count_macs_params
 FAMILY = "width-resolution"
 
 
-def member_id(width: float, resolution: int) -> str:
-    return f"wr-w{width:.2f}-r{resolution:03d}"
+def member_id(width: float, resolution: int, prefix: str = "wr") -> str:
+    return f"{prefix}-w{width:.2f}-r{resolution:03d}"
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def calib_batches(
 
 
 def build_member(
-    model: SlimCNN,
+    model: nn.Module,
     width: float,
     resolution: int,
     calib: list[torch.Tensor],
@@ -65,16 +66,17 @@ def build_member(
     latency_runs: int,
     provenance: dict[str, Any],
 ) -> MemberResult:
-    stats = recalibrate_bn(model, width, calib)
-    plain = extract(model, width, stats)
+    ops = ops_for(model)
+    stats = ops.recalibrate_bn(model, width, calib)
+    plain = ops.extract(model, width, stats)
     shape = (1, resolution, len(CHANNELS))
-    mid = member_id(width, resolution)
+    mid = member_id(width, resolution, ops.id_prefix)
     path = export_onnx(plain, out / f"{mid}.onnx", shape)
     sess = session(path, threads=1)
     test_x = norm(test.x)
     check = test_x[:256]
     diff = float(np.max(np.abs(torch_logits(plain, check) - ort_logits(sess, check))))
-    ref = calibrated_reference(model, width, stats)
+    ref = ops.calibrated_reference(model, width, stats)
     with torch.no_grad():
         ref_logits = ref(torch.from_numpy(check), width).numpy()
     extract_diff = float(np.max(np.abs(torch_logits(plain, check) - ref_logits)))
@@ -134,6 +136,6 @@ def build_member(
             "threads": 1,
             "onnxruntime": onnxruntime.__version__,
         },
-        provenance={**provenance, "channels": list(channels_at(model.cfg, width))},
+        provenance={**provenance, "channels": list(ops.channels_at(model.cfg, width))},
     )
     return MemberResult(entry, diff, extract_diff)

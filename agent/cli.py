@@ -237,8 +237,7 @@ def replay(
         summary += f"; {stats.switches} configuration switches"
     if agent.energy_j is not None and agent.meter is not None and stats.windows:
         summary += (
-            f"; {1000 * agent.energy_j / stats.windows:.3f} mJ per window "
-            f"({agent.meter.name})"
+            f"; {1000 * agent.energy_j / stats.windows:.3f} mJ per window ({agent.meter.name})"
         )
     typer.echo(summary, err=True)
     if timing:

@@ -45,7 +45,7 @@ class Control(Protocol):
 def _apply(cmd: str, body: dict[str, Any], control: Control | None) -> None:
     if control is None:
         raise ValueError(
-            f"{cmd!r} needs the adaptive runtime (policy.mode = \"adaptive\" in the profile, "
+            f'{cmd!r} needs the adaptive runtime (policy.mode = "adaptive" in the profile, '
             "or har-agent run --policy adaptive)"
         )
     if cmd == "force":

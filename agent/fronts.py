@@ -159,4 +159,3 @@ class Front:
         while sat and sat[0] < w.start_t - 1.0:  # older than any window still to come
             sat.popleft()
         return any(w.start_t <= t <= w.end_t for t in sat)
-

@@ -114,9 +114,7 @@ class Windower:
         """Add samples; return the windows they complete, oldest first."""
         v = chunk.values
         if v.ndim != 2 or v.shape[1] != self.n_channels:
-            raise DataError(
-                f"expected {self.n_channels} channels per sample, got shape {v.shape}"
-            )
+            raise DataError(f"expected {self.n_channels} channels per sample, got shape {v.shape}")
         t = chunk.t
         n = t.shape[0]
         if n == 0:
@@ -342,4 +340,3 @@ class Resampler:
         self._next_t = float(self._next_t + step * max(count, 0))
         self._prev = (float(ft[-1]), fv[-1].copy(), fl[-1])
         return grid, out_v, out_l
-

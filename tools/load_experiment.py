@@ -181,9 +181,7 @@ def run_mode(
         "switches": stats.switches,
         "monitor_cpu_share": agent.monitor.cost_share if agent.monitor else None,
         "members_used": sorted(set(run.model)),
-        "accuracy_by_load": {
-            str(level): _accuracy(run, level) for level in sorted(set(run.load))
-        },
+        "accuracy_by_load": {str(level): _accuracy(run, level) for level in sorted(set(run.load))},
         "miss_rate_by_load": {
             str(level): float(np.mean(lat[np.array(run.load) == level] > args.deadline_ms))
             for level in sorted(set(run.load))
@@ -294,14 +292,18 @@ def main(argv: list[str] | None = None) -> int:
         write_table(tbl, p50, args.work_factor)
         prof = experiment_profile(base, args, tbl)
         for mode in modes:
-            print(f"running {mode} over the trace ({sum(p.seconds for p in phases):g} s)...",
-                  file=sys.stderr)
+            print(
+                f"running {mode} over the trace ({sum(p.seconds for p in phases):g} s)...",
+                file=sys.stderr,
+            )
             runs.append(run_mode(mode, prof, args, phases, ids))
     print(table(runs))
     for r in runs:
-        print(f"{r.mode}: members {r.summary['members_used']}; "
-              f"miss rate by load {r.summary['miss_rate_by_load']}; "
-              f"accuracy by load {r.summary['accuracy_by_load']}")
+        print(
+            f"{r.mode}: members {r.summary['members_used']}; "
+            f"miss rate by load {r.summary['miss_rate_by_load']}; "
+            f"accuracy by load {r.summary['accuracy_by_load']}"
+        )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(
         json.dumps(

@@ -147,9 +147,7 @@ def test_vcgencmd_fallback(tmp_path: Path) -> None:
 
 def test_monitor_thread_samples_and_measures_its_cost(tmp_path: Path) -> None:
     seen: list[ResourceSnapshot] = []
-    mon = ResourceMonitor(
-        Sampler(fake_psutil(), throttle=no_throttle(tmp_path)), 0.05, seen.append
-    )
+    mon = ResourceMonitor(Sampler(fake_psutil(), throttle=no_throttle(tmp_path)), 0.05, seen.append)
     mon.start()
     deadline = time.monotonic() + 10
     while mon.samples < 4 and time.monotonic() < deadline:

@@ -63,9 +63,7 @@ def policy(budget: float = 1.0, **limits: float) -> Policy:
         ("small", 1.0, 100.0, ("mid", "headroom")),
     ],
 )
-def test_budget_table(
-    active: str, k: float, now: float, expected: tuple[str, str] | None
-) -> None:
+def test_budget_table(active: str, k: float, now: float, expected: tuple[str, str] | None) -> None:
     d = policy().decide(now, active, scaled(k))
     assert (None if d is None else (d.target, d.reason)) == expected
 

@@ -2,6 +2,11 @@
 
     python -m tools.bank.compress [--out models] [--parent wr-w1.00-r128] [--seed 0]
     python -m tools.bank.compress --smoke --out build/bank-smoke   # tiny run (tests)
+    python -m tools.bank.compress --out build/bank-col2d-refit     # a column2d bank (wc-…)
+
+The parent's architecture (1-D ``wr-`` or per-column 2-D ``wc-``) is read from its manifest
+entry (:mod:`tools.bank.plain_arch`); without ``--parent`` the full configuration
+``wr-w1.00-r128`` is pruned, or ``wc-w1.00-r128`` in a bank that has only column2d members.
 
 Run after ``python -m tools.bank.build`` (or ``build --compress`` runs it). Reads the bank's
 manifest, then:
@@ -40,6 +45,7 @@ from tools.train import seed_everything
 from tools.train_baseline import SMOKE_SUBJECTS, git_commit
 
 DEFAULT_PARENT = "wr-w1.00-r128"
+DEFAULT_PARENT_COLUMN2D = "wc-w1.00-r128"
 REPORT_FILE = "compress-report.json"
 COMMAND = "python -m tools.bank.compress"
 REBUILD = (
@@ -67,9 +73,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out: Path = args.out
     bank = load_manifest(out)
     base = _drop_old(out, bank.models)
-    parent = next((m for m in base if m.id == args.parent), None)
+    parent_id = args.parent or _default_parent(base)
+    parent = next((m for m in base if m.id == parent_id), None)
     if parent is None:
-        raise SystemExit(f"error: parent {args.parent!r} is not in {out / 'manifest.json'}")
+        raise SystemExit(f"error: parent {parent_id!r} is not in {out / 'manifest.json'}")
 
     experiments, source = load_experiments(args.data, SMOKE_SUBJECTS if args.smoke else None)
     split = make_split({e.subject for e in experiments}, DEFAULT_VAL_SUBJECTS, TEST_SUBJECTS)
@@ -93,13 +100,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     pruned: list[ModelEntry] = []
     if not args.no_prune:
         pruned, report["pruning"] = run_pruning(
-            parent, out, data, provenance, args.seed, smoke=args.smoke
+            parent,
+            out,
+            data,
+            provenance,
+            args.seed,
+            smoke=args.smoke,
+            finetune_max_steps=args.finetune_max_steps,
         )
     int8: list[ModelEntry] = []
     if not args.no_quantize:
         candidates = [*base, *pruned]
         if args.smoke:
             candidates = [m for m in candidates if m.id in _smoke_ids(parent, pruned)]
+        if args.int8_only:
+            wanted = set(args.int8_only.split(","))
+            candidates = [m for m in candidates if m.id in wanted or m in pruned]
         int8, report["int8"] = run_quantization(
             candidates, out, data, provenance, args.seed, smoke=args.smoke
         )
@@ -119,6 +135,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {"pruned": pruned, "int8": int8, "report": report, "manifest": manifest}
 
 
+def _default_parent(models: Sequence[ModelEntry]) -> str:
+    """``wr-w1.00-r128``; in a bank without it but with ``wc-w1.00-r128`` (column2d), that."""
+    ids = {m.id for m in models}
+    if DEFAULT_PARENT not in ids and DEFAULT_PARENT_COLUMN2D in ids:
+        return DEFAULT_PARENT_COLUMN2D
+    return DEFAULT_PARENT
+
+
 def _smoke_ids(parent: ModelEntry, pruned: Sequence[ModelEntry]) -> set[str]:
     """Smoke runs quantize only the parent and the pruned members (speed)."""
     return {parent.id, *(m.id for m in pruned)}
@@ -129,12 +153,27 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog=COMMAND, description="Add pruned and int8 members to a built model bank."
     )
     ap.add_argument("--out", type=Path, default=None, help="bank folder (models; smoke: build/)")
-    ap.add_argument("--parent", default=DEFAULT_PARENT, help=f"member to prune ({DEFAULT_PARENT})")
+    ap.add_argument(
+        "--parent",
+        default=None,
+        help=f"member to prune ({DEFAULT_PARENT}, or {DEFAULT_PARENT_COLUMN2D} in a column2d bank)",
+    )
     ap.add_argument("--seed", type=int, default=0, help="random seed (0)")
     ap.add_argument("--data", type=Path, default=Path("data/hapt"), help="imported recordings")
     ap.add_argument("--smoke", action="store_true", help="tiny run: 4 subjects, few steps (CI)")
     ap.add_argument("--no-prune", action="store_true", help="skip pruning")
     ap.add_argument("--no-quantize", action="store_true", help="skip int8 quantization")
+    ap.add_argument(
+        "--finetune-max-steps",
+        type=int,
+        default=None,
+        help="cap every fine-tuning call at this many steps (a quick trial; not for the bank)",
+    )
+    ap.add_argument(
+        "--int8-only",
+        default=None,
+        help="comma-separated member ids to try int8 on (plus the pruned ones; trials)",
+    )
     raw = list(sys.argv[1:] if argv is None else argv)
     args = ap.parse_args(raw)
     args.argv = raw

@@ -1,7 +1,9 @@
 """Channel importance criteria for structured pruning (seed paper 004, Balemans et al.).
 
-Each criterion scores the output channels of one convolution of a :class:`PlainCNN`; the
-lowest-scoring channels are the ones removed. Two criteria, kept in a registry so the compress
+Each criterion scores the output channels of one convolution of a plain member (a 1-D
+:class:`PlainCNN`, or the per-column 2-D network in its prunable form,
+:class:`tools.bank.plain_arch.PrunableColumnCNN`); the lowest-scoring channels are the ones
+removed. Two criteria, kept in a registry so the compress
 command and the sensitivity analysis treat them alike:
 
 - ``l1``: the L1 norm of each filter (Li et al.), computed by torch-pruning's
@@ -9,8 +11,9 @@ command and the sensitivity analysis treat them alike:
   channel, i.e. the filter of the pruned convolution itself (the BN scale is already folded in);
 - ``activation``: the mean |activation| of the channel after its ReLU, averaged over real
   (normalised) training windows. It sees the data, so a filter with large weights that rarely
-  fires on human motion scores low. torch-pruning's own ``ActivationImportance`` handles only
-  Conv2d and keeps the last batch, hence this small hook-based version.
+  fires on human motion scores low (for a Conv2d, over every time step of every sensor column).
+  torch-pruning's own ``ActivationImportance`` handles only Conv2d and keeps the last batch,
+  hence this small hook-based version.
 """
 
 from __future__ import annotations
@@ -22,26 +25,25 @@ import torch.nn.functional as F
 import torch_pruning as tp
 from torch import nn
 
-from tools.bank.supernet import PlainCNN
+from tools.bank.plain_arch import input_shape
 
-Criterion = Callable[[PlainCNN, int, Sequence[torch.Tensor]], torch.Tensor]
-
-
-def convs(model: PlainCNN) -> list[nn.Conv1d]:
-    """The prunable convolutions, in order."""
-    return [m for m in model.features if isinstance(m, nn.Conv1d)]
+Criterion = Callable[[nn.Module, int, Sequence[torch.Tensor]], torch.Tensor]
 
 
-def dependency_graph(model: PlainCNN, length: int) -> tp.DependencyGraph:
+def convs(model: nn.Module) -> list[nn.Conv1d | nn.Conv2d]:
+    """The prunable convolutions (Conv1d or Conv2d), in order."""
+    return [m for m in model.features if isinstance(m, nn.Conv1d | nn.Conv2d)]
+
+
+def dependency_graph(model: nn.Module, length: int) -> tp.DependencyGraph:
     """torch-pruning's dependency graph of ``model`` traced on a [1, length, C] input."""
-    c_in = convs(model)[0].in_channels
     with torch.enable_grad():  # torch-pruning traces the graph through autograd
         return tp.DependencyGraph().build_dependency(
-            model, example_inputs=torch.zeros(1, length, c_in)
+            model, example_inputs=torch.zeros(*input_shape(model, length))
         )
 
 
-def l1_scores(model: PlainCNN, layer: int, batches: Sequence[torch.Tensor]) -> torch.Tensor:
+def l1_scores(model: nn.Module, layer: int, batches: Sequence[torch.Tensor]) -> torch.Tensor:
     """Filter L1 norms of conv ``layer`` (via torch-pruning's group magnitude importance)."""
     conv = convs(model)[layer]
     length = int(batches[0].shape[1]) if batches else 128
@@ -57,8 +59,11 @@ def l1_scores(model: PlainCNN, layer: int, batches: Sequence[torch.Tensor]) -> t
 
 
 @torch.no_grad()
-def activation_scores(model: PlainCNN, layer: int, batches: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Mean |ReLU(conv ``layer``)| per channel over every window and time step of ``batches``."""
+def activation_scores(
+    model: nn.Module, layer: int, batches: Sequence[torch.Tensor]
+) -> torch.Tensor:
+    """Mean |ReLU(conv ``layer``)| per channel over every window and time step (and sensor
+    column, for a Conv2d) of ``batches``."""
     if not batches:
         raise ValueError("activation importance needs at least one batch of windows")
     conv = convs(model)[layer]
@@ -67,8 +72,9 @@ def activation_scores(model: PlainCNN, layer: int, batches: Sequence[torch.Tenso
 
     def hook(_m: nn.Module, _i: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
         nonlocal count
-        total.add_(F.relu(out).abs().sum(dim=(0, 2)))
-        count += out.shape[0] * out.shape[2]
+        dims = (0, 2) if out.dim() == 3 else (0, 2, 3)
+        total.add_(F.relu(out).abs().sum(dim=dims))
+        count += out.numel() // out.shape[1]
 
     handle = conv.register_forward_hook(hook)
     was_training = model.training

@@ -1,6 +1,9 @@
 """Structured channel pruning of a bank member (seed papers 004 and 000).
 
-Steps, all on a :class:`PlainCNN` (BatchNorm folded) rebuilt from the parent's ONNX file:
+Steps, all on a plain network (BatchNorm folded) rebuilt from the parent's ONNX file: a 1-D
+:class:`PlainCNN`, or a per-column 2-D one in its prunable form
+(:class:`tools.bank.plain_arch.PrunableColumnCNN`, whose classifier reads the columns' features
+in the channel-major order torch-pruning's flatten rule assumes):
 
 1. :func:`sensitivity`: each convolution pruned *alone* at several ratios, with each importance
    criterion, and the validation accuracy measured without fine-tuning. Validation windows come
@@ -25,10 +28,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch_pruning as tp
+from torch import nn
 
 from tools.bank.finetune import FinetuneConfig, finetune, torch_accuracy
 from tools.bank.importance import CRITERIA, convs, dependency_graph
-from tools.bank.supernet import PlainCNN
+from tools.bank.plain_arch import input_shape
 from tools.models import count_macs_params
 
 
@@ -68,13 +72,13 @@ class Sensitivity:
         return min(self.acc, key=lambda c: (round(self.mean_drop(c), 6), list(CRITERIA).index(c)))
 
 
-def channels_of(model: PlainCNN) -> tuple[int, ...]:
+def channels_of(model: nn.Module) -> tuple[int, ...]:
     return tuple(c.out_channels for c in convs(model))
 
 
 def prune_layer(
-    model: PlainCNN, layer: int, keep: int, scores: torch.Tensor, length: int
-) -> PlainCNN:
+    model: nn.Module, layer: int, keep: int, scores: torch.Tensor, length: int
+) -> nn.Module:
     """Remove the ``out_channels - keep`` lowest-scoring output channels of conv ``layer`` in
     place, with everything coupled to them (torch-pruning's dependency graph)."""
     conv = convs(model)[layer]
@@ -97,7 +101,7 @@ def _round_keep(c: float, multiple: int) -> int:
 
 
 def sensitivity(
-    model: PlainCNN,
+    model: nn.Module,
     val_x: torch.Tensor,
     val_y: np.ndarray,
     batches: Sequence[torch.Tensor],
@@ -169,8 +173,8 @@ class StepRecord:
 
 
 def prune_iteratively(
-    model: PlainCNN,
-    teacher: PlainCNN,
+    model: nn.Module,
+    teacher: nn.Module,
     final: Sequence[int],
     criterion: str,
     fit_x: torch.Tensor,
@@ -199,7 +203,7 @@ def prune_iteratively(
         loss = finetune(
             model, teacher, fit_x, fit_y, epochs, cfg.finetune, gen, desc=f"{label} step {step}"
         )
-        macs, _ = count_macs_params(model, (1, length, convs(model)[0].in_channels))
+        macs, _ = count_macs_params(model, input_shape(model, length))
         rec = StepRecord(step, channels_of(model), macs, torch_accuracy(model, val_x, val_y), loss)
         print(
             f"  {label} step {step}/{cfg.steps}: channels {rec.channels}, MACs {macs:,}, "

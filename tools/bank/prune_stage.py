@@ -5,13 +5,17 @@ For every criterion the parent is pruned iteratively to each MACs target in turn
 target the criterion with the higher validation accuracy is shipped. Each shipped member is
 exported to ONNX, checked against PyTorch, evaluated on the test subjects and timed in the same
 interleaved run as its parent.
+
+Both bank architectures are handled (:mod:`tools.bank.plain_arch`, chosen from the parent's
+manifest entry): a ``wc-`` parent is pruned as a :class:`~tools.bank.plain_arch.PrunableColumnCNN`
+and exported back in the members' layout; its pruned members' provenance says ``arch``.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +28,16 @@ from tools.bank.finetune import FinetuneConfig, torch_accuracy
 from tools.bank.importance import CRITERIA
 from tools.bank.latency import interleaved_latency
 from tools.bank.parent import plain_from_onnx
+from tools.bank.plain_arch import (
+    CONV1D,
+    arch_of,
+    input_shape,
+    like,
+    model_config,
+    to_plain,
+    working_model,
+)
 from tools.bank.prune import PruneConfig, channels_of, plan_channels, prune_iteratively, sensitivity
-from tools.bank.supernet import PlainCNN, SlimConfig
 from tools.bank.windows import aligned_windows, eval_windows
 from tools.export import export_onnx, ort_logits, session
 from tools.hapt import Experiment
@@ -53,12 +65,12 @@ def pruned_id(parent_id: str, target: float) -> str:
     return f"pr{round(100 * target):02d}-{parent_id}"
 
 
-def _macs_fn(length: int) -> Callable[[tuple[int, ...]], int]:
-    """MACs of a plain network with the given channels (kernels and pools of the supernet)."""
-    cfg = SlimConfig()
+def _macs_fn(length: int, model: torch.nn.Module) -> Callable[[tuple[int, ...]], int]:
+    """MACs of a plain network of ``model``'s architecture with the given channels (kernels,
+    pools and strides of the supernet)."""
 
     def macs_of(chans: tuple[int, ...]) -> int:
-        return count_macs_params(PlainCNN(chans, cfg), (1, length, cfg.in_channels))[0]
+        return count_macs_params(like(model, chans), input_shape(model, length))[0]
 
     return macs_of
 
@@ -70,12 +82,17 @@ def run_pruning(
     provenance: dict[str, Any],
     seed: int,
     smoke: bool = False,
+    finetune_max_steps: int | None = None,
 ) -> tuple[list[ModelEntry], dict[str, Any]]:
-    """Prune ``parent`` to every target; returns the shipped entries and a report block."""
+    """Prune ``parent`` to every target; returns the shipped entries and a report block.
+    ``finetune_max_steps`` caps each fine-tuning call (quick trials only)."""
     cfg = SMOKE_CONFIG if smoke else PruneConfig()
+    if finetune_max_steps is not None:
+        cfg = replace(cfg, finetune=replace(cfg.finetune, max_steps=finetune_max_steps))
     r = parent.resolution
     norm = parent.normalization
-    model0 = plain_from_onnx(out / parent.file)
+    arch, mcfg = arch_of(parent), model_config(parent)
+    model0 = working_model(plain_from_onnx(out / parent.file, mcfg), mcfg)
     fit = aligned_windows(data.fit, (r,), hop128=32)
     fit_x = torch.from_numpy(norm(fit.x[r]))
     fit_y = torch.from_numpy(fit.y)
@@ -90,10 +107,10 @@ def run_pruning(
     print(f"sensitivity (val acc, unpruned {sens.base:.4f}): {sens.acc}")
     shape = (1, r, len(parent.input.channels))
     parent_macs = count_macs_params(model0, shape)[0]
-    macs_of = _macs_fn(r)
+    macs_of = _macs_fn(r, model0)
 
     runs: dict[str, list[dict[str, Any]]] = {}
-    models: dict[tuple[str, float], PlainCNN] = {}
+    models: dict[tuple[str, float], torch.nn.Module] = {}
     for crit in CRITERIA:
         gen = torch.Generator().manual_seed(seed)
         model = copy.deepcopy(model0)
@@ -141,11 +158,16 @@ def run_pruning(
         crit = max(CRITERIA, key=lambda c: (runs[c][i]["val_accuracy"], -list(CRITERIA).index(c)))
         model = models[(crit, target)]
         mid = pruned_id(parent.id, target)
-        path = export_onnx(model, out / f"{mid}.onnx", shape)
+        exported = to_plain(model).eval()  # the members' layout (a no-op for conv1d)
+        path = export_onnx(exported, out / f"{mid}.onnx", shape)
         sess = session(path)
         check = norm(test.x[:256])
         with torch.no_grad():
             ref = model(torch.from_numpy(check)).numpy()
+            if exported is not model:  # the conversion itself must not move the logits
+                conv_diff = float(np.max(np.abs(ref - exported(torch.from_numpy(check)).numpy())))
+                if conv_diff > 1e-4:
+                    raise RuntimeError(f"{mid}: export conversion changed logits by {conv_diff}")
         diff = float(np.max(np.abs(ref - ort_logits(sess, check)))) if len(check) else 0.0
         m = member_metrics(sess, test, norm, parent.input)
         m["ort_vs_torch_max_abs_diff"] = diff
@@ -188,6 +210,7 @@ def run_pruning(
                 "width_note": "width = mean over conv layers of kept / parent channels",
                 "prune_config": asdict(cfg),
                 "library": "torch-pruning " + _tp_version(),
+                **({} if arch == CONV1D else {"arch": arch, "model_config": asdict(mcfg)}),
             },
         )
         entries.append(entry)
@@ -200,6 +223,7 @@ def run_pruning(
         )
     report = {
         "parent": parent.id,
+        **({} if arch == CONV1D else {"arch": arch}),
         "parent_macs": parent_macs,
         "sensitivity": {
             "val_base": sens.base,

@@ -17,6 +17,8 @@ resolution), and every configuration of a grid is exported as a standalone ONNX 
 Compression (``python -m tools.bank.compress``, run after build or by ``build --compress``):
 
 - :mod:`tools.bank.parent`: a member's ONNX file back into a PyTorch module;
+- :mod:`tools.bank.plain_arch`: which architecture a member is (``wr-`` 1-D, ``wc-`` per-column
+  2-D) and the prunable form of the column network;
 - :mod:`tools.bank.importance`: channel importance (weight L1 via torch-pruning, activation);
 - :mod:`tools.bank.prune`: sensitivity analysis, per-layer channel plan, iterative pruning;
 - :mod:`tools.bank.finetune`: fine-tuning of a pruned network, distilled from its parent;

@@ -60,6 +60,8 @@ def finetune(
     step, loss_sum, seen = 0, 0.0, 0
     bar = tqdm(total=total, desc=desc, unit="step", leave=False)
     for _ in range(epochs):
+        if step >= total:  # capped by max_steps: report the last epoch that ran
+            break
         order = torch.randperm(len(y), generator=gen)
         loss_sum, seen = 0.0, 0
         for a in range(0, len(order), cfg.batch_size):

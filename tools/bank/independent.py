@@ -4,10 +4,17 @@
     python -m tools.bank.independent [--configs w1.00-r128,w0.50-r064,...] [--bank models]
         [--out build/independent] [--report models/independent-report.json] [--data data/hapt]
     python -m tools.bank.independent --smoke  # CI: 4 subjects, 2 steps, build/independent-smoke/
+    python -m tools.bank.independent --bank build/bank-col2d-refit [--reference wc-w1.00-r128]
+
+The architecture follows the reference member (``--reference``, else the first configuration
+found in the bank, ``wr-`` members before ``wc-`` ones): its ``provenance.model_config`` says
+``arch`` (:mod:`tools.bank.arch`), so a column2d bank trains :class:`SlimColumnCNN` alone at each
+configuration and compares with its ``wc-`` members.
 
 For each (width, resolution) the *same* slimmable network (:class:`SlimCNN` with the bank's
-:class:`SlimConfig`, constructed right after seeding as :mod:`tools.bank.build` does, so it
-starts from the supernet's initial weights) is trained at that one width and resolution only:
+:class:`SlimConfig`, or :class:`SlimColumnCNN` with its :class:`ColumnConfig`, constructed
+right after seeding as :mod:`tools.bank.build` does, so it starts from the supernet's initial
+weights) is trained at that one width and resolution only:
 cross-entropy, no sandwich, no distillation, its BatchNorm sees only its own batches. Everything
 else is the committed bank's recipe, read from the reference member's ``provenance`` in
 ``BANK/manifest.json`` (train config, epochs, seed, refit): the same index-aligned training
@@ -17,7 +24,8 @@ same number of steps, and fixed epochs (no selection on the test subjects). Afte
 goes through the members' own path, :func:`tools.bank.members.build_member`: BN recalibrated
 over 16x64 training windows of its resolution, folded, exported to ONNX, and evaluated with ONNX
 Runtime on the agent-cut windows of the test subjects. The ONNX files stay in ``OUT`` (they are
-not bank members); the comparison goes to ``--report`` (JSON) and is printed as a Markdown table.
+not bank members); the comparison goes to ``--report`` (JSON, default
+``BANK/independent-report.json``) and is printed as a Markdown table.
 """
 
 from __future__ import annotations
@@ -41,7 +49,9 @@ from agent.manifest import ModelEntry, load_manifest
 from agent.windowing import Normalizer
 from tools.bank.build import CALIB_BATCH, CALIB_BATCHES, RESOLUTIONS
 from tools.bank.members import MemberResult, build_member, calib_batches, member_id
+from tools.bank.plain_arch import COLUMN2D, arch_of, model_config
 from tools.bank.supernet import SlimCNN, SlimConfig
+from tools.bank.supernet2d import ColumnConfig, SlimColumnCNN
 from tools.bank.train import BankTrainConfig, evaluate_val
 from tools.bank.windows import BASE_LENGTH, MultiResWindows, aligned_windows, eval_windows
 from tools.data import DEFAULT_VAL_SUBJECTS, load_experiments, make_split
@@ -67,7 +77,7 @@ THREADS = 1
 
 def parse_config(text: str) -> tuple[float, int]:
     """``w0.50-r064`` (or ``0.5,64``) -> (0.5, 64). Width 0.12 means the bank's 0.125."""
-    t = text.strip().removeprefix("wr-")
+    t = text.strip().removeprefix("wr-").removeprefix("wc-")
     try:
         if "," in t:
             w_s, r_s = t.split(",")
@@ -84,12 +94,22 @@ def parse_config(text: str) -> tuple[float, int]:
     return w, r
 
 
-def recipe_from(entry: ModelEntry) -> tuple[BankTrainConfig, SlimConfig, bool]:
-    """The training recipe of a committed width-resolution member (its provenance)."""
+ID_PREFIXES = {"conv1d": "wr", COLUMN2D: "wc"}
+
+
+def recipe_from(entry: ModelEntry) -> tuple[BankTrainConfig, SlimConfig | ColumnConfig, bool]:
+    """The training recipe of a committed width-resolution member (its provenance); the model
+    config's class follows the member's architecture (``arch`` in it, else the id)."""
     prov = entry.provenance
     tc = dict(prov["train_config"])
-    mc = {k: tuple(v) if isinstance(v, list) else v for k, v in prov["model_config"].items()}
-    return BankTrainConfig(**tc), SlimConfig(**mc), bool(prov.get("refit", False))
+    return BankTrainConfig(**tc), model_config(entry), bool(prov.get("refit", False))
+
+
+def make_model(model_cfg: SlimConfig | ColumnConfig) -> SlimCNN | SlimColumnCNN:
+    """The supernet of ``model_cfg``'s architecture (call right after seeding)."""
+    if isinstance(model_cfg, ColumnConfig):
+        return SlimColumnCNN(model_cfg)
+    return SlimCNN(model_cfg)
 
 
 def train_single(
@@ -219,8 +239,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(THREADS)
     bank = load_manifest(args.bank)
     configs: list[tuple[float, int]] = args.configs
-    refs = {(w, r): _member(bank.models, w, r) for w, r in configs}
-    anchor = next((e for e in refs.values() if e is not None), None)
+    anchor: ModelEntry | None = None
+    if args.reference:
+        anchor = next((m for m in bank.models if m.id == args.reference), None)
+        if anchor is None or "train_config" not in (anchor.provenance or {}):
+            raise SystemExit(f"error: no trained member {args.reference!r} in {args.bank}")
+        prefixes: tuple[str, ...] = (ID_PREFIXES.get(arch_of(anchor), "wr"),)
+    else:
+        prefixes = tuple(ID_PREFIXES.values())
+    refs: dict[tuple[float, int], ModelEntry | None] = {}
+    for prefix in prefixes:  # wr- members first (the committed bank), then wc-
+        refs = {(w, r): _member(bank.models, w, r, prefix) for w, r in configs}
+        if any(e is not None for e in refs.values()):
+            break
+    anchor = anchor or next((e for e in refs.values() if e is not None), None)
     if anchor is None:
         raise SystemExit(f"error: no width-resolution member of {configs} in {args.bank}")
     cfg, model_cfg, refit = recipe_from(anchor)
@@ -273,6 +305,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "refit": refit,
         "train_config": dataclasses.asdict(cfg),
         "model_config": dataclasses.asdict(model_cfg),
+        **({"arch": COLUMN2D} if isinstance(model_cfg, ColumnConfig) else {}),
         "data": {
             "source": source,
             "train_subjects": sorted(train_subj),
@@ -290,7 +323,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for w, r in configs:
         t0 = time.time()
         seed_everything(cfg.seed)
-        model = SlimCNN(model_cfg)  # built right after seeding, as in tools.bank.build
+        model = make_model(model_cfg)  # built right after seeding, as in tools.bank.build
         cid = f"w{w:.2f}-r{r:03d}"
         history = train_single(
             model, w, r, fit, norm, cfg, val=val, max_steps=args.max_steps, desc=cid
@@ -339,13 +372,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-def _member(models: Sequence[ModelEntry], width: float, resolution: int) -> ModelEntry | None:
-    mid = member_id(width, resolution)
+def _member(
+    models: Sequence[ModelEntry], width: float, resolution: int, prefix: str = "wr"
+) -> ModelEntry | None:
+    mid = member_id(width, resolution, prefix)
     return next((m for m in models if m.id == mid and m.family == "width-resolution"), None)
 
 
 def _rename(res: MemberResult, out: Path) -> ModelEntry:
-    """``wr-...`` written by build_member -> ``ind-wr-...`` (never mistaken for a bank member)."""
+    """``wr-…``/``wc-…`` written by build_member -> ``ind-wr-…``/``ind-wc-…`` (never mistaken
+    for a bank member)."""
     e = res.entry
     new = out / f"ind-{e.file}"
     (out / e.file).replace(new)
@@ -365,8 +401,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         + ")",
     )
     ap.add_argument("--bank", type=Path, default=Path("models"), help="reference bank (models)")
+    ap.add_argument(
+        "--reference",
+        default=None,
+        help="member whose recipe (and architecture) to use, e.g. wc-w1.00-r128 (default: the "
+        "first configuration found, wr- before wc-)",
+    )
     ap.add_argument("--out", type=Path, default=None, help="ONNX folder (build/independent)")
-    ap.add_argument("--report", type=Path, default=None, help="JSON report path")
+    ap.add_argument(
+        "--report", type=Path, default=None, help="JSON report (BANK/independent-report.json)"
+    )
     ap.add_argument("--data", type=Path, default=Path("data/hapt"), help="imported recordings")
     ap.add_argument("--epochs", type=int, default=None, help="override the bank's epochs")
     ap.add_argument("--seed", type=int, default=None, help="override the bank's seed")
@@ -392,7 +436,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.report = (
             args.out / "independent-report.json"
             if args.smoke
-            else Path("models/independent-report.json")
+            else args.bank / "independent-report.json"
         )
     if args.epochs is not None and args.epochs < 1:
         ap.error("--epochs must be at least 1")

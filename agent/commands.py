@@ -51,7 +51,7 @@ def _apply(cmd: str, body: dict[str, Any], control: Control | None) -> None:
     if cmd == "force":
         model = body.get("model")
         if not isinstance(model, str) or not _MODEL_ID.match(model):
-            raise ValueError("'model' must be a bank member id, e.g. \"wr-w0.50-r064\"")
+            raise ValueError("'model' must be a bank member id, e.g. \"wc-w0.50-r064\"")
         try:
             control.force(model)
         except KeyError:

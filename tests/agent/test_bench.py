@@ -28,7 +28,7 @@ from agent.manifest import load_manifest
 from tests.agent.helpers import MODELS, ROOT, reference_predictions
 
 runner = CliRunner()
-MEMBER = "wr-w0.25-r064"
+MEMBER = "wc-w0.25-r064"
 RECORDING = ROOT / "recordings" / "hapt-s02-e04.har.csv.gz"
 QUICK = ["--runs", "30", "--warmup", "2", "--meter", "estimate"]
 
@@ -169,7 +169,7 @@ def test_bench_terminal_table_and_csv(tmp_path: Path) -> None:
 
 
 def test_bench_on_a_recording_gives_the_agents_accuracy() -> None:
-    member = "wr-w0.50-r064"  # 25 Hz: the recording's 50 Hz is resampled as the agent does
+    member = "wc-w0.50-r064"  # 25 Hz: the recording's 50 Hz is resampled as the agent does
     result = bench("-m", member, *QUICK, "--data", str(RECORDING), "--json")
     assert result.exit_code == 0, result.output
     (r,) = json.loads(result.stdout)["results"]

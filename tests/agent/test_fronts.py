@@ -24,7 +24,7 @@ def chunks(chunk: Chunk, size: int) -> list[Chunk]:
     ]
 
 
-@pytest.mark.parametrize("member", ["wr-w1.00-r128", "wr-w1.00-r064", "wr-w0.50-r032"])
+@pytest.mark.parametrize("member", ["wc-w1.00-r128", "wc-w1.00-r064", "wc-w0.50-r032"])
 def test_activated_front_continues_like_a_running_one(member: str) -> None:
     header, chunk = read_recording(RECORDINGS[0])
     spec = load_manifest(MODELS).get(member).input
@@ -59,7 +59,7 @@ def test_activated_front_continues_like_a_running_one(member: str) -> None:
 
 def test_history_is_bounded() -> None:
     header, chunk = read_recording(RECORDINGS[0])
-    spec = load_manifest(MODELS).get("wr-w1.00-r064").input
+    spec = load_manifest(MODELS).get("wc-w1.00-r064").input
     front = Front(header, spec, "rec")
     front.idle()
     for part in chunks(chunk, 10):

@@ -165,7 +165,7 @@ def test_commands_are_answered() -> None:
     pub.commands.append(Command("har/demo/cmd", b'{"cmd": "status", "id": 1}'))
     pub.commands.append(Command("har/demo/cmd", b'{"cmd": "format-disk"}'))
     pub.commands.append(Command("har/demo/cmd", b'{"cmd": "metrics"}'))
-    pub.commands.append(Command("har/demo/cmd", b'{"cmd": "force", "model": "wr-w0.50-r064"}'))
+    pub.commands.append(Command("har/demo/cmd", b'{"cmd": "force", "model": "wc-w0.50-r064"}'))
     build_agent(profile_for(), options=RunOptions(speed=0, loop=False), publisher=pub).run()
     replies = [json.loads(p) for t, p, _, _ in pub.messages if t == "har/demo/cmd/response"]
     assert replies[0]["ok"] is True and replies[0]["id"] == 1 and "windows" in replies[0]["status"]

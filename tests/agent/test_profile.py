@@ -83,7 +83,7 @@ def test_int_accepted_for_float(tmp_path: Path) -> None:
         ("[policy]\nheadroom_up = 0.95\nheadroom_down = 0.9\n", "policy.headroom_up"),
         ("[policy]\nthermal_c = 60\nthermal_release_c = 70\n", "policy.thermal_release_c"),
         ("[policy]\newma_alpha = 0\n", "policy.ewma_alpha"),
-        ("[policy]\ncandidates = 'wr-w1.00-r064'\n", "policy.candidates must be a list"),
+        ("[policy]\ncandidates = 'wc-w1.00-r064'\n", "policy.candidates must be a list"),
         ("[energy]\nmeter = 'ina999'\n", "energy.meter must be one of"),
         ("[energy]\naddress = 0x68\n", "energy.address"),
         ("[energy]\nsample_hz = -1\n", "energy.sample_hz"),

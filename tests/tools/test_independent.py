@@ -16,6 +16,8 @@ from agent.manifest import load_manifest  # noqa: E402
 from agent.windowing import Normalizer  # noqa: E402
 from tools.bank import independent  # noqa: E402
 from tools.bank.supernet import SlimCNN, SlimConfig, channels_at  # noqa: E402
+from tools.bank.supernet2d import ColumnConfig  # noqa: E402
+from tools.bank.supernet2d import channels_at as channels_at2d  # noqa: E402
 from tools.bank.train import BankTrainConfig  # noqa: E402
 from tools.bank.windows import MultiResWindows  # noqa: E402
 
@@ -97,22 +99,24 @@ def test_smoke_run_against_the_committed_bank(tmp_path: Path) -> None:
     assert saved["max_steps"] == 2 and saved["threads"] == 1
     (row,) = saved["results"]
     assert (row["width"], row["resolution"], row["config"]) == (0.25, 64, "w0.25-r064")
-    assert row["channels"] == list(channels_at(SlimConfig(), 0.25)) == [16, 32, 64]
+    assert row["channels"] == list(channels_at2d(ColumnConfig(), 0.25)) == [16, 32, 64]
+    assert saved["arch"] == "column2d"  # the committed bank is the per-column 2-D supernet
     assert len(row["history"]) == 1
 
     # the model: right configuration, exported beside (never as) a bank member
-    assert sorted(p.name for p in out.glob("*.onnx")) == ["ind-wr-w0.25-r064.onnx"]
+    assert sorted(p.name for p in out.glob("*.onnx")) == ["ind-wc-w0.25-r064.onnx"]
     graph = onnx.load(str(out / row["independent"]["file"])).graph
     (inp,) = graph.input
     assert [d.dim_value for d in inp.type.tensor_type.shape.dim] == [1, 64, 6]
     shapes = {i.name: list(i.dims) for i in graph.initializer}
-    assert shapes["features.0.weight"] == [16, 6, 5] and shapes["classifier.weight"] == [6, 64]
+    assert shapes["features.0.weight"] == [16, 1, 6, 1]
+    assert shapes["classifier.weight"] == [6, 6 * 64]
     assert row["independent"]["ort_vs_torch_max_abs_diff"] < 1e-4
     assert 0.0 <= row["independent"]["accuracy"] <= 1.0
     assert row["independent"]["test_windows"] > 100
 
     # the result entry: next to the committed collaborative member, recipe from its provenance
-    member = load_manifest(ROOT / "models").get("wr-w0.25-r064")
+    member = load_manifest(ROOT / "models").get("wc-w0.25-r064")
     collab = row["collaborative"]
     assert collab["id"] == member.id and collab["accuracy"] == member.metrics["accuracy"]
     i_acc = row["independent"]["accuracy"]

@@ -1,6 +1,6 @@
 """Add pruned and int8 members to a built bank (issue 3, compression part).
 
-    python -m tools.bank.compress [--out models] [--parent wr-w1.00-r128] [--seed 0]
+    python -m tools.bank.compress [--out models] [--parent wc-w1.00-r128] [--seed 0]
     python -m tools.bank.compress --smoke --out build/bank-smoke   # tiny run (tests)
     python -m tools.bank.compress --out build/bank-col2d-refit     # a column2d bank (wc-…)
 
@@ -50,7 +50,7 @@ REPORT_FILE = "compress-report.json"
 COMMAND = "python -m tools.bank.compress"
 REBUILD = (
     "python -m tools.import_hapt && python -m tools.train_baseline && "
-    "python -m tools.bank.build --epochs 24 --refit --out models --compress && "
+    "python -m tools.bank.build --arch column2d --epochs 40 --refit --out models --compress && "
     "python -m tools.bank.report"
 )
 

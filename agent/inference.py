@@ -16,8 +16,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from agent.errors import ModelError
+from agent.floats import first_argmax
 from agent.manifest import ModelEntry
 
+_FLOAT32 = np.dtype(np.float32)
 _EXTERNAL_DATA_MARK = b"\n\x08location\x12"
 """How a TensorProto's ``external_data`` entry ``{key: "location", value: ...}`` is serialised."""
 
@@ -169,7 +171,9 @@ class InputBuffer:
             raise ModelError(f"unknown input layout {spec.layout!r}")
 
     def fill(self, window: np.ndarray) -> np.ndarray:
-        if window.shape != self.shape or window.dtype != np.float32:
+        # (``is``: comparing a dtype with the float32 type costs a conversion each time; a
+        # float32 dtype that is not the canonical one just takes the reference path)
+        if window.dtype is not _FLOAT32 or window.shape != self.shape:
             # not a window the agent cuts: the reference path (float64 rounds differently)
             return to_model_input(self._norm(window), self._layout)
         out = self._out
@@ -184,6 +188,8 @@ class Classification:
     index: int
     infer_s: float
     """Time spent inside the engine's ``run`` (session.run)."""
+    values: list[float] | None = None
+    """``probs`` as Python floats (what the payload and the smoother use)."""
 
 
 class Classifier:
@@ -208,7 +214,12 @@ class Classifier:
                 f"model {self.entry.id!r} returned {flat.shape[0]} outputs for "
                 f"{self._n_classes} labels"
             )
-        e: np.ndarray = np.subtract(flat, flat.max())
+        # float32 throughout, as before: subtract the max, exp, divide by the float32 sum
+        # (the max of the Python floats is the float32 max, exactly; numpy's max is 1-2 us)
+        values = flat.tolist()
+        total = sum(values)  # NaN when a NaN is there: then numpy's max (which is NaN)
+        e: np.ndarray = np.subtract(flat, max(values) if total == total else flat.max())
         np.exp(e, out=e)
         e /= e.sum()
-        return Classification(e, int(e.argmax()), infer_s)
+        probs = e.tolist()
+        return Classification(e, first_argmax(probs), infer_s, probs)

@@ -129,6 +129,7 @@ class Pipeline:
         self._iso = IsoFormatter()
         self._ones_cache = np.ones(0, dtype=np.float32)
         self._prediction_topic = topics.prediction
+        self._smoothing = smoother.method != "none"
         self.boot_id = uuid.uuid4().hex[:16]
         """Names this run of the agent: (device, boot, seq) identifies every prediction."""
         self._encoders: dict[str, PredictionEncoder] = {}
@@ -284,9 +285,10 @@ class Pipeline:
         bad = None
         # one BLAS dot instead of isfinite + all: NaN or Inf anywhere makes it non-finite (a
         # finite window can overflow it, so the exact check decides then)
-        if not math.isfinite(np.dot(data.reshape(-1), self._ones(data.size))) and not bool(
-            np.isfinite(data).all()
-        ):
+        ones = self._ones_cache
+        if ones.shape[0] != data.size:
+            ones = self._ones(data.size)
+        if not math.isfinite(np.dot(data.reshape(-1), ones)) and not bool(np.isfinite(data).all()):
             bad = "holds NaN or Inf samples"
         elif self._front.saturated(w):
             bad = "holds saturated samples (at the sensor's full scale)"
@@ -301,11 +303,11 @@ class Pipeline:
             log.info("good samples again (%d windows rejected so far)", stats.rejected)
             self._rejecting = False
         c = self.classifier.classify(data)
-        probs = c.probs.tolist()
+        probs = c.values if c.values is not None else c.probs.tolist()
         smoothed_index: int | None = None
         smoothed_confidence: float | None = None
-        if self.smoother.method != "none":
-            sm = self.smoother.update(c.probs)
+        if self._smoothing:
+            sm = self.smoother.update_values(probs)
             smoothed_index, smoothed_confidence = sm.index, sm.confidence
         iso = self._iso
         origin = self._origin_ts
@@ -384,7 +386,7 @@ class Pipeline:
             self._chunk_infer_s = 0.0
             n = self.process(chunk)
             t2 = perf()
-            stats.samples += len(chunk)
+            stats.samples += chunk.t.shape[0]
             if self.record_timings:
                 stats.read_s.append(t1 - t0)
                 stats.process_s.append(t2 - t1 - self._chunk_infer_s)

@@ -1,11 +1,19 @@
-"""Smoothing of predictions over the last K windows: probability mean or majority vote."""
+"""Smoothing of predictions over the last K windows: probability mean or majority vote.
+
+The probabilities are kept as Python floats: for a handful of classes, plain float arithmetic
+is cheaper than numpy calls and gives the same float64 results (every step is one IEEE
+operation in the same order: the running sum drops the oldest vector, then adds the newest).
+"""
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from agent.floats import first_argmax
 
 
 @dataclass(slots=True)
@@ -27,26 +35,25 @@ class Smoother:
             raise ValueError("smoothing window must be at least 1")
         self.method = method
         self.k = k if method != "none" else 1
-        self._probs: deque[np.ndarray] = deque(maxlen=self.k)
-        self._sum: np.ndarray | None = None
+        self._probs: deque[list[float]] = deque(maxlen=self.k)
+        self._votes: deque[int] = deque(maxlen=self.k)
+        self._sum: list[float] | None = None
 
     def reset(self) -> None:
         self._probs.clear()
+        self._votes.clear()
         self._sum = None
 
-    def update(self, probs: np.ndarray) -> Smoothed:
-        probs = np.asarray(probs, dtype=np.float64)
-        if self.method == "mean":
-            total = self._sum
-            if total is None:
-                self._sum = probs.copy()
-            else:
-                if len(self._probs) == self.k:
-                    total -= self._probs[0]
-                total += probs
-        self._probs.append(probs)
+    def update(self, probs: Sequence[float] | np.ndarray) -> Smoothed:
+        """Add one window's probabilities (any numbers; taken as float64)."""
+        return self.update_values(np.asarray(probs, dtype=np.float64).tolist())
+
+    def update_values(self, values: list[float]) -> Smoothed:
+        """:meth:`update` for a list of Python floats (the pipeline's call); the list is kept,
+        so the caller must not change it afterwards."""
         if self.method == "vote":
-            votes = [int(np.argmax(p)) for p in self._probs]
+            votes = self._votes
+            votes.append(first_argmax(values))
             counts: dict[int, int] = {}
             for v in votes:
                 counts[v] = counts.get(v, 0) + 1
@@ -54,6 +61,18 @@ class Smoother:
             tied = {c for c, n in counts.items() if n == best}
             winner = next(v for v in reversed(votes) if v in tied)
             return Smoothed(winner, best / len(votes))
-        avg = probs if self._sum is None else self._sum / len(self._probs)
-        idx = int(avg.argmax())
-        return Smoothed(idx, avg.item(idx))
+        window = self._probs
+        total = self._sum
+        if total is None:
+            total = self._sum = list(values)
+        elif len(window) == self.k:
+            total = self._sum = [
+                s - o + x for s, o, x in zip(total, window[0], values, strict=True)
+            ]
+        else:
+            total = self._sum = [s + x for s, x in zip(total, values, strict=True)]
+        window.append(values)
+        n = len(window)
+        avg = total if n == 1 else [s / n for s in total]
+        idx = first_argmax(avg)
+        return Smoothed(idx, avg[idx])

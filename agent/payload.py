@@ -66,18 +66,25 @@ def iso_from_unix(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
+_MILLIS = tuple(f"{ms:03d}Z" for ms in range(1000))
+
+
 class IsoFormatter:
-    """:func:`iso_from_unix` for the hot path: the same strings, with the date and hour of
-    recently seen hours cached (a prediction carries three timestamps).
+    """:func:`iso_from_unix` for the hot path: the same strings, with the text up to the
+    second cached for recently seen seconds (a prediction carries three timestamps, and a
+    replay's wall clock stays in one second for many windows) and the date and hour for
+    recently seen hours.
 
     The microseconds are rounded the way ``datetime.fromtimestamp`` rounds them (half to even
     on the fraction times 10^6), then truncated to milliseconds like ``isoformat`` does.
     """
 
     MAX_HOURS = 16
+    MAX_SECONDS = 64
 
     def __init__(self) -> None:
         self._hours: dict[int, str] = {}
+        self._seconds: dict[float, str] = {}
 
     def __call__(self, ts: float) -> str:
         frac, whole = math.modf(ts)
@@ -88,16 +95,26 @@ class IsoFormatter:
         elif us < 0:
             us += 1_000_000
             whole -= 1.0
-        hour, rem = divmod(int(whole), 3600)
-        prefix = self._hours.get(hour)
+        prefix = self._seconds.get(whole)
         if prefix is None:
+            prefix = self._second(whole)
+        return prefix + _MILLIS[us // 1000]
+
+    def _second(self, whole: float) -> str:
+        """``YYYY-MM-DDTHH:MM:SS.`` of a whole second, remembered."""
+        hour, rem = divmod(int(whole), 3600)
+        head = self._hours.get(hour)
+        if head is None:
             if len(self._hours) >= self.MAX_HOURS:
                 self._hours.clear()
             # "YYYY-MM-DDTHH:" exactly as isoformat writes it
-            prefix = datetime.fromtimestamp(hour * 3600, UTC).isoformat()[:14]
-            self._hours[hour] = prefix
+            head = datetime.fromtimestamp(hour * 3600, UTC).isoformat()[:14]
+            self._hours[hour] = head
         minute, sec = divmod(rem, 60)
-        return f"{prefix}{minute:02d}:{sec:02d}.{us // 1000:03d}Z"
+        if len(self._seconds) >= self.MAX_SECONDS:
+            self._seconds.clear()
+        prefix = self._seconds[whole] = f"{head}{minute:02d}:{sec:02d}."
+        return prefix
 
 
 @dataclass(frozen=True)
@@ -157,10 +174,34 @@ def encode_prediction(p: Prediction) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode("utf-8")
 
 
+_FOUR_DECIMALS = tuple(repr(k / 10_000) for k in range(10_001))
+"""``repr(round(v, 4))`` for every v in [0, 1], by ``round(v * 10^4)``."""
+
+
+def four_decimals(v: float) -> str:
+    """``repr(round(v, 4))`` as JSON (``0.0`` for NaN and infinities), what
+    :func:`encode_prediction` writes for a probability.
+
+    A probability in [0, 1] is looked up by ``k = round(v * 10^4)``: ``v * 10^4`` is within
+    10^-12 of its exact value (exact for float32 values), so ``k`` is the correctly rounded
+    integer unless ``v * 10^4`` lies within 10^-7 of a half, where ``round(v, 4)`` decides. The
+    table holds ``repr(k / 10^4)``, the shortest text of the float nearest ``k / 10^4``, which is
+    what ``round(v, 4)`` returns.
+    """
+    x = v * 10_000.0
+    if 0.0 < x < 10_000.5:
+        k = round(x)
+        if abs(x - k) < 0.4999999:
+            return _FOUR_DECIMALS[k]
+    r = round(v, 4)
+    return repr(r) if math.isfinite(r) else "0.0"
+
+
 class PredictionEncoder:
     """The hot-path encoder: the same bytes as :func:`encode_prediction` (tests compare them),
     with every constant part (device, labels, model, smoothing) escaped once up front and the
-    variable parts filled into %-templates in a few C-level calls."""
+    variable parts filled into one %-template (four: with or without the smoothed prediction
+    and the truth label) in one C-level call."""
 
     MAX_TRUTHS = 256
 
@@ -174,6 +215,7 @@ class PredictionEncoder:
         boot: str = "",
     ) -> None:
         self.labels = labels
+        self._n = len(labels)
         self._labels_json = [json.dumps(lbl) for lbl in labels]
         head = (
             '{"schema":'
@@ -183,18 +225,26 @@ class PredictionEncoder:
             + ',"boot":'
             + json.dumps(boot)
         )
-        probs = ",".join(_pct(lj) + ":%r" for lj in self._labels_json)
-        self._front = (
+        probs = ",".join(_pct(lj) + ":%s" for lj in self._labels_json)
+        front = (
             _pct(head)
             + ',"seq":%d,"window":{"index":%d,"start":"%s","end":"%s"}'
-            + ',"label":%s,"confidence":%r,"probs":{'
+            + ',"label":%s,"confidence":%s,"probs":{'
             + probs
             + "}"
         )
-        self._smoothed = ',"smoothed":{"label":%s,"confidence":%r' + _pct(
+        smoothed = ',"smoothed":{"label":%s,"confidence":%s' + _pct(
             ',"method":' + json.dumps(smoothing) + ',"window":' + str(window) + "}"
         )
-        self._tail = _pct(',"model":' + json.dumps(model)) + ',"latency_ms":%r,"ts":"%s"'
+        tail = _pct(',"model":' + json.dumps(model)) + ',"latency_ms":%r,"ts":"%s"'
+        # [smoothed given][truth given]
+        self._templates = (
+            (
+                front + ',"smoothed":null' + tail + "}",
+                front + ',"smoothed":null' + tail + ',"truth":%s}',
+            ),
+            (front + smoothed + tail + "}", front + smoothed + tail + ',"truth":%s}'),
+        )
         self._truths: dict[str, str] = {}
 
     def encode(
@@ -241,37 +291,33 @@ class PredictionEncoder:
         truth: str | None,
     ) -> bytes:
         """:meth:`encode` with positional arguments (the pipeline's call)."""
-        if len(probs) != len(self.labels):
-            raise ValueError(f"{len(probs)} probabilities for {len(self.labels)} labels")
-        rounded = [round(v, 4) for v in probs]
-        if not math.isfinite(sum(rounded)):  # NaN or Inf somewhere: written as 0.0
-            rounded = [v if math.isfinite(v) else 0.0 for v in rounded]
-        text = self._front % (
-            seq,
-            window_index,
-            window_start,
-            window_end,
-            self._labels_json[index],
-            rounded[index],
-            *rounded,
-        )
-        if smoothed_index is None or smoothed_confidence is None:
-            text += ',"smoothed":null'
-        else:
-            text += self._smoothed % (
-                self._labels_json[smoothed_index],
-                _r(smoothed_confidence),
-            )
+        if len(probs) != self._n:
+            raise ValueError(f"{len(probs)} probabilities for {self._n} labels")
+        texts = [four_decimals(v) for v in probs]
         lat = round(latency_ms, 3) if math.isfinite(latency_ms) else 0.0
-        text += self._tail % (lat, published_at)
-        if truth is not None:
-            tj = self._truths.get(truth)
-            if tj is None:
-                tj = json.dumps(truth)
-                if len(self._truths) < self.MAX_TRUTHS:
-                    self._truths[truth] = tj
-            text += ',"truth":' + tj
-        return (text + "}").encode("utf-8")
+        head = (seq, window_index, window_start, window_end, self._labels_json[index], texts[index])
+        if smoothed_index is None or smoothed_confidence is None:
+            if truth is None:
+                return (self._templates[0][0] % (*head, *texts, lat, published_at)).encode()
+            template = self._templates[0][1]
+            args = (*head, *texts, lat, published_at, self._truth_json(truth))
+        else:
+            smoothed = (self._labels_json[smoothed_index], four_decimals(smoothed_confidence))
+            if truth is None:
+                template = self._templates[1][0]
+                args = (*head, *texts, *smoothed, lat, published_at)
+            else:
+                template = self._templates[1][1]
+                args = (*head, *texts, *smoothed, lat, published_at, self._truth_json(truth))
+        return (template % args).encode()
+
+    def _truth_json(self, truth: str) -> str:
+        tj = self._truths.get(truth)
+        if tj is None:
+            tj = json.dumps(truth)
+            if len(self._truths) < self.MAX_TRUTHS:
+                self._truths[truth] = tj
+        return tj
 
 
 def _pct(text: str) -> str:

@@ -29,6 +29,7 @@ def test_iso_formatter_matches_datetime() -> None:
     for ts in stamps:
         assert fmt(ts) == iso_from_unix(ts), ts
     assert len(fmt._hours) <= IsoFormatter.MAX_HOURS
+    assert len(fmt._seconds) <= IsoFormatter.MAX_SECONDS
 
 
 @pytest.mark.parametrize("layout", ["NTC", "NCT", "N1TC"])

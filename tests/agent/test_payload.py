@@ -158,3 +158,108 @@ def test_fast_encoder_is_byte_identical_to_reference(seed: int) -> None:
 def test_deeply_nested_command_is_refused_not_raised() -> None:
     reply = json.loads(handle_command(b"[" * 4000, lambda: {}))
     assert reply["ok"] is False and "nested" in reply["error"]
+
+
+FOUR_DECIMAL_CASES = [
+    0.0,
+    -0.0,
+    1.0,
+    0.5,
+    0.25,
+    1e-9,
+    4.9999e-5,
+    5e-5,
+    5.0001e-5,
+    0.00015,
+    0.00025,
+    0.12345,
+    0.12355,
+    0.99995,
+    0.999949,
+    0.99996,
+    1.00004,
+    1.00005,
+    1.5,
+    1234.56785,
+    -0.12345,
+    -1e-9,
+    0.30000000000000004,
+    0.1 + 0.2,
+    2.675,
+    0.3333333333333333,
+    0.6666666666666666,
+]
+
+
+def test_four_decimals_equals_round_repr() -> None:
+    """Table cases (ties, the carry to 1.0, signs, values past the table), every float32
+    probability k/10^4 +- a few ulps and random floats: always ``repr(round(v, 4))``."""
+    import math
+    import random
+
+    import numpy as np
+
+    from agent.payload import four_decimals
+
+    values = list(FOUR_DECIMAL_CASES)
+    for k in range(10_001):
+        for x in (k / 1e4, (k + 0.5) / 1e4):
+            f = np.float32(x)
+            values += [
+                x,
+                float(f),
+                float(np.nextafter(f, np.float32(0))),
+                float(np.nextafter(f, np.float32(2))),
+            ]
+            values += [math.nextafter(x, 0), math.nextafter(x, 2)]
+    rng = random.Random(1)
+    values += [rng.random() for _ in range(50_000)]
+    values += [float(np.float32(rng.random())) for _ in range(50_000)]
+    for v in values:
+        assert four_decimals(v) == repr(round(v, 4)), v
+    for v in (math.nan, math.inf, -math.inf):
+        assert four_decimals(v) == "0.0"
+
+
+@pytest.mark.parametrize("smoothed", [False, True])
+@pytest.mark.parametrize("truth", [None, "A", 'odd "B"'])
+def test_encoder_templates_equal_json_dumps(smoothed: bool, truth: str | None) -> None:
+    """Each of the four templates gives json.dumps's bytes, with edge probabilities."""
+    import math
+
+    from agent.payload import PredictionEncoder
+
+    labels = ("A", 'odd "B"', "%s")
+    enc = PredictionEncoder("d%1", labels, "m%", "mean", 3, "b")
+    for probs in (
+        [0.0, 1.0, 0.0],
+        [0.99995, 5e-5, 0.0],
+        [math.nan, 0.5, math.inf],
+        [1e-9, 0.12345, 0.2],
+    ):
+        kw: dict[str, object] = dict(
+            seq=1,
+            window_index=2,
+            window_start="2012-01-01T00:00:00.000Z",
+            window_end="2012-01-01T00:00:02.540Z",
+            probs=probs,
+            index=2,
+            latency_ms=0.0005,
+            published_at="2026-01-01T00:00:00.000Z",
+            truth=truth,
+        )
+        if smoothed:
+            kw.update(smoothed_index=1, smoothed_confidence=0.33335)
+        ref = encode_prediction(
+            Prediction(
+                device="d%1",
+                labels=labels,
+                model="m%",
+                smoothing="mean",
+                smoothing_window=3,
+                boot="b",
+                **kw,
+            )  # type: ignore[arg-type]
+        )
+        assert enc.encode(**kw) == ref  # type: ignore[arg-type]
+        json.loads(ref)

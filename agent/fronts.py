@@ -98,7 +98,7 @@ class Front:
 
     def push(self, chunk: Chunk) -> None:
         if not self._identity:
-            chunk = Chunk(chunk.t, chunk.values[:, self._cols], chunk.labels)
+            chunk = Chunk(chunk.t, chunk.values[:, self._cols], chunk.labels, chunk.max_step)
         if self._limits is not None and len(chunk):
             hit = (np.abs(chunk.values) >= self._limits).any(axis=1)
             if hit.any():

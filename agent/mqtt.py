@@ -236,11 +236,10 @@ class MqttPublisher:
         """(mid, reason code, reason text) of every PUBACK since the last call."""
         out = self._ack_log
         self._ack_log = []
-        while True:
-            try:
-                out.append(self._acks.get_nowait())
-            except queue.Empty:
-                return out
+        acks = self._acks
+        while not acks.empty():
+            out.append(acks.get_nowait())
+        return out
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
@@ -259,11 +258,11 @@ class MqttPublisher:
         # this is the hot path, and an empty queue.get_nowait() raises and catches each time
 
     def _drain_acks(self) -> None:
-        while True:
-            try:
-                ack = self._acks.get_nowait()
-            except queue.Empty:
-                return
+        # empty() first: the pipeline calls this every step, and get_nowait() on an empty
+        # queue raises and catches (the only consumer is this thread, so nothing races it)
+        acks = self._acks
+        while not acks.empty():
+            ack = acks.get_nowait()
             self._pending.discard(ack[0])
             self._ack_log.append(ack)
             del self._ack_log[:-10000]
@@ -288,11 +287,8 @@ class MqttPublisher:
 
     def poll_events(self) -> None:
         """Apply connection changes from the network thread, logging each change once."""
-        while True:
-            try:
-                kind, detail = self._events.get_nowait()
-            except queue.Empty:
-                return
+        while not self._events.empty():
+            kind, detail = self._events.get_nowait()
             s = self.settings
             if (
                 kind == "refused"
@@ -334,12 +330,13 @@ class MqttPublisher:
         self._watch_network_thread()
         self.poll_events()
         self._drain_acks()
+        inbox = self._inbox
+        if inbox.empty():
+            return []
         out: list[Command] = []
-        while True:
-            try:
-                out.append(self._inbox.get_nowait())
-            except queue.Empty:
-                return out
+        while not inbox.empty():
+            out.append(inbox.get_nowait())
+        return out
 
     def flush(self, timeout_s: float) -> int:
         deadline = time.monotonic() + timeout_s

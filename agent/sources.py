@@ -68,7 +68,8 @@ class ReplaySource:
                     if not self._clock.sleep_until(due, self._stop):
                         return
                 last = chunk
-                yield replace(chunk, t=chunk.t + offset) if offset else chunk
+                # (shifted times round differently: the chunk's step bound no longer holds)
+                yield replace(chunk, t=chunk.t + offset, max_step=None) if offset else chunk
             self.passes += 1
             if not self.loop or first_t is None or last is None:
                 return

@@ -121,8 +121,14 @@ class Windower:
             return []
         max_dt = self._max_dt
         # the common case: no gap inside the chunk nor at the join with what we hold
-        # (written so that a NaN time also takes the careful path below)
-        inside = n > 1 and not (t[1:] - t[:-1]).max() <= max_dt
+        # (written so that a NaN time also takes the careful path below); a chunk whose
+        # producer bounds its steps below the limit needs no search
+        bound = chunk.max_step
+        inside = (
+            n > 1
+            and not (bound is not None and bound <= max_dt)
+            and not (t[1:] - t[:-1]).max() <= max_dt
+        )
         if not inside and not (self._b > self._a and t[0] - self._t[self._b - 1] > max_dt):
             return self._append(t, v, chunk.labels)
         out: list[Window] = []
@@ -268,11 +274,19 @@ class Resampler:
         labels: list[str | None] = (
             list(chunk.labels) if chunk.labels is not None else [None] * len(chunk)
         )
-        if len(t) < 2 or (t[1:] - t[:-1]).max() <= max_dt:  # no gap inside (the common case)
+        bound = chunk.max_step
+        if (
+            len(t) < 2
+            or (bound is not None and bound <= max_dt)
+            or (t[1:] - t[:-1]).max() <= max_dt
+        ):  # no gap inside (the common case)
             if self._raw_t.size and t[0] - self._raw_t[-1] > max_dt:
                 self._reset()
             ot, ov, ol = self._push_run(t, chunk.values, labels)
-            return Chunk(ot, ov, tuple(ol) if chunk.labels is not None else None)
+            # one run: its output steps are the grid's, 1 / out_rate up to the rounding of the
+            # grid times (far below the margin)
+            bound = 1.0001 / self.out_rate
+            return Chunk(ot, ov, tuple(ol) if chunk.labels is not None else None, bound)
         breaks = [int(b) for b in np.nonzero(np.diff(t) > max_dt)[0] + 1]
         bounds = [0, *breaks, len(chunk)]
         parts: list[tuple[np.ndarray, np.ndarray, list[str | None]]] = []

@@ -184,7 +184,7 @@ def build_agent(
         qos=profile.mqtt.qos,
         record_timings=opts.record_timings,
         observer=observer,
-        heartbeat=notifier.progress,
+        heartbeat=notifier.progress if notifier.gate is not None else None,  # no watchdog
         controller=adaptive.controller if adaptive else None,
         extra_specs=adaptive.specs if adaptive else (),
     )

@@ -159,6 +159,9 @@ def test_dead_network_thread_is_restarted(broker: Broker) -> None:
                 link._inbox = original  # explode once
                 raise RuntimeError("boom in a callback")
 
+            def empty(self) -> bool:
+                return original.empty()
+
             def get_nowait(self) -> object:
                 return original.get_nowait()
 

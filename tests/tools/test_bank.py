@@ -92,7 +92,9 @@ def test_windows_follow_the_resampler() -> None:
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     out = tmp_path_factory.mktemp("wrbank")
-    args = build.parse_args(["--smoke", "--out", str(out), "--data", str(out / "none")])
+    args = build.parse_args(
+        ["--smoke", "--arch", "conv1d", "--out", str(out), "--data", str(out / "none")]
+    )
     return out, build.run(args)
 
 

@@ -1,15 +1,16 @@
 """Train the width-resolution supernet, export every configuration of the grid, register them.
 
-    python -m tools.bank.build [--epochs N] [--seed 0] [--out models] [--data data/hapt]
-    python -m tools.bank.build --smoke            # 4 subjects, a few steps, build/bank-smoke/
-    python -m tools.bank.build ... --compress     # then add pruned and int8 members
-    python -m tools.bank.build --arch column2d --out build/bank-col2d   # per-column 2-D trial
+    python -m tools.bank.build [--arch column2d] [--epochs 40] [--seed 0] [--out models]
+    python -m tools.bank.build --refit --compress   # the bank in models/, pruned and int8 too
+    python -m tools.bank.build --out build/bank-col2d # selection run (validation held out)
+    python -m tools.bank.build --smoke              # 4 subjects, a few steps, build/bank-smoke/
+    python -m tools.bank.build --arch conv1d        # the first (1-D) bank, 24 epochs
 
 Protocol as tools.train_baseline (docs/training.md): test = the UCI-HAR test subjects (final
 numbers only), validation = DEFAULT_VAL_SUBJECTS (progress and selection). Lower resolutions are
 produced as the agent produces them (tools.bank.windows). Members are written as
-``wr-wW.WW-rRRR.onnx`` and merged into ``OUT/manifest.json`` (other families are kept; earlier
-width-resolution members are replaced).
+``wc-wW.WW-rRRR.onnx`` (column2d) or ``wr-…`` (conv1d) and merged into ``OUT/manifest.json``
+(other families are kept; earlier width-resolution members are replaced).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from tools.train_baseline import SMOKE_SUBJECTS, git_commit
 RESOLUTIONS = (128, 96, 64, 32)
 WIDTHS = (0.125, 0.25, 0.5, 0.75, 1.0)
 COLUMN2D_WIDTHS = (0.1, 0.125, 0.25, 0.5, 0.75, 1.0)  # 0.1: the seed paper's smallest width
+# epochs chosen on the validation subjects for each architecture (docs/model-bank.md)
+DEFAULT_EPOCHS = {"column2d": 40, "conv1d": 24}
 SMOKE_WIDTHS = (0.25, 1.0)
 SMOKE_RESOLUTIONS = (128, 64)
 CALIB_BATCHES = 16
@@ -166,13 +169,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m tools.bank.build",
         description="Train the width-resolution supernet and register its grid in the bank.",
     )
-    ap.add_argument("--epochs", type=int, default=None, help="training epochs (12; smoke: 1)")
+    ap.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="training epochs (column2d: 40, conv1d: 24, as the committed banks; smoke: 1)",
+    )
     ap.add_argument("--seed", type=int, default=0, help="random seed (0)")
     ap.add_argument("--out", type=Path, default=None, help="bank folder (models; smoke: build/)")
     ap.add_argument("--data", type=Path, default=Path("data/hapt"), help="imported recordings")
     ap.add_argument("--smoke", action="store_true", help="tiny run: 4 subjects, few steps (CI)")
     ap.add_argument(
-        "--arch", choices=ARCHS, default="conv1d", help="supernet architecture (conv1d)"
+        "--arch",
+        choices=ARCHS,
+        default="column2d",
+        help="supernet architecture (column2d: the bank in models/; conv1d: the first bank)",
     )
     ap.add_argument(
         "--widths",
@@ -193,7 +204,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = ap.parse_args(raw)
     args.argv = raw
     if args.epochs is None:
-        args.epochs = 1 if args.smoke else BankTrainConfig.epochs
+        args.epochs = 1 if args.smoke else DEFAULT_EPOCHS[args.arch]
     if args.smoke and args.max_steps is None:
         args.max_steps = 8
     if args.out is None:

@@ -29,6 +29,7 @@ from tools.bank.supernet import (  # noqa: E402
     channels_at,
     extract,
     recalibrate_bn,
+    sample_widths,
 )
 from tools.bank.windows import aligned_windows, eval_windows, rate_for  # noqa: E402
 from tools.hapt import Experiment  # noqa: E402
@@ -45,6 +46,26 @@ def _toy_experiment(n: int = 1200) -> Experiment:
     labels[600:] = 4
     labels[590:610] = -1
     return Experiment(1, 1, rng.standard_normal((n, 6)).astype(np.float32), labels)
+
+
+@pytest.mark.parametrize(
+    ("how", "narrow_share"), [("uniform", (0.13, 0.20)), ("log", (0.36, 0.44))]
+)
+def test_sandwich_width_sampling(how: str, narrow_share: tuple[float, float]) -> None:
+    """Random widths stay in [min_width, 1]; log-uniform puts ~40 % of them under 0.25 (uniform
+    ~17 %) and takes the same number of draws, so the resolutions drawn after them line up."""
+    cfg = SlimConfig(min_width=0.1)
+    rng = np.random.default_rng(0)
+    ws = np.array([w for _ in range(2000) for w in sample_widths(rng, cfg, 2, how)])
+    assert ws.min() >= 0.1 and ws.max() <= 1.0
+    lo, hi = narrow_share
+    assert lo < np.mean(ws < 0.25) < hi
+    a, b = np.random.default_rng(1), np.random.default_rng(1)
+    sample_widths(a, cfg, 3, "uniform")
+    sample_widths(b, cfg, 3, "log")
+    assert a.integers(1000) == b.integers(1000)
+    with pytest.raises(ValueError, match="unknown width sampling"):
+        sample_widths(rng, cfg, 1, "linear")
 
 
 def test_channels_and_slicing() -> None:

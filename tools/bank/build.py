@@ -31,6 +31,7 @@ from agent.manifest import ModelEntry, load_manifest, write_manifest
 from agent.windowing import Normalizer
 from tools.bank.arch import ARCHS, OPS
 from tools.bank.members import FAMILY, MemberResult, build_member, calib_batches
+from tools.bank.supernet import WIDTH_SAMPLING
 from tools.bank.train import BankTrainConfig, train_supernet
 from tools.bank.windows import BASE_LENGTH, aligned_windows, eval_windows
 from tools.data import DEFAULT_VAL_SUBJECTS, load_experiments, make_split
@@ -64,7 +65,7 @@ def merge_manifest(out: Path, entries: list[ModelEntry], meta: dict[str, Any]) -
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    cfg = BankTrainConfig(epochs=args.epochs, seed=args.seed)
+    cfg = BankTrainConfig(epochs=args.epochs, seed=args.seed, width_sampling=args.width_sampling)
     if args.smoke:
         cfg = dataclasses.replace(cfg, train_hop128=64)
     torch.set_num_threads(cfg.threads)
@@ -190,6 +191,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=lambda s: tuple(float(w) for w in s.split(",")),
         default=None,
         help="comma-separated export widths (conv1d: 0.125,...,1; column2d: 0.1,0.125,...,1)",
+    )
+    ap.add_argument(
+        "--width-sampling",
+        choices=WIDTH_SAMPLING,
+        default="uniform",
+        help="how the sandwich's random widths are drawn in [min, 1] (uniform)",
     )
     ap.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
     ap.add_argument(

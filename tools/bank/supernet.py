@@ -177,6 +177,18 @@ def calibrated_reference(
     return ref
 
 
-def sample_widths(rng: np.random.Generator, cfg: SlimConfig, n: int) -> list[float]:
-    """``n`` random widths uniform in [min_width, 1]."""
+WIDTH_SAMPLING = ("uniform", "log")
+
+
+def sample_widths(
+    rng: np.random.Generator, cfg: SlimConfig, n: int, how: str = "uniform"
+) -> list[float]:
+    """``n`` random widths in [min_width, 1]: uniform, or log-uniform (``"log"``: as many draws
+    in [0.1, 0.316] as in [0.316, 1] at min_width 0.1, so narrow slices get more passes). Both
+    take the same draws from ``rng``."""
+    if how == "log":
+        lo = float(np.log(cfg.min_width))
+        return [float(np.exp(u)) for u in rng.uniform(lo, 0.0, size=n)]
+    if how != "uniform":
+        raise ValueError(f"unknown width sampling {how!r} (one of {WIDTH_SAMPLING})")
     return [float(w) for w in rng.uniform(cfg.min_width, 1.0, size=n)]

@@ -3,7 +3,8 @@
 Each step, on one batch of index-aligned windows (:func:`tools.bank.windows.aligned_windows`):
 
 1. the largest width (1.0) at full resolution (128) with cross-entropy;
-2. the smallest width and ``n_random`` random widths, each at a random resolution, with
+2. the smallest width and ``n_random`` random widths (uniform or log-uniform in [min, 1]), each
+   at a random resolution, with
    ``0.5 * KL(student || largest's soft outputs, detached, T=1) + 0.5 * CE``.
 
 Gradients of all passes accumulate, then one optimizer step (AdamW, one-cycle schedule).
@@ -37,6 +38,7 @@ class BankTrainConfig:
     seed: int = 0
     threads: int = 2
     version: int = 1
+    width_sampling: str = "uniform"  # the random widths: "uniform" or "log" (log-uniform)
 
 
 def _norm_tensors(norm: Normalizer) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,7 +105,10 @@ def train_supernet(
             loss = F.cross_entropy(logits, yb)
             loss.backward()
             soft = F.softmax(logits.detach(), dim=1)
-            widths = [model.cfg.min_width, *sample_widths(rng, model.cfg, cfg.n_random)]
+            widths = [
+                model.cfg.min_width,
+                *sample_widths(rng, model.cfg, cfg.n_random, cfg.width_sampling),
+            ]
             for w in widths:
                 r = res[int(rng.integers(len(res)))]
                 out = model((xs[r][idx] * gain - mean) / std, w)

@@ -296,8 +296,9 @@ def _terminal(results: list[BenchResult], header: dict[str, Any]) -> list[str]:
     lines += [f"             skipped {n}" for n in header["meter_skipped"]]
     if len(results) == 1:
         return lines + [""] + _one(results[0])
+    mw = max(16, *(len(r.model) for r in results))  # the model column fits the longest id
     head = (
-        f"{'model':<16} {'KiB':>6} {'MACs':>10} {'init ms':>7} {'p50 ms':>7} {'p90 ms':>7} "
+        f"{'model':<{mw}} {'KiB':>6} {'MACs':>10} {'init ms':>7} {'p50 ms':>7} {'p90 ms':>7} "
         f"{'p99 ms':>7} {'mean ms':>7} {'inf/s':>7} {'CPU %':>6} {'mJ/inf':>7} {'acc %':>6}"
     )
     lines += ["", head, "-" * len(head)]
@@ -306,7 +307,7 @@ def _terminal(results: list[BenchResult], header: dict[str, Any]) -> list[str]:
         e = r.energy.mj_per_inference if r.energy else None
         acc = 100 * r.accuracy if r.accuracy is not None else None
         lines.append(
-            f"{r.model:<16} {r.file_bytes / 1024:>6.1f} {_fmt(r.macs, ',d'):>10} "
+            f"{r.model:<{mw}} {r.file_bytes / 1024:>6.1f} {_fmt(r.macs, ',d'):>10} "
             f"{r.init_ms:>7.1f} {lat.p50_ms:>7.4f} {lat.p90_ms:>7.4f} {lat.p99_ms:>7.4f} "
             f"{lat.mean_ms:>7.4f} {r.ips:>7.0f} {r.cpu_percent:>6.1f} {_fmt(e, '.4f'):>7} "
             f"{_fmt(acc, '.2f'):>6}"
@@ -318,7 +319,7 @@ def _terminal(results: list[BenchResult], header: dict[str, Any]) -> list[str]:
             if r.plain is not None:
                 p = r.plain
                 lines.append(
-                    f"{r.model:<16} bench p50 {p.bench_p50_ms:.4f} ms, plain session.run p50 "
+                    f"{r.model:<{mw}} bench p50 {p.bench_p50_ms:.4f} ms, plain session.run p50 "
                     f"{p.plain_p50_ms:.4f} ms, ratio {p.ratio:.3f}"
                 )
     return lines

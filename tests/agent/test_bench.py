@@ -207,6 +207,10 @@ def test_bench_all_writes_the_latency_table(tmp_path: Path) -> None:
     ids = [m.id for m in load_manifest(MODELS).models]
     for mid in ids:
         assert mid in result.stdout
+    # one column per figure, aligned even for the longest ids (e.g. pr50-wc-w1.00-r128)
+    rows = [ln for ln in result.stdout.splitlines() if ln.split(" ", 1)[0] in ids]
+    assert len(rows) == len(ids)
+    assert len({len(ln) for ln in rows}) == 1, rows
     body = json.loads(table.read_text())
     assert body["table_version"] == 1 and body["threads"] == 1
     assert body["board"] and body["onnxruntime"] and body["created"]

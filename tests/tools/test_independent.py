@@ -3,6 +3,7 @@ that touches only its own slice, and a smoke run against the committed bank's me
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -121,7 +122,8 @@ def test_smoke_run_against_the_committed_bank(tmp_path: Path) -> None:
     assert collab["id"] == member.id and collab["accuracy"] == member.metrics["accuracy"]
     i_acc = row["independent"]["accuracy"]
     assert row["delta_accuracy_pt"] == round(100 * (collab["accuracy"] - i_acc), 2)
-    recipe = dict(member.provenance["train_config"])
+    # fields added to the recipe since the bank was built take their defaults
+    recipe = {**dataclasses.asdict(BankTrainConfig()), **member.provenance["train_config"]}
     recipe.update(epochs=1, threads=1, train_hop128=64)  # what --smoke changes
     assert saved["train_config"] == recipe
     assert saved["refit"] is member.provenance["refit"]

@@ -196,3 +196,24 @@ def test_resolution_64_member_replays_through_the_agent(
     assert resampled.labels is not None
     truths = [uniform_label(list(resampled.labels[i * 32 : i * 32 + 64])) for i in range(len(wins))]
     assert [p.get("truth") for p in preds] == truths
+
+
+@pytest.mark.parametrize(
+    ("argv", "ok"),
+    [
+        (["--kd-weight", "1.0", "--width-sampling", "log"], True),
+        (["--kd-weight", "0"], True),
+        (["--kd-weight", "1.5"], False),
+        (["--width-sampling", "linear"], False),
+        (["--epochs", "0"], False),
+    ],
+)
+def test_recipe_options(argv: list[str], ok: bool, capsys: pytest.CaptureFixture[str]) -> None:
+    if not ok:
+        with pytest.raises(SystemExit):
+            build.parse_args(argv)
+        assert "error" in capsys.readouterr().err
+        return
+    args = build.parse_args(argv)
+    assert args.arch == "column2d" and args.epochs == build.DEFAULT_EPOCHS["column2d"] == 40
+    assert args.kd_weight == float(argv[1])

@@ -65,7 +65,12 @@ def merge_manifest(out: Path, entries: list[ModelEntry], meta: dict[str, Any]) -
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    cfg = BankTrainConfig(epochs=args.epochs, seed=args.seed, width_sampling=args.width_sampling)
+    cfg = BankTrainConfig(
+        epochs=args.epochs,
+        seed=args.seed,
+        width_sampling=args.width_sampling,
+        kd_weight=args.kd_weight,
+    )
     if args.smoke:
         cfg = dataclasses.replace(cfg, train_hop128=64)
     torch.set_num_threads(cfg.threads)
@@ -198,6 +203,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="uniform",
         help="how the sandwich's random widths are drawn in [min, 1] (uniform)",
     )
+    ap.add_argument(
+        "--kd-weight",
+        type=float,
+        default=BankTrainConfig.kd_weight,
+        help="weight of the distillation term for the sandwich's narrower passes; the rest is "
+        f"cross-entropy (default {BankTrainConfig.kd_weight}; 1.0: distillation only)",
+    )
     ap.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
     ap.add_argument(
         "--refit", action="store_true", help="train on train + validation subjects (no val)"
@@ -216,6 +228,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.max_steps = 8
     if args.out is None:
         args.out = Path("build/bank-smoke") if args.smoke else Path("models")
+    if not 0.0 <= args.kd_weight <= 1.0:
+        ap.error("--kd-weight must be within [0, 1]")
     if args.epochs < 1:
         ap.error("--epochs must be at least 1")
     return args

@@ -20,7 +20,7 @@ from agent.forwarder import OutboxPublisher
 from agent.wiring import RunOptions, build_agent
 from tests.agent.helpers import profile_for
 from tests.agent.reliability import SeqSubscriber, persistent_broker
-from tests.conftest import Broker, free_port, make_tls_files, stop_broker
+from tests.conftest import Broker, free_port, make_tls_files, stop_broker, wait_for_port
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +34,13 @@ def _tls_broker(tmp: Path, port: int, plain: int, cert: Path, key: Path, pw: Pat
         f"allow_anonymous false\npassword_file {pw}\n"
         f"listener {plain} 127.0.0.1\nallow_anonymous true\n"
     )
-    return persistent_broker(tmp, port, extra=body, name="tls")
+    broker = persistent_broker(tmp, port, extra=body, name="tls")
+    try:  # the broker opens its listeners one after the other: the subscriber's too
+        wait_for_port(plain)
+    except TimeoutError:
+        stop_broker(broker)
+        raise
+    return broker
 
 
 def _passwd(path: Path, password: str) -> Path:
@@ -64,7 +70,11 @@ def test_tls_or_auth_failure_spools_then_delivers(
         cert, key = _sign(tmp_path / "pki", "other-ca")
     broker = _tls_broker(tmp_path, port, plain, cert, key, pw)
     log = (tmp_path / "mosquitto-tls.log").read_text
-    sub = SeqSubscriber(plain, f"sub-{fault}")
+    try:
+        sub = SeqSubscriber(plain, f"sub-{fault}")
+    except Exception:
+        stop_broker(broker)  # no broker outlives a failed test
+        raise
     prof = profile_for(port, outbox=tmp_path / "outbox.db")
     prof = dataclasses.replace(
         prof,

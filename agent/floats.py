@@ -10,10 +10,22 @@ from __future__ import annotations
 import numpy as np
 
 
+def _ordered(values: list[float]) -> bool:
+    """True when Python's ``max`` gives numpy's answer: no NaN (nor inf - inf) in ``values``."""
+    total = sum(values)
+    return total == total
+
+
+def numpy_max(values: list[float]) -> float:
+    """``float(np.max(values))``: the largest value, or NaN when a NaN is there."""
+    if _ordered(values):
+        return max(values)
+    return float(np.max(np.asarray(values, dtype=np.float64)))
+
+
 def first_argmax(values: list[float]) -> int:
     """``int(np.argmax(values))``: the index of the first largest value, or, when a NaN is
     there, of the first NaN (numpy's rule)."""
-    total = sum(values)
-    if total == total:  # no NaN (nor inf - inf): max and index are exact
+    if _ordered(values):  # max and index are exact
         return values.index(max(values))
     return int(np.argmax(np.asarray(values, dtype=np.float64)))

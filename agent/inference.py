@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from agent.errors import ModelError
-from agent.floats import first_argmax
+from agent.floats import first_argmax, numpy_max
 from agent.manifest import ModelEntry
 
 _FLOAT32 = np.dtype(np.float32)
@@ -216,9 +216,7 @@ class Classifier:
             )
         # float32 throughout, as before: subtract the max, exp, divide by the float32 sum
         # (the max of the Python floats is the float32 max, exactly; numpy's max is 1-2 us)
-        values = flat.tolist()
-        total = sum(values)  # NaN when a NaN is there: then numpy's max (which is NaN)
-        e: np.ndarray = np.subtract(flat, max(values) if total == total else flat.max())
+        e: np.ndarray = np.subtract(flat, numpy_max(flat.tolist()))
         np.exp(e, out=e)
         e /= e.sum()
         probs = e.tolist()

@@ -285,10 +285,9 @@ class Pipeline:
         bad = None
         # one BLAS dot instead of isfinite + all: NaN or Inf anywhere makes it non-finite (a
         # finite window can overflow it, so the exact check decides then)
-        ones = self._ones_cache
-        if ones.shape[0] != data.size:
-            ones = self._ones(data.size)
-        if not math.isfinite(np.dot(data.reshape(-1), ones)) and not bool(np.isfinite(data).all()):
+        if not math.isfinite(np.dot(data.reshape(-1), self._ones(data.size))) and not bool(
+            np.isfinite(data).all()
+        ):
             bad = "holds NaN or Inf samples"
         elif self._front.saturated(w):
             bad = "holds saturated samples (at the sensor's full scale)"

@@ -6,7 +6,7 @@ import random
 import numpy as np
 import pytest
 
-from agent.floats import first_argmax
+from agent.floats import first_argmax, numpy_max
 from agent.inference import Classifier
 from agent.manifest import load_manifest
 from agent.smoothing import Smoother
@@ -32,6 +32,13 @@ CASES = [
 @pytest.mark.parametrize("values", CASES)
 def test_first_argmax_is_numpy_argmax(values: list[float]) -> None:
     assert first_argmax(values) == int(np.argmax(np.asarray(values, dtype=np.float64)))
+
+
+@pytest.mark.parametrize("values", CASES)
+def test_numpy_max_is_numpy_max(values: list[float]) -> None:
+    want = float(np.max(np.asarray(values, dtype=np.float64)))
+    got = numpy_max(values)
+    assert got == want or (math.isnan(got) and math.isnan(want))
 
 
 def test_first_argmax_random() -> None:

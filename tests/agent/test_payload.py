@@ -112,6 +112,27 @@ def test_commands(payload: bytes, ok: bool, fragment: str) -> None:
     assert fragment in reply.decode()
 
 
+def _assert_encodes_as_reference(
+    enc: object, meta: tuple[str, tuple[str, ...], str, str, int, str], kw: dict[str, object]
+) -> None:
+    """The hot-path encoder built from ``meta`` (device, labels, model, smoothing, window,
+    boot) gives :func:`encode_prediction`'s bytes for ``kw`` (valid JSON)."""
+    device, labels, model, smoothing, window, boot = meta
+    ref = encode_prediction(
+        Prediction(
+            device=device,
+            labels=labels,
+            model=model,
+            smoothing=smoothing,
+            smoothing_window=window,
+            boot=boot,
+            **kw,
+        )  # type: ignore[arg-type]
+    )
+    assert enc.encode(**kw) == ref  # type: ignore[attr-defined]
+    json.loads(ref)
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_fast_encoder_is_byte_identical_to_reference(seed: int) -> None:
     import math
@@ -121,7 +142,8 @@ def test_fast_encoder_is_byte_identical_to_reference(seed: int) -> None:
 
     rng = random.Random(seed)
     labels = ("WALKING", 'odd "quoted"', "É-ü")
-    enc = PredictionEncoder("dev-1", labels, "cnn", "vote", 5, "b00t")
+    meta = ("dev-1", labels, "cnn", "vote", 5, "b00t")
+    enc = PredictionEncoder(*meta)
     for i in range(200):
         probs = [rng.random() for _ in labels]
         if i % 17 == 0:
@@ -140,19 +162,7 @@ def test_fast_encoder_is_byte_identical_to_reference(seed: int) -> None:
             kw.update(smoothed_index=rng.randrange(3), smoothed_confidence=rng.random())
         if i % 3:
             kw["truth"] = labels[0]
-        ref = encode_prediction(
-            Prediction(
-                device="dev-1",
-                labels=labels,
-                model="cnn",
-                smoothing="vote",
-                smoothing_window=5,
-                boot="b00t",
-                **kw,
-            )  # type: ignore[arg-type]
-        )
-        assert enc.encode(**kw) == ref  # type: ignore[arg-type]
-        json.loads(ref)
+        _assert_encodes_as_reference(enc, meta, kw)
 
 
 def test_deeply_nested_command_is_refused_not_raised() -> None:
@@ -230,7 +240,8 @@ def test_encoder_templates_equal_json_dumps(smoothed: bool, truth: str | None) -
     from agent.payload import PredictionEncoder
 
     labels = ("A", 'odd "B"', "%s")
-    enc = PredictionEncoder("d%1", labels, "m%", "mean", 3, "b")
+    meta = ("d%1", labels, "m%", "mean", 3, "b")
+    enc = PredictionEncoder(*meta)
     for probs in (
         [0.0, 1.0, 0.0],
         [0.99995, 5e-5, 0.0],
@@ -250,16 +261,4 @@ def test_encoder_templates_equal_json_dumps(smoothed: bool, truth: str | None) -
         )
         if smoothed:
             kw.update(smoothed_index=1, smoothed_confidence=0.33335)
-        ref = encode_prediction(
-            Prediction(
-                device="d%1",
-                labels=labels,
-                model="m%",
-                smoothing="mean",
-                smoothing_window=3,
-                boot="b",
-                **kw,
-            )  # type: ignore[arg-type]
-        )
-        assert enc.encode(**kw) == ref  # type: ignore[arg-type]
-        json.loads(ref)
+        _assert_encodes_as_reference(enc, meta, kw)

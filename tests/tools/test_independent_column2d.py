@@ -107,3 +107,42 @@ def test_smoke_run_on_a_column_bank(tmp_path: Path) -> None:
     assert row["collaborative"]["id"] == MEMBER
     assert row["collaborative"]["accuracy"] == member.metrics["accuracy"]
     assert np.isfinite(row["history"][0]["loss"])
+
+
+def test_recompare_follows_the_bank_and_keeps_the_independent_side(tmp_path: Path) -> None:
+    """After the bank's members change (distilled), --recompare rewrites only the collaborative
+    side and adds the supernet slice's figures."""
+    bank = tmp_path / "bank"
+    bank.mkdir()
+    entry = _bank(bank)
+    independent_block = {
+        "id": f"ind-{MEMBER}",
+        "file": f"ind-{MEMBER}.onnx",
+        "sha256": "0" * 64,
+        "accuracy": 0.92,
+        "f1_weighted": 0.919,
+        "test_windows": 1,
+        "ort_vs_torch_max_abs_diff": 1e-6,
+    }
+    row = {"config": "w0.25-r064", "width": 0.25, "resolution": 64, "channels": [16, 32, 64]}
+    row |= {"macs": 1, "params": 1, "independent": dict(independent_block)}
+    row |= independent.collaborative_fields(row["independent"], entry)
+    assert row["delta_accuracy_pt"] == -2.0 and "delta_supernet_accuracy_pt" not in row
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"arch": "column2d", "results": [row]}))
+    distilled = dataclasses.replace(
+        entry,
+        metrics={**entry.metrics, "accuracy": 0.95, "f1_weighted": 0.949}
+        | {"supernet_accuracy": 0.9, "supernet_f1_weighted": 0.9},
+    )
+    write_manifest(bank, [distilled], {"generator": "test"})
+    independent.main(["--recompare", str(report), "--bank", str(bank)])
+    (new,) = json.loads(report.read_text())["results"]
+    assert new["independent"] == independent_block
+    assert new["collaborative"]["accuracy"] == 0.95 and new["collaborative"]["distilled"] is True
+    assert new["delta_accuracy_pt"] == 3.0 and new["delta_supernet_accuracy_pt"] == -2.0
+    table = independent.markdown_table([new])
+    assert "+3.00 pt" in table and "-2.00 pt" in table
+    report.write_text("{}")
+    with pytest.raises(SystemExit, match="not an independent-baseline report"):
+        independent.main(["--recompare", str(report), "--bank", str(bank)])

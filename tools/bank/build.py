@@ -2,6 +2,7 @@
 
     python -m tools.bank.build [--arch column2d] [--epochs 40] [--seed 0] [--out models]
     python -m tools.bank.build --refit --compress   # the bank in models/, pruned and int8 too
+    python -m tools.bank.build --distill-epochs 0   # the supernet's slices, not distilled
     python -m tools.bank.build --out build/bank-col2d # selection run (validation held out)
     python -m tools.bank.build --smoke              # 4 subjects, a few steps, build/bank-smoke/
     python -m tools.bank.build --arch conv1d        # the first (1-D) bank, 24 epochs
@@ -10,7 +11,8 @@ Protocol as tools.train_baseline (docs/training.md): test = the UCI-HAR test sub
 numbers only), validation = DEFAULT_VAL_SUBJECTS (progress and selection). Lower resolutions are
 produced as the agent produces them (tools.bank.windows). Members are written as
 ``wc-wW.WW-rRRR.onnx`` (column2d) or ``wr-…`` (conv1d) and merged into ``OUT/manifest.json``
-(other families are kept; earlier width-resolution members are replaced).
+(other families are kept; earlier width-resolution members are replaced). Then every member but
+the full configuration is distilled from it for ``--distill-epochs`` (tools.bank.distill).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import torch
 
 from agent.manifest import ModelEntry, load_manifest, write_manifest
 from agent.windowing import Normalizer
+from tools.bank import distill
 from tools.bank.arch import ARCHS, OPS
 from tools.bank.members import FAMILY, MemberResult, build_member, calib_batches
 from tools.bank.supernet import WIDTH_SAMPLING
@@ -150,6 +153,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     manifest = merge_manifest(out, [r.entry for r in results], meta)
     print(f"wrote {len(results)} members and {manifest} in {time.time() - started:.0f} s")
     result: dict[str, Any] = {"results": results, "history": history, "manifest": manifest}
+    if args.distill_epochs > 0:
+        argv = ["--bank", str(out), "--epochs", str(args.distill_epochs), "--seed", str(args.seed)]
+        argv += ["--data", str(args.data), *(["--smoke"] if args.smoke else [])]
+        result["distill"] = distill.run(distill.parse_args(argv))
     if args.compress:
         from tools.bank import compress
 
@@ -212,6 +219,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
     ap.add_argument(
+        "--distill-epochs",
+        type=int,
+        default=distill.DEFAULT_EPOCHS,
+        help="then distil every member but the full configuration from it for this many epochs "
+        f"(tools.bank.distill; default {distill.DEFAULT_EPOCHS}, 0: keep the supernet's slices)",
+    )
+    ap.add_argument(
         "--refit", action="store_true", help="train on train + validation subjects (no val)"
     )
     ap.add_argument(
@@ -232,6 +246,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         ap.error("--kd-weight must be within [0, 1]")
     if args.epochs < 1:
         ap.error("--epochs must be at least 1")
+    if args.distill_epochs < 0:
+        ap.error("--distill-epochs must be at least 0")
     return args
 
 

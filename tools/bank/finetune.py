@@ -43,9 +43,14 @@ def finetune(
     cfg: FinetuneConfig,
     gen: torch.Generator,
     desc: str = "fine-tune",
+    soft: torch.Tensor | None = None,
 ) -> float:
     """Train ``model`` in place on normalised windows ``x`` [N, T, C] and labels ``y`` for
-    ``epochs``; returns the mean training loss of the last epoch."""
+    ``epochs``; returns the mean training loss of the last epoch.
+
+    The distillation target is ``teacher``'s softmax on the same (augmented) batch, or, when
+    ``soft`` [N, classes] is given, those precomputed probabilities (row i for window i: a
+    teacher that takes another resolution of the same windows)."""
     if epochs <= 0 or len(y) == 0:
         return float("nan")
     per_epoch = math.ceil(len(y) / cfg.batch_size)
@@ -56,6 +61,8 @@ def finetune(
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total, 1))
     if teacher is not None:
         teacher.eval()
+    if soft is not None and len(soft) != len(y):
+        raise ValueError(f"soft targets for {len(soft)} windows, {len(y)} labels")
     model.train()
     step, loss_sum, seen = 0, 0.0, 0
     bar = tqdm(total=total, desc=desc, unit="step", leave=False)
@@ -72,10 +79,14 @@ def finetune(
             xb, yb = x[idx] * gain, y[idx]
             out = model(xb)
             loss = F.cross_entropy(out, yb)
-            if teacher is not None and cfg.kd_weight > 0:
-                with torch.no_grad():
-                    soft = F.softmax(teacher(xb), dim=1)
-                kd = F.kl_div(F.log_softmax(out, dim=1), soft, reduction="batchmean")
+            if (teacher is not None or soft is not None) and cfg.kd_weight > 0:
+                if soft is not None:
+                    target = soft[idx]
+                else:
+                    assert teacher is not None
+                    with torch.no_grad():
+                        target = F.softmax(teacher(xb), dim=1)
+                kd = F.kl_div(F.log_softmax(out, dim=1), target, reduction="batchmean")
                 loss = cfg.kd_weight * kd + (1 - cfg.kd_weight) * loss
             opt.zero_grad()
             loss.backward()

@@ -5,6 +5,7 @@
         [--out build/independent] [--report models/independent-report.json] [--data data/hapt]
     python -m tools.bank.independent --smoke  # CI: 4 subjects, 2 steps, build/independent-smoke/
     python -m tools.bank.independent --bank build/bank-col2d-refit [--reference wc-w1.00-r128]
+    python -m tools.bank.independent --recompare models/independent-report.json  # bank changed
 
 The architecture follows the reference member (``--reference``, else the first configuration
 found in the bank, ``wr-`` members before ``wc-`` ones): its ``provenance.model_config`` says
@@ -194,23 +195,75 @@ def compare(ind: ModelEntry, collab: ModelEntry | None) -> dict[str, Any]:
             **_pick(ind.metrics),
             "ort_vs_torch_max_abs_diff": ind.metrics["ort_vs_torch_max_abs_diff"],
         },
-        "collaborative": None,
     }
-    if collab is not None:
-        row["collaborative"] = {"id": collab.id, "sha256": collab.sha256, **_pick(collab.metrics)}
-        c, i = collab.metrics, ind.metrics
-        row["delta_accuracy_pt"] = round(100 * (c["accuracy"] - i["accuracy"]), 2)
-        row["delta_f1"] = round(c["f1_weighted"] - i["f1_weighted"], 4)
-        row["same_test_windows"] = c["test_windows"] == i["test_windows"]
+    row.update(collaborative_fields(row["independent"], collab))
     return row
 
 
+def collaborative_fields(ind: dict[str, Any], collab: ModelEntry | None) -> dict[str, Any]:
+    """The row's collaborative block and deltas against the independent figures ``ind``. A
+    distilled member (:mod:`tools.bank.distill`) also gets the supernet slice's own figures."""
+    if collab is None:
+        return {"collaborative": None}
+    c = collab.metrics
+    block = {"id": collab.id, "sha256": collab.sha256, **_pick(c)}
+    out: dict[str, Any] = {
+        "collaborative": block,
+        "delta_accuracy_pt": round(100 * (c["accuracy"] - ind["accuracy"]), 2),
+        "delta_f1": round(c["f1_weighted"] - ind["f1_weighted"], 4),
+        "same_test_windows": c["test_windows"] == ind["test_windows"],
+    }
+    if c.get("supernet_accuracy") is not None:
+        block["distilled"] = True
+        block["supernet_accuracy"] = c["supernet_accuracy"]
+        block["supernet_f1_weighted"] = c.get("supernet_f1_weighted")
+        out["delta_supernet_accuracy_pt"] = round(
+            100 * (c["supernet_accuracy"] - ind["accuracy"]), 2
+        )
+    return out
+
+
+def recompare(report_path: Path, bank_dir: Path) -> dict[str, Any]:
+    """Rewrite a report's collaborative side against ``bank_dir``'s current members (after
+    the bank changed, e.g. was distilled); the independent models and figures stay as trained."""
+    try:
+        report: dict[str, Any] = json.loads(report_path.read_text(encoding="utf-8"))
+        rows = report["results"]
+    except (OSError, ValueError, KeyError) as exc:
+        msg = f"error: {report_path}: not an independent-baseline report ({exc})"
+        raise SystemExit(msg) from None
+    bank = load_manifest(bank_dir)
+    prefix = ID_PREFIXES.get(report.get("arch", ""), "wr")
+    for row in rows:
+        for k in (
+            "collaborative",
+            "delta_accuracy_pt",
+            "delta_f1",
+            "same_test_windows",
+            "delta_supernet_accuracy_pt",
+        ):
+            row.pop(k, None)
+        collab = _member(bank.models, row["width"], row["resolution"], prefix)
+        row.update(collaborative_fields(row["independent"], collab))
+    report["recompared"] = {
+        "bank": str(bank_dir / "manifest.json"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "git_commit": git_commit(),
+    }
+    report_path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    print(markdown_table(rows))
+    print(f"rewrote {report_path} against {bank_dir / 'manifest.json'}")
+    return report
+
+
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
-    """Independent vs collaborative, one line per configuration (delta = collab - independent)."""
+    """Independent vs collaborative, one line per configuration (delta = collab - independent;
+    for a distilled bank also the supernet slice before distillation)."""
     lines = [
         "| configuration | channels | MACs | independent acc | independent F1 | collaborative "
-        "acc | collaborative F1 | Δ acc (collab − indep) | Δ F1 |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "acc | collaborative F1 | Δ acc (collab − indep) | Δ F1 | supernet slice acc | "
+        "Δ acc (slice − indep) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         i, c = row["independent"], row["collaborative"]
@@ -222,7 +275,7 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
             f"{i['f1_weighted']:.4f}",
         ]
         if c is None:
-            cells += ["–", "–", "–", "–"]
+            cells += ["–"] * 6
         else:
             cells += [
                 f"{100 * c['accuracy']:.2f} %",
@@ -230,6 +283,13 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
                 f"{row['delta_accuracy_pt']:+.2f} pt",
                 f"{row['delta_f1']:+.4f}",
             ]
+            if "supernet_accuracy" in c:
+                cells += [
+                    f"{100 * c['supernet_accuracy']:.2f} %",
+                    f"{row['delta_supernet_accuracy_pt']:+.2f} pt",
+                ]
+            else:
+                cells += ["–", "–"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -417,6 +477,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=None, help="override the bank's seed")
     ap.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
     ap.add_argument("--smoke", action="store_true", help="tiny run: 4 subjects, 2 steps (CI)")
+    ap.add_argument(
+        "--recompare",
+        type=Path,
+        default=None,
+        metavar="REPORT",
+        help="train nothing: rewrite REPORT's collaborative side against --bank's members",
+    )
     raw = list(sys.argv[1:] if argv is None else argv)
     args = ap.parse_args(raw)
     args.argv = raw
@@ -445,7 +512,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    run(parse_args(argv))
+    args = parse_args(argv)
+    if args.recompare is not None:
+        recompare(args.recompare, args.bank)
+    else:
+        run(args)
     return 0
 
 

@@ -1,0 +1,132 @@
+"""Member distillation (``tools.bank.distill``) on a tiny column2d bank, and the fine-tuning
+loop's precomputed soft targets."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")
+
+from agent.manifest import load_manifest, sha256_file  # noqa: E402
+from tools.bank import build, distill  # noqa: E402
+from tools.bank.finetune import FinetuneConfig, finetune  # noqa: E402
+from tools.bank.parent import plain_from_onnx  # noqa: E402
+from tools.bank.supernet2d import ColumnConfig  # noqa: E402
+from tools.export import ort_logits, session, torch_logits  # noqa: E402
+
+pytestmark = pytest.mark.tools
+
+
+@pytest.fixture(scope="module")
+def banks(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, Any]]:
+    """(the bank as built, the same bank distilled, the distill report)."""
+    root = tmp_path_factory.mktemp("distill")
+    built = root / "built"
+    args = build.parse_args(
+        ["--smoke", "--max-steps", "3", "--distill-epochs", "0", "--out", str(built)]
+    )
+    build.run(args)
+    distilled = root / "distilled"
+    shutil.copytree(built, distilled)
+    report = distill.run(distill.parse_args(["--smoke", "--epochs", "1", "--bank", str(distilled)]))
+    return built, distilled, report
+
+
+def test_every_member_is_distilled_from_the_full_configuration(
+    banks: tuple[Path, Path, dict[str, Any]],
+) -> None:
+    built, distilled, report = banks
+    before = {m.id: m for m in load_manifest(built).models}
+    after = load_manifest(distilled)
+    teacher = distill.default_teacher(list(before.values()))
+    assert teacher.id == "wc-w1.00-r128"
+    assert {m.id for m in after.models} == set(before)
+    assert after.get(teacher.id) == teacher  # the teacher is left as it was
+    changed = 0
+    for m in after.models:
+        old = before[m.id]
+        if m.id == teacher.id:
+            continue
+        d = m.provenance["distilled"]
+        assert d["teacher"] == teacher.id and d["teacher_sha256"] == teacher.sha256
+        assert d["supernet_sha256"] == old.sha256 and d["epochs"] == 1
+        assert m.family == old.family and m.input == old.input and m.macs == old.macs
+        assert m.metrics["supernet_accuracy"] == old.metrics["accuracy"]
+        assert "val_accuracy" in m.metrics and "supernet_val_accuracy" in m.metrics
+        path = after.path_of(m)
+        assert sha256_file(path) == m.sha256 and path.stat().st_size == m.file_bytes
+        changed += m.sha256 != old.sha256
+        # the exported graph is the fine-tuned module: ORT == PyTorch on the new weights
+        plain = plain_from_onnx(path, ColumnConfig())
+        x = np.random.default_rng(0).standard_normal((4, *m.input.shape[1:])).astype(np.float32)
+        assert np.max(np.abs(torch_logits(plain, x) - ort_logits(session(path), x))) < 1e-4
+    assert changed == len(before) - 1  # training steps moved every student's weights
+    assert not (distilled / distill.STAGING).exists()
+    saved = json.loads((distilled / distill.REPORT_FILE).read_text())
+    assert [r["id"] for r in saved["rows"]] == [r["id"] for r in report["rows"]]
+    assert len(saved["rows"]) == len(before) - 1
+
+
+def test_a_distilled_bank_is_refused_and_left_alone(
+    banks: tuple[Path, Path, dict[str, Any]],
+) -> None:
+    _, distilled, _ = banks
+    manifest = (distilled / "manifest.json").read_bytes()
+    with pytest.raises(SystemExit, match="already distilled"):
+        distill.run(distill.parse_args(["--smoke", "--bank", str(distilled)]))
+    assert (distilled / "manifest.json").read_bytes() == manifest
+
+
+def test_unknown_member_and_teacher_are_refused(banks: tuple[Path, Path, dict[str, Any]]) -> None:
+    built, _, _ = banks
+    with pytest.raises(SystemExit, match="not width-resolution members"):
+        distill.run(distill.parse_args(["--smoke", "--bank", str(built), "--members", "wc-nope"]))
+    with pytest.raises(SystemExit, match="is the teacher; add --include-teacher"):
+        distill.run(
+            distill.parse_args(["--smoke", "--bank", str(built), "--members", "wc-w1.00-r128"])
+        )
+    with pytest.raises(SystemExit, match="no teacher wc-nope"):
+        distill.run(distill.parse_args(["--smoke", "--bank", str(built), "--teacher", "wc-nope"]))
+    with pytest.raises(SystemExit):
+        distill.parse_args(["--epochs", "0"])
+
+
+def test_finetune_follows_precomputed_soft_targets() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(8 * 2, 3))
+    x = torch.randn(64, 8, 2)
+    y = torch.zeros(64, dtype=torch.long)
+    soft = torch.tensor([[0.0, 0.0, 1.0]]).repeat(64, 1)  # the teacher says class 2
+    cfg = FinetuneConfig(lr=5e-2, kd_weight=1.0, weight_decay=0.0, scale_aug=0.0)
+    finetune(model, None, x, y, 200, cfg, torch.Generator().manual_seed(0), soft=soft)
+    with torch.no_grad():
+        pred = model(x).argmax(1)
+    assert bool((pred == 2).all())  # pure distillation ignores the labels
+    with pytest.raises(ValueError, match="soft targets for 3 windows"):
+        finetune(model, None, x, y, 1, cfg, torch.Generator(), soft=soft[:3])
+
+
+def test_include_teacher_distils_it_from_its_frozen_outputs(
+    banks: tuple[Path, Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    built, _, _ = banks
+    bank = tmp_path / "bank"
+    shutil.copytree(built, bank)
+    teacher = load_manifest(built).get("wc-w1.00-r128")
+    argv = ["--smoke", "--epochs", "1", "--bank", str(bank), "--members", teacher.id]
+    distill.run(distill.parse_args([*argv, "--include-teacher"]))
+    after = load_manifest(bank)
+    new = after.get(teacher.id)
+    d = new.provenance["distilled"]
+    assert d["teacher"] == teacher.id and d["supernet_sha256"] == d["teacher_sha256"]
+    assert d["teacher_sha256"] == teacher.sha256 != new.sha256
+    assert sha256_file(after.path_of(new)) == new.sha256
+    others = {m.id: m for m in load_manifest(built).models if m.id != teacher.id}
+    assert all(after.get(k) == v for k, v in others.items())  # only the named member changed

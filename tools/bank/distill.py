@@ -1,0 +1,311 @@
+"""Distil every width-resolution member from the supernet's full configuration (issue 3).
+
+    python -m tools.bank.distill [--bank models] [--epochs 20] [--teacher wc-w1.00-r128]
+    python -m tools.bank.distill --bank build/bank-col2d   # a selection run: val before/after
+    python -m tools.bank.distill --smoke --bank build/bank-smoke
+
+Run after ``python -m tools.bank.build`` (``build --distill-epochs N`` runs it) and before
+``python -m tools.bank.compress``. The collaborative supernet hands each configuration a good
+start; this stage then trains every member on its own for a few epochs, as the pruned members
+are fine-tuned after pruning (:mod:`tools.bank.finetune`):
+
+- the teacher is the bank's full configuration (width 1.0 at the highest resolution), exactly as
+  the bank ships it (rebuilt from its ONNX graph, :mod:`tools.bank.parent`); its soft outputs on
+  the full-resolution training windows are computed once, before anything changes;
+- each student is a member rebuilt from its ONNX graph (BN already folded), trained on the
+  *same* windows at its own resolution (index-aligned, :func:`tools.bank.windows.aligned_windows`
+  with the build's hop) with ``0.5 * KL(student || teacher) + 0.5 * CE``, random gains, AdamW and
+  a cosine decay from a small learning rate (:class:`~tools.bank.finetune.FinetuneConfig`);
+- the teacher itself stays as the supernet made it, unless ``--include-teacher`` distils it from
+  its own frozen outputs too (a born-again step; docs/model-bank.md has the validation figures).
+
+Training subjects follow the build: a refit bank (``provenance.refit``) trains on the train and
+validation subjects, a selection run on the train subjects only and reports validation accuracy
+before and after. Each member is exported again, checked against PyTorch, evaluated with ONNX
+Runtime on the test subjects and timed; its manifest entry keeps its id and family and gains
+``provenance.distilled`` and ``metrics.supernet_accuracy`` (the figure before this stage). New
+files are staged and only replace the old ones, with the manifest, once every member is done. A
+bank whose members were distilled already is refused (distilling twice compounds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from agent.manifest import ModelEntry, load_manifest, sha256_file, write_manifest
+from tools.bank.evaluate import latency_block, member_metrics
+from tools.bank.finetune import FinetuneConfig, finetune, torch_accuracy
+from tools.bank.members import FAMILY
+from tools.bank.parent import plain_from_onnx
+from tools.bank.plain_arch import model_config
+from tools.bank.windows import aligned_windows, eval_windows
+from tools.data import DEFAULT_VAL_SUBJECTS, load_experiments, make_split
+from tools.export import export_onnx, latency_ms, ort_logits, session, torch_logits
+from tools.hapt import TEST_SUBJECTS
+from tools.train import seed_everything
+from tools.train_baseline import SMOKE_SUBJECTS, git_commit
+
+COMMAND = "python -m tools.bank.distill"
+DEFAULT_EPOCHS = 20
+STAGING = ".distill-staging"
+REPORT_FILE = "distill-report.json"
+
+
+def default_teacher(members: Sequence[ModelEntry]) -> ModelEntry:
+    """The full configuration: width 1.0 at the highest resolution among the members."""
+    full = [m for m in members if m.width == 1.0]
+    if not full:
+        raise ValueError("no width-1.0 member to distil from")
+    return max(full, key=lambda m: m.resolution or 0)
+
+
+@torch.no_grad()
+def soft_targets(teacher: torch.nn.Module, x: torch.Tensor, batch: int = 512) -> torch.Tensor:
+    teacher.eval()
+    return torch.cat([F.softmax(teacher(x[a : a + batch]), dim=1) for a in range(0, len(x), batch)])
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    torch.set_num_threads(args.threads)
+    seed_everything(args.seed)
+    started = time.time()
+    bank_dir: Path = args.bank
+    bank = load_manifest(bank_dir)
+    members = [m for m in bank.models if m.family == FAMILY]
+    try:
+        teacher_entry = (
+            next(m for m in members if m.id == args.teacher)
+            if args.teacher
+            else default_teacher(members)
+        )
+    except (StopIteration, ValueError):
+        raise SystemExit(
+            f"error: no teacher {args.teacher or 'of width 1.0'} in the bank"
+        ) from None
+    if args.members:
+        wanted = set(args.members.split(","))
+        unknown = wanted - {m.id for m in members}
+        if unknown:
+            raise SystemExit(f"error: not width-resolution members of the bank: {sorted(unknown)}")
+        if teacher_entry.id in wanted and not args.include_teacher:
+            raise SystemExit(
+                f"error: {teacher_entry.id} is the teacher; add --include-teacher to distil it "
+                "from its own outputs"
+            )
+        students = [m for m in members if m.id in wanted]
+    else:
+        students = [m for m in members if m.id != teacher_entry.id or args.include_teacher]
+    if not students:
+        raise SystemExit(f"error: no member to distil in {bank_dir / 'manifest.json'}")
+    done = [m.id for m in students if "distilled" in m.provenance]
+    if done:
+        raise SystemExit(f"error: already distilled (rebuild the bank first): {', '.join(done)}")
+
+    prov = teacher_entry.provenance
+    refit = bool(prov.get("refit", False))
+    hop128 = int(prov.get("train_config", {}).get("train_hop128", 32))
+    experiments, source = load_experiments(args.data, SMOKE_SUBJECTS if args.smoke else None)
+    split = make_split({e.subject for e in experiments}, DEFAULT_VAL_SUBJECTS, TEST_SUBJECTS)
+    fit_subj = set(split.train) | (set(split.val) if refit else set())
+    fit_exps = [e for e in experiments if e.subject in fit_subj]
+    val_exps = [] if refit else [e for e in experiments if e.subject in split.val]
+    test_exps = [e for e in experiments if e.subject in split.test]
+    res = sorted({m.resolution for m in students} | {teacher_entry.resolution}, reverse=True)
+    fit = aligned_windows(fit_exps, tuple(r for r in res if r), hop128=hop128)
+    norm = teacher_entry.normalization
+    r_t = teacher_entry.resolution
+    assert r_t is not None
+    teacher = plain_from_onnx(bank_dir / teacher_entry.file, model_config(teacher_entry))
+    soft = soft_targets(teacher, torch.from_numpy(norm(fit.x[r_t])))
+    y = torch.from_numpy(fit.y)
+    teacher_fit_acc = float((soft.argmax(1) == y).float().mean())
+    print(
+        f"data: {len(experiments)} experiments from {source}; fit subjects {sorted(fit_subj)} "
+        f"({len(y)} windows, hop {hop128}), teacher {teacher_entry.id} "
+        f"(train accuracy {teacher_fit_acc:.4f})"
+    )
+    cfg = FinetuneConfig(max_steps=args.max_steps)
+    staging = bank_dir / STAGING
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    common = {
+        "command": " ".join([COMMAND, *args.argv]),
+        "teacher": teacher_entry.id,
+        "teacher_sha256": teacher_entry.sha256,
+        "epochs": args.epochs,
+        "finetune_config": dataclasses.asdict(cfg),
+        "fit_subjects": sorted(fit_subj),
+        "hop128": hop128,
+        "seed": args.seed,
+        "torch": torch.__version__,
+        "git_commit": git_commit(),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    new: dict[str, ModelEntry] = {}
+    rows: list[dict[str, Any]] = []
+    for i, entry in enumerate(students, 1):
+        r = entry.resolution
+        assert r is not None
+        student = plain_from_onnx(bank_dir / entry.file, model_config(entry))
+        x = torch.from_numpy(norm(fit.x[r]))
+        val = eval_windows(val_exps, r) if val_exps else None
+        val_x = torch.from_numpy(norm(val.x)) if val is not None else None
+        before = torch_accuracy(student, val_x, val.y) if val is not None else None
+        gen = torch.Generator().manual_seed(args.seed)
+        t0 = time.time()
+        loss = finetune(
+            student,
+            None,
+            x,
+            y,
+            args.epochs,
+            cfg,
+            gen,
+            desc=f"{entry.id} [{i}/{len(students)}]",
+            soft=soft,
+        )
+        after = torch_accuracy(student, val_x, val.y) if val is not None else None
+        shape = (1, r, len(entry.input.channels))
+        path = export_onnx(student, staging / entry.file, shape)
+        sess = session(path, threads=1)
+        test = eval_windows(test_exps, r)
+        check = norm(test.x[:256])
+        diff = float(np.max(np.abs(torch_logits(student, check) - ort_logits(sess, check))))
+        m = member_metrics(sess, test, norm, entry.input)
+        m["ort_vs_torch_max_abs_diff"] = diff
+        m["supernet_accuracy"] = entry.metrics.get("accuracy")
+        m["supernet_f1_weighted"] = entry.metrics.get("f1_weighted")
+        if val is not None:
+            m["val_accuracy"] = round(float(after), 6)  # type: ignore[arg-type]
+            m["val_windows"] = len(val.y)
+            m["val_subjects"] = sorted(set(val.subject.tolist()))
+            m["supernet_val_accuracy"] = round(float(before), 6)  # type: ignore[arg-type]
+        feed = check[:1] if len(check) else np.zeros(shape, np.float32)
+        lat = latency_ms(sess, feed, runs=50 if args.smoke else 500, warmup=50)
+        new[entry.id] = dataclasses.replace(
+            entry,
+            sha256=sha256_file(path),
+            file_bytes=path.stat().st_size,
+            metrics=m,
+            latency_ms=latency_block(lat),
+            provenance={
+                **entry.provenance,
+                "distilled": {
+                    **common,
+                    "seconds": round(time.time() - t0, 1),
+                    "last_epoch_loss": round(loss, 6),
+                    "supernet_sha256": entry.sha256,
+                },
+            },
+        )
+        row = {
+            "id": entry.id,
+            "val_before": before,
+            "val_after": after,
+            "test_before": entry.metrics.get("accuracy"),
+            "test_after": m["accuracy"],
+            "ort_vs_torch": diff,
+            "seconds": round(time.time() - t0, 1),
+        }
+        rows.append(row)
+        print(
+            f"{entry.id}: val {_pct(before)} -> {_pct(after)}, test {_pct(row['test_before'])} "
+            f"-> {_pct(row['test_after'])}, ORT-torch {diff:.2g}, {row['seconds']} s"
+        )
+    # every member is done: move the files in, then the manifest (nothing half-written before)
+    for entry in new.values():
+        os.replace(staging / entry.file, bank_dir / entry.file)
+    staging.rmdir()
+    meta = {k: v for k, v in bank.meta.items() if k != "manifest_version"}
+    meta["distilled_by"] = COMMAND
+    meta["distilled_at"] = common["date"]
+    manifest = write_manifest(bank_dir, [new.get(m.id, m) for m in bank.models], meta)
+    summary = _summary(rows)
+    report = {**common, "rows": rows, "summary": summary, "seconds": round(time.time() - started)}
+    (bank_dir / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    for line in _summary_lines(summary):
+        print(line)
+    print(f"distilled {len(new)} members into {manifest} in {time.time() - started:.0f} s")
+    return report
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.2f} %"
+
+
+def _mean(vals: Sequence[float | None]) -> float | None:
+    got = [v for v in vals if v is not None]
+    return float(np.mean(got)) if got else None
+
+
+def _summary(rows: Sequence[dict[str, Any]]) -> dict[str, float | None]:
+    return {
+        k: _mean([r[k] for r in rows])
+        for k in ("val_before", "val_after", "test_before", "test_after")
+    }
+
+
+def _summary_lines(s: dict[str, float | None]) -> list[str]:
+    return [
+        f"mean val accuracy  {_pct(s['val_before'])} -> {_pct(s['val_after'])}",
+        f"mean test accuracy {_pct(s['test_before'])} -> {_pct(s['test_after'])} (reported only)",
+    ]
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        prog=COMMAND,
+        description="Distil each width-resolution member of a built bank from its full "
+        "configuration (run before compress).",
+    )
+    ap.add_argument("--bank", type=Path, default=None, help="bank folder (models; smoke: build/)")
+    ap.add_argument(
+        "--epochs", type=int, default=DEFAULT_EPOCHS, help=f"epochs per member ({DEFAULT_EPOCHS})"
+    )
+    ap.add_argument("--teacher", default=None, help="teacher member id (width 1.0, highest R)")
+    ap.add_argument(
+        "--members", default=None, help="comma-separated member ids (default: all but the teacher)"
+    )
+    ap.add_argument(
+        "--include-teacher",
+        action="store_true",
+        help="also distil the teacher from its own frozen outputs (a born-again step)",
+    )
+    ap.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (2)")
+    ap.add_argument("--data", type=Path, default=Path("data/hapt"), help="imported recordings")
+    ap.add_argument("--smoke", action="store_true", help="tiny run: 4 subjects, few steps (CI)")
+    ap.add_argument("--max-steps", type=int, default=None, help="cap steps per member (trials)")
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = ap.parse_args(raw)
+    args.argv = raw
+    if args.bank is None:
+        args.bank = Path("build/bank-smoke") if args.smoke else Path("models")
+    if args.smoke and args.max_steps is None:
+        args.max_steps = 4
+    if args.epochs < 1:
+        ap.error("--epochs must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    run(parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

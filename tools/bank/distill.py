@@ -47,12 +47,13 @@ import torch
 import torch.nn.functional as F
 
 from agent.manifest import ModelEntry, load_manifest, sha256_file, write_manifest
+from agent.windowing import Normalizer
 from tools.bank.evaluate import latency_block, member_metrics
 from tools.bank.finetune import FinetuneConfig, finetune, torch_accuracy
 from tools.bank.members import FAMILY
 from tools.bank.parent import plain_from_onnx
 from tools.bank.plain_arch import model_config
-from tools.bank.windows import aligned_windows, eval_windows
+from tools.bank.windows import ResWindows, aligned_windows, eval_windows
 from tools.data import DEFAULT_VAL_SUBJECTS, load_experiments, make_split
 from tools.export import export_onnx, latency_ms, ort_logits, session, torch_logits
 from tools.hapt import TEST_SUBJECTS
@@ -163,8 +164,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         student = plain_from_onnx(bank_dir / entry.file, model_config(entry))
         x = torch.from_numpy(norm(fit.x[r]))
         val = eval_windows(val_exps, r) if val_exps else None
-        val_x = torch.from_numpy(norm(val.x)) if val is not None else None
-        before = torch_accuracy(student, val_x, val.y) if val is not None else None
+        before = _val_accuracy(student, val, norm)
         gen = torch.Generator().manual_seed(args.seed)
         t0 = time.time()
         loss = finetune(
@@ -178,7 +178,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             desc=f"{entry.id} [{i}/{len(students)}]",
             soft=soft,
         )
-        after = torch_accuracy(student, val_x, val.y) if val is not None else None
+        after = _val_accuracy(student, val, norm)
         shape = (1, r, len(entry.input.channels))
         path = export_onnx(student, staging / entry.file, shape)
         sess = session(path, threads=1)
@@ -241,6 +241,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(line)
     print(f"distilled {len(new)} members into {manifest} in {time.time() - started:.0f} s")
     return report
+
+
+def _val_accuracy(model: torch.nn.Module, val: ResWindows | None, norm: Normalizer) -> float | None:
+    return None if val is None else torch_accuracy(model, torch.from_numpy(norm(val.x)), val.y)
 
 
 def _pct(v: float | None) -> str:

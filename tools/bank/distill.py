@@ -62,6 +62,7 @@ from tools.train_baseline import SMOKE_SUBJECTS, git_commit
 
 COMMAND = "python -m tools.bank.distill"
 DEFAULT_EPOCHS = 20
+DEFAULT_LR = FinetuneConfig.lr
 STAGING = ".distill-staging"
 REPORT_FILE = "distill-report.json"
 
@@ -139,7 +140,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         f"({len(y)} windows, hop {hop128}), teacher {teacher_entry.id} "
         f"(train accuracy {teacher_fit_acc:.4f})"
     )
-    cfg = FinetuneConfig(max_steps=args.max_steps)
+    cfg = FinetuneConfig(max_steps=args.max_steps, lr=args.lr)
     staging = bank_dir / STAGING
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
@@ -280,6 +281,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--epochs", type=int, default=DEFAULT_EPOCHS, help=f"epochs per member ({DEFAULT_EPOCHS})"
     )
+    ap.add_argument(
+        "--lr",
+        type=float,
+        default=DEFAULT_LR,
+        help=f"start of each member's cosine learning-rate decay (AdamW; {DEFAULT_LR:g})",
+    )
     ap.add_argument("--teacher", default=None, help="teacher member id (width 1.0, highest R)")
     ap.add_argument(
         "--members", default=None, help="comma-separated member ids (default: all but the teacher)"
@@ -303,6 +310,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.max_steps = 4
     if args.epochs < 1:
         ap.error("--epochs must be at least 1")
+    if not args.lr > 0:
+        ap.error("--lr must be positive")
     return args
 
 

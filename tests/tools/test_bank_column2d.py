@@ -93,10 +93,10 @@ def test_column2d_smoke_bank(smoke: tuple[Path, dict[str, Any]]) -> None:
     assert {m.id for m in manifest.models} == expected
     for res in result["results"]:
         assert res.max_abs_diff < 1e-4 and res.extract_diff < 1e-4
-    # the build's default distils every member but the full configuration from it
-    assert len(result["distill"]["rows"]) == len(expected) - 1
+    # the build's default distils every member from the full configuration's frozen outputs
+    assert len(result["distill"]["rows"]) == len(expected)
     for entry in manifest.models:
-        assert ("distilled" in entry.provenance) == (entry.id != "wc-w1.00-r128")
+        assert entry.provenance["distilled"]["teacher"] == "wc-w1.00-r128"
     for entry in manifest.models:
         r = entry.resolution
         assert entry.family == "width-resolution" and entry.input.shape == (1, r, 6)

@@ -48,12 +48,9 @@ def test_every_member_is_distilled_from_the_full_configuration(
     teacher = distill.default_teacher(list(before.values()))
     assert teacher.id == "wc-w1.00-r128"
     assert {m.id for m in after.models} == set(before)
-    assert after.get(teacher.id) == teacher  # the teacher is left as it was
     changed = 0
     for m in after.models:
         old = before[m.id]
-        if m.id == teacher.id:
-            continue
         d = m.provenance["distilled"]
         assert d["teacher"] == teacher.id and d["teacher_sha256"] == teacher.sha256
         assert d["supernet_sha256"] == old.sha256 and d["epochs"] == 1
@@ -67,11 +64,11 @@ def test_every_member_is_distilled_from_the_full_configuration(
         plain = plain_from_onnx(path, ColumnConfig())
         x = np.random.default_rng(0).standard_normal((4, *m.input.shape[1:])).astype(np.float32)
         assert np.max(np.abs(torch_logits(plain, x) - ort_logits(session(path), x))) < 1e-4
-    assert changed == len(before) - 1  # training steps moved every student's weights
+    assert changed == len(before)  # training steps moved every member's weights
     assert not (distilled / distill.STAGING).exists()
     saved = json.loads((distilled / distill.REPORT_FILE).read_text())
     assert [r["id"] for r in saved["rows"]] == [r["id"] for r in report["rows"]]
-    assert len(saved["rows"]) == len(before) - 1
+    assert len(saved["rows"]) == len(before)
 
 
 def test_a_distilled_bank_is_refused_and_left_alone(
@@ -88,10 +85,9 @@ def test_unknown_member_and_teacher_are_refused(banks: tuple[Path, Path, dict[st
     built, _, _ = banks
     with pytest.raises(SystemExit, match="not width-resolution members"):
         distill.run(distill.parse_args(["--smoke", "--bank", str(built), "--members", "wc-nope"]))
-    with pytest.raises(SystemExit, match="is the teacher; add --include-teacher"):
-        distill.run(
-            distill.parse_args(["--smoke", "--bank", str(built), "--members", "wc-w1.00-r128"])
-        )
+    with pytest.raises(SystemExit, match="is the teacher and --keep-teacher is set"):
+        argv = ["--smoke", "--bank", str(built), "--members", "wc-w1.00-r128", "--keep-teacher"]
+        distill.run(distill.parse_args(argv))
     with pytest.raises(SystemExit, match="no teacher wc-nope"):
         distill.run(distill.parse_args(["--smoke", "--bank", str(built), "--teacher", "wc-nope"]))
     with pytest.raises(SystemExit):
@@ -113,20 +109,19 @@ def test_finetune_follows_precomputed_soft_targets() -> None:
         finetune(model, None, x, y, 1, cfg, torch.Generator(), soft=soft[:3])
 
 
-def test_include_teacher_distils_it_from_its_frozen_outputs(
+def test_keep_teacher_leaves_the_full_configuration_alone(
     banks: tuple[Path, Path, dict[str, Any]], tmp_path: Path
 ) -> None:
     built, _, _ = banks
     bank = tmp_path / "bank"
     shutil.copytree(built, bank)
     teacher = load_manifest(built).get("wc-w1.00-r128")
-    argv = ["--smoke", "--epochs", "1", "--bank", str(bank), "--members", teacher.id]
-    distill.run(distill.parse_args([*argv, "--include-teacher"]))
+    distill.run(
+        distill.parse_args(["--smoke", "--epochs", "1", "--bank", str(bank), "--keep-teacher"])
+    )
     after = load_manifest(bank)
-    new = after.get(teacher.id)
-    d = new.provenance["distilled"]
-    assert d["teacher"] == teacher.id and d["supernet_sha256"] == d["teacher_sha256"]
-    assert d["teacher_sha256"] == teacher.sha256 != new.sha256
-    assert sha256_file(after.path_of(new)) == new.sha256
-    others = {m.id: m for m in load_manifest(built).models if m.id != teacher.id}
-    assert all(after.get(k) == v for k, v in others.items())  # only the named member changed
+    assert after.get(teacher.id) == teacher
+    others = [m for m in after.models if m.id != teacher.id]
+    assert others and all(
+        m.provenance["distilled"]["teacher_sha256"] == teacher.sha256 for m in others
+    )

@@ -11,8 +11,9 @@ Protocol as tools.train_baseline (docs/training.md): test = the UCI-HAR test sub
 numbers only), validation = DEFAULT_VAL_SUBJECTS (progress and selection). Lower resolutions are
 produced as the agent produces them (tools.bank.windows). Members are written as
 ``wc-wW.WW-rRRR.onnx`` (column2d) or ``wr-…`` (conv1d) and merged into ``OUT/manifest.json``
-(other families are kept; earlier width-resolution members are replaced). Then every member but
-the full configuration is distilled from it for ``--distill-epochs`` (tools.bank.distill).
+(other families are kept; earlier width-resolution members are replaced). Then every member is
+distilled from the full configuration's frozen outputs for ``--distill-epochs``
+(tools.bank.distill).
 """
 
 from __future__ import annotations
@@ -222,7 +223,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--distill-epochs",
         type=int,
         default=distill.DEFAULT_EPOCHS,
-        help="then distil every member but the full configuration from it for this many epochs "
+        help="then distil every member from the full configuration for this many epochs "
         f"(tools.bank.distill; default {distill.DEFAULT_EPOCHS}, 0: keep the supernet's slices)",
     )
     ap.add_argument(

@@ -16,8 +16,8 @@ are fine-tuned after pruning (:mod:`tools.bank.finetune`):
   *same* windows at its own resolution (index-aligned, :func:`tools.bank.windows.aligned_windows`
   with the build's hop) with ``0.5 * KL(student || teacher) + 0.5 * CE``, random gains, AdamW and
   a cosine decay from a small learning rate (:class:`~tools.bank.finetune.FinetuneConfig`);
-- the teacher itself stays as the supernet made it, unless ``--include-teacher`` distils it from
-  its own frozen outputs too (a born-again step; docs/model-bank.md has the validation figures).
+- the teacher itself is distilled from its own frozen outputs (a born-again step, chosen on
+  validation: docs/model-bank.md); ``--keep-teacher`` leaves it as the supernet made it.
 
 Training subjects follow the build: a refit bank (``provenance.refit``) trains on the train and
 validation subjects, a selection run on the train subjects only and reports validation accuracy
@@ -103,14 +103,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         unknown = wanted - {m.id for m in members}
         if unknown:
             raise SystemExit(f"error: not width-resolution members of the bank: {sorted(unknown)}")
-        if teacher_entry.id in wanted and not args.include_teacher:
-            raise SystemExit(
-                f"error: {teacher_entry.id} is the teacher; add --include-teacher to distil it "
-                "from its own outputs"
-            )
+        if teacher_entry.id in wanted and args.keep_teacher:
+            raise SystemExit(f"error: {teacher_entry.id} is the teacher and --keep-teacher is set")
         students = [m for m in members if m.id in wanted]
     else:
-        students = [m for m in members if m.id != teacher_entry.id or args.include_teacher]
+        students = [m for m in members if m.id != teacher_entry.id or not args.keep_teacher]
     if not students:
         raise SystemExit(f"error: no member to distil in {bank_dir / 'manifest.json'}")
     done = [m.id for m in students if "distilled" in m.provenance]
@@ -288,13 +285,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"start of each member's cosine learning-rate decay (AdamW; {DEFAULT_LR:g})",
     )
     ap.add_argument("--teacher", default=None, help="teacher member id (width 1.0, highest R)")
+    ap.add_argument("--members", default=None, help="comma-separated member ids (default: all)")
     ap.add_argument(
-        "--members", default=None, help="comma-separated member ids (default: all but the teacher)"
-    )
-    ap.add_argument(
-        "--include-teacher",
+        "--keep-teacher",
         action="store_true",
-        help="also distil the teacher from its own frozen outputs (a born-again step)",
+        help="leave the teacher as it is (default: it too is distilled from its own frozen "
+        "outputs, a born-again step)",
     )
     ap.add_argument("--seed", type=int, default=0, help="random seed (0)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (2)")

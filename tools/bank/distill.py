@@ -15,7 +15,8 @@ are fine-tuned after pruning (:mod:`tools.bank.finetune`):
 - each student is a member rebuilt from its ONNX graph (BN already folded), trained on the
   *same* windows at its own resolution (index-aligned, :func:`tools.bank.windows.aligned_windows`
   with the build's hop) with ``0.5 * KL(student || teacher) + 0.5 * CE``, random gains, AdamW and
-  a cosine decay from a small learning rate (:class:`~tools.bank.finetune.FinetuneConfig`);
+  a cosine decay from ``--lr`` (2e-3, chosen on validation; the rest as
+  :class:`~tools.bank.finetune.FinetuneConfig`);
 - the teacher itself is distilled from its own frozen outputs (a born-again step, chosen on
   validation: docs/model-bank.md); ``--keep-teacher`` leaves it as the supernet made it.
 
@@ -62,7 +63,7 @@ from tools.train_baseline import SMOKE_SUBJECTS, git_commit
 
 COMMAND = "python -m tools.bank.distill"
 DEFAULT_EPOCHS = 20
-DEFAULT_LR = FinetuneConfig.lr
+DEFAULT_LR = 2e-3  # chosen on validation over the pruning fine-tune's 5e-4 (docs/model-bank.md)
 STAGING = ".distill-staging"
 REPORT_FILE = "distill-report.json"
 

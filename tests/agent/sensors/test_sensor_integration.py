@@ -8,21 +8,30 @@ import threading
 import pytest
 
 from agent.clock import FakeClock
+from agent.manifest import load_manifest
 from agent.profile import SensorConfig
 from agent.testing.feeds import RecordingFeed
 from agent.testing.i2c_emulation import EmulatedBus
 from agent.testing.mpu6050_model import Mpu6050Model
 from agent.wiring import build_agent
 from tests.agent.helpers import (
+    MODELS,
     RECORDINGS,
     Subscriber,
-    default_entry,
     profile_for,
     reference_predictions,
 )
 from tests.conftest import Broker
 
 pytestmark = pytest.mark.integration
+
+
+# A member at the sensor's own 50 Hz: its windows are cut by sample count, so the sensor path and
+# the replay feed it the same samples (up to the chip's int16 counts). A resampled member would
+# not match window for window: the sensor's sample times are disciplined to the host clock
+# (agent/sensors/timebase.py), so they are not spaced exactly 20 ms apart as the recording's are,
+# and the resampler interpolates at the times it is given.
+MEMBER = "wc-w1.00-r128"
 
 
 def test_emulated_sensor_to_broker_matches_replay(broker: Broker) -> None:
@@ -36,12 +45,14 @@ def test_emulated_sensor_to_broker_matches_replay(broker: Broker) -> None:
         prof,
         source=dataclasses.replace(prof.source, kind="sensor"),
         sensor=SensorConfig(chip="mpu6050", bus=1, address=0x68, rate_hz=50.0),
+        model=dataclasses.replace(prof.model, id=MEMBER),
     )
     sub = Subscriber(broker.port)
     try:
         agent = build_agent(prof, clock=clock, stop=stop, bus_factory=bus.factory)
         stats = agent.run()
-        entry = default_entry()
+        entry = load_manifest(MODELS).get(MEMBER)
+        assert entry.input.rate_hz == 50.0
         expected, _ = reference_predictions(recording, entry)
         got = [json.loads(p) for p in sub.wait_for("/prediction", len(expected))]
         assert len(got) == len(expected) == stats.windows > 200

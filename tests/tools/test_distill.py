@@ -125,3 +125,23 @@ def test_keep_teacher_leaves_the_full_configuration_alone(
     assert others and all(
         m.provenance["distilled"]["teacher_sha256"] == teacher.sha256 for m in others
     )
+
+
+def test_a_broken_bank_is_refused_with_one_line(
+    banks: tuple[Path, Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    built, _, _ = banks
+    with pytest.raises(SystemExit, match="no model manifest"):
+        distill.run(distill.parse_args(["--smoke", "--bank", str(tmp_path / "none")]))
+    bank = tmp_path / "bank"
+    shutil.copytree(built, bank)
+    manifest = (bank / "manifest.json").read_bytes()
+    member = load_manifest(bank).get("wc-w0.25-r064")
+    (bank / member.file).write_bytes(b"not onnx")
+    with pytest.raises(SystemExit, match="does not match the manifest's sha256"):
+        distill.run(distill.parse_args(["--smoke", "--bank", str(bank)]))
+    (bank / member.file).unlink()
+    with pytest.raises(SystemExit, match="is missing"):
+        distill.run(distill.parse_args(["--smoke", "--bank", str(bank)]))
+    assert (bank / "manifest.json").read_bytes() == manifest
+    assert not (bank / distill.STAGING).exists()

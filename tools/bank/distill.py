@@ -47,6 +47,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from agent.errors import ModelError
 from agent.manifest import ModelEntry, load_manifest, sha256_file, write_manifest
 from agent.windowing import Normalizer
 from tools.bank.evaluate import latency_block, member_metrics
@@ -87,7 +88,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     seed_everything(args.seed)
     started = time.time()
     bank_dir: Path = args.bank
-    bank = load_manifest(bank_dir)
+    try:
+        bank = load_manifest(bank_dir)
+    except ModelError as exc:
+        raise SystemExit(f"error: {exc}") from None
     members = [m for m in bank.models if m.family == FAMILY]
     try:
         teacher_entry = (
@@ -114,6 +118,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     done = [m.id for m in students if "distilled" in m.provenance]
     if done:
         raise SystemExit(f"error: already distilled (rebuild the bank first): {', '.join(done)}")
+    for entry in {teacher_entry.id: teacher_entry, **{m.id: m for m in students}}.values():
+        path = bank_dir / entry.file
+        if not path.is_file() or sha256_file(path) != entry.sha256:
+            why = "is missing" if not path.is_file() else "does not match the manifest's sha256"
+            raise SystemExit(f"error: {path} {why} (model {entry.id}); nothing was changed")
 
     prov = teacher_entry.provenance
     refit = bool(prov.get("refit", False))

@@ -164,14 +164,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "git_commit": git_commit(),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
+    # per resolution, once: the normalised training windows, the validation and test windows
+    inputs = {r: torch.from_numpy(norm(fit.x[r])) for r in res if r}
+    vals = {r: eval_windows(val_exps, r) if val_exps else None for r in inputs}
+    tests = {r: eval_windows(test_exps, r) for r in inputs}
     new: dict[str, ModelEntry] = {}
     rows: list[dict[str, Any]] = []
     for i, entry in enumerate(students, 1):
         r = entry.resolution
         assert r is not None
         student = plain_from_onnx(bank_dir / entry.file, model_config(entry))
-        x = torch.from_numpy(norm(fit.x[r]))
-        val = eval_windows(val_exps, r) if val_exps else None
+        x, val, test = inputs[r], vals[r], tests[r]
         before = _val_accuracy(student, val, norm)
         gen = torch.Generator().manual_seed(args.seed)
         t0 = time.time()
@@ -190,18 +193,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         shape = (1, r, len(entry.input.channels))
         path = export_onnx(student, staging / entry.file, shape)
         sess = session(path, threads=1)
-        test = eval_windows(test_exps, r)
         check = norm(test.x[:256])
         diff = float(np.max(np.abs(torch_logits(student, check) - ort_logits(sess, check))))
         m = member_metrics(sess, test, norm, entry.input)
         m["ort_vs_torch_max_abs_diff"] = diff
         m["supernet_accuracy"] = entry.metrics.get("accuracy")
         m["supernet_f1_weighted"] = entry.metrics.get("f1_weighted")
-        if val is not None:
-            m["val_accuracy"] = round(float(after), 6)  # type: ignore[arg-type]
+        if val is not None and before is not None and after is not None:
+            m["val_accuracy"] = round(after, 6)
             m["val_windows"] = len(val.y)
             m["val_subjects"] = sorted(set(val.subject.tolist()))
-            m["supernet_val_accuracy"] = round(float(before), 6)  # type: ignore[arg-type]
+            m["supernet_val_accuracy"] = round(before, 6)
         feed = check[:1] if len(check) else np.zeros(shape, np.float32)
         lat = latency_ms(sess, feed, runs=50 if args.smoke else 500, warmup=50)
         new[entry.id] = dataclasses.replace(

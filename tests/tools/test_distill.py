@@ -85,13 +85,19 @@ def test_unknown_member_and_teacher_are_refused(banks: tuple[Path, Path, dict[st
     built, _, _ = banks
     with pytest.raises(SystemExit, match="not width-resolution members"):
         distill.run(distill.parse_args(["--smoke", "--bank", str(built), "--members", "wc-nope"]))
-    with pytest.raises(SystemExit, match="is the teacher and --keep-teacher is set"):
+    with pytest.raises(SystemExit, match="a teacher and --keep-teacher is set"):
         argv = ["--smoke", "--bank", str(built), "--members", "wc-w1.00-r128", "--keep-teacher"]
         distill.run(distill.parse_args(argv))
     with pytest.raises(SystemExit, match="no teacher wc-nope"):
         distill.run(distill.parse_args(["--smoke", "--bank", str(built), "--teacher", "wc-nope"]))
-    with pytest.raises(SystemExit):
-        distill.parse_args(["--epochs", "0"])
+    narrow = [m for m in load_manifest(built).models if (m.width or 1) < 0.9]
+    with pytest.raises(ValueError, match="no member of width >= 0.9"):
+        distill.pick_teachers(narrow, None, 0.9)
+    for bad in (["--epochs", "0"], ["--ensemble-width", "0"], ["--ensemble-width", "1.5"]):
+        with pytest.raises(SystemExit):
+            distill.parse_args(bad)
+    with pytest.raises(SystemExit):  # one teacher rule at a time
+        distill.parse_args(["--teacher", "wc-w1.00-r128", "--ensemble-width", "1"])
 
 
 def test_finetune_follows_precomputed_soft_targets() -> None:
@@ -145,3 +151,52 @@ def test_a_broken_bank_is_refused_with_one_line(
         distill.run(distill.parse_args(["--smoke", "--bank", str(bank)]))
     assert (bank / "manifest.json").read_bytes() == manifest
     assert not (bank / distill.STAGING).exists()
+
+
+def test_an_ensemble_teacher_averages_its_members_at_their_own_resolutions(
+    banks: tuple[Path, Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    built, _, _ = banks
+    members = load_manifest(built).models
+    wide = distill.pick_teachers(members, None, 1.0)
+    assert {t.width for t in wide} == {1.0} and len({t.resolution for t in wide}) >= 2
+    assert distill.pick_teachers(members, "wc-w1.00-r128,wc-w1.00-r128", None) == [
+        next(m for m in members if m.id == "wc-w1.00-r128")
+    ]
+    # the ensemble's targets are the mean of each teacher's softmax on the aligned rows
+    rng = np.random.default_rng(0)
+    inputs = {
+        r: torch.from_numpy(rng.standard_normal((5, r, 6)).astype(np.float32))
+        for r in {t.resolution for t in wide}
+    }
+    got = distill.ensemble_soft_targets(built, wide, inputs)
+    each = [
+        distill.soft_targets(plain_from_onnx(built / t.file, ColumnConfig()), inputs[t.resolution])
+        for t in wide
+    ]
+    assert got.shape == each[0].shape
+    assert torch.allclose(got, sum(each) / len(each), atol=1e-6)
+    assert torch.allclose(got.sum(1), torch.ones(5), atol=1e-5)
+    # a run with the ensemble: its members stay (--keep-teacher), the others name all of them
+    bank = tmp_path / "bank"
+    shutil.copytree(built, bank)
+    argv = [
+        "--smoke",
+        "--epochs",
+        "1",
+        "--bank",
+        str(bank),
+        "--ensemble-width",
+        "1",
+        "--keep-teacher",
+    ]
+    distill.run(distill.parse_args(argv))
+    after = load_manifest(bank)
+    for t in wide:
+        assert after.get(t.id) == t
+    others = [m for m in after.models if m.id not in {t.id for t in wide}]
+    assert others
+    for m in others:
+        d = m.provenance["distilled"]
+        assert d["teacher"] == [t.id for t in wide]
+        assert d["teacher_sha256"] == [t.sha256 for t in wide]

@@ -18,7 +18,10 @@ are fine-tuned after pruning (:mod:`tools.bank.finetune`):
   a cosine decay from ``--lr`` (2e-3, chosen on validation; the rest as
   :class:`~tools.bank.finetune.FinetuneConfig`);
 - the teacher itself is distilled from its own frozen outputs (a born-again step, chosen on
-  validation: docs/model-bank.md); ``--keep-teacher`` leaves it as the supernet made it.
+  validation: docs/model-bank.md); ``--keep-teacher`` leaves it as the supernet made it;
+- ``--teacher A,B,…`` or ``--ensemble-width W`` (every member of width >= W, at every
+  resolution) make the teacher an ensemble: the mean of the members' softmax outputs, each on
+  the same aligned windows at its own resolution, all computed before any member changes.
 
 Training subjects follow the build: a refit bank (``provenance.refit``) trains on the train and
 validation subjects, a selection run on the train subjects only and reports validation accuracy
@@ -77,10 +80,43 @@ def default_teacher(members: Sequence[ModelEntry]) -> ModelEntry:
     return max(full, key=lambda m: m.resolution or 0)
 
 
+def pick_teachers(
+    members: Sequence[ModelEntry], ids: str | None, ensemble_width: float | None
+) -> list[ModelEntry]:
+    """The teacher members: the ids named (comma-separated), every member of width at least
+    ``ensemble_width``, or the full configuration. Raises ValueError naming what is missing."""
+    if ensemble_width is not None:
+        wide = [m for m in members if (m.width or 0) >= ensemble_width - 1e-9]
+        if not wide:
+            raise ValueError(f"no member of width >= {ensemble_width:g} in the bank")
+        return wide
+    if ids:
+        by_id = {m.id: m for m in members}
+        names = [i for i in ids.split(",") if i]
+        missing = [i for i in names if i not in by_id]
+        if missing or not names:
+            raise ValueError(f"no teacher {','.join(missing) or repr(ids)} in the bank")
+        return [by_id[i] for i in dict.fromkeys(names)]
+    return [default_teacher(members)]
+
+
 @torch.no_grad()
 def soft_targets(teacher: torch.nn.Module, x: torch.Tensor, batch: int = 512) -> torch.Tensor:
     teacher.eval()
     return torch.cat([F.softmax(teacher(x[a : a + batch]), dim=1) for a in range(0, len(x), batch)])
+
+
+def ensemble_soft_targets(
+    bank_dir: Path, teachers: Sequence[ModelEntry], inputs: dict[int, torch.Tensor]
+) -> torch.Tensor:
+    """The mean of the teachers' softmax outputs, each on ``inputs`` at its own resolution
+    (index-aligned rows: row i is the same signal for every teacher)."""
+    probs = []
+    for t in teachers:
+        assert t.resolution is not None
+        model = plain_from_onnx(bank_dir / t.file, model_config(t))
+        probs.append(soft_targets(model, inputs[t.resolution]))
+    return torch.stack(probs).mean(0)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -94,36 +130,33 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"error: {exc}") from None
     members = [m for m in bank.models if m.family == FAMILY]
     try:
-        teacher_entry = (
-            next(m for m in members if m.id == args.teacher)
-            if args.teacher
-            else default_teacher(members)
-        )
-    except (StopIteration, ValueError):
-        raise SystemExit(
-            f"error: no teacher {args.teacher or 'of width 1.0'} in the bank"
-        ) from None
+        teachers = pick_teachers(members, args.teacher, args.ensemble_width)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    teacher_ids = {t.id for t in teachers}
     if args.members:
         wanted = set(args.members.split(","))
         unknown = wanted - {m.id for m in members}
         if unknown:
             raise SystemExit(f"error: not width-resolution members of the bank: {sorted(unknown)}")
-        if teacher_entry.id in wanted and args.keep_teacher:
-            raise SystemExit(f"error: {teacher_entry.id} is the teacher and --keep-teacher is set")
+        kept = sorted(wanted & teacher_ids)
+        if kept and args.keep_teacher:
+            raise SystemExit(f"error: {', '.join(kept)}: a teacher and --keep-teacher is set")
         students = [m for m in members if m.id in wanted]
     else:
-        students = [m for m in members if m.id != teacher_entry.id or not args.keep_teacher]
+        students = [m for m in members if m.id not in teacher_ids or not args.keep_teacher]
     if not students:
         raise SystemExit(f"error: no member to distil in {bank_dir / 'manifest.json'}")
     done = [m.id for m in students if "distilled" in m.provenance]
     if done:
         raise SystemExit(f"error: already distilled (rebuild the bank first): {', '.join(done)}")
-    for entry in {teacher_entry.id: teacher_entry, **{m.id: m for m in students}}.values():
+    for entry in {**{t.id: t for t in teachers}, **{m.id: m for m in students}}.values():
         path = bank_dir / entry.file
         if not path.is_file() or sha256_file(path) != entry.sha256:
             why = "is missing" if not path.is_file() else "does not match the manifest's sha256"
             raise SystemExit(f"error: {path} {why} (model {entry.id}); nothing was changed")
 
+    teacher_entry = teachers[0]
     prov = teacher_entry.provenance
     refit = bool(prov.get("refit", False))
     hop128 = int(prov.get("train_config", {}).get("train_hop128", 32))
@@ -133,18 +166,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     fit_exps = [e for e in experiments if e.subject in fit_subj]
     val_exps = [] if refit else [e for e in experiments if e.subject in split.val]
     test_exps = [e for e in experiments if e.subject in split.test]
-    res = sorted({m.resolution for m in students} | {teacher_entry.resolution}, reverse=True)
-    fit = aligned_windows(fit_exps, tuple(r for r in res if r), hop128=hop128)
+    res = sorted({m.resolution or 0 for m in [*students, *teachers]} - {0}, reverse=True)
+    fit = aligned_windows(fit_exps, tuple(res), hop128=hop128)
     norm = teacher_entry.normalization
-    r_t = teacher_entry.resolution
-    assert r_t is not None
-    teacher = plain_from_onnx(bank_dir / teacher_entry.file, model_config(teacher_entry))
-    soft = soft_targets(teacher, torch.from_numpy(norm(fit.x[r_t])))
+    # per resolution, once: the normalised training windows
+    inputs = {r: torch.from_numpy(norm(fit.x[r])) for r in res}
+    soft = ensemble_soft_targets(bank_dir, teachers, inputs)
     y = torch.from_numpy(fit.y)
     teacher_fit_acc = float((soft.argmax(1) == y).float().mean())
+    teacher_name = ",".join(t.id for t in teachers)
     print(
         f"data: {len(experiments)} experiments from {source}; fit subjects {sorted(fit_subj)} "
-        f"({len(y)} windows, hop {hop128}), teacher {teacher_entry.id} "
+        f"({len(y)} windows, hop {hop128}), teacher {teacher_name} "
         f"(train accuracy {teacher_fit_acc:.4f})"
     )
     cfg = FinetuneConfig(max_steps=args.max_steps, lr=args.lr)
@@ -153,8 +186,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     staging.mkdir()
     common = {
         "command": " ".join([COMMAND, *args.argv]),
-        "teacher": teacher_entry.id,
-        "teacher_sha256": teacher_entry.sha256,
+        # one teacher: its id and sha256; an ensemble: lists of both, in the same order
+        "teacher": teacher_entry.id if len(teachers) == 1 else [t.id for t in teachers],
+        "teacher_sha256": (
+            teacher_entry.sha256 if len(teachers) == 1 else [t.sha256 for t in teachers]
+        ),
         "epochs": args.epochs,
         "finetune_config": dataclasses.asdict(cfg),
         "fit_subjects": sorted(fit_subj),
@@ -164,8 +200,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "git_commit": git_commit(),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
-    # per resolution, once: the normalised training windows, the validation and test windows
-    inputs = {r: torch.from_numpy(norm(fit.x[r])) for r in res if r}
+    # per resolution, once: the validation and test windows
     vals = {r: eval_windows(val_exps, r) if val_exps else None for r in inputs}
     tests = {r: eval_windows(test_exps, r) for r in inputs}
     new: dict[str, ModelEntry] = {}
@@ -296,13 +331,26 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=DEFAULT_LR,
         help=f"start of each member's cosine learning-rate decay (AdamW; {DEFAULT_LR:g})",
     )
-    ap.add_argument("--teacher", default=None, help="teacher member id (width 1.0, highest R)")
+    who = ap.add_mutually_exclusive_group()
+    who.add_argument(
+        "--teacher",
+        default=None,
+        help="teacher member id, or comma-separated ids for an ensemble (mean of their softmax "
+        "outputs; default: the full configuration, width 1.0 at the highest resolution)",
+    )
+    who.add_argument(
+        "--ensemble-width",
+        type=float,
+        default=None,
+        metavar="W",
+        help="teacher: the ensemble of every member of width >= W, at every resolution",
+    )
     ap.add_argument("--members", default=None, help="comma-separated member ids (default: all)")
     ap.add_argument(
         "--keep-teacher",
         action="store_true",
-        help="leave the teacher as it is (default: it too is distilled from its own frozen "
-        "outputs, a born-again step)",
+        help="leave the teacher(s) as they are (default: they too are distilled from the "
+        "frozen outputs, a born-again step)",
     )
     ap.add_argument("--seed", type=int, default=0, help="random seed (0)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (2)")
@@ -320,6 +368,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         ap.error("--epochs must be at least 1")
     if not args.lr > 0:
         ap.error("--lr must be positive")
+    if args.ensemble_width is not None and not 0 < args.ensemble_width <= 1:
+        ap.error("--ensemble-width must be in (0, 1]")
     return args
 
 

@@ -121,6 +121,9 @@ def test_pareto_front() -> None:
         ((0.95, 0.948), (0.2, 0.1), True),
         ((0.95, 0.94), (0.2, 0.1), False),
         ((0.95, 0.95), (0.2, 0.3), False),
+        ((0.95, 0.95), (0.2, 0.19), False),  # 1.05x: within timing noise, not kept
+        ((0.95, 0.95), (0.2, 0.18), True),  # 1.11x
+        ((0.95, 0.95), (0.2, 0.2), False),
     ],
 )
 def test_keep_int8(accs: tuple[float, float], p50s: tuple[float, float], kept: bool) -> None:

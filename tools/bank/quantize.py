@@ -39,8 +39,11 @@ class QuantConfig:
     per_channel: bool = True
     reduce_range: bool = False
     max_drop: float = 0.005  # accuracy (fraction) an int8 variant may lose against its parent
+    # fp32 p50 / int8 p50 an int8 variant must reach: interleaved ratios of one pair moved from
+    # 0.89x to 1.05x between two runs on one machine, so "faster at all" kept a member by chance
+    min_speedup: float = 1.1
     seed: int = 0
-    version: int = 1
+    version: int = 2
 
 
 class WindowReader(CalibrationDataReader):  # type: ignore[misc]
@@ -101,6 +104,8 @@ def keep_int8(
     drop = fp32_acc - int8_acc
     if drop > cfg.max_drop + 1e-9:
         return False, f"loses {100 * drop:.2f} pt on validation (limit {100 * cfg.max_drop:.2f})"
-    if int8_p50 >= fp32_p50:
-        return False, f"not faster (p50 {int8_p50:.4f} ms vs {fp32_p50:.4f} ms)"
+    if int8_p50 * cfg.min_speedup > fp32_p50:
+        return False, (
+            f"not {cfg.min_speedup:g}x faster (p50 {int8_p50:.4f} ms vs {fp32_p50:.4f} ms)"
+        )
     return True, f"{fp32_p50 / int8_p50:.2f}x faster, {100 * drop:+.2f} pt validation drop"

@@ -59,7 +59,14 @@ def plan_install(
     root: Path = Path("/"),
     system: bool = True,
     venv: bool = True,
+    group: str | None = None,
 ) -> list[Step]:
+    """``group`` owns the configuration (default: the service's group when ``system``): systemd
+    does not hand ``ConfigurationDirectory=`` to ``User=``, so without it the service could not
+    read its own profile."""
+    if group is None and system:
+        group = USER
+
     def at(p: Path) -> Path:
         return root / p.relative_to("/")
 
@@ -122,12 +129,22 @@ def plan_install(
     def config() -> None:
         etc.mkdir(parents=True, exist_ok=True, mode=0o750)
         target = etc / "profile.toml"
-        if target.exists():
-            return  # never overwrite the user's configuration
-        target.write_text(rewrite_profile(profile.read_text(encoding="utf-8"), prefix))
-        target.chmod(0o640)
+        if not target.exists():  # never overwrite the user's configuration
+            target.write_text(rewrite_profile(profile.read_text(encoding="utf-8"), prefix))
+            target.chmod(0o640)
+        if group is not None:  # readable by the service, writable by root alone
+            for path in (etc, target):
+                try:
+                    shutil.chown(path, group=group)
+                except (LookupError, OSError) as exc:
+                    raise ServiceError(f"{path}: cannot give it to group {group} ({exc})") from exc
+            etc.chmod(0o750)
+            target.chmod(target.stat().st_mode & 0o7777 | 0o040)  # group read, nothing wider
 
-    steps.append(Step(f"write {etc / 'profile.toml'} from {profile} (kept if it exists)", config))
+    readable = f", readable by group {group}" if group else ""
+    steps.append(
+        Step(f"write {etc / 'profile.toml'} from {profile} (kept if it exists){readable}", config)
+    )
 
     def unit() -> None:
         unit_dst.parent.mkdir(parents=True, exist_ok=True)

@@ -97,3 +97,46 @@ def test_cli_dry_run_lists_steps() -> None:
     assert result.exit_code == 0, result.output
     assert "[1/6] create the system user har-agent" in result.stdout
     assert "systemctl daemon-reload" in result.stdout
+
+
+def test_configuration_is_given_to_the_service_group(tmp_path: Path) -> None:
+    """systemd does not hand ConfigurationDirectory= to User=: the install must give the profile
+    to the service's group, or the service cannot read it (tested with this process's group)."""
+    import grp
+    import os
+
+    # as root, a group other than ours shows the ownership really changed
+    gid = grp.getgrnam("daemon").gr_gid if os.geteuid() == 0 else os.getgid()
+    mine = grp.getgrgid(gid).gr_name
+    steps = plan_install(
+        source=ROOT,
+        profile=ROOT / "profiles" / "default.toml",
+        root=tmp_path,
+        system=False,
+        venv=False,
+        group=mine,
+    )
+    conf = tmp_path / "etc/har-agent/profile.toml"
+    conf.parent.mkdir(parents=True)
+    conf.write_text("# the user's own, owner-only\n")
+    conf.chmod(0o600)
+    for step in steps:
+        step.action()
+    assert conf.read_text() == "# the user's own, owner-only\n"  # kept
+    assert oct(conf.stat().st_mode & 0o777) == "0o640"
+    assert conf.stat().st_gid == gid and conf.parent.stat().st_gid == gid
+    assert oct(conf.parent.stat().st_mode & 0o777) == "0o750"
+
+
+def test_unknown_group_is_one_clear_error(tmp_path: Path) -> None:
+    steps = plan_install(
+        source=ROOT,
+        profile=ROOT / "profiles" / "default.toml",
+        root=tmp_path,
+        system=False,
+        venv=False,
+        group="no-such-group-har",
+    )
+    with pytest.raises(AgentError, match="cannot give it to group no-such-group-har"):
+        for step in steps:
+            step.action()

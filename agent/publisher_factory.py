@@ -10,6 +10,7 @@ from pathlib import Path
 
 from agent.credentials import load_credentials
 from agent.discovery import ha_status_topic
+from agent.errors import AgentError
 from agent.forwarder import OutboxPublisher
 from agent.mqtt import MqttPublisher, MqttSettings
 from agent.outbox import Outbox, free_bytes
@@ -67,10 +68,14 @@ def make_publisher(profile: Profile, *, use_outbox: bool) -> Publisher:
     o = profile.outbox
     if not (use_outbox and o.enabled):
         return mqtt_link(profile)  # a replay: an unreachable broker ends it with one line
-    link = mqtt_link(profile, retry_in_background=True)
+    link = mqtt_link(profile, retry_in_background=True)  # not connected until started
     path = outbox_path(profile)
     cap = int(o.max_mb * 1024 * 1024)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise AgentError(f"{path.parent}: cannot create the outbox folder ({reason})") from exc
     room = free_bytes(path.parent)
     if cap > room // 2:
         # stay well under the free space of the filesystem (an SD card must not fill up)

@@ -141,6 +141,15 @@ def test_bad_profile(tmp_path: Path, case: str) -> None:
     _one_line_error(["run", "--profile", str(prof)], fragment)
 
 
+def test_outbox_folder_that_cannot_be_made(tmp_path: Path) -> None:
+    """An outbox path below a plain file (or a folder the service may not write): one line."""
+    (tmp_path / "afile").write_text("")
+    text = DEFAULT_PROFILE.read_text().replace('"../', f'"{ROOT}/')
+    prof = tmp_path / "p.toml"
+    prof.write_text(f'{text}\n[outbox]\npath = "{tmp_path}/afile/state/outbox.db"\n')
+    _one_line_error(["run", "--profile", str(prof)], "cannot create the outbox folder")
+
+
 # -- models --------------------------------------------------------------------------------------
 def _one_model_bank(tmp: Path) -> tuple[Path, dict[str, Any]]:
     """A bank folder with one member, the default profile's best fp32 model; its raw entry."""

@@ -240,6 +240,10 @@ def replay(
             f"; {1000 * agent.energy_j / stats.windows:.3f} mJ per window ({agent.meter.name})"
         )
     typer.echo(summary, err=True)
+    if agent.lost:
+        raise _fail(
+            AgentError(f"{agent.lost} messages were not delivered to the MQTT broker (see above)")
+        )
     if timing:
         from agent.inference import to_model_input
         from agent.timing import overhead_report, raw_session_times

@@ -51,7 +51,7 @@ class Link(Protocol):
 
     def poll(self) -> list[Command]: ...
 
-    def stop(self) -> None: ...
+    def stop(self) -> int: ...
 
 
 class OutboxPublisher:
@@ -116,11 +116,12 @@ class OutboxPublisher:
                 return left
             time.sleep(0.02)
 
-    def stop(self) -> None:
+    def stop(self) -> int:
         left = self.flush(5.0)  # a broker that is coming back may still take the backlog
         if left:
             log.info("outbox: %d messages stay on disk and will be sent after the next start", left)
-        self.link.stop()
+        self.link.stop()  # what the link still held is on disk too
+        return 0
 
     # -- forwarding -----------------------------------------------------------------------------
     def _settle(self) -> None:

@@ -355,9 +355,12 @@ class MqttPublisher:
     def connected(self) -> bool:
         return self._connected
 
-    def stop(self) -> None:
+    def stop(self) -> int:
+        """Say goodbye and disconnect; return the messages lost: handed over with QoS > 0 and
+        never acknowledged, plus those dropped because paho's queue was full."""
         self._stopping = True
         self.poll_events()
+        left = len(self._pending)
         if self.start_failure is None:  # not when it never connected: nothing can be acknowledged
             left = self.flush(5.0)
             if left:
@@ -371,3 +374,4 @@ class MqttPublisher:
         self._loop_running = False
         self._client.disconnect()
         self._client.loop_stop()
+        return left + self.dropped

@@ -34,8 +34,9 @@ class Publisher(Protocol):
         """Wait up to ``timeout_s`` for handed-over messages to be delivered; return how many
         are still undelivered."""
 
-    def stop(self) -> None:
-        """Say goodbye (status offline) and disconnect."""
+    def stop(self) -> int:
+        """Say goodbye (status offline) and disconnect; return how many handed-over messages
+        were lost: neither delivered nor kept for a later start."""
 
 
 @dataclass
@@ -60,8 +61,9 @@ class MemoryPublisher:
     def flush(self, timeout_s: float) -> int:
         return 0
 
-    def stop(self) -> None:
+    def stop(self) -> int:
         self.stopped = True
+        return 0
 
     def payloads(self, suffix: str) -> list[bytes]:
         """Payloads sent to topics ending in ``suffix`` (e.g. "/prediction"), in order."""
@@ -88,5 +90,6 @@ class StdoutPublisher:
         self._out.flush()
         return 0
 
-    def stop(self) -> None:
+    def stop(self) -> int:
         self._out.flush()
+        return 0

@@ -81,6 +81,8 @@ class Agent:
     meter: EnergyMeter | None = None
     energy_j: float | None = None
     """Energy the run took by :attr:`meter` (set when :meth:`run` returns)."""
+    lost: int = 0
+    """Messages the publisher lost at stop: neither delivered nor kept on disk."""
 
     def publish_discovery(self, payload: bytes = b"online") -> None:
         """(Re)publish the Home Assistant discovery configs, retained."""
@@ -108,7 +110,7 @@ class Agent:
             if self.meter is not None:
                 self.meter.close()
             self.notifier.stopping()
-            self.publisher.stop()
+            self.lost = self.publisher.stop()
             self.notifier.close()
 
 

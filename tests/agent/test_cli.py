@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from typer.testing import CliRunner
 
 from agent.cli import app
 from tests.agent.helpers import DEFAULT_PROFILE, RECORDINGS, ROOT, default_entry
-from tests.conftest import free_port
+from tests.conftest import free_port, start_broker, stop_broker
 
 runner = CliRunner()
 
@@ -136,3 +137,32 @@ def test_unreachable_broker_subprocess(tmp_path: Path) -> None:
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("har-agent: error:")]
     assert len(errors) == 1 and "cannot reach the MQTT broker" in errors[0]
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.integration
+def test_replay_that_loses_the_broker_fails(tmp_path: Path) -> None:
+    """The broker goes away mid-replay and never comes back: predictions are lost, so the
+    replay must not end with status 0 (it did, after one warning)."""
+    broker = start_broker(tmp_path)
+    prof = tmp_path / "p.toml"
+    text = DEFAULT_PROFILE.read_text().replace("port = 1883", f"port = {broker.port}")
+    prof.write_text(text.replace('"../', f'"{ROOT}/'))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "replay", str(RECORDINGS[0]), "--speed", "40"]
+        + ["--profile", str(prof)],
+        env={**os.environ, "XDG_STATE_HOME": str(tmp_path)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        time.sleep(3.0)  # connected and publishing (a 40x replay of 5.5 min takes ~8 s)
+        assert proc.poll() is None
+    finally:
+        stop_broker(broker)
+    _, stderr = proc.communicate(timeout=90)
+    assert proc.returncode == 1, stderr
+    errors = [ln for ln in stderr.splitlines() if ln.startswith("har-agent: error:")]
+    assert len(errors) == 1 and "messages were not delivered to the MQTT broker" in errors[0]
+    assert "Traceback" not in stderr

@@ -38,8 +38,8 @@ class ScriptedLink:
     def poll(self) -> list[Command]:
         return []
 
-    def stop(self) -> None:
-        pass
+    def stop(self) -> int:
+        return 0
 
     def ack_all(self, code: int = 0) -> None:
         self.acks += [

@@ -134,6 +134,7 @@ class Controller:
             "deadline_misses": st.misses,
             "switches": st.switches,
             "candidates": [c.id for c in self.policy.candidates],
+            "pinnable": self.policy.pinnable,
             "loaded": self.pool.loaded(),
         }
 

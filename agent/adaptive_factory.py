@@ -59,7 +59,7 @@ def candidates_of(profile: Profile, manifest: Manifest) -> list[ModelEntry]:
 def pareto(entries: list[ModelEntry], base_ms: dict[str, float]) -> list[ModelEntry]:
     """The members no other member beats on both latency and accuracy. The policy would never
     pick a dominated one (whenever it fits, a faster and more accurate member fits too), so
-    it is neither preloaded nor given a front of its own."""
+    it is not preloaded; the override may still pin it (its session loads then)."""
     out: list[ModelEntry] = []
     best = float("-inf")
     for e in sorted(entries, key=lambda e: (base_ms[e.id], -expected_accuracy(e))):
@@ -99,15 +99,14 @@ def build_adaptive(
     if not entries:
         raise ConfigError(f"{profile.name}: no candidate member has a latency figure")
     front = pareto(entries, base)
-    if force is not None and force not in {e.id for e in front}:
-        front += [e for e in entries if e.id == force]  # the override may name any candidate
+    on_front = {e.id for e in front}
+    off_front = [e for e in entries if e.id not in on_front]  # the override may pin these too
     log.info(
         "adaptive: %d of %d candidates are on the accuracy/latency front: %s",
         len(front),
         len(entries),
         ", ".join(e.id for e in front),
     )
-    entries = front
     hop_s = entries[0].input.window.hop_s
     limits = Limits(
         budget_ms=budget_ms(profile, hop_s),
@@ -117,7 +116,7 @@ def build_adaptive(
         core_w=profile.energy.core_w,
     )
     policy = Policy(
-        [Candidate(e.id, expected_accuracy(e), e.macs) for e in entries],
+        [Candidate(e.id, expected_accuracy(e), e.macs) for e in front],
         limits,
         PolicyTuning(
             headroom_up=pol.headroom_up,
@@ -127,10 +126,14 @@ def build_adaptive(
             thermal_release_c=pol.thermal_release_c,
         ),
         mode=mode or pol.mode,
+        pinnable=[Candidate(e.id, expected_accuracy(e), e.macs) for e in off_front],
     )
     if force is not None:
         if not policy.knows(force):
-            raise ConfigError(f"--force {force!r}: not one of the policy's candidates")
+            raise ConfigError(
+                f"--force {force!r}: not one of the policy's candidates "
+                f"({profile.name}: policy.candidates, members with a latency figure)"
+            )
         policy.force(force)
     latency = LatencyModel({e.id: base[e.id] for e in entries}, alpha=pol.ewma_alpha)
     pool = SessionPool(manifest, entries, settings, perf, int(pol.preload_mb * 2**20), wrap=wrap)
@@ -139,7 +142,7 @@ def build_adaptive(
     loaded = pool.preload(c.id for c in policy.candidates)
     log.info(
         "adaptive: %d candidates, budget %.3f ms per window, %d sessions preloaded, start with %s",
-        len(entries),
+        len(front),
         limits.budget_ms,
         len(loaded),
         start.id,

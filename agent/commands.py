@@ -57,7 +57,7 @@ def _apply(cmd: str, body: dict[str, Any], control: Control | None) -> None:
         except KeyError:
             raise ValueError(
                 f"model {model!r} is not one of the policy's candidates "
-                "(the 'status' command lists them under adaptive.candidates)"
+                "(the 'status' command lists those it may pin under adaptive.pinnable)"
             ) from None
     elif cmd == "release":
         control.force(None)

@@ -69,12 +69,16 @@ class Policy:
         tuning: PolicyTuning | None = None,
         *,
         mode: str = "adaptive",
+        pinnable: Sequence[Candidate] = (),
     ) -> None:
+        """``candidates`` are what the policy chooses among; ``pinnable`` are further members
+        that only the override (``force``) may pin, e.g. those off the accuracy/latency front."""
         if not candidates:
             raise ValueError("the policy needs at least one candidate")
         # best first: accuracy, then fewer MACs
         self.candidates = sorted(candidates, key=lambda c: (-c.accuracy, c.macs, c.id))
         self._by_id = {c.id: c for c in self.candidates}
+        self._pinnable = {c.id: c for c in (*self.candidates, *pinnable)}
         self.limits = limits
         self.tuning = tuning or PolicyTuning()
         self.mode = mode
@@ -86,7 +90,14 @@ class Policy:
         self._thermal_snap: ResourceSnapshot | None = None
 
     def knows(self, model_id: str) -> bool:
-        return model_id in self._by_id
+        """Whether the override may pin ``model_id`` (a candidate or a pinnable member)."""
+        return model_id in self._pinnable
+
+    @property
+    def pinnable(self) -> list[str]:
+        """Every member the override may pin: the candidates, then the others, by id."""
+        extra = sorted(i for i in self._pinnable if i not in self._by_id)
+        return [c.id for c in self.candidates] + extra
 
     def _ceiling(self, share: float) -> float:
         """Largest predicted latency (ms) allowed at ``share`` of every limit."""
@@ -202,13 +213,13 @@ class Policy:
     def initial(self, predicted: Mapping[str, float]) -> Candidate:
         """The member to start with: the best that fits with headroom, else the fastest."""
         if self.override is not None:
-            return self._by_id[self.override]
+            return self._pinnable[self.override]
         return self._best_fitting(predicted, self._ceiling(self.tuning.headroom_up)) or (
             self._fastest(predicted)
         )
 
     def force(self, model_id: str | None) -> None:
         """Pin ``model_id`` (``None`` releases the pin)."""
-        if model_id is not None and model_id not in self._by_id:
+        if model_id is not None and model_id not in self._pinnable:
             raise KeyError(model_id)
         self.override = model_id

@@ -130,7 +130,9 @@ def build_agent(
     manifest = load_manifest(profile.resolve(profile.model.dir))
     inf = profile.inference
     settings = SessionSettings(inf.intra_op_threads, inf.inter_op_threads, inf.allow_spinning)
-    mode = opts.policy_mode or profile.policy.mode
+    # --force is "the adaptive runtime with one member pinned": 'release' hands control back to
+    # the policy, so it implies adaptive unless --policy says otherwise
+    mode = opts.policy_mode or ("adaptive" if opts.force_model else profile.policy.mode)
     adaptive = None
     if (mode == "adaptive" or opts.force_model) and not opts.model_id:
         adaptive = build_adaptive(

@@ -299,6 +299,49 @@ def test_cli_replay_adaptive_and_force() -> None:
     assert bad.exit_code == 1 and "har-agent: error:" in bad.stderr and "nope" in bad.stderr
 
 
+def test_force_without_policy_is_adaptive_and_release_hands_back() -> None:
+    """``--force`` on a static profile is the adaptive runtime with a member pinned: the MQTT
+    'release' lets the policy choose again. The override may pin a member off the front (the
+    docs' example wc-w0.50-r064 is one with the default candidates), by CLI and by MQTT alike."""
+    from agent.commands import handle_command
+    from agent.profile import load_profile
+    from tests.agent.helpers import DEFAULT_PROFILE
+
+    prof = load_profile(DEFAULT_PROFILE)
+    assert prof.policy.mode == "static"
+    prof = dataclasses.replace(
+        prof, source=dataclasses.replace(prof.source, kind="replay", path=str(RECORDINGS[0]))
+    )
+    opts = RunOptions(speed=0.0, loop=False, monitor=False, force_model="wc-w0.10-r032")
+    agent = build_agent(prof, options=opts, publisher=MemoryPublisher())
+    ctl = agent.pipeline.controller
+    assert ctl is not None and ctl.policy.mode == "adaptive"
+    off_front = "wc-w0.50-r064"
+    assert off_front not in ctl.status()["candidates"] and off_front in ctl.status()["pinnable"]
+    assert "wc-w0.10-r032" not in ctl.status()["candidates"]  # --force pinned one off it too
+
+    def next_order() -> Any:  # a member not preloaded loads in the background first
+        deadline = time.monotonic() + 30
+        while (order := ctl.take()) is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return order
+
+    reply = json.loads(handle_command(b'{"cmd":"force","model":"wc-w0.50-r064"}', ctl.status, ctl))
+    assert reply["ok"], reply
+    order = next_order()
+    assert order is not None and (order.target, order.reason) == (off_front, "override")
+    reply = json.loads(handle_command(b'{"cmd":"release"}', ctl.status, ctl))
+    assert reply["ok"] and ctl.status()["override"] is None
+    order = next_order()
+    assert order is not None and order.reason == "candidates"
+    assert order.target in ctl.status()["candidates"]
+    # --policy static with --force stays static: pinned, and released it keeps that member
+    opts = dataclasses.replace(opts, policy_mode="static")
+    agent = build_agent(prof, options=opts, publisher=MemoryPublisher())
+    assert agent.pipeline.controller is not None
+    assert agent.pipeline.controller.policy.mode == "static"
+
+
 @pytest.mark.parametrize("board", ["pi4", "pi5", "pizero2w"])
 def test_board_profiles_build_an_adaptive_agent(board: str) -> None:
     """The shipped board profiles run the adaptive runtime (here fed by a recording)."""

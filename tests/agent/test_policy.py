@@ -156,6 +156,26 @@ def test_override_and_static_mode() -> None:
     assert d is not None and d.target == "mid"
 
 
+def test_pinnable_members_are_for_the_override_alone() -> None:
+    """A member off the front: the override may pin it (also at start); the policy never picks
+    it, and after a release it moves back into the candidates."""
+    off = Candidate("off", 0.90, 4_000_000)
+    p = Policy(BANK, Limits(budget_ms=1.0, hop_ms=1280.0), TUNING, pinnable=[off])
+    assert p.knows("off") and not p.knows("nope")
+    assert p.pinnable == ["big", "mid", "small", "tiny", "off"]
+    with_off = {**scaled(0.1), "off": 0.01}  # the fastest by far, and every member fits
+    assert p.initial(with_off).id == "big"  # never chosen by the policy itself
+    assert p.decide(100.0, "big", with_off) is None
+    p.force("off")
+    assert p.initial(with_off).id == "off"
+    d = p.decide(101.0, "big", with_off)
+    assert d is not None and (d.target, d.reason) == ("off", "override")
+    assert p.decide(102.0, "off", with_off) is None  # pinned
+    p.force(None)
+    d = p.decide(103.0, "off", with_off)
+    assert d is not None and (d.target, d.reason) == ("big", "candidates")
+
+
 def test_initial_choice_and_outsider() -> None:
     p = policy()
     assert p.initial(scaled(1.0)).id == "mid"  # big needs 0.8 > 0.7

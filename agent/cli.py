@@ -27,7 +27,7 @@ from agent.cli_sensors import record, sensors_app
 from agent.cli_service import service_app
 from agent.errors import AgentError
 from agent.payload import Prediction
-from agent.profile import Profile, load_profile
+from agent.profile import Profile, load_profile, with_device
 
 DEFAULT_PROFILE = "profiles/default.toml"
 
@@ -167,11 +167,19 @@ def run(
 
 @app.command()
 def replay(
-    session: Annotated[Path, typer.Argument(help="Recording to replay (.har.csv or .har.csv.gz).")],
+    session: Annotated[
+        Path,
+        typer.Argument(help="Recording to replay (.har.csv, .har.bin, either optionally .gz)."),
+    ],
     profile: ProfileOpt = Path(DEFAULT_PROFILE),
     speed: Annotated[
-        float, typer.Option(help="Replay speed: 1 = real time, 10 = ten times faster.", min=0.001)
-    ] = 1.0,
+        float | None,
+        typer.Option(
+            help="Replay speed: 1 = real time, 10 = ten times faster "
+            "(default: the profile's source.speed).",
+            min=0.001,
+        ),
+    ] = None,
     fast: Annotated[bool, typer.Option("--fast", help="As fast as possible (no pacing).")] = False,
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="Bank member to use (default: profile's).")
@@ -188,6 +196,15 @@ def replay(
     ] = False,
     policy: PolicyOpt = None,
     force: ForceOpt = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            "--device",
+            metavar="ID",
+            help="Publish as this device (topics har/ID/...) instead of the profile's device.id; "
+            "use it when replaying with a running daemon's profile.",
+        ),
+    ] = None,
 ) -> None:
     """Replay a recorded session through the agent and publish its predictions."""
     from agent.publishers import Publisher, StdoutPublisher
@@ -195,6 +212,10 @@ def replay(
 
     try:
         prof = _load(profile)
+        if device is not None:
+            prof = with_device(prof, device)
+        if speed is None:  # a profile made for replays may set its pace (0: no pacing)
+            speed = prof.source.speed
         publisher: Publisher | None = StdoutPublisher() if no_mqtt else None
         opts = RunOptions(
             recording=session,

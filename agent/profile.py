@@ -280,6 +280,16 @@ def _build(cls: type[Any], table: Any, prefix: str, where: str) -> Any:
         raise ConfigError(f"{where}: {exc}") from exc
 
 
+def with_device(p: Profile, device_id: str) -> Profile:
+    """``p`` publishing as another device (``replay --device``)."""
+    if not _DEVICE_ID.match(device_id):
+        raise ConfigError(
+            f"--device {device_id!r}: must be 1-64 letters, digits, '_', '.' or '-' "
+            "(used in MQTT topics)"
+        )
+    return dataclasses.replace(p, device=dataclasses.replace(p.device, id=device_id))
+
+
 def _validate(p: Profile, where: str) -> None:
     def bad(key: str, why: str) -> ConfigError:
         return ConfigError(f"{where}: {key} {why}")

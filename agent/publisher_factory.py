@@ -21,7 +21,17 @@ from agent.publishers import Publisher
 log = logging.getLogger(__name__)
 
 
-def mqtt_link(profile: Profile, *, retry_in_background: bool = False) -> MqttPublisher:
+def client_id(profile: Profile, *, replay: bool = False) -> str:
+    """The profile's ``mqtt.client_id``, else ``har-agent-<device.id>``. A replay adds
+    ``-replay-<pid>``: a broker drops one of two clients with the same id whenever the other
+    connects, so a replay with the daemon's profile would knock the daemon off."""
+    base = profile.mqtt.client_id or f"har-agent-{profile.device.id}"
+    return f"{base}-replay-{os.getpid()}" if replay else base
+
+
+def mqtt_link(
+    profile: Profile, *, retry_in_background: bool = False, replay: bool = False
+) -> MqttPublisher:
     """The MQTT link; ``retry_in_background``: a broker that cannot be reached at start is
     logged and retried instead of ending the run (the daemon, whose outbox keeps the rows)."""
     m = profile.mqtt
@@ -30,7 +40,7 @@ def mqtt_link(profile: Profile, *, retry_in_background: bool = False) -> MqttPub
     settings = MqttSettings(
         host=m.host,
         port=m.port,
-        client_id=m.client_id or f"har-agent-{profile.device.id}",
+        client_id=client_id(profile, replay=replay),
         keepalive_s=m.keepalive_s,
         qos=m.qos,
         connect_timeout_s=m.connect_timeout_s,
@@ -67,7 +77,8 @@ def outbox_path(profile: Profile, env: Mapping[str, str] | None = None) -> Path:
 def make_publisher(profile: Profile, *, use_outbox: bool) -> Publisher:
     o = profile.outbox
     if not (use_outbox and o.enabled):
-        return mqtt_link(profile)  # a replay: an unreachable broker ends it with one line
+        # a replay (or a daemon without outbox): an unreachable broker ends it with one line
+        return mqtt_link(profile, replay=not use_outbox)
     link = mqtt_link(profile, retry_in_background=True)  # not connected until started
     path = outbox_path(profile)
     cap = int(o.max_mb * 1024 * 1024)

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -166,3 +167,44 @@ def test_replay_that_loses_the_broker_fails(tmp_path: Path) -> None:
     errors = [ln for ln in stderr.splitlines() if ln.startswith("har-agent: error:")]
     assert len(errors) == 1 and "messages were not delivered to the MQTT broker" in errors[0]
     assert "Traceback" not in stderr
+
+
+def test_replay_client_id_differs_from_the_daemons() -> None:
+    """Two clients with one id knock each other off the broker: a replay with the daemon's
+    profile gets an id of its own."""
+    from agent.profile import load_profile
+    from agent.publisher_factory import client_id
+
+    prof = load_profile(DEFAULT_PROFILE)
+    assert client_id(prof) == "har-agent-demo"
+    assert client_id(prof, replay=True) == f"har-agent-demo-replay-{os.getpid()}"
+
+
+def test_replay_as_another_device() -> None:
+    res = runner.invoke(
+        app, ["replay", str(RECORDINGS[0]), "--fast", "--no-mqtt", "--device", "bench-1"]
+    )
+    assert res.exit_code == 0, res.output
+    topics = {line.split(" ", 1)[0] for line in res.stdout.splitlines() if line.startswith("har/")}
+    assert "har/bench-1/prediction" in topics and not any("/demo/" in t for t in topics)
+    bad = runner.invoke(app, ["replay", str(RECORDINGS[0]), "--no-mqtt", "--device", "a/b"])
+    assert bad.exit_code == 1 and "--device 'a/b'" in bad.stderr
+
+
+def test_replay_speed_defaults_to_the_profile(tmp_path: Path, monkeypatch: Any) -> None:
+    import agent.wiring
+    from agent.errors import AgentError
+
+    seen: list[float] = []
+
+    def capture(profile: Any, *, options: Any, **_: Any) -> Any:
+        seen.append(options.speed)
+        raise AgentError("stop here")
+
+    monkeypatch.setattr(agent.wiring, "build_agent", capture)
+    prof = tmp_path / "p.toml"
+    text = DEFAULT_PROFILE.read_text().replace('"../', f'"{ROOT}/')
+    prof.write_text(text.replace("speed = 1.0", "speed = 5.0"))
+    for extra in ([], ["--speed", "2"], ["--fast"]):
+        runner.invoke(app, ["replay", str(RECORDINGS[0]), "--no-mqtt", "-p", str(prof), *extra])
+    assert seen == [5.0, 2.0, 0.0]

@@ -45,6 +45,9 @@ MAX_LABEL_CHARS = 64
 MAX_RATE_HZ = 100_000.0
 PARSE_BLOCK = 2048
 """Rows parsed per call of numpy's parser when streaming."""
+RATE_TOLERANCE = 0.1
+"""How far (relative) the median time step of a recording's first rows may be from
+1 / sample_rate_hz: live recordings jitter by a few percent, a wrong header is off by 2x."""
 VERSION = 1
 """The CSV body's version; :data:`BINARY_VERSION` is the binary body's."""
 BINARY_VERSION = 2
@@ -346,6 +349,8 @@ class RecordingReader:
         if self.header.labelled:
             fields.append(("label", f"U{MAX_LABEL_CHARS}"))
         self._row_dtype = np.dtype(fields)
+        self._known_labels = frozenset(self.header.labels) if self.header.labels else None
+        """Labels a row may carry (CSV rows are free text; binary records index this list)."""
         cols = self._next_row()
         self._buf: list[str] = []
         self._pos = 0
@@ -403,11 +408,19 @@ class RecordingReader:
         try:
             # the structured dtype makes loadtxt insist on exactly `width` fields in every row
             arr = np.loadtxt(lines, delimiter=",", dtype=self._row_dtype, comments=None, ndmin=1)
-            if labelled:
-                return arr["v"], _expand_runs(arr["label"])
-            return arr["v"], []
         except ValueError:
             pass
+        else:
+            if not labelled:
+                return arr["v"], []
+            known = self._known_labels
+            try:
+                return arr["v"], _expand_runs(arr["label"], known)
+            except _UnknownLabel as exc:
+                raise RecordingError(
+                    f"{self.path}: line {first_line + exc.row}: label {exc.label!r} is not one of "
+                    f"the header's labels ({', '.join(sorted(known or ()))})"
+                ) from None
         for i, ln in enumerate(lines):
             fields = ln.rstrip("\r\n").split(",")
             where = f"{self.path}: line {first_line + i}"
@@ -474,6 +487,8 @@ class RecordingReader:
                         f"{self.path}: {blk.unit} {blk.first + bad}: time {t[bad]} does not "
                         "increase"
                     )
+                if last_t == -math.inf:
+                    self._check_rate(steps[1:], blk)
                 last_t = float(t[-1])
                 # the largest step between rows of this block: a bound for every chunk cut here
                 max_step = float(steps[1:].max()) if len(t) > 1 else 0.0
@@ -487,6 +502,20 @@ class RecordingReader:
                     )
         finally:
             self.close()
+
+    def _check_rate(self, steps: np.ndarray, blk: _Block) -> None:
+        """The header's rate against the first block's median step: a wrong sample_rate_hz
+        would make every step look like a gap (no windows at all) or resample wrongly."""
+        if len(steps) < 8:
+            return
+        step = float(np.median(steps))
+        rate = self.header.sample_rate_hz
+        if abs(step * rate - 1.0) > RATE_TOLERANCE:
+            raise RecordingError(
+                f"{self.path}: the header says {rate:g} Hz but {blk.unit}s {blk.first}-"
+                f"{blk.first + len(steps)} are {1.0 / step:.4g} Hz apart (median step "
+                f"{step:.4g} s); fix sample_rate_hz"
+            )
 
     def close(self) -> None:
         if self._fh is not None:
@@ -517,15 +546,24 @@ def _is_gzip(path: Path) -> bool:
         return fh.read(2) == b"\x1f\x8b"
 
 
-def _expand_runs(labels: np.ndarray) -> list[str | None]:
+class _UnknownLabel(Exception):
+    def __init__(self, row: int, label: str) -> None:
+        self.row, self.label = row, label
+
+
+def _expand_runs(labels: np.ndarray, known: frozenset[str] | None = None) -> list[str | None]:
     """Per-row labels as Python strings (empty -> None), one string object per run of equal
-    labels: labels change a few times a minute, so this beats converting every row."""
+    labels: labels change a few times a minute, so this beats converting every row. With
+    ``known``, a label outside it raises :class:`_UnknownLabel` (checked once per run)."""
     if labels.shape[0] == 0:
         return []
     starts = [0, *(np.flatnonzero(labels[1:] != labels[:-1]) + 1).tolist(), labels.shape[0]]
     out: list[str | None] = []
     for a, b in zip(starts[:-1], starts[1:], strict=False):
-        out += [str(labels[a]) or None] * (b - a)
+        label = str(labels[a]) or None
+        if known and label is not None and label not in known:
+            raise _UnknownLabel(a, label)
+        out += [label] * (b - a)
     return out
 
 

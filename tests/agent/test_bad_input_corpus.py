@@ -83,6 +83,14 @@ RECORDING_CASES: dict[str, tuple[Callable[[list[str]], bytes], str]] = {
         lambda ls: "".join(_edit_row(ls, 70, _set(0, "0"))).encode(),
         "does not increase",
     ),
+    "label-outside-the-header": (
+        lambda ls: "".join(_edit_row(ls, 80, lambda f: [*f[:-1], "LAYI"])).encode(),
+        "line 83: label 'LAYI' is not one of the header's labels",
+    ),
+    "rate-disagrees-with-times": (
+        lambda ls: "".join(_header(ls, "sample_rate_hz", 100.0)).encode(),
+        "the header says 100 Hz but lines 3-",
+    ),
     "absurd-rate": (
         lambda ls: "".join(_header(ls, "sample_rate_hz", 5e7)).encode(),
         "sample_rate_hz",

@@ -28,7 +28,7 @@ def _write(
     path: Path, n: int = 300, header: RecordingHeader = HEADER
 ) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
     rng = np.random.default_rng(1)
-    t = np.arange(n) / 50.0
+    t = np.arange(n) / header.sample_rate_hz
     v = rng.normal(size=(n, len(header.channels)))
     labels: list[str | None] = [("WALKING" if i < n // 2 else None) for i in range(n)]
     with RecordingWriter(path, header) as w:

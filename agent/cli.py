@@ -185,7 +185,12 @@ def replay(
         str | None, typer.Option("--model", "-m", help="Bank member to use (default: profile's).")
     ] = None,
     no_mqtt: Annotated[
-        bool, typer.Option("--no-mqtt", help="Write messages to stdout instead of MQTT.")
+        bool,
+        typer.Option(
+            "--no-mqtt",
+            help="Write messages to stdout instead of MQTT, one 'topic payload' line each "
+            "(as mosquitto_sub -v shows them; jq: cut -d' ' -f2-).",
+        ),
     ] = False,
     print_: PrintOpt = False,
     timing: Annotated[

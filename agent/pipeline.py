@@ -222,6 +222,11 @@ class Pipeline:
         """What the metrics topic carries: the status, then resources, energy and outbox."""
         return {**self.status(), **(self.metrics() if self.metrics is not None else {})}
 
+    def _publish_metrics(self) -> None:
+        """The retained metrics snapshot (QoS 0: telemetry, the next one supersedes it)."""
+        body = json.dumps(self._metrics_body(), separators=(",", ":")).encode()
+        self.publisher.publish(self.topics.metrics, body, qos=0, retain=True)
+
     def process(self, chunk: Chunk) -> int:
         """Run one chunk through to the publisher; return the number of windows it completed."""
         for cmd in self.publisher.poll():
@@ -243,13 +248,7 @@ class Pipeline:
             self.publisher.publish(f"{self.topics.base}/health", health.payload(), 1, retain=True)
         if self.metrics is not None and self.clock.monotonic() >= self._next_metrics:
             self._next_metrics = self.clock.monotonic() + self.metrics_every_s
-            body = self._metrics_body()
-            self.publisher.publish(
-                self.topics.metrics,
-                json.dumps(body, separators=(",", ":")).encode(),
-                qos=0,
-                retain=True,
-            )
+            self._publish_metrics()
         if not self._config_sent:
             self._config_sent = True
             self._publish_config("start")
@@ -393,4 +392,6 @@ class Pipeline:
             if self.heartbeat is not None:
                 self.heartbeat(self.clock.monotonic())
         stats.wall_s = perf() - started
+        if self.metrics is not None:  # the retained snapshot ends with the run's own figures
+            self._publish_metrics()
         return stats

@@ -1,7 +1,7 @@
 """Where predictions go: the :class:`Publisher` protocol and its small implementations.
 
 The MQTT implementation lives in :mod:`agent.mqtt`; here are the ones that need no broker:
-:class:`StdoutPublisher` (``--no-mqtt``: JSON lines on standard output) and
+:class:`StdoutPublisher` (``--no-mqtt``: ``topic payload`` lines on standard output) and
 :class:`MemoryPublisher` (tests and benchmarks: keeps every message in a list).
 """
 

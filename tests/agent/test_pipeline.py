@@ -177,6 +177,16 @@ def test_commands_are_answered() -> None:
     assert replies[3]["ok"] is False and "adaptive runtime" in replies[3]["error"]
 
 
+def test_retained_metrics_start_and_end_with_the_run() -> None:
+    """A snapshot at start and one when the run ends, so the retained metrics after a replay
+    carry its figures (the 60 s tick alone left 'windows': 0 there)."""
+    pub = MemoryPublisher()
+    stats = build_agent(profile_for(), options=RunOptions(speed=0, loop=False), publisher=pub).run()
+    snaps = [json.loads(p) for t, p, _, retain in pub.messages if t == "har/demo/metrics"]
+    assert len(snaps) == 2 and all(r for t, _, _, r in pub.messages if t == "har/demo/metrics")
+    assert snaps[0]["windows"] == 0 and snaps[-1]["windows"] == stats.windows > 200
+
+
 def test_non_finite_windows_are_rejected_and_counted() -> None:
     """A source that delivers NaN (a broken sensor conversion, say) never reaches ONNX Runtime."""
     from agent.recording import Chunk

@@ -51,7 +51,8 @@ ProfileOpt = Annotated[
         "--profile",
         "-p",
         envvar="HAR_AGENT_PROFILE",
-        help="Profile (TOML) to run with. [env: HAR_AGENT_PROFILE]",
+        help="Profile (TOML) to run with; the default is looked for here, then beside the "
+        "installation. [env: HAR_AGENT_PROFILE]",
         show_envvar=False,
     ),
 ]

@@ -9,7 +9,9 @@ docs/profiles.md lists every key.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import sys
 import tomllib
 import types
 import typing
@@ -421,11 +423,38 @@ def parse_profile(text: str, where: str, base_dir: Path) -> Profile:
     return profile
 
 
+DEFAULT_PROFILE = Path("profiles/default.toml")
+"""What commands run with when neither ``--profile`` nor ``$HAR_AGENT_PROFILE`` names one."""
+
+
+def find_profile(path: Path) -> Path:
+    """``path`` as given, unless it is :data:`DEFAULT_PROFILE` and missing from the current
+    folder: then the installation's own copy (beside the ``agent`` package in a checkout, or
+    beside the virtual environment, as in ``/opt/har-agent``), then the service's
+    ``/etc/har-agent/profile.toml`` when readable. So ``har-agent bench`` works from any folder."""
+    if path != DEFAULT_PROFILE or path.exists():
+        return path
+    tree = Path(__file__).resolve().parents[1] / DEFAULT_PROFILE
+    beside_venv = Path(sys.prefix).resolve().parent / DEFAULT_PROFILE
+    service = Path("/etc/har-agent/profile.toml")
+    for candidate in (tree, beside_venv):
+        if candidate.is_file():
+            return candidate
+    if service.is_file() and os.access(service, os.R_OK):
+        return service
+    return path
+
+
 def load_profile(path: str | Path) -> Profile:
-    p = Path(path)
+    p = find_profile(Path(path))
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
+        if p == DEFAULT_PROFILE:
+            raise ConfigError(
+                f"{p}: no such profile here, beside the installation, or at "
+                "/etc/har-agent/profile.toml; name one with --profile"
+            ) from exc
         raise ConfigError(f"{p}: no such profile") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{p}: cannot read profile ({exc})") from exc

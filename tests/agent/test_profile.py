@@ -1,4 +1,5 @@
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -124,3 +125,19 @@ def test_bad_profiles(tmp_path: Path, text: str, match: str) -> None:
 def test_missing_profile_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such profile"):
         load_profile(tmp_path / "nope.toml")
+
+
+def test_default_profile_is_found_from_any_folder(tmp_path: Path, monkeypatch: Any) -> None:
+    """`har-agent bench` from another folder: the installation's own default profile."""
+    from agent.profile import DEFAULT_PROFILE, find_profile
+
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(tmp_path)
+    assert find_profile(DEFAULT_PROFILE) == root / "profiles" / "default.toml"
+    assert load_profile(DEFAULT_PROFILE).device.id == "demo"
+    other = Path("profiles/pi4.toml")  # only the default is searched for
+    assert find_profile(other) == other
+    (tmp_path / "profiles").mkdir()
+    text = (root / "profiles" / "default.toml").read_text().replace('"../', f'"{root}/')
+    (tmp_path / "profiles" / "default.toml").write_text(text.replace('id = "demo"', 'id = "here"'))
+    assert load_profile(DEFAULT_PROFILE).device.id == "here"  # the current folder's comes first

@@ -96,8 +96,10 @@ def convert(
             raise AgentError(f"{dst}: converting a recording onto itself")
         if dst.exists() and not force:
             raise AgentError(f"{dst} exists (use --force to overwrite)")
-        reader = RecordingReader(src)
-        with RecordingWriter(dst, reader.header, flush_every=100_000) as writer:
+        with (
+            RecordingReader(src) as reader,
+            RecordingWriter(dst, reader.header, flush_every=100_000) as writer,
+        ):
             for chunk in reader.chunks(4096):
                 writer.write(chunk.t, chunk.values, chunk.labels)
     except RecordingError as exc:

@@ -82,7 +82,10 @@ def handle_command(
     try:
         if len(payload) > MAX_COMMAND_BYTES:
             raise ValueError(f"command larger than {MAX_COMMAND_BYTES} bytes")
-        body = json.loads(payload.decode("utf-8"))
+        try:
+            body = json.loads(payload.decode("utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not JSON: {exc}") from None
         if not isinstance(body, dict):
             raise ValueError("a command must be a JSON object")
         request_id = body.get("id")

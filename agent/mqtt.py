@@ -22,6 +22,7 @@ import queue
 import ssl
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -125,6 +126,10 @@ class MqttPublisher:
         if s.credentials is not None:
             client.username_pw_set(s.credentials.username, s.credentials.password)
         if s.tls:
+            files = (("ca_file", s.ca_file), ("client_cert", s.client_cert))
+            for what, name in (*files, ("client_key", s.client_key)):
+                if name and not Path(name).is_file():
+                    raise ConfigError(f"MQTT TLS set-up failed: {what} {name} does not exist")
             try:
                 context = ssl.create_default_context(cafile=s.ca_file)  # verifies host name too
                 if s.client_cert:

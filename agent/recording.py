@@ -208,7 +208,11 @@ class RecordingWriter:
                 str(self.path), len(header.channels), header.labels if header.labelled else None
             )
         self._part = self.path.with_name(self.path.name + ".part")
-        self._raw = _open_bytes(self._part, "w", gz=self.path.name.endswith(".gz"))
+        try:
+            self._raw = _open_bytes(self._part, "w", gz=self.path.name.endswith(".gz"))
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise RecordingError(f"{self.path}: cannot write the recording ({reason})") from exc
         self._flush_every = flush_every
         self._since_flush = 0
         self._last_t = -math.inf

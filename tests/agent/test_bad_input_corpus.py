@@ -132,7 +132,7 @@ PROFILE_CASES: dict[str, tuple[tuple[str, str], str]] = {
     ),
     "missing-ca-file": (
         ("qos = 1", 'qos = 1\ntls = true\nca_file = "nope.pem"'),
-        "MQTT TLS set-up failed",
+        "MQTT TLS set-up failed: ca_file",
     ),
 }
 
@@ -244,7 +244,7 @@ def test_sensor_without_an_i2c_bus() -> None:
 
 # -- MQTT commands -------------------------------------------------------------------------------
 COMMAND_CASES: dict[str, tuple[bytes, str]] = {
-    "malformed-json": (b'{"cmd": "ping"', "Expecting"),
+    "malformed-json": (b'{"cmd": "ping"', "not JSON: Expecting"),
     "not-utf8": (b"\xff\xfe{}", "utf-8"),
     "not-an-object": (b'["ping"]', "a command must be a JSON object"),
     "unknown-command": (b'{"cmd": "reboot"}', "unknown command 'reboot'"),

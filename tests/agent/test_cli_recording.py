@@ -68,6 +68,12 @@ def test_convert_refuses_to_overwrite(tmp_path: Path) -> None:
     assert dst.read_bytes() == b"keep me"
 
 
+def test_convert_into_a_missing_folder_names_the_file(tmp_path: Path) -> None:
+    dst = tmp_path / "no" / "such" / "x.har.bin"
+    line = _error_line(runner.invoke(app, ["recording", "convert", str(DEMO), str(dst)]))
+    assert f"{dst}: cannot write the recording (No such file or directory)" in line
+
+
 def test_convert_of_a_bad_recording_leaves_nothing(tmp_path: Path) -> None:
     src = tmp_path / "bad.har.csv"
     src.write_text(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sys
 import typing
 from pathlib import Path
@@ -107,6 +108,13 @@ def bench(
     """Benchmark models: latency percentiles, throughput, CPU, memory, energy, accuracy."""
     from agent.cli import _fail
 
+    for path in (out, table):  # before minutes of measuring, not after
+        if path is not None:
+            folder = path.parent
+            if not folder.is_dir():
+                raise _fail(ConfigError(f"{path}: cannot write (no folder {folder})"))
+            if not os.access(folder, os.W_OK):
+                raise _fail(ConfigError(f"{path}: cannot write (folder {folder} is read-only)"))
     try:
         results, header = _run(
             model, profile, models_dir, warmup, runs, duration, threads, spinning, data,
@@ -135,6 +143,9 @@ def bench(
         body = latency_table(results, header["board"], header["threads"])
         _write(table, json.dumps(body, indent=2) + "\n")
         typer.echo(f"wrote the latency table for {len(body['models'])} models to {table}", err=True)
+    if header.get("interrupted"):
+        typer.echo(f"har-agent: interrupted: {header['interrupted']} models measured", err=True)
+        raise typer.Exit(130)
 
 
 def _write(path: Path, text: str) -> None:
@@ -263,8 +274,13 @@ def _run(
                 file=sys.stderr,
                 item_show_func=lambda t: t.name if t is not None else None,
             ) as bar:
-                for target in bar:
-                    results.append(bench_model(target, opts, inputs_for, meter, idle))
+                try:
+                    for target in bar:
+                        results.append(bench_model(target, opts, inputs_for, meter, idle))
+                except KeyboardInterrupt:  # keep (and print) the rows measured so far
+                    if not results:
+                        raise
+                    header["interrupted"] = f"{len(results)} of {len(targets)}"
     finally:
         if meter is not None:
             meter.close()

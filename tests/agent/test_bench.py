@@ -288,6 +288,36 @@ def test_bad_option_combinations(tmp_path: Path) -> None:
     one_line_error(bench("-m", MEMBER, "--meter", "joulemeter"), "--meter must be one of")
 
 
+def test_output_paths_are_checked_before_measuring(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "x.json"
+    for opt in ("--out", "--table"):
+        result = bench("-m", MEMBER, *QUICK, "--json", opt, str(missing))
+        one_line_error(result, f"{missing}: cannot write (no folder {missing.parent})")
+        assert "p50" not in result.stdout  # nothing was measured
+
+
+def test_interrupted_bench_all_keeps_the_rows_measured(monkeypatch: Any) -> None:
+    """Ctrl-C in the middle of ``-m all``: the rows so far are printed, exit status 130."""
+    import agent.bench
+
+    real = agent.bench.bench_model
+    calls = []
+
+    def interrupted_on_the_third(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(agent.bench, "bench_model", interrupted_on_the_third)
+    result = bench("-m", "all", "--runs", "3", "--warmup", "1", "--meter", "none", "--json")
+    assert result.exit_code == 130, result.output
+    body = json.loads(result.stdout)
+    n = len(load_manifest(MODELS).models)
+    assert len(body["results"]) == 2 and body["interrupted"] == f"2 of {n}"
+    assert f"interrupted: 2 of {n} models measured" in result.stderr
+
+
 @pytest.mark.skipif(Path("/sys/class/powercap").exists(), reason="this machine has powercap")
 def test_a_named_meter_that_is_absent_is_an_error() -> None:
     # not a silent fall-back to the estimate: the profile (or --meter) asked for this meter

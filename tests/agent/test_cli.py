@@ -45,6 +45,27 @@ def test_models_list() -> None:
     assert default_entry().id in result.output and "acc %" in result.output
 
 
+def test_models_list_checks_every_file(tmp_path: Path) -> None:
+    import shutil
+
+    bank = tmp_path / "bank"
+    shutil.copytree(ROOT / "models", bank)
+    (bank / "wc-w0.10-r032.onnx").unlink()
+    with open(bank / "cnn1d-base.onnx", "r+b") as fh:
+        fh.seek(1000)
+        fh.write(b"\x00\x01\x02")
+    result = runner.invoke(app, ["models", "list", "--dir", str(bank)])
+    assert result.exit_code == 1
+    rows = {ln.split()[0]: ln.split()[-1] for ln in result.stdout.splitlines()[2:] if ln.strip()}
+    assert rows["wc-w0.10-r032"] == "missing" and rows["cnn1d-base"] == "altered"
+    assert rows["wc-w0.75-r096"] == "ok"
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("har-agent: error:")]
+    assert errors == [
+        "har-agent: error: 2 model file(s) missing or not as the manifest says: "
+        "cnn1d-base (altered), wc-w0.10-r032 (missing)"
+    ]
+
+
 def test_replay_to_stdout() -> None:
     result = runner.invoke(
         app,

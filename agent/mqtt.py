@@ -155,8 +155,12 @@ class MqttPublisher:
         client.publish(self.topics.status, "online", qos=1, retain=True)
         self._events.put(("connected", str(rc)))
 
-    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
-        self._events.put(("disconnected", str(rc)))
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, flags: Any, rc: Any, _p: Any) -> None:
+        detail = str(rc)
+        if not getattr(flags, "is_disconnect_packet_from_server", True) and rc.is_failure:
+            # paho's code for a socket that closed without a DISCONNECT ("Unspecified error")
+            detail = "connection closed without a DISCONNECT: broker stopped or network lost"
+        self._events.put(("disconnected", detail))
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         self._inbox.put(Command(topic=msg.topic, payload=bytes(msg.payload)))

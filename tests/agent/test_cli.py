@@ -187,6 +187,7 @@ def test_replay_that_loses_the_broker_fails(tmp_path: Path) -> None:
     assert proc.returncode == 1, stderr
     errors = [ln for ln in stderr.splitlines() if ln.startswith("har-agent: error:")]
     assert len(errors) == 1 and "messages were not delivered to the MQTT broker" in errors[0]
+    assert "closed without a DISCONNECT: broker stopped or network lost" in stderr
     assert "Traceback" not in stderr
 
 

@@ -7,7 +7,9 @@ a window is kept only when every one of its samples carries the same activity la
 
 from __future__ import annotations
 
+import argparse
 import re
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,16 +166,76 @@ def recordings_in(data_dir: Path) -> dict[tuple[int, int], Path]:
     return found
 
 
+PICKLE = "pickle"
+"""``--data pickle``: read the package's HAPT.pkl.gz directly instead of imported recordings."""
+AUTO = "auto"
+"""``--data auto`` (the default): ``data/hapt`` when it holds the full import, else the pickle,
+saying so on stderr."""
+DEFAULT_DATA = Path("data/hapt")
+EXPECTED_RECORDINGS = 61
+
+DataArg = Path | str | None
+"""A folder of imported recordings, :data:`AUTO`, or :data:`PICKLE` (``None``: the pickle)."""
+
+
+class DataSourceError(ValueError):
+    """The dataset named by ``--data`` cannot be used."""
+
+
+def data_source(text: str) -> DataArg:
+    """``--data`` as given: ``auto``, ``pickle``, or a folder of imported recordings."""
+    return text if text in (AUTO, PICKLE) else Path(text)
+
+
+def data_text(source: DataArg) -> str:
+    """The ``--data`` argument that names ``source`` (to pass it on to another tool)."""
+    return PICKLE if source is None else str(source)
+
+
+def add_data_argument(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument(
+        "--data",
+        type=data_source,
+        default=AUTO,
+        help="a folder of imported recordings (python -m tools.import_hapt writes data/hapt); "
+        "'pickle': the package's HAPT.pkl.gz directly; 'auto' (default): data/hapt when fully "
+        "imported, else the pickle. The two differ in the 8th digit (the recordings keep 7 "
+        "significant digits), so a member rebuilds exactly only from the source its provenance "
+        "names",
+    )
+
+
 def load_experiments(
-    data_dir: Path | None, subjects: Iterable[int] | None = None
+    data: DataArg, subjects: Iterable[int] | None = None
 ) -> tuple[list[Experiment], str]:
-    """Experiments from ``data_dir`` when it holds the full import (61 recordings), else straight
-    from the package's pickle. Returns them (optionally only ``subjects``) and a source note."""
+    """Experiments from ``data`` (see :data:`DataArg`). A folder must hold the full import (61
+    recordings): a partial or missing one is an error, never a silent switch to the pickle,
+    because the two sources give different (if close) models. Returns the experiments
+    (optionally only ``subjects``) and a source note for provenance."""
     wanted = set(subjects) if subjects is not None else None
-    found = recordings_in(data_dir) if data_dir is not None else {}
-    if data_dir is not None and len(found) == 61:
+    if data == AUTO:
+        if len(recordings_in(DEFAULT_DATA)) == EXPECTED_RECORDINGS:
+            data = DEFAULT_DATA
+        else:
+            print(
+                f"note: {DEFAULT_DATA} is not imported (python -m tools.import_hapt): reading the "
+                "package's HAPT.pkl.gz; models made from it differ slightly from ones made from "
+                "the recordings",
+                file=sys.stderr,
+            )
+            data = None
+    if isinstance(data, Path):
+        found = recordings_in(data)
+        if len(found) != EXPECTED_RECORDINGS:
+            what = (
+                f"--data {data} holds {len(found)} of the {EXPECTED_RECORDINGS} imported HAPT "
+                "recordings"
+                if data.exists()
+                else f"--data {data} does not exist"
+            )
+            raise DataSourceError(f"{what}; run python -m tools.import_hapt, or pass --data pickle")
         paths = [p for (s, _), p in sorted(found.items()) if wanted is None or s in wanted]
-        return [experiment_from_recording(p) for p in paths], f"recordings in {data_dir}"
+        return [experiment_from_recording(p) for p in paths], f"recordings in {data}"
     experiments = load_hapt()
     if wanted is not None:
         experiments = [e for e in experiments if e.subject in wanted]

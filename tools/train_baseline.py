@@ -30,7 +30,15 @@ import torch
 from agent.manifest import InputSpec, ModelEntry, load_manifest, sha256_file, write_manifest
 from agent.windowing import Normalizer, WindowSpec
 from tools import metrics
-from tools.data import DEFAULT_VAL_SUBJECTS, PROTOCOL, WindowSet, cut_windows, load_experiments
+from tools.cli import positive_int, run_main
+from tools.data import (
+    DEFAULT_VAL_SUBJECTS,
+    PROTOCOL,
+    WindowSet,
+    add_data_argument,
+    cut_windows,
+    load_experiments,
+)
 from tools.data import make_split as make_subject_split
 from tools.export import (
     INPUT_NAME,
@@ -252,14 +260,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m tools.train_baseline",
         description="Train the baseline 1-D CNN on UCI HAPT and register it in the model bank.",
     )
-    ap.add_argument("--epochs", type=int, default=None, help="training epochs (12; smoke: 1)")
+    ap.add_argument(
+        "--epochs", type=positive_int, default=None, help="training epochs (12; smoke: 1)"
+    )
     ap.add_argument("--seed", type=int, default=0, help="random seed (0)")
     ap.add_argument(
         "--out", type=Path, default=None, help="model bank folder (models; smoke: build/smoke)"
     )
-    ap.add_argument(
-        "--data", type=Path, default=Path("data/hapt"), help="imported recordings (data/hapt)"
-    )
+    add_data_argument(ap)
     ap.add_argument("--smoke", action="store_true", help="tiny run: 4 subjects, 1 epoch (CI)")
     ap.add_argument(
         "--no-refit",
@@ -280,8 +288,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    run(parse_args(argv))
-    return 0
+    return run_main(lambda: run(parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -114,7 +114,7 @@ def test_windows_follow_the_resampler() -> None:
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     out = tmp_path_factory.mktemp("wrbank")
     args = build.parse_args(
-        ["--smoke", "--arch", "conv1d", "--out", str(out), "--data", str(out / "none")]
+        ["--smoke", "--arch", "conv1d", "--out", str(out), "--data", "pickle"]
     )
     return out, build.run(args)
 

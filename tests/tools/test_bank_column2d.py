@@ -79,7 +79,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any
     out = tmp_path_factory.mktemp("wcbank")
     args = build.parse_args(
         ["--smoke", "--arch", "column2d", "--max-steps", "3", "--out", str(out)]
-        + ["--data", str(out / "none")]
+        + ["--data", "pickle"]
     )
     return out, build.run(args)
 

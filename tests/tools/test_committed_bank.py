@@ -16,7 +16,7 @@ from agent.manifest import ModelEntry, load_manifest, sha256_file
 from agent.recording import read_recording
 from tools.bank.evaluate import member_metrics
 from tools.bank.windows import eval_windows
-from tools.data import load_experiments
+from tools.data import load_experiments, recordings_in
 from tools.hapt import ACTIVITIES, CHANNELS, RATE_HZ, TEST_SUBJECTS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,7 +76,9 @@ def test_member_loads_and_takes_the_windows_the_agent_cuts(member: str) -> None:
 
 @pytest.fixture(scope="module")
 def test_experiments() -> list:  # type: ignore[type-arg]
-    experiments, _ = load_experiments(ROOT / "data" / "hapt", TEST_SUBJECTS)
+    imported = ROOT / "data" / "hapt"
+    source = imported if len(recordings_in(imported)) == 61 else "pickle"
+    experiments, _ = load_experiments(source, TEST_SUBJECTS)
     assert {e.subject for e in experiments} == set(TEST_SUBJECTS)
     return experiments
 

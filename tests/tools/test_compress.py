@@ -170,7 +170,7 @@ def smoke_bank(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str
         latency_ms={"p50": 0.1},
     )
     write_manifest(out, [parent], {"generator": "test"})
-    data = Path("data/hapt") if Path("data/hapt").is_dir() else out / "none"
+    data = "auto"  # data/hapt when imported, else the pickle
     args = compress.parse_args(["--smoke", "--out", str(out), "--data", str(data)])
     return out, compress.run(args)
 
@@ -248,3 +248,45 @@ def test_report_writes_tables_and_plots(
     assert "`pr50-wr-w1.00-r128`" in text and "97.00 %" in text
     for name in ("bank-accuracy-latency.png", "bank-accuracy-macs.png"):
         assert (tmp_path / "img" / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def _bank_state(bank: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(bank.iterdir()) if p.is_file()}
+
+
+def test_bad_arguments_change_nothing(
+    smoke_bank: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    """A typo in --parent or --int8-only is refused before a file is written or deleted (the
+    default --out is the committed bank)."""
+    import shutil
+
+    src, _ = smoke_bank
+    bank = tmp_path / "bank"
+    shutil.copytree(src, bank)
+    before = _bank_state(bank)
+    for extra in (["--parent", "wr-bogus"], ["--int8-only", "wr-bogus"]):
+        with pytest.raises(SystemExit, match="nothing was changed"):
+            compress.run(compress.parse_args(["--smoke", "--out", str(bank), *extra]))
+        assert _bank_state(bank) == before
+
+
+def test_skipped_stages_keep_their_members(
+    smoke_bank: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    """--no-prune / --no-quantize skip a stage and keep what it made before (not delete it)."""
+    import shutil
+
+    src, _ = smoke_bank
+    bank = tmp_path / "bank"
+    shutil.copytree(src, bank)
+    before = load_manifest(bank)
+    assert any(m.family == "pruned" for m in before.models)
+    args = ["--smoke", "--out", str(bank), "--no-prune", "--no-quantize", "--data", "auto"]
+    compress.run(compress.parse_args(args))
+    after = load_manifest(bank)
+    assert [m.to_dict() for m in after.models] == [m.to_dict() for m in before.models]
+    for m in after.models:
+        assert sha256_file(after.path_of(m)) == m.sha256
+    report_after = (bank / compress.REPORT_FILE).read_text()
+    assert '"pruning"' in report_after  # the skipped stage's section is kept

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -69,3 +71,43 @@ def test_protocol_window_counts(windows: data.WindowSet) -> None:
     for part in (train, val, test):
         assert min(part.class_counts().values()) > 100
     assert windows.x.shape[1:] == (128, 6)
+
+
+def test_a_missing_or_partial_import_is_an_error_not_the_pickle(tmp_path: Path) -> None:
+    """An explicit --data folder that is not the full import used to fall back to the pickle
+    silently; the two sources differ in the 8th digit, so the models would too."""
+    with pytest.raises(data.DataSourceError, match="does not exist; run python -m tools.import"):
+        data.load_experiments(tmp_path / "none")
+    (tmp_path / "part").mkdir()
+    with pytest.raises(data.DataSourceError, match="holds 0 of the 61"):
+        data.load_experiments(tmp_path / "part")
+    assert data.data_source("pickle") == "pickle" and data.data_source("auto") == "auto"
+    assert data.data_source("x/y") == Path("x/y") and data.data_text(None) == "pickle"
+
+
+def test_tools_commands_end_bad_input_in_one_line(tmp_path: Path) -> None:
+    """The tools' commands: an unusable dataset or bank is `error: ...` and exit status 1;
+    a bad option value is refused by argparse before any work (exit status 2)."""
+    import subprocess
+    import sys
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", *args], capture_output=True, text=True, timeout=120
+        )
+
+    bad_data = run("tools.bank.build", "--smoke", "--out", str(tmp_path / "b"), "--data", "nope")
+    assert bad_data.returncode == 1 and "error: --data nope does not exist" in bad_data.stderr
+    for cmd in ("tools.bank.compress", "tools.bank.report"):
+        flag = "--out" if cmd.endswith("compress") else "--models"
+        no_bank = run(cmd, flag, str(tmp_path / "nobank"))
+        assert no_bank.returncode == 1 and "error:" in no_bank.stderr, no_bank.stderr
+        assert "Traceback" not in no_bank.stderr
+    for args in (
+        ("tools.bank.build", "--smoke", "--widths", "1.5"),
+        ("tools.bank.build", "--smoke", "--max-steps", "0"),
+        ("tools.bank.distill", "--smoke", "--threads", "0"),
+        ("tools.bank.report", "--rounds", "0"),
+    ):
+        res = run(*args)
+        assert res.returncode == 2 and "Traceback" not in res.stderr, (args, res.stderr)

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.tools
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     out = tmp_path_factory.mktemp("bank")
-    args = train_baseline.parse_args(["--smoke", "--out", str(out), "--data", str(out / "none")])
+    args = train_baseline.parse_args(["--smoke", "--out", str(out), "--data", "pickle"])
     return out, train_baseline.run(args)
 
 

@@ -38,7 +38,14 @@ from tools.bank.members import FAMILY, MemberResult, build_member, calib_batches
 from tools.bank.supernet import WIDTH_SAMPLING
 from tools.bank.train import BankTrainConfig, train_supernet
 from tools.bank.windows import BASE_LENGTH, aligned_windows, eval_windows
-from tools.data import DEFAULT_VAL_SUBJECTS, load_experiments, make_split
+from tools.cli import positive_int, run_main, widths
+from tools.data import (
+    DEFAULT_VAL_SUBJECTS,
+    add_data_argument,
+    data_text,
+    load_experiments,
+    make_split,
+)
 from tools.hapt import TEST_SUBJECTS
 from tools.train import seed_everything
 from tools.train_baseline import SMOKE_SUBJECTS, git_commit
@@ -83,6 +90,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     grid_w = args.widths or (SMOKE_WIDTHS if args.smoke else default_widths(args.arch))
     grid_r = SMOKE_RESOLUTIONS if args.smoke else RESOLUTIONS
 
+    out: Path = args.out
+    try:  # before the training, not after it
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SystemExit(f"error: {out}: cannot create the bank folder ({exc.strerror})") from None
     experiments, source = load_experiments(args.data, SMOKE_SUBJECTS if args.smoke else None)
     split = make_split({e.subject for e in experiments}, DEFAULT_VAL_SUBJECTS, TEST_SUBJECTS)
     train_subj = set(split.train) | (set(split.val) if args.refit else set())
@@ -102,8 +114,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print("  " + ", ".join(f"{k} {v:.4g}" for k, v in rec.items()))
     train_seconds = round(time.time() - started, 1)
 
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
     provenance = {
         "command": " ".join(["python -m tools.bank.build", *args.argv]),
         "seed": cfg.seed,
@@ -156,12 +166,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"results": results, "history": history, "manifest": manifest}
     if args.distill_epochs > 0:
         argv = ["--bank", str(out), "--epochs", str(args.distill_epochs), "--seed", str(args.seed)]
-        argv += ["--data", str(args.data), *(["--smoke"] if args.smoke else [])]
+        argv += ["--data", data_text(args.data), *(["--smoke"] if args.smoke else [])]
         result["distill"] = distill.run(distill.parse_args(argv))
     if args.compress:
         from tools.bank import compress
 
-        argv = ["--out", str(out), "--seed", str(args.seed), "--data", str(args.data)]
+        argv = ["--out", str(out), "--seed", str(args.seed), "--data", data_text(args.data)]
         result["compress"] = compress.run(
             compress.parse_args([*argv, *(["--smoke"] if args.smoke else [])])
         )
@@ -190,8 +200,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="training epochs (column2d: 40, conv1d: 24, as the committed banks; smoke: 1)",
     )
     ap.add_argument("--seed", type=int, default=0, help="random seed (0)")
-    ap.add_argument("--out", type=Path, default=None, help="bank folder (models; smoke: build/)")
-    ap.add_argument("--data", type=Path, default=Path("data/hapt"), help="imported recordings")
+    ap.add_argument(
+        "--out", type=Path, default=None, help="bank folder (models; smoke: build/bank-smoke)"
+    )
+    add_data_argument(ap)
     ap.add_argument("--smoke", action="store_true", help="tiny run: 4 subjects, few steps (CI)")
     ap.add_argument(
         "--arch",
@@ -201,7 +213,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     ap.add_argument(
         "--widths",
-        type=lambda s: tuple(float(w) for w in s.split(",")),
+        type=widths,
         default=None,
         help="comma-separated export widths (conv1d: 0.125,...,1; column2d: 0.1,0.125,...,1)",
     )
@@ -218,7 +230,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="weight of the distillation term for the sandwich's narrower passes; the rest is "
         f"cross-entropy (default {BankTrainConfig.kd_weight}; 1.0: distillation only)",
     )
-    ap.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
+    ap.add_argument(
+        "--max-steps", type=positive_int, default=None, help="stop after this many steps"
+    )
     ap.add_argument(
         "--distill-epochs",
         type=int,
@@ -253,8 +267,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    run(parse_args(argv))
-    return 0
+    return run_main(lambda: run(parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -39,7 +39,8 @@ import torch
 from agent.manifest import ModelEntry, load_manifest, write_manifest
 from tools.bank.prune_stage import PRUNED, StageData, run_pruning
 from tools.bank.quantize_stage import INT8, run_quantization
-from tools.data import DEFAULT_VAL_SUBJECTS, load_experiments, make_split
+from tools.cli import run_main
+from tools.data import DEFAULT_VAL_SUBJECTS, add_data_argument, load_experiments, make_split
 from tools.hapt import TEST_SUBJECTS
 from tools.train import seed_everything
 from tools.train_baseline import SMOKE_SUBJECTS, git_commit
@@ -55,15 +56,10 @@ REBUILD = (
 )
 
 
-def _drop_old(out: Path, models: Sequence[ModelEntry]) -> list[ModelEntry]:
-    """Models other than pruned/int8; the files of earlier pruned/int8 members are deleted."""
-    kept = []
-    for m in models:
-        if m.family in (PRUNED, INT8):
-            (out / m.file).unlink(missing_ok=True)
-        else:
-            kept.append(m)
-    return kept
+def _still_valid(m: ModelEntry, by_id: dict[str, ModelEntry]) -> bool:
+    """A pruned or int8 member made from a parent that is still in the bank, byte for byte."""
+    parent = by_id.get(str(m.provenance.get("parent", "")))
+    return parent is not None and parent.sha256 == m.provenance.get("parent_sha256")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -72,11 +68,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.time()
     out: Path = args.out
     bank = load_manifest(out)
-    base = _drop_old(out, bank.models)
+    base = [m for m in bank.models if m.family not in (PRUNED, INT8)]
+    old_pruned = [m for m in bank.models if m.family == PRUNED]
+    old_int8 = [m for m in bank.models if m.family == INT8]
+    # every check before anything is written or deleted: a typo must not cost the bank
     parent_id = args.parent or _default_parent(base)
     parent = next((m for m in base if m.id == parent_id), None)
     if parent is None:
-        raise SystemExit(f"error: parent {parent_id!r} is not in {out / 'manifest.json'}")
+        raise SystemExit(
+            f"error: parent {parent_id!r} is not a width-resolution member of "
+            f"{out / 'manifest.json'}; nothing was changed"
+        )
+    wanted = set(args.int8_only.split(",")) if args.int8_only else None
+    if wanted is not None and wanted - {m.id for m in base}:
+        raise SystemExit(
+            f"error: --int8-only names members not in the bank: "
+            f"{', '.join(sorted(wanted - {m.id for m in base}))}; nothing was changed"
+        )
 
     experiments, source = load_experiments(args.data, SMOKE_SUBJECTS if args.smoke else None)
     split = make_split({e.subject for e in experiments}, DEFAULT_VAL_SUBJECTS, TEST_SUBJECTS)
@@ -96,9 +104,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "git_commit": git_commit(),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
-    report: dict[str, Any] = {"parent": parent.id, "smoke": bool(args.smoke)}
-    pruned: list[ModelEntry] = []
-    if not args.no_prune:
+    previous = out / REPORT_FILE
+    report: dict[str, Any] = {}
+    if previous.is_file():  # a skipped stage keeps its section
+        old = json.loads(previous.read_text(encoding="utf-8"))
+        report = {k: old[k] for k in ("pruning", "int8") if k in old}
+    report.update(parent=parent.id, smoke=bool(args.smoke))
+    by_id = {m.id: m for m in base}
+    if args.no_prune:  # keep the pruned members whose parent is unchanged
+        pruned = [m for m in old_pruned if _still_valid(m, by_id)]
+    else:
         pruned, report["pruning"] = run_pruning(
             parent,
             out,
@@ -108,17 +123,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             smoke=args.smoke,
             finetune_max_steps=args.finetune_max_steps,
         )
-    int8: list[ModelEntry] = []
-    if not args.no_quantize:
+    by_id.update((m.id, m) for m in pruned)
+    if args.no_quantize:  # keep the int8 members whose fp32 parent is unchanged
+        int8 = [m for m in old_int8 if _still_valid(m, by_id)]
+    else:
         candidates = [*base, *pruned]
         if args.smoke:
             candidates = [m for m in candidates if m.id in _smoke_ids(parent, pruned)]
-        if args.int8_only:
-            wanted = set(args.int8_only.split(","))
+        if wanted is not None:
             candidates = [m for m in candidates if m.id in wanted or m in pruned]
         int8, report["int8"] = run_quantization(
             candidates, out, data, provenance, args.seed, smoke=args.smoke
         )
+    kept = {m.file for m in (*base, *pruned, *int8)}
+    for m in (*old_pruned, *old_int8):
+        if m.file not in kept:
+            (out / m.file).unlink(missing_ok=True)
+            print(f"removed {m.id}: replaced, or its parent changed")
     report["seconds"] = round(time.time() - started, 1)
     (out / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     meta = {k: v for k, v in bank.meta.items() if k != "manifest_version"}
@@ -152,17 +173,27 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         prog=COMMAND, description="Add pruned and int8 members to a built model bank."
     )
-    ap.add_argument("--out", type=Path, default=None, help="bank folder (models; smoke: build/)")
+    ap.add_argument(
+        "--out", type=Path, default=None, help="bank folder (models; smoke: build/bank-smoke)"
+    )
     ap.add_argument(
         "--parent",
         default=None,
         help=f"member to prune ({DEFAULT_PARENT}, or {DEFAULT_PARENT_COLUMN2D} in a column2d bank)",
     )
     ap.add_argument("--seed", type=int, default=0, help="random seed (0)")
-    ap.add_argument("--data", type=Path, default=Path("data/hapt"), help="imported recordings")
+    add_data_argument(ap)
     ap.add_argument("--smoke", action="store_true", help="tiny run: 4 subjects, few steps (CI)")
-    ap.add_argument("--no-prune", action="store_true", help="skip pruning")
-    ap.add_argument("--no-quantize", action="store_true", help="skip int8 quantization")
+    ap.add_argument(
+        "--no-prune",
+        action="store_true",
+        help="skip pruning: keep the bank's pruned members (those whose parent is unchanged)",
+    )
+    ap.add_argument(
+        "--no-quantize",
+        action="store_true",
+        help="skip int8: keep the bank's int8 members (those whose fp32 parent is unchanged)",
+    )
     ap.add_argument(
         "--finetune-max-steps",
         type=int,
@@ -183,8 +214,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    run(parse_args(argv))
-    return 0
+    return run_main(lambda: run(parse_args(argv)))
 
 
 if __name__ == "__main__":

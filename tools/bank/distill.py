@@ -59,7 +59,8 @@ from tools.bank.members import FAMILY
 from tools.bank.parent import plain_from_onnx
 from tools.bank.plain_arch import model_config
 from tools.bank.windows import ResWindows, aligned_windows, eval_windows
-from tools.data import DEFAULT_VAL_SUBJECTS, load_experiments, make_split
+from tools.cli import positive_int, run_main
+from tools.data import DEFAULT_VAL_SUBJECTS, add_data_argument, load_experiments, make_split
 from tools.export import export_onnx, latency_ms, ort_logits, session, torch_logits
 from tools.hapt import TEST_SUBJECTS
 from tools.train import seed_everything
@@ -321,9 +322,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Distil each width-resolution member of a built bank from its full "
         "configuration (run before compress).",
     )
-    ap.add_argument("--bank", type=Path, default=None, help="bank folder (models; smoke: build/)")
     ap.add_argument(
-        "--epochs", type=int, default=DEFAULT_EPOCHS, help=f"epochs per member ({DEFAULT_EPOCHS})"
+        "--bank", type=Path, default=None, help="bank folder (models; smoke: build/bank-smoke)"
+    )
+    ap.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=DEFAULT_EPOCHS,
+        help=f"epochs per member ({DEFAULT_EPOCHS})",
     )
     ap.add_argument(
         "--lr",
@@ -353,10 +359,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "frozen outputs, a born-again step)",
     )
     ap.add_argument("--seed", type=int, default=0, help="random seed (0)")
-    ap.add_argument("--threads", type=int, default=2, help="torch threads (2)")
-    ap.add_argument("--data", type=Path, default=Path("data/hapt"), help="imported recordings")
+    ap.add_argument("--threads", type=positive_int, default=2, help="torch threads (2)")
+    add_data_argument(ap)
     ap.add_argument("--smoke", action="store_true", help="tiny run: 4 subjects, few steps (CI)")
-    ap.add_argument("--max-steps", type=int, default=None, help="cap steps per member (trials)")
+    ap.add_argument(
+        "--max-steps", type=positive_int, default=None, help="cap steps per member (trials)"
+    )
     raw = list(sys.argv[1:] if argv is None else argv)
     args = ap.parse_args(raw)
     args.argv = raw
@@ -374,8 +382,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    run(parse_args(argv))
-    return 0
+    return run_main(lambda: run(parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -55,7 +55,8 @@ from tools.bank.supernet import SlimCNN, SlimConfig
 from tools.bank.supernet2d import ColumnConfig, SlimColumnCNN
 from tools.bank.train import BankTrainConfig, evaluate_val
 from tools.bank.windows import BASE_LENGTH, MultiResWindows, aligned_windows, eval_windows
-from tools.data import DEFAULT_VAL_SUBJECTS, load_experiments, make_split
+from tools.cli import positive_int, run_main
+from tools.data import DEFAULT_VAL_SUBJECTS, add_data_argument, load_experiments, make_split
 from tools.hapt import TEST_SUBJECTS
 from tools.train import seed_everything
 from tools.train_baseline import SMOKE_SUBJECTS, git_commit
@@ -472,10 +473,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--report", type=Path, default=None, help="JSON report (BANK/independent-report.json)"
     )
-    ap.add_argument("--data", type=Path, default=Path("data/hapt"), help="imported recordings")
-    ap.add_argument("--epochs", type=int, default=None, help="override the bank's epochs")
+    add_data_argument(ap)
+    ap.add_argument("--epochs", type=positive_int, default=None, help="override the bank's epochs")
     ap.add_argument("--seed", type=int, default=None, help="override the bank's seed")
-    ap.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
+    ap.add_argument(
+        "--max-steps", type=positive_int, default=None, help="stop after this many steps"
+    )
     ap.add_argument("--smoke", action="store_true", help="tiny run: 4 subjects, 2 steps (CI)")
     ap.add_argument(
         "--recompare",
@@ -514,10 +517,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.recompare is not None:
-        recompare(args.recompare, args.bank)
-    else:
-        run(args)
-    return 0
+        return run_main(lambda: recompare(args.recompare, args.bank))
+    return run_main(lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import numpy as np
 from agent.manifest import Manifest, ModelEntry, load_manifest
 from tools.bank.latency import interleaved_latency
 from tools.bank.plots import Point, pareto_front, plot_tradeoff
+from tools.cli import positive_int, run_main
 from tools.export import board_name, session
 
 BEGIN = "<!-- bank-report:begin (written by python -m tools.bank.report) -->"
@@ -254,14 +255,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--models", type=Path, default=Path("models"), help="bank folder")
     ap.add_argument("--doc", type=Path, default=Path("docs/model-bank.md"), help="document")
     ap.add_argument("--img", type=Path, default=Path("docs/img"), help="plot folder")
-    ap.add_argument("--rounds", type=int, default=20, help="interleaved rounds (20)")
-    ap.add_argument("--runs", type=int, default=25, help="calls per member per round (25)")
+    ap.add_argument("--rounds", type=positive_int, default=20, help="interleaved rounds (20)")
+    ap.add_argument("--runs", type=positive_int, default=25, help="calls per member per round (25)")
     return ap.parse_args(list(sys.argv[1:] if argv is None else argv))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    run(parse_args(argv))
-    return 0
+    return run_main(lambda: run(parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,46 @@
+"""What every ``python -m tools...`` command shares: argument types that refuse bad values at
+parse time (usage line, exit status 2), and one line on stderr with exit status 1 for the errors
+a run can expect (a missing or partial dataset, a bank folder without a readable manifest),
+instead of a traceback after minutes of work."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from agent.errors import AgentError
+from tools.data import DataSourceError
+
+
+def positive_int(text: str) -> int:
+    """An ``int`` option that must be at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
+
+
+def widths(text: str) -> tuple[float, ...]:
+    """Comma-separated widths, each in (0, 1]."""
+    try:
+        out = tuple(float(w) for w in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: widths are numbers, e.g. 0.25,0.5,1") from None
+    bad = [w for w in out if not 0.0 < w <= 1.0]
+    if bad:
+        raise argparse.ArgumentTypeError(f"every width must be in (0, 1] (got {bad})")
+    return out
+
+
+def run_main(body: Callable[[], object]) -> int:
+    """Run a command's body; an expected error becomes ``error: ...`` and exit status 1."""
+    try:
+        body()
+    except (AgentError, DataSourceError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -113,9 +113,7 @@ def test_windows_follow_the_resampler() -> None:
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     out = tmp_path_factory.mktemp("wrbank")
-    args = build.parse_args(
-        ["--smoke", "--arch", "conv1d", "--out", str(out), "--data", "pickle"]
-    )
+    args = build.parse_args(["--smoke", "--arch", "conv1d", "--out", str(out), "--data", "pickle"])
     return out, build.run(args)
 
 

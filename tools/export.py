@@ -110,3 +110,19 @@ def board_name() -> str:
     except OSError:
         pass
     return f"{platform.machine()} {cpu} ({platform.system()} {platform.release()})".strip()
+
+
+PARITY_TOLERANCE = 1e-4
+"""Largest |ONNX Runtime - PyTorch| logit difference an exported fp32 member may show."""
+
+
+def check_export(member_id: str, path: Path, max_abs_diff: float) -> None:
+    """Refuse an export whose ONNX Runtime logits stray from PyTorch's, or whose graph still
+    holds a BatchNormalization node (every member must have its BN folded into the convolutions)."""
+    if not max_abs_diff <= PARITY_TOLERANCE:
+        raise RuntimeError(
+            f"{member_id}: ONNX Runtime and PyTorch logits differ by {max_abs_diff:.3g} "
+            f"(> {PARITY_TOLERANCE:g}): the export is wrong"
+        )
+    if any(n.op_type == "BatchNormalization" for n in onnx.load(str(path)).graph.node):
+        raise RuntimeError(f"{member_id}: a BatchNormalization node is left in {path}")

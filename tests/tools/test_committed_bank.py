@@ -92,3 +92,19 @@ def test_sample_reproduces_the_manifest_accuracy(member: str, test_experiments: 
     assert got["test_windows"] == entry.metrics["test_windows"]
     assert got["accuracy"] == pytest.approx(entry.metrics["accuracy"], abs=TOLERANCE)
     assert got["f1_weighted"] == pytest.approx(entry.metrics["f1_weighted"], abs=TOLERANCE)
+
+
+@pytest.mark.parametrize(
+    "member", [m.id for m in BANK.models if m.family in ("width-resolution", "pruned")]
+)
+def test_fp32_member_was_checked_against_pytorch_and_has_bn_folded(member: str) -> None:
+    """What the export promises for every committed fp32 member: ONNX Runtime matched PyTorch
+    within the tolerance the build now enforces, and no BatchNormalization node is left."""
+    import onnx
+
+    from tools.export import PARITY_TOLERANCE
+
+    entry = BANK.get(member)
+    assert entry.metrics["ort_vs_torch_max_abs_diff"] <= PARITY_TOLERANCE
+    graph = onnx.load(str(MODELS / entry.file)).graph
+    assert not any(n.op_type == "BatchNormalization" for n in graph.node)

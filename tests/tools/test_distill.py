@@ -54,6 +54,7 @@ def test_every_member_is_distilled_from_the_full_configuration(
         d = m.provenance["distilled"]
         assert d["teacher"] == teacher.id and d["teacher_sha256"] == teacher.sha256
         assert d["supernet_sha256"] == old.sha256 and d["epochs"] == 1
+        assert d["dataset"].startswith("UCI HAPT (CC BY 4.0), ")  # which source, for a rebuild
         assert m.family == old.family and m.input == old.input and m.macs == old.macs
         assert m.metrics["supernet_accuracy"] == old.metrics["accuracy"]
         assert "val_accuracy" in m.metrics and "supernet_val_accuracy" in m.metrics

@@ -61,7 +61,14 @@ from tools.bank.plain_arch import model_config
 from tools.bank.windows import ResWindows, aligned_windows, eval_windows
 from tools.cli import positive_int, run_main
 from tools.data import DEFAULT_VAL_SUBJECTS, add_data_argument, load_experiments, make_split
-from tools.export import export_onnx, latency_ms, ort_logits, session, torch_logits
+from tools.export import (
+    check_export,
+    export_onnx,
+    latency_ms,
+    ort_logits,
+    session,
+    torch_logits,
+)
 from tools.hapt import TEST_SUBJECTS
 from tools.train import seed_everything
 from tools.train_baseline import SMOKE_SUBJECTS, git_commit
@@ -193,6 +200,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             teacher_entry.sha256 if len(teachers) == 1 else [t.sha256 for t in teachers]
         ),
         "epochs": args.epochs,
+        "dataset": f"UCI HAPT (CC BY 4.0), {source}",
         "finetune_config": dataclasses.asdict(cfg),
         "fit_subjects": sorted(fit_subj),
         "hop128": hop128,
@@ -231,6 +239,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         sess = session(path, threads=1)
         check = norm(test.x[:256])
         diff = float(np.max(np.abs(torch_logits(student, check) - ort_logits(sess, check))))
+        check_export(entry.id, path, diff)
         m = member_metrics(sess, test, norm, entry.input)
         m["ort_vs_torch_max_abs_diff"] = diff
         m["supernet_accuracy"] = entry.metrics.get("accuracy")

@@ -19,6 +19,7 @@ from tools.bank.windows import ResWindows, rate_for
 from tools.export import (
     INPUT_NAME,
     board_name,
+    check_export,
     export_onnx,
     latency_ms,
     ort_logits,
@@ -76,6 +77,7 @@ def build_member(
     test_x = norm(test.x)
     check = test_x[:256]
     diff = float(np.max(np.abs(torch_logits(plain, check) - ort_logits(sess, check))))
+    check_export(mid, path, diff)
     ref = ops.calibrated_reference(model, width, stats)
     with torch.no_grad():
         ref_logits = ref(torch.from_numpy(check), width).numpy()

@@ -39,7 +39,7 @@ from tools.bank.plain_arch import (
 )
 from tools.bank.prune import PruneConfig, channels_of, plan_channels, prune_iteratively, sensitivity
 from tools.bank.windows import aligned_windows, eval_windows
-from tools.export import export_onnx, ort_logits, session
+from tools.export import check_export, export_onnx, ort_logits, session
 from tools.hapt import Experiment
 from tools.models import count_macs_params
 
@@ -169,6 +169,7 @@ def run_pruning(
                 if conv_diff > 1e-4:
                     raise RuntimeError(f"{mid}: export conversion changed logits by {conv_diff}")
         diff = float(np.max(np.abs(ref - ort_logits(sess, check)))) if len(check) else 0.0
+        check_export(mid, path, diff)
         m = member_metrics(sess, test, norm, parent.input)
         m["ort_vs_torch_max_abs_diff"] = diff
         m["val_accuracy"] = round(torch_accuracy(model, val_x, val.y), 6)

@@ -103,6 +103,9 @@ class MqttPublisher:
         self._acks: queue.SimpleQueue[tuple[int, int, str]] = queue.SimpleQueue()
         self._ack_log: list[tuple[int, int, str]] = []
         self._pending: set[int] = set()
+        self._retained0: dict[str, bytes] = {}
+        """The last retained QoS-0 payload per topic (metrics): sent again after a reconnect,
+        since paho drops QoS-0 messages published while the link is down."""
         self._connected = False
         self._queue_full_logged = False
         self.dropped = 0
@@ -251,6 +254,8 @@ class MqttPublisher:
         return out
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        if retain and qos == 0:
+            self._retained0[topic] = payload
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
             self.dropped += 1
@@ -316,6 +321,8 @@ class MqttPublisher:
                 continue
             if kind == "connected" and not self._connected:
                 self._connected = True
+                for topic, payload in self._retained0.items():  # lost while the link was down
+                    self._client.publish(topic, payload, qos=0, retain=True)
                 if self.start_failure is not None:
                     self.start_failure = None
                     log.info("connected to the MQTT broker at %s:%d at last", s.host, s.port)

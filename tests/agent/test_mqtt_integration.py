@@ -84,6 +84,9 @@ def test_reconnects_after_broker_restart(tmp_path: Path) -> None:
         fresh = sub.wait_for("/prediction", 5, timeout=30)
         assert len(fresh) >= 5
         assert b"online" in sub.wait_for("/status", 1)
+        # the retained metrics come back with the link (the restarted broker kept nothing, and
+        # the next 60 s tick is far off): the last snapshot is sent again on reconnect
+        assert sub.wait_for("/metrics", 1, timeout=5)
         sub.close()
     finally:
         stop.set()

@@ -93,14 +93,17 @@ def _stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(s, h)
 
 
-def _print_prediction(p: Prediction) -> None:
+def _print_prediction(p: Prediction, err: bool = False) -> None:
+    """One human line per prediction (``--print``); on stderr when stdout carries the messages
+    (``--no-mqtt``), so that stream stays machine-readable."""
     truth = f"  truth {p.truth}" if p.truth else ""
     smooth = ""
     if p.smoothed_index is not None:
         smooth = f"  smoothed {p.labels[p.smoothed_index]}"
     typer.echo(
         f"#{p.seq:<5} {p.window_end[11:23]}  {p.label:<18} {p.probs[p.index]:5.2f}"
-        f"{smooth}{truth}  {p.latency_ms:.2f} ms"
+        f"{smooth}{truth}  {p.latency_ms:.2f} ms",
+        err=err,
     )
 
 
@@ -251,7 +254,7 @@ def replay(
                 options=opts,
                 publisher=publisher,
                 stop=stop,
-                observer=_print_prediction if print_ else None,
+                observer=(lambda p: _print_prediction(p, err=no_mqtt)) if print_ else None,
             )
             stats = agent.run()
     except AgentError as exc:

@@ -230,3 +230,14 @@ def test_replay_speed_defaults_to_the_profile(tmp_path: Path, monkeypatch: Any) 
     for extra in ([], ["--speed", "2"], ["--fast"]):
         runner.invoke(app, ["replay", str(RECORDINGS[0]), "--no-mqtt", "-p", str(prof), *extra])
     assert seen == [5.0, 2.0, 0.0]
+
+
+def test_print_with_no_mqtt_keeps_stdout_machine_readable() -> None:
+    """--print's human lines go to stderr when stdout carries the messages (--no-mqtt)."""
+    res = runner.invoke(app, ["replay", str(RECORDINGS[0]), "--fast", "--no-mqtt", "--print"])
+    assert res.exit_code == 0, res.output
+    out = [ln for ln in res.stdout.splitlines() if ln.strip()]
+    assert out and all(ln.startswith("har/demo/") for ln in out)
+    human = [ln for ln in res.stderr.splitlines() if ln.startswith("#")]
+    predictions = [ln for ln in out if ln.startswith("har/demo/prediction ")]
+    assert len(human) == len(predictions) > 200

@@ -11,7 +11,7 @@ from agent.cli import app
 from agent.errors import AgentError
 from agent.manifest import load_manifest
 from agent.profile import load_profile
-from agent.service import plan_install, rewrite_profile
+from agent.service import Step, plan_install, rewrite_profile
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -99,6 +99,14 @@ def test_cli_dry_run_lists_steps() -> None:
     assert "systemctl daemon-reload" in result.stdout
 
 
+def _staged_install(root: Path, group: str) -> list[Step]:
+    """The default profile's install below ``root``, its configuration given to ``group``."""
+    profile = ROOT / "profiles" / "default.toml"
+    return plan_install(
+        source=ROOT, profile=profile, root=root, system=False, venv=False, group=group
+    )
+
+
 def test_configuration_is_given_to_the_service_group(tmp_path: Path) -> None:
     """systemd does not hand ConfigurationDirectory= to User=: the install must give the profile
     to the service's group, or the service cannot read it (tested with this process's group)."""
@@ -108,14 +116,7 @@ def test_configuration_is_given_to_the_service_group(tmp_path: Path) -> None:
     # as root, a group other than ours shows the ownership really changed
     gid = grp.getgrnam("daemon").gr_gid if os.geteuid() == 0 else os.getgid()
     mine = grp.getgrgid(gid).gr_name
-    steps = plan_install(
-        source=ROOT,
-        profile=ROOT / "profiles" / "default.toml",
-        root=tmp_path,
-        system=False,
-        venv=False,
-        group=mine,
-    )
+    steps = _staged_install(tmp_path, group=mine)
     conf = tmp_path / "etc/har-agent/profile.toml"
     conf.parent.mkdir(parents=True)
     conf.write_text("# the user's own, owner-only\n")
@@ -129,14 +130,7 @@ def test_configuration_is_given_to_the_service_group(tmp_path: Path) -> None:
 
 
 def test_unknown_group_is_one_clear_error(tmp_path: Path) -> None:
-    steps = plan_install(
-        source=ROOT,
-        profile=ROOT / "profiles" / "default.toml",
-        root=tmp_path,
-        system=False,
-        venv=False,
-        group="no-such-group-har",
-    )
+    steps = _staged_install(tmp_path, group="no-such-group-har")
     with pytest.raises(AgentError, match="cannot give it to group no-such-group-har"):
         for step in steps:
             step.action()

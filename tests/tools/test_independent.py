@@ -87,7 +87,7 @@ def test_smoke_run_against_the_committed_bank(tmp_path: Path) -> None:
             "--bank",
             str(ROOT / "models"),
             "--data",
-            str(ROOT / "data" / "hapt"),
+            "auto",  # data/hapt when imported, else the pickle
             "--out",
             str(out),
         ]

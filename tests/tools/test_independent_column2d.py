@@ -82,7 +82,7 @@ def test_smoke_run_on_a_column_bank(tmp_path: Path) -> None:
             "--reference",
             MEMBER,
             "--data",
-            str(ROOT / "data" / "hapt"),
+            "auto",  # data/hapt when imported, else the pickle
             "--out",
             str(out),
         ]

@@ -28,7 +28,8 @@ DEG_TO_RAD = math.pi / 180.0
 
 
 def with_full_scale(accel_range_g: float, gyro_range_dps: float) -> tuple[Channel, ...]:
-    """:data:`IMU_CHANNELS` with the chip's ranges as full scale (saturation detection)."""
+    """:data:`IMU_CHANNELS` with the chip's limits as full scale (saturation detection): pass
+    the largest readings it can give, which can differ from the nominal range."""
     gyro = gyro_range_dps * DEG_TO_RAD
     return tuple(
         Channel(c.name, c.unit, float(accel_range_g) if c.unit == "g" else gyro)

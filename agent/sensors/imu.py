@@ -46,6 +46,11 @@ class ImuInfo:
     """Low-pass bandwidth of the configured digital filter."""
     fifo_samples: int
     """How many samples the FIFO holds before it overflows."""
+    accel_limit_g: float | None = None
+    gyro_limit_dps: float | None = None
+    """The largest readings the chip can give (32767 LSB times its sensitivity), which differ
+    from the nominal ranges (e.g. 998.99 deg/s at an MPU's +-1000, 286.7 at an LSM6DSOX's
+    +-250): the full scale that saturation is detected against. ``None``: the nominal range."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,9 @@ class FifoBatch:
 
     values: np.ndarray
     overflow: bool = False
+    resync: bool = False
+    """A read failed part-way through the FIFO, so its frames may be out of step: the driver
+    reset the FIFO before this batch (``values`` empty; samples were lost, as with overflow)."""
 
     def __len__(self) -> int:
         return int(self.values.shape[0])
@@ -78,8 +86,8 @@ class ImuDriver(Protocol):
         """Drain whole samples from the FIFO with block reads."""
 
 
-def empty_batch(overflow: bool = False) -> FifoBatch:
-    return FifoBatch(np.zeros((0, 6), dtype=np.float64), overflow)
+def empty_batch(overflow: bool = False, resync: bool = False) -> FifoBatch:
+    return FifoBatch(np.zeros((0, 6), dtype=np.float64), overflow, resync)
 
 
 def nearest(value: float, options: Iterable[float]) -> float:

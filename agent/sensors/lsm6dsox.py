@@ -229,6 +229,8 @@ class Lsm6dsoxDriver:
             gyro_range_dps=s.gyro_range_dps,
             bandwidth_hz=self.plan.bandwidth_hz,
             fifo_samples=FIFO_WORDS // 2,
+            accel_limit_g=32767 * ACCEL_MG_PER_LSB[s.accel_range_g] / 1000.0,
+            gyro_limit_dps=32767 * GYRO_MDPS_PER_LSB[s.gyro_range_dps] / 1000.0,
         )
 
     def reset_fifo(self) -> None:

@@ -183,6 +183,8 @@ class Mpu6050Driver:
         self.variant = VARIANTS[settings.chip]
         self.plan = plan(self.variant, settings)  # bad settings fail before any transfer
         self._sleep = sleep
+        self._desynced = False
+        """A FIFO stream read failed part-way: reset the FIFO before trusting it again."""
 
     def _fail(self, exc: OSError, what: str) -> SensorReadError:
         return transfer_error(exc, self.settings.where, what)
@@ -205,6 +207,7 @@ class Mpu6050Driver:
         return who
 
     def open(self) -> ImuInfo:
+        self._desynced = False  # the device reset below empties the FIFO
         who = self.identify()
         a = self.settings.address
         try:
@@ -237,6 +240,8 @@ class Mpu6050Driver:
             gyro_range_dps=s.gyro_range_dps,
             bandwidth_hz=self.plan.bandwidth_hz,
             fifo_samples=self.variant.fifo_bytes // FRAME,
+            accel_limit_g=32767 / ACCEL_LSB_PER_G[s.accel_range_g],
+            gyro_limit_dps=32767 / GYRO_LSB_PER_DPS[s.gyro_range_dps],
         )
 
     def reset_fifo(self) -> None:
@@ -247,9 +252,14 @@ class Mpu6050Driver:
             self.bus.read_byte_data(a, INT_STATUS)  # clear a stale overflow flag
         except OSError as exc:
             raise self._fail(exc, "resetting the FIFO") from exc
+        self._desynced = False
 
     def read(self) -> FifoBatch:
         a = self.settings.address
+        if self._desynced:  # the last read failed inside the FIFO: its frames may be out of step
+            self.reset_fifo()
+            self._desynced = False
+            return empty_batch(resync=True)
         try:
             status = self.bus.read_byte_data(a, INT_STATUS)
             hi, lo = self.bus.read_i2c_block_data(a, FIFO_COUNT_H, 2)
@@ -260,7 +270,9 @@ class Mpu6050Driver:
             n = count // FRAME
             if n == 0:
                 return empty_batch()
+            self._desynced = True  # until the whole stream is read: frames are 12 bytes
             data = read_stream(self.bus, a, FIFO_R_W, n * FRAME)
+            self._desynced = False
         except OSError as exc:
             raise self._fail(exc, "reading the FIFO") from exc
         return decode_fifo(data, self.settings.accel_range_g, self.settings.gyro_range_dps)

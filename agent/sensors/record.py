@@ -10,6 +10,7 @@ recording cleanly: the file is complete and keeps what was recorded.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -21,6 +22,11 @@ from agent.profile import Profile
 from agent.recording import MAX_LABEL_CHARS, RecordingWriter
 from agent.sensors.bus import BusFactory
 from agent.sensors.source import open_sensor_source
+
+log = logging.getLogger(__name__)
+
+DURATION_GRACE_S = 5.0
+"""How long past ``--duration`` (wall time) ``record`` waits for samples still in the FIFO."""
 
 Progress = Callable[[int, float], None]
 """Called after each chunk with the samples written so far and the seconds recorded."""
@@ -75,6 +81,9 @@ def record_session(
     )
     first_t: float | None = None
     last_t = 0.0
+    # --duration counts sample time; a sensor that delivers nothing (missing, stuck) must not
+    # keep the command running for ever, so wall time ends it too, a little later
+    wall_end = clock.monotonic() + duration_s + DURATION_GRACE_S if duration_s else None
     chunks = source.chunks()
     with RecordingWriter(out, header) as writer, contextlib.closing(chunks):
         for chunk in chunks:
@@ -90,6 +99,13 @@ def record_session(
             if progress is not None:
                 progress(writer.rows, last_t - first_t if first_t is not None else 0.0)
             if duration_s is not None and first_t is not None and len(t) < len(chunk):
+                break
+            if wall_end is not None and clock.monotonic() >= wall_end:
+                log.warning(
+                    "--duration %g s ended by the clock with %.1f s of samples (sensor faults?)",
+                    duration_s,
+                    last_t - first_t if first_t is not None else 0.0,
+                )
                 break
         rows = writer.rows
     span = last_t - first_t if first_t is not None else 0.0

@@ -89,7 +89,9 @@ def imu_settings(config: SensorConfig) -> ImuSettings:
 
 
 def backoff_s(failures: int) -> float:
-    return float(min(RETRY_MAX_S, RETRY_BASE_S * 2 ** max(0, failures - 1)))
+    # the exponent is capped before the power: 2 ** 1024 does not fit a float, and a sensor that
+    # stays away for ~17 minutes reaches that many failures
+    return float(min(RETRY_MAX_S, RETRY_BASE_S * 2.0 ** min(max(0, failures - 1), 30)))
 
 
 def _empty() -> Chunk:
@@ -125,7 +127,9 @@ class SensorSource:
         self._t0 = clock.monotonic()
         self.header = RecordingHeader(
             sample_rate_hz=info.rate_hz,
-            channels=with_full_scale(info.accel_range_g, info.gyro_range_dps),
+            channels=with_full_scale(
+                info.accel_limit_g or info.accel_range_g, info.gyro_limit_dps or info.gyro_range_dps
+            ),
             start_time=iso_from_unix(clock.wall()),
             source={"sensor": info.chip, "bus": config.bus, "address": f"0x{config.address:02x}"},
             meta={
@@ -224,6 +228,7 @@ class SensorSource:
                 self.health.count("reinits")
                 self.health.clear("chip_missing")
                 self._reopen = False
+                self._failures = 0  # a fresh chip gets its full retries again
                 self._mark_gap(self._clock.monotonic())
                 return _empty(), self.poll_s
             batch = self.driver.read()
@@ -234,6 +239,10 @@ class SensorSource:
         return self._take(batch, now), self.poll_s
 
     def _take(self, batch: FifoBatch, now: float) -> Chunk:
+        if batch.resync:  # a read failed inside the FIFO; the driver realigned it (lost samples)
+            self.health.count("resyncs")
+            self._mark_gap(now)
+            return _empty()
         if batch.overflow:
             self.health.count("overflows")
             self.health.fault(
@@ -247,7 +256,11 @@ class SensorSource:
         self.health.clear("fifo_overflow")
         t = self.timer.stamp(len(batch), now) - self._t0
         values = remap(batch.values, self.config.axes)
+        was_stuck = self.stuck.stuck
         stuck = self.stuck.update(values)
+        if stuck.any() and not was_stuck:  # the dropped stretch leaves a gap in time
+            self.gaps += 1
+            self.health.count("gaps")
         if stuck.any():
             self.health.count("stuck_samples", int(stuck.sum()))
             self.health.fault(

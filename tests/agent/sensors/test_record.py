@@ -104,3 +104,25 @@ def test_bad_arguments(tmp_path: Path, kwargs: dict, match: str) -> None:  # typ
             **kwargs,
         )
     assert not (tmp_path / "x.har.csv").exists()
+
+
+def test_duration_ends_by_the_clock_when_the_sensor_delivers_nothing(tmp_path: Path) -> None:
+    """--duration counted sample time only: with the chip gone after 5 s it never ended."""
+    rig = make_rig("mpu6050")
+    out = tmp_path / "short.har.csv"
+
+    def progress(n: int, seconds: float) -> None:
+        if seconds > 5.0 and 0x68 in rig.bus.devices:
+            rig.bus.detach(0x68)  # unplugged: no more samples
+
+    result = record_session(
+        sensor_profile(rig),
+        out,
+        clock=rig.clock,
+        stop=rig.stop,
+        duration_s=20.0,
+        bus_factory=rig.bus.factory,
+        progress=progress,
+    )
+    assert out.is_file() and 5.0 <= result.duration_s < 6.0
+    assert rig.clock.monotonic() < 20.0 + 5.0 + 2.0  # the wall-clock bound, not for ever

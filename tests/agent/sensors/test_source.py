@@ -209,3 +209,49 @@ def test_production_path_never_imports_the_emulation() -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_a_failure_inside_the_fifo_stream_realigns_it() -> None:
+    """One failed block read part-way through the MPU's FIFO used to leave its 12-byte frames
+    out of step for good (acc_z read 0.025 instead of 1.0, health 'ok'): now the FIFO is reset,
+    and the stream goes on aligned after one counted gap."""
+    from tests.agent.sensors.rigs import ramp_feed
+
+    rig = make_rig("mpu6050", ramp_feed())
+    source = rig.source()
+    run = Run(rig, source).for_(2.0)
+    rig.bus.fail(1, errno.EIO, after=3)  # the 2nd FIFO block read of the next poll
+    run.for_(5.0)
+    v = run.values
+    assert np.allclose(v[:, 2], 1.0)  # every acc_z, after the failure too
+    steps = np.round(np.diff(v[:, 0]) * 8192) % 8000  # the ramp's index steps by 1 (mod 8000)
+    assert len(np.flatnonzero(steps != 1)) == 1 and len(run.gaps()) == 1  # one jump: the gap
+    c = source.health.counters
+    assert c["resyncs"] == 1 and c["gaps"] == 1 and source.gaps == 1
+    assert source.health.state == "ok"
+
+
+def test_backoff_stays_finite_for_ever() -> None:
+    """A sensor away for ~17 minutes reached 2 ** 1024 in the backoff: OverflowError."""
+    from agent.sensors.source import RETRY_MAX_S, backoff_s
+
+    assert backoff_s(1) < backoff_s(2) < RETRY_MAX_S
+    assert backoff_s(1025) == backoff_s(10**9) == RETRY_MAX_S
+
+
+@pytest.mark.parametrize(
+    ("chip", "gyro_dps", "limit_dps"),
+    [("mpu6050", 1000, 32767 / 32.8), ("mpu6050", 2000, 32767 / 16.4), ("lsm6dsox", 250, 286.71)],
+)
+def test_full_scale_is_the_largest_reading(chip: str, gyro_dps: int, limit_dps: float) -> None:
+    """Saturation is judged against what the chip can really report (32767 LSB), not the
+    nominal range: a clipped MPU gyro at +-1000 reads 998.99 deg/s, under 0.999 x 1000."""
+    import math
+
+    from agent.fronts import SATURATION
+
+    source = make_rig(chip, gyro_range_dps=gyro_dps).source()
+    gyro = [c.full_scale for c in source.header.channels if c.unit == "rad/s"]
+    assert gyro == pytest.approx([math.radians(limit_dps)] * 3, rel=1e-4)
+    clipped = 32767 * (limit_dps / 32767)
+    assert clipped >= SATURATION * limit_dps  # a clipped reading counts as saturated

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from agent.errors import AgentError, RecordingError
+from agent.recording import Channel
 
 recording_app = typer.Typer(
     help="Inspect or convert recordings (docs/recording-format.md).", no_args_is_help=True
@@ -55,7 +56,7 @@ def info(
         "encoding": encoding,
         "bytes": path.stat().st_size,
         "sample_rate_hz": header.sample_rate_hz,
-        "channels": [f"{c.name} [{c.unit}]" for c in header.channels],
+        "channels": [_channel(c) for c in header.channels],
         "start_time": header.start_time,
         "samples": samples,
         "duration_s": round(span, 3),
@@ -68,12 +69,18 @@ def info(
         return
     text = {
         **summary,
-        "channels": ", ".join(f"{c.name} [{c.unit}]" for c in header.channels),
+        "channels": ", ".join(_channel(c) for c in header.channels),
         "source": json.dumps(header.source),
         "labels": ", ".join(f"{k} {v}" for k, v in labels.most_common()) or None,
     }
     for key, value in text.items():
         typer.echo(f"{key:<15} {value}")
+
+
+def _channel(c: Channel) -> str:
+    """``acc_x [g]``, with the sensor's full scale when the recording has one (live sensors)."""
+    scale = f", full scale {c.full_scale:.6g}" if c.full_scale else ""
+    return f"{c.name} [{c.unit}{scale}]"
 
 
 @recording_app.command("convert")

@@ -89,3 +89,17 @@ def test_convert_of_a_bad_recording_leaves_nothing(tmp_path: Path) -> None:
 def test_info_of_a_missing_file() -> None:
     line = _error_line(runner.invoke(app, ["recording", "info", "/nonexistent.har.bin"]))
     assert "no such recording file" in line
+
+
+def test_info_shows_a_sensors_full_scale(tmp_path: Path) -> None:
+    from agent.recording import Channel, RecordingHeader, RecordingWriter
+
+    header = RecordingHeader(
+        50.0, (Channel("acc_x", "g", 4.0), Channel("gyro_x", "rad/s")), "2026-01-01T00:00:00Z"
+    )
+    path = tmp_path / "live.har.csv"
+    with RecordingWriter(path, header) as w:
+        w.write([0.0, 0.02], [[0.1, 0.2], [0.1, 0.3]])
+    result = runner.invoke(app, ["recording", "info", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "acc_x [g, full scale 4], gyro_x [rad/s]" in result.stdout

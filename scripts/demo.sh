@@ -13,6 +13,8 @@ make_venv ""
 BROKER_PID=""
 SUB_PID=""
 cleanup() {
+    # let the subscriber show the agent's goodbye (final metrics, retained "offline") first
+    [ -n "$SUB_PID" ] && sleep 0.5
     [ -n "$SUB_PID" ] && kill "$SUB_PID" 2>/dev/null || true
     [ -n "$BROKER_PID" ] && kill "$BROKER_PID" 2>/dev/null || true
     wait 2>/dev/null || true
@@ -39,7 +41,8 @@ if ! port_open localhost 1883; then
 fi
 
 say "subscribing: mosquitto_sub -h localhost -t 'har/#' -v"
-mosquitto_sub -h localhost -t 'har/#' -v &
+# a session of its own too, so Ctrl-C does not stop it before the agent's goodbye arrives
+setsid mosquitto_sub -h localhost -t 'har/#' -v &
 SUB_PID=$!
 
 say "running: har-agent run --profile $PROFILE   (Ctrl-C to stop)"

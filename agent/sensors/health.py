@@ -41,7 +41,7 @@ class SensorHealth:
             "i2c_errors": 0,
             "reinits": 0,
             "overflows": 0,
-            "resyncs": 0,
+            "fifo_resyncs": 0,
             "gaps": 0,
             "stuck_samples": 0,
         }

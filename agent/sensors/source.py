@@ -240,7 +240,7 @@ class SensorSource:
 
     def _take(self, batch: FifoBatch, now: float) -> Chunk:
         if batch.resync:  # a read failed inside the FIFO; the driver realigned it (lost samples)
-            self.health.count("resyncs")
+            self.health.count("fifo_resyncs")
             self._mark_gap(now)
             return _empty()
         if batch.overflow:
@@ -254,7 +254,11 @@ class SensorSource:
         if not len(batch):
             return _empty()
         self.health.clear("fifo_overflow")
+        resyncs = self.timer.resyncs
         t = self.timer.stamp(len(batch), now) - self._t0
+        if self.timer.resyncs != resyncs:  # samples went missing: the times jump, a gap
+            self.gaps += 1
+            self.health.count("gaps")
         values = remap(batch.values, self.config.axes)
         was_stuck = self.stuck.stuck
         stuck = self.stuck.update(values)

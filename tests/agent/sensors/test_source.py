@@ -227,7 +227,7 @@ def test_a_failure_inside_the_fifo_stream_realigns_it() -> None:
     steps = np.round(np.diff(v[:, 0]) * 8192) % 8000  # the ramp's index steps by 1 (mod 8000)
     assert len(np.flatnonzero(steps != 1)) == 1 and len(run.gaps()) == 1  # one jump: the gap
     c = source.health.counters
-    assert c["resyncs"] == 1 and c["gaps"] == 1 and source.gaps == 1
+    assert c["fifo_resyncs"] == 1 and c["gaps"] == 1 and source.gaps == 1
     assert source.health.state == "ok"
 
 
@@ -255,3 +255,14 @@ def test_full_scale_is_the_largest_reading(chip: str, gyro_dps: int, limit_dps: 
     assert gyro == pytest.approx([math.radians(limit_dps)] * 3, rel=1e-4)
     clipped = 32767 * (limit_dps / 32767)
     assert clipped >= SATURATION * limit_dps  # a clipped reading counts as saturated
+
+
+def test_timer_resyncs_are_counted_as_gaps() -> None:
+    """A chip 20 % slow (beyond what the timer's loop follows) makes the sample times jump
+    now and then: each jump is a gap in the stream, and the counters must say so."""
+    rig = make_rig("mpu6050", rate_error=-0.2)
+    source = rig.source()
+    run = Run(rig, source).for_(60.0)
+    assert source.timer.resyncs > 0
+    assert source.gaps == source.timer.resyncs == len(run.gaps())
+    assert source.health.counters["gaps"] == source.gaps

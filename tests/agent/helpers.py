@@ -129,3 +129,22 @@ class Subscriber:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def error_line(result: Any, exit_code: int = 1) -> str:
+    """The one ``har-agent: error:`` line of a CliRunner result, asserting the exit status and
+    that nothing escaped as an exception: CliRunner catches an uncaught exception into
+    ``result.exception`` and prints no traceback, so checking the text alone cannot see one."""
+    exc = result.exception
+    assert exc is None or isinstance(exc, SystemExit), f"uncaught {exc!r}"
+    assert result.exit_code == exit_code, result.output
+    err = result.stderr
+    lines = [ln for ln in err.splitlines() if ln.startswith("har-agent: error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return str(lines[0])
+
+
+def one_line_error(result: Any, fragment: str) -> None:
+    """:func:`error_line`, and the line names ``fragment``."""
+    line = error_line(result)
+    assert fragment in line, line

@@ -31,19 +31,22 @@ from agent.cli import app
 from agent.commands import MAX_COMMAND_BYTES
 from agent.manifest import sha256_file
 from agent.wiring import RunOptions, build_agent
-from tests.agent.helpers import DEFAULT_PROFILE, MODELS, RECORDINGS, ROOT, Subscriber, profile_for
+from tests.agent.helpers import (
+    DEFAULT_PROFILE,
+    MODELS,
+    RECORDINGS,
+    ROOT,
+    Subscriber,
+    one_line_error,
+    profile_for,
+)
 from tests.conftest import Broker
 
 runner = CliRunner()
 
 
 def _one_line_error(args: list[str], fragment: str) -> None:
-    result = runner.invoke(app, args)
-    assert result.exit_code == 1, result.output
-    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("har-agent: error:")]
-    assert len(lines) == 1, result.stderr
-    assert fragment in lines[0], lines[0]
-    assert "Traceback" not in result.stderr
+    one_line_error(runner.invoke(app, args), fragment)
 
 
 # -- recordings ----------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from agent.bench import (
 )
 from agent.cli import app
 from agent.manifest import load_manifest
-from tests.agent.helpers import MODELS, ROOT, reference_predictions
+from tests.agent.helpers import MODELS, ROOT, one_line_error, reference_predictions
 
 runner = CliRunner()
 MEMBER = "wc-w0.25-r064"
@@ -35,13 +35,6 @@ QUICK = ["--runs", "30", "--warmup", "2", "--meter", "estimate"]
 
 def bench(*args: str) -> Any:
     return runner.invoke(app, ["bench", *args])
-
-
-def one_line_error(result: Any, fragment: str) -> None:
-    assert result.exit_code == 1, result.output
-    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("har-agent: error:")]
-    assert len(lines) == 1 and fragment in lines[0], result.stderr
-    assert "Traceback" not in result.output
 
 
 # -- pure parts --------------------------------------------------------------------------------

@@ -8,18 +8,10 @@ from typer.testing import CliRunner
 
 from agent.cli import app
 from agent.recording import read_recording
-from tests.agent.helpers import ROOT
+from tests.agent.helpers import ROOT, error_line
 
 runner = CliRunner()
 DEMO = ROOT / "recordings" / "hapt-s02-e04.har.csv.gz"
-
-
-def _error_line(result: object) -> str:
-    assert result.exit_code == 1, result.output  # type: ignore[attr-defined]
-    err = result.stderr  # type: ignore[attr-defined]
-    lines = [ln for ln in err.splitlines() if ln.startswith("har-agent: error:")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 def test_convert_round_trip_keeps_every_sample(tmp_path: Path) -> None:
@@ -62,15 +54,13 @@ def test_info_counts_gaps(tmp_path: Path) -> None:
 def test_convert_refuses_to_overwrite(tmp_path: Path) -> None:
     dst = tmp_path / "d.har.bin"
     dst.write_bytes(b"keep me")
-    assert "exists" in _error_line(
-        runner.invoke(app, ["recording", "convert", str(DEMO), str(dst)])
-    )
+    assert "exists" in error_line(runner.invoke(app, ["recording", "convert", str(DEMO), str(dst)]))
     assert dst.read_bytes() == b"keep me"
 
 
 def test_convert_into_a_missing_folder_names_the_file(tmp_path: Path) -> None:
     dst = tmp_path / "no" / "such" / "x.har.bin"
-    line = _error_line(runner.invoke(app, ["recording", "convert", str(DEMO), str(dst)]))
+    line = error_line(runner.invoke(app, ["recording", "convert", str(DEMO), str(dst)]))
     assert f"{dst}: cannot write the recording (No such file or directory)" in line
 
 
@@ -81,13 +71,13 @@ def test_convert_of_a_bad_recording_leaves_nothing(tmp_path: Path) -> None:
         '"start_time": "2020-01-01T00:00:00Z"}\nt,a\n0.0,1\n0.02,x\n'
     )
     dst = tmp_path / "out.har.bin"
-    line = _error_line(runner.invoke(app, ["recording", "convert", str(src), str(dst)]))
+    line = error_line(runner.invoke(app, ["recording", "convert", str(src), str(dst)]))
     assert "line 4" in line
     assert list(tmp_path.iterdir()) == [src]
 
 
 def test_info_of_a_missing_file() -> None:
-    line = _error_line(runner.invoke(app, ["recording", "info", "/nonexistent.har.bin"]))
+    line = error_line(runner.invoke(app, ["recording", "info", "/nonexistent.har.bin"]))
     assert "no such recording file" in line
 
 

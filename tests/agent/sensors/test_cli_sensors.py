@@ -14,18 +14,11 @@ from agent.testing.feeds import RecordingFeed
 from agent.testing.i2c_emulation import EmulatedBus
 from agent.testing.ina219_model import Ina219Model, constant
 from agent.testing.mpu6050_model import Mpu6050Model
+from tests.agent.helpers import one_line_error
 from tests.agent.sensors.rigs import RECORDING, ROOT
 
 runner = CliRunner()
 PI4 = ROOT / "profiles" / "pi4.toml"
-
-
-def one_line_error(result: object, fragment: str) -> None:
-    assert result.exit_code == 1, result.output  # type: ignore[attr-defined]
-    err = result.stderr  # type: ignore[attr-defined]
-    lines = [ln for ln in err.splitlines() if ln.startswith("har-agent: error:")]
-    assert len(lines) == 1 and fragment in lines[0], err
-    assert "Traceback" not in err
 
 
 @pytest.fixture

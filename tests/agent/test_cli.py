@@ -3,7 +3,6 @@
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,14 @@ import pytest
 from typer.testing import CliRunner
 
 from agent.cli import app
-from tests.agent.helpers import DEFAULT_PROFILE, RECORDINGS, ROOT, default_entry, one_line_error
+from tests.agent.helpers import (
+    DEFAULT_PROFILE,
+    RECORDINGS,
+    ROOT,
+    Subscriber,
+    default_entry,
+    one_line_error,
+)
 from tests.conftest import free_port, start_broker, stop_broker
 
 runner = CliRunner()
@@ -171,8 +177,12 @@ def test_replay_that_loses_the_broker_fails(tmp_path: Path) -> None:
         cwd=ROOT,
     )
     try:
-        time.sleep(3.0)  # connected and publishing (a 40x replay of 5.5 min takes ~8 s)
-        assert proc.poll() is None
+        sub = Subscriber(broker.port)  # wait until it is connected and publishing, not a sleep
+        try:
+            assert sub.wait_for("/prediction", 3, timeout=60)
+        finally:
+            sub.close()
+        assert proc.poll() is None  # a 40x replay of 5.5 min takes ~8 s
     finally:
         stop_broker(broker)
     _, stderr = proc.communicate(timeout=90)

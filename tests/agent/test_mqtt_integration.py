@@ -273,8 +273,17 @@ def test_credentials_file_against_a_password_protected_broker(
             text=True,
             timeout=120,
         )
-        if ok:
+        if ok:  # exit 0 alone is not enough: the daemon exits 0 after a refusal too
             assert run.returncode == 0, run.stderr
+            assert "connected to the MQTT broker" in run.stderr and "refused" not in run.stderr
+            from agent.outbox import Outbox
+
+            box = Outbox(tmp_path / "outbox.db")
+            try:
+                st = box.stats(time.time())
+                assert st.length == 0 and st.acked > 200 and st.acked == st.produced, st
+            finally:
+                box.close()
         else:
             assert run.returncode == 1
             errors = [ln for ln in run.stderr.splitlines() if ln.startswith("har-agent: error:")]

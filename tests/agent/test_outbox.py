@@ -88,6 +88,9 @@ def test_wal_and_full_sync(tmp_path: Path) -> None:
     db = sqlite3.connect(box.path)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     db.close()
+    # synchronous is per connection: the outbox's own must be FULL (2), or a power cut can lose
+    # rows it reported committed (a SIGKILL cannot show it: the OS still holds them)
+    assert box._db.execute("PRAGMA synchronous").fetchone()[0] == 2
     assert box.integrity_check() == "ok"
 
 

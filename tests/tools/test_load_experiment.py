@@ -64,10 +64,11 @@ def test_stop_ends_the_load_early() -> None:
     gen = LoadGenerator(parse_trace("1:60"))
     gen.start()
     time.sleep(0.5)
-    t0 = time.monotonic()
     gen.stop()
-    assert time.monotonic() - t0 < 30  # far less than the 60 s phase (not a timing assertion)
     assert gen.alive() == []
+    # ended by stop()'s SIGTERM, not by finishing the 60 s phase on their own (exit code 0)
+    codes = [p.exitcode for p in gen._procs]
+    assert codes and all(c is not None and c < 0 for c in codes), codes
 
 
 def test_short_experiment_writes_its_figures(tmp_path: Path) -> None:
@@ -101,8 +102,8 @@ def test_short_experiment_writes_its_figures(tmp_path: Path) -> None:
         assert r["windows"] > 10
         assert 0 < r["p50_ms"] <= r["p99_ms"]
         assert 0.0 <= r["miss_rate"] <= 1.0
-        assert r["accuracy"] is None or 0.5 < r["accuracy"] <= 1.0
-        assert set(r["miss_rate_by_load"]) <= {"0", "1"}
+        assert r["accuracy"] is not None and 0.5 < r["accuracy"] <= 1.0  # a labelled recording
+        assert set(r["miss_rate_by_load"]) == {"0", "1"}  # the trace has both phases
     assert runs["static-smallest"]["members_used"] == [doc["static"]["static-smallest"]]
     assert runs["static-smallest"]["switches"] == 0
     assert all(v > 0 for v in doc["calibrated_p50_ms"].values())

@@ -215,6 +215,7 @@ def test_bench_all_writes_the_latency_table(tmp_path: Path) -> None:
 
 def test_the_policy_reads_the_table(tmp_path: Path) -> None:
     import agent.latency as latency  # our own module: an ImportError must fail, not skip
+
     table = tmp_path / "table.json"
     result = bench("-m", MEMBER, "--runs", "5", "--meter", "none", "--table", str(table))
     assert result.exit_code == 0, result.output

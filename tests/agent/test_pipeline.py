@@ -236,3 +236,36 @@ def test_saturated_windows_are_rejected_and_counted(tmp_path: Path) -> None:
     opts = RunOptions(recording=plain, speed=0, loop=False, model_id="cnn1d-base")
     stats = build_agent(profile_for(), options=opts, publisher=MemoryPublisher()).run()
     assert stats.rejected == 0 and stats.windows == 9
+
+
+def test_a_looping_replay_goes_on_past_the_first_pass() -> None:
+    """Two passes of a bundled recording: window times keep increasing across the wrap, with
+    the loop's gap between passes (so no window spans it), and the second pass classifies."""
+    from datetime import datetime
+
+    from agent.sources import LOOP_GAP_S
+
+    stop = threading.Event()
+    pub = MemoryPublisher()
+    seen: list[object] = []
+
+    def observer(p: object) -> None:
+        seen.append(p)
+        if len(seen) == 300:  # one pass of this recording is 257 windows
+            stop.set()
+
+    agent = build_agent(
+        profile_for(),
+        options=RunOptions(speed=0, loop=True),
+        publisher=pub,
+        stop=stop,
+        observer=observer,
+    )
+    agent.run()
+    preds = [json.loads(p) for p in pub.payloads("/prediction")]
+    assert len(preds) >= 300
+    starts = [datetime.fromisoformat(p["window"]["start"]).timestamp() for p in preds]
+    steps = np.diff(starts)
+    assert np.all(steps > 0)
+    assert np.sum(steps >= LOOP_GAP_S) == 1  # exactly one wrap, at the loop's gap
+    assert [p["seq"] for p in preds] == list(range(len(preds)))

@@ -292,10 +292,7 @@ class MqttPublisher:
         self.network_restarts += 1
         log.error("the MQTT network thread died; restarting it (restart %d)", self.network_restarts)
         self._client._thread = None  # let loop_start() create a new one
-        for name in ("_sockpairR", "_sockpairW"):  # loop_start() makes a new wake-up pair
-            sock = getattr(self._client, name, None)
-            if sock is not None:
-                sock.close()
+        self._close_wakeup_pair()  # loop_start() makes a new one
         self._connected = False
         self._client.loop_start()
 
@@ -390,4 +387,13 @@ class MqttPublisher:
         self._loop_running = False
         self._client.disconnect()
         self._client.loop_stop()
+        self._close_wakeup_pair()  # paho leaves it open after loop_stop(): two leaked sockets
         return left + self.dropped
+
+    def _close_wakeup_pair(self) -> None:
+        """Close paho's wake-up socket pair (it keeps no public handle on it)."""
+        for name in ("_sockpairR", "_sockpairW"):
+            sock = getattr(self._client, name, None)
+            if sock is not None:
+                sock.close()
+                setattr(self._client, name, None)

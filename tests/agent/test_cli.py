@@ -243,3 +243,15 @@ def test_print_with_no_mqtt_keeps_stdout_machine_readable() -> None:
     human = [ln for ln in res.stderr.splitlines() if ln.startswith("#")]
     predictions = [ln for ln in out if ln.startswith("har/demo/prediction ")]
     assert len(human) == len(predictions) > 200
+
+
+def test_profile_from_the_environment(tmp_path: Path, monkeypatch: Any) -> None:
+    """HAR_AGENT_PROFILE (what the systemd unit sets) picks the profile when --profile is not
+    given."""
+    prof = tmp_path / "env.toml"
+    text = DEFAULT_PROFILE.read_text().replace('"../', f'"{ROOT}/')
+    prof.write_text(text.replace('id = "demo"', 'id = "from-env"'))
+    monkeypatch.setenv("HAR_AGENT_PROFILE", str(prof))
+    res = runner.invoke(app, ["replay", str(RECORDINGS[0]), "--fast", "--no-mqtt"])
+    assert res.exit_code == 0, res.output
+    assert "har/from-env/prediction " in res.stdout

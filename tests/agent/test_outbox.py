@@ -124,3 +124,22 @@ def test_killed_writer_loses_nothing_committed(tmp_path: Path) -> None:
     got = [int(r.payload) for r in box.take(1_000_000)]
     box.close()
     assert got[: last + 1] == list(range(last + 1))
+
+
+def test_default_outbox_path_follows_systemd_then_xdg(tmp_path: Path) -> None:
+    """Where the daemon keeps its outbox without outbox.path: systemd's StateDirectory= (the
+    unit), else $XDG_STATE_HOME/har-agent, else ~/.local/state/har-agent."""
+    import dataclasses
+
+    from agent.publisher_factory import outbox_path
+    from tests.agent.helpers import profile_for
+
+    prof = profile_for()
+    name = f"outbox-{prof.device.id}.db"
+    assert outbox_path(prof, {"STATE_DIRECTORY": "/var/lib/har-agent:/x"}) == Path(
+        "/var/lib/har-agent", name
+    )
+    assert outbox_path(prof, {"XDG_STATE_HOME": str(tmp_path)}) == tmp_path / "har-agent" / name
+    assert outbox_path(prof, {}) == Path.home() / ".local/state/har-agent" / name
+    mine = dataclasses.replace(prof, outbox=dataclasses.replace(prof.outbox, path="/srv/o.db"))
+    assert outbox_path(mine, {"STATE_DIRECTORY": "/var/lib/har-agent"}) == Path("/srv/o.db")

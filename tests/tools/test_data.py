@@ -101,13 +101,15 @@ def test_tools_commands_end_bad_input_in_one_line(tmp_path: Path) -> None:
     for cmd in ("tools.bank.compress", "tools.bank.report"):
         flag = "--out" if cmd.endswith("compress") else "--models"
         no_bank = run(cmd, flag, str(tmp_path / "nobank"))
-        assert no_bank.returncode == 1 and "error:" in no_bank.stderr, no_bank.stderr
-        assert "Traceback" not in no_bank.stderr
-    for args in (
-        ("tools.bank.build", "--smoke", "--widths", "1.5"),
-        ("tools.bank.build", "--smoke", "--max-steps", "0"),
-        ("tools.bank.distill", "--smoke", "--threads", "0"),
-        ("tools.bank.report", "--rounds", "0"),
+        errors = [ln for ln in no_bank.stderr.splitlines() if ln.startswith("error:")]
+        assert no_bank.returncode == 1 and len(errors) == 1, no_bank.stderr
+        assert "nobank" in errors[0] and "Traceback" not in no_bank.stderr
+    for args, why in (
+        (("tools.bank.build", "--smoke", "--widths", "1.5"), "every width must be in (0, 1]"),
+        (("tools.bank.build", "--smoke", "--max-steps", "0"), "--max-steps: must be at least 1"),
+        (("tools.bank.distill", "--smoke", "--threads", "0"), "--threads: must be at least 1"),
+        (("tools.bank.report", "--rounds", "0"), "--rounds: must be at least 1"),
     ):
         res = run(*args)
-        assert res.returncode == 2 and "Traceback" not in res.stderr, (args, res.stderr)
+        assert res.returncode == 2 and why in res.stderr, (args, res.stderr)
+        assert "Traceback" not in res.stderr

@@ -15,6 +15,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from agent.forwarder import OutboxPublisher
 from agent.wiring import RunOptions, build_agent
 from tests.agent.helpers import ROOT, profile_for
 from tests.conftest import Broker, free_port, start_broker, stop_broker
@@ -82,10 +83,18 @@ def test_broker_outage_loses_nothing(tmp_path: Path) -> None:
     result: dict[str, Any] = {}
     th = threading.Thread(target=lambda: result.setdefault("stats", agent.run()))
     th.start()
+    fwd = agent.publisher
+    assert isinstance(fwd, OutboxPublisher)
     try:
-        time.sleep(2.0)
+        deadline = time.monotonic() + 60
+        while len(sub.seqs) < 10 and time.monotonic() < deadline:  # streaming, not a sleep
+            time.sleep(0.05)
+        assert len(sub.seqs) >= 10
         stop_broker(broker)  # the broker goes away mid-stream ...
+        before = fwd.stats()
         time.sleep(3.0)  # ... the agent keeps classifying and spooling ...
+        during = fwd.stats()
+        assert during.produced > before.produced and during.length > before.length
         broker = start_broker_with(conf, port)  # ... and comes back
         th.join(120)
         assert not th.is_alive()

@@ -18,6 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from agent.forwarder import OutboxPublisher
 from agent.wiring import RunOptions, build_agent
 from tests.agent.helpers import ROOT, profile_for
+from tests.agent.reliability import SeqSubscriber
 from tests.conftest import Broker, free_port, start_broker, stop_broker
 
 pytestmark = pytest.mark.integration
@@ -124,12 +125,24 @@ def start_broker_with(conf: Path, port: int) -> Broker:
     return Broker("127.0.0.1", port, proc, conf)
 
 
+def _counter(outbox: Path, name: str) -> int:
+    db = sqlite3.connect(outbox)
+    try:
+        row = db.execute("SELECT value FROM counters WHERE name=?", (name,)).fetchone()
+        return int(row[0]) if row else 0
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+    finally:
+        db.close()
+
+
 def test_sigkill_and_restart_delivers_every_committed_message(
     tmp_path: Path, broker: Broker
 ) -> None:
-    """Kill the agent at several points; after each restart the backlog goes out first."""
+    """Kill the agent at several points of its stream; after each restart the backlog goes
+    out. Judged by what a subscriber received, not by the outbox's own counters alone."""
     outbox = tmp_path / "outbox.db"
-    sub = PersistentSubscriber(broker.port, "crash-sub")
+    sub = SeqSubscriber(broker.port, "crash-sub")
     prof = tmp_path / "p.toml"
     text = (ROOT / "profiles" / "default.toml").read_text()
     text = text.replace('"../', f'"{ROOT}/').replace("port = 1883", f"port = {broker.port}")
@@ -139,40 +152,51 @@ def test_sigkill_and_restart_delivers_every_committed_message(
     text += f'\n[outbox]\npath = "{outbox}"\n'
     prof.write_text(text)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "agent", "run", "--profile", str(prof)]
     try:
-        for kill_after in (2.5, 1.0, 3.0):
+        for extra_s in (0.0, 0.7, 1.5):  # the kill lands at different points of the stream
+            before = _counter(outbox, "produced")
             proc = subprocess.Popen(
-                [sys.executable, "-m", "agent", "run", "--profile", str(prof)],
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
-            time.sleep(kill_after)
+            deadline = time.monotonic() + 60
+            while _counter(outbox, "produced") <= before and time.monotonic() < deadline:
+                time.sleep(0.05)  # running and committing: not a fixed sleep after start
+            assert _counter(outbox, "produced") > before
+            time.sleep(extra_s)
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             db = sqlite3.connect(outbox)
             assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
             db.close()
-        # every run starts its seq at 0 (a new boot); what matters is that each run's backlog
-        # left the outbox: a final clean run drains it
+        # a final clean run drains every killed run's backlog first
+        before = _counter(outbox, "produced")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "agent", "run", "--profile", str(prof)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
-        time.sleep(4.0)
+        deadline = time.monotonic() + 60
+        while _counter(outbox, "produced") <= before + 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, err.decode()
         db = sqlite3.connect(outbox)
         left = db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
-        produced = db.execute("SELECT value FROM counters WHERE name='produced'").fetchone()[0]
-        acked = db.execute("SELECT value FROM counters WHERE name='acked'").fetchone()[0]
         db.close()
+        produced, acked = _counter(outbox, "produced"), _counter(outbox, "acked")
         assert left == 0 and produced == acked > 0
+        # the subscriber's view: every acknowledged prediction arrived, and each boot's
+        # predictions are complete from seq 0 (a kill only ever loses an uncommitted tail)
+        deadline = time.monotonic() + 30
+        while sub.unique < acked and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sub.unique == acked, (sub.unique, acked)
+        boots = sub.boots()
+        assert len(boots) == 4
+        for boot in boots:
+            bits = sub.seen[boot]
+            n = max(i for i, b in enumerate(bits) if b) + 1
+            assert sub.missing(boot, n) == [], boot
     finally:
         sub.close()
 

@@ -18,7 +18,7 @@ from tests.agent.helpers import (
     default_entry,
     one_line_error,
 )
-from tests.conftest import free_port, start_broker, stop_broker
+from tests.conftest import closed_port, start_broker, stop_broker
 
 runner = CliRunner()
 
@@ -142,17 +142,18 @@ def test_unreachable_broker_subprocess(tmp_path: Path) -> None:
     """The real entry point, in a fresh process: a replay (no outbox) with no broker gives one
     line on stderr, exit status 1. (``run`` keeps spooling instead: test_reliability_startup.)"""
     prof = tmp_path / "p.toml"
-    text = DEFAULT_PROFILE.read_text().replace("port = 1883", f"port = {free_port()}")
-    text = text.replace('"../', f'"{ROOT}/')
-    prof.write_text(text)
-    proc = subprocess.run(
-        [sys.executable, "-m", "agent", "replay", str(RECORDINGS[0]), "--profile", str(prof)],
-        env={**os.environ, "XDG_STATE_HOME": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
+    with closed_port() as port:  # refuses, and nothing can self-connect to it
+        text = DEFAULT_PROFILE.read_text().replace("port = 1883", f"port = {port}")
+        text = text.replace('"../', f'"{ROOT}/')
+        prof.write_text(text)
+        proc = subprocess.run(
+            [sys.executable, "-m", "agent", "replay", str(RECORDINGS[0]), "--profile", str(prof)],
+            env={**os.environ, "XDG_STATE_HOME": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
     assert proc.returncode == 1
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("har-agent: error:")]
     assert len(errors) == 1 and "cannot reach the MQTT broker" in errors[0]

@@ -22,7 +22,7 @@ from tests.agent.helpers import (
     profile_for,
     reference_predictions,
 )
-from tests.conftest import Broker, free_port, start_broker, stop_broker
+from tests.conftest import Broker, closed_port, free_port, start_broker, stop_broker
 
 pytestmark = pytest.mark.integration
 
@@ -58,10 +58,11 @@ def test_every_window_arrives_once_in_order(broker: Broker) -> None:
 
 
 def test_unreachable_broker_fails_fast() -> None:
-    port = free_port()  # nothing listens there
-    agent = build_agent(profile_for(port), options=RunOptions(speed=0, loop=False))
-    with pytest.raises(PublishError, match=f"cannot reach the MQTT broker at 127.0.0.1:{port}"):
-        agent.run()
+    with closed_port() as port:  # nothing listens there, and nothing can self-connect
+        agent = build_agent(profile_for(port), options=RunOptions(speed=0, loop=False))
+        match = f"cannot reach the MQTT broker at 127.0.0.1:{port}"
+        with pytest.raises(PublishError, match=match):
+            agent.run()
 
 
 def test_reconnects_after_broker_restart(tmp_path: Path) -> None:

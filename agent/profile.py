@@ -9,9 +9,7 @@ docs/profiles.md lists every key.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
-import sys
 import tomllib
 import types
 import typing
@@ -21,10 +19,12 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 from agent.errors import ConfigError
+from agent.profile_location import DEFAULT_PROFILE, find_profile
 from agent.sensors.axes import parse_axes
 
 PROFILE_VERSION = 1
 _DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_DEVICE_ID_RULE = "must be 1-64 letters, digits, '_', '.' or '-' (used in MQTT topics)"
 _TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 
 
@@ -285,10 +285,7 @@ def _build(cls: type[Any], table: Any, prefix: str, where: str) -> Any:
 def with_device(p: Profile, device_id: str) -> Profile:
     """``p`` publishing as another device (``replay --device``)."""
     if not _DEVICE_ID.match(device_id):
-        raise ConfigError(
-            f"--device {device_id!r}: must be 1-64 letters, digits, '_', '.' or '-' "
-            "(used in MQTT topics)"
-        )
+        raise ConfigError(f"--device {device_id!r}: {_DEVICE_ID_RULE}")
     return dataclasses.replace(p, device=dataclasses.replace(p.device, id=device_id))
 
 
@@ -301,9 +298,7 @@ def _validate(p: Profile, where: str) -> None:
             "profile_version", f"{p.profile_version} is not supported (expected {PROFILE_VERSION})"
         )
     if not _DEVICE_ID.match(p.device.id):
-        raise bad(
-            "device.id", "must be 1-64 letters, digits, '_', '.' or '-' (used in MQTT topics)"
-        )
+        raise bad("device.id", _DEVICE_ID_RULE)
     if p.source.kind == "replay" and not p.source.path:
         raise bad("source.path", "is required when source.kind is 'replay'")
     if p.source.speed < 0:
@@ -421,28 +416,6 @@ def parse_profile(text: str, where: str, base_dir: Path) -> Profile:
     profile = dataclasses.replace(profile, base_dir=base_dir)
     _validate(profile, where)
     return profile
-
-
-DEFAULT_PROFILE = Path("profiles/default.toml")
-"""What commands run with when neither ``--profile`` nor ``$HAR_AGENT_PROFILE`` names one."""
-
-
-def find_profile(path: Path) -> Path:
-    """``path`` as given, unless it is :data:`DEFAULT_PROFILE` and missing from the current
-    folder: then the installation's own copy (beside the ``agent`` package in a checkout, or
-    beside the virtual environment, as in ``/opt/har-agent``), then the service's
-    ``/etc/har-agent/profile.toml`` when readable. So ``har-agent bench`` works from any folder."""
-    if path != DEFAULT_PROFILE or path.exists():
-        return path
-    tree = Path(__file__).resolve().parents[1] / DEFAULT_PROFILE
-    beside_venv = Path(sys.prefix).resolve().parent / DEFAULT_PROFILE
-    service = Path("/etc/har-agent/profile.toml")
-    for candidate in (tree, beside_venv):
-        if candidate.is_file():
-            return candidate
-    if service.is_file() and os.access(service, os.R_OK):
-        return service
-    return path
 
 
 def load_profile(path: str | Path) -> Profile:

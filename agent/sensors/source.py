@@ -201,8 +201,12 @@ class SensorSource:
             self._on_close = None
 
     def _mark_gap(self, now: float) -> None:
+        """The stream restarts at ``now`` (FIFO reset, overflow, re-initialisation): a gap."""
         self.timer.restart(now)
         self.stuck.reset()
+        self._count_gap()
+
+    def _count_gap(self) -> None:
         self.gaps += 1
         self.health.count("gaps")
 
@@ -257,14 +261,12 @@ class SensorSource:
         resyncs = self.timer.resyncs
         t = self.timer.stamp(len(batch), now) - self._t0
         if self.timer.resyncs != resyncs:  # samples went missing: the times jump, a gap
-            self.gaps += 1
-            self.health.count("gaps")
+            self._count_gap()
         values = remap(batch.values, self.config.axes)
         was_stuck = self.stuck.stuck
         stuck = self.stuck.update(values)
         if stuck.any() and not was_stuck:  # the dropped stretch leaves a gap in time
-            self.gaps += 1
-            self.health.count("gaps")
+            self._count_gap()
         if stuck.any():
             self.health.count("stuck_samples", int(stuck.sum()))
             self.health.fault(

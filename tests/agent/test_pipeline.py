@@ -9,6 +9,7 @@ import pytest
 
 from agent.clock import FakeClock
 from agent.errors import DataError, ModelError
+from agent.pipeline import RunStats
 from agent.publishers import Command, MemoryPublisher
 from agent.recording import Channel, RecordingHeader, RecordingWriter, read_recording
 from agent.wiring import RunOptions, build_agent
@@ -138,14 +139,16 @@ def test_unknown_model_and_tampered_file(tmp_path: Path) -> None:
         build_agent(prof, publisher=MemoryPublisher())
 
 
-def test_stop_event_ends_a_looping_replay() -> None:
+def _looping_replay(stop_after: int) -> tuple[RunStats, MemoryPublisher]:
+    """A looping replay as fast as it goes, stopped (the stop event) after ``stop_after``
+    predictions."""
     stop = threading.Event()
     pub = MemoryPublisher()
-    seen = []
+    seen: list[object] = []
 
     def observer(p: object) -> None:
         seen.append(p)
-        if len(seen) == 5:
+        if len(seen) == stop_after:
             stop.set()
 
     agent = build_agent(
@@ -155,7 +158,11 @@ def test_stop_event_ends_a_looping_replay() -> None:
         stop=stop,
         observer=observer,
     )
-    stats = agent.run()
+    return agent.run(), pub
+
+
+def test_stop_event_ends_a_looping_replay() -> None:
+    stats, pub = _looping_replay(5)
     assert 5 <= stats.windows < 20
     assert pub.stopped
 
@@ -245,23 +252,7 @@ def test_a_looping_replay_goes_on_past_the_first_pass() -> None:
 
     from agent.sources import LOOP_GAP_S
 
-    stop = threading.Event()
-    pub = MemoryPublisher()
-    seen: list[object] = []
-
-    def observer(p: object) -> None:
-        seen.append(p)
-        if len(seen) == 300:  # one pass of this recording is 257 windows
-            stop.set()
-
-    agent = build_agent(
-        profile_for(),
-        options=RunOptions(speed=0, loop=True),
-        publisher=pub,
-        stop=stop,
-        observer=observer,
-    )
-    agent.run()
+    _, pub = _looping_replay(300)  # one pass of this recording is 257 windows
     preds = [json.loads(p) for p in pub.payloads("/prediction")]
     assert len(preds) >= 300
     starts = [datetime.fromisoformat(p["window"]["start"]).timestamp() for p in preds]

@@ -69,6 +69,64 @@ def open_smbus(bus: int) -> I2CBus:
         raise SourceError(f"cannot open I2C bus {bus} ({path}: {describe(exc)})") from exc
 
 
+class ReopeningBus:
+    """An :class:`I2CBus` whose ``/dev/i2c-N`` handle can be closed and opened again.
+
+    A file descriptor of an I2C adapter that went away (a USB bridge unplugged, the driver
+    reloaded) fails every transfer with ``ENODEV`` even after the adapter comes back; only a new
+    handle reaches the chips again. The sensor source calls :meth:`reopen` before it
+    re-initialises a chip that stopped answering.
+    """
+
+    def __init__(self, factory: BusFactory, number: int) -> None:
+        self._factory = factory
+        self.number = number
+        self._bus: I2CBus | None = factory(number)
+        self.reopens = 0
+
+    def reopen(self) -> None:
+        """Close the handle and open ``/dev/i2c-N`` again; SourceError if it cannot be opened
+        (transfers then fail with ``ENODEV`` until a later :meth:`reopen` succeeds)."""
+        self.close()
+        try:
+            self._bus = self._factory(self.number)
+        except SourceError as exc:
+            raise SourceError(f"cannot reopen I2C bus {self.number}: {exc}") from exc
+        except OSError as exc:
+            raise SourceError(
+                f"cannot reopen I2C bus {self.number} (/dev/i2c-{self.number}: {describe(exc)})"
+            ) from exc
+        self.reopens += 1
+
+    def _handle(self) -> I2CBus:
+        if self._bus is None:
+            raise OSError(errno.ENODEV, f"I2C bus {self.number} is not open")
+        return self._bus
+
+    def read_byte_data(self, i2c_addr: int, register: int) -> int:
+        return self._handle().read_byte_data(i2c_addr, register)
+
+    def write_byte_data(self, i2c_addr: int, register: int, value: int) -> None:
+        self._handle().write_byte_data(i2c_addr, register, value)
+
+    def read_i2c_block_data(self, i2c_addr: int, register: int, length: int) -> list[int]:
+        return self._handle().read_i2c_block_data(i2c_addr, register, length)
+
+    def read_word_data(self, i2c_addr: int, register: int) -> int:
+        return self._handle().read_word_data(i2c_addr, register)
+
+    def write_word_data(self, i2c_addr: int, register: int, value: int) -> None:
+        self._handle().write_word_data(i2c_addr, register, value)
+
+    def close(self) -> None:
+        bus, self._bus = self._bus, None
+        if bus is not None:
+            try:
+                bus.close()
+            except OSError:  # closing the handle of a vanished adapter: nothing left to release
+                pass
+
+
 def describe(exc: OSError) -> str:
     """``EIO (Input/output error)`` for an OSError from a transfer."""
     if exc.errno is None:

@@ -8,8 +8,9 @@ Faults never end the stream once it runs (the daemon keeps going; :attr:`SensorS
 what is wrong and the pipeline publishes it):
 
 - a failed transfer is retried with exponential backoff; after ``sensor.retries`` failures in a row
-  the fault ``i2c_error`` starts and the chip is re-initialised (reset, configure, FIFO restart),
-  again with backoff, until it answers; a chip that does not answer is ``chip_missing``;
+  the fault ``i2c_error`` starts and the chip is re-initialised (the bus handle opened again, in
+  case the adapter itself went away; then reset, configure, FIFO restart), again with backoff,
+  until it answers; a chip that does not answer is ``chip_missing``;
 - a FIFO overflow resets the FIFO (the driver does) and restarts the sample clock: a gap, so no
   window spans it (``fifo_overflow``);
 - a run of ``sensor.stuck_after_s`` identical samples is ``stuck``; those samples are dropped (no
@@ -35,7 +36,7 @@ from agent.payload import iso_from_unix
 from agent.profile import SensorConfig
 from agent.recording import Chunk, RecordingHeader
 from agent.sensors import lsm6dsox, mpu6050
-from agent.sensors.bus import BusFactory, I2CBus
+from agent.sensors.bus import BusFactory, I2CBus, ReopeningBus
 from agent.sensors.convert import IMU_CHANNELS, remap, with_full_scale
 from agent.sensors.health import SensorHealth, StuckDetector
 from agent.sensors.imu import FifoBatch, ImuDriver, ImuInfo, ImuSettings, Sleep
@@ -110,8 +111,10 @@ class SensorSource:
         stop: threading.Event,
         chunk_samples: int = 10,
         on_close: Callable[[], None] | None = None,
+        reopen_bus: Callable[[], None] | None = None,
     ) -> None:
         self.driver = driver
+        self._reopen_bus = reopen_bus
         self.config = config
         self._clock = clock
         self._stop = stop
@@ -228,6 +231,8 @@ class SensorSource:
     def _poll(self, now: float) -> tuple[Chunk, float]:
         try:
             if self._reopen:
+                if self._reopen_bus is not None:  # a fresh handle, in case the adapter went away
+                    self._reopen_bus()
                 self.driver.open()
                 self.health.count("reinits")
                 self.health.clear("chip_missing")
@@ -295,7 +300,7 @@ def open_sensor_source(
         from agent.sensors.bus import open_smbus
 
         bus_factory = open_smbus
-    bus = bus_factory(config.bus)
+    bus = ReopeningBus(bus_factory, config.bus)
 
     def sleep(seconds: float) -> None:
         clock.sleep_until(clock.monotonic() + seconds, stop)
@@ -303,7 +308,13 @@ def open_sensor_source(
     try:
         driver = DRIVERS[config.chip](bus, settings, sleep)
         return SensorSource(
-            driver, config, clock=clock, stop=stop, chunk_samples=chunk_samples, on_close=bus.close
+            driver,
+            config,
+            clock=clock,
+            stop=stop,
+            chunk_samples=chunk_samples,
+            on_close=bus.close,
+            reopen_bus=bus.reopen,
         )
     except BaseException:
         bus.close()

@@ -64,6 +64,9 @@ class EmulatedBus:
         self.failures = 0
         self.ops: Counter[str] = Counter()
         self.closed = False
+        self.opens = 0
+        self.adapter_present = True
+        self._stale = False  # the adapter went away under the open handle: it stays dead
         self._faults: list[Fault] = []
 
     # -- what the tests do -------------------------------------------------------------------
@@ -84,11 +87,24 @@ class EmulatedBus:
         self._faults.append(fault)
         return fault
 
+    def remove_adapter(self) -> None:
+        """The I2C adapter disappears (a USB bridge unplugged, the driver unloaded): the open
+        handle fails every transfer with ENODEV, and ``/dev/i2c-N`` cannot be opened."""
+        self.adapter_present = False
+        self._stale = True
+
+    def restore_adapter(self) -> None:
+        """The adapter is back. As with a real file descriptor, the old handle stays dead: only
+        a handle opened again (:meth:`factory`) reaches the chips."""
+        self.adapter_present = True
+
     def factory(self, bus: int) -> EmulatedBus:
         """A :data:`~agent.sensors.bus.BusFactory` that hands out this bus."""
-        if bus != self.bus_number:
+        if bus != self.bus_number or not self.adapter_present:
             raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), f"/dev/i2c-{bus}")
         self.closed = False
+        self._stale = False
+        self.opens += 1
         return self
 
     # -- smbus2.SMBus --------------------------------------------------------------------------
@@ -96,6 +112,8 @@ class EmulatedBus:
     def _begin(self, op: str, addr: int, register: int) -> EmulatedDevice:
         if self.closed:
             raise ValueError("I/O on a closed bus")
+        if self._stale:
+            raise OSError(errno.ENODEV, os.strerror(errno.ENODEV))
         if not 0 <= addr <= 0x7F or not 0 <= register <= 0xFF:
             raise ValueError(f"bad address 0x{addr:x} or register 0x{register:x}")
         self.transfers += 1

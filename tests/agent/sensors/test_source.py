@@ -120,6 +120,28 @@ def test_chip_unplugged_then_back(caplog: pytest.LogCaptureFixture) -> None:
     assert len(run.gaps()) == 1 and run.gaps()[0] > 9.0
 
 
+def test_adapter_gone_then_back_reopens_the_bus() -> None:
+    """The I2C adapter itself disappears (its handle fails with ENODEV, /dev/i2c-1 cannot be
+    opened) and comes back: only a reopened handle reaches the chip again."""
+    rig = make_rig("mpu6050")
+    source = rig.source()
+    run = Run(rig, source).for_(5.0)
+    opens = rig.bus.opens
+    rig.bus.remove_adapter()
+    n_before = len(run.t)
+    run.for_(10.0)
+    assert len(run.t) == n_before and len(run.chunks) > 25  # nothing, but the stream ticks on
+    assert source.health.faults == ("i2c_error",)
+    detail = source.health.snapshot()["faults"][0]["detail"]
+    assert detail.startswith("cannot reopen I2C bus 1 (/dev/i2c-1: ENOENT")
+    rig.bus.restore_adapter()
+    run.for_(5.0)
+    assert source.health.state == "ok" and len(run.t) > n_before + 200
+    assert rig.bus.opens > opens  # a new handle: the old one would have stayed dead
+    assert source.health.counters["reinits"] == 1
+    assert len(run.gaps()) == 1 and run.gaps()[0] > 9.0
+
+
 def test_overflow_resets_marks_a_gap_and_no_window_spans_it() -> None:
     rig = make_rig("mpu6050")
     source = rig.source()

@@ -143,3 +143,71 @@ def test_default_outbox_path_follows_systemd_then_xdg(tmp_path: Path) -> None:
     assert outbox_path(prof, {}) == Path.home() / ".local/state/har-agent" / name
     mine = dataclasses.replace(prof, outbox=dataclasses.replace(prof.outbox, path="/srv/o.db"))
     assert outbox_path(mine, {"STATE_DIRECTORY": "/var/lib/har-agent"}) == Path("/srv/o.db")
+
+
+def test_free_bytes_is_what_statvfs_says_for_the_folder(tmp_path: Path) -> None:
+    import os
+
+    from agent.outbox import free_bytes
+
+    st = os.statvfs(tmp_path)
+    expected = st.f_bavail * st.f_frsize
+    for where in (tmp_path, tmp_path / "outbox.db"):  # the folder, or a file (not yet) in it
+        assert abs(free_bytes(where) - expected) < 64 * 1024 * 1024  # others write meanwhile
+
+
+MB = 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("room_mb", "max_mb", "cap_mb", "warned"),
+    [
+        (1000, 64, 64, False),  # plenty of room: the profile's cap
+        (100, 64, 50, True),  # the cap would take more than half the free space: half of it
+        (1, 64, 1, True),  # nearly full: never below 1 MB
+    ],
+)
+def test_outbox_cap_stays_under_half_the_free_space(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    room_mb: int,
+    max_mb: int,
+    cap_mb: int,
+    warned: bool,
+) -> None:
+    """An SD card must not fill up: the daemon's outbox cap is at most half the free space of
+    its filesystem (the free space is the one input faked here)."""
+    import dataclasses
+    import logging
+
+    from agent import publisher_factory
+    from agent.forwarder import OutboxPublisher
+    from tests.agent.helpers import profile_for
+
+    prof = profile_for()
+    outbox = dataclasses.replace(
+        prof.outbox, enabled=True, path=str(tmp_path / "o.db"), max_mb=float(max_mb)
+    )
+    prof = dataclasses.replace(prof, outbox=outbox)
+    seen: list[Path] = []
+
+    def room(path: str | Path) -> int:
+        seen.append(Path(path))
+        return room_mb * MB
+
+    monkeypatch.setattr(publisher_factory, "free_bytes", room)
+    with caplog.at_level(logging.WARNING, logger="agent.publisher_factory"):
+        pub = publisher_factory.make_publisher(prof, use_outbox=True)
+    try:
+        assert isinstance(pub, OutboxPublisher)
+        assert pub.outbox.max_bytes == cap_mb * MB
+        assert seen == [tmp_path]  # the filesystem that holds the outbox
+        lowered = [r.getMessage() for r in caplog.records if "outbox cap lowered" in r.getMessage()]
+        assert lowered == (
+            [f"outbox cap lowered to {cap_mb:.1f} MB: half the free space of {tmp_path}"]
+            if warned
+            else []
+        )
+    finally:
+        pub.outbox.close()

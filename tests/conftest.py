@@ -52,22 +52,19 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
 
 
 def start_broker(tmp: Path, port: int | None = None) -> Broker:
-    exe = shutil.which("mosquitto") or (
-        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
-    )
-    if exe is None:
-        pytest.fail(
-            "mosquitto is not installed (apt-get install mosquitto mosquitto-clients), "
-            "or deselect broker tests with -m 'not integration'"
-        )
+    """A plain mosquitto on a free (or the given) loopback port, logging into ``tmp``."""
     port = port or free_port()
     conf = tmp / f"mosquitto-{port}.conf"
     conf.write_text(
         f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
         f"log_dest file {tmp / f'mosquitto-{port}.log'}\n"
     )
+    return _launch(conf, port)
+
+
+def _launch(conf: Path, port: int) -> Broker:
     proc = subprocess.Popen(
-        [exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [mosquitto_exe(), "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         wait_for_port(port)
@@ -106,7 +103,10 @@ def mosquitto_exe() -> str:
         "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
     )
     if exe is None:
-        pytest.fail("mosquitto is not installed (apt-get install mosquitto mosquitto-clients)")
+        pytest.fail(
+            "mosquitto is not installed (apt-get install mosquitto mosquitto-clients), "
+            "or deselect broker tests with -m 'not integration'"
+        )
     return exe
 
 
@@ -117,16 +117,7 @@ def start_broker_conf(tmp: Path, port: int, body: str, name: str = "") -> Broker
     tag = name or str(port)
     conf = tmp / f"mosquitto-{tag}.conf"
     conf.write_text(f"user root\nlog_dest file {tmp / f'mosquitto-{tag}.log'}\n{body}")
-    proc = subprocess.Popen(
-        [mosquitto_exe(), "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        wait_for_port(port)
-    except TimeoutError:
-        proc.kill()
-        proc.wait()
-        raise
-    return Broker("127.0.0.1", port, proc, conf)
+    return _launch(conf, port)
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,8 @@ pytest (no ``test_`` prefix); tests/agent/test_reliability_soak.py runs a short 
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,8 +24,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.agent.helpers import ROOT
-from tests.agent.reliability import SeqSubscriber, persistent_broker, write_profile
+from tests.agent.reliability import SeqSubscriber, persistent_broker, spawn_agent, write_profile
 from tests.conftest import free_port, stop_broker
 
 
@@ -121,13 +118,7 @@ def soak(
         tmp / "soak.toml", port, outbox=outbox, speed=speed, mqtt="reconnect_max_s = 4"
     )
     err = (tmp / "agent.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agent", "run", "--profile", str(prof)],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.DEVNULL,
-        stderr=err,
-    )
+    proc = spawn_agent(prof, stderr=err)
     agent = psutil.Process(proc.pid)
     result = SoakResult()
     warm_at = duration_s / 4 if warmup_s is None else warmup_s

@@ -1,18 +1,24 @@
 """Helpers for the fault-injection tests and the soak (tests/soak.py): a persistent subscriber that
-accounts for every (boot, seq), brokers with persistence, and agent profiles written to disk."""
+accounts for every (boot, seq), brokers with persistence, agent profiles written to disk, and the
+agent run in a thread or as a ``har-agent run`` process."""
 
 from __future__ import annotations
 
 import json
+import os
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from agent.pipeline import RunStats
+from agent.wiring import Agent
 from tests.agent.helpers import ROOT
 from tests.conftest import Broker, start_broker_conf
 
@@ -129,3 +135,41 @@ def write_profile(
         text += "\n[outbox]\nenabled = false\n"
     path.write_text(text + extra)
     return path
+
+
+class AgentThread:
+    """``agent.run()`` on a thread of its own; :attr:`stats` once it has returned."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.stats: RunStats | None = None
+        self._thread = threading.Thread(target=self._run, name="agent under test")
+        self._thread.start()
+
+    def _run(self) -> None:
+        self.stats = self.agent.run()
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    @property
+    def windows(self) -> int:
+        """Windows of the finished run (fails if it has not finished)."""
+        assert self.stats is not None, "the agent has not returned"
+        return self.stats.windows
+
+
+def spawn_agent(
+    profile: Path, stderr: int | IO[Any] = subprocess.DEVNULL
+) -> subprocess.Popen[bytes]:
+    """``har-agent run --profile PROFILE`` as a process of its own (to be killed, restarted)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent", "run", "--profile", str(profile)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+    )

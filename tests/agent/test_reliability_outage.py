@@ -10,14 +10,13 @@ import dataclasses
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from agent.forwarder import OutboxPublisher
 from agent.wiring import RunOptions, build_agent
 from tests.agent.helpers import profile_for
-from tests.agent.reliability import SeqSubscriber, persistent_broker
+from tests.agent.reliability import AgentThread, SeqSubscriber, persistent_broker
 from tests.conftest import free_port, stop_broker
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -37,9 +36,7 @@ def test_thirty_second_outage_mid_stream_loses_nothing(tmp_path: Path) -> None:
     agent = build_agent(prof, options=RunOptions(speed=50.0, loop=True), stop=stop)
     fwd = agent.publisher
     assert isinstance(fwd, OutboxPublisher)
-    result: dict[str, Any] = {}
-    th = threading.Thread(target=lambda: result.setdefault("stats", agent.run()))
-    th.start()
+    th = AgentThread(agent)
     try:
         deadline = time.monotonic() + 60
         while sub.unique < 20 and time.monotonic() < deadline:  # mid-stream ...
@@ -62,7 +59,7 @@ def test_thirty_second_outage_mid_stream_loses_nothing(tmp_path: Path) -> None:
         th.join(60)
     try:
         assert not th.is_alive()
-        n = result["stats"].windows
+        n = th.windows
         assert fwd.stats().produced == n  # every window was committed (no cap was reached)
         (boot,) = sub.boots(wait_s=30)
         missing = sub.wait_complete(boot, n, timeout=60)

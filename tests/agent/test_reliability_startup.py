@@ -2,18 +2,14 @@
 spooling, and delivers everything once a broker appears; a replay (no outbox) ends in one line
 (test_cli.py::test_unreachable_broker_subprocess)."""
 
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.agent.helpers import ROOT
-from tests.agent.reliability import SeqSubscriber, persistent_broker, write_profile
+from tests.agent.reliability import SeqSubscriber, persistent_broker, spawn_agent, write_profile
 from tests.conftest import free_port, stop_broker
 
 pytestmark = pytest.mark.integration
@@ -46,13 +42,7 @@ def test_run_with_no_broker_keeps_spooling_and_delivers_later(tmp_path: Path) ->
     )
     err_path = tmp_path / "stderr.txt"
     with err_path.open("wb") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "agent", "run", "--profile", str(prof)],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-        )
+        proc = spawn_agent(prof, stderr=err)
     try:
         deadline = time.monotonic() + 60
         while _counter(outbox, "produced") < 40 and time.monotonic() < deadline:

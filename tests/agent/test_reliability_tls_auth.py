@@ -12,14 +12,13 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from agent.forwarder import OutboxPublisher
 from agent.wiring import RunOptions, build_agent
 from tests.agent.helpers import profile_for
-from tests.agent.reliability import SeqSubscriber, persistent_broker
+from tests.agent.reliability import AgentThread, SeqSubscriber, persistent_broker
 from tests.conftest import Broker, free_port, make_tls_files, stop_broker, wait_for_port
 
 pytestmark = pytest.mark.integration
@@ -90,9 +89,7 @@ def test_tls_or_auth_failure_spools_then_delivers(
     agent = build_agent(prof, options=RunOptions(speed=40.0, loop=True), stop=stop)
     fwd = agent.publisher
     assert isinstance(fwd, OutboxPublisher)
-    result: dict[str, Any] = {}
-    th = threading.Thread(target=lambda: result.setdefault("stats", agent.run()))
-    th.start()
+    th = AgentThread(agent)
     try:
         deadline = time.monotonic() + 60
         while fwd.stats().length < 60 and time.monotonic() < deadline:
@@ -128,7 +125,7 @@ def test_tls_or_auth_failure_spools_then_delivers(
         th.join(60)
     try:
         assert not th.is_alive()
-        n = result["stats"].windows
+        n = th.windows
         (boot,) = sub.boots(wait_s=30)
         missing = sub.wait_complete(boot, n, timeout=60)
         assert not missing, f"{len(missing)} of {n} missing, first {missing[:10]}"

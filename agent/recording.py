@@ -16,7 +16,9 @@ is the user-facing description. The same writer serves the dataset import and ``
 
 Version 2 keeps the header and replaces the CSV rows with fixed-size binary records
 (``"encoding": "binary"`` in the header; :mod:`agent.recording_bin`): the writer picks it for a
-name ending in ``.bin`` or ``.bin.gz``, the reader from the magic line, whatever the name.
+name ending in ``.bin`` or ``.bin.gz``, the reader from the magic line, whatever the name. The
+CSV rows are parsed in :mod:`agent.recording_csv`; this module has the header, the writer, and the
+reader's checks that hold for both bodies (finite values, increasing times, the rate).
 """
 
 from __future__ import annotations
@@ -39,9 +41,9 @@ import numpy as np
 from agent.errors import RecordingError
 from agent.recording_bin import ENCODING as BINARY
 from agent.recording_bin import BinaryBodyReader, BinaryBodyWriter
+from agent.recording_csv import CsvBodyReader
 
 MAGIC = "#har-recording/"
-MAX_LABEL_CHARS = 64
 MAX_RATE_HZ = 100_000.0
 PARSE_BLOCK = 2048
 """Rows parsed per call of numpy's parser when streaming."""
@@ -301,7 +303,7 @@ class RecordingReader:
         self.path = Path(path)
         if not self.path.is_file():
             raise RecordingError(f"{self.path}: no such recording file")
-        self._bin: BinaryBodyReader | None = None
+        self._body: CsvBodyReader | BinaryBodyReader | None = None
         try:
             self._raw = _open_bytes(self.path, "r", gz=_is_gzip(self.path))
         except OSError as exc:
@@ -312,7 +314,7 @@ class RecordingReader:
                 first = self._raw.readline(1 << 20).decode("utf-8")
             except (OSError, UnicodeDecodeError, EOFError) as exc:
                 raise RecordingError(f"{self.path}: cannot read recording ({exc})") from exc
-            self._parse_head(first)
+            self._body = self._open_body(first)
         except BaseException:
             self.close()
             raise
@@ -320,9 +322,10 @@ class RecordingReader:
     @property
     def encoding(self) -> str:
         """``csv`` (format version 1) or ``binary`` (version 2)."""
-        return BINARY if self._bin is not None else CSV
+        return BINARY if isinstance(self._body, BinaryBodyReader) else CSV
 
-    def _parse_head(self, first: str) -> None:
+    def _open_body(self, first: str) -> CsvBodyReader | BinaryBodyReader:
+        """Parse the header line; the reader of the body that follows it."""
         if not first.startswith(MAGIC):
             raise RecordingError(f"{self.path}: not a har-agent recording (missing '{MAGIC}')")
         version_text, _, header_text = first[len(MAGIC) :].partition(" ")
@@ -331,146 +334,36 @@ class RecordingReader:
                 f"{self.path}: recording format version {version_text!r} is not supported "
                 f"(this har-agent reads versions {VERSION} and {BINARY_VERSION})"
             )
-        self.header = RecordingHeader.from_json(header_text, str(self.path))
-        self._line = 1
-        if version_text == str(BINARY_VERSION):
-            encoding = json.loads(header_text).get("encoding")
-            if encoding != BINARY:
-                raise RecordingError(
-                    f"{self.path}: unknown recording encoding {encoding!r} (expected {BINARY!r})"
-                )
-            labels = self.header.labels if self.header.labelled else None
-            if labels is not None and not labels:
-                raise RecordingError(f"{self.path}: a labelled binary recording names no labels")
-            self._bin = BinaryBodyReader(
-                self._raw, str(self.path), len(self.header.channels), labels
+        header = self.header = RecordingHeader.from_json(header_text, str(self.path))
+        where = str(self.path)
+        if version_text == str(VERSION):
+            self._fh = _text(self._raw)
+            return CsvBodyReader(
+                self._fh, where, header.channel_names, header.labelled, header.labels
             )
-            return
-        self._fh = _text(self._raw)
-        fields: list[tuple[str, str, tuple[int]] | tuple[str, str]] = [
-            ("v", "f8", (1 + len(self.header.channels),))
-        ]
-        if self.header.labelled:
-            fields.append(("label", f"U{MAX_LABEL_CHARS}"))
-        self._row_dtype = np.dtype(fields)
-        self._known_labels = frozenset(self.header.labels) if self.header.labels else None
-        """Labels a row may carry (CSV rows are free text; binary records index this list)."""
-        cols = self._next_row()
-        self._buf: list[str] = []
-        self._pos = 0
-        self._tail = ""
-        self._eof = False
-        expected = ["t", *self.header.channel_names] + (["label"] if self.header.labelled else [])
-        if cols != expected:
+        encoding = json.loads(header_text).get("encoding")
+        if encoding != BINARY:
             raise RecordingError(
-                f"{self.path}: column line {cols} does not match header {expected}"
+                f"{where}: unknown recording encoding {encoding!r} (expected {BINARY!r})"
             )
+        labels = header.labels if header.labelled else None
+        if labels is not None and not labels:
+            raise RecordingError(f"{where}: a labelled binary recording names no labels")
+        return BinaryBodyReader(self._raw, where, len(header.channels), labels)
 
-    def _next_row(self) -> list[str] | None:
-        assert self._fh is not None
-        try:
-            line = self._fh.readline()
-        except (OSError, EOFError, UnicodeDecodeError) as exc:
-            raise RecordingError(f"{self.path}: line {self._line + 1}: unreadable ({exc})") from exc
-        if not line:
-            return None
-        self._line += 1
-        return line.rstrip("\r\n").split(",")
-
-    def _read_lines(self, size: int) -> list[str]:
-        """The next ``size`` lines (fewer at the end), read in 64 KiB blocks."""
-        assert self._fh is not None
-        while len(self._buf) - self._pos < size and not self._eof:
-            try:
-                block = self._fh.read(1 << 16)
-            except (OSError, EOFError, UnicodeDecodeError) as exc:
-                raise RecordingError(
-                    f"{self.path}: after line {self._line}: unreadable ({exc})"
-                ) from exc
-            del self._buf[: self._pos]
-            self._pos = 0
-            if not block:
-                self._eof = True
-                if self._tail:
-                    self._buf.append(self._tail)
-                    self._tail = ""
-                break
-            parts = (self._tail + block).split("\n")
-            if "\r" in block:
-                parts = [part.rstrip("\r") for part in parts]
-            self._tail = parts.pop()
-            self._buf.extend(parts)
-        lines = self._buf[self._pos : self._pos + size]
-        self._pos += len(lines)
-        return lines
-
-    def _parse(self, lines: list[str], first_line: int) -> tuple[np.ndarray, list[str | None]]:
-        """Parse rows fast (numpy's C parser); on any problem, find the bad line and name it."""
-        n_ch = len(self.header.channels)
-        labelled = self.header.labelled
-        width = 1 + n_ch + (1 if labelled else 0)
-        try:
-            # the structured dtype makes loadtxt insist on exactly `width` fields in every row
-            arr = np.loadtxt(lines, delimiter=",", dtype=self._row_dtype, comments=None, ndmin=1)
-        except ValueError:
-            pass
-        else:
-            if not labelled:
-                return arr["v"], []
-            known = self._known_labels
-            try:
-                return arr["v"], _expand_runs(arr["label"], known)
-            except _UnknownLabel as exc:
-                raise RecordingError(
-                    f"{self.path}: line {first_line + exc.row}: label {exc.label!r} is not one of "
-                    f"the header's labels ({', '.join(sorted(known or ()))})"
-                ) from None
-        for i, ln in enumerate(lines):
-            fields = ln.rstrip("\r\n").split(",")
-            where = f"{self.path}: line {first_line + i}"
-            if len(fields) != width:
-                raise RecordingError(f"{where}: expected {width} fields, got {len(fields)}")
-            try:
-                [float(x) for x in fields[: 1 + n_ch]]
-            except ValueError as exc:
-                raise RecordingError(f"{where}: not a number ({exc})") from exc
-        raise RecordingError(
-            f"{self.path}: lines {first_line}-{first_line + len(lines) - 1}: unparseable rows"
-        )
-
-    def _csv_blocks(self, block: int) -> Iterator[_Block]:
-        labelled = self.header.labelled
-        while True:
-            lines = self._read_lines(block)
-            if not lines:
-                return
-            first_line = self._line + 1
-            self._line += len(lines)
-            arr, labels = self._parse(lines, first_line)
-            finite = np.isfinite(arr)
-            if not finite.all():
-                bad = int(np.argmin(finite.all(axis=1)))
-                raise RecordingError(
-                    f"{self.path}: line {first_line + bad}: value is not finite (NaN or Inf)"
-                )
-            t = np.ascontiguousarray(arr[:, 0])
-            yield _Block(
-                t, arr[:, 1:].astype(np.float32), labels if labelled else None, "line", first_line
-            )
-            if len(lines) < block:
-                return
-
-    def _bin_blocks(self, block: int) -> Iterator[_Block]:
-        assert self._bin is not None
-        for t, values, labels in self._bin.blocks(block):
-            first = self._bin.records - len(t) + 1
+    def _blocks(self, block: int) -> Iterator[_Block]:
+        body = self._body
+        assert body is not None
+        for t, values, labels in body.blocks(block):
+            first = body.position - len(t) + 1
             # the whole block at once (a per-row check costs ~35 us a block); rows only if bad
             if not (np.isfinite(values).all() and np.isfinite(t).all()):
                 bad = int(np.argmin(np.isfinite(values).all(axis=1) & np.isfinite(t)))
                 raise RecordingError(
-                    f"{self.path}: record {first + bad}: value is not finite (NaN or Inf)"
+                    f"{self.path}: {body.unit} {first + bad}: value is not finite (NaN, Inf, or "
+                    "beyond float32's range)"
                 )
-            yield _Block(t, values, labels, "record", first)
+            yield _Block(t, values, labels, body.unit, first)
 
     def chunks(self, size: int = 256) -> Iterator[Chunk]:
         """Yield chunks of up to ``size`` samples, validating every row.
@@ -479,10 +372,8 @@ class RecordingReader:
         a bad row is reported up to that many rows before the chunk that holds it is due.
         """
         last_t = -math.inf
-        block = max(size, PARSE_BLOCK)
-        blocks = self._bin_blocks(block) if self._bin is not None else self._csv_blocks(block)
         try:
-            for blk in blocks:
+            for blk in self._blocks(max(size, PARSE_BLOCK)):
                 t = blk.t
                 steps = np.diff(t, prepend=last_t)
                 if not np.all(steps > 0):
@@ -548,27 +439,6 @@ def _is_gzip(path: Path) -> bool:
     """Whether the file starts with gzip's magic bytes (the reader does not trust the name)."""
     with open(path, "rb") as fh:
         return fh.read(2) == b"\x1f\x8b"
-
-
-class _UnknownLabel(Exception):
-    def __init__(self, row: int, label: str) -> None:
-        self.row, self.label = row, label
-
-
-def _expand_runs(labels: np.ndarray, known: frozenset[str] | None = None) -> list[str | None]:
-    """Per-row labels as Python strings (empty -> None), one string object per run of equal
-    labels: labels change a few times a minute, so this beats converting every row. With
-    ``known``, a label outside it raises :class:`_UnknownLabel` (checked once per run)."""
-    if labels.shape[0] == 0:
-        return []
-    starts = [0, *(np.flatnonzero(labels[1:] != labels[:-1]) + 1).tolist(), labels.shape[0]]
-    out: list[str | None] = []
-    for a, b in zip(starts[:-1], starts[1:], strict=False):
-        label = str(labels[a]) or None
-        if known and label is not None and label not in known:
-            raise _UnknownLabel(a, label)
-        out += [label] * (b - a)
-    return out
 
 
 def read_recording(path: str | Path) -> tuple[RecordingHeader, Chunk]:

@@ -68,7 +68,10 @@ class BinaryBodyWriter:
 
 
 class BinaryBodyReader:
-    """Decode records ``block`` at a time from a byte stream positioned after the header."""
+    """Decode records ``block`` at a time from a byte stream positioned after the header;
+    :attr:`position` is the last record read (1-based)."""
+
+    unit = "record"
 
     def __init__(
         self, fh: IO[bytes], where: str, n_channels: int, labels: Sequence[str] | None
@@ -80,6 +83,10 @@ class BinaryBodyReader:
         if labels is not None:
             self._names = np.array([None, *labels], dtype=object)
         self.records = 0
+
+    @property
+    def position(self) -> int:
+        return self.records
 
     def blocks(
         self, block: int

@@ -158,6 +158,7 @@ def test_reader_rejects_bad_headers(tmp_path: Path, text: str, match: str) -> No
         ("0,1\n0,2\n", "line 4: time 0.0 does not increase"),
         ("0,1\n0.02,nan\n", "line 4: value is not finite"),
         ("0,inf\n", "line 3: value is not finite"),
+        ("0,1\n0.02,1e39\n", r"line 4: value is not finite \(NaN, Inf, or beyond float32's"),
     ],
 )
 def test_reader_rejects_bad_rows(tmp_path: Path, rows: str, match: str) -> None:

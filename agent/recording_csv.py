@@ -1,0 +1,163 @@
+"""The CSV body of a recording (format version 1): rows parsed a block at a time.
+
+:class:`CsvBodyReader` reads the column line and then the rows from a text stream positioned after
+the header line, ``block`` rows per numpy parse (its C parser has a fixed cost per call), and names
+the line of any row it cannot take. :class:`~agent.recording.RecordingReader` checks the times and
+cuts the blocks into chunks; :mod:`agent.recording_bin` is the binary body (version 2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import IO
+
+import numpy as np
+
+from agent.errors import RecordingError
+
+MAX_LABEL_CHARS = 64
+
+
+class CsvBodyReader:
+    """Decode CSV rows ``block`` at a time; :attr:`position` is the last line read (1-based)."""
+
+    unit = "line"
+
+    def __init__(
+        self,
+        fh: IO[str],
+        where: str,
+        channel_names: Sequence[str],
+        labelled: bool,
+        vocabulary: Sequence[str] | None,
+    ) -> None:
+        self._fh = fh
+        self._where = where
+        self._n_channels = len(channel_names)
+        self._labelled = labelled
+        fields: list[tuple[str, str, tuple[int]] | tuple[str, str]] = [
+            ("v", "f8", (1 + self._n_channels,))
+        ]
+        if labelled:
+            fields.append(("label", f"U{MAX_LABEL_CHARS}"))
+        self._row_dtype = np.dtype(fields)
+        self._known = frozenset(vocabulary) if vocabulary else None
+        """Labels a row may carry (None: any; the header names no vocabulary)."""
+        self.position = 1  # the header line
+        self._buf: list[str] = []
+        self._pos = 0
+        self._tail = ""
+        self._eof = False
+        cols = self._next_row()
+        expected = ["t", *channel_names] + (["label"] if labelled else [])
+        if cols != expected:
+            raise RecordingError(f"{where}: column line {cols} does not match header {expected}")
+
+    def _next_row(self) -> list[str] | None:
+        try:
+            line = self._fh.readline()
+        except (OSError, EOFError, UnicodeDecodeError) as exc:
+            raise RecordingError(
+                f"{self._where}: line {self.position + 1}: unreadable ({exc})"
+            ) from exc
+        if not line:
+            return None
+        self.position += 1
+        return line.rstrip("\r\n").split(",")
+
+    def _read_lines(self, size: int) -> list[str]:
+        """The next ``size`` lines (fewer at the end), read in 64 KiB blocks."""
+        while len(self._buf) - self._pos < size and not self._eof:
+            try:
+                block = self._fh.read(1 << 16)
+            except (OSError, EOFError, UnicodeDecodeError) as exc:
+                raise RecordingError(
+                    f"{self._where}: after line {self.position}: unreadable ({exc})"
+                ) from exc
+            del self._buf[: self._pos]
+            self._pos = 0
+            if not block:
+                self._eof = True
+                if self._tail:
+                    self._buf.append(self._tail)
+                    self._tail = ""
+                break
+            parts = (self._tail + block).split("\n")
+            if "\r" in block:
+                parts = [part.rstrip("\r") for part in parts]
+            self._tail = parts.pop()
+            self._buf.extend(parts)
+        lines = self._buf[self._pos : self._pos + size]
+        self._pos += len(lines)
+        return lines
+
+    def blocks(
+        self, block: int
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, list[str | None] | None]]:
+        """Yield ``(t, values, labels)`` for up to ``block`` rows at a time; values are float32
+        (as the agent computes), times float64."""
+        while True:
+            lines = self._read_lines(block)
+            if not lines:
+                return
+            first_line = self.position + 1
+            self.position += len(lines)
+            arr, labels = self._parse(lines, first_line)
+            with np.errstate(over="ignore"):  # beyond float32 -> inf, which the reader refuses
+                values = arr[:, 1:].astype(np.float32)
+            yield np.ascontiguousarray(arr[:, 0]), values, labels if self._labelled else None
+            if len(lines) < block:
+                return
+
+    def _parse(self, lines: list[str], first_line: int) -> tuple[np.ndarray, list[str | None]]:
+        """Parse rows fast (numpy's C parser); on any problem, find the bad line and name it."""
+        n_ch = self._n_channels
+        width = 1 + n_ch + (1 if self._labelled else 0)
+        try:
+            # the structured dtype makes loadtxt insist on exactly `width` fields in every row
+            arr = np.loadtxt(lines, delimiter=",", dtype=self._row_dtype, comments=None, ndmin=1)
+        except ValueError:
+            pass
+        else:
+            if not self._labelled:
+                return arr["v"], []
+            try:
+                return arr["v"], _expand_runs(arr["label"], self._known)
+            except _UnknownLabel as exc:
+                raise RecordingError(
+                    f"{self._where}: line {first_line + exc.row}: label {exc.label!r} is not one "
+                    f"of the header's labels ({', '.join(sorted(self._known or ()))})"
+                ) from None
+        for i, ln in enumerate(lines):
+            fields = ln.rstrip("\r\n").split(",")
+            where = f"{self._where}: line {first_line + i}"
+            if len(fields) != width:
+                raise RecordingError(f"{where}: expected {width} fields, got {len(fields)}")
+            try:
+                [float(x) for x in fields[: 1 + n_ch]]
+            except ValueError as exc:
+                raise RecordingError(f"{where}: not a number ({exc})") from exc
+        raise RecordingError(
+            f"{self._where}: lines {first_line}-{first_line + len(lines) - 1}: unparseable rows"
+        )
+
+
+class _UnknownLabel(Exception):
+    def __init__(self, row: int, label: str) -> None:
+        self.row, self.label = row, label
+
+
+def _expand_runs(labels: np.ndarray, known: frozenset[str] | None = None) -> list[str | None]:
+    """Per-row labels as Python strings (empty -> None), one string object per run of equal
+    labels: labels change a few times a minute, so this beats converting every row. With
+    ``known``, a label outside it raises :class:`_UnknownLabel` (checked once per run)."""
+    if labels.shape[0] == 0:
+        return []
+    starts = [0, *(np.flatnonzero(labels[1:] != labels[:-1]) + 1).tolist(), labels.shape[0]]
+    out: list[str | None] = []
+    for a, b in zip(starts[:-1], starts[1:], strict=False):
+        label = str(labels[a]) or None
+        if known and label is not None and label not in known:
+            raise _UnknownLabel(a, label)
+        out += [label] * (b - a)
+    return out

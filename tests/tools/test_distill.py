@@ -201,3 +201,47 @@ def test_an_ensemble_teacher_averages_its_members_at_their_own_resolutions(
         d = m.provenance["distilled"]
         assert d["teacher"] == [t.id for t in wide]
         assert d["teacher_sha256"] == [t.sha256 for t in wide]
+
+
+def test_teacher_at_resolution_chains_through_the_full_width_members(
+    banks: tuple[Path, Path, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs: the width-1.0 members from the full configuration, then every other member
+    from the width-1.0 member at its own resolution (a teacher assistant)."""
+    built, _, _ = banks
+    bank = tmp_path / "bank"
+    shutil.copytree(built, bank)
+    members = load_manifest(built).models
+    full = [m.id for m in members if m.width == 1.0]
+    base = ["--smoke", "--epochs", "1", "--bank", str(bank)]
+    distill.run(distill.parse_args([*base, "--members", ",".join(full)]))
+    assistants = {m.resolution: m for m in load_manifest(bank).models if m.width == 1.0}
+    assert all("distilled" in m.provenance for m in assistants.values())
+
+    real_finetune = distill.finetune
+    seen: dict[str, tuple[Any, Any]] = {}
+
+    def spy(model: Any, _v: Any, x: Any, y: Any, *a: Any, **kw: Any) -> float:
+        seen[kw["desc"].split()[0]] = (x, kw["soft"])
+        return real_finetune(model, _v, x, y, *a, **kw)
+
+    monkeypatch.setattr(distill, "finetune", spy)
+    distill.run(distill.parse_args([*base, "--teacher-at-resolution", "--keep-teacher"]))
+    after = load_manifest(bank)
+    for t in assistants.values():
+        assert after.get(t.id) == t  # the assistants stay as the first run left them
+    students = [m for m in after.models if m.width != 1.0]
+    assert students and set(seen) == {m.id for m in students}
+    for m in students:
+        d = m.provenance["distilled"]
+        t = assistants[m.resolution]
+        assert d["teacher"] == t.id and d["teacher_sha256"] == t.sha256
+        assert d["teacher_at_resolution"] is True
+        # the targets a student learned from are its assistant's softmax on the student's rows
+        x, soft = seen[m.id]
+        want = distill.soft_targets(plain_from_onnx(bank / t.file, ColumnConfig()), x)
+        assert torch.allclose(soft, want, atol=1e-6)
+    lowest = min(assistants)
+    without = [m for m in members if not (m.width == 1.0 and m.resolution == lowest)]
+    with pytest.raises(ValueError, match=f"no width-1.0 member at resolution {lowest}"):
+        distill.teachers_at_resolution(without, without)

@@ -21,7 +21,11 @@ are fine-tuned after pruning (:mod:`tools.bank.finetune`):
   validation: docs/model-bank.md); ``--keep-teacher`` leaves it as the supernet made it;
 - ``--teacher A,B,…`` or ``--ensemble-width W`` (every member of width >= W, at every
   resolution) make the teacher an ensemble: the mean of the members' softmax outputs, each on
-  the same aligned windows at its own resolution, all computed before any member changes.
+  the same aligned windows at its own resolution, all computed before any member changes;
+- ``--teacher-at-resolution`` gives each student the width-1.0 member at the student's own
+  resolution as its teacher (a teacher assistant, when that member was itself distilled from the
+  full configuration first: run this stage twice, the second time with ``--keep-teacher`` and
+  ``--members`` naming the narrower members).
 
 Training subjects follow the build: a refit bank (``provenance.refit``) trains on the train and
 validation subjects, a selection run on the train subjects only and reports validation accuracy
@@ -108,6 +112,19 @@ def pick_teachers(
     return [default_teacher(members)]
 
 
+def teachers_at_resolution(
+    members: Sequence[ModelEntry], students: Sequence[ModelEntry]
+) -> dict[int, ModelEntry]:
+    """For each student resolution, the width-1.0 member at that resolution (ValueError naming
+    the resolutions that have none)."""
+    full = {m.resolution: m for m in members if m.width == 1.0 and m.resolution}
+    need = sorted({s.resolution for s in students if s.resolution}, reverse=True)
+    missing = [r for r in need if r not in full]
+    if missing:
+        raise ValueError(f"no width-1.0 member at resolution {', '.join(map(str, missing))}")
+    return {r: full[r] for r in need}
+
+
 @torch.no_grad()
 def soft_targets(teacher: torch.nn.Module, x: torch.Tensor, batch: int = 512) -> torch.Tensor:
     teacher.eval()
@@ -138,7 +155,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"error: {exc}") from None
     members = [m for m in bank.models if m.family == FAMILY]
     try:
-        teachers = pick_teachers(members, args.teacher, args.ensemble_width)
+        if args.teacher_at_resolution:
+            teachers = list(teachers_at_resolution(members, members).values())
+        else:
+            teachers = pick_teachers(members, args.teacher, args.ensemble_width)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
     teacher_ids = {t.id for t in teachers}
@@ -155,6 +175,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         students = [m for m in members if m.id not in teacher_ids or not args.keep_teacher]
     if not students:
         raise SystemExit(f"error: no member to distil in {bank_dir / 'manifest.json'}")
+    if args.teacher_at_resolution:  # only the teachers the students need
+        try:
+            by_res = teachers_at_resolution(members, students)
+        except ValueError as exc:
+            raise SystemExit(f"error: {exc}") from None
+        teachers = list(by_res.values())
     done = [m.id for m in students if "distilled" in m.provenance]
     if done:
         raise SystemExit(f"error: already distilled (rebuild the bank first): {', '.join(done)}")
@@ -179,9 +205,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     norm = teacher_entry.normalization
     # per resolution, once: the normalised training windows
     inputs = {r: torch.from_numpy(norm(fit.x[r])) for r in res}
-    soft = ensemble_soft_targets(bank_dir, teachers, inputs)
     y = torch.from_numpy(fit.y)
-    teacher_fit_acc = float((soft.argmax(1) == y).float().mean())
+    if args.teacher_at_resolution:  # soft targets per resolution, each from its own teacher
+        soft_at = {r: ensemble_soft_targets(bank_dir, [t], inputs) for r, t in by_res.items()}
+    else:
+        soft = ensemble_soft_targets(bank_dir, teachers, inputs)
+        soft_at = {r: soft for r in res}
+    teacher_fit_acc = float(
+        np.mean([float((soft_at[r].argmax(1) == y).float().mean()) for r in soft_at])
+    )
     teacher_name = ",".join(t.id for t in teachers)
     print(
         f"data: {len(experiments)} experiments from {source}; fit subjects {sorted(fit_subj)} "
@@ -194,11 +226,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     staging.mkdir()
     common = {
         "command": " ".join([COMMAND, *args.argv]),
-        # one teacher: its id and sha256; an ensemble: lists of both, in the same order
+        # one teacher: its id and sha256; an ensemble: lists of both, in the same order; one
+        # teacher per resolution: the id and sha256 of each student's own (set per member)
         "teacher": teacher_entry.id if len(teachers) == 1 else [t.id for t in teachers],
         "teacher_sha256": (
             teacher_entry.sha256 if len(teachers) == 1 else [t.sha256 for t in teachers]
         ),
+        "teacher_at_resolution": bool(args.teacher_at_resolution),
         "epochs": args.epochs,
         "dataset": f"UCI HAPT (CC BY 4.0), {source}",
         "finetune_config": dataclasses.asdict(cfg),
@@ -231,7 +265,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             cfg,
             gen,
             desc=f"{entry.id} [{i}/{len(students)}]",
-            soft=soft,
+            soft=soft_at[r],
         )
         after = _val_accuracy(student, val, norm)
         shape = (1, r, len(entry.input.channels))
@@ -261,6 +295,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 **entry.provenance,
                 "distilled": {
                     **common,
+                    **(
+                        {"teacher": by_res[r].id, "teacher_sha256": by_res[r].sha256}
+                        if args.teacher_at_resolution
+                        else {}
+                    ),
                     "seconds": round(time.time() - t0, 1),
                     "last_epoch_loss": round(loss, 6),
                     "supernet_sha256": entry.sha256,
@@ -359,6 +398,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         metavar="W",
         help="teacher: the ensemble of every member of width >= W, at every resolution",
+    )
+    who.add_argument(
+        "--teacher-at-resolution",
+        action="store_true",
+        help="teacher of each student: the width-1.0 member at the student's own resolution",
     )
     ap.add_argument("--members", default=None, help="comma-separated member ids (default: all)")
     ap.add_argument(

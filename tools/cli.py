@@ -37,10 +37,14 @@ def widths(text: str) -> tuple[float, ...]:
 
 
 def run_main(body: Callable[[], object]) -> int:
-    """Run a command's body; an expected error becomes ``error: ...`` and exit status 1."""
+    """Run a command's body; an expected error becomes ``error: ...`` and exit status 1, Ctrl-C
+    one line and exit status 130."""
     try:
         body()
     except (AgentError, DataSourceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     return 0

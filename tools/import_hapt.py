@@ -83,23 +83,27 @@ def write_experiment(exp: Experiment, out_dir: Path) -> Path:
     return path
 
 
-def _parse_numbers(text: str | None) -> set[int] | None:
-    if not text:
-        return None
+def _numbers(text: str) -> set[int]:
+    """``--experiments``: comma-separated experiment numbers (argparse: usage line, exit 2)."""
     try:
         return {int(x) for x in text.split(",") if x.strip()}
-    except ValueError as exc:
-        raise SystemExit(f"--experiments expects comma-separated numbers, got {text!r}") from exc
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects comma-separated numbers, got {text!r}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tools.import_hapt", description=DESCRIPTION)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (data/hapt)")
     ap.add_argument("--pickle", type=Path, default=None, help="HAPT.pkl.gz (default: package's)")
-    ap.add_argument("--experiments", default=None, help="only these experiment numbers, e.g. 4,49")
+    ap.add_argument(
+        "--experiments",
+        type=_numbers,
+        default=None,
+        help="only these experiment numbers, e.g. 4,49",
+    )
     args = ap.parse_args(argv)
 
-    wanted = _parse_numbers(args.experiments)
+    wanted: set[int] | None = args.experiments
     try:
         src = args.pickle or find_hapt_pickle()
     except FileNotFoundError as exc:
@@ -112,7 +116,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: no experiments numbered {sorted(unknown)} (1..61)", file=sys.stderr)
             return 1
         experiments = [e for e in experiments if e.experiment in wanted]
-    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(
+            f"error: {args.out}: cannot create the output folder ({exc.strerror})", file=sys.stderr
+        )
+        return 1
     rows = 0
     for exp in tqdm(experiments, desc="import HAPT", unit="exp"):
         write_experiment(exp, args.out)

@@ -30,6 +30,8 @@ import torch
 from agent.manifest import InputSpec, ModelEntry, load_manifest, sha256_file, write_manifest
 from agent.windowing import Normalizer, WindowSpec
 from tools import metrics
+from tools.bank.derived import warn_stale
+from tools.bank.staging import staged_bank
 from tools.cli import positive_int, run_main
 from tools.data import (
     DEFAULT_VAL_SUBJECTS,
@@ -101,14 +103,26 @@ def fit_model(
 
 
 def register(out: Path, entry: ModelEntry, meta: dict[str, Any]) -> Path:
-    """Write ``entry`` into ``out/manifest.json``, keeping the other models already listed."""
+    """Write ``entry`` into ``out/manifest.json``, keeping the other models already listed and,
+    in a bank, its metadata (the baseline is one member: ``baseline_at`` records it)."""
     others: list[ModelEntry] = []
     if (out / "manifest.json").exists():
         try:
-            others = [m for m in load_manifest(out).models if m.id != entry.id]
+            old = load_manifest(out)
         except Exception as exc:  # an unreadable manifest is replaced, loudly
             print(f"warning: replacing unreadable {out / 'manifest.json'} ({exc})", file=sys.stderr)
-    return write_manifest(out, [*others, entry], meta)
+        else:
+            others = [m for m in old.models if m.id != entry.id]
+            if others:
+                kept = {k: v for k, v in old.meta.items() if k != "manifest_version"}
+                meta = {
+                    **kept,
+                    "baseline_by": meta.get("generator"),
+                    "baseline_at": meta.get("generated_at"),
+                }
+    models = [*others, entry]
+    warn_stale(models)
+    return write_manifest(out, models, meta)
 
 
 def split_windows(windows: WindowSet, val_subjects: Sequence[int]) -> dict[str, WindowSet]:
@@ -149,97 +163,100 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     trained_on = tr.merge(va) if args.refit else tr
 
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    onnx_path = export_onnx(model, out / f"{MODEL_ID}.onnx", (1, PROTOCOL.length, len(CHANNELS)))
-    sess = session(onnx_path, threads=1)
-    test_x = norm(te.x)
-    diff = max_abs_diff(model, sess, test_x[:256])
-    print(f"ONNX Runtime vs PyTorch: max |logit diff| {diff:.3g} ({min(256, len(te))} windows)")
+    with staged_bank(out) as work:  # the bank changes all at once, or not at all
+        onnx_path = export_onnx(
+            model, work / f"{MODEL_ID}.onnx", (1, PROTOCOL.length, len(CHANNELS))
+        )
+        sess = session(onnx_path, threads=1)
+        test_x = norm(te.x)
+        diff = max_abs_diff(model, sess, test_x[:256])
+        print(f"ONNX Runtime vs PyTorch: max |logit diff| {diff:.3g} ({min(256, len(te))} windows)")
 
-    pred = ort_logits(sess, test_x).argmax(1)
-    n = len(ACTIVITIES)
-    acc = metrics.accuracy(te.y, pred)
-    f1 = metrics.f1_weighted(te.y, pred, n)
-    recall = metrics.per_class_recall(te.y, pred, n)
-    torch_acc = metrics.accuracy(te.y, predict(model, torch.from_numpy(test_x)))
-    macs, params = count_macs_params(model, (1, PROTOCOL.length, len(CHANNELS)))
-    lat = latency_ms(sess, test_x[:1], runs=50 if args.smoke else 500)
-    board = board_name()
+        pred = ort_logits(sess, test_x).argmax(1)
+        n = len(ACTIVITIES)
+        acc = metrics.accuracy(te.y, pred)
+        f1 = metrics.f1_weighted(te.y, pred, n)
+        recall = metrics.per_class_recall(te.y, pred, n)
+        torch_acc = metrics.accuracy(te.y, predict(model, torch.from_numpy(test_x)))
+        macs, params = count_macs_params(model, (1, PROTOCOL.length, len(CHANNELS)))
+        lat = latency_ms(sess, test_x[:1], runs=50 if args.smoke else 500)
+        board = board_name()
 
-    entry = ModelEntry(
-        id=MODEL_ID,
-        file=onnx_path.name,
-        sha256=sha256_file(onnx_path),
-        family="baseline",
-        input=InputSpec(
-            name=INPUT_NAME,
-            layout="NTC",
-            length=PROTOCOL.length,
-            rate_hz=PROTOCOL.rate_hz,
-            hop=PROTOCOL.hop,
-            channels=CHANNELS,
-            units=UNITS,
-        ),
-        labels=ACTIVITIES,
-        normalization=norm,
-        width=1.0,
-        resolution=PROTOCOL.length,
-        macs=macs,
-        params=params,
-        file_bytes=onnx_path.stat().st_size,
-        metrics={
-            "accuracy": round(acc, 6),
-            "f1_weighted": round(f1, 6),
-            "test_windows": len(te),
-            "train_windows": len(trained_on),
-            "fit_windows": len(fit),
-            "val_windows": len(va),
-            "val_accuracy": round(val_acc, 6),
-            "val_note": (
-                "stage-1 model (same recipe, train subjects without the validation subjects)"
-                + (
-                    "; the shipped model is refit on train + validation subjects"
-                    if args.refit
-                    else ""
-                )
+        entry = ModelEntry(
+            id=MODEL_ID,
+            file=onnx_path.name,
+            sha256=sha256_file(onnx_path),
+            family="baseline",
+            input=InputSpec(
+                name=INPUT_NAME,
+                layout="NTC",
+                length=PROTOCOL.length,
+                rate_hz=PROTOCOL.rate_hz,
+                hop=PROTOCOL.hop,
+                channels=CHANNELS,
+                units=UNITS,
             ),
-            "test_subjects": sorted(set(te.subject.tolist())),
-            "val_subjects": sorted(set(va.subject.tolist())),
-            "per_class_recall": {
-                c: round(float(r), 6) for c, r in zip(ACTIVITIES, recall, strict=True)
+            labels=ACTIVITIES,
+            normalization=norm,
+            width=1.0,
+            resolution=PROTOCOL.length,
+            macs=macs,
+            params=params,
+            file_bytes=onnx_path.stat().st_size,
+            metrics={
+                "accuracy": round(acc, 6),
+                "f1_weighted": round(f1, 6),
+                "test_windows": len(te),
+                "train_windows": len(trained_on),
+                "fit_windows": len(fit),
+                "val_windows": len(va),
+                "val_accuracy": round(val_acc, 6),
+                "val_note": (
+                    "stage-1 model (same recipe, train subjects without the validation subjects)"
+                    + (
+                        "; the shipped model is refit on train + validation subjects"
+                        if args.refit
+                        else ""
+                    )
+                ),
+                "test_subjects": sorted(set(te.subject.tolist())),
+                "val_subjects": sorted(set(va.subject.tolist())),
+                "per_class_recall": {
+                    c: round(float(r), 6) for c, r in zip(ACTIVITIES, recall, strict=True)
+                },
+                "evaluated_with": "onnxruntime",
+                "torch_accuracy": round(torch_acc, 6),
+                "smoke": bool(args.smoke),
             },
-            "evaluated_with": "onnxruntime",
-            "torch_accuracy": round(torch_acc, 6),
-            "smoke": bool(args.smoke),
-        },
-        latency_ms={
-            "p50": lat["p50"],
-            "p90": lat["p90"],
-            "runs": lat["runs"],
-            "board": board,
-            "threads": 1,
-            "onnxruntime": __import__("onnxruntime").__version__,
-        },
-        provenance={
-            "command": " ".join(["python -m tools.train_baseline", *args.argv]),
-            "seed": cfg.seed,
-            "epochs": cfg.epochs,
-            "refit": bool(args.refit),
-            "train_config": asdict(cfg),
-            "model_config": asdict(CNNConfig()),
-            "dataset": f"UCI HAPT (CC BY 4.0), {source}",
-            "torch": torch.__version__,
-            "git_commit": git_commit(),
-            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "train_seconds": round(time.time() - started, 1),
-        },
-    )
-    meta = {
-        "generator": "tools.train_baseline",
-        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "rebuild": REBUILD,
-    }
-    manifest = register(out, entry, meta)
+            latency_ms={
+                "p50": lat["p50"],
+                "p90": lat["p90"],
+                "runs": lat["runs"],
+                "board": board,
+                "threads": 1,
+                "onnxruntime": __import__("onnxruntime").__version__,
+            },
+            provenance={
+                "command": " ".join(["python -m tools.train_baseline", *args.argv]),
+                "seed": cfg.seed,
+                "epochs": cfg.epochs,
+                "refit": bool(args.refit),
+                "train_config": asdict(cfg),
+                "model_config": asdict(CNNConfig()),
+                "dataset": f"UCI HAPT (CC BY 4.0), {source}",
+                "torch": torch.__version__,
+                "git_commit": git_commit(),
+                "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "train_seconds": round(time.time() - started, 1),
+            },
+        )
+        meta = {
+            "generator": "tools.train_baseline",
+            "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "rebuild": REBUILD,
+        }
+        register(work, entry, meta)
+    onnx_path, manifest = out / onnx_path.name, out / "manifest.json"
     print(
         f"test (ONNX Runtime, {len(te)} windows): accuracy {acc:.4f}, weighted F1 {f1:.4f} "
         f"(torch accuracy {torch_acc:.4f})"

@@ -216,3 +216,22 @@ def test_recipe_options(argv: list[str], ok: bool, capsys: pytest.CaptureFixture
     args = build.parse_args(argv)
     assert args.arch == "column2d" and args.epochs == build.DEFAULT_EPOCHS["column2d"] == 40
     assert args.kd_weight == float(argv[1])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--widths", "0.05"], "below the column2d supernet's narrowest trained width (0.1)"),
+        (["--arch", "conv1d", "--widths", "0.1"], "narrowest trained width (0.125)"),
+        (["--widths", "0.12,0.124"], "0.12 and 0.124 would both be member w0.12"),
+    ],
+)
+def test_widths_the_supernet_never_trained_or_that_collide_are_refused(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before any training: an untrained slice (test accuracy at chance) or two widths with one
+    member id (a manifest with a duplicate id) would otherwise be written into the bank."""
+    with pytest.raises(SystemExit) as exc:
+        build.parse_args(argv)
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+    assert build.parse_args(["--widths", "0.1,0.125,1"]).widths == (0.1, 0.125, 1.0)

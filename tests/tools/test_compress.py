@@ -4,6 +4,7 @@ Runtime), the manifest entries they add, and the report. A smoke run on a tiny p
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -290,3 +291,67 @@ def test_skipped_stages_keep_their_members(
         assert sha256_file(after.path_of(m)) == m.sha256
     report_after = (bank / compress.REPORT_FILE).read_text()
     assert '"pruning"' in report_after  # the skipped stage's section is kept
+
+
+def test_an_interrupted_compress_leaves_the_bank_as_it_was(
+    smoke_bank: tuple[Path, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C after the pruned members were written (during int8): the bank folder is exactly
+    as before, every file still matching its manifest, and no working copy is left."""
+    import shutil
+
+    from tools.bank.staging import staging_dir
+
+    src, _ = smoke_bank
+    bank = tmp_path / "bank"
+    shutil.copytree(src, bank)
+    before = _bank_state(bank)
+
+    def interrupted(*_a: Any, **_k: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(compress, "run_quantization", interrupted)
+    with pytest.raises(SystemExit) as exc:
+        compress.run(compress.parse_args(["--smoke", "--out", str(bank), "--data", "auto"]))
+    assert exc.value.code == 130
+    assert _bank_state(bank) == before
+    assert not staging_dir(bank).exists()
+
+
+def test_int8_only_keeps_the_members_and_rows_it_did_not_try(
+    smoke_bank: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    import json
+    import shutil
+
+    src, _ = smoke_bank
+    bank = tmp_path / "bank"
+    shutil.copytree(src, bank)
+    manifest = load_manifest(bank)
+    parent = manifest.get("wr-w1.00-r128")
+    assert parent is not None
+    # another fp32 member with an int8 variant and a trial row from an earlier run
+    shutil.copy(bank / parent.file, bank / "wr-w0.50-r128.onnx")
+    shutil.copy(bank / parent.file, bank / "q8-wr-w0.50-r128.onnx")
+    other = dataclasses.replace(parent, id="wr-w0.50-r128", file="wr-w0.50-r128.onnx", width=0.5)
+    q8 = dataclasses.replace(
+        other,
+        id="q8-wr-w0.50-r128",
+        file="q8-wr-w0.50-r128.onnx",
+        family="int8",
+        provenance={"parent": other.id, "parent_sha256": other.sha256},
+    )
+    write_manifest(bank, [*manifest.models, other, q8], dict(manifest.meta))
+    report_path = bank / compress.REPORT_FILE
+    report = json.loads(report_path.read_text())
+    row = {"id": q8.id, "parent": other.id, "kept": True}
+    report["int8"] = [*report.get("int8", []), row]
+    report_path.write_text(json.dumps(report))
+    args = ["--smoke", "--out", str(bank), "--no-prune", "--int8-only", parent.id]
+    compress.run(compress.parse_args([*args, "--data", "auto"]))
+    after = load_manifest(bank)
+    assert after.get(q8.id) == q8 and (bank / q8.file).is_file()
+    rows = json.loads(report_path.read_text())["int8"]
+    assert row in rows  # the untried member's trial is still reported
+    assert any(r["parent"] == parent.id for r in rows)  # beside the new trial
+    assert sum(r["parent"] == parent.id for r in rows) == 1  # which replaced the old one

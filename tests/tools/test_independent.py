@@ -128,3 +128,33 @@ def test_smoke_run_against_the_committed_bank(tmp_path: Path) -> None:
     assert saved["train_config"] == recipe
     assert saved["refit"] is member.provenance["refit"]
     assert "w0.25-r064" in independent.markdown_table(saved["results"])
+
+
+def test_an_interrupted_run_keeps_the_complete_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Progress is written beside the report; a complete report is only replaced by a complete
+    one (the committed reports are complete, and a Ctrl-C must not cost one)."""
+    out = tmp_path / "ind"
+    report = tmp_path / "report.json"
+    report.write_text('{"complete": true}')
+    argv = ["--smoke", "--configs", "w0.25-r064,w0.10-r032", "--bank", str(ROOT / "models")]
+    args = independent.parse_args(
+        [*argv, "--data", "auto", "--out", str(out), "--report", str(report)]
+    )
+    real = independent.build_member
+    calls = []
+
+    def second_fails(*a: object, **k: object) -> object:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(independent, "build_member", second_fails)
+    with pytest.raises(KeyboardInterrupt):
+        independent.run(args)
+    assert report.read_text() == '{"complete": true}'
+    progress = json.loads((tmp_path / "report.partial.json").read_text())
+    assert progress["complete"] is False and len(progress["results"]) == 1
+    assert independent.parse_args(["--out", str(out)]).report == out / "independent-report.json"

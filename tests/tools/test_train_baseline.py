@@ -57,14 +57,33 @@ def test_smoke_pipeline(smoke: tuple[Path, dict[str, Any]]) -> None:
     assert export.ort_logits(sess, x).shape == (3, 6)
 
 
-def test_register_keeps_other_models(smoke: tuple[Path, dict[str, Any]]) -> None:
-    tmp_path, result = smoke
+def test_register_keeps_other_models_and_the_bank_metadata(
+    smoke: tuple[Path, dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    tmp, result = smoke
+    tmp_path = tmp / "bank"
+    tmp_path.mkdir()
     entry = result["entry"]
-    train_baseline.register(tmp_path, dataclasses.replace(entry, id="other"), {"generator": "x"})
-    train_baseline.register(tmp_path, entry, {"generator": "y"})
+    derived = dataclasses.replace(
+        entry,
+        id="q8-cnn1d-base",
+        family="int8",
+        provenance={"parent": entry.id, "parent_sha256": entry.sha256},
+    )
+    bank = {"generator": "x", "rebuild": "the whole chain"}
+    train_baseline.register(tmp_path, derived, bank)
+    capsys.readouterr()
+    train_baseline.register(tmp_path, entry, {"generator": "y", "generated_at": "now"})
+    assert capsys.readouterr().err == ""  # same parent bytes: nothing stale
     manifest = load_manifest(tmp_path)
-    assert sorted(m.id for m in manifest.models) == ["cnn1d-base", "other"]
-    assert manifest.meta["generator"] == "y"
+    assert sorted(m.id for m in manifest.models) == ["cnn1d-base", "q8-cnn1d-base"]
+    # the bank's own metadata (its rebuild chain) stays; the baseline's run is recorded beside it
+    assert manifest.meta["generator"] == "x" and manifest.meta["rebuild"] == "the whole chain"
+    assert manifest.meta["baseline_by"] == "y" and manifest.meta["baseline_at"] == "now"
+    # a new baseline leaves its int8 variant stale: said, not silently kept
+    train_baseline.register(tmp_path, dataclasses.replace(entry, sha256="0" * 64), {})
+    err = capsys.readouterr().err
+    assert "warning: q8-cnn1d-base were made from a previous version of their parent" in err
 
 
 def test_mac_counter() -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -34,8 +35,11 @@ from agent.manifest import ModelEntry, load_manifest, write_manifest
 from agent.windowing import Normalizer
 from tools.bank import distill
 from tools.bank.arch import ARCHS, OPS
+from tools.bank.derived import warn_stale
 from tools.bank.members import FAMILY, MemberResult, build_member, calib_batches
-from tools.bank.supernet import WIDTH_SAMPLING
+from tools.bank.staging import staged_bank
+from tools.bank.supernet import WIDTH_SAMPLING, SlimConfig
+from tools.bank.supernet2d import ColumnConfig
 from tools.bank.train import BankTrainConfig, train_supernet
 from tools.bank.windows import BASE_LENGTH, aligned_windows, eval_windows
 from tools.cli import positive_int, run_main, widths
@@ -59,6 +63,15 @@ SMOKE_WIDTHS = (0.25, 1.0)
 SMOKE_RESOLUTIONS = (128, 64)
 CALIB_BATCHES = 16
 CALIB_BATCH = 64
+
+
+def _check_writable(out: Path) -> None:
+    """The bank folder (or the nearest folder that exists above it) must be writable."""
+    near = out
+    while not near.exists() and near != near.parent:
+        near = near.parent
+    if not near.is_dir() or not os.access(near, os.W_OK | os.X_OK):
+        raise SystemExit(f"error: {out}: cannot create or write the bank folder ({near})")
 
 
 def merge_manifest(out: Path, entries: list[ModelEntry], meta: dict[str, Any]) -> Path:
@@ -91,10 +104,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     grid_r = SMOKE_RESOLUTIONS if args.smoke else RESOLUTIONS
 
     out: Path = args.out
-    try:  # before the training, not after it
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SystemExit(f"error: {out}: cannot create the bank folder ({exc.strerror})") from None
+    _check_writable(out)  # before the training, not after it
     experiments, source = load_experiments(args.data, SMOKE_SUBJECTS if args.smoke else None)
     split = make_split({e.subject for e in experiments}, DEFAULT_VAL_SUBJECTS, TEST_SUBJECTS)
     train_subj = set(split.train) | (set(split.val) if args.refit else set())
@@ -132,56 +142,68 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "epoch_seconds": [rec["seconds"] for rec in history],
     }
     results: list[MemberResult] = []
-    for r in grid_r:
-        test = eval_windows(te_exps, r)
-        val_r = eval_windows(va_exps, r) if va_exps and not args.refit else None
-        for w in grid_w:
-            calib = calib_batches(fit.x[r], norm, CALIB_BATCHES, CALIB_BATCH, cfg.seed)
-            res = build_member(
-                model,
-                w,
-                r,
-                calib,
-                norm,
-                test,
-                val_r,
-                out,
-                latency_runs=50 if args.smoke else 500,
-                provenance=provenance,
+    result: dict[str, Any] = {"results": results, "history": history}
+    with staged_bank(out) as work:  # the bank changes all at once, or not at all
+        for r in grid_r:
+            test = eval_windows(te_exps, r)
+            val_r = eval_windows(va_exps, r) if va_exps and not args.refit else None
+            for w in grid_w:
+                calib = calib_batches(fit.x[r], norm, CALIB_BATCHES, CALIB_BATCH, cfg.seed)
+                res = build_member(
+                    model,
+                    w,
+                    r,
+                    calib,
+                    norm,
+                    test,
+                    val_r,
+                    work,
+                    latency_runs=50 if args.smoke else 500,
+                    provenance=provenance,
+                )
+                _print_member(res)
+                results.append(res)
+        meta = {
+            "generator": "tools.bank.build",
+            "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        merge_manifest(work, [r.entry for r in results], meta)
+        print(f"{len(results)} members exported in {time.time() - started:.0f} s")
+        tail = ["--seed", str(args.seed), "--data", data_text(args.data)]
+        tail += ["--smoke"] if args.smoke else []
+        # the provenance records the commands as a user would type them (--bank OUT); they run
+        # on the working copy
+        if args.distill_epochs > 0:
+            dargs = distill.parse_args(
+                ["--bank", str(out), "--epochs", str(args.distill_epochs), *tail]
             )
-            e = res.entry
-            print(
-                f"{e.id}: test acc {e.metrics['accuracy']:.4f} F1 {e.metrics['f1_weighted']:.4f} "
-                f"({e.metrics['test_windows']} windows), val {e.metrics.get('val_accuracy', '-')}, "
-                f"MACs {e.macs:,}, params {e.params:,}, p50 {e.latency_ms['p50']:.4f} ms, "
-                f"ORT-torch {res.max_abs_diff:.2g}, extract {res.extract_diff:.2g}"
-            )
-            results.append(res)
-    meta = {
-        "generator": "tools.bank.build",
-        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
-    manifest = merge_manifest(out, [r.entry for r in results], meta)
-    print(f"wrote {len(results)} members and {manifest} in {time.time() - started:.0f} s")
-    result: dict[str, Any] = {"results": results, "history": history, "manifest": manifest}
-    if args.distill_epochs > 0:
-        argv = ["--bank", str(out), "--epochs", str(args.distill_epochs), "--seed", str(args.seed)]
-        argv += ["--data", data_text(args.data), *(["--smoke"] if args.smoke else [])]
-        result["distill"] = distill.run(distill.parse_args(argv))
-    if args.compress:
-        from tools.bank import compress
+            dargs.bank = work
+            result["distill"] = distill.run(dargs)
+        if args.compress:
+            from tools.bank import compress
 
-        argv = ["--out", str(out), "--seed", str(args.seed), "--data", data_text(args.data)]
-        result["compress"] = compress.run(
-            compress.parse_args([*argv, *(["--smoke"] if args.smoke else [])])
-        )
-    elif any(m.family in ("pruned", "int8") for m in load_manifest(out).models):
-        print(
-            "warning: the pruned/int8 members were made from the previous width-resolution "
-            "members; run python -m tools.bank.compress to remake them",
-            file=sys.stderr,
-        )
+            cargs = compress.parse_args(["--out", str(out), *tail])
+            cargs.out = work
+            result["compress"] = compress.run(cargs)
+    result["manifest"] = out / "manifest.json"
+    print(f"wrote {out} ({len(results)} members) in {time.time() - started:.0f} s")
+    if not args.compress:
+        warn_stale(load_manifest(out).models)
     return result
+
+
+MIN_WIDTH = {"conv1d": SlimConfig().min_width, "column2d": ColumnConfig().min_width}
+"""The narrowest width each supernet trains (the sandwich's smallest pass)."""
+
+
+def _print_member(res: MemberResult) -> None:
+    e = res.entry
+    print(
+        f"{e.id}: test acc {e.metrics['accuracy']:.4f} F1 {e.metrics['f1_weighted']:.4f} "
+        f"({e.metrics['test_windows']} windows), val {e.metrics.get('val_accuracy', '-')}, "
+        f"MACs {e.macs:,}, params {e.params:,}, p50 {e.latency_ms['p50']:.4f} ms, "
+        f"ORT-torch {res.max_abs_diff:.2g}, extract {res.extract_diff:.2g}"
+    )
 
 
 def default_widths(arch: str) -> tuple[float, ...]:
@@ -263,6 +285,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         ap.error("--epochs must be at least 1")
     if args.distill_epochs < 0:
         ap.error("--distill-epochs must be at least 0")
+    if args.widths:
+        narrowest = MIN_WIDTH[args.arch]
+        low = [w for w in args.widths if w < narrowest - 1e-9]
+        if low:
+            ap.error(
+                f"--widths {','.join(f'{w:g}' for w in low)}: below the {args.arch} supernet's "
+                f"narrowest trained width ({narrowest:g})"
+            )
+        ids: dict[str, float] = {}
+        for w in args.widths:
+            key = f"w{w:.2f}"
+            if key in ids:
+                ap.error(f"--widths {ids[key]:g} and {w:g} would both be member {key}")
+            ids[key] = w
     return args
 
 

@@ -36,10 +36,12 @@ from typing import Any
 
 import torch
 
-from agent.manifest import ModelEntry, load_manifest, write_manifest
+from agent.manifest import Manifest, ModelEntry, load_manifest, write_manifest
+from tools.bank.derived import still_valid
 from tools.bank.prune_stage import PRUNED, StageData, run_pruning
 from tools.bank.quantize_stage import INT8, run_quantization
-from tools.cli import run_main
+from tools.bank.staging import staged_bank
+from tools.cli import positive_int, run_main
 from tools.data import DEFAULT_VAL_SUBJECTS, add_data_argument, load_experiments, make_split
 from tools.hapt import TEST_SUBJECTS
 from tools.train import seed_everything
@@ -56,12 +58,6 @@ REBUILD = (
 )
 
 
-def _still_valid(m: ModelEntry, by_id: dict[str, ModelEntry]) -> bool:
-    """A pruned or int8 member made from a parent that is still in the bank, byte for byte."""
-    parent = by_id.get(str(m.provenance.get("parent", "")))
-    return parent is not None and parent.sha256 == m.provenance.get("parent_sha256")
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(1)
     seed_everything(args.seed)
@@ -69,8 +65,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out: Path = args.out
     bank = load_manifest(out)
     base = [m for m in bank.models if m.family not in (PRUNED, INT8)]
-    old_pruned = [m for m in bank.models if m.family == PRUNED]
-    old_int8 = [m for m in bank.models if m.family == INT8]
     # every check before anything is written or deleted: a typo must not cost the bank
     parent_id = args.parent or _default_parent(base)
     parent = next((m for m in base if m.id == parent_id), None)
@@ -104,15 +98,42 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "git_commit": git_commit(),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
+    with staged_bank(out) as work:  # the bank changes all at once, or not at all
+        pruned, int8, report = _compress(
+            args, work, bank, base, parent, wanted, data, provenance, started
+        )
+    manifest = out / "manifest.json"
+    print(
+        f"wrote {len(pruned)} pruned and {len(int8)} int8 members, {manifest} and "
+        f"{out / REPORT_FILE} in {time.time() - started:.0f} s"
+    )
+    return {"pruned": pruned, "int8": int8, "report": report, "manifest": manifest}
+
+
+def _compress(
+    args: argparse.Namespace,
+    out: Path,
+    bank: Manifest,
+    base: list[ModelEntry],
+    parent: ModelEntry,
+    wanted: set[str] | None,
+    data: StageData,
+    provenance: dict[str, Any],
+    started: float,
+) -> tuple[list[ModelEntry], list[ModelEntry], dict[str, Any]]:
+    """Prune and quantize into ``out`` (a working copy of the bank); write report and manifest."""
+    old_pruned = [m for m in bank.models if m.family == PRUNED]
+    old_int8 = [m for m in bank.models if m.family == INT8]
     previous = out / REPORT_FILE
     report: dict[str, Any] = {}
     if previous.is_file():  # a skipped stage keeps its section
         old = json.loads(previous.read_text(encoding="utf-8"))
         report = {k: old[k] for k in ("pruning", "int8") if k in old}
+    report_before = dict(report)
     report.update(parent=parent.id, smoke=bool(args.smoke))
     by_id = {m.id: m for m in base}
     if args.no_prune:  # keep the pruned members whose parent is unchanged
-        pruned = [m for m in old_pruned if _still_valid(m, by_id)]
+        pruned = [m for m in old_pruned if still_valid(m, by_id)]
     else:
         pruned, report["pruning"] = run_pruning(
             parent,
@@ -125,16 +146,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
     by_id.update((m.id, m) for m in pruned)
     if args.no_quantize:  # keep the int8 members whose fp32 parent is unchanged
-        int8 = [m for m in old_int8 if _still_valid(m, by_id)]
+        int8 = [m for m in old_int8 if still_valid(m, by_id)]
     else:
         candidates = [*base, *pruned]
         if args.smoke:
             candidates = [m for m in candidates if m.id in _smoke_ids(parent, pruned)]
         if wanted is not None:
             candidates = [m for m in candidates if m.id in wanted or m in pruned]
-        int8, report["int8"] = run_quantization(
+        tried, rows = run_quantization(
             candidates, out, data, provenance, args.seed, smoke=args.smoke
         )
+        int8, report["int8"] = tried, rows
+        if wanted is not None:  # a partial trial: the others keep their int8 member and row
+            again = {m.id for m in candidates}
+            untried = [
+                m
+                for m in old_int8
+                if m.provenance.get("parent") not in again and still_valid(m, by_id)
+            ]
+            int8 = [*untried, *tried]
+            old_rows = [r for r in report_before.get("int8", []) if r["parent"] not in again]
+            report["int8"] = [*old_rows, *rows]
     kept = {m.file for m in (*base, *pruned, *int8)}
     for m in (*old_pruned, *old_int8):
         if m.file not in kept:
@@ -148,12 +180,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     meta["compress_report"] = REPORT_FILE
     if not args.smoke:
         meta["rebuild"] = REBUILD
-    manifest = write_manifest(out, [*base, *pruned, *int8], meta)
-    print(
-        f"wrote {len(pruned)} pruned and {len(int8)} int8 members, {manifest} and "
-        f"{out / REPORT_FILE} in {time.time() - started:.0f} s"
-    )
-    return {"pruned": pruned, "int8": int8, "report": report, "manifest": manifest}
+    write_manifest(out, [*base, *pruned, *int8], meta)
+    return pruned, int8, report
 
 
 def _default_parent(models: Sequence[ModelEntry]) -> str:
@@ -196,14 +224,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     ap.add_argument(
         "--finetune-max-steps",
-        type=int,
+        type=positive_int,
         default=None,
         help="cap every fine-tuning call at this many steps (a quick trial; not for the bank)",
     )
     ap.add_argument(
         "--int8-only",
         default=None,
-        help="comma-separated member ids to try int8 on (plus the pruned ones; trials)",
+        help="comma-separated member ids to try int8 on (plus the pruned ones); the other int8 "
+        "members and their trial rows are kept",
     )
     raw = list(sys.argv[1:] if argv is None else argv)
     args = ap.parse_args(raw)

@@ -57,6 +57,7 @@ import torch.nn.functional as F
 from agent.errors import ModelError
 from agent.manifest import ModelEntry, load_manifest, sha256_file, write_manifest
 from agent.windowing import Normalizer
+from tools.bank.derived import warn_stale
 from tools.bank.evaluate import latency_block, member_metrics
 from tools.bank.finetune import FinetuneConfig, finetune, torch_accuracy
 from tools.bank.members import FAMILY
@@ -328,6 +329,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     meta["distilled_by"] = COMMAND
     meta["distilled_at"] = common["date"]
     manifest = write_manifest(bank_dir, [new.get(m.id, m) for m in bank.models], meta)
+    warn_stale([new.get(m.id, m) for m in bank.models])
     summary = _summary(rows)
     report = {**common, "rows": rows, "summary": summary, "seconds": round(time.time() - started)}
     (bank_dir / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

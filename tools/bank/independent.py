@@ -35,6 +35,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -382,6 +383,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     report_path: Path = args.report
     report_path.parent.mkdir(parents=True, exist_ok=True)
+    # progress goes beside it; a complete report is only ever replaced by a complete one
+    partial = report_path.with_name(f"{report_path.stem}.partial{report_path.suffix}")
     for w, r in configs:
         t0 = time.time()
         seed_everything(cfg.seed)
@@ -425,10 +428,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"ORT-torch {res.max_abs_diff:.2g}; {train_seconds:.0f} s"
         )
         report["total_seconds"] = round(time.time() - started, 1)
-        report_path.write_text(json.dumps(report, indent=1) + "\n")  # after every configuration
+        partial.write_text(json.dumps(report, indent=1) + "\n")  # after every configuration
     report["complete"] = True
     report["total_seconds"] = round(time.time() - started, 1)
-    report_path.write_text(json.dumps(report, indent=1) + "\n")
+    partial.write_text(json.dumps(report, indent=1) + "\n")
+    os.replace(partial, report_path)
     print(markdown_table(rows))
     print(f"wrote {report_path} in {report['total_seconds']:.0f} s")
     return report
@@ -471,7 +475,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--out", type=Path, default=None, help="ONNX folder (build/independent)")
     ap.add_argument(
-        "--report", type=Path, default=None, help="JSON report (BANK/independent-report.json)"
+        "--report",
+        type=Path,
+        default=None,
+        help="JSON report (OUT/independent-report.json; progress is kept in "
+        "*.partial.json until the run completes)",
     )
     add_data_argument(ap)
     ap.add_argument("--epochs", type=positive_int, default=None, help="override the bank's epochs")
@@ -503,12 +511,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.max_steps = 2 if args.max_steps is None else args.max_steps
     if args.out is None:
         args.out = Path("build/independent-smoke" if args.smoke else "build/independent")
-    if args.report is None:
-        args.report = (
-            args.out / "independent-report.json"
-            if args.smoke
-            else args.bank / "independent-report.json"
-        )
+    if args.report is None:  # never the bank's committed report unless asked for
+        args.report = args.out / "independent-report.json"
     if args.epochs is not None and args.epochs < 1:
         ap.error("--epochs must be at least 1")
     return args

@@ -251,10 +251,19 @@ def run(args: argparse.Namespace) -> str:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m tools.bank.report", description=__doc__)
-    ap.add_argument("--models", type=Path, default=Path("models"), help="bank folder")
-    ap.add_argument("--doc", type=Path, default=Path("docs/model-bank.md"), help="document")
-    ap.add_argument("--img", type=Path, default=Path("docs/img"), help="plot folder")
+    ap = argparse.ArgumentParser(
+        prog="python -m tools.bank.report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--models", type=Path, default=Path("models"), help="bank folder (models)")
+    ap.add_argument(
+        "--doc",
+        type=Path,
+        default=Path("docs/model-bank.md"),
+        help="document whose report section is rewritten (docs/model-bank.md)",
+    )
+    ap.add_argument("--img", type=Path, default=Path("docs/img"), help="plot folder (docs/img)")
     ap.add_argument("--rounds", type=positive_int, default=20, help="interleaved rounds (20)")
     ap.add_argument("--runs", type=positive_int, default=25, help="calls per member per round (25)")
     return ap.parse_args(list(sys.argv[1:] if argv is None else argv))

@@ -1,0 +1,73 @@
+"""A bank folder changes all at once or not at all (tools.bank.staging)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tools.bank.staging import staged_bank, staging_dir
+
+
+def _bank(tmp_path: Path) -> Path:
+    bank = tmp_path / "models"
+    bank.mkdir()
+    (bank / "manifest.json").write_text("old manifest")
+    (bank / "a.onnx").write_bytes(b"a")
+    (bank / "b.onnx").write_bytes(b"b")
+    (bank / "gone.onnx").write_bytes(b"gone")
+    return bank
+
+
+def _state(bank: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(bank.iterdir())}
+
+
+def test_success_moves_in_what_changed_and_deletes_what_was_deleted(tmp_path: Path) -> None:
+    bank = _bank(tmp_path)
+    a_inode = (bank / "a.onnx").stat().st_ino
+    with staged_bank(bank) as work:
+        assert work != bank and _state(work) == _state(bank)  # a full working copy
+        (work / "b.onnx").write_bytes(b"b2")
+        (work / "new.onnx").write_bytes(b"new")
+        (work / "gone.onnx").unlink()
+        (work / "manifest.json").write_text("new manifest")
+        assert _state(bank)["b.onnx"] == b"b"  # nothing moves before the end
+    assert _state(bank) == {
+        "a.onnx": b"a",
+        "b.onnx": b"b2",
+        "manifest.json": b"new manifest",
+        "new.onnx": b"new",
+    }
+    assert (bank / "a.onnx").stat().st_ino == a_inode  # unchanged files are not rewritten
+    assert not staging_dir(bank).exists()
+
+
+@pytest.mark.parametrize("error", [RuntimeError("boom"), KeyboardInterrupt()])
+def test_a_failure_or_ctrl_c_leaves_the_folder_as_it_was(
+    tmp_path: Path, error: BaseException, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bank = _bank(tmp_path)
+    before = _state(bank)
+    with pytest.raises((RuntimeError, SystemExit)) as exc:
+        with staged_bank(bank) as work:
+            (work / "a.onnx").write_bytes(b"half-written")
+            (work / "gone.onnx").unlink()
+            raise error
+    assert _state(bank) == before
+    assert not staging_dir(bank).exists()
+    if isinstance(error, KeyboardInterrupt):  # one line and the shell's exit status for it
+        assert exc.value.code == 130  # type: ignore[union-attr]
+        assert capsys.readouterr().err == f"interrupted: {bank} was left as it was\n"
+
+
+def test_a_new_bank_and_a_stale_working_copy(tmp_path: Path) -> None:
+    bank = tmp_path / "deep" / "models"
+    stale = staging_dir(bank)
+    stale.mkdir(parents=True)
+    (stale / "junk.onnx").write_bytes(b"from a killed run")
+    with staged_bank(bank) as work:
+        assert list(work.iterdir()) == []  # the killed run's leftovers are not inherited
+        (work / "m.onnx").write_bytes(b"m")
+        (work / "manifest.json").write_text("{}")
+    assert _state(bank) == {"m.onnx": b"m", "manifest.json": b"{}"}

@@ -31,9 +31,11 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from importlib.metadata import version as _version
 from pathlib import Path
 from typing import Any
 
+import onnxruntime
 import torch
 
 from agent.manifest import Manifest, ModelEntry, load_manifest, write_manifest
@@ -95,6 +97,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "fit_subjects": list(split.train),
         "val_subjects": list(split.val),
         "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,  # its quantizer makes the int8 graphs
+        "torch_pruning": _version("torch-pruning"),
         "git_commit": git_commit(),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }

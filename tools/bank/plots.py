@@ -43,7 +43,7 @@ def plot_tradeoff(points: Sequence[Point], xlabel: str, title: str, path: Path, 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    fig, ax = plt.subplots(figsize=(9.5, 5), dpi=110)
     for fam, (color, marker) in FAMILY_STYLE.items():
         pts = [p for p in points if p.family == fam]
         if pts:
@@ -64,9 +64,13 @@ def plot_tradeoff(points: Sequence[Point], xlabel: str, title: str, path: Path, 
         lw=1,
         label="Pareto front",
     )
-    for p in front:
+    for i, p in enumerate(front):  # neighbours on the front alternate above and below
         ax.annotate(
-            p.id, (p.cost, 100 * p.accuracy), fontsize=7, xytext=(4, 4), textcoords="offset points"
+            p.id,
+            (p.cost, 100 * p.accuracy),
+            fontsize=7,
+            xytext=(4, 4) if i % 2 == 0 else (4, -10),
+            textcoords="offset points",
         )
     if logx:
         ax.set_xscale("log")
@@ -74,7 +78,8 @@ def plot_tradeoff(points: Sequence[Point], xlabel: str, title: str, path: Path, 
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    # outside the axes: inside, it hid the members in its corner (the baseline and its int8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, metadata={"Software": None})

@@ -11,10 +11,11 @@ import contextlib
 import enum
 import json
 import logging
+import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -76,14 +77,29 @@ def _fail(exc: AgentError) -> typer.Exit:
     return typer.Exit(1)
 
 
+def _on_stop_signal(
+    stop: threading.Event, signum: int, exit_now: Callable[[int], object] = os._exit
+) -> None:
+    """The first SIGINT/SIGTERM asks the agent to stop; a second one while it stops ends the
+    process at once (exit 128 + signal number, as a shell reports it)."""
+    name = signal.Signals(signum).name
+    if stop.is_set():
+        log.warning("received %s again, exiting now", name)
+        logging.shutdown()
+        exit_now(128 + signum)
+        return
+    log.info("received %s, stopping", name)
+    stop.set()
+
+
 @contextlib.contextmanager
 def _stop_on_signals() -> Iterator[threading.Event]:
-    """A stop event that SIGTERM and SIGINT set; the previous handlers come back afterwards."""
+    """A stop event that SIGTERM and SIGINT set; the previous handlers come back afterwards. A
+    second signal while stopping ends the process at once (what the outbox holds is on disk)."""
     stop = threading.Event()
 
     def handler(signum: int, _frame: object) -> None:
-        log.info("received %s, stopping", signal.Signals(signum).name)
-        stop.set()
+        _on_stop_signal(stop, signum)
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -351,7 +367,11 @@ def models_list(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except KeyboardInterrupt:  # Ctrl-C before a command installed its own handler (start-up)
+        typer.echo("har-agent: interrupted", err=True)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

@@ -112,12 +112,12 @@ class OutboxPublisher:
             self._settle()
             self.pump()
             left = self.outbox.stats(self._wall()).length
-            if left == 0 or time.monotonic() >= deadline:
-                return left
+            if left == 0 or not self.link.connected or time.monotonic() >= deadline:
+                return left  # (without a broker there is nothing to wait for: it is on disk)
             time.sleep(0.02)
 
     def stop(self) -> int:
-        left = self.flush(5.0)  # a broker that is coming back may still take the backlog
+        left = self.flush(5.0)  # while connected, the broker may still take the backlog
         if left:
             log.info("outbox: %d messages stay on disk and will be sent after the next start", left)
         self.link.stop()  # what the link still held is on disk too

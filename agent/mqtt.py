@@ -374,7 +374,9 @@ class MqttPublisher:
         self._stopping = True
         self.poll_events()
         left = len(self._pending)
-        if self.start_failure is None:  # not when it never connected: nothing can be acknowledged
+        # not when it never connected or is away now: nothing can be acknowledged (the outbox, if
+        # any, holds what is pending)
+        if self.start_failure is None and self._connected:
             left = self.flush(5.0)
             if left:
                 log.warning(

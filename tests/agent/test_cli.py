@@ -256,3 +256,34 @@ def test_profile_from_the_environment(tmp_path: Path, monkeypatch: Any) -> None:
     res = runner.invoke(app, ["replay", str(RECORDINGS[0]), "--fast", "--no-mqtt"])
     assert res.exit_code == 0, res.output
     assert "har/from-env/prediction " in res.stdout
+
+
+def test_ctrl_c_during_start_up_is_one_line(
+    monkeypatch: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before a command installs its signal handler (imports, the profile, the session), Ctrl-C
+    is Python's KeyboardInterrupt: one line and the shell's status for it, not a traceback."""
+    import agent.cli
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(agent.cli, "app", interrupted)
+    with pytest.raises(SystemExit) as exc:
+        agent.cli.main()
+    assert exc.value.code == 130
+    assert capsys.readouterr().err == "har-agent: interrupted\n"
+
+
+def test_a_second_stop_signal_exits_at_once() -> None:
+    import signal
+    import threading
+
+    from agent.cli import _on_stop_signal
+
+    stop = threading.Event()
+    exits: list[int] = []
+    _on_stop_signal(stop, signal.SIGINT, exits.append)
+    assert stop.is_set() and exits == []  # the first asks the agent to stop cleanly
+    _on_stop_signal(stop, signal.SIGTERM, exits.append)
+    assert exits == [128 + signal.SIGTERM]  # the second does not wait for it

@@ -131,3 +131,23 @@ def test_qos0_and_retained_bypass(tmp_path: Path) -> None:
 def test_window_validation(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         OutboxPublisher(Outbox(tmp_path / "o.db"), ScriptedLink(), window=0)
+
+
+def test_stop_without_a_broker_does_not_wait_for_one(tmp_path: Path) -> None:
+    """What is pending is on disk already: with the broker away, stopping does not sit out the
+    flush timeout (Ctrl-C used to hang 5 s)."""
+    fwd, link = _fwd(tmp_path)
+    fwd.publish("har/x/prediction", b"{}")
+    link.connected = False
+    polls = 0
+    real_poll = link.poll
+
+    def counting_poll() -> list[Command]:
+        nonlocal polls
+        polls += 1
+        return real_poll()
+
+    link.poll = counting_poll  # type: ignore[method-assign]
+    assert fwd.stop() == 0
+    assert polls == 1  # one look, no waiting loop
+    assert fwd.outbox.stats(0).length == 1  # kept for the next start

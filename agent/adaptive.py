@@ -106,10 +106,15 @@ class Controller:
 
     # -- commands (the pipeline thread) ---------------------------------------------------------
     def force(self, model_id: str | None) -> None:
-        """Pin a member (``None`` releases it). Raises KeyError for a member not in the policy
-        or one whose session failed to load."""
-        if model_id is not None and model_id in self.pool.broken:
-            raise KeyError(model_id)
+        """Pin a member (``None`` releases it). Raises KeyError for a member not in the policy,
+        ValueError (with the reason) for one that cannot be loaded: broken, or its file missing
+        or altered."""
+        if model_id is not None:
+            if not self.policy.knows(model_id):
+                raise KeyError(model_id)
+            problem = self.pool.check(model_id)
+            if problem is not None:
+                raise ValueError(f"model {model_id!r} cannot be used: {problem}")
         with self._lock:
             self.policy.force(model_id)
             self._order = self._wanted = None  # what was pending no longer applies
@@ -163,10 +168,14 @@ class Controller:
             self._prepare(w)
 
     def _failed(self, model_id: str) -> None:
-        """A background load failed: the member is broken now; decide again without it."""
+        """A background load failed: the member is broken now; decide again without it (an
+        override pinning it is released: it can never be honoured)."""
         with self._lock:
             if self._wanted is not None and self._wanted.target == model_id:
                 self._wanted = None
+            if self.policy.override == model_id:
+                self.policy.force(None)
+                log.error("override %s released: its session failed to load", model_id)
         self._decide()
 
     def _prepare(self, d: Decision) -> None:

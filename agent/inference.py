@@ -51,24 +51,30 @@ def session_options(settings: SessionSettings) -> Any:
     return opts
 
 
+def verified_bytes(path: Path, entry: ModelEntry) -> bytes:
+    """The model file's bytes, if they are the manifest's (sha256); ModelError otherwise."""
+    if not path.is_file():
+        raise ModelError(f"{path}: model file is missing (model {entry.id!r})")
+    try:
+        blob = path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read the model ({exc.strerror or exc})") from exc
+    digest = hashlib.sha256(blob).hexdigest()
+    if digest != entry.sha256:
+        raise ModelError(
+            f"{path}: sha256 {digest[:12]}... does not match the manifest's "
+            f"{entry.sha256[:12]}... (model {entry.id!r}); refusing to load it"
+        )
+    return blob
+
+
 class OrtEngine:
     """An ONNX Runtime CPU session for one bank member."""
 
     def __init__(self, path: Path, entry: ModelEntry, settings: SessionSettings) -> None:
         import onnxruntime as ort
 
-        if not path.is_file():
-            raise ModelError(f"{path}: model file is missing (model {entry.id!r})")
-        try:
-            blob = path.read_bytes()
-        except OSError as exc:
-            raise ModelError(f"{path}: cannot read the model ({exc.strerror or exc})") from exc
-        digest = hashlib.sha256(blob).hexdigest()
-        if digest != entry.sha256:
-            raise ModelError(
-                f"{path}: sha256 {digest[:12]}... does not match the manifest's "
-                f"{entry.sha256[:12]}... (model {entry.id!r}); refusing to load it"
-            )
+        blob = verified_bytes(path, entry)
         if _EXTERNAL_DATA_MARK in blob:
             raise ModelError(f"{path}: the model refers to external data files, which are refused")
         opts = session_options(settings)

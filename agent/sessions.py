@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from agent.errors import ModelError
-from agent.inference import Classifier, Engine, OrtEngine, SessionSettings
+from agent.inference import Classifier, Engine, OrtEngine, SessionSettings, verified_bytes
 from agent.manifest import Manifest, ModelEntry
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,22 @@ class SessionPool:
             if c is not None:
                 self._loaded.move_to_end(model_id)
             return c
+
+    def check(self, model_id: str) -> str | None:
+        """Why ``model_id`` cannot be used (marked broken, or its file is missing or not the
+        manifest's), or ``None``. Reads and hashes the file of a member not loaded yet."""
+        if model_id in self.broken:
+            return self.broken[model_id]
+        if self.get(model_id) is not None:
+            return None
+        entry = self.entries[model_id]
+        try:
+            verified_bytes(self.manifest.path_of(entry), entry)
+        except ModelError as exc:
+            self.broken[model_id] = str(exc)
+            log.error("%s; it will not be used", exc)
+            return str(exc)
+        return None
 
     def pin(self, *model_ids: str) -> None:
         """Never evict these (the member that is running, and one a switch is ready for)."""

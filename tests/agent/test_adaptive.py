@@ -394,8 +394,73 @@ def test_a_member_that_cannot_load_is_never_chosen_again() -> None:
         order = ctl.take()
     assert MID in p.broken
     assert order is not None and order.target == SMALL  # not stuck waiting for MID
-    with pytest.raises(KeyError):
+    with pytest.raises(ValueError, match=f"model '{MID}' cannot be used: .*corrupt"):
         ctl.force(MID)
+    assert ctl.policy.override is None
+
+
+def test_forcing_a_member_whose_file_changed_is_refused_at_once(tmp_path: Path) -> None:
+    """The MQTT force of a member whose file is missing or altered answers ok: false with the
+    reason, instead of ok and then waiting for a session that never loads."""
+    import shutil
+
+    from agent.commands import handle_command
+
+    bank_dir = tmp_path / "models"
+    shutil.copytree(MODELS, bank_dir)
+    bank = load_manifest(bank_dir)
+    e = {i: bank.get(i) for i in TRIO}
+    p = SessionPool(bank, e.values(), SessionSettings(), time.perf_counter, 1 << 30)
+    p.load_now(BIG)
+    pol = Policy(
+        [Candidate(i, float(e[i].metrics["accuracy"]), e[i].macs) for i in TRIO],
+        Limits(budget_ms=1000.0, hop_ms=1280.0),
+        PolicyTuning(dwell_s=0.0),
+    )
+    base = {i: float(e[i].latency_ms["p50"]) for i in TRIO}
+    ctl = Controller(pol, LatencyModel(base, alpha=0.5), p, pol.limits, time.monotonic, BIG)
+    path = bank.path_of(e[MID])
+    path.write_bytes(path.read_bytes() + b"\0")  # altered on disk after the start
+    reply = json.loads(
+        handle_command(json.dumps({"cmd": "force", "model": MID}).encode(), dict, ctl)
+    )
+    assert reply["ok"] is False
+    assert reply["error"].startswith(f"model '{MID}' cannot be used: ")
+    assert "does not match the manifest's" in reply["error"]
+    assert ctl.policy.override is None and MID in p.broken
+    (bank_dir / e[SMALL].file).unlink()
+    with pytest.raises(ValueError, match="model file is missing"):
+        ctl.force(SMALL)
+
+
+def test_an_override_whose_session_fails_to_load_is_released() -> None:
+    e = entries()
+    bank = load_manifest(MODELS)
+    real = SessionPool(bank, e.values(), SessionSettings(), time.perf_counter, 1 << 30)
+
+    def loader(path: Path, entry: ModelEntry) -> Classifier:
+        if entry.id == MID:  # the file is the manifest's, but the runtime cannot load it
+            raise ModelError(f"{path}: corrupt (test)")
+        return real.load_now(entry.id)
+
+    p = SessionPool(bank, e.values(), SessionSettings(), time.perf_counter, 1 << 30, loader)
+    p.load_now(BIG)
+    base = {i: float(e[i].latency_ms["p50"]) for i in TRIO}
+    pol = Policy(
+        [Candidate(i, float(e[i].metrics["accuracy"]), e[i].macs) for i in TRIO],
+        Limits(budget_ms=1000.0, hop_ms=1280.0),
+        PolicyTuning(dwell_s=0.0),
+    )
+    ctl = Controller(pol, LatencyModel(base, alpha=0.5), p, pol.limits, time.monotonic, BIG)
+    ctl.force(MID)  # accepted: the file checks out
+    deadline = time.monotonic() + 30
+    while MID not in p.broken and time.monotonic() < deadline:
+        time.sleep(0.01)
+    deadline = time.monotonic() + 5
+    while ctl.policy.override is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert MID in p.broken and ctl.policy.override is None  # released, not waited on forever
+    assert ctl.status()["override"] is None
 
 
 def test_pending_switch_is_dropped_by_static_mode_and_by_a_new_force() -> None:

@@ -103,9 +103,11 @@ class MqttPublisher:
         self._acks: queue.SimpleQueue[tuple[int, int, str]] = queue.SimpleQueue()
         self._ack_log: list[tuple[int, int, str]] = []
         self._pending: set[int] = set()
-        self._retained0: dict[str, bytes] = {}
-        """The last retained QoS-0 payload per topic (metrics): sent again after a reconnect,
-        since paho drops QoS-0 messages published while the link is down."""
+        self._retained: dict[str, tuple[bytes, int]] = {}
+        """The last retained payload and QoS per topic (config, health, metrics, discovery):
+        sent again after a reconnect, since a broker that restarted without persistence has
+        forgotten them, and paho drops QoS-0 messages published while the link is down."""
+        self._ever_connected = False
         self._connected = False
         self._queue_full_logged = False
         self.dropped = 0
@@ -220,7 +222,7 @@ class MqttPublisher:
             except queue.Empty:
                 continue
             if kind == "connected":
-                self._connected = True
+                self._connected = self._ever_connected = True
                 self._loop_running = True
                 log.info(
                     "connected to the %s (MQTT %s)",
@@ -254,8 +256,8 @@ class MqttPublisher:
         return out
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
-        if retain and qos == 0:
-            self._retained0[topic] = payload
+        if retain:
+            self._retained[topic] = (payload, qos)
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
             self.dropped += 1
@@ -318,8 +320,13 @@ class MqttPublisher:
                 continue
             if kind == "connected" and not self._connected:
                 self._connected = True
-                for topic, payload in self._retained0.items():  # lost while the link was down
-                    self._client.publish(topic, payload, qos=0, retain=True)
+                # restore what late subscribers read: after a reconnect all of it (the broker
+                # may have restarted empty); on a first connection made in the background, what
+                # paho dropped meanwhile (QoS 0; it queued the rest)
+                for topic, (payload, qos) in self._retained.items():
+                    if qos == 0 or self._ever_connected:
+                        self._client.publish(topic, payload, qos=qos, retain=True)
+                self._ever_connected = True
                 if self.start_failure is not None:
                     self.start_failure = None
                     log.info("connected to the MQTT broker at %s:%d at last", s.host, s.port)

@@ -88,6 +88,9 @@ def test_reconnects_after_broker_restart(tmp_path: Path) -> None:
         # the retained metrics come back with the link (the restarted broker kept nothing, and
         # the next 60 s tick is far off): the last snapshot is sent again on reconnect
         assert sub.wait_for("/metrics", 1, timeout=5)
+        # and so does the retained configuration event: a late subscriber learns what runs
+        config = sub.wait_for("/config", 1, timeout=5)
+        assert config and json.loads(config[0])["model"]
         sub.close()
     finally:
         stop.set()

@@ -32,6 +32,8 @@ def install(
     from agent.service import plan_install
 
     system = root == Path("/")
+    if not profile.is_absolute() and not profile.exists() and (SOURCE / profile).is_file():
+        profile = SOURCE / profile  # the default, run from outside the checkout
     try:
         if system and not dry_run and os.geteuid() != 0:
             raise AgentError("service install changes the system: run it as root (sudo)")

@@ -8,6 +8,7 @@ change the running system (useradd, systemctl).
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -46,9 +47,38 @@ def _exists(kind: str, name: str) -> bool:
     return subprocess.run(["getent", kind, name], capture_output=True).returncode == 0
 
 
-def rewrite_profile(text: str, prefix: Path) -> str:
-    """Point the profile's relative ``../`` paths at the installed tree."""
-    return re.sub(r'"\.\./', f'"{prefix}/', text)
+PATH_KEYS = (
+    "path",
+    "dir",
+    "ca_file",
+    "client_cert",
+    "client_key",
+    "credentials_file",
+    "latency_table",
+)
+"""The profile keys that hold file paths (relative ones resolve against the profile's folder)."""
+
+_PATH_LINE = re.compile(
+    r"^(?P<head>\s*(?P<key>" + "|".join(PATH_KEYS) + r')\s*=\s*")(?P<value>[^"]*)(?P<tail>".*)$'
+)
+
+
+def rewrite_profile(text: str, prefix: Path, profile_dir: Path, source: Path) -> str:
+    """The profile as installed in /etc/har-agent: every relative path made absolute (it was
+    relative to the profile's folder, which is no longer beside it), and a path into the source
+    tree pointed at its installed copy under ``prefix``."""
+    src = source.resolve()
+
+    def fix(line: str) -> str:
+        m = _PATH_LINE.match(line)
+        if m is None or not m["value"] or Path(m["value"]).is_absolute():
+            return line
+        target = Path(os.path.normpath(profile_dir.resolve() / m["value"]))
+        if target.is_relative_to(src):
+            target = prefix / target.relative_to(src)
+        return f"{m['head']}{target}{m['tail']}"
+
+    return "\n".join(fix(line) for line in text.split("\n"))
 
 
 def plan_install(
@@ -130,7 +160,8 @@ def plan_install(
         etc.mkdir(parents=True, exist_ok=True, mode=0o750)
         target = etc / "profile.toml"
         if not target.exists():  # never overwrite the user's configuration
-            target.write_text(rewrite_profile(profile.read_text(encoding="utf-8"), prefix))
+            text = profile.read_text(encoding="utf-8")
+            target.write_text(rewrite_profile(text, prefix, profile.parent, source))
             target.chmod(0o640)
         if group is not None:  # readable by the service, writable by root alone
             for path in (etc, target):

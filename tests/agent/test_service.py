@@ -79,10 +79,66 @@ def test_installed_unit_verifies(tmp_path: Path) -> None:
     assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr
 
 
-def test_rewrite_profile() -> None:
-    assert rewrite_profile('dir = "../models"\npath = "x"', Path("/opt/h")) == (
-        'dir = "/opt/h/models"\npath = "x"'
+def test_rewrite_profile_makes_every_path_absolute(tmp_path: Path) -> None:
+    """Relative paths resolve against the profile's folder, which /etc/har-agent is not: each
+    becomes absolute, pointing into the installed tree where it pointed into the source tree."""
+    src = tmp_path / "src"
+    text = "\n".join(
+        [
+            "[model]",
+            'dir = "../models"',
+            "[source]",
+            'path = "../recordings/a.har.csv.gz"  # a comment stays',
+            "[policy]",
+            'latency_table = "pi4-latency.json"',
+            "[mqtt]",
+            'credentials_file = "/etc/har-agent/creds.toml"',
+            'ca_file = "../../elsewhere/ca.pem"',
+            'client_key = ""',
+            'host = "../not-a-path"',
+        ]
     )
+    got = rewrite_profile(text, Path("/opt/h"), src / "profiles", src).split("\n")
+    assert got[1] == 'dir = "/opt/h/models"'
+    assert got[3] == 'path = "/opt/h/recordings/a.har.csv.gz"  # a comment stays'
+    assert got[5] == 'latency_table = "/opt/h/profiles/pi4-latency.json"'
+    assert got[7] == 'credentials_file = "/etc/har-agent/creds.toml"'  # absolute: kept
+    assert got[8] == f'ca_file = "{tmp_path / "elsewhere" / "ca.pem"}"'  # outside the tree
+    assert got[9:] == ['client_key = ""', 'host = "../not-a-path"']  # empty; not a path key
+
+
+def test_installed_profile_loads_with_every_path_in_place(tmp_path: Path) -> None:
+    """The pi4 profile with a latency table beside it (as its comment suggests), installed
+    under a root: the profile in /etc loads and names files that exist in the installed tree."""
+    import shutil
+
+    from agent.profile import load_profile
+
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "profiles", src / "profiles")
+    for name in ("agent", "systemd"):
+        (src / name).symlink_to(ROOT / name)
+    (src / "models").symlink_to(ROOT / "models")
+    (src / "recordings").symlink_to(ROOT / "recordings")
+    prof = src / "profiles" / "pi4.toml"
+    (src / "profiles" / "pi4-latency.json").write_text("{}")
+    text = prof.read_text()
+    assert 'latency_table = ""' in text
+    prof.write_text(text.replace('latency_table = ""', 'latency_table = "pi4-latency.json"'))
+    root = tmp_path / "root"
+    steps = plan_install(source=src, profile=prof, root=root, system=False, venv=False)
+    for step in steps:
+        if "systemctl" not in step.description:
+            step.action()
+    installed = root / "etc" / "har-agent" / "profile.toml"
+    text = installed.read_text()
+    assert 'latency_table = "/opt/har-agent/profiles/pi4-latency.json"' in text
+    assert '"../' not in text
+    for line in text.splitlines():
+        if line.strip().startswith(("dir =", "latency_table =")):
+            path = Path(line.split('"')[1])
+            assert (root / path.relative_to("/")).exists(), line
+    assert load_profile(installed).name
 
 
 def test_missing_profile_is_refused(tmp_path: Path) -> None:

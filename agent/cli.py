@@ -170,10 +170,12 @@ def run(
     force: ForceOpt = None,
 ) -> None:
     """Run the agent as configured in a profile (what the systemd service runs)."""
+    from agent.instance import claim_device
     from agent.wiring import RunOptions, build_agent
 
     try:
         prof = _load(profile)
+        claim = claim_device(prof.device.id)  # held until this function returns
         opts = RunOptions(policy_mode=policy.value if policy else None, force_model=force)
         with _stop_on_signals() as stop:
             agent = build_agent(
@@ -183,6 +185,8 @@ def run(
     except AgentError as exc:
         raise _fail(exc) from None
     log.info("stopped after %d windows", stats.windows)
+    if claim is not None:
+        claim.close()
 
 
 @app.command()

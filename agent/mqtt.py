@@ -36,6 +36,10 @@ from agent.publishers import Command
 log = logging.getLogger(__name__)
 
 
+SESSION_TAKEN_OVER = 0x8E
+"""MQTT v5 DISCONNECT reason: another connection took this client id."""
+
+
 @dataclass(frozen=True)
 class MqttSettings:
     host: str
@@ -162,7 +166,12 @@ class MqttPublisher:
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, flags: Any, rc: Any, _p: Any) -> None:
         detail = str(rc)
-        if not getattr(flags, "is_disconnect_packet_from_server", True) and rc.is_failure:
+        if getattr(rc, "value", None) == SESSION_TAKEN_OVER:
+            detail = (
+                f"session taken over: another client connected as {self.settings.client_id!r}; "
+                "is another agent running with this device id?"
+            )
+        elif not getattr(flags, "is_disconnect_packet_from_server", True) and rc.is_failure:
             # paho's code for a socket that closed without a DISCONNECT ("Unspecified error")
             detail = "connection closed without a DISCONNECT: broker stopped or network lost"
         self._events.put(("disconnected", detail))

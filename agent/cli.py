@@ -173,9 +173,10 @@ def run(
     from agent.instance import claim_device
     from agent.wiring import RunOptions, build_agent
 
+    claim = None
     try:
         prof = _load(profile)
-        claim = claim_device(prof.device.id)  # held until this function returns
+        claim = claim_device(prof.device.id)  # held while this agent runs
         opts = RunOptions(policy_mode=policy.value if policy else None, force_model=force)
         with _stop_on_signals() as stop:
             agent = build_agent(
@@ -184,9 +185,10 @@ def run(
             stats = agent.run()
     except AgentError as exc:
         raise _fail(exc) from None
+    finally:
+        if claim is not None:
+            claim.close()
     log.info("stopped after %d windows", stats.windows)
-    if claim is not None:
-        claim.close()
 
 
 @app.command()

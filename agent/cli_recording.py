@@ -14,7 +14,8 @@ from agent.errors import AgentError, RecordingError
 from agent.recording import Channel
 
 recording_app = typer.Typer(
-    help="Inspect or convert recordings (docs/recording-format.md).", no_args_is_help=True
+    help="Inspect, convert or recover recordings (docs/recording-format.md).",
+    no_args_is_help=True,
 )
 
 
@@ -118,4 +119,42 @@ def convert(
     typer.echo(
         f"{dst}: {writer.rows} samples, {writer.encoding}, {dst.stat().st_size:,} bytes "
         f"(from {src.stat().st_size:,})"
+    )
+
+
+@recording_app.command("recover")
+def recover(
+    part: Annotated[
+        Path, typer.Argument(help="A recording cut off while being written (e.g. *.part).")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Recording to write (default: PART without its .part suffix)."
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite OUT if it exists.")] = False,
+) -> None:
+    """Keep every whole sample of a recording that was cut off (power cut, kill -9 during
+    'har-agent record'): a gzip stream is read as far as it goes, the partial last row dropped."""
+    from agent.recording_recover import salvage
+
+    if out is None:
+        if part.suffix != ".part":
+            raise _fail(AgentError(f"{part}: not a .part file; name the output with --out"))
+        out = part.with_suffix("")
+    try:
+        if out.exists() and not force:
+            raise AgentError(f"{out} exists (use --force to overwrite)")
+        if out.resolve() == part.resolve():
+            raise AgentError(f"{out}: recovering a recording onto itself")
+        result = salvage(part, out)
+    except AgentError as exc:
+        raise _fail(exc) from None
+    except OSError as exc:
+        raise _fail(AgentError(f"{out}: cannot write ({exc.strerror or exc})")) from None
+    cut = "" if result.gzip_complete else "; the gzip stream was cut off"
+    typer.echo(
+        f"{out}: {result.rows} samples recovered from {part} (dropped {result.dropped_bytes} "
+        f"bytes of a partial last row{cut})"
     )

@@ -22,6 +22,7 @@ from typing import IO
 import numpy as np
 
 from agent.errors import RecordingError
+from agent.recording_csv import cut_off
 
 ENCODING = "binary"
 MAX_LABELS = 65_535
@@ -96,7 +97,9 @@ class BinaryBodyReader:
         while True:
             try:
                 data = self._fh.read(block * size)
-            except (OSError, EOFError) as exc:
+            except EOFError:
+                raise RecordingError(cut_off(self._where)) from None
+            except OSError as exc:
                 raise RecordingError(
                     f"{self._where}: after record {self.records}: unreadable ({exc})"
                 ) from exc

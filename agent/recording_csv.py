@@ -15,6 +15,15 @@ import numpy as np
 
 from agent.errors import RecordingError
 
+
+def cut_off(where: str) -> str:
+    """The message for a gzip stream that ends early (a recording never finished)."""
+    return (
+        f"{where}: the gzip stream is cut off (the recording was not finished; "
+        f"'har-agent recording recover {where}' keeps its whole rows)"
+    )
+
+
 MAX_LABEL_CHARS = 64
 
 
@@ -56,7 +65,9 @@ class CsvBodyReader:
     def _next_row(self) -> list[str] | None:
         try:
             line = self._fh.readline()
-        except (OSError, EOFError, UnicodeDecodeError) as exc:
+        except EOFError:
+            raise RecordingError(cut_off(self._where)) from None
+        except (OSError, UnicodeDecodeError) as exc:
             raise RecordingError(
                 f"{self._where}: line {self.position + 1}: unreadable ({exc})"
             ) from exc
@@ -70,7 +81,9 @@ class CsvBodyReader:
         while len(self._buf) - self._pos < size and not self._eof:
             try:
                 block = self._fh.read(1 << 16)
-            except (OSError, EOFError, UnicodeDecodeError) as exc:
+            except EOFError:
+                raise RecordingError(cut_off(self._where)) from None
+            except (OSError, UnicodeDecodeError) as exc:
                 raise RecordingError(
                     f"{self._where}: after line {self.position}: unreadable ({exc})"
                 ) from exc

@@ -75,7 +75,7 @@ def _header(lines: list[str], key: str, value: Any) -> list[str]:
 
 RECORDING_CASES: dict[str, tuple[Callable[[list[str]], bytes], str]] = {
     "empty": (lambda ls: b"", "not a har-agent recording"),
-    "truncated-gzip": (lambda ls: RECORDINGS[0].read_bytes()[:3000], "unreadable"),
+    "truncated-gzip": (lambda ls: RECORDINGS[0].read_bytes()[:3000], "the gzip stream is cut off"),
     "wrong-channel-count": (
         lambda ls: "".join(_edit_row(ls, 100, lambda f: f[:-2])).encode(),
         "line 103: expected",

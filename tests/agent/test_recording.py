@@ -203,7 +203,7 @@ def test_truncated_gzip(tmp_path: Path) -> None:
     data = path.read_bytes()
     cut = tmp_path / "cut.har.csv.gz"
     cut.write_bytes(data[: len(data) // 2])
-    with pytest.raises(RecordingError, match="unreadable|line"):
+    with pytest.raises(RecordingError, match="the gzip stream is cut off .*recording recover"):
         read_recording(cut)
 
 

@@ -53,7 +53,7 @@ ProfileOpt = Annotated[
         "-p",
         envvar="HAR_AGENT_PROFILE",
         help="Profile (TOML) to run with; the default is looked for here, then beside the "
-        "installation. [env: HAR_AGENT_PROFILE]",
+        "installation. \\[env: HAR_AGENT_PROFILE]",
         show_envvar=False,
     ),
 ]

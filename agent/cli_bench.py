@@ -29,7 +29,7 @@ ProfileOpt = Annotated[
         "-p",
         envvar="HAR_AGENT_PROFILE",
         help="Profile (TOML): model folder, threads, spinning, energy meter. "
-        "[env: HAR_AGENT_PROFILE]",
+        "\\[env: HAR_AGENT_PROFILE]",
         show_envvar=False,
     ),
 ]

@@ -22,7 +22,7 @@ ProfileOpt = Annotated[
         "--profile",
         "-p",
         envvar="HAR_AGENT_PROFILE",
-        help="Profile (TOML) with the sensor settings. [env: HAR_AGENT_PROFILE]",
+        help="Profile (TOML) with the sensor settings. \\[env: HAR_AGENT_PROFILE]",
         show_envvar=False,
     ),
 ]

@@ -287,3 +287,15 @@ def test_a_second_stop_signal_exits_at_once() -> None:
     assert stop.is_set() and exits == []  # the first asks the agent to stop cleanly
     _on_stop_signal(stop, signal.SIGTERM, exits.append)
     assert exits == [128 + signal.SIGTERM]  # the second does not wait for it
+
+
+def test_profile_help_names_its_environment_variable() -> None:
+    for args in (
+        ["run", "--help"],
+        ["replay", "--help"],
+        ["bench", "--help"],
+        ["record", "--help"],
+    ):
+        result = runner.invoke(app, args, env={"COLUMNS": "200"})
+        assert result.exit_code == 0
+        assert "[env: HAR_AGENT_PROFILE]" in result.output, args

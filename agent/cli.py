@@ -109,6 +109,11 @@ def _stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(s, h)
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 window``, ``2 windows``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _print_prediction(p: Prediction, err: bool = False) -> None:
     """One human line per prediction (``--print``); on stderr when stdout carries the messages
     (``--no-mqtt``), so that stream stays machine-readable."""
@@ -282,7 +287,7 @@ def replay(
     except AgentError as exc:
         raise _fail(exc) from None
     acc = stats.accuracy
-    summary = f"{stats.windows} windows in {stats.wall_s:.1f} s"
+    summary = f"{_count(stats.windows, 'window')} in {stats.wall_s:.1f} s"
     if acc is not None:
         summary += f"; accuracy {100 * acc:.1f}% on {stats.labelled} labelled windows"
     if stats.switches:
@@ -290,6 +295,20 @@ def replay(
     if agent.energy_j is not None and agent.meter is not None and stats.windows:
         summary += (
             f"; {1000 * agent.energy_j / stats.windows:.3f} mJ per window ({agent.meter.name})"
+        )
+    if stats.windows == 0 and stats.rejected == 0:
+        entry = agent.pipeline.classifier.entry
+        src_hz = agent.pipeline.source.header.sample_rate_hz
+        resampled = (
+            f" once resampled to {entry.input.rate_hz:g} Hz (its filter takes a few samples)"
+            if abs(src_hz - entry.input.rate_hz) > 1e-9
+            else ""
+        )
+        summary += (
+            f" (the recording holds {_count(stats.samples, 'sample')}, "
+            f"{stats.samples / src_hz:.2f} s: not enough for one "
+            f"{entry.input.window.duration_s:g} s window of {entry.id}{resampled}, "
+            "or there are gaps in every stretch that long)"
         )
     typer.echo(summary, err=True)
     if agent.lost:
@@ -307,7 +326,7 @@ def replay(
         ]
         raw = raw_session_times(pipe.classifier.engine.run, inputs, pipe.clock.perf)
         for line in overhead_report(stats, raw).lines():
-            typer.echo(line)
+            typer.echo(line, err=no_mqtt)  # stdout carries the messages with --no-mqtt
 
 
 @models_app.command("list")

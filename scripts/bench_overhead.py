@@ -37,7 +37,7 @@ def one_run(har_agent: str, recording: Path, model: str, output: str) -> dict[st
             last = proc.stderr.strip().splitlines()[-1:] or ["no error output"]
             raise SystemExit(f"error: {' '.join(cmd)} exited {proc.returncode}: {last[0]}")
         out.seek(0)
-        text = out.read()
+        text = out.read() + proc.stderr  # the report goes to stderr when stdout has messages
     figures = {}
     for name, pattern in FIGURES.items():
         m = re.search(pattern, text, re.MULTILINE)

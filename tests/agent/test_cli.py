@@ -89,7 +89,26 @@ def test_replay_timing_report() -> None:
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "overhead / raw inference" in result.stdout
+    # with --no-mqtt stdout carries the messages alone ('topic payload' lines); the report and
+    # the summary go to stderr
+    assert "overhead / raw inference" in result.stderr
+    assert all(line.startswith("har/") for line in result.stdout.splitlines())
+
+
+def test_a_recording_too_short_for_a_window_says_so(tmp_path: Path) -> None:
+    import gzip
+
+    lines = gzip.open(RECORDINGS[0], "rt").read().split("\n")
+    short = tmp_path / "short.har.csv"
+    short.write_text("\n".join(lines[: 2 + 150]) + "\n")  # 3 s at 50 Hz
+    result = runner.invoke(app, ["replay", str(short), "--fast", "--no-mqtt"])
+    assert result.exit_code == 0, result.output
+    assert "0 windows in" in result.stderr
+    assert "the recording holds 150 samples, 3.00 s: not enough for one 2.56 s window" in (
+        result.stderr
+    )
+    one = runner.invoke(app, ["replay", str(short), "--fast", "--no-mqtt", "-m", "cnn1d-base"])
+    assert one.exit_code == 0 and "1 window in" in one.stderr and "not enough" not in one.stderr
 
 
 def test_missing_recording(tmp_path: Path) -> None:

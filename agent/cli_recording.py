@@ -72,7 +72,7 @@ def info(
         **summary,
         "channels": ", ".join(_channel(c) for c in header.channels),
         "source": json.dumps(header.source),
-        "labels": ", ".join(f"{k} {v}" for k, v in labels.most_common()) or None,
+        "labels": ", ".join(f"{k} {v}" for k, v in labels.most_common()) or "(unlabelled)",
     }
     for key, value in text.items():
         typer.echo(f"{key:<15} {value}")

@@ -64,7 +64,8 @@ def _apply(cmd: str, body: dict[str, Any], control: Control | None) -> None:
     elif cmd == "mode":
         mode = body.get("mode")
         if mode not in MODES:
-            raise ValueError(f"'mode' must be one of {', '.join(MODES)} (got {mode!r})")
+            got = "it is missing" if mode is None else f"got {mode!r}"
+            raise ValueError(f"'mode' must be one of {', '.join(MODES)} ({got})")
         control.set_mode(str(mode))
 
 
@@ -84,6 +85,10 @@ def handle_command(
             raise ValueError(f"command larger than {MAX_COMMAND_BYTES} bytes")
         try:
             body = json.loads(payload.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ValueError(
+                f"not UTF-8 text (byte {exc.start} is 0x{payload[exc.start]:02x})"
+            ) from None
         except json.JSONDecodeError as exc:
             raise ValueError(f"not JSON: {exc}") from None
         if not isinstance(body, dict):

@@ -302,7 +302,10 @@ class RecordingReader:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         if not self.path.is_file():
-            raise RecordingError(f"{self.path}: no such recording file")
+            what = (
+                "is a folder, not a recording" if self.path.is_dir() else "no such recording file"
+            )
+            raise RecordingError(f"{self.path}: {what}")
         self._body: CsvBodyReader | BinaryBodyReader | None = None
         try:
             self._raw = _open_bytes(self.path, "r", gz=_is_gzip(self.path))

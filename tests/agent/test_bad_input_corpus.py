@@ -248,7 +248,8 @@ def test_sensor_without_an_i2c_bus() -> None:
 # -- MQTT commands -------------------------------------------------------------------------------
 COMMAND_CASES: dict[str, tuple[bytes, str]] = {
     "malformed-json": (b'{"cmd": "ping"', "not JSON: Expecting"),
-    "not-utf8": (b"\xff\xfe{}", "utf-8"),
+    "not-utf8": (b"\xff\xfe{}", "not UTF-8 text (byte 0 is 0xff)"),
+    "mode-missing": (b'{"cmd": "mode"}', "'mode' must be one of adaptive, static (it is missing)"),
     "not-an-object": (b'["ping"]', "a command must be a JSON object"),
     "unknown-command": (b'{"cmd": "reboot"}', "unknown command 'reboot'"),
     "unknown-field": (b'{"cmd": "ping", "exec": "rm -rf /"}', "unexpected field(s) ['exec']"),

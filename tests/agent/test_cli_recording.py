@@ -93,3 +93,19 @@ def test_info_shows_a_sensors_full_scale(tmp_path: Path) -> None:
     result = runner.invoke(app, ["recording", "info", str(path)])
     assert result.exit_code == 0, result.output
     assert "acc_x [g, full scale 4], gyro_x [rad/s]" in result.stdout
+
+
+def test_info_of_an_unlabelled_recording_and_of_a_folder(tmp_path: Path) -> None:
+    plain = tmp_path / "u.har.csv"
+    from agent.recording import Channel, RecordingHeader, RecordingWriter
+
+    header = RecordingHeader(50.0, (Channel("acc_x", "g"),), "2026-12-03T00:00:00Z")
+    with RecordingWriter(plain, header) as w:
+        w.write(np.arange(10) / 50.0, np.zeros((10, 1)), None)
+    result = runner.invoke(app, ["recording", "info", str(plain)])
+    assert result.exit_code == 0, result.output
+    assert [ln for ln in result.output.splitlines() if ln.startswith("labels")] == [
+        "labels          (unlabelled)"
+    ]
+    folder = runner.invoke(app, ["recording", "info", str(tmp_path)])
+    assert error_line(folder) == f"har-agent: error: {tmp_path}: is a folder, not a recording"

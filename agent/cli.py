@@ -206,9 +206,9 @@ def replay(
     speed: Annotated[
         float | None,
         typer.Option(
-            help="Replay speed: 1 = real time, 10 = ten times faster "
-            "(default: the profile's source.speed).",
-            min=0.001,
+            help="Replay speed: 1 = real time, 10 = ten times faster, 0 = as fast as possible "
+            "(as --fast; default: the profile's source.speed).",
+            min=0.0,
         ),
     ] = None,
     fast: Annotated[bool, typer.Option("--fast", help="As fast as possible (no pacing).")] = False,

@@ -69,6 +69,17 @@ def _apply(cmd: str, body: dict[str, Any], control: Control | None) -> None:
         control.set_mode(str(mode))
 
 
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are unique: ``{"cmd": "ping", "cmd": "status"}`` is ambiguous
+    (which one did the sender mean?), not last-one-wins."""
+    body: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in body:
+            raise ValueError(f"duplicate key {key!r} in the command")
+        body[key] = value
+    return body
+
+
 def handle_command(
     payload: bytes,
     status: Callable[[], dict[str, Any]],
@@ -84,7 +95,7 @@ def handle_command(
         if len(payload) > MAX_COMMAND_BYTES:
             raise ValueError(f"command larger than {MAX_COMMAND_BYTES} bytes")
         try:
-            body = json.loads(payload.decode("utf-8"))
+            body = json.loads(payload.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
         except UnicodeDecodeError as exc:
             raise ValueError(
                 f"not UTF-8 text (byte {exc.start} is 0x{payload[exc.start]:02x})"

@@ -251,6 +251,7 @@ COMMAND_CASES: dict[str, tuple[bytes, str]] = {
     "not-utf8": (b"\xff\xfe{}", "not UTF-8 text (byte 0 is 0xff)"),
     "mode-missing": (b'{"cmd": "mode"}', "'mode' must be one of adaptive, static (it is missing)"),
     "not-an-object": (b'["ping"]', "a command must be a JSON object"),
+    "duplicate-key": (b'{"cmd": "ping", "cmd": "status"}', "duplicate key 'cmd' in the command"),
     "unknown-command": (b'{"cmd": "reboot"}', "unknown command 'reboot'"),
     "unknown-field": (b'{"cmd": "ping", "exec": "rm -rf /"}', "unexpected field(s) ['exec']"),
     "oversized": (

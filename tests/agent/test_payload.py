@@ -101,7 +101,7 @@ def test_times(origin: str, offset: float, expected: str) -> None:
         (b'{"cmd": "ping", "path": "/etc/passwd"}', False, "unexpected field"),
         (b"not json", False, "Expecting value"),
         (b"[1, 2]", False, "must be a JSON object"),
-        (b"\xff\xfe", False, "codec"),
+        (b"\xff\xfe", False, "not UTF-8 text (byte 0 is 0xff)"),
         (b'{"cmd": "ping", "id": [1]}', False, "'id' must be"),
         (b"x" * 5000, False, "larger than"),
     ],

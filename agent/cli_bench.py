@@ -75,7 +75,7 @@ def bench(
         str | None,
         typer.Option(
             help="Energy meter: auto, ina219, ina260, rapl, pmic, estimate, none "
-            "(default: the profile's [energy] meter)."
+            "(default: the profile's \\[energy] meter)."
         ),
     ] = None,
     baseline: Annotated[

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 FAMILY_STYLE = {
     "baseline": ("tab:gray", "s"),
@@ -34,6 +35,44 @@ def pareto_front(points: Sequence[Point]) -> list[Point]:
             front.append(p)
             best = p.accuracy
     return front
+
+
+LABEL_SPOTS = (((5, -9), "left"), ((5, 5), "left"), ((-5, 5), "right"), ((-5, -9), "right"))
+"""Where a front member's label may go, in order of preference (offset in points, alignment)."""
+
+
+def _label_front(ax: Any, front: Sequence[Point]) -> None:
+    """Name each front member beside its point: the first spot (below right, above right, above
+    left, below left) whose text stays inside the axes and clear of the labels placed before."""
+    ax.figure.canvas.draw()  # the limits and the renderer are final now
+    renderer = ax.figure.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    placed: list[Any] = []
+    for p in front:
+        for offset, ha in LABEL_SPOTS:
+            ann = ax.annotate(
+                p.id,
+                (p.cost, 100 * p.accuracy),
+                fontsize=7,
+                xytext=offset,
+                ha=ha,
+                textcoords="offset points",
+            )
+            box = ann.get_window_extent(renderer)
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0
+            if inside and box.y1 <= frame.y1 and not any(box.overlaps(b) for b in placed):
+                placed.append(box)
+                break
+            ann.remove()
+        else:  # nowhere is free: the first choice, overlapping
+            ann = ax.annotate(
+                p.id,
+                (p.cost, 100 * p.accuracy),
+                fontsize=7,
+                xytext=LABEL_SPOTS[0][0],
+                textcoords="offset points",
+            )
+            placed.append(ann.get_window_extent(renderer))
 
 
 def plot_tradeoff(points: Sequence[Point], xlabel: str, title: str, path: Path, logx: bool) -> Path:
@@ -64,16 +103,9 @@ def plot_tradeoff(points: Sequence[Point], xlabel: str, title: str, path: Path, 
         lw=1,
         label="Pareto front",
     )
-    for i, p in enumerate(front):  # neighbours on the front alternate above and below
-        ax.annotate(
-            p.id,
-            (p.cost, 100 * p.accuracy),
-            fontsize=7,
-            xytext=(4, 4) if i % 2 == 0 else (4, -10),
-            textcoords="offset points",
-        )
     if logx:
         ax.set_xscale("log")
+    _label_front(ax, front)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title)

@@ -115,3 +115,23 @@ def test_column2d_smoke_bank(smoke: tuple[Path, dict[str, Any]]) -> None:
         sess = export.session(path)
         x = np.random.default_rng(0).standard_normal((3, r, 6)).astype(np.float32)
         assert export.ort_logits(sess, x).shape == (3, 6)
+
+
+def test_a_new_grid_leaves_only_what_the_manifest_lists(
+    smoke: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    """A build with other widths replaces the width-resolution members: the files of members
+    that are not in the new grid go with their entries."""
+    import shutil
+
+    src, _ = smoke
+    bank = tmp_path / "bank"
+    shutil.copytree(src, bank)
+    before = {m.id for m in load_manifest(bank).models}
+    argv = ["--smoke", "--max-steps", "1", "--distill-epochs", "0", "--widths", "0.5,1"]
+    build.run(build.parse_args([*argv, "--out", str(bank), "--data", "pickle"]))
+    after = load_manifest(bank)
+    ids = {m.id for m in after.models}
+    assert ids == {f"wc-w{w}-r{r:03d}" for w in ("0.50", "1.00") for r in build.SMOKE_RESOLUTIONS}
+    assert before - ids  # some members left the grid ...
+    assert sorted(p.name for p in bank.glob("*.onnx")) == sorted(m.file for m in after.models)

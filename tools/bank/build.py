@@ -75,7 +75,9 @@ def _check_writable(out: Path) -> None:
 
 
 def merge_manifest(out: Path, entries: list[ModelEntry], meta: dict[str, Any]) -> Path:
-    """Write ``entries`` into ``out/manifest.json``; keep every model of another family."""
+    """Write ``entries`` into ``out/manifest.json``; keep every model of another family. The
+    files of width-resolution members the new grid no longer has are deleted with their entries
+    (another grid or architecture), so the folder holds what the manifest lists."""
     others: list[ModelEntry] = []
     old_meta: dict[str, Any] = {}
     if (out / "manifest.json").exists():
@@ -85,6 +87,12 @@ def merge_manifest(out: Path, entries: list[ModelEntry], meta: dict[str, Any]) -
             old_meta = {k: v for k, v in old.meta.items() if k != "manifest_version"}
         except Exception as exc:  # an unreadable manifest is replaced, loudly
             print(f"warning: replacing unreadable {out / 'manifest.json'} ({exc})", file=sys.stderr)
+        else:
+            kept = {e.file for e in entries} | {m.file for m in others}
+            for m in old.models:
+                if m.family == FAMILY and m.file not in kept:
+                    (out / m.file).unlink(missing_ok=True)
+                    print(f"removed {m.id}: not in the new grid")
     return write_manifest(out, [*others, *entries], {**old_meta, **meta})
 
 

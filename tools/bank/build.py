@@ -195,7 +195,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             result["compress"] = compress.run(cargs)
     result["manifest"] = out / "manifest.json"
     print(f"wrote {out} ({len(results)} members) in {time.time() - started:.0f} s")
-    if not args.compress:
+    if not args.compress and args.distill_epochs == 0:  # (distill says so itself)
         warn_stale(load_manifest(out).models)
     return result
 

@@ -41,10 +41,8 @@ app = typer.Typer(
 models_app = typer.Typer(help="Inspect the model bank.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(sensors_app, name="sensors")
-app.command()(record)
 app.add_typer(service_app, name="service")
 app.add_typer(recording_app, name="recording")
-register_bench(app)
 
 ProfileOpt = Annotated[
     Path,
@@ -327,6 +325,11 @@ def replay(
         raw = raw_session_times(pipe.classifier.engine.run, inputs, pipe.clock.perf)
         for line in overhead_report(stats, raw).lines():
             typer.echo(line, err=no_mqtt)  # stdout carries the messages with --no-mqtt
+
+
+# after run and replay, so that --help lists the daemon's commands first
+app.command()(record)
+register_bench(app)
 
 
 @models_app.command("list")

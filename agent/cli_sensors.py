@@ -5,6 +5,8 @@ Registered by :mod:`agent.cli`; errors end like every other command: one line, e
 
 from __future__ import annotations
 
+import logging
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -37,6 +39,25 @@ def _bus_factory() -> BusFactory:
 
 def _clock() -> Clock:
     return SystemClock()
+
+
+class _ProgressLine(logging.Filter):
+    """Ends the progress line (written with a carriage return) before a log line or the final
+    report, so that "received SIGINT" does not run into it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open = False
+
+    def end(self) -> None:
+        if self.open:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+            self.open = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.end()
+        return True
 
 
 @sensors_app.command("probe")
@@ -88,12 +109,17 @@ def record(
     from agent.sensors.record import record_session
 
     shown: list[float] = []
+    line = _ProgressLine()
 
     def progress(samples: int, seconds: float) -> None:
         if samples and (not shown or seconds - shown[-1] >= 1.0):
             shown.append(seconds)
             typer.echo(f"\rrecording: {samples} samples, {seconds:.1f} s", nl=False, err=True)
+            line.open = True
 
+    handlers = logging.getLogger().handlers
+    for h in handlers:
+        h.addFilter(line)
     try:
         if out.exists():
             raise ConfigError(f"{out} already exists; choose another --out or remove it")
@@ -110,9 +136,12 @@ def record(
                 progress=progress,
             )
     except AgentError as exc:
+        line.end()
         raise _fail(exc) from None
-    if shown:
-        typer.echo("", err=True)
+    finally:
+        for h in handlers:
+            h.removeFilter(line)
+    line.end()
     typer.echo(
         f"recorded {result.samples} samples ({result.duration_s:.1f} s, {result.gaps} gaps) "
         f"from the {result.sensor} to {result.path}",

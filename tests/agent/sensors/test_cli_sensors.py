@@ -101,3 +101,28 @@ def test_record_without_the_chip(emulated: EmulatedBus, tmp_path: Path) -> None:
 def test_run_on_a_pi_profile_without_i2c() -> None:
     result = runner.invoke(app, ["run", "--profile", str(PI4)])
     one_line_error(result, "I2C bus 1 is not available")
+
+
+def test_a_log_line_does_not_run_into_the_progress_line(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+    import sys
+
+    from agent.cli_sensors import _ProgressLine
+
+    line = _ProgressLine()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.addFilter(line)
+    log = logging.getLogger("test.progress")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        sys.stderr.write("\rrecording: 50 samples, 1.0 s")
+        line.open = True
+        log.warning("received SIGINT, stopping")
+        log.warning("and another")  # no blank line when no progress line is open
+        line.end()
+    finally:
+        log.removeHandler(handler)
+    err = capsys.readouterr().err
+    assert err == "\rrecording: 50 samples, 1.0 s\nreceived SIGINT, stopping\nand another\n"

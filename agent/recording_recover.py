@@ -11,6 +11,7 @@ recording, checked row by row by the normal reader.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import zlib
 from dataclasses import dataclass
@@ -72,23 +73,25 @@ def _whole_rows(data: bytes, where: Path) -> tuple[bytes, int]:
 
 def salvage(part: Path, out: Path) -> Salvage:
     """Write the whole rows of ``part`` to ``out`` (its name picks the encoding, as for
-    ``convert``). RecordingError if nothing readable is left or a kept row is bad."""
+    ``convert``). RecordingError if nothing readable is left or a kept row is bad. ``part`` is
+    never written to: everything goes through a temporary folder beside ``out``, and ``out``
+    appears, complete, only at the end."""
     if not part.is_file():
         raise RecordingError(f"{part}: no such file")
     data, whole = _decoded(part)
     kept, dropped = _whole_rows(data, part)
-    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".recover-") as tmp:
         plain = Path(tmp) / "salvaged"
         plain.write_bytes(kept)
-        with RecordingReader(plain) as reader, RecordingWriter(out, reader.header) as writer:
-            try:
-                for chunk in reader.chunks(4096):
-                    writer.write(chunk.t, chunk.values, chunk.labels)
-            except RecordingError as exc:  # name the file the user gave, not the temporary one
-                writer.abort()
-                out.with_name(out.name + ".part").unlink(missing_ok=True)
-                raise RecordingError(str(exc).replace(str(plain), str(part))) from None
+        staged = Path(tmp) / out.name  # same suffixes: the same encoding as ``out``
+        try:
+            with RecordingReader(plain) as reader:
+                with RecordingWriter(staged, reader.header) as writer:
+                    for chunk in reader.chunks(4096):
+                        writer.write(chunk.t, chunk.values, chunk.labels)
+        except RecordingError as exc:  # name the file the user gave, not the temporary one
+            raise RecordingError(str(exc).replace(str(plain), str(part))) from None
         if writer.rows == 0:
-            out.unlink(missing_ok=True)
             raise RecordingError(f"{part}: no whole sample to recover")
+        os.replace(staged, out)
         return Salvage(writer.rows, dropped, whole)

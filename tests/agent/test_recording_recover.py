@@ -88,3 +88,26 @@ def test_recover_command(tmp_path: Path) -> None:
     assert not (tmp_path / "y.csv").exists() and not (tmp_path / "y.csv.part").exists()
     named = runner.invoke(app, ["recording", "recover", str(other)])
     assert "not a .part file; name the output with --out" in error_line(named)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("t,acc_x\n0,1\n0.02,2\n0.01,3\n0.06,4\n", "line 5: time 0.01 does not increase"),
+        ("", "column line None does not match header"),  # cut inside the column line
+        ("t,acc_x\n", "no whole sample to recover"),
+    ],
+)
+def test_a_failed_recovery_leaves_the_part_file_as_it_was(
+    tmp_path: Path, body: str, message: str
+) -> None:
+    head = '#har-recording/1 {"sample_rate_hz": 50.0, "channels": [{"name": "acc_x", '
+    head += '"unit": "g"}], "start_time": "2026-12-03T00:00:00Z"}\n'
+    part = tmp_path / "a.har.csv.part"
+    part.write_text(head + body)
+    before = part.read_bytes()
+    result = runner.invoke(app, ["recording", "recover", str(part)])
+    line = error_line(result)
+    assert message in line and str(part) in line and "salvaged" not in line
+    assert part.read_bytes() == before  # the user's only copy is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.har.csv.part"]  # nothing else left

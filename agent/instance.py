@@ -25,21 +25,39 @@ class DeviceInUse(AgentError):
     """Another agent on this machine runs as the same device."""
 
 
-def claim_device(device_id: str) -> socket.socket | None:
-    """Hold the device's name for as long as the returned socket is open (keep a reference).
-    DeviceInUse if another process holds it; ``None`` where abstract sockets do not exist."""
+class NameInUse(Exception):
+    """Another process holds the name."""
+
+
+def claim(name: str) -> socket.socket | None:
+    """Hold ``har-agent/<name>`` (an abstract UNIX socket) while the returned socket is open.
+    NameInUse if another process holds it; ``None`` (a warning) where it cannot be checked: not
+    Linux, or no UNIX sockets allowed."""
     if not sys.platform.startswith("linux"):
         return None
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.bind(f"\0har-agent/device/{device_id}")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    except OSError as exc:  # e.g. a sandbox without AF_UNIX
+        log.warning("cannot check for another process holding %s (%s)", name, exc)
+        return None
+    try:
+        sock.bind(f"\0har-agent/{name}")
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise DeviceInUse(
-                f"another har-agent is already running as device {device_id!r} on this "
-                "machine (the service?); stop it first, or give this one another device.id"
-            ) from None
-        log.warning("cannot check for another agent as device %r (%s)", device_id, exc)
+            raise NameInUse(name) from None
+        log.warning("cannot check for another process holding %s (%s)", name, exc)
         return None
     return sock
+
+
+def claim_device(device_id: str) -> socket.socket | None:
+    """Hold the device's name for as long as the returned socket is open (keep a reference).
+    DeviceInUse if another agent holds it."""
+    try:
+        return claim(f"device/{device_id}")
+    except NameInUse:
+        raise DeviceInUse(
+            f"another har-agent is already running as device {device_id!r} on this "
+            "machine (the service?); stop it first, or give this one another device.id"
+        ) from None

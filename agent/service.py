@@ -59,26 +59,51 @@ PATH_KEYS = (
 """The profile keys that hold file paths (relative ones resolve against the profile's folder)."""
 
 _PATH_LINE = re.compile(
-    r"^(?P<head>\s*(?P<key>" + "|".join(PATH_KEYS) + r')\s*=\s*")(?P<value>[^"]*)(?P<tail>".*)$'
+    r"^(?P<head>\s*(?P<key>" + "|".join(PATH_KEYS) + r")\s*=\s*(?P<q>[\"']))"
+    r"(?P<value>[^\"']*)(?P<tail>(?P=q).*)$"
 )
 
 
 def rewrite_profile(text: str, prefix: Path, profile_dir: Path, source: Path) -> str:
     """The profile as installed in /etc/har-agent: every relative path made absolute (it was
-    relative to the profile's folder, which is no longer beside it), and a path into the source
-    tree pointed at its installed copy under ``prefix``."""
+    relative to the profile's folder, which is no longer beside it). A path into a folder the
+    installer copies (``COPIED``) points at the installed copy under ``prefix``; any other path
+    keeps its absolute place on this machine. ``~`` paths are left as they are."""
     src = source.resolve()
+    base = profile_dir.resolve()
 
     def fix(line: str) -> str:
         m = _PATH_LINE.match(line)
-        if m is None or not m["value"] or Path(m["value"]).is_absolute():
+        value = m["value"] if m else ""
+        if m is None or not value or value.startswith("~") or Path(value).is_absolute():
             return line
-        target = Path(os.path.normpath(profile_dir.resolve() / m["value"]))
+        target = Path(os.path.normpath(base / value))
         if target.is_relative_to(src):
-            target = prefix / target.relative_to(src)
+            inside = target.relative_to(src)
+            if inside.parts and inside.parts[0] in COPIED:
+                target = prefix / inside
         return f"{m['head']}{target}{m['tail']}"
 
     return "\n".join(fix(line) for line in text.split("\n"))
+
+
+def relative_paths(profile: Path) -> list[str]:
+    """The dotted keys of ``profile`` whose path is still relative (the installed profile must
+    have none: nothing sits beside /etc/har-agent/profile.toml)."""
+    from agent.profile import load_profile
+
+    p = load_profile(profile)
+    keys = {
+        "source.path": p.source.path,
+        "model.dir": p.model.dir,
+        "mqtt.ca_file": p.mqtt.ca_file,
+        "mqtt.client_cert": p.mqtt.client_cert,
+        "mqtt.client_key": p.mqtt.client_key,
+        "mqtt.credentials_file": p.mqtt.credentials_file,
+        "outbox.path": p.outbox.path,
+        "policy.latency_table": p.policy.latency_table,
+    }
+    return [k for k, v in keys.items() if v and not v.startswith("~") and not Path(v).is_absolute()]
 
 
 def plan_install(
@@ -161,8 +186,15 @@ def plan_install(
         target = etc / "profile.toml"
         if not target.exists():  # never overwrite the user's configuration
             text = profile.read_text(encoding="utf-8")
-            target.write_text(rewrite_profile(text, prefix, profile.parent, source))
+            target.write_text(rewrite_profile(text, prefix, profile.resolve().parent, source))
             target.chmod(0o640)
+            left = relative_paths(target)
+            if left:  # a form the rewrite does not know (inline table, dotted key)
+                target.unlink()
+                raise ServiceError(
+                    f"{profile}: {', '.join(left)} could not be made absolute; write each as "
+                    'key = "path" on its own line in its table, or as an absolute path'
+                )
         if group is not None:  # readable by the service, writable by root alone
             for path in (etc, target):
                 try:

@@ -96,6 +96,9 @@ def test_rewrite_profile_makes_every_path_absolute(tmp_path: Path) -> None:
             'ca_file = "../../elsewhere/ca.pem"',
             'client_key = ""',
             'host = "../not-a-path"',
+            "client_cert = '../certs/c.pem'",
+            'path = "~/rec.har.csv"',
+            'latency_table = "../build/lat.json"',
         ]
     )
     got = rewrite_profile(text, Path("/opt/h"), src / "profiles", src).split("\n")
@@ -104,7 +107,33 @@ def test_rewrite_profile_makes_every_path_absolute(tmp_path: Path) -> None:
     assert got[5] == 'latency_table = "/opt/h/profiles/pi4-latency.json"'
     assert got[7] == 'credentials_file = "/etc/har-agent/creds.toml"'  # absolute: kept
     assert got[8] == f'ca_file = "{tmp_path / "elsewhere" / "ca.pem"}"'  # outside the tree
-    assert got[9:] == ['client_key = ""', 'host = "../not-a-path"']  # empty; not a path key
+    assert got[9:11] == ['client_key = ""', 'host = "../not-a-path"']  # empty; not a path key
+    assert got[11] == f"client_cert = '{src / 'certs' / 'c.pem'}'"  # single quotes too
+    assert got[12] == 'path = "~/rec.har.csv"'  # the loader expands ~: left alone
+    # a folder of the checkout that the installer does not copy: the file stays where it is
+    assert got[13] == f'latency_table = "{src / "build" / "lat.json"}"'
+
+
+def test_a_path_the_rewrite_cannot_reach_stops_the_install(tmp_path: Path) -> None:
+    """A dotted key (valid TOML the line rewrite does not know) would stay relative and point
+    into /etc/har-agent: the install stops, naming it, and leaves no profile behind."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("agent", "systemd", "models", "recordings"):
+        (src / name).symlink_to(ROOT / name)
+    (src / "profiles").mkdir()
+    prof = src / "profiles" / "dotted.toml"
+    text = (ROOT / "profiles" / "default.toml").read_text()
+    text = text.replace('name = "default"', 'name = "default"\npolicy.latency_table = "lat.json"')
+    prof.write_text(text)
+    root = tmp_path / "root"
+    steps = plan_install(source=src, profile=prof, root=root, system=False, venv=False)
+    config = next(s for s in steps if s.description.startswith("write "))
+    for step in steps[: steps.index(config)]:
+        step.action()
+    with pytest.raises(AgentError, match=r"policy\.latency_table could not be made absolute"):
+        config.action()
+    assert not (root / "etc" / "har-agent" / "profile.toml").exists()
 
 
 def test_installed_profile_loads_with_every_path_in_place(tmp_path: Path) -> None:

@@ -71,3 +71,47 @@ def test_a_new_bank_and_a_stale_working_copy(tmp_path: Path) -> None:
         (work / "m.onnx").write_bytes(b"m")
         (work / "manifest.json").write_text("{}")
     assert _state(bank) == {"m.onnx": b"m", "manifest.json": b"{}"}
+
+
+def test_one_tool_at_a_time_and_nothing_reverted(tmp_path: Path) -> None:
+    bank = _bank(tmp_path)
+    with staged_bank(bank) as work:
+        with pytest.raises(SystemExit, match="another tool is changing .* right now"):
+            with staged_bank(bank):
+                pass
+        (work / "b.onnx").write_bytes(b"b2")  # the tool's change
+        (bank / "a.onnx").write_bytes(b"a, changed meanwhile by another program")
+        (bank / "report.partial.json").write_text("{}")
+    state = _state(bank)
+    assert state["b.onnx"] == b"b2"
+    assert state["a.onnx"] == b"a, changed meanwhile by another program"  # not reverted
+    assert state["report.partial.json"] == b"{}"  # not in the snapshot: left alone
+    with staged_bank(bank):  # free again
+        pass
+
+
+def test_a_bank_behind_a_symlink_is_staged_beside_its_real_folder(tmp_path: Path) -> None:
+    (tmp_path / "disk").mkdir()
+    real = _bank(tmp_path / "disk")
+    link = tmp_path / "models"
+    link.symlink_to(real)
+    assert staging_dir(link) == real.parent / ".models.staging"  # same filesystem as the files
+    with staged_bank(link) as work:
+        (work / "b.onnx").write_bytes(b"b3")
+    assert link.is_symlink() and (real / "b.onnx").read_bytes() == b"b3"
+
+
+def test_ctrl_c_in_a_nested_working_copy_is_reported_once_for_the_bank(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """build runs compress on its working copy, which stages again: the message names the
+    bank the user gave, not a hidden working copy."""
+    bank = _bank(tmp_path)
+    before = _state(bank)
+    with pytest.raises(SystemExit) as exc:
+        with staged_bank(bank) as work:
+            with staged_bank(work):
+                raise KeyboardInterrupt
+    assert exc.value.code == 130
+    assert capsys.readouterr().err == f"interrupted: {bank} was left as it was\n"
+    assert _state(bank) == before

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -37,7 +36,7 @@ from tools.bank import distill
 from tools.bank.arch import ARCHS, OPS
 from tools.bank.derived import warn_stale
 from tools.bank.members import FAMILY, MemberResult, build_member, calib_batches
-from tools.bank.staging import staged_bank
+from tools.bank.staging import check_writable, staged_bank
 from tools.bank.supernet import WIDTH_SAMPLING, SlimConfig
 from tools.bank.supernet2d import ColumnConfig
 from tools.bank.train import BankTrainConfig, train_supernet
@@ -63,15 +62,6 @@ SMOKE_WIDTHS = (0.25, 1.0)
 SMOKE_RESOLUTIONS = (128, 64)
 CALIB_BATCHES = 16
 CALIB_BATCH = 64
-
-
-def _check_writable(out: Path) -> None:
-    """The bank folder (or the nearest folder that exists above it) must be writable."""
-    near = out
-    while not near.exists() and near != near.parent:
-        near = near.parent
-    if not near.is_dir() or not os.access(near, os.W_OK | os.X_OK):
-        raise SystemExit(f"error: {out}: cannot create or write the bank folder ({near})")
 
 
 def merge_manifest(out: Path, entries: list[ModelEntry], meta: dict[str, Any]) -> Path:
@@ -112,7 +102,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     grid_r = SMOKE_RESOLUTIONS if args.smoke else RESOLUTIONS
 
     out: Path = args.out
-    _check_writable(out)  # before the training, not after it
+    check_writable(out)  # before the training, not after it
     experiments, source = load_experiments(args.data, SMOKE_SUBJECTS if args.smoke else None)
     split = make_split({e.subject for e in experiments}, DEFAULT_VAL_SUBJECTS, TEST_SUBJECTS)
     train_subj = set(split.train) | (set(split.val) if args.refit else set())

@@ -7,14 +7,16 @@ it was, so its files always match its manifest::
     with staged_bank(Path("models")) as work:
         ...  # write ONNX files, reports and the manifest into ``work``
 
-On success every top-level file that is new or changed in ``work`` replaces its namesake, the
-files the tool deleted are deleted, and ``manifest.json`` moves in last (each move is one
-``rename``). Sub-folders are not part of a bank and are not copied.
+On success every top-level file the tool wrote in ``work`` replaces its namesake, the files it
+deleted are deleted, and ``manifest.json`` moves in last (each move is one ``rename``); files it
+did not touch stay as the folder has them. Sub-folders are not part of a bank and are not
+copied. One tool at a time: a second one on the same bank is refused while the first runs.
 """
 
 from __future__ import annotations
 
 import filecmp
+import hashlib
 import os
 import shutil
 import sys
@@ -22,44 +24,90 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from agent.instance import NameInUse, claim
+
 MANIFEST = "manifest.json"
 
 
 def staging_dir(out: Path) -> Path:
-    """Beside the bank, on the same filesystem (so that moving a file in is a rename)."""
-    return out.parent / f".{out.name}.staging"
+    """Beside the bank's real folder (through any symlink), on the same filesystem, so that
+    moving a file in is a rename."""
+    real = out.resolve()
+    return real.parent / f".{real.name}.staging"
+
+
+def check_writable(out: Path) -> None:
+    """SystemExit naming the folder unless the bank folder (or the nearest folder above it that
+    exists) and the folder that will hold its working copy are writable: checked before hours
+    of training, not after."""
+    near = out.resolve()
+    while not near.exists() and near != near.parent:
+        near = near.parent
+    for folder in {near, staging_dir(out).parent if out.exists() else near}:
+        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+            raise SystemExit(f"error: {out}: cannot create or change the bank folder ({folder})")
+
+
+def _nested(out: Path) -> bool:
+    """``out`` is itself a working copy (build runs distill and compress on its own)."""
+    return out.name.startswith(".") and out.name.endswith(".staging")
 
 
 @contextmanager
 def staged_bank(out: Path) -> Iterator[Path]:
-    """A working copy of ``out``; committed into ``out`` when the block ends without error."""
+    """A working copy of ``out``; committed into ``out`` when the block ends without error.
+    One tool at a time changes a bank: a second one is refused while the first runs."""
     work = staging_dir(out)
-    shutil.rmtree(work, ignore_errors=True)  # left by a run that was killed
+    digest = hashlib.sha1(str(out.resolve()).encode()).hexdigest()[:16]
     try:
-        work.mkdir(parents=True)
-    except OSError as exc:
-        raise SystemExit(f"error: {work}: cannot create a working copy ({exc.strerror})") from None
-    before = {p.name for p in out.iterdir() if p.is_file()} if out.is_dir() else set()
+        lock = claim(f"bank/{digest}")
+    except NameInUse:
+        raise SystemExit(
+            f"error: another tool is changing {out} right now; wait for it to finish"
+        ) from None
     try:
-        for name in before:
-            shutil.copy2(out / name, work / name)
-        yield work
-        _commit(work, out, before)
-    except KeyboardInterrupt:
-        print(f"interrupted: {out} was left as it was", file=sys.stderr)
-        raise SystemExit(130) from None
+        shutil.rmtree(work, ignore_errors=True)  # left by a run that was killed
+        try:
+            work.mkdir(parents=True)
+        except OSError as exc:
+            raise SystemExit(
+                f"error: {work}: cannot create a working copy ({exc.strerror})"
+            ) from None
+        snapshot: dict[str, tuple[int, int]] = {}
+        try:
+            if out.is_dir():
+                for p in out.iterdir():
+                    if p.is_file():
+                        shutil.copy2(p, work / p.name)
+                        st = (work / p.name).stat()
+                        snapshot[p.name] = (st.st_size, st.st_mtime_ns)
+            yield work
+            _commit(work, out, snapshot)
+        except KeyboardInterrupt:
+            if _nested(out):  # the outer working copy says it, naming the real bank
+                raise
+            print(f"interrupted: {out} was left as it was", file=sys.stderr)
+            raise SystemExit(130) from None
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if lock is not None:
+            lock.close()
 
 
-def _commit(work: Path, out: Path, before: set[str]) -> None:
+def _commit(work: Path, out: Path, snapshot: dict[str, tuple[int, int]]) -> None:
+    """Move in what the tool wrote, delete what it deleted; a file it did not touch is left as
+    the folder has it now (another program may have changed it meanwhile)."""
     out.mkdir(parents=True, exist_ok=True)
     after = {p.name for p in work.iterdir() if p.is_file()}
     for name in sorted(after - {MANIFEST}):
-        if name in before and filecmp.cmp(work / name, out / name, shallow=False):
-            continue
+        st = (work / name).stat()
+        if snapshot.get(name) == (st.st_size, st.st_mtime_ns):
+            continue  # untouched by the tool
+        if name in snapshot and filecmp.cmp(work / name, out / name, shallow=False):
+            continue  # rewritten with the same bytes: keep the file (and its inode) as it is
         os.replace(work / name, out / name)
-    for name in sorted(before - after):
+    for name in sorted(set(snapshot) - after):
         (out / name).unlink(missing_ok=True)
     if MANIFEST in after:
         os.replace(work / MANIFEST, out / MANIFEST)

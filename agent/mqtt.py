@@ -389,6 +389,7 @@ class MqttPublisher:
         never acknowledged, plus those dropped because paho's queue was full."""
         self._stopping = True
         self.poll_events()
+        self._drain_acks()  # acknowledged before the link went: not lost
         left = len(self._pending)
         # not when it never connected or is away now: nothing can be acknowledged (the outbox, if
         # any, holds what is pending)

@@ -481,3 +481,29 @@ def test_window_index_runs_on_across_switches() -> None:
     run_with_heat(adaptive_profile(), pub)
     idx = [json.loads(p)["window"]["index"] for p in pub.payloads("/prediction")]
     assert idx == list(range(idx[0], idx[0] + len(idx)))
+
+
+def test_a_force_racing_a_failed_background_load_is_refused() -> None:
+    """The member's file checks out, but its background load fails before the override is set
+    (so the loader could not release it): force must not leave the override on a broken member."""
+    e = entries()
+    bank = load_manifest(MODELS)
+
+    class RacingPool(SessionPool):
+        def check(self, model_id: str) -> str | None:
+            problem = super().check(model_id)
+            self.broken[model_id] = "corrupt (the load failed meanwhile)"  # the race
+            return problem
+
+    p = RacingPool(bank, e.values(), SessionSettings(), time.perf_counter, 1 << 30)
+    p.load_now(BIG)
+    base = {i: float(e[i].latency_ms["p50"]) for i in TRIO}
+    pol = Policy(
+        [Candidate(i, float(e[i].metrics["accuracy"]), e[i].macs) for i in TRIO],
+        Limits(budget_ms=1000.0, hop_ms=1280.0),
+        PolicyTuning(dwell_s=0.0),
+    )
+    ctl = Controller(pol, LatencyModel(base, alpha=0.5), p, pol.limits, time.monotonic, BIG)
+    with pytest.raises(ValueError, match="the load failed meanwhile"):
+        ctl.force(MID)
+    assert ctl.policy.override is None

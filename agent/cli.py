@@ -395,11 +395,10 @@ def models_list(
 
 
 def main() -> None:
-    try:
-        app()
-    except KeyboardInterrupt:  # Ctrl-C before a command installed its own handler (start-up)
-        typer.echo("har-agent: interrupted", err=True)
-        raise SystemExit(130) from None
+    """(Installations made before ``agent.entry`` point here.)"""
+    from agent.entry import main as entry
+
+    entry()
 
 
 if __name__ == "__main__":

@@ -280,16 +280,22 @@ def test_profile_from_the_environment(tmp_path: Path, monkeypatch: Any) -> None:
 def test_ctrl_c_during_start_up_is_one_line(
     monkeypatch: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Before a command installs its signal handler (imports, the profile, the session), Ctrl-C
-    is Python's KeyboardInterrupt: one line and the shell's status for it, not a traceback."""
-    import agent.cli
+    """Ctrl-C while Python still imports the CLI (seconds on a small board) is one line and the
+    shell's status for it, not a traceback: the import itself is interrupted here."""
+    import importlib.abc
 
-    def interrupted() -> None:
-        raise KeyboardInterrupt
+    import agent.entry
 
-    monkeypatch.setattr(agent.cli, "app", interrupted)
+    class Interrupting(importlib.abc.MetaPathFinder):
+        def find_spec(self, name: str, path: Any, target: Any = None) -> None:
+            if name == "agent.cli":
+                raise KeyboardInterrupt
+            return None
+
+    monkeypatch.delitem(sys.modules, "agent.cli")
+    monkeypatch.setattr(sys, "meta_path", [Interrupting(), *sys.meta_path])
     with pytest.raises(SystemExit) as exc:
-        agent.cli.main()
+        agent.entry.main()
     assert exc.value.code == 130
     assert capsys.readouterr().err == "har-agent: interrupted\n"
 

@@ -40,7 +40,7 @@ RUN_UNDER_MDWE = textwrap.dedent(
     except OSError:
         pass
     sys.argv = ["har-agent", *sys.argv[1:]]
-    from agent.cli import main
+    from agent.entry import main
     main()
     """
 )

@@ -176,6 +176,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 ["--bank", str(out), "--epochs", str(args.distill_epochs), *tail]
             )
             dargs.bank = work
+            dargs.compress_follows = args.compress
             result["distill"] = distill.run(dargs)
         if args.compress:
             from tools.bank import compress

@@ -169,7 +169,15 @@ def _compress(
                 if m.provenance.get("parent") not in again and still_valid(m, by_id)
             ]
             int8 = [*untried, *tried]
-            old_rows = [r for r in report_before.get("int8", []) if r["parent"] not in again]
+            # an earlier trial's row stays while it still describes the bank: its member is
+            # kept, or it was dropped and its parent is still here (ids only: no sha in rows)
+            kept_ids = {m.id for m in untried}
+            old_rows = [
+                r
+                for r in report_before.get("int8", [])
+                if r["parent"] not in again
+                and (r["id"] in kept_ids if r.get("kept") else r["parent"] in by_id)
+            ]
             report["int8"] = [*old_rows, *rows]
     kept = {m.file for m in (*base, *pruned, *int8)}
     for m in (*old_pruned, *old_int8):

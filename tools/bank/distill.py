@@ -329,7 +329,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     meta["distilled_by"] = COMMAND
     meta["distilled_at"] = common["date"]
     manifest = write_manifest(bank_dir, [new.get(m.id, m) for m in bank.models], meta)
-    warn_stale([new.get(m.id, m) for m in bank.models])
+    if not getattr(args, "compress_follows", False):  # build --compress remakes them next
+        warn_stale([new.get(m.id, m) for m in bank.models])
     summary = _summary(rows)
     report = {**common, "rows": rows, "summary": summary, "seconds": round(time.time() - started)}
     (bank_dir / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -26,7 +26,8 @@ goes through the members' own path, :func:`tools.bank.members.build_member`: BN 
 over 16x64 training windows of its resolution, folded, exported to ONNX, and evaluated with ONNX
 Runtime on the agent-cut windows of the test subjects. The ONNX files stay in ``OUT`` (they are
 not bank members); the comparison goes to ``--report`` (JSON, default
-``BANK/independent-report.json``) and is printed as a Markdown table.
+``OUT/independent-report.json``; the progress of a run that has not finished is kept in
+``*.partial.json`` beside it) and is printed as a Markdown table.
 """
 
 from __future__ import annotations

@@ -364,6 +364,19 @@ def test_board_profiles_build_an_adaptive_agent(board: str) -> None:
     assert json.loads(pub.payloads("/config")[0])["reason"] == "start"
 
 
+def controller_over(
+    p: SessionPool, e: dict[str, ModelEntry], budget_ms: float = 1000.0
+) -> Controller:
+    """A controller over the trio, ``BIG`` running, on the given pool (no dwell)."""
+    base = {i: float(e[i].latency_ms["p50"]) for i in TRIO}
+    pol = Policy(
+        [Candidate(i, float(e[i].metrics["accuracy"]), e[i].macs) for i in TRIO],
+        Limits(budget_ms=budget_ms, hop_ms=1280.0),
+        PolicyTuning(dwell_s=0.0),
+    )
+    return Controller(pol, LatencyModel(base, alpha=0.5), p, pol.limits, time.monotonic, BIG)
+
+
 def test_a_member_that_cannot_load_is_never_chosen_again() -> None:
     e = entries()
     bank = load_manifest(MODELS)
@@ -412,13 +425,7 @@ def test_forcing_a_member_whose_file_changed_is_refused_at_once(tmp_path: Path) 
     e = {i: bank.get(i) for i in TRIO}
     p = SessionPool(bank, e.values(), SessionSettings(), time.perf_counter, 1 << 30)
     p.load_now(BIG)
-    pol = Policy(
-        [Candidate(i, float(e[i].metrics["accuracy"]), e[i].macs) for i in TRIO],
-        Limits(budget_ms=1000.0, hop_ms=1280.0),
-        PolicyTuning(dwell_s=0.0),
-    )
-    base = {i: float(e[i].latency_ms["p50"]) for i in TRIO}
-    ctl = Controller(pol, LatencyModel(base, alpha=0.5), p, pol.limits, time.monotonic, BIG)
+    ctl = controller_over(p, e)
     path = bank.path_of(e[MID])
     path.write_bytes(path.read_bytes() + b"\0")  # altered on disk after the start
     reply = json.loads(
@@ -445,13 +452,7 @@ def test_an_override_whose_session_fails_to_load_is_released() -> None:
 
     p = SessionPool(bank, e.values(), SessionSettings(), time.perf_counter, 1 << 30, loader)
     p.load_now(BIG)
-    base = {i: float(e[i].latency_ms["p50"]) for i in TRIO}
-    pol = Policy(
-        [Candidate(i, float(e[i].metrics["accuracy"]), e[i].macs) for i in TRIO],
-        Limits(budget_ms=1000.0, hop_ms=1280.0),
-        PolicyTuning(dwell_s=0.0),
-    )
-    ctl = Controller(pol, LatencyModel(base, alpha=0.5), p, pol.limits, time.monotonic, BIG)
+    ctl = controller_over(p, e)
     ctl.force(MID)  # accepted: the file checks out
     deadline = time.monotonic() + 30
     while MID not in p.broken and time.monotonic() < deadline:
@@ -497,13 +498,7 @@ def test_a_force_racing_a_failed_background_load_is_refused() -> None:
 
     p = RacingPool(bank, e.values(), SessionSettings(), time.perf_counter, 1 << 30)
     p.load_now(BIG)
-    base = {i: float(e[i].latency_ms["p50"]) for i in TRIO}
-    pol = Policy(
-        [Candidate(i, float(e[i].metrics["accuracy"]), e[i].macs) for i in TRIO],
-        Limits(budget_ms=1000.0, hop_ms=1280.0),
-        PolicyTuning(dwell_s=0.0),
-    )
-    ctl = Controller(pol, LatencyModel(base, alpha=0.5), p, pol.limits, time.monotonic, BIG)
+    ctl = controller_over(p, e)
     with pytest.raises(ValueError, match="the load failed meanwhile"):
         ctl.force(MID)
     assert ctl.policy.override is None

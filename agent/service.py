@@ -8,6 +8,7 @@ change the running system (useradd, systemctl).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -59,37 +60,56 @@ PATH_KEYS = (
 """The profile keys that hold file paths (relative ones resolve against the profile's folder)."""
 
 _PATH_LINE = re.compile(
-    r"^(?P<head>\s*(?P<key>" + "|".join(PATH_KEYS) + r")\s*=\s*(?P<q>[\"']))"
-    r"(?P<value>[^\"']*)(?P<tail>(?P=q).*)$"
+    r"^(?P<head>\s*(?P<key>" + "|".join(PATH_KEYS) + r")\s*=\s*)"
+    r"(?:\"(?P<basic>(?:[^\"\\]|\\.)*)\"|'(?P<literal>[^']*)')(?P<tail>.*)$"
 )
+
+
+def _toml_string(value: str) -> str:
+    """``value`` as a TOML basic string (JSON's escapes are TOML's: quotes, backslashes and
+    control characters are escaped, so any path stays valid TOML)."""
+    return json.dumps(value)
 
 
 def rewrite_profile(text: str, prefix: Path, profile_dir: Path, source: Path) -> str:
     """The profile as installed in /etc/har-agent: every relative path made absolute (it was
     relative to the profile's folder, which is no longer beside it). A path into a folder the
     installer copies (``COPIED``) points at the installed copy under ``prefix``; any other path
-    keeps its absolute place on this machine. ``~`` paths are left as they are."""
+    keeps its absolute place on this machine. ``~`` paths are left as they are
+    (:func:`unreachable_paths` then refuses them)."""
     src = source.resolve()
     base = profile_dir.resolve()
 
     def fix(line: str) -> str:
         m = _PATH_LINE.match(line)
-        value = m["value"] if m else ""
-        if m is None or not value or value.startswith("~") or Path(value).is_absolute():
+        if m is None:
+            return line
+        if m["basic"] is not None:
+            try:
+                value = json.loads(f'"{m["basic"]}"')
+            except json.JSONDecodeError:  # a TOML escape JSON lacks: leave it to the check
+                return line
+        else:
+            value = m["literal"]
+        if not value or value.startswith("~") or Path(value).is_absolute():
             return line
         target = Path(os.path.normpath(base / value))
         if target.is_relative_to(src):
             inside = target.relative_to(src)
             if inside.parts and inside.parts[0] in COPIED:
                 target = prefix / inside
-        return f"{m['head']}{target}{m['tail']}"
+        return f"{m['head']}{_toml_string(str(target))}{m['tail']}"
 
     return "\n".join(fix(line) for line in text.split("\n"))
 
 
-def relative_paths(profile: Path) -> list[str]:
-    """The dotted keys of ``profile`` whose path is still relative (the installed profile must
-    have none: nothing sits beside /etc/har-agent/profile.toml)."""
+HIDDEN_FROM_SERVICE = ("~", "/home", "/root", "/run/user")
+"""Where the service cannot look: its user has no home, and the unit has ``ProtectHome=yes``."""
+
+
+def unreachable_paths(profile: Path) -> list[str]:
+    """``key = path`` for each path of ``profile`` the installed service could not open: still
+    relative (nothing sits beside /etc/har-agent/profile.toml), or under a home folder."""
     from agent.profile import load_profile
 
     p = load_profile(profile)
@@ -103,7 +123,16 @@ def relative_paths(profile: Path) -> list[str]:
         "outbox.path": p.outbox.path,
         "policy.latency_table": p.policy.latency_table,
     }
-    return [k for k, v in keys.items() if v and not v.startswith("~") and not Path(v).is_absolute()]
+    bad = []
+    for key, value in keys.items():
+        if not value:
+            continue
+        hidden = any(
+            value == h or value.startswith(h.rstrip("/") + "/") for h in HIDDEN_FROM_SERVICE
+        )
+        if hidden or not Path(value).is_absolute():
+            bad.append(f"{key} = {value}")
+    return bad
 
 
 def plan_install(
@@ -188,12 +217,17 @@ def plan_install(
             text = profile.read_text(encoding="utf-8")
             target.write_text(rewrite_profile(text, prefix, profile.resolve().parent, source))
             target.chmod(0o640)
-            left = relative_paths(target)
-            if left:  # a form the rewrite does not know (inline table, dotted key)
+            try:
+                bad = unreachable_paths(target)
+            except Exception:  # not even a valid profile: leave nothing a re-run would keep
+                target.unlink()
+                raise
+            if bad:
                 target.unlink()
                 raise ServiceError(
-                    f"{profile}: {', '.join(left)} could not be made absolute; write each as "
-                    'key = "path" on its own line in its table, or as an absolute path'
+                    f"{profile}: the service could not open {'; '.join(bad)}: it runs as its "
+                    "own user with no home (ProtectHome=yes); use absolute paths outside /home, "
+                    'each written as key = "path" on its own line in its table'
                 )
         if group is not None:  # readable by the service, writable by root alone
             for path in (etc, target):

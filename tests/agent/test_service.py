@@ -1,5 +1,6 @@
 """`har-agent service install`, relocated below a temporary root (no useradd, no systemctl)."""
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -108,7 +109,7 @@ def test_rewrite_profile_makes_every_path_absolute(tmp_path: Path) -> None:
     assert got[7] == 'credentials_file = "/etc/har-agent/creds.toml"'  # absolute: kept
     assert got[8] == f'ca_file = "{tmp_path / "elsewhere" / "ca.pem"}"'  # outside the tree
     assert got[9:11] == ['client_key = ""', 'host = "../not-a-path"']  # empty; not a path key
-    assert got[11] == f"client_cert = '{src / 'certs' / 'c.pem'}'"  # single quotes too
+    assert got[11] == f'client_cert = "{src / "certs" / "c.pem"}"'  # single quotes too
     assert got[12] == 'path = "~/rec.har.csv"'  # the loader expands ~: left alone
     # a folder of the checkout that the installer does not copy: the file stays where it is
     assert got[13] == f'latency_table = "{src / "build" / "lat.json"}"'
@@ -131,7 +132,7 @@ def test_a_path_the_rewrite_cannot_reach_stops_the_install(tmp_path: Path) -> No
     config = next(s for s in steps if s.description.startswith("write "))
     for step in steps[: steps.index(config)]:
         step.action()
-    with pytest.raises(AgentError, match=r"policy\.latency_table could not be made absolute"):
+    with pytest.raises(AgentError, match=r"could not open policy\.latency_table = lat\.json"):
         config.action()
     assert not (root / "etc" / "har-agent" / "profile.toml").exists()
 
@@ -219,3 +220,48 @@ def test_unknown_group_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(AgentError, match="cannot give it to group no-such-group-har"):
         for step in steps:
             step.action()
+
+
+def test_paths_with_quotes_stay_valid_toml(tmp_path: Path) -> None:
+    src = tmp_path / "o'brien's \"src\""
+    text = "\n".join(['path = "../rec/Bob\'s.csv"', "dir = '../models'"])
+    got = rewrite_profile(text, Path("/opt/h"), src / "profiles", src)
+    import tomllib
+
+    parsed = tomllib.loads(got)
+    assert parsed == {"path": str(src / "rec" / "Bob's.csv"), "dir": "/opt/h/models"}
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('path = "~/rec.har.csv"', "source.path = ~/rec.har.csv"),
+        ('path = "/home/pi/rec.har.csv"', "source.path = /home/pi/rec.har.csv"),
+        ("this is not toml", "not valid TOML"),
+    ],
+)
+def test_an_install_the_service_could_not_use_leaves_no_profile(
+    tmp_path: Path, line: str, message: str
+) -> None:
+    """A path the service cannot open (a home folder: ProtectHome=yes, no home of its own), or a
+    profile that is not even valid: the install stops and leaves no /etc profile, so a re-run
+    does not keep a broken one ("never overwrite the user's configuration")."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("agent", "systemd", "models", "recordings"):
+        (src / name).symlink_to(ROOT / name)
+    (src / "profiles").mkdir()
+    prof = src / "profiles" / "p.toml"
+    text = (ROOT / "profiles" / "default.toml").read_text()
+    if "=" in line:
+        text = re.sub(r'(?m)^path = "[^"]*"', line, text, count=1)
+    else:
+        text += line + "\n"
+    prof.write_text(text)
+    root = tmp_path / "root"
+    steps = plan_install(source=src, profile=prof, root=root, system=False, venv=False)
+    config = next(s for s in steps if s.description.startswith("write "))
+    for _ in range(2):  # and again: still refused, nothing kept from the first try
+        with pytest.raises(AgentError, match=re.escape(message)):
+            config.action()
+        assert not (root / "etc" / "har-agent" / "profile.toml").exists()

@@ -116,15 +116,13 @@ class Controller:
             if problem is not None:
                 raise ValueError(f"model {model_id!r} cannot be used: {problem}")
         with self._lock:
-            self.policy.force(model_id)
-            self._order = self._wanted = None  # what was pending no longer applies
             # a background load of it may have failed since the check: then _failed ran before
-            # the override existed and could not release it
+            # the override existed and could not release it; refuse, keeping what was pinned
             broken = self.pool.broken.get(model_id) if model_id is not None else None
-            if broken is not None:
-                self.policy.force(None)
+            if broken is None:
+                self.policy.force(model_id)
+                self._order = self._wanted = None  # what was pending no longer applies
         if broken is not None:
-            self._decide()
             raise ValueError(f"model {model_id!r} cannot be used: {broken}")
         self._decide()
 

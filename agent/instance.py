@@ -31,8 +31,8 @@ class NameInUse(Exception):
 
 def claim(name: str) -> socket.socket | None:
     """Hold ``har-agent/<name>`` (an abstract UNIX socket) while the returned socket is open.
-    NameInUse if another process holds it; ``None`` (a warning) where it cannot be checked: not
-    Linux, or no UNIX sockets allowed."""
+    NameInUse if another process holds it; ``None`` where it cannot be checked: not Linux
+    (silently: abstract sockets are Linux's), or no UNIX sockets allowed (a warning)."""
     if not sys.platform.startswith("linux"):
         return None
     try:

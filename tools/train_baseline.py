@@ -31,7 +31,7 @@ from agent.manifest import InputSpec, ModelEntry, load_manifest, sha256_file, wr
 from agent.windowing import Normalizer, WindowSpec
 from tools import metrics
 from tools.bank.derived import warn_stale
-from tools.bank.staging import staged_bank
+from tools.bank.staging import bank_lock, staged_bank
 from tools.cli import positive_int, run_main
 from tools.data import (
     DEFAULT_VAL_SUBJECTS,
@@ -140,6 +140,12 @@ def split_windows(windows: WindowSet, val_subjects: Sequence[int]) -> dict[str, 
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Hold the bank for the whole run (a second tool on it is refused before any work)."""
+    with bank_lock(args.out):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> dict[str, Any]:
     cfg = TrainConfig(epochs=args.epochs, seed=args.seed)
     if args.smoke:  # protocol-hop training windows: a quarter of the work
         cfg = dataclasses.replace(cfg, train_hop=PROTOCOL.hop)
@@ -163,7 +169,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     trained_on = tr.merge(va) if args.refit else tr
 
     out: Path = args.out
-    with staged_bank(out) as work:  # the bank changes all at once, or not at all
+    with staged_bank(out, locked=True) as work:  # the bank changes all at once, or not at all
         onnx_path = export_onnx(
             model, work / f"{MODEL_ID}.onnx", (1, PROTOCOL.length, len(CHANNELS))
         )

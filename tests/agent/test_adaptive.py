@@ -499,6 +499,7 @@ def test_a_force_racing_a_failed_background_load_is_refused() -> None:
     p = RacingPool(bank, e.values(), SessionSettings(), time.perf_counter, 1 << 30)
     p.load_now(BIG)
     ctl = controller_over(p, e)
+    ctl.policy.force(SMALL)  # pinned earlier
     with pytest.raises(ValueError, match="the load failed meanwhile"):
         ctl.force(MID)
-    assert ctl.policy.override is None
+    assert ctl.policy.override == SMALL  # refused, and the earlier pin stays

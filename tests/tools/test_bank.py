@@ -235,3 +235,27 @@ def test_widths_the_supernet_never_trained_or_that_collide_are_refused(
         build.parse_args(argv)
     assert exc.value.code == 2 and message in capsys.readouterr().err
     assert build.parse_args(["--widths", "0.1,0.125,1"]).widths == (0.1, 0.125, 1.0)
+
+
+def test_a_second_tool_on_a_bank_is_refused_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock is taken when a tool starts, not when it writes: a second build would otherwise
+    train for hours and only then be refused."""
+    from tools.bank import compress, distill
+    from tools.bank.staging import bank_lock
+
+    def no_work(*_a: Any, **_k: Any) -> Any:
+        raise AssertionError("the dataset was loaded: work started before the refusal")
+
+    bank = tmp_path / "bank"
+    with bank_lock(bank):
+        for module, argv in (
+            (build, ["--smoke", "--out", str(bank), "--data", "pickle"]),
+            (compress, ["--smoke", "--out", str(bank), "--data", "pickle"]),
+            (distill, ["--smoke", "--bank", str(bank), "--data", "pickle"]),
+        ):
+            monkeypatch.setattr(module, "load_experiments", no_work)
+            with pytest.raises(SystemExit, match="another tool is changing .* right now"):
+                module.run(module.parse_args(argv))  # type: ignore[attr-defined]
+    assert not bank.exists()

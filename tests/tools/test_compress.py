@@ -345,7 +345,8 @@ def test_int8_only_keeps_the_members_and_rows_it_did_not_try(
     report_path = bank / compress.REPORT_FILE
     report = json.loads(report_path.read_text())
     row = {"id": q8.id, "parent": other.id, "kept": True}
-    report["int8"] = [*report.get("int8", []), row]
+    gone = {"id": "q8-wr-w0.25-r128", "parent": "wr-w0.25-r128", "kept": True}  # no such member
+    report["int8"] = [*report.get("int8", []), row, gone]
     report_path.write_text(json.dumps(report))
     args = ["--smoke", "--out", str(bank), "--no-prune", "--int8-only", parent.id]
     compress.run(compress.parse_args([*args, "--data", "auto"]))
@@ -353,5 +354,6 @@ def test_int8_only_keeps_the_members_and_rows_it_did_not_try(
     assert after.get(q8.id) == q8 and (bank / q8.file).is_file()
     rows = json.loads(report_path.read_text())["int8"]
     assert row in rows  # the untried member's trial is still reported
+    assert gone not in rows  # a row that no longer describes the bank is not
     assert any(r["parent"] == parent.id for r in rows)  # beside the new trial
     assert sum(r["parent"] == parent.id for r in rows) == 1  # which replaced the old one

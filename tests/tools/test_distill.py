@@ -245,3 +245,38 @@ def test_teacher_at_resolution_chains_through_the_full_width_members(
     without = [m for m in members if not (m.width == 1.0 and m.resolution == lowest)]
     with pytest.raises(ValueError, match=f"no width-1.0 member at resolution {lowest}"):
         distill.teachers_at_resolution(without, without)
+
+
+@pytest.mark.parametrize("compress_follows", [False, True])
+def test_members_left_stale_are_named_unless_compress_remakes_them(
+    banks: tuple[Path, Path, dict[str, Any]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    compress_follows: bool,
+) -> None:
+    import dataclasses
+
+    from agent.manifest import write_manifest
+
+    built, _, _ = banks
+    bank = tmp_path / "bank"
+    shutil.copytree(built, bank)
+    manifest = load_manifest(bank)
+    parent = manifest.get("wc-w1.00-r128")
+    assert parent is not None
+    shutil.copy(bank / parent.file, bank / "q8-wc-w1.00-r128.onnx")
+    q8 = dataclasses.replace(
+        parent,
+        id="q8-wc-w1.00-r128",
+        file="q8-wc-w1.00-r128.onnx",
+        family="int8",
+        provenance={"parent": parent.id, "parent_sha256": parent.sha256},
+    )
+    write_manifest(bank, [*manifest.models, q8], dict(manifest.meta))
+    args = distill.parse_args(["--smoke", "--epochs", "1", "--bank", str(bank)])
+    args.compress_follows = compress_follows  # what build --compress sets
+    capsys.readouterr()
+    distill.run(args)
+    err = capsys.readouterr().err
+    named = "warning: q8-wc-w1.00-r128 were made from a previous version of their parent" in err
+    assert named is not compress_follows

@@ -36,7 +36,7 @@ from tools.bank import distill
 from tools.bank.arch import ARCHS, OPS
 from tools.bank.derived import warn_stale
 from tools.bank.members import FAMILY, MemberResult, build_member, calib_batches
-from tools.bank.staging import check_writable, staged_bank
+from tools.bank.staging import bank_lock, check_writable, staged_bank
 from tools.bank.supernet import WIDTH_SAMPLING, SlimConfig
 from tools.bank.supernet2d import ColumnConfig
 from tools.bank.train import BankTrainConfig, train_supernet
@@ -87,6 +87,12 @@ def merge_manifest(out: Path, entries: list[ModelEntry], meta: dict[str, Any]) -
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Hold the bank for the whole run (a second tool on it is refused before any work)."""
+    with bank_lock(args.out):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> dict[str, Any]:
     cfg = BankTrainConfig(
         epochs=args.epochs,
         seed=args.seed,
@@ -141,7 +147,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     results: list[MemberResult] = []
     result: dict[str, Any] = {"results": results, "history": history}
-    with staged_bank(out) as work:  # the bank changes all at once, or not at all
+    with staged_bank(out, locked=True) as work:  # the bank changes all at once, or not at all
         for r in grid_r:
             test = eval_windows(te_exps, r)
             val_r = eval_windows(va_exps, r) if va_exps and not args.refit else None

@@ -42,7 +42,7 @@ from agent.manifest import Manifest, ModelEntry, load_manifest, write_manifest
 from tools.bank.derived import still_valid
 from tools.bank.prune_stage import PRUNED, StageData, run_pruning
 from tools.bank.quantize_stage import INT8, run_quantization
-from tools.bank.staging import staged_bank
+from tools.bank.staging import bank_lock, staged_bank
 from tools.cli import positive_int, run_main
 from tools.data import DEFAULT_VAL_SUBJECTS, add_data_argument, load_experiments, make_split
 from tools.hapt import TEST_SUBJECTS
@@ -61,6 +61,12 @@ REBUILD = (
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Hold the bank for the whole run (a second tool on it is refused before any work)."""
+    with bank_lock(args.out):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(1)
     seed_everything(args.seed)
     started = time.time()
@@ -102,7 +108,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "git_commit": git_commit(),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
-    with staged_bank(out) as work:  # the bank changes all at once, or not at all
+    with staged_bank(out, locked=True) as work:  # the bank changes all at once, or not at all
         pruned, int8, report = _compress(
             args, work, bank, base, parent, wanted, data, provenance, started
         )

@@ -63,6 +63,7 @@ from tools.bank.finetune import FinetuneConfig, finetune, torch_accuracy
 from tools.bank.members import FAMILY
 from tools.bank.parent import plain_from_onnx
 from tools.bank.plain_arch import model_config
+from tools.bank.staging import bank_lock
 from tools.bank.windows import ResWindows, aligned_windows, eval_windows
 from tools.cli import positive_int, run_main
 from tools.data import DEFAULT_VAL_SUBJECTS, add_data_argument, load_experiments, make_split
@@ -146,6 +147,12 @@ def ensemble_soft_targets(
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Hold the bank for the whole run (a second tool on it is refused before any work)."""
+    with bank_lock(args.bank):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     seed_everything(args.seed)
     started = time.time()

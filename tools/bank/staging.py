@@ -15,7 +15,7 @@ copied. One tool at a time: a second one on the same bank is refused while the f
 
 from __future__ import annotations
 
-import filecmp
+import contextlib
 import hashlib
 import os
 import shutil
@@ -54,10 +54,9 @@ def _nested(out: Path) -> bool:
 
 
 @contextmanager
-def staged_bank(out: Path) -> Iterator[Path]:
-    """A working copy of ``out``; committed into ``out`` when the block ends without error.
-    One tool at a time changes a bank: a second one is refused while the first runs."""
-    work = staging_dir(out)
+def bank_lock(out: Path) -> Iterator[None]:
+    """One tool at a time changes a bank: SystemExit naming the bank while another holds it.
+    Tools take it when they start, before any training, and keep it until they are done."""
     digest = hashlib.sha1(str(out.resolve()).encode()).hexdigest()[:16]
     try:
         lock = claim(f"bank/{digest}")
@@ -66,6 +65,20 @@ def staged_bank(out: Path) -> Iterator[Path]:
             f"error: another tool is changing {out} right now; wait for it to finish"
         ) from None
     try:
+        yield
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+@contextmanager
+def staged_bank(out: Path, *, locked: bool = False) -> Iterator[Path]:
+    """A working copy of ``out``; committed into ``out`` when the block ends without error.
+    ``locked``: the caller holds :func:`bank_lock` already (else it is taken here)."""
+    with contextlib.ExitStack() as stack:
+        if not locked:
+            stack.enter_context(bank_lock(out))
+        work = staging_dir(out)
         shutil.rmtree(work, ignore_errors=True)  # left by a run that was killed
         try:
             work.mkdir(parents=True)
@@ -73,14 +86,13 @@ def staged_bank(out: Path) -> Iterator[Path]:
             raise SystemExit(
                 f"error: {work}: cannot create a working copy ({exc.strerror})"
             ) from None
-        snapshot: dict[str, tuple[int, int]] = {}
+        snapshot: dict[str, str] = {}
         try:
             if out.is_dir():
                 for p in out.iterdir():
                     if p.is_file():
                         shutil.copy2(p, work / p.name)
-                        st = (work / p.name).stat()
-                        snapshot[p.name] = (st.st_size, st.st_mtime_ns)
+                        snapshot[p.name] = _digest(work / p.name)
             yield work
             _commit(work, out, snapshot)
         except KeyboardInterrupt:
@@ -90,24 +102,22 @@ def staged_bank(out: Path) -> Iterator[Path]:
             raise SystemExit(130) from None
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    finally:
-        if lock is not None:
-            lock.close()
 
 
-def _commit(work: Path, out: Path, snapshot: dict[str, tuple[int, int]]) -> None:
-    """Move in what the tool wrote, delete what it deleted; a file it did not touch is left as
-    the folder has it now (another program may have changed it meanwhile)."""
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _commit(work: Path, out: Path, snapshot: dict[str, str]) -> None:
+    """Move in what the tool changed, delete what it deleted; a file it left as it was copied
+    (same bytes) is left as the folder has it now (another program may have changed it)."""
     out.mkdir(parents=True, exist_ok=True)
     after = {p.name for p in work.iterdir() if p.is_file()}
     for name in sorted(after - {MANIFEST}):
-        st = (work / name).stat()
-        if snapshot.get(name) == (st.st_size, st.st_mtime_ns):
-            continue  # untouched by the tool
-        if name in snapshot and filecmp.cmp(work / name, out / name, shallow=False):
-            continue  # rewritten with the same bytes: keep the file (and its inode) as it is
+        if snapshot.get(name) == _digest(work / name):
+            continue  # not changed by the tool
         os.replace(work / name, out / name)
     for name in sorted(set(snapshot) - after):
         (out / name).unlink(missing_ok=True)
-    if MANIFEST in after:
+    if MANIFEST in after and snapshot.get(MANIFEST) != _digest(work / MANIFEST):
         os.replace(work / MANIFEST, out / MANIFEST)

@@ -37,7 +37,10 @@ class Salvage:
 
 def _decoded(path: Path) -> tuple[bytes, bool]:
     """The file's bytes, gunzipped as far as the stream goes; whether the stream was whole."""
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise RecordingError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if raw[:2] != b"\x1f\x8b":
         return raw, True
     d = zlib.decompressobj(wbits=31)

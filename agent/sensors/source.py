@@ -24,6 +24,7 @@ is a user error instead: :class:`~agent.errors.SensorNotFoundError`, one line.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable, Generator
 from typing import Any
@@ -296,14 +297,26 @@ def open_sensor_source(
 ) -> SensorSource:
     """Open the profile's sensor on a real bus (or the one ``bus_factory`` opens, in tests)."""
     settings = imu_settings(config)  # bad settings fail before the bus is touched
+    held = None
     if bus_factory is None:
         from agent.sensors.bus import open_smbus
 
+        held = _claim_sensor(config)
         bus_factory = open_smbus
-    bus = ReopeningBus(bus_factory, config.bus)
+    try:
+        bus = ReopeningBus(bus_factory, config.bus)
+    except BaseException:
+        if held is not None:
+            held.close()
+        raise
 
     def sleep(seconds: float) -> None:
         clock.sleep_until(clock.monotonic() + seconds, stop)
+
+    def close() -> None:
+        bus.close()
+        if held is not None:
+            held.close()
 
     try:
         driver = DRIVERS[config.chip](bus, settings, sleep)
@@ -313,9 +326,24 @@ def open_sensor_source(
             clock=clock,
             stop=stop,
             chunk_samples=chunk_samples,
-            on_close=bus.close,
+            on_close=close,
             reopen_bus=bus.reopen,
         )
     except BaseException:
-        bus.close()
+        close()
         raise
+
+
+def _claim_sensor(config: SensorConfig) -> socket.socket | None:
+    """One process at a time reads a chip: two readers of one FIFO would each get part of the
+    samples (the daemon, and a ``record`` started beside it). Held until the source closes."""
+    from agent.instance import NameInUse, claim
+
+    where = f"I2C bus {config.bus}, address 0x{config.address:02x}"
+    try:
+        return claim(f"i2c/{config.bus}/0x{config.address:02x}")
+    except NameInUse:
+        raise SourceError(
+            f"another har-agent process is reading the sensor on {where} (the service, or a "
+            "record?); stop it first: two readers would split its samples between them"
+        ) from None

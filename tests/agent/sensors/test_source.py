@@ -288,3 +288,25 @@ def test_timer_resyncs_are_counted_as_gaps() -> None:
     assert source.timer.resyncs > 0
     assert source.gaps == source.timer.resyncs == len(run.gaps())
     assert source.health.counters["gaps"] == source.gaps
+
+
+def test_a_second_reader_of_the_same_chip_is_refused() -> None:
+    """The daemon and a record started beside it would split the FIFO's samples between them:
+    the second process is refused before it touches the bus (the real-bus path; no hardware
+    needed, the check comes first)."""
+    from agent.instance import claim
+
+    rig = make_rig("mpu6050")
+    held = claim("i2c/1/0x68")  # another process reading bus 1, address 0x68
+    assert held is not None
+    try:
+        with pytest.raises(SourceError, match="another har-agent process is reading the sensor"):
+            open_sensor_source(rig.config, clock=rig.clock, stop=rig.stop)
+    finally:
+        held.close()
+    # free again: the real path goes on to the bus (which this machine lacks)
+    with pytest.raises(SourceError, match=r"I2C bus 1 is not available|cannot open I2C bus 1"):
+        open_sensor_source(rig.config, clock=rig.clock, stop=rig.stop)
+    again = claim("i2c/1/0x68")  # and the failed open released its claim
+    assert again is not None
+    again.close()

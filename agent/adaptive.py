@@ -71,6 +71,9 @@ class Controller:
         self._order: SwitchOrder | None = None
         self._wanted: Decision | None = None
         self._lock = threading.Lock()
+        self._cold = True
+        """The next observed window is a member's first in the pipeline: several times slower
+        than the rest (buffers, caches), so it is not taken as contention."""
         pool.pin(active_id)
 
     # -- the monitor thread ------------------------------------------------------------------
@@ -86,6 +89,9 @@ class Controller:
         st.windows += 1
         if ms > self.limits.budget_ms:
             st.misses += 1
+        if self._cold:  # the first window after a start or a switch: cold, not contention
+            self._cold = False
+            return
         self.latency.observe(model_id, ms)
         if self.policy.over_budget(self.latency.predict(model_id)):
             self._decide()
@@ -101,6 +107,7 @@ class Controller:
             self.active_id = order.target
             self._wanted = None
             self.stats.switches += 1
+            self._cold = True
         self.pool.pin(order.target)
         return order
 

@@ -152,4 +152,9 @@ def build_adaptive(
     if monitor and profile.monitor.enabled:
         sampler = Sampler(thermal_zone=profile.monitor.thermal_zone)
         mon = ResourceMonitor(sampler, profile.monitor.interval_s, controller.on_snapshot)
+    elif monitor:
+        log.warning(
+            "adaptive policy with [monitor] enabled = false: it steps down on missed deadlines "
+            "but never back up, and the thermal guard is off (both read the monitor)"
+        )
     return AdaptiveParts(controller, initial, tuple(e.input for e in entries), mon)

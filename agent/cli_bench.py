@@ -35,6 +35,10 @@ ProfileOpt = Annotated[
 ]
 
 
+TABLE_PACED_RUNS = 40
+"""With --table: paced runs per model (40 x 20 ms: about a second each)."""
+
+
 def register(app: typer.Typer) -> None:
     app.command("bench")(bench)
 
@@ -230,6 +234,7 @@ def _run(
         settings=settings,
         check_plain=check_plain,
         seed=seed,
+        paced_runs=TABLE_PACED_RUNS if table is not None else 0,
     )
     if data is not None:
         rec_header, chunks = read_chunks(data)

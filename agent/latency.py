@@ -36,8 +36,13 @@ RECENT = 50
 """Observations after which a member no longer takes a newly measured load as its own."""
 
 
+MIN_TABLE_MS = 0.001
+"""No ``session.run`` takes less than a microsecond: a smaller figure is a broken table."""
+MAX_TABLE_MS = 600_000.0
+
+
 def load_latency_table(path: Path) -> dict[str, float]:
-    """Per-member p50 milliseconds from a ``har-agent bench all --table`` file."""
+    """Per-member p50 milliseconds from a ``har-agent bench -m all --table`` file."""
     try:
         raw: Any = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
@@ -52,9 +57,13 @@ def load_latency_table(path: Path) -> dict[str, float]:
     out: dict[str, float] = {}
     for mid, row in models.items():
         p50 = row.get("p50_ms") if isinstance(row, dict) else None
-        if not isinstance(p50, int | float) or isinstance(p50, bool) or not p50 > 0:
-            raise ConfigError(f"{path}: models.{mid}.p50_ms must be a positive number")
-        out[str(mid)] = float(p50)
+        ms = float(p50) if isinstance(p50, int | float) and not isinstance(p50, bool) else None
+        if ms is None or not MIN_TABLE_MS <= ms <= MAX_TABLE_MS:  # NaN and Infinity too
+            raise ConfigError(
+                f"{path}: models.{mid}.p50_ms must be a number of milliseconds between "
+                f"{MIN_TABLE_MS:g} and {MAX_TABLE_MS:g} (got {p50!r})"
+            )
+        out[str(mid)] = ms
     return out
 
 

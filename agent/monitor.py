@@ -214,9 +214,27 @@ class Sampler:
         self._proc = psutil.Process(os.getpid())
         self._count = psutil.cpu_count() or 1
         self._absent: set[str] = set()
+        if thermal_zone:
+            self._check_zone(thermal_zone)
         # the first cpu_percent call only starts the interval: prime both counters
         self._guarded("system CPU use", lambda: psutil.cpu_percent(interval=None))
         self._guarded("this process's CPU use", lambda: self._proc.cpu_percent(interval=None))
+
+    def _check_zone(self, zone: str) -> None:
+        """A ``monitor.thermal_zone`` this machine does not have reads nothing, for ever (the
+        thermal guard then never acts): say so once, with the zones there are."""
+        reader = getattr(self._ps, "sensors_temperatures", None)
+        try:
+            zones = reader() if reader is not None else {}
+        except (OSError, RuntimeError):
+            zones = {}
+        if zones and zone not in zones:
+            log.warning(
+                "monitor.thermal_zone %r is not on this machine (it has: %s); no temperature "
+                "will be read and the thermal guard will not act",
+                zone,
+                ", ".join(sorted(zones)),
+            )
 
     def _guarded(self, what: str, read: Callable[[], float]) -> float | None:
         """``read()``, or None when the source is not there (e.g. /proc/stat hidden by a

@@ -381,14 +381,14 @@ def _validate(p: Profile, where: str) -> None:
 
 
 def _validate_policy(pol: PolicyConfig, bad: Callable[[str, str], ConfigError]) -> None:
-    if pol.deadline_ms < 0:
-        raise bad("policy.deadline_ms", "must be 0 (derived from the hop) or positive")
+    if not 0 <= pol.deadline_ms <= 3_600_000:  # (NaN fails every comparison)
+        raise bad("policy.deadline_ms", "must be 0 (derived from the hop) or a positive number")
     if not 0 < pol.deadline_fraction <= 1:
         raise bad("policy.deadline_fraction", "must be in (0, 1]")
     if not 0 <= pol.cpu_share <= 64:
         raise bad("policy.cpu_share", "must be 0 (no cap) or a share of one core up to 64")
-    if pol.energy_mj < 0:
-        raise bad("policy.energy_mj", "must be 0 (no cap) or positive")
+    if not 0 <= pol.energy_mj <= 1_000_000:
+        raise bad("policy.energy_mj", "must be 0 (no cap) or a positive number")
     if not 0 < pol.headroom_up <= pol.headroom_down <= 1:
         raise bad("policy.headroom_up", "must be > 0 and <= policy.headroom_down (<= 1)")
     if not 0 <= pol.dwell_s <= 86400:

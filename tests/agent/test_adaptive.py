@@ -118,6 +118,8 @@ def test_controller_steps_down_on_observed_latency_and_back_up() -> None:
     base_big = ctl.latency.base_ms[BIG]
     assert ctl.take() is None
     ctl.on_snapshot(snap(40.0, cpu=100.0))  # a busy board
+    ctl.observe(BIG, 1.0)  # the first window after the start is cold: not taken as contention
+    assert ctl.take() is None
     for _ in range(3):  # contention: BIG takes 10x its table figure, over the 1 ms budget
         ctl.observe(BIG, base_big * 10 / 1000 * max(1.0, 1.0 / base_big))
     order = ctl.take()
@@ -399,6 +401,7 @@ def test_a_member_that_cannot_load_is_never_chosen_again() -> None:
     ctl = Controller(pol, LatencyModel(base, alpha=0.5), p, pol.limits, time.monotonic, BIG)
     # BIG at 3x its table figure: the bound (factor 2 + 2 x deviation 1) puts BIG over 0.9 of
     # the budget and MID within 0.7 of it: MID is the step down, and its load fails
+    ctl.observe(BIG, base[BIG] / 1000)  # the first (cold) window: not taken as contention
     ctl.observe(BIG, base[BIG] * 3 / 1000)
     deadline = time.monotonic() + 30
     order = ctl.take()
@@ -503,3 +506,26 @@ def test_a_force_racing_a_failed_background_load_is_refused() -> None:
     with pytest.raises(ValueError, match="the load failed meanwhile"):
         ctl.force(MID)
     assert ctl.policy.override == SMALL  # refused, and the earlier pin stays
+
+
+def test_adaptive_without_the_monitor_says_what_it_loses(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Step-ups and the thermal guard read the resource monitor: with it disabled the policy
+    only ever steps down, which is said at start rather than discovered."""
+    import logging
+
+    from agent.profile import load_profile
+    from tests.agent.helpers import ROOT
+
+    prof = load_profile(ROOT / "profiles" / "pi4.toml")
+    prof = dataclasses.replace(
+        prof,
+        source=dataclasses.replace(prof.source, kind="replay", path=str(RECORDINGS[0])),
+        monitor=dataclasses.replace(prof.monitor, enabled=False),
+    )
+    with caplog.at_level(logging.WARNING, logger="agent.adaptive_factory"):
+        build_agent(prof, publisher=MemoryPublisher())
+    assert any(
+        "never back up, and the thermal guard is off" in r.getMessage() for r in caplog.records
+    )

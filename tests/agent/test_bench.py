@@ -208,9 +208,31 @@ def test_bench_all_writes_the_latency_table(tmp_path: Path) -> None:
     assert body["table_version"] == 1 and body["threads"] == 1
     assert body["board"] and body["onnxruntime"] and body["created"]
     assert list(body["models"]) == ids
+    assert "after a 20 ms pause" in body["measured"]
     for row in body["models"].values():
         assert 0 < row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
-        assert row["mean_ms"] > 0
+        assert row["mean_ms"] > 0 and row["back_to_back_p50_ms"] > 0
+
+
+def test_the_table_times_runs_one_at_a_time_as_the_daemon_runs_them() -> None:
+    """The daemon runs a model once per hop; the table's figure comes from runs timed alone,
+    each after a pause, not from the back-to-back loop (several times faster for small
+    members). Checked on the loop itself: how many runs, and a pause before each."""
+    from agent import bench as bench_mod
+
+    calls: list[str] = []
+
+    def run(_outs: object, _feed: object) -> None:
+        calls.append("run")
+
+    real_sleep = bench_mod.time.sleep
+    try:
+        bench_mod.time.sleep = lambda s: calls.append(f"sleep {s}")  # type: ignore[assignment]
+        times = bench_mod.paced_loop(run, ["y"], "x", [np.zeros(1)], 3)
+    finally:
+        bench_mod.time.sleep = real_sleep  # type: ignore[assignment]
+    assert len(times) == 3
+    assert calls == [f"sleep {bench_mod.PACED_GAP_S}", "run"] * 3
 
 
 def test_the_policy_reads_the_table(tmp_path: Path) -> None:

@@ -82,6 +82,9 @@ def test_latency_table_file(tmp_path: Path) -> None:
         "v2.json": json.dumps({"table_version": 2, "models": {}}),
         "nomodels.json": json.dumps({"table_version": 1}),
         "neg.json": json.dumps({"table_version": 1, "models": {"a": {"p50_ms": -1}}}),
+        "inf.json": '{"table_version": 1, "models": {"a": {"p50_ms": Infinity}}}',
+        "nan.json": '{"table_version": 1, "models": {"a": {"p50_ms": NaN}}}',
+        "tiny.json": json.dumps({"table_version": 1, "models": {"a": {"p50_ms": 1e-9}}}),
     }
     for name, text in cases.items():
         path = tmp_path / name

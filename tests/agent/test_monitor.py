@@ -213,3 +213,30 @@ def test_pi5_firmware_node_is_found(tmp_path: Path) -> None:
     node.mkdir(parents=True)
     (node / "get_throttled").write_text("0\n")
     assert find_throttled_sysfs(tmp_path) == node / "get_throttled"
+
+
+def test_a_thermal_zone_this_machine_lacks_is_named_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A typo in monitor.thermal_zone reads no temperature for ever, which silently turns the
+    thermal guard off: said at start, with the zones the machine has."""
+    import logging
+    import types
+
+    from agent.monitor import Sampler
+
+    zones = {"cpu_thermal": [types.SimpleNamespace(current=51.0)]}
+    fake = types.SimpleNamespace(
+        sensors_temperatures=lambda: zones,
+        Process=lambda _pid: types.SimpleNamespace(cpu_percent=lambda interval=None: 0.0),
+        cpu_count=lambda: 4,
+        cpu_percent=lambda interval=None: 0.0,
+    )
+    with caplog.at_level(logging.WARNING, logger="agent.monitor"):
+        Sampler(fake, thermal_zone="cpu-thermal")  # type: ignore[arg-type]
+        Sampler(fake, thermal_zone="cpu_thermal")  # type: ignore[arg-type]
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == [
+        "monitor.thermal_zone 'cpu-thermal' is not on this machine (it has: cpu_thermal); no "
+        "temperature will be read and the thermal guard will not act"
+    ]

@@ -35,6 +35,7 @@ class SwitchOrder:
     predicted_ms: float
     budget_ms: float
     contention: float
+    limit_ms: float
     temperature_c: float | None
 
     @property
@@ -208,6 +209,7 @@ class Controller:
             reason=d.reason,
             predicted_ms=d.predicted_ms,
             budget_ms=self.limits.budget_ms,
+            limit_ms=d.limit_ms,
             contention=self.latency.bound(),
             temperature_c=snap.temperature_c if snap is not None else None,
         )

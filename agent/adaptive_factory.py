@@ -107,6 +107,12 @@ def build_adaptive(
         len(entries),
         ", ".join(e.id for e in front),
     )
+    if pol.energy_mj > 0 and profile.energy.core_w <= 0:
+        log.warning(
+            "policy.energy_mj = %g is set but energy.core_w = 0: the energy cap is off (it "
+            "converts predicted inference time to energy at core_w watts)",
+            pol.energy_mj,
+        )
     hop_s = entries[0].input.window.hop_s
     limits = Limits(
         budget_ms=budget_ms(profile, hop_s),

@@ -175,6 +175,7 @@ class Pipeline:
         if order is not None:
             body["predicted_ms"] = round(order.predicted_ms, 4)
             body["budget_ms"] = round(order.budget_ms, 4)
+            body["limit_ms"] = round(order.limit_ms, 4)
             body["contention"] = round(order.contention, 3)
             body["temperature_c"] = order.temperature_c
         if self.controller is not None:

@@ -57,6 +57,9 @@ class Decision:
     """Which rule fired: ``deadline``, ``cpu-share``, ``energy``, ``thermal``, ``headroom``,
     ``override`` or ``candidates``."""
     predicted_ms: float
+    limit_ms: float = 0.0
+    """The tightest of the limits in force when it was decided, in ms per window: the deadline
+    budget, the CPU-share cap or the energy cap (``energy_mj / core_w``)."""
 
 
 class Policy:
@@ -167,7 +170,12 @@ class Policy:
         active = self._by_id.get(active_id)
         if self.override is not None:
             if self.override != active_id:
-                return Decision(self.override, "override", predicted.get(self.override, 0.0))
+                return Decision(
+                    self.override,
+                    "override",
+                    predicted.get(self.override, 0.0),
+                    self._ceiling(1.0),
+                )
             return None
         if self.mode == "static":
             return None
@@ -204,7 +212,7 @@ class Policy:
         self, now: float, c: Candidate, reason: str, predicted: Mapping[str, float]
     ) -> Decision:
         self.last_switch = now
-        return Decision(c.id, reason, predicted.get(c.id, 0.0))
+        return Decision(c.id, reason, predicted.get(c.id, 0.0), self._ceiling(1.0))
 
     def over_budget(self, active_ms: float) -> bool:
         """The running member's predicted latency calls for an immediate step-down check."""

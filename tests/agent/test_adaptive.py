@@ -230,6 +230,9 @@ def check_switches(configs: list[dict[str, Any]], preds: list[dict[str, Any]]) -
         ("headroom", BIG),
     ]
     assert configs[1]["previous"] == BIG and configs[1]["temperature_c"] == 85.0
+    # no CPU-share or energy cap in this profile: the tightest limit is the deadline budget
+    assert all(c["limit_ms"] == c["budget_ms"] for c in configs[1:])
+    assert "limit_ms" not in configs[0]  # start carries no switch figures
     # every prediction carries the member that made it, switching at the announced seq
     models = [p["model"] for p in preds]
     assert models == [BIG] * 20 + [MID] * 40 + [BIG] * (len(preds) - 60)

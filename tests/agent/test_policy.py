@@ -109,6 +109,9 @@ def test_cpu_share_and_energy_caps(
 ) -> None:
     d = policy(budget=10.0, **limits).decide(100.0, active, scaled(1.0))
     assert (None if d is None else (d.target, d.reason)) == expected
+    if d is not None:  # the switch names the tightest limit it kept to, in ms per window
+        tightest = {"cpu-share": 0.0004 * 1280.0, "energy": 0.5 / 1.0}[d.reason]
+        assert d.limit_ms == pytest.approx(tightest)
 
 
 @pytest.mark.parametrize(

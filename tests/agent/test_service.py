@@ -115,14 +115,20 @@ def test_rewrite_profile_makes_every_path_absolute(tmp_path: Path) -> None:
     assert got[13] == f'latency_table = "{src / "build" / "lat.json"}"'
 
 
-def test_a_path_the_rewrite_cannot_reach_stops_the_install(tmp_path: Path) -> None:
-    """A dotted key (valid TOML the line rewrite does not know) would stay relative and point
-    into /etc/har-agent: the install stops, naming it, and leaves no profile behind."""
+def _source_tree(tmp_path: Path) -> Path:
+    """A checkout to install from: the real code and models, an empty profiles folder."""
     src = tmp_path / "src"
     src.mkdir()
     for name in ("agent", "systemd", "models", "recordings"):
         (src / name).symlink_to(ROOT / name)
     (src / "profiles").mkdir()
+    return src
+
+
+def test_a_path_the_rewrite_cannot_reach_stops_the_install(tmp_path: Path) -> None:
+    """A dotted key (valid TOML the line rewrite does not know) would stay relative and point
+    into /etc/har-agent: the install stops, naming it, and leaves no profile behind."""
+    src = _source_tree(tmp_path)
     prof = src / "profiles" / "dotted.toml"
     text = (ROOT / "profiles" / "default.toml").read_text()
     text = text.replace('name = "default"', 'name = "default"\npolicy.latency_table = "lat.json"')
@@ -246,11 +252,7 @@ def test_an_install_the_service_could_not_use_leaves_no_profile(
     """A path the service cannot open (a home folder: ProtectHome=yes, no home of its own), or a
     profile that is not even valid: the install stops and leaves no /etc profile, so a re-run
     does not keep a broken one ("never overwrite the user's configuration")."""
-    src = tmp_path / "src"
-    src.mkdir()
-    for name in ("agent", "systemd", "models", "recordings"):
-        (src / name).symlink_to(ROOT / name)
-    (src / "profiles").mkdir()
+    src = _source_tree(tmp_path)
     prof = src / "profiles" / "p.toml"
     text = (ROOT / "profiles" / "default.toml").read_text()
     if "=" in line:

@@ -19,6 +19,7 @@ from onnx import numpy_helper  # noqa: E402
 
 from agent.manifest import InputSpec, ModelEntry, load_manifest, sha256_file, write_manifest  # noqa: E402
 from agent.windowing import Normalizer  # noqa: E402
+from tests.tools.conftest import int8_of  # noqa: E402
 from tools.bank import compress, report  # noqa: E402
 from tools.bank.evaluate import model_input  # noqa: E402
 from tools.bank.importance import CRITERIA, activation_scores, convs  # noqa: E402
@@ -332,15 +333,8 @@ def test_int8_only_keeps_the_members_and_rows_it_did_not_try(
     assert parent is not None
     # another fp32 member with an int8 variant and a trial row from an earlier run
     shutil.copy(bank / parent.file, bank / "wr-w0.50-r128.onnx")
-    shutil.copy(bank / parent.file, bank / "q8-wr-w0.50-r128.onnx")
     other = dataclasses.replace(parent, id="wr-w0.50-r128", file="wr-w0.50-r128.onnx", width=0.5)
-    q8 = dataclasses.replace(
-        other,
-        id="q8-wr-w0.50-r128",
-        file="q8-wr-w0.50-r128.onnx",
-        family="int8",
-        provenance={"parent": other.id, "parent_sha256": other.sha256},
-    )
+    q8 = int8_of(bank, other)
     write_manifest(bank, [*manifest.models, other, q8], dict(manifest.meta))
     report_path = bank / compress.REPORT_FILE
     report = json.loads(report_path.read_text())

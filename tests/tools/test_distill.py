@@ -254,9 +254,8 @@ def test_members_left_stale_are_named_unless_compress_remakes_them(
     capsys: pytest.CaptureFixture[str],
     compress_follows: bool,
 ) -> None:
-    import dataclasses
-
     from agent.manifest import write_manifest
+    from tests.tools.conftest import int8_of
 
     built, _, _ = banks
     bank = tmp_path / "bank"
@@ -264,14 +263,7 @@ def test_members_left_stale_are_named_unless_compress_remakes_them(
     manifest = load_manifest(bank)
     parent = manifest.get("wc-w1.00-r128")
     assert parent is not None
-    shutil.copy(bank / parent.file, bank / "q8-wc-w1.00-r128.onnx")
-    q8 = dataclasses.replace(
-        parent,
-        id="q8-wc-w1.00-r128",
-        file="q8-wc-w1.00-r128.onnx",
-        family="int8",
-        provenance={"parent": parent.id, "parent_sha256": parent.sha256},
-    )
+    q8 = int8_of(bank, parent)
     write_manifest(bank, [*manifest.models, q8], dict(manifest.meta))
     args = distill.parse_args(["--smoke", "--epochs", "1", "--bank", str(bank)])
     args.compress_follows = compress_follows  # what build --compress sets

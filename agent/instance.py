@@ -1,12 +1,15 @@
-"""One agent per device id on a machine.
+"""One process at a time: per device id, per sensor chip, per model bank.
 
-Two daemons with the same device id share the MQTT client id and the outbox: the broker drops
-each in turn as the other connects, their predictions interleave under one topic, and both
-write the same outbox. ``har-agent run`` therefore claims the device first, by binding an
-abstract UNIX socket named after it: the kernel lets one process hold a name at a time, across
-users (the service's and a login's), with no file to leave behind, and frees it when the process
-ends, however it ends. Agents on different machines with one device id meet only at the broker;
-the MQTT link names that case when the broker says so (session taken over).
+Held by binding an abstract UNIX socket named after the thing (:func:`claim`): the kernel lets
+one process hold a name at a time, across users (the service's and a login's), with no file to
+leave behind, and frees it when the process ends, however it ends. Uses:
+
+- ``har-agent run`` claims its device id (:func:`claim_device`): two daemons with one id share
+  the MQTT client id and the outbox, the broker drops each in turn as the other connects, and
+  their predictions interleave. Agents on different machines meet only at the broker, which
+  the MQTT link names when the broker says so (session taken over);
+- the sensor source claims its chip (two readers would split its FIFO);
+- the model tools claim the bank they change (tools/bank/staging.py).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import typer
 from agent.errors import AgentError, ConfigError
 
 if TYPE_CHECKING:
-    from agent.bench import BenchResult
+    from agent.bench_figures import BenchResult
 
 ProfileOpt = Annotated[
     Path,
@@ -142,7 +142,7 @@ def bench(
         _write(out, text + "\n")
         typer.echo(f"wrote {out}", err=True)
     if table is not None:
-        from agent.bench import latency_table
+        from agent.bench_table import latency_table
 
         body = latency_table(results, header["board"], header["threads"])
         _write(table, json.dumps(body, indent=2) + "\n")
@@ -183,19 +183,10 @@ def _run(
 
     import onnxruntime as ort
 
-    from agent.bench import (
-        BENCH_VERSION,
-        BenchOptions,
-        Inputs,
-        Target,
-        bench_model,
-        board_name,
-        measure_idle_power,
-        random_inputs,
-        read_chunks,
-        recording_inputs,
-        resolve_targets,
-    )
+    from agent.bench import BENCH_VERSION, BenchOptions, bench_model, measure_idle_power
+    from agent.bench_inputs import Inputs, random_inputs, read_chunks, recording_inputs
+    from agent.bench_table import board_name
+    from agent.bench_targets import Target, resolve_targets
     from agent.energy import EnergyMeter, open_meter
     from agent.inference import SessionSettings
     from agent.manifest import load_manifest

@@ -15,16 +15,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from agent.bench import (
-    BenchOptions,
-    LatencyStats,
-    Target,
-    bench_model,
-    onnx_param_count,
-    timed_loop,
-)
+from agent.bench import BenchOptions, bench_model, timed_loop
+from agent.bench_figures import LatencyStats
+from agent.bench_targets import Target
 from agent.cli import app
 from agent.manifest import load_manifest
+from agent.onnx_params import onnx_param_count
 from tests.agent.helpers import MODELS, ROOT, one_line_error, reference_predictions
 
 runner = CliRunner()

@@ -15,7 +15,7 @@ onnx = pytest.importorskip("onnx")
 
 from agent.manifest import load_manifest  # noqa: E402
 from agent.windowing import Normalizer  # noqa: E402
-from tools.bank import independent  # noqa: E402
+from tools.bank import independent, independent_report  # noqa: E402
 from tools.bank.supernet import SlimCNN, SlimConfig, channels_at  # noqa: E402
 from tools.bank.supernet2d import ColumnConfig  # noqa: E402
 from tools.bank.supernet2d import channels_at as channels_at2d  # noqa: E402
@@ -127,7 +127,7 @@ def test_smoke_run_against_the_committed_bank(tmp_path: Path) -> None:
     recipe.update(epochs=1, threads=1, train_hop128=64)  # what --smoke changes
     assert saved["train_config"] == recipe
     assert saved["refit"] is member.provenance["refit"]
-    assert "w0.25-r064" in independent.markdown_table(saved["results"])
+    assert "w0.25-r064" in independent_report.markdown_table(saved["results"])
 
 
 def test_an_interrupted_run_keeps_the_complete_report(

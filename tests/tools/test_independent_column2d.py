@@ -16,7 +16,7 @@ onnx = pytest.importorskip("onnx")
 
 from agent.manifest import InputSpec, ModelEntry, sha256_file, write_manifest  # noqa: E402
 from agent.windowing import Normalizer  # noqa: E402
-from tools.bank import independent  # noqa: E402
+from tools.bank import independent, independent_report  # noqa: E402
 from tools.bank.supernet2d import ColumnConfig, PlainColumnCNN, SlimColumnCNN, channels_at  # noqa: E402
 from tools.bank.train import BankTrainConfig  # noqa: E402
 from tools.export import export_onnx  # noqa: E402
@@ -126,7 +126,7 @@ def test_recompare_follows_the_bank_and_keeps_the_independent_side(tmp_path: Pat
     }
     row = {"config": "w0.25-r064", "width": 0.25, "resolution": 64, "channels": [16, 32, 64]}
     row |= {"macs": 1, "params": 1, "independent": dict(independent_block)}
-    row |= independent.collaborative_fields(row["independent"], entry)
+    row |= independent_report.collaborative_fields(row["independent"], entry)
     assert row["delta_accuracy_pt"] == -2.0 and "delta_supernet_accuracy_pt" not in row
     report = tmp_path / "report.json"
     report.write_text(json.dumps({"arch": "column2d", "results": [row]}))
@@ -141,7 +141,7 @@ def test_recompare_follows_the_bank_and_keeps_the_independent_side(tmp_path: Pat
     assert new["independent"] == independent_block
     assert new["collaborative"]["accuracy"] == 0.95 and new["collaborative"]["distilled"] is True
     assert new["delta_accuracy_pt"] == 3.0 and new["delta_supernet_accuracy_pt"] == -2.0
-    table = independent.markdown_table([new])
+    table = independent_report.markdown_table([new])
     assert "+3.00 pt" in table and "-2.00 pt" in table
     report.write_text("{}")
     with pytest.raises(SystemExit, match="not an independent-baseline report"):

@@ -2,7 +2,7 @@
 "collaborative beats independent" (issue 3) instead of assuming it.
 
     python -m tools.bank.independent [--configs w1.00-r128,w0.50-r064,...] [--bank models]
-        [--out build/independent] [--report models/independent-report.json] [--data data/hapt]
+        [--out build/independent] [--report OUT/independent-report.json] [--data data/hapt]
     python -m tools.bank.independent --smoke  # CI: 4 subjects, 2 steps, build/independent-smoke/
     python -m tools.bank.independent --bank build/bank-col2d-refit [--reference wc-w1.00-r128]
     python -m tools.bank.independent --recompare models/independent-report.json  # bank changed
@@ -51,7 +51,8 @@ from tqdm import tqdm
 from agent.manifest import ModelEntry, load_manifest
 from agent.windowing import Normalizer
 from tools.bank.build import CALIB_BATCH, CALIB_BATCHES, RESOLUTIONS
-from tools.bank.members import MemberResult, build_member, calib_batches, member_id
+from tools.bank.independent_report import ID_PREFIXES, compare, markdown_table, member_of, recompare
+from tools.bank.members import MemberResult, build_member, calib_batches
 from tools.bank.plain_arch import COLUMN2D, arch_of, model_config
 from tools.bank.supernet import SlimCNN, SlimConfig
 from tools.bank.supernet2d import ColumnConfig, SlimColumnCNN
@@ -96,9 +97,6 @@ def parse_config(text: str) -> tuple[float, int]:
     if not 0 < w <= 1.0 or r not in RESOLUTIONS:
         raise ValueError(f"bad configuration {text!r}: width in (0, 1], R in {RESOLUTIONS}")
     return w, r
-
-
-ID_PREFIXES = {"conv1d": "wr", COLUMN2D: "wc"}
 
 
 def recipe_from(entry: ModelEntry) -> tuple[BankTrainConfig, SlimConfig | ColumnConfig, bool]:
@@ -177,126 +175,6 @@ def train_single(
     return history
 
 
-def _pick(metrics: dict[str, Any]) -> dict[str, Any]:
-    keys = ("accuracy", "f1_weighted", "test_windows", "per_class_recall", "val_accuracy")
-    return {k: metrics[k] for k in keys if k in metrics}
-
-
-def compare(ind: ModelEntry, collab: ModelEntry | None) -> dict[str, Any]:
-    """One result row: the independent model's figures next to the collaborative member's."""
-    row: dict[str, Any] = {
-        "config": f"w{ind.width:.2f}-r{ind.resolution:03d}",
-        "width": ind.width,
-        "resolution": ind.resolution,
-        "channels": ind.provenance["channels"],
-        "macs": ind.macs,
-        "params": ind.params,
-        "independent": {
-            "id": ind.id,
-            "file": ind.file,
-            "sha256": ind.sha256,
-            **_pick(ind.metrics),
-            "ort_vs_torch_max_abs_diff": ind.metrics["ort_vs_torch_max_abs_diff"],
-        },
-    }
-    row.update(collaborative_fields(row["independent"], collab))
-    return row
-
-
-def collaborative_fields(ind: dict[str, Any], collab: ModelEntry | None) -> dict[str, Any]:
-    """The row's collaborative block and deltas against the independent figures ``ind``. A
-    distilled member (:mod:`tools.bank.distill`) also gets the supernet slice's own figures."""
-    if collab is None:
-        return {"collaborative": None}
-    c = collab.metrics
-    block = {"id": collab.id, "sha256": collab.sha256, **_pick(c)}
-    out: dict[str, Any] = {
-        "collaborative": block,
-        "delta_accuracy_pt": round(100 * (c["accuracy"] - ind["accuracy"]), 2),
-        "delta_f1": round(c["f1_weighted"] - ind["f1_weighted"], 4),
-        "same_test_windows": c["test_windows"] == ind["test_windows"],
-    }
-    if c.get("supernet_accuracy") is not None:
-        block["distilled"] = True
-        block["supernet_accuracy"] = c["supernet_accuracy"]
-        block["supernet_f1_weighted"] = c.get("supernet_f1_weighted")
-        out["delta_supernet_accuracy_pt"] = round(
-            100 * (c["supernet_accuracy"] - ind["accuracy"]), 2
-        )
-    return out
-
-
-def recompare(report_path: Path, bank_dir: Path) -> dict[str, Any]:
-    """Rewrite a report's collaborative side against ``bank_dir``'s current members (after
-    the bank changed, e.g. was distilled); the independent models and figures stay as trained."""
-    try:
-        report: dict[str, Any] = json.loads(report_path.read_text(encoding="utf-8"))
-        rows = report["results"]
-    except (OSError, ValueError, KeyError) as exc:
-        msg = f"error: {report_path}: not an independent-baseline report ({exc})"
-        raise SystemExit(msg) from None
-    bank = load_manifest(bank_dir)
-    prefix = ID_PREFIXES.get(report.get("arch", ""), "wr")
-    for row in rows:
-        for k in (
-            "collaborative",
-            "delta_accuracy_pt",
-            "delta_f1",
-            "same_test_windows",
-            "delta_supernet_accuracy_pt",
-        ):
-            row.pop(k, None)
-        collab = _member(bank.models, row["width"], row["resolution"], prefix)
-        row.update(collaborative_fields(row["independent"], collab))
-    report["recompared"] = {
-        "bank": str(bank_dir / "manifest.json"),
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "git_commit": git_commit(),
-    }
-    report_path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    print(markdown_table(rows))
-    print(f"rewrote {report_path} against {bank_dir / 'manifest.json'}")
-    return report
-
-
-def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
-    """Independent vs collaborative, one line per configuration (delta = collab - independent;
-    for a distilled bank also the supernet slice before distillation)."""
-    lines = [
-        "| configuration | channels | MACs | independent acc | independent F1 | collaborative "
-        "acc | collaborative F1 | Δ acc (collab − indep) | Δ F1 | supernet slice acc | "
-        "Δ acc (slice − indep) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for row in rows:
-        i, c = row["independent"], row["collaborative"]
-        cells = [
-            f"`{row['config']}`",
-            "/".join(str(ch) for ch in row["channels"]),
-            f"{row['macs']:,}",
-            f"{100 * i['accuracy']:.2f} %",
-            f"{i['f1_weighted']:.4f}",
-        ]
-        if c is None:
-            cells += ["–"] * 6
-        else:
-            cells += [
-                f"{100 * c['accuracy']:.2f} %",
-                f"{c['f1_weighted']:.4f}",
-                f"{row['delta_accuracy_pt']:+.2f} pt",
-                f"{row['delta_f1']:+.4f}",
-            ]
-            if "supernet_accuracy" in c:
-                cells += [
-                    f"{100 * c['supernet_accuracy']:.2f} %",
-                    f"{row['delta_supernet_accuracy_pt']:+.2f} pt",
-                ]
-            else:
-                cells += ["–", "–"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.time()
     torch.set_num_threads(THREADS)
@@ -312,7 +190,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         prefixes = tuple(ID_PREFIXES.values())
     refs: dict[tuple[float, int], ModelEntry | None] = {}
     for prefix in prefixes:  # wr- members first (the committed bank), then wc-
-        refs = {(w, r): _member(bank.models, w, r, prefix) for w, r in configs}
+        refs = {(w, r): member_of(bank.models, w, r, prefix) for w, r in configs}
         if any(e is not None for e in refs.values()):
             break
     anchor = anchor or next((e for e in refs.values() if e is not None), None)
@@ -437,13 +315,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(markdown_table(rows))
     print(f"wrote {report_path} in {report['total_seconds']:.0f} s")
     return report
-
-
-def _member(
-    models: Sequence[ModelEntry], width: float, resolution: int, prefix: str = "wr"
-) -> ModelEntry | None:
-    mid = member_id(width, resolution, prefix)
-    return next((m for m in models if m.id == mid and m.family == "width-resolution"), None)
 
 
 def _rename(res: MemberResult, out: Path) -> ModelEntry:

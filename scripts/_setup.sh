@@ -30,6 +30,20 @@ need_python() {
     python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
         || die "Python 3.11 or newer is needed (found $(python3 --version 2>&1))"
     python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
+    check_platform
+}
+
+check_platform() {
+    # ONNX Runtime publishes wheels for 64-bit x86 and 64-bit ARM only: on a 32-bit system
+    # (armv7l/armv6l, or 32-bit Raspberry Pi OS on a 64-bit kernel) pip would only say "no
+    # matching distribution". HAR_AGENT_ANY_PLATFORM=1 skips the check (onnxruntime built here).
+    [ "${HAR_AGENT_ANY_PLATFORM:-0}" = 1 ] && return 0
+    local found
+    found="$(python3 -c 'import platform, struct; print(platform.machine(), 8 * struct.calcsize("P"))')"
+    case "$found" in
+        "x86_64 64" | "aarch64 64" | "arm64 64") return 0 ;;
+    esac
+    die "this Python is ${found% *} with ${found#* }-bit pointers; ONNX Runtime has wheels only for 64-bit x86_64 and aarch64: install the 64-bit Raspberry Pi OS (bookworm), or set HAR_AGENT_ANY_PLATFORM=1 if onnxruntime is built for this machine"
 }
 
 make_venv() {

@@ -29,9 +29,11 @@ class AdaptiveParts:
 
 
 def expected_accuracy(entry: ModelEntry) -> float:
-    """What the policy ranks members by: validation accuracy when the bank recorded it."""
-    m = entry.metrics
-    value = m.get("val_accuracy", m.get("accuracy", 0.0))
+    """What the policy ranks members by: accuracy on the test subjects (``metrics.accuracy``),
+    the one figure every member has, measured on the same windows. The validation figures some
+    members record come from other windows (and the refit parents saw the validation subjects),
+    so mixing them in would rank a member by an easier test than its neighbours."""
+    value = entry.metrics.get("accuracy", 0.0)
     return float(value) if isinstance(value, int | float) else 0.0
 
 

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from agent.adaptive import Controller
-from agent.adaptive_factory import build_adaptive, candidates_of
+from agent.adaptive_factory import build_adaptive, candidates_of, expected_accuracy, pareto
 from agent.clock import SystemClock
 from agent.errors import ConfigError, ModelError
 from agent.inference import Classifier, SessionSettings
-from agent.latency import LatencyModel
+from agent.latency import LatencyModel, bank_latencies
 from agent.manifest import ModelEntry, load_manifest
 from agent.monitor import ResourceSnapshot
 from agent.payload import Prediction
@@ -163,6 +163,27 @@ def test_controller_force_release_and_mode() -> None:
         ctl.force("cnn1d-base")  # not a candidate
     st = ctl.status()
     assert st["mode"] == "static" and st["active"] == BIG and st["switches"] == 2
+
+
+def test_members_are_ranked_by_the_one_accuracy_they_all_have() -> None:
+    """Validation figures exist for a few members only, on other windows (the refit parents saw
+    the validation subjects): ranking by them let `pr50` (val 98.7 %, test 96.45 %) outrank
+    `wc-w0.75-r096` (test 96.83 %, faster), so an idle board ran the less accurate member."""
+    bank = load_manifest(MODELS)
+    for e in bank.models:
+        assert expected_accuracy(e) == e.metrics["accuracy"], e.id
+    a, b = bank.get(BIG), bank.get(SMALL)
+    easy = dataclasses.replace(a, metrics={**a.metrics, "accuracy": 0.90, "val_accuracy": 0.99})
+    hard = dataclasses.replace(b, metrics={**b.metrics, "accuracy": 0.95})
+    assert [e.id for e in pareto([easy, hard], {BIG: 1.0, SMALL: 2.0})] == [BIG, SMALL]
+    assert [e.id for e in pareto([easy, hard], {BIG: 2.0, SMALL: 1.0})] == [SMALL]
+
+
+def test_the_whole_banks_front_tops_out_at_its_most_accurate_member() -> None:
+    bank = load_manifest(MODELS)
+    front = pareto(list(bank.models), bank_latencies(bank.models))
+    best = max(bank.models, key=lambda e: e.metrics["accuracy"])
+    assert front[-1].metrics["accuracy"] == best.metrics["accuracy"]
 
 
 def test_candidates_must_exist_and_share_the_hop() -> None:

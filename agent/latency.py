@@ -1,7 +1,7 @@
 """The latency model: how long each bank member will take on this board, now.
 
-Seeded from a benchmark table (``har-agent bench all --table``) or the bank's own latency figures,
-and corrected online in two ways:
+Seeded from a benchmark table (``har-agent bench -m all --table``) or the bank's own latency
+figures, and corrected online in two ways:
 
 - **The board's contention factor.** Each observed latency of the running member, divided by
   that member's table figure, updates an exponentially weighted mean of the ratio and of its

@@ -174,7 +174,7 @@ class PolicyConfig:
     preload_mb: float = 64.0
     """Memory for sessions loaded ahead of a switch (model file sizes count against it)."""
     latency_table: str = ""
-    """JSON latency table for this board (``har-agent bench all --table``); empty: the bank's."""
+    """JSON latency table for this board (``har-agent bench -m all --table``); empty: the bank's."""
 
 
 @dataclass(frozen=True)

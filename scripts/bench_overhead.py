@@ -48,7 +48,7 @@ def one_run(har_agent: str, recording: Path, model: str, output: str) -> dict[st
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     ap.add_argument("recording", type=Path, help="recording to replay (binary is fastest)")
     ap.add_argument("--runs", type=int, default=3, help="runs per model and output (3)")
     ap.add_argument("--models", default="cnn1d-base,wc-w0.75-r096", help="comma-separated ids")

@@ -217,7 +217,9 @@ def soak(
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tests.soak", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m tests.soak", description=__doc__.split("\n\n")[0].replace("\n", " ")
+    )
     length = ap.add_mutually_exclusive_group()
     length.add_argument("--hours", type=float, help="how long to run (default 1 h)")
     length.add_argument("--minutes", type=float, help="how long to run, in minutes")

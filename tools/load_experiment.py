@@ -18,7 +18,7 @@ competing processes. ``--work-factor K`` emulates such a board: every inference 
 K times on the same input (same model, same output), so its CPU time is K times longer and load
 stretches it the way it does on a slow board. The policy's latency table is measured for that
 board first (``calibrate``: the median of periodic runs on an idle machine), as ``har-agent bench
-all --table`` would on a real one. With ``--work-factor 1`` nothing is emulated.
+-m all --table`` would on a real one. With ``--work-factor 1`` nothing is emulated.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ import io
 import json
 import math
 import os
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -41,7 +42,14 @@ import numpy as np
 from agent.errors import RecordingError
 from agent.recording_bin import ENCODING as BINARY
 from agent.recording_bin import BinaryBodyReader, BinaryBodyWriter
-from agent.recording_csv import CsvBodyReader
+from agent.recording_csv import (
+    GZIP_ERRORS,
+    MAX_LABEL_CHARS,
+    MAX_LINE_CHARS,
+    CsvBodyReader,
+    corrupt,
+    cut_off,
+)
 
 MAGIC = "#har-recording/"
 MAX_RATE_HZ = 100_000.0
@@ -73,11 +81,67 @@ def _channel_json(c: Channel) -> dict[str, Any]:
     return out
 
 
-def _channel_from(raw: dict[str, Any]) -> Channel:
+MAX_HEADER_DEPTH = 32
+"""How deeply the header's JSON may nest (``source`` and ``meta`` are free-form objects)."""
+
+
+class _BadField(Exception):
+    """A header field of the wrong type or value; the message names the field."""
+
+
+def _kind(value: Any) -> str:
+    """What a JSON value is, for messages (``a string ('50')``)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"a boolean ({'true' if value else 'false'})"
+    if isinstance(value, int | float | str):
+        text = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        return f"a {'string' if isinstance(value, str) else 'number'} ({text})"
+    return "a list" if isinstance(value, list) else "an object"
+
+
+def _number(value: Any, what: str) -> float:
+    """A JSON number (not a boolean) as a float; a huge integer becomes inf (refused later)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _BadField(f"{what} must be a number, not {_kind(value)}")
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
+
+
+def _depth(value: Any) -> int:
+    """How deeply a parsed JSON value nests (iteratively: no recursion on hostile input)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            if level <= MAX_HEADER_DEPTH:
+                stack.extend(
+                    (v, level + 1) for v in (item.values() if isinstance(item, dict) else item)
+                )
+    return deepest
+
+
+def _channel_from(raw: Any, i: int) -> Channel:
+    if not isinstance(raw, dict):
+        raise _BadField(
+            f'channels[{i}] must be an object {{"name": ..., "unit": ...}}, not {_kind(raw)}'
+        )
+    name, unit = raw.get("name"), raw.get("unit")
+    if not isinstance(name, str) or not name:
+        raise _BadField(f"channels[{i}].name must be a non-empty string, not {_kind(name)}")
+    if not isinstance(unit, str):
+        raise _BadField(f"channel {name!r}: unit must be a string, not {_kind(unit)}")
     fs = raw.get("full_scale")
-    if fs is not None and not (isinstance(fs, int | float) and math.isfinite(fs) and fs > 0):
-        raise ValueError(f"channel {raw.get('name')!r}: full_scale must be a positive number")
-    return Channel(str(raw["name"]), str(raw["unit"]), None if fs is None else float(fs))
+    if fs is None:
+        return Channel(name, unit)
+    scale = _number(fs, f"channel {name!r}: full_scale")
+    if not (math.isfinite(scale) and scale > 0):
+        raise _BadField(f"channel {name!r}: full_scale must be a positive number")
+    return Channel(name, unit, scale)
 
 
 @dataclass(frozen=True)
@@ -111,21 +175,63 @@ class RecordingHeader:
         )
 
     @classmethod
+    def _from_dict(cls, raw: dict[str, Any]) -> RecordingHeader:
+        """The header from its parsed JSON, every field of its JSON type (a boolean is not a
+        number, a string is not a boolean nor a list); :class:`_BadField` names the field."""
+        for key in ("sample_rate_hz", "channels", "start_time"):
+            if key not in raw:
+                raise _BadField(f"{key} is missing (required)")
+        chans = raw["channels"]
+        if not isinstance(chans, list):
+            raise _BadField(f"channels must be a list of channel objects, not {_kind(chans)}")
+        start = raw["start_time"]
+        if not isinstance(start, str):
+            raise _BadField(f"start_time must be an ISO 8601 string, not {_kind(start)}")
+        labelled = raw.get("labelled", False)
+        if not isinstance(labelled, bool):
+            raise _BadField(f"labelled must be true or false, not {_kind(labelled)}")
+        labels = raw.get("labels", [])
+        if not isinstance(labels, list):
+            raise _BadField(f"labels must be a list of label names, not {_kind(labels)}")
+        for i, name in enumerate(labels):
+            if not isinstance(name, str) or not name:
+                raise _BadField(f"labels[{i}] must be a non-empty string, not {_kind(name)}")
+        objects = {key: raw.get(key, {}) for key in ("source", "meta")}
+        for key, value in objects.items():
+            if not isinstance(value, dict):
+                raise _BadField(f"{key} must be a JSON object, not {_kind(value)}")
+        return cls(
+            sample_rate_hz=_number(raw["sample_rate_hz"], "sample_rate_hz"),
+            channels=tuple(_channel_from(c, i) for i, c in enumerate(chans)),
+            start_time=start,
+            source=dict(objects["source"]),
+            labelled=labelled,
+            labels=tuple(labels),
+            meta=dict(objects["meta"]),
+        )
+
+    @classmethod
     def from_json(cls, text: str, where: str) -> RecordingHeader:
         try:
             raw = json.loads(text)
-            channels = tuple(_channel_from(c) for c in raw["channels"])
-            header = cls(
-                sample_rate_hz=float(raw["sample_rate_hz"]),
-                channels=channels,
-                start_time=str(raw["start_time"]),
-                source=dict(raw.get("source", {})),
-                labelled=bool(raw.get("labelled", False)),
-                labels=tuple(str(x) for x in raw.get("labels", [])),
-                meta=dict(raw.get("meta", {})),
+        except ValueError as exc:
+            raise RecordingError(f"{where}: malformed recording header ({exc})") from None
+        except RecursionError:
+            raise RecordingError(
+                f"{where}: malformed recording header (nested more than {MAX_HEADER_DEPTH} deep)"
+            ) from None
+        if not isinstance(raw, dict):
+            raise RecordingError(
+                f"{where}: malformed recording header (a JSON object is expected, not {_kind(raw)})"
             )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise RecordingError(f"{where}: malformed recording header ({exc})") from exc
+        if _depth(raw) > MAX_HEADER_DEPTH:
+            raise RecordingError(
+                f"{where}: malformed recording header (nested more than {MAX_HEADER_DEPTH} deep)"
+            )
+        try:
+            header = cls._from_dict(raw)
+        except _BadField as exc:
+            raise RecordingError(f"{where}: recording header: {exc}") from None
         if not (math.isfinite(header.sample_rate_hz) and 0 < header.sample_rate_hz <= MAX_RATE_HZ):
             raise RecordingError(
                 f"{where}: sample_rate_hz must be a positive number up to {MAX_RATE_HZ:g}"
@@ -210,6 +316,14 @@ class RecordingWriter:
                 str(self.path), len(header.channels), header.labels if header.labelled else None
             )
         self._part = self.path.with_name(self.path.name + ".part")
+        # the finished file replaces the name: never a folder, a FIFO or a device node there
+        try:
+            mode: int | None = self.path.stat().st_mode
+        except OSError:
+            mode = None  # absent (or out of reach: opening the .part file says why)
+        if mode is not None and not stat.S_ISREG(mode):
+            what = "is a folder" if stat.S_ISDIR(mode) else "exists and is not a regular file"
+            raise RecordingError(f"{self.path}: {what}; refusing to replace it with a recording")
         try:
             self._raw = _open_bytes(self._part, "w", gz=self.path.name.endswith(".gz"))
         except OSError as exc:
@@ -250,6 +364,8 @@ class RecordingWriter:
             raise RecordingError(f"{self.path}: a labelled recording needs one label per sample")
         if labels is not None and any(lbl and any(c in lbl for c in ',"\r\n') for lbl in labels):
             raise RecordingError(f"{self.path}: labels may not contain commas, quotes or newlines")
+        if labels is not None and any(lbl and len(lbl) > MAX_LABEL_CHARS for lbl in labels):
+            raise RecordingError(f"{self.path}: labels are at most {MAX_LABEL_CHARS} characters")
         if len(t_arr) and (t_arr[0] <= self._last_t or np.any(np.diff(t_arr) <= 0)):
             raise RecordingError(f"{self.path}: sample times must be strictly increasing")
         if self._bin is not None:
@@ -301,22 +417,35 @@ class RecordingReader:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
-            what = (
-                "is a folder, not a recording" if self.path.is_dir() else "no such recording file"
-            )
-            raise RecordingError(f"{self.path}: {what}")
+        where = str(self.path)
+        problem = _not_a_regular_file(self.path)
+        if problem:
+            raise RecordingError(f"{where}: {problem}")
         self._body: CsvBodyReader | BinaryBodyReader | None = None
         try:
             self._raw = _open_bytes(self.path, "r", gz=_is_gzip(self.path))
         except OSError as exc:
-            raise RecordingError(f"{self.path}: cannot read recording ({exc})") from exc
+            raise RecordingError(f"{where}: cannot read recording ({exc})") from exc
         self._fh: IO[str] | None = None
         try:
             try:
-                first = self._raw.readline(1 << 20).decode("utf-8")
-            except (OSError, UnicodeDecodeError, EOFError) as exc:
-                raise RecordingError(f"{self.path}: cannot read recording ({exc})") from exc
+                head = self._raw.readline(MAX_LINE_CHARS + 1)
+            except EOFError:
+                raise RecordingError(cut_off(where)) from None
+            except GZIP_ERRORS as exc:
+                raise RecordingError(corrupt(where, exc)) from None
+            except OSError as exc:
+                raise RecordingError(f"{where}: cannot read recording ({exc})") from exc
+            if not head.startswith(MAGIC.encode()):
+                raise RecordingError(f"{where}: not a har-agent recording (missing '{MAGIC}')")
+            if len(head) > MAX_LINE_CHARS and not head.endswith(b"\n"):
+                raise RecordingError(
+                    f"{where}: the header line is longer than {MAX_LINE_CHARS:,} bytes (1 MiB)"
+                )
+            try:
+                first = head.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise RecordingError(f"{where}: the header is not UTF-8 ({exc})") from None
             self._body = self._open_body(first)
         except BaseException:
             self.close()
@@ -436,6 +565,22 @@ class _Block:
     labels: Sequence[str | None] | None
     unit: str
     first: int
+
+
+def _not_a_regular_file(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a recording (None: it is a regular file). A FIFO or a
+    device is refused before it is opened: reading one would block, or never end."""
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return "no such recording file"
+    except OSError as exc:
+        return f"cannot read recording ({exc.strerror or exc})"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a folder, not a recording"
+    return "is not a regular file (a device, FIFO or socket), not a recording"
 
 
 def _is_gzip(path: Path) -> bool:

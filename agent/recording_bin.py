@@ -22,7 +22,7 @@ from typing import IO
 import numpy as np
 
 from agent.errors import RecordingError
-from agent.recording_csv import cut_off
+from agent.recording_csv import GZIP_ERRORS, corrupt, cut_off
 
 ENCODING = "binary"
 MAX_LABELS = 65_535
@@ -99,6 +99,9 @@ class BinaryBodyReader:
                 data = self._fh.read(block * size)
             except EOFError:
                 raise RecordingError(cut_off(self._where)) from None
+            except GZIP_ERRORS as exc:
+                after = f" after record {self.records}"
+                raise RecordingError(corrupt(self._where, exc, after)) from None
             except OSError as exc:
                 raise RecordingError(
                     f"{self._where}: after record {self.records}: unreadable ({exc})"

@@ -8,6 +8,8 @@ cuts the blocks into chunks; :mod:`agent.recording_bin` is the binary body (vers
 
 from __future__ import annotations
 
+import gzip
+import zlib
 from collections.abc import Iterator, Sequence
 from typing import IO
 
@@ -24,7 +26,20 @@ def cut_off(where: str) -> str:
     )
 
 
+def corrupt(where: str, exc: Exception, after: str = "") -> str:
+    """The message for a gzip stream whose data is damaged (zlib.error, gzip.BadGzipFile)."""
+    return f"{where}: the gzip stream is corrupt{after} ({exc}); the file is damaged"
+
+
+GZIP_ERRORS = (zlib.error, gzip.BadGzipFile)
+"""What a damaged gzip stream raises while it is read (BadGzipFile is an OSError: catch these
+first)."""
+
 MAX_LABEL_CHARS = 64
+MAX_LINE_CHARS = 1 << 20
+"""The longest line a reader takes (1 MiB of ASCII; a row is under 100 characters, a header a
+few hundred): a longer one is refused as soon as it is seen, so a file without line breaks
+costs neither memory nor time."""
 
 
 class CsvBodyReader:
@@ -43,12 +58,14 @@ class CsvBodyReader:
         self._fh = fh
         self._where = where
         self._n_channels = len(channel_names)
+        self._columns = ["t", *channel_names]
         self._labelled = labelled
         fields: list[tuple[str, str, tuple[int]] | tuple[str, str]] = [
             ("v", "f8", (1 + self._n_channels,))
         ]
         if labelled:
-            fields.append(("label", f"U{MAX_LABEL_CHARS}"))
+            # one character more than allowed: a longer label shows as too long, not cut short
+            fields.append(("label", f"U{MAX_LABEL_CHARS + 1}"))
         self._row_dtype = np.dtype(fields)
         self._known = frozenset(vocabulary) if vocabulary else None
         """Labels a row may carry (None: any; the header names no vocabulary)."""
@@ -59,14 +76,23 @@ class CsvBodyReader:
         self._eof = False
         cols = self._next_row()
         expected = ["t", *channel_names] + (["label"] if labelled else [])
+        if cols is None:
+            raise RecordingError(
+                f"{where}: the column line (line 2, {','.join(expected)}) is missing: the file "
+                "ends after the header"
+            )
         if cols != expected:
             raise RecordingError(f"{where}: column line {cols} does not match header {expected}")
 
     def _next_row(self) -> list[str] | None:
         try:
-            line = self._fh.readline()
+            line = self._fh.readline(MAX_LINE_CHARS + 1)
         except EOFError:
             raise RecordingError(cut_off(self._where)) from None
+        except GZIP_ERRORS as exc:
+            raise RecordingError(
+                corrupt(self._where, exc, f" in line {self.position + 1}")
+            ) from None
         except (OSError, UnicodeDecodeError) as exc:
             raise RecordingError(
                 f"{self._where}: line {self.position + 1}: unreadable ({exc})"
@@ -74,7 +100,15 @@ class CsvBodyReader:
         if not line:
             return None
         self.position += 1
+        if len(line) > MAX_LINE_CHARS and not line.endswith(("\n", "\r")):
+            raise RecordingError(self._too_long(self.position))
         return line.rstrip("\r\n").split(",")
+
+    def _too_long(self, line: int) -> str:
+        return (
+            f"{self._where}: line {line} is longer than {MAX_LINE_CHARS:,} characters (1 MiB): "
+            "not a recording row"
+        )
 
     def _read_lines(self, size: int) -> list[str]:
         """The next ``size`` lines (fewer at the end), read in 64 KiB blocks."""
@@ -83,6 +117,9 @@ class CsvBodyReader:
                 block = self._fh.read(1 << 16)
             except EOFError:
                 raise RecordingError(cut_off(self._where)) from None
+            except GZIP_ERRORS as exc:
+                done = self.position + len(self._buf) - self._pos
+                raise RecordingError(corrupt(self._where, exc, f" after line {done}")) from None
             except (OSError, UnicodeDecodeError) as exc:
                 raise RecordingError(
                     f"{self._where}: after line {self.position}: unreadable ({exc})"
@@ -95,10 +132,16 @@ class CsvBodyReader:
                     self._buf.append(self._tail)
                     self._tail = ""
                 break
+            # the tail is at most MAX_LINE_CHARS long (refused below), so however long a line
+            # is, this join copies no more than that: reading stays linear in the file's length
+            crlf = "\r" in block or self._tail.endswith("\r")
             parts = (self._tail + block).split("\n")
-            if "\r" in block:
+            if crlf:
                 parts = [part.rstrip("\r") for part in parts]
             self._tail = parts.pop()
+            if len(self._tail) > MAX_LINE_CHARS or (parts and len(parts[0]) > MAX_LINE_CHARS):
+                # the long one is the first line after those buffered: parts[0], or the tail
+                raise RecordingError(self._too_long(self.position + len(self._buf) + 1))
             self._buf.extend(parts)
         lines = self._buf[self._pos : self._pos + size]
         self._pos += len(lines)
@@ -122,6 +165,23 @@ class CsvBodyReader:
             if len(lines) < block:
                 return
 
+    def _labels(self, arr: np.ndarray, first_line: int) -> list[str | None]:
+        if not self._labelled:
+            return []
+        try:
+            return _expand_runs(arr["label"], self._known)
+        except _UnknownLabel as exc:
+            where = f"{self._where}: line {first_line + exc.row}"
+            if len(exc.label) > MAX_LABEL_CHARS:
+                raise RecordingError(
+                    f"{where}: label {exc.label[:20]!r}... is longer than {MAX_LABEL_CHARS} "
+                    "characters"
+                ) from None
+            raise RecordingError(
+                f"{where}: label {exc.label!r} is not one of the header's labels "
+                f"({', '.join(sorted(self._known or ()))})"
+            ) from None
+
     def _parse(self, lines: list[str], first_line: int) -> tuple[np.ndarray, list[str | None]]:
         """Parse rows fast (numpy's C parser); on any problem, find the bad line and name it."""
         n_ch = self._n_channels
@@ -132,27 +192,38 @@ class CsvBodyReader:
         except ValueError:
             pass
         else:
-            if not self._labelled:
-                return arr["v"], []
-            try:
-                return arr["v"], _expand_runs(arr["label"], self._known)
-            except _UnknownLabel as exc:
-                raise RecordingError(
-                    f"{self._where}: line {first_line + exc.row}: label {exc.label!r} is not one "
-                    f"of the header's labels ({', '.join(sorted(self._known or ()))})"
-                ) from None
+            # numpy skips empty lines, a recording has none: then the loop below names it
+            if arr.shape[0] == len(lines):
+                return arr["v"], self._labels(arr, first_line)
+        # the error path: find the first bad line with the same parser, and name it
         for i, ln in enumerate(lines):
-            fields = ln.rstrip("\r\n").split(",")
             where = f"{self._where}: line {first_line + i}"
+            if not ln:
+                raise RecordingError(
+                    f"{where}: blank line (a recording has one sample on every line after the "
+                    "column line)"
+                )
+            fields = ln.split(",")
             if len(fields) != width:
                 raise RecordingError(f"{where}: expected {width} fields, got {len(fields)}")
-            try:
-                [float(x) for x in fields[: 1 + n_ch]]
-            except ValueError as exc:
-                raise RecordingError(f"{where}: not a number ({exc})") from exc
-        raise RecordingError(
+            for name, text in zip(self._columns, fields, strict=False):
+                if not _parses(text):
+                    raise RecordingError(f"{where}: not a number ({name} is {text[:40]!r})")
+        raise RecordingError(  # not reached: one of the lines failed above
             f"{self._where}: lines {first_line}-{first_line + len(lines) - 1}: unparseable rows"
         )
+
+
+def _parses(text: str) -> bool:
+    """Whether numpy's parser (the one that reads the rows) takes ``text`` as a number:
+    Python's float() also takes ``1_000`` and other digits than ASCII ones."""
+    if not text:  # (numpy skips an empty line rather than refuse it)
+        return False
+    try:
+        np.loadtxt([text], delimiter=",", dtype=np.float64, comments=None, ndmin=1)
+    except ValueError:
+        return False
+    return True
 
 
 class _UnknownLabel(Exception):
@@ -170,7 +241,7 @@ def _expand_runs(labels: np.ndarray, known: frozenset[str] | None = None) -> lis
     out: list[str | None] = []
     for a, b in zip(starts[:-1], starts[1:], strict=False):
         label = str(labels[a]) or None
-        if known and label is not None and label not in known:
+        if label is not None and (len(label) > MAX_LABEL_CHARS or (known and label not in known)):
             raise _UnknownLabel(a, label)
         out += [label] * (b - a)
     return out

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.errors import RecordingError
-from agent.recording import MAGIC, RecordingReader, RecordingWriter
+from agent.recording import BINARY_VERSION, MAGIC, RecordingHeader, RecordingReader, RecordingWriter
 from agent.recording_bin import ENCODING as BINARY
 from agent.recording_bin import record_dtype
 
@@ -61,13 +61,14 @@ def _whole_rows(data: bytes, where: Path) -> tuple[bytes, int]:
     if end < 0 or not data.startswith(MAGIC.encode()):
         raise RecordingError(f"{where}: not a har-agent recording, or cut off inside its header")
     head = end + 1
-    try:  # the reader checks the header properly later; here only the body's layout matters
-        meta = json.loads(data[len(MAGIC) : end].decode("utf-8").partition(" ")[2])
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    try:
+        version, _, text = data[len(MAGIC) : end].decode("utf-8").partition(" ")
+    except UnicodeDecodeError as exc:
         raise RecordingError(f"{where}: unreadable header ({exc})") from None
-    if isinstance(meta, dict) and meta.get("encoding") == BINARY:
-        labelled = bool(meta.get("labelled"))
-        size = record_dtype(len(meta.get("channels", [])), labelled).itemsize
+    # the header checked as the reader checks it: the body's layout depends on its fields
+    header = RecordingHeader.from_json(text, str(where))
+    if version == str(BINARY_VERSION) and json.loads(text).get("encoding") == BINARY:
+        size = record_dtype(len(header.channels), header.labelled).itemsize
         keep = head + (len(data) - head) // size * size
     else:
         keep = data.rfind(b"\n") + 1
@@ -80,7 +81,8 @@ def salvage(part: Path, out: Path) -> Salvage:
     never written to: everything goes through a temporary folder beside ``out``, and ``out``
     appears, complete, only at the end."""
     if not part.is_file():
-        raise RecordingError(f"{part}: no such file")
+        what = "no such file" if not part.exists() else "is not a regular file"
+        raise RecordingError(f"{part}: {what}")
     data, whole = _decoded(part)
     kept, dropped = _whole_rows(data, part)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".recover-") as tmp:

@@ -225,6 +225,6 @@ def test_compression_is_read_from_the_content_not_the_name(
 def test_corrupt_gzip_is_named(tmp_path: Path) -> None:
     path = tmp_path / "s.har.csv.gz"
     path.write_bytes(b"\x1f\x8b" + b"\x00" * 40)
-    with pytest.raises(RecordingError, match="cannot read"):
+    with pytest.raises(RecordingError, match="s.har.csv.gz: the gzip stream is corrupt"):
         RecordingReader(path)
     assert gzip

@@ -94,7 +94,7 @@ def test_recover_command(tmp_path: Path) -> None:
     ("body", "message"),
     [
         ("t,acc_x\n0,1\n0.02,2\n0.01,3\n0.06,4\n", "line 5: time 0.01 does not increase"),
-        ("", "column line None does not match header"),  # cut inside the column line
+        ("", "the column line (line 2, t,acc_x) is missing"),  # cut before the column line
         ("t,acc_x\n", "no whole sample to recover"),
     ],
 )

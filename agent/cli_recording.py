@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import stat
 from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from agent.errors import AgentError, RecordingError
+from agent.errors import AgentError
 from agent.recording import Channel
 
 recording_app = typer.Typer(
@@ -22,6 +23,27 @@ recording_app = typer.Typer(
 def _fail(exc: AgentError) -> typer.Exit:
     typer.echo(f"har-agent: error: {exc}", err=True)
     return typer.Exit(1)
+
+
+def _check_destination(dst: Path, force: bool) -> None:
+    """Refuse to write ``dst`` over anything but a regular file (and over that without
+    ``--force``): the new recording replaces the name, which would turn a device node or a FIFO
+    into a plain file, and a folder cannot be replaced at all."""
+    try:
+        mode = dst.stat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise AgentError(f"{dst}: cannot write ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(mode):
+        raise AgentError(f"{dst}: is a folder; name the recording to write")
+    if not stat.S_ISREG(mode):
+        raise AgentError(
+            f"{dst}: exists and is not a regular file (a device, FIFO or socket); refusing to "
+            "replace it, with or without --force"
+        )
+    if not force:
+        raise AgentError(f"{dst} exists (use --force to overwrite)")
 
 
 @recording_app.command("info")
@@ -99,23 +121,31 @@ def convert(
     """Re-encode a recording, sample for sample (binary replays ~5x faster than gzipped CSV)."""
     from agent.recording import RecordingReader, RecordingWriter
 
+    part = dst.with_name(dst.name + ".part")  # what the writer writes, renamed when complete
+    ours = False  # whether a .part file there now is this command's
     try:
         if src.resolve() == dst.resolve():
             raise AgentError(f"{dst}: converting a recording onto itself")
-        if dst.exists() and not force:
-            raise AgentError(f"{dst} exists (use --force to overwrite)")
+        _check_destination(dst, force)
+        if part.exists() or part.is_symlink():
+            # perhaps a session cut off while being recorded: its only copy, never overwritten
+            raise AgentError(
+                f"{part} exists (a recording cut off while being written? 'har-agent recording "
+                "recover' it, or remove it)"
+            )
+        ours = True
         with (
             RecordingReader(src) as reader,
             RecordingWriter(dst, reader.header, flush_every=100_000) as writer,
         ):
             for chunk in reader.chunks(4096):
                 writer.write(chunk.t, chunk.values, chunk.labels)
-    except RecordingError as exc:
-        leftover = dst.with_name(dst.name + ".part")
-        leftover.unlink(missing_ok=True)  # nothing half-written is left behind
-        raise _fail(exc) from None
     except (AgentError, OSError) as exc:
-        raise _fail(exc if isinstance(exc, AgentError) else AgentError(str(exc))) from None
+        if ours:
+            part.unlink(missing_ok=True)  # nothing half-written is left behind
+        if isinstance(exc, OSError):
+            exc = AgentError(f"{dst}: cannot write the recording ({exc.strerror or exc})")
+        raise _fail(exc) from None
     typer.echo(
         f"{dst}: {writer.rows} samples, {writer.encoding}, {dst.stat().st_size:,} bytes "
         f"(from {src.stat().st_size:,})"
@@ -144,8 +174,7 @@ def recover(
             raise _fail(AgentError(f"{part}: not a .part file; name the output with --out"))
         out = part.with_suffix("")
     try:
-        if out.exists() and not force:
-            raise AgentError(f"{out} exists (use --force to overwrite)")
+        _check_destination(out, force)
         if out.resolve() == part.resolve():
             raise AgentError(f"{out}: recovering a recording onto itself")
         result = salvage(part, out)

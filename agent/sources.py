@@ -14,11 +14,16 @@ from pathlib import Path
 from typing import Protocol
 
 from agent.clock import Clock
+from agent.errors import RecordingError
 from agent.recording import Chunk, RecordingHeader, RecordingReader
 
 LOOP_GAP_S = 10.0
 """When a replay loops, the next pass starts this long after the last sample: a gap, so no
 window is cut across the splice."""
+
+
+def _nothing_to_loop(path: Path) -> str:
+    return f"{path}: holds no samples, so there is nothing to loop over (source.loop = true)"
 
 
 class Source(Protocol):
@@ -48,7 +53,12 @@ class ReplaySource:
         self.chunk_samples = chunk_samples
         self.loop = loop
         reader = RecordingReader(self.path)  # validates the header now: fail before we start
-        reader.close()
+        try:
+            # looping over no samples would end at once, as if the replay had finished
+            if loop and next(reader.chunks(1), None) is None:
+                raise RecordingError(_nothing_to_loop(self.path))
+        finally:
+            reader.close()
         self.header = reader.header
         self.passes = 0
 
@@ -71,6 +81,8 @@ class ReplaySource:
                 # (shifted times round differently: the chunk's step bound no longer holds)
                 yield replace(chunk, t=chunk.t + offset, max_step=None) if offset else chunk
             self.passes += 1
+            if self.loop and (first_t is None or last is None):  # emptied since we started
+                raise RecordingError(_nothing_to_loop(self.path))
             if not self.loop or first_t is None or last is None:
                 return
             offset += float(last.t[-1]) - first_t + LOOP_GAP_S

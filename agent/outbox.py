@@ -5,6 +5,13 @@ it only when the broker has acknowledged them.
                           │  cap / TTL: drop-oldest or reject-new, counted     └─refused──► dead()
                           └─ on start: unacknowledged rows are sent again, oldest first
 
+Writes are kept few, for SD cards: a message costs one fsync'd commit (``put``: the row and the
+table's id sequence) and one commit that is not fsync'd (``ack``: ``synchronous=NORMAL`` for that
+transaction, which WAL keeps consistent; a power cut may undo an ack, so the message is sent
+again: a duplicate, which at-least-once allows, never a loss; the next ``put``'s fsync makes it
+durable anyway). ``produced`` and ``acked`` are not counted per message: ``produced`` is the id
+sequence's value (every row ever inserted), ``acked`` what is neither queued nor dropped nor dead.
+
 The store knows nothing about MQTT: it keeps rows, their order, caps and counters. The forwarding
 logic (how many in flight, what a reason code means) lives in :mod:`agent.forwarder`.
 """
@@ -45,7 +52,8 @@ CREATE TABLE IF NOT EXISTS counters (
     value INTEGER NOT NULL
 );
 """
-_COUNTERS = ("dropped_cap", "dropped_ttl", "rejected", "dead", "acked", "produced")
+_COUNTERS = ("dropped_cap", "dropped_ttl", "rejected", "dead")
+"""Counted as they happen (rare events). ``produced`` and ``acked`` are derived (module doc)."""
 DEAD_LETTER_KEEP = 1000
 """Dead letters kept for inspection; older ones are deleted."""
 
@@ -133,17 +141,13 @@ class Outbox:
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (topic, payload, qos, int(retain), now, size),
             )
-            self._bump(db, "produced")
             self._bytes += size
             return int(cur.lastrowid or 0)
 
     def ack(self, row_id: int) -> bool:
         """The broker has the message: forget it. False if it was already gone."""
-        with self._lock, self._tx() as db:
-            gone = self._delete(db, row_id)
-            if gone:
-                self._bump(db, "acked")
-            return gone
+        with self._lock, self._tx(durable=False) as db:
+            return self._delete(db, row_id)
 
     def dead(self, row_id: int, reason: str, now: float) -> bool:
         """The broker refused the message for good: move it to the dead-letter table."""
@@ -196,10 +200,10 @@ class Outbox:
 
     def stats(self, now: float) -> OutboxStats:
         with self._lock:
-            n, oldest = self._db.execute("SELECT COUNT(*), MIN(created) FROM outbox").fetchone()
-            c = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
+            c = _counts(self._db)
+            oldest = self._db.execute("SELECT MIN(created) FROM outbox").fetchone()[0]
         return OutboxStats(
-            length=int(n),
+            length=c["length"],
             bytes=self._bytes,
             oldest_age_s=None if oldest is None else max(0.0, now - float(oldest)),
             dropped_cap=c["dropped_cap"],
@@ -227,8 +231,9 @@ class Outbox:
             self._db.close()
 
     # -- internals ------------------------------------------------------------------------------
-    def _tx(self) -> _Transaction:
-        return _Transaction(self._db, self.path)
+    def _tx(self, durable: bool = True) -> _Transaction:
+        """A write transaction; ``durable=False``: committed without an fsync (module doc)."""
+        return _Transaction(self._db, self.path, durable)
 
     def _sum_bytes(self) -> int:
         return int(self._db.execute("SELECT COALESCE(SUM(size), 0) FROM outbox").fetchone()[0])
@@ -256,31 +261,73 @@ class Outbox:
         self._bump(db, "dropped_cap", dropped)
 
 
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on error; sqlite errors become OutboxError."""
+def _counts(db: sqlite3.Connection) -> dict[str, int]:
+    """The counters, with ``produced`` (the id sequence: every row ever inserted) and ``acked``
+    (what is neither queued, dropped nor dead) derived rather than counted per message."""
+    c = {name: 0 for name in _COUNTERS}
+    c.update({str(k): int(v) for k, v in db.execute("SELECT name, value FROM counters")})
+    seq = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+    length = int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+    produced = int(seq[0]) if seq else 0
+    gone = c["dropped_cap"] + c["dropped_ttl"] + c["dead"]
+    return {**c, "length": length, "produced": produced, "acked": produced - length - gone}
 
-    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+
+def read_counts(path: str | Path) -> dict[str, int]:
+    """:func:`_counts` of an outbox file, opened read-only (another process may be writing it);
+    all zeros when it does not exist yet. For tests and tools that watch a running agent."""
+    if not Path(path).exists():
+        return {name: 0 for name in (*_COUNTERS, "length", "produced", "acked")}
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
+    try:
+        return _counts(db)
+    except sqlite3.OperationalError:  # the schema is not there yet
+        return {name: 0 for name in (*_COUNTERS, "length", "produced", "acked")}
+    finally:
+        db.close()
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on error; sqlite errors become OutboxError. A
+    transaction that is not ``durable`` commits with ``synchronous=NORMAL`` (no fsync); the
+    connection is back at ``FULL`` afterwards, whatever happened."""
+
+    def __init__(self, db: sqlite3.Connection, path: Path, durable: bool = True) -> None:
         self._db = db
         self._path = path
+        self._durable = durable
 
     def __enter__(self) -> sqlite3.Connection:
         try:
+            if not self._durable:
+                self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
+            self._restore()
             raise OutboxError(f"{self._path}: cannot write the outbox ({exc})") from exc
         return self._db
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
+        try:
+            if exc_type is None:
+                try:
+                    self._db.execute("COMMIT")
+                    return
+                except sqlite3.Error as err:
+                    self._db.execute("ROLLBACK")
+                    raise OutboxError(f"{self._path}: cannot write the outbox ({err})") from err
+            self._db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise OutboxError(f"{self._path}: cannot write the outbox ({exc})") from exc
+        finally:
+            self._restore()
+
+    def _restore(self) -> None:
+        if not self._durable:
             try:
-                self._db.execute("COMMIT")
-                return
-            except sqlite3.Error as err:
-                self._db.execute("ROLLBACK")
-                raise OutboxError(f"{self._path}: cannot write the outbox ({err})") from err
-        self._db.execute("ROLLBACK")
-        if isinstance(exc, sqlite3.Error):
-            raise OutboxError(f"{self._path}: cannot write the outbox ({exc})") from exc
+                self._db.execute("PRAGMA synchronous=FULL")
+            except sqlite3.Error:  # the connection is unusable; the next write says so
+                pass
 
 
 def free_bytes(path: str | Path) -> int:

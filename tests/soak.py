@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import signal
-import sqlite3
 import sys
 import tempfile
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import psutil
 
+from agent.outbox import read_counts
 from tests.agent.reliability import SeqSubscriber, persistent_broker, spawn_agent, write_profile
 from tests.conftest import free_port, stop_broker
 
@@ -71,17 +71,8 @@ class SoakResult:
 
 def _outbox_counts(path: Path) -> tuple[int, int]:
     """(rows waiting, rows produced) read from the agent's outbox, read-only."""
-    if not path.exists():
-        return 0, 0
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-    try:
-        n = db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
-        row = db.execute("SELECT value FROM counters WHERE name = 'produced'").fetchone()
-        return int(n), int(row[0]) if row else 0
-    except sqlite3.OperationalError:
-        return 0, 0
-    finally:
-        db.close()
+    counts = read_counts(path)
+    return counts["length"], counts["produced"]
 
 
 def _drain(profile_path: Path, timeout_s: float) -> int:

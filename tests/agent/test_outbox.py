@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from agent.errors import OutboxError
-from agent.outbox import Outbox
+from agent.outbox import Outbox, read_counts
 
 
 def _box(tmp_path: Path, **kw: object) -> Outbox:
@@ -92,6 +92,52 @@ def test_wal_and_full_sync(tmp_path: Path) -> None:
     # rows it reported committed (a SIGKILL cannot show it: the OS still holds them)
     assert box._db.execute("PRAGMA synchronous").fetchone()[0] == 2
     assert box.integrity_check() == "ok"
+
+
+def test_a_message_costs_one_fsync_commit_and_one_without(tmp_path: Path) -> None:
+    """SD cards: ``put`` commits with synchronous=FULL; ``ack`` with NORMAL for its own
+    transaction (a power cut may undo it: a duplicate, never a loss); FULL again afterwards."""
+    box = _box(tmp_path)
+    seen: list[str] = []
+    box._db.set_trace_callback(seen.append)
+    rid = box.put("t", b"x", 1, False, 0.0)
+    put_sql, seen[:] = list(seen), []
+    assert rid is not None and box.ack(rid)
+    ack_sql = list(seen)
+    box._db.set_trace_callback(None)
+    assert not any("synchronous" in q for q in put_sql)
+    assert not any(q.startswith("UPDATE counters") for q in put_sql + ack_sql)
+    assert ack_sql[0] == "PRAGMA synchronous=NORMAL" and ack_sql[1] == "BEGIN IMMEDIATE"
+    assert ack_sql[-2:] == ["COMMIT", "PRAGMA synchronous=FULL"]
+    assert box._db.execute("PRAGMA synchronous").fetchone()[0] == 2
+    assert not box.ack(rid)  # already gone: still FULL afterwards
+    assert box._db.execute("PRAGMA synchronous").fetchone()[0] == 2
+
+
+def test_produced_and_acked_are_derived_and_survive_a_restart(tmp_path: Path) -> None:
+    box = _box(tmp_path, max_bytes=10)
+    ids = [box.put("t", b"abc", 1, False, float(i)) for i in range(3)]  # 9 bytes
+    assert all(i is not None for i in ids)
+    box.ack(ids[0])  # type: ignore[arg-type]
+    box.dead(ids[1], "refused", 5.0)  # type: ignore[arg-type]
+    box.put("t", b"abcdefgh", 1, False, 6.0)  # 3 + 8 > 10: drops the oldest (ids[2])
+    assert box.put("t", b"x" * 11, 1, False, 7.0) is None  # over the cap alone: rejected
+    st = box.stats(8.0)
+    assert (st.produced, st.acked, st.dead, st.dropped_cap, st.rejected, st.length) == (
+        4,
+        1,
+        1,
+        1,
+        1,
+        1,
+    )
+    box.close()
+    again = _box(tmp_path, max_bytes=10)
+    st2 = again.stats(8.0)
+    assert (st2.produced, st2.acked, st2.length) == (4, 1, 1)
+    counts = read_counts(again.path)
+    assert (counts["produced"], counts["acked"], counts["dead"], counts["length"]) == (4, 1, 1, 1)
+    assert read_counts(tmp_path / "nowhere.db")["produced"] == 0
 
 
 def test_killed_writer_loses_nothing_committed(tmp_path: Path) -> None:

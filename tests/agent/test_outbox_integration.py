@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent.forwarder import OutboxPublisher
+from agent.outbox import read_counts
 from agent.wiring import RunOptions, build_agent
 from tests.agent.helpers import profile_for
 from tests.agent.reliability import (
@@ -62,14 +63,7 @@ def test_broker_outage_loses_nothing(tmp_path: Path) -> None:
 
 
 def _counter(outbox: Path, name: str) -> int:
-    db = sqlite3.connect(outbox)
-    try:
-        row = db.execute("SELECT value FROM counters WHERE name=?", (name,)).fetchone()
-        return int(row[0]) if row else 0
-    except sqlite3.OperationalError:  # not created yet
-        return 0
-    finally:
-        db.close()
+    return read_counts(outbox)[name]
 
 
 def test_sigkill_and_restart_delivers_every_committed_message(
@@ -80,10 +74,12 @@ def test_sigkill_and_restart_delivers_every_committed_message(
     outbox = tmp_path / "outbox.db"
     sub = SeqSubscriber(broker.port, "crash-sub")
     prof = write_profile(tmp_path / "p.toml", broker.port, outbox=outbox, speed=25.0)
+    procs: list[subprocess.Popen[bytes]] = []
     try:
         for extra_s in (0.0, 0.7, 1.5):  # the kill lands at different points of the stream
             before = _counter(outbox, "produced")
             proc = spawn_agent(prof)
+            procs.append(proc)
             deadline = time.monotonic() + 60
             while _counter(outbox, "produced") <= before and time.monotonic() < deadline:
                 time.sleep(0.05)  # running and committing: not a fixed sleep after start
@@ -97,6 +93,7 @@ def test_sigkill_and_restart_delivers_every_committed_message(
         # a final clean run drains every killed run's backlog first
         before = _counter(outbox, "produced")
         proc = spawn_agent(prof, stderr=subprocess.PIPE)
+        procs.append(proc)
         deadline = time.monotonic() + 60
         while _counter(outbox, "produced") <= before + 5 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -121,6 +118,10 @@ def test_sigkill_and_restart_delivers_every_committed_message(
             n = max(i for i, b in enumerate(bits) if b) + 1
             assert sub.missing(boot, n) == [], boot
     finally:
+        for p in procs:  # a failed assertion must not leave an agent holding the device id
+            if p.poll() is None:
+                p.kill()
+                p.wait()
         sub.close()
 
 
@@ -145,8 +146,8 @@ def test_broker_refusal_goes_to_dead_letter_once(tmp_path: Path) -> None:
         db = sqlite3.connect(tmp_path / "outbox.db")
         dead = db.execute("SELECT COUNT(*), MIN(reason) FROM dead_letter").fetchone()
         left = db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
-        counters = dict(db.execute("SELECT name, value FROM counters").fetchall())
         db.close()
+        counters = read_counts(tmp_path / "outbox.db")
         assert left == 0
         assert dead[0] == stats.windows and "0x87" in dead[1]
         assert counters["dead"] == stats.windows and counters["acked"] == 0

@@ -3,12 +3,12 @@ spooling, and delivers everything once a broker appears; a replay (no outbox) en
 (test_cli.py::test_unreachable_broker_subprocess)."""
 
 import signal
-import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
+from agent.outbox import read_counts
 from tests.agent.reliability import SeqSubscriber, persistent_broker, spawn_agent, write_profile
 from tests.conftest import free_port, stop_broker
 
@@ -16,16 +16,7 @@ pytestmark = pytest.mark.integration
 
 
 def _counter(db_path: Path, name: str) -> int:
-    if not db_path.exists():
-        return 0
-    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-    try:
-        row = db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
-        return int(row[0]) if row else 0
-    except sqlite3.OperationalError:  # not created yet
-        return 0
-    finally:
-        db.close()
+    return read_counts(db_path)[name]
 
 
 def test_run_with_no_broker_keeps_spooling_and_delivers_later(tmp_path: Path) -> None:

@@ -14,7 +14,8 @@ from agent.errors import DataError
 from agent.fronts import channel_indices
 from agent.inference import to_model_input
 from agent.manifest import ModelEntry
-from agent.recording import Chunk, RecordingHeader, RecordingReader
+from agent.recording import Chunk, RecordingReader
+from agent.recording_header import RecordingHeader
 from agent.windowing import Resampler, Windower
 
 RANDOM_POOL = 16

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from agent.errors import AgentError
-from agent.recording import Channel
+from agent.recording_header import Channel
 
 recording_app = typer.Typer(
     help="Inspect, convert or recover recordings (docs/recording-format.md).",

@@ -19,7 +19,8 @@ import numpy as np
 
 from agent.errors import DataError
 from agent.manifest import InputSpec
-from agent.recording import Chunk, RecordingHeader
+from agent.recording import Chunk
+from agent.recording_header import RecordingHeader
 from agent.windowing import Resampler, Window, Windower
 
 log = logging.getLogger(__name__)

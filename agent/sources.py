@@ -15,7 +15,8 @@ from typing import Protocol
 
 from agent.clock import Clock
 from agent.errors import RecordingError
-from agent.recording import Chunk, RecordingHeader, RecordingReader
+from agent.recording import Chunk, RecordingReader
+from agent.recording_header import RecordingHeader
 
 LOOP_GAP_S = 10.0
 """When a replay loops, the next pass starts this long after the last sample: a gap, so no

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from agent.recording import Channel, RecordingHeader, RecordingWriter
+from agent.recording import RecordingWriter
+from agent.recording_header import Channel, RecordingHeader
 from tools.hapt import (
     CHANNELS,
     LABEL_NAMES,

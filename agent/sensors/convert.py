@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from agent.recording import Channel
+from agent.recording_header import Channel
 from agent.sensors.axes import parse_axes
 
 IMU_CHANNELS = (

@@ -35,7 +35,8 @@ from agent.clock import Clock
 from agent.errors import SensorNotFoundError, SourceError
 from agent.payload import iso_from_unix
 from agent.profile import SensorConfig
-from agent.recording import Chunk, RecordingHeader
+from agent.recording import Chunk
+from agent.recording_header import RecordingHeader
 from agent.sensors import lsm6dsox, mpu6050
 from agent.sensors.bus import BusFactory, I2CBus, ReopeningBus
 from agent.sensors.convert import IMU_CHANNELS, remap, with_full_scale

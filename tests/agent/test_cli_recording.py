@@ -82,7 +82,8 @@ def test_info_of_a_missing_file() -> None:
 
 
 def test_info_shows_a_sensors_full_scale(tmp_path: Path) -> None:
-    from agent.recording import Channel, RecordingHeader, RecordingWriter
+    from agent.recording import RecordingWriter
+    from agent.recording_header import Channel, RecordingHeader
 
     header = RecordingHeader(
         50.0, (Channel("acc_x", "g", 4.0), Channel("gyro_x", "rad/s")), "2026-01-01T00:00:00Z"
@@ -97,7 +98,8 @@ def test_info_shows_a_sensors_full_scale(tmp_path: Path) -> None:
 
 def test_info_of_an_unlabelled_recording_and_of_a_folder(tmp_path: Path) -> None:
     plain = tmp_path / "u.har.csv"
-    from agent.recording import Channel, RecordingHeader, RecordingWriter
+    from agent.recording import RecordingWriter
+    from agent.recording_header import Channel, RecordingHeader
 
     header = RecordingHeader(50.0, (Channel("acc_x", "g"),), "2026-12-03T00:00:00Z")
     with RecordingWriter(plain, header) as w:

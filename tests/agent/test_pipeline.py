@@ -11,7 +11,8 @@ from agent.clock import FakeClock
 from agent.errors import DataError, ModelError
 from agent.pipeline import RunStats
 from agent.publishers import Command, MemoryPublisher
-from agent.recording import Channel, RecordingHeader, RecordingWriter, read_recording
+from agent.recording import RecordingWriter, read_recording
+from agent.recording_header import Channel, RecordingHeader
 from agent.wiring import RunOptions, build_agent
 from tests.agent.helpers import (
     PAYLOAD_FIELDS,
@@ -215,7 +216,8 @@ def test_saturated_windows_are_rejected_and_counted(tmp_path: Path) -> None:
     so; a recording without full-scale figures is never checked."""
     import dataclasses
 
-    from agent.recording import Channel, RecordingHeader, RecordingWriter
+    from agent.recording import RecordingWriter
+    from agent.recording_header import Channel, RecordingHeader
 
     header, chunk = read_recording(RECORDINGS[0])
     chans = tuple(

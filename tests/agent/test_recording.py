@@ -5,13 +5,8 @@ import numpy as np
 import pytest
 
 from agent.errors import RecordingError
-from agent.recording import (
-    Channel,
-    RecordingHeader,
-    RecordingReader,
-    RecordingWriter,
-    read_recording,
-)
+from agent.recording import RecordingReader, RecordingWriter, read_recording
+from agent.recording_header import Channel, RecordingHeader
 
 HEADER = RecordingHeader(
     sample_rate_hz=50.0,

@@ -9,14 +9,13 @@ from agent.errors import RecordingError
 from agent.recording import (
     BINARY_VERSION,
     MAGIC,
-    Channel,
-    RecordingHeader,
     RecordingReader,
     RecordingWriter,
     encoding_for,
     read_recording,
 )
 from agent.recording_bin import record_dtype
+from agent.recording_header import Channel, RecordingHeader
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "recordings" / "hapt-s02-e04.har.csv.gz"

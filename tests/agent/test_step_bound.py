@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.recording import Channel, Chunk, RecordingHeader, RecordingReader, RecordingWriter
+from agent.recording import Chunk, RecordingReader, RecordingWriter
+from agent.recording_header import Channel, RecordingHeader
 from agent.windowing import Resampler, Windower, WindowSpec
 
 HEADER = RecordingHeader(

@@ -342,14 +342,14 @@ def models_list(
 ) -> None:
     """List the bank's models with their accuracy, size and latency, and check each file
     against its sha256 (exit status 1 when one is missing or altered)."""
-    from agent.manifest import load_manifest, sha256_file
+    from agent.manifest import NotARegularFile, load_manifest, sha256_file
 
     try:
-        folder = (
-            models_dir
-            if models_dir is not None
-            else load_profile(profile).resolve(load_profile(profile).model.dir)
-        )
+        if models_dir is not None:
+            folder = models_dir
+        else:
+            prof = load_profile(profile)
+            folder = prof.resolve(prof.model.dir)
         manifest = load_manifest(folder)
     except AgentError as exc:
         raise _fail(exc) from None
@@ -359,8 +359,10 @@ def models_list(
             return "ok" if sha256_file(path) == sha256 else "altered"
         except FileNotFoundError:
             return "missing"
+        except NotARegularFile as exc:  # a FIFO would hang the read, /dev/zero never ends
+            return f"unreadable (not a regular file: {exc.kind})"
         except OSError as exc:
-            return f"unreadable ({exc.strerror})"
+            return f"unreadable ({exc.strerror or exc})"
 
     checks = {m.id: check(manifest.path_of(m), m.sha256) for m in manifest.models}
     if as_json:

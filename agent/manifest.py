@@ -31,9 +31,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+
+import numpy as np
 
 from agent.errors import ModelError
 from agent.windowing import Normalizer, WindowSpec
@@ -112,38 +117,48 @@ class ModelEntry:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], where: str) -> ModelEntry:
+        mid = raw.get("id")
+        if isinstance(mid, str) and mid and len(mid) <= 128 and mid.isprintable():
+            where = f"{where} ({mid})"  # name the member, not only its position
         try:
-            inp = raw["input"]
+            inp = _obj(raw["input"], "input", where)
+            norm = _obj(raw["normalization"], "normalization", where)
             spec = InputSpec(
-                name=str(inp["name"]),
-                layout=str(inp["layout"]),
-                length=int(inp["length"]),
-                rate_hz=float(inp["rate_hz"]),
-                hop=int(inp["hop"]),
-                channels=tuple(str(c) for c in inp["channels"]),
-                units=tuple(str(u) for u in inp["units"]),
+                name=_text(inp["name"], "input.name", where),
+                layout=_text(inp["layout"], "input.layout", where),
+                length=_count(inp["length"], "input.length", where, 1, MAX_WINDOW),
+                rate_hz=_rate(inp["rate_hz"], where),
+                hop=_count(inp["hop"], "input.hop", where, 1, MAX_WINDOW),
+                channels=_texts(inp["channels"], "input.channels", where),
+                units=_texts(inp["units"], "input.units", where),
             )
-            norm = raw["normalization"]
             entry = cls(
-                id=str(raw["id"]),
-                file=str(raw["file"]),
-                sha256=str(raw["sha256"]),
-                family=str(raw["family"]),
+                id=_text(raw["id"], "id", where),
+                file=_file_name(raw["file"], where),
+                sha256=_text(raw["sha256"], "sha256", where),
+                family=_text(raw["family"], "family", where),
                 input=spec,
-                labels=tuple(str(x) for x in raw["labels"]),
+                labels=_texts(raw["labels"], "labels", where),
                 normalization=Normalizer(
-                    tuple(float(x) for x in norm["mean"]), tuple(float(x) for x in norm["std"])
+                    _stats(norm["mean"], "normalization.mean", where, std=False),
+                    _stats(norm["std"], "normalization.std", where, std=True),
                 ),
-                width=float(raw.get("width", 1.0)),
-                resolution=int(raw.get("resolution", spec.length)),
-                macs=int(raw.get("macs", 0)),
-                params=int(raw.get("params", 0)),
-                file_bytes=int(raw.get("file_bytes", 0)),
-                metrics=dict(raw.get("metrics", {})),
-                latency_ms=dict(raw.get("latency_ms", {})),
-                provenance=dict(raw.get("provenance", {})),
+                width=_number(raw.get("width", 1.0), "width", where, 0.0, 1e6, low_open=True),
+                resolution=_count(raw.get("resolution", spec.length), "resolution", where),
+                macs=_count(raw.get("macs", 0), "macs", where),
+                params=_count(raw.get("params", 0), "params", where),
+                file_bytes=_count(raw.get("file_bytes", 0), "file_bytes", where),
+                metrics=_figures(raw.get("metrics", {}), "metrics", _METRIC_RANGES, where),
+                latency_ms=_figures(
+                    raw.get("latency_ms", {}), "latency_ms", _LATENCY_RANGES, where
+                ),
+                provenance=_obj(raw.get("provenance", {}), "provenance", where),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except ModelError:
+            raise
+        except KeyError as exc:
+            raise ModelError(f"{where}: malformed model entry (missing key {exc})") from exc
+        except (TypeError, ValueError) as exc:
             raise ModelError(
                 f"{where}: malformed model entry ({type(exc).__name__}: {exc})"
             ) from exc
@@ -151,13 +166,138 @@ class ModelEntry:
             raise ModelError(f"{where}: invalid model entry ({exc})") from exc
         if spec.layout not in LAYOUTS:
             raise ModelError(f"{where}: input layout {spec.layout!r} is not one of {LAYOUTS}")
+        if not spec.channels:
+            raise ModelError(f"{where}: input.channels must name at least one channel")
+        if not entry.labels:
+            raise ModelError(f"{where}: labels must name at least one class")
         if len(spec.units) != len(spec.channels):
             raise ModelError(f"{where}: input channels and units differ in length")
         if len(entry.normalization.mean) != len(spec.channels):
             raise ModelError(f"{where}: normalisation does not match the input channels")
-        if "/" in entry.file or "\\" in entry.file or entry.file.startswith("."):
-            raise ModelError(f"{where}: model file {entry.file!r} must be a plain file name")
         return entry
+
+
+MAX_WINDOW = 100_000
+"""Most samples in a window (and in a hop): the window buffers are allocated up front."""
+RATE_RANGE_HZ = (1.0, 10_000.0)
+"""Model input rates the agent accepts: the resampler and the replay's pacing divide by it, and
+a rate far above any IMU's makes the resampler produce that many samples per second."""
+MAX_FILE_NAME_BYTES = 255
+_F32_MAX = float(np.finfo(np.float32).max)
+_F32_TINY = float(np.finfo(np.float32).tiny)
+"""The largest float32, and the smallest positive normal one."""
+# figures the agent reads (others are free-form): (low, high) bounds, both inclusive
+_METRIC_RANGES: dict[str, tuple[float, float]] = {"accuracy": (0.0, 1.0), "f1_weighted": (0.0, 1.0)}
+_LATENCY_RANGES: dict[str, tuple[float, float]] = {"p50": (0.0, 3.6e6), "p90": (0.0, 3.6e6)}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _obj(value: Any, key: str, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ModelError(f"{where}: {key} must be a JSON object (got {type(value).__name__})")
+    return value
+
+
+def _text(value: Any, key: str, where: str) -> str:
+    if not isinstance(value, str):
+        raise ModelError(f"{where}: {key} must be a string (got {type(value).__name__})")
+    if "\x00" in value:
+        raise ModelError(f"{where}: {key} must not contain a NUL character")
+    return value
+
+
+def _texts(value: Any, key: str, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ModelError(f"{where}: {key} must be a list of strings (got {type(value).__name__})")
+    return tuple(_text(v, f"{key}[{i}]", where) for i, v in enumerate(value))
+
+
+def _file_name(value: Any, where: str) -> str:
+    name = _text(value, "file", where)
+    if (
+        not name
+        or "/" in name
+        or "\\" in name
+        or name.startswith(".")
+        or len(name.encode("utf-8", "surrogatepass")) > MAX_FILE_NAME_BYTES
+    ):
+        shown = name if len(name) <= 80 else f"{name[:60]}... ({len(name)} characters)"
+        raise ModelError(
+            f"{where}: model file {shown!r} must be a plain file name "
+            f"(no '/', '\\' or leading '.', at most {MAX_FILE_NAME_BYTES} bytes)"
+        )
+    return name
+
+
+def _count(value: Any, key: str, where: str, low: int = 0, high: int | None = None) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ModelError(
+            f"{where}: {key} must be an integer (got {type(value).__name__} {value!r})"
+        )
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ModelError(f"{where}: {key} must be {bound} (got {value})")
+    return value
+
+
+def _number(
+    value: Any, key: str, where: str, low: float, high: float, low_open: bool = False
+) -> float:
+    if not _is_number(value):
+        raise ModelError(f"{where}: {key} must be a number (got {type(value).__name__} {value!r})")
+    x = float(value)  # (an int too large for a float raises OverflowError: caught as malformed)
+    if not math.isfinite(x) or not (low < x if low_open else low <= x) or not x <= high:
+        side = "(" if low_open else "["
+        raise ModelError(
+            f"{where}: {key} must be a finite number in {side}{low:g}, {high:g}] (got {value!r})"
+        )
+    return x
+
+
+def _rate(value: Any, where: str) -> float:
+    lo, hi = RATE_RANGE_HZ
+    if not _is_number(value) or not lo <= float(value) <= hi:  # NaN fails the comparison
+        raise ModelError(
+            f"{where}: input.rate_hz must be a number of Hz between {lo:g} and {hi:g} "
+            f"(got {value!r})"
+        )
+    return float(value)
+
+
+def _stats(value: Any, key: str, where: str, std: bool) -> tuple[float, ...]:
+    """Normalisation statistics: finite numbers that stay finite as float32 (the hot path's
+    type); a std must be a positive normal float32, or 1/std overflows and every window
+    normalises to the same saturated input (constant predictions)."""
+    if not isinstance(value, list):
+        raise ModelError(f"{where}: {key} must be a list of numbers (got {type(value).__name__})")
+    out: list[float] = []
+    for i, v in enumerate(value):
+        x = float(v) if _is_number(v) else math.nan
+        if not _is_number(v) or not math.isfinite(x) or abs(x) > _F32_MAX:
+            raise ModelError(
+                f"{where}: {key}[{i}] must be a finite number within float32 range (got {v!r})"
+            )
+        if std and not x >= _F32_TINY:
+            raise ModelError(
+                f"{where}: {key}[{i}] must be a positive number of at least "
+                f"{_F32_TINY:.3g} (a normal float32; got {v!r})"
+            )
+        out.append(x)
+    return tuple(out)
+
+
+def _figures(
+    value: Any, key: str, ranges: dict[str, tuple[float, float]], where: str
+) -> dict[str, Any]:
+    """A free-form figures object whose fields the agent reads must be numbers."""
+    body = dict(_obj(value, key, where))
+    for name, (lo, hi) in ranges.items():
+        if name in body:
+            body[name] = _number(body[name], f"{key}.{name}", where, lo, hi)
+    return body
 
 
 @dataclass(frozen=True)
@@ -183,11 +323,16 @@ def load_manifest(models_dir: str | Path) -> Manifest:
     root = Path(models_dir)
     path = root / "manifest.json"
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        with open_regular(path) as fh:
+            raw = json.loads(fh.read().decode("utf-8"))
     except FileNotFoundError as exc:
         raise ModelError(f"{path}: no model manifest (build the bank with tools/)") from exc
+    except NotARegularFile as exc:
+        raise ModelError(f"{exc}; expected the manifest file") from exc
     except (OSError, ValueError) as exc:
         raise ModelError(f"{path}: unreadable manifest ({exc})") from exc
+    except RecursionError:  # arrays nested some thousands deep
+        raise ModelError(f"{path}: unreadable manifest (JSON nested too deeply)") from None
     if not isinstance(raw, dict) or raw.get("manifest_version") != MANIFEST_VERSION:
         got = raw.get("manifest_version") if isinstance(raw, dict) else None
         raise ModelError(
@@ -222,9 +367,48 @@ def write_manifest(models_dir: str | Path, entries: list[ModelEntry], meta: dict
     return path
 
 
+class NotARegularFile(ModelError):
+    """A model path that names a FIFO, a device, a folder or a socket (or a link to one)."""
+
+    def __init__(self, path: str | Path, kind: str) -> None:
+        super().__init__(f"{path}: not a regular file ({kind})")
+        self.kind = kind
+
+
+def open_regular(path: str | Path) -> BinaryIO:
+    """``open(path, "rb")`` for a regular file (or a link to one) only: a FIFO would block the
+    read forever and /dev/zero never ends, so anything else is :class:`NotARegularFile`."""
+    # O_NONBLOCK: opening a FIFO for reading does not wait for a writer; the type is checked on
+    # the open descriptor (no window between a stat and the open for the path to change)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotARegularFile(path, _kind(mode))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def sha256_file(path: str | Path) -> str:
+    """The file's sha256 (:func:`open_regular`: a regular file only)."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "not a plain file"

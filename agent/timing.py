@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from agent.errors import DataError
 from agent.manifest import InputSpec
 from agent.pipeline import RunStats
 
@@ -16,7 +18,13 @@ def hop_in_source_samples(spec: InputSpec, source_rate_hz: float) -> int:
     """Source samples in one hop of the model's windows: the chunk size with which a fast
     replay completes one window per step (a lower-resolution member's hop spans more source
     samples than its own hop count)."""
-    return max(1, round(spec.hop * source_rate_hz / spec.rate_hz))
+    hop = spec.hop * source_rate_hz / spec.rate_hz if spec.rate_hz > 0 else math.nan
+    if not math.isfinite(hop):  # a rate of 0, NaN or inf (the manifest loader refuses those)
+        raise DataError(
+            f"cannot size a hop of {spec.hop} samples at {spec.rate_hz!r} Hz "
+            f"from a {source_rate_hz!r} Hz source"
+        )
+    return max(1, round(hop))
 
 
 @dataclass(frozen=True)

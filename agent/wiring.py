@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.adaptive_factory import build_adaptive
+from agent.adaptive_factory import build_adaptive, expected_accuracy
 from agent.clock import Clock, SystemClock
 from agent.discovery import discovery_messages, ha_status_topic
 from agent.energy import EnergyCounter, EnergyMeter, open_meter
@@ -67,7 +67,7 @@ def pick_model(manifest: Manifest, model_id: str) -> ModelEntry:
     # int8 members are left to an explicit choice: whether they are faster depends on the
     # board's int8 dot-product instructions, which the bank's x86 latency figures do not tell
     pool = [m for m in manifest.models if m.family != "int8"] or list(manifest.models)
-    return max(pool, key=lambda m: float(m.metrics.get("accuracy", 0.0)))
+    return max(pool, key=expected_accuracy)  # (a non-number counts as 0, never a traceback)
 
 
 @dataclass

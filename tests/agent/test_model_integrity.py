@@ -95,7 +95,10 @@ def test_external_data_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         (lambda e: e.update(file="../etc/passwd"), "plain file name"),
         (lambda e: e["input"].update(layout="TNC"), "layout"),
         (lambda e: e.pop("sha256"), "malformed"),
-        (lambda e: e["normalization"].update(std=[0.0] * 6), "invalid"),
+        (
+            lambda e: e["normalization"].update(std=[0.0] * 6),
+            r"normalization.std\[0\] must be a pos",
+        ),
     ],
 )
 def test_manifest_entries_are_validated(tmp_path: Path, edit, match: str) -> None:  # type: ignore[no-untyped-def]

@@ -28,7 +28,7 @@ from agent.cli_sensors import record, sensors_app
 from agent.cli_service import service_app
 from agent.errors import AgentError
 from agent.payload import Prediction
-from agent.profile import Profile, load_profile, with_device
+from agent.profile import Profile, check_speed, load_profile, with_device
 
 DEFAULT_PROFILE = "profiles/default.toml"
 
@@ -73,6 +73,16 @@ def _setup_logging(level: str) -> None:
 def _fail(exc: AgentError) -> typer.Exit:
     typer.echo(f"har-agent: error: {exc}", err=True)
     return typer.Exit(1)
+
+
+def _os_error(exc: OSError) -> AgentError:
+    """A file the agent could not open (name too long, a permission, ...) that no check before
+    it caught: one line naming the file, not a traceback."""
+    name = exc.filename if exc.filename is not None else "a file"
+    if isinstance(name, bytes):
+        name = os.fsdecode(name)
+    shown = name if len(str(name)) <= 200 else f"{str(name)[:160]}... ({len(str(name))} characters)"
+    return AgentError(f"{shown}: cannot open ({exc.strerror or exc})")
 
 
 def _on_stop_signal(
@@ -188,6 +198,8 @@ def run(
             stats = agent.run()
     except AgentError as exc:
         raise _fail(exc) from None
+    except OSError as exc:
+        raise _fail(_os_error(exc)) from None
     finally:
         if claim is not None:
             claim.close()
@@ -250,6 +262,8 @@ def replay(
             prof = with_device(prof, device)
         if speed is None:  # a profile made for replays may set its pace (0: no pacing)
             speed = prof.source.speed
+        elif (speed_problem := check_speed(speed)) is not None:
+            raise AgentError(f"--speed {speed_problem}")
         publisher: Publisher | None = StdoutPublisher() if no_mqtt else None
         opts = RunOptions(
             recording=session,
@@ -284,6 +298,8 @@ def replay(
             stats = agent.run()
     except AgentError as exc:
         raise _fail(exc) from None
+    except OSError as exc:
+        raise _fail(_os_error(exc)) from None
     acc = stats.accuracy
     summary = f"{_count(stats.windows, 'window')} in {stats.wall_s:.1f} s"
     if acc is not None:

@@ -9,6 +9,9 @@ docs/profiles.md lists every key.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import math
+import os
 import re
 import tomllib
 import types
@@ -23,9 +26,28 @@ from agent.profile_location import DEFAULT_PROFILE, find_profile
 from agent.sensors.axes import parse_axes
 
 PROFILE_VERSION = 1
-_DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# matched with fullmatch: "$" would also match before a trailing newline, and a newline in a
+# topic or client id makes the broker drop the connection (again on every reconnect)
+_DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _DEVICE_ID_RULE = "must be 1-64 letters, digits, '_', '.' or '-' (used in MQTT topics)"
-_TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+_TOPIC_PREFIX = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")
+_HOST_LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+MAX_HOST_CHARS = 253
+PATH_KEYS = (
+    "source.path",
+    "model.dir",
+    "mqtt.ca_file",
+    "mqtt.client_cert",
+    "mqtt.client_key",
+    "mqtt.credentials_file",
+    "outbox.path",
+    "policy.latency_table",
+)
+"""Profile keys that name a file or folder."""
+MAX_PATH_BYTES = 4095
+MAX_NAME_BYTES = 255
+SPEED_RANGE = (0.001, 1_000_000.0)
+"""Replay speeds besides 0 (as fast as possible): slower ones make pacing deadlines overflow."""
 
 
 @dataclass(frozen=True)
@@ -239,6 +261,8 @@ def _check_value(value: Any, tp: Any, key: str, where: str) -> Any:
     if get_origin(tp) is tuple:  # tuple[str, ...]: a TOML list of strings
         if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             raise ConfigError(f"{where}: {key} must be a list of strings (got {value!r})")
+        if any("\x00" in v for v in value):
+            raise ConfigError(f"{where}: {key} must not contain a NUL character")
         return tuple(value)
     if get_origin(tp) is Literal:
         if value not in get_args(tp):
@@ -254,7 +278,13 @@ def _check_value(value: Any, tp: Any, key: str, where: str) -> Any:
         raise ConfigError(
             f"{where}: {key} must be {_type_name(tp)} (got {type(value).__name__} {value!r})"
         )
-    return float(value) if tp is float else value
+    if tp is str and "\x00" in value:  # TOML allows "\u0000"; no path, host or name may hold it
+        raise ConfigError(f"{where}: {key} must not contain a NUL character")
+    if tp is float:
+        if not math.isfinite(value):  # TOML has nan and inf; no key of ours means either
+            raise ConfigError(f"{where}: {key} must be a finite number (got {value!r})")
+        return float(value)
+    return value
 
 
 def _build(cls: type[Any], table: Any, prefix: str, where: str) -> Any:
@@ -284,9 +314,56 @@ def _build(cls: type[Any], table: Any, prefix: str, where: str) -> Any:
 
 def with_device(p: Profile, device_id: str) -> Profile:
     """``p`` publishing as another device (``replay --device``)."""
-    if not _DEVICE_ID.match(device_id):
+    if not _DEVICE_ID.fullmatch(device_id):
         raise ConfigError(f"--device {device_id!r}: {_DEVICE_ID_RULE}")
     return dataclasses.replace(p, device=dataclasses.replace(p.device, id=device_id))
+
+
+def check_speed(speed: float) -> str | None:
+    """Why a replay speed is refused, or None (the profile's source.speed, replay --speed)."""
+    lo, hi = SPEED_RANGE
+    if speed == 0 or lo <= speed <= hi:  # NaN fails both
+        return None
+    return f"must be 0 (as fast as possible) or between {lo:g} and {hi:g} (got {speed!r})"
+
+
+def check_path(path: str) -> str | None:
+    """Why a path from a profile cannot name a file (a NUL byte, too long), or None."""
+    if "\x00" in path:
+        return "must not contain a NUL character"
+    raw = os.fsencode(path)
+    if len(raw) > MAX_PATH_BYTES:
+        return f"is {len(raw)} bytes long; a path may have at most {MAX_PATH_BYTES}"
+    longest = max((len(part) for part in raw.split(b"/")), default=0)
+    if longest > MAX_NAME_BYTES:
+        return f"has a file or folder name of {longest} bytes; at most {MAX_NAME_BYTES} are allowed"
+    return None
+
+
+def check_host(host: str) -> str | None:
+    """Why ``host`` is not a host name or IP address the MQTT client can connect to, or None.
+
+    paho refuses an empty host only when it connects (the agent would die there), and a host
+    that is not a valid DNS name fails the IDNA encoding in paho's network thread, which then
+    prints a traceback on every reconnect, forever."""
+    if not host:
+        return "must not be empty (the broker's host name or IP address, e.g. 'localhost')"
+    shown = host if len(host) <= 60 else f"{host[:40]}... ({len(host)} characters)"
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    if len(host) > MAX_HOST_CHARS:
+        return f"{shown!r} is longer than {MAX_HOST_CHARS} characters"
+    labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+    if not host.isascii() or not all(_HOST_LABEL.fullmatch(label) for label in labels):
+        return (
+            f"{shown!r} is not a host name or IP address (dot-separated labels of 1-63 "
+            "letters, digits, '-' or '_', not starting or ending with '-'; an international "
+            "name in its xn-- form)"
+        )
+    return None
 
 
 def _validate(p: Profile, where: str) -> None:
@@ -297,12 +374,18 @@ def _validate(p: Profile, where: str) -> None:
         raise bad(
             "profile_version", f"{p.profile_version} is not supported (expected {PROFILE_VERSION})"
         )
-    if not _DEVICE_ID.match(p.device.id):
+    if not _DEVICE_ID.fullmatch(p.device.id):
         raise bad("device.id", _DEVICE_ID_RULE)
     if p.source.kind == "replay" and not p.source.path:
         raise bad("source.path", "is required when source.kind is 'replay'")
-    if p.source.speed < 0:
-        raise bad("source.speed", "must be 0 (as fast as possible) or positive")
+    speed_problem = check_speed(p.source.speed)
+    if speed_problem:
+        raise bad("source.speed", speed_problem)
+    for key in PATH_KEYS:
+        section, name = key.split(".")
+        path_problem = check_path(getattr(getattr(p, section), name))
+        if path_problem:
+            raise bad(key, path_problem)
     if not 1 <= p.source.chunk_samples <= 100_000:
         raise bad("source.chunk_samples", "must be between 1 and 100000")
     sn = p.sensor
@@ -335,11 +418,14 @@ def _validate(p: Profile, where: str) -> None:
     if not 1 <= p.smoothing.window <= 1000:
         raise bad("smoothing.window", "must be between 1 and 1000")
     m = p.mqtt
+    host_problem = check_host(m.host)
+    if host_problem:
+        raise bad("mqtt.host", host_problem)
     if not 1 <= m.port <= 65535:
         raise bad("mqtt.port", "must be between 1 and 65535")
     if m.qos not in (0, 1, 2):
         raise bad("mqtt.qos", "must be 0, 1 or 2")
-    if not _TOPIC_PREFIX.match(m.topic_prefix):
+    if not _TOPIC_PREFIX.fullmatch(m.topic_prefix):
         raise bad("mqtt.topic_prefix", "must be topic levels without wildcards, e.g. 'har'")
     if not 5 <= m.keepalive_s <= 3600:
         raise bad("mqtt.keepalive_s", "must be between 5 and 3600")
@@ -360,7 +446,7 @@ def _validate(p: Profile, where: str) -> None:
         raise bad("outbox.ttl_h", "must be 0 (keep forever) or positive")
     if not 1 <= o.window <= 1000:
         raise bad("outbox.window", "must be between 1 and 1000")
-    if not _TOPIC_PREFIX.match(p.homeassistant.prefix):
+    if not _TOPIC_PREFIX.fullmatch(p.homeassistant.prefix):
         raise bad("homeassistant.prefix", "must be topic levels without wildcards")
     if not 0.05 <= p.monitor.interval_s <= 3600:
         raise bad("monitor.interval_s", "must be between 0.05 and 3600 s")
@@ -406,6 +492,8 @@ def parse_profile(text: str, where: str, base_dir: Path) -> Profile:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: not valid TOML ({exc})") from exc
+    except RecursionError:  # arrays or inline tables nested some thousands deep
+        raise ConfigError(f"{where}: not valid TOML (nested too deeply)") from None
     if "profile_version" not in raw:
         raise ConfigError(
             f"{where}: missing profile_version (this har-agent reads {PROFILE_VERSION})"

@@ -143,6 +143,18 @@ def test_not_a_recording(tmp_path: Path) -> None:
         (("[mqtt]", "[mqtt]\nhots = 1"), "unknown key 'mqtt.hots'"),
         (("port = 1883", 'port = "x"'), "mqtt.port must be an integer"),
         (('method = "mean"', 'method = "median"'), "smoothing.method"),
+        # a fuzz review's finds: each crashed `run` later, or looped on tracebacks
+        (('host = "localhost"', 'host = ""'), "mqtt.host must not be empty"),
+        (('host = "localhost"', 'host = "../../etc"'), "mqtt.host '../../etc' is not a host"),
+        (('host = "localhost"', f'host = "{"h" * 5000}"'), "longer than 253 characters"),
+        (("qos = 1", 'qos = 1\ncredentials_file = "c\\u0000"'), "credentials_file must not"),
+        (("[logging]", '[outbox]\npath = "o\\u0000"\n[logging]'), "outbox.path must not"),
+        (('path = "../rec', f'path = "{"a" * 5000}/../rec'), "source.path is 5"),
+        (("speed = 1.0", "speed = nan"), "source.speed must be a finite number"),
+        (("speed = 1.0", "speed = inf"), "source.speed must be a finite number"),
+        (('id = "demo"', 'id = "demo\\n"'), "device.id must be 1-64"),
+        (('topic_prefix = "har"', 'topic_prefix = "har\\n"'), "mqtt.topic_prefix"),
+        (("name = ", "x = " + "[" * 5000 + "]" * 5000 + "\nname = "), "nested too deeply"),
     ],
 )
 def test_bad_profile(tmp_path: Path, edit: tuple[str, str], fragment: str) -> None:
@@ -324,3 +336,39 @@ def test_profile_help_names_its_environment_variable() -> None:
         result = runner.invoke(app, args, env={"COLUMNS": "200"})
         assert result.exit_code == 0
         assert "[env: HAR_AGENT_PROFILE]" in result.output, args
+
+
+def test_replay_refuses_a_device_with_a_trailing_newline() -> None:
+    res = runner.invoke(app, ["replay", str(RECORDINGS[0]), "--no-mqtt", "--device", "demo\n"])
+    one_line_error(res, "--device 'demo\\n': must be 1-64")
+
+
+@pytest.mark.parametrize("speed", ["1e-300", "1e9"])
+def test_replay_refuses_a_speed_that_overflows_pacing(speed: str) -> None:
+    """--speed 1e-300 ended in 'OverflowError: timestamp out of range for platform time_t'."""
+    res = runner.invoke(app, ["replay", str(RECORDINGS[0]), "--no-mqtt", "--speed", speed])
+    one_line_error(res, "--speed must be 0 (as fast as possible) or between 0.001 and")
+
+
+@pytest.mark.parametrize("command", ["run", "replay"])
+def test_an_os_error_while_starting_is_one_line(
+    tmp_path: Path, monkeypatch: Any, command: str
+) -> None:
+    """A file that cannot be opened (here: a name too long) that no check caught before."""
+    import errno
+
+    import agent.wiring
+
+    def fail(*_: Any, **__: Any) -> Any:
+        raise OSError(errno.ENAMETOOLONG, "File name too long", "/x/" + "a" * 5000)
+
+    monkeypatch.setattr(agent.wiring, "build_agent", fail)
+    prof = tmp_path / "p.toml"
+    text = DEFAULT_PROFILE.read_text().replace('"../', f'"{ROOT}/')
+    prof.write_text(text.replace('id = "demo"', f'id = "oserr-{os.getpid()}"'))
+    args = [command, "--profile", str(prof)]
+    if command == "replay":
+        args += [str(RECORDINGS[0]), "--no-mqtt"]
+    res = runner.invoke(app, args)
+    one_line_error(res, "/x/aaaa")
+    one_line_error(res, "(5003 characters): cannot open (File name too long)")

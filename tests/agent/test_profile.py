@@ -145,3 +145,139 @@ def test_default_profile_is_found_from_any_folder(tmp_path: Path, monkeypatch: A
     text = (root / "profiles" / "default.toml").read_text().replace('"../', f'"{root}/')
     (tmp_path / "profiles" / "default.toml").write_text(text.replace('id = "demo"', 'id = "here"'))
     assert load_profile(DEFAULT_PROFILE).device.id == "here"  # the current folder's comes first
+
+
+# -- fuzz review: values that used to crash the agent later, or hang it -------------------------
+def _float_keys() -> list[str]:
+    """Every float key of the profile (docs/profiles.md lists them as 'number')."""
+    import dataclasses
+    import typing
+
+    from agent.profile import Profile
+
+    keys = []
+    for f in dataclasses.fields(Profile):
+        tp = typing.get_type_hints(Profile)[f.name]
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            hints = typing.get_type_hints(tp)
+            keys += [f"{f.name}.{g.name}" for g in dataclasses.fields(tp) if hints[g.name] is float]
+    return keys
+
+
+def _with(key: str, value: str) -> str:
+    section, name = key.split(".")
+    if section == "source":  # MINIMAL already has [source]
+        return MINIMAL + f"{name} = {value}\n"
+    return MINIMAL + f"[{section}]\n{name} = {value}\n"
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "+nan"])
+@pytest.mark.parametrize("key", _float_keys())
+def test_no_float_key_takes_nan_or_infinity(tmp_path: Path, key: str, value: str) -> None:
+    assert len(_float_keys()) >= 20  # the walk found the profile's float fields
+    with pytest.raises(ConfigError, match=f"{key} must be a finite number"):
+        parse_profile(_with(key, value), "x.toml", tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        # a trailing newline passed regexes ending in "$"; mosquitto then drops the client
+        ('[device]\nid = "demo\\n"\n', "device.id must be 1-64"),
+        ('[mqtt]\ntopic_prefix = "har\\n"\n', "mqtt.topic_prefix"),
+        ('[homeassistant]\nprefix = "homeassistant\\n"\n', "homeassistant.prefix"),
+        # hosts that paho refuses at connect (a crash) or loops over with tracebacks
+        ('[mqtt]\nhost = ""\n', "mqtt.host must not be empty"),
+        ('[mqtt]\nhost = "../../etc"\n', "mqtt.host '../../etc' is not a host name"),
+        (f'[mqtt]\nhost = "{"a" * 5000}"\n', "mqtt.host 'aaaa.* is longer than 253 characters"),
+        (f'[mqtt]\nhost = "{"a" * 64}.lan"\n', "is not a host name"),
+        ('[mqtt]\nhost = "-broker.lan"\n', "is not a host name"),
+        ('[mqtt]\nhost = "broker lan"\n', "is not a host name"),
+        ('[mqtt]\nhost = "broker\\n"\n', "is not a host name"),
+        ('[mqtt]\nhost = "brøker.lan"\n', "xn-- form"),
+        ('[mqtt]\nhost = "[::1]"\n', "is not a host name"),
+        # paths: NUL ("embedded null byte" tracebacks), too long (OSError tracebacks)
+        (
+            '[mqtt]\ncredentials_file = "a\\u0000b"\n',
+            "mqtt.credentials_file must not contain a NUL",
+        ),
+        ('[outbox]\npath = "a\\u0000b"\n', "outbox.path must not contain a NUL"),
+        ('[mqtt]\ntls = true\nca_file = "\\u0000"\n', "mqtt.ca_file must not contain a NUL"),
+        ('[policy]\nlatency_table = "t\\u0000"\n', "policy.latency_table must not contain a NUL"),
+        ('[model]\ndir = "m\\u0000"\n', "model.dir must not contain a NUL"),
+        ('[mqtt]\nclient_id = "c\\u0000"\n', "mqtt.client_id must not contain a NUL"),
+        ('[policy]\ncandidates = ["a\\u0000"]\n', "policy.candidates must not contain a NUL"),
+        (f'[outbox]\npath = "{"d/" * 2100}x.db"\n', "outbox.path is 4204 bytes long"),
+        (f'[mqtt]\ncredentials_file = "/etc/{"c" * 256}"\n', "name of 256 bytes; at most 255"),
+        ("[policy]\nthermal_release_c = -inf\n", "policy.thermal_release_c must be a finite"),
+    ],
+)
+def test_fuzzed_values_are_refused(tmp_path: Path, extra: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        parse_profile(MINIMAL + extra, "x.toml", tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("path", "match"),
+    [
+        ("a" * 5000, "source.path is 5000 bytes long; a path may have at most 4095"),
+        ("rec/" + "a" * 300, "source.path has a file or folder name of 300 bytes"),
+        ("a\\u0000b", "source.path must not contain a NUL"),
+    ],
+)
+def test_source_path_that_cannot_name_a_file(tmp_path: Path, path: str, match: str) -> None:
+    text = f'profile_version = 1\nname = "t"\n[source]\npath = "{path}"\n'
+    with pytest.raises(ConfigError, match=match):
+        parse_profile(text, "x.toml", tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("speed", "ok"),
+    [("0", True), ("0.001", True), ("1e6", True), ("1e-300", False), ("2e6", False)],
+)
+def test_source_speed_range(tmp_path: Path, speed: str, ok: bool) -> None:
+    text = MINIMAL + f"speed = {speed}\n"
+    if ok:
+        assert parse_profile(text, "x.toml", tmp_path).source.speed == float(speed)
+    else:
+        with pytest.raises(ConfigError, match="source.speed must be 0 .* or between 0.001 and"):
+            parse_profile(text, "x.toml", tmp_path)
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "localhost",
+        "broker.example.com",
+        "broker.example.com.",
+        "my_broker",
+        "192.168.1.10",
+        "::1",
+        "fe80::1%eth0",
+        "xn--brker-gra.lan",
+        "a" * 63 + ".lan",
+        ".".join(["a" * 63] * 3) + "." + "a" * 61,  # 253 characters
+    ],
+)
+def test_good_hosts_are_accepted(tmp_path: Path, host: str) -> None:
+    p = parse_profile(MINIMAL + f'[mqtt]\nhost = "{host}"\n', "x.toml", tmp_path)
+    assert p.mqtt.host == host
+
+
+@pytest.mark.parametrize(
+    "value", ["[" * 5000 + "]" * 5000, "{a = " * 5000 + "1" + "}" * 5000, "[" * 100_000]
+)
+def test_toml_nested_too_deeply_is_one_error(tmp_path: Path, value: str) -> None:
+    text = 'profile_version = 1\nname = "t"\nx = ' + value + "\n"
+    with pytest.raises(ConfigError, match=r"x.toml: not valid TOML \(nested too deeply\)"):
+        parse_profile(text, "x.toml", tmp_path)
+
+
+def test_with_device_refuses_a_trailing_newline(tmp_path: Path) -> None:
+    from agent.profile import with_device
+
+    p = parse_profile(MINIMAL, "x.toml", tmp_path)
+    assert with_device(p, "bench-1").device.id == "bench-1"
+    for bad in ("bench-1\n", "bench-1\r\n", "a" * 65, ""):
+        with pytest.raises(ConfigError, match="--device"):
+            with_device(p, bad)

@@ -15,6 +15,7 @@ path: no command can name a file or run code.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -29,7 +30,7 @@ _FIELDS: dict[str, set[str]] = {
     "release": set(),
     "mode": {"mode"},
 }
-_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # fullmatch: "$" allows a "\n"
 MODES = ("adaptive", "static")
 
 
@@ -50,7 +51,7 @@ def _apply(cmd: str, body: dict[str, Any], control: Control | None) -> None:
         )
     if cmd == "force":
         model = body.get("model")
-        if not isinstance(model, str) or not _MODEL_ID.match(model):
+        if not isinstance(model, str) or not _MODEL_ID.fullmatch(model):
             raise ValueError("'model' must be a bank member id, e.g. \"wc-w0.50-r064\"")
         try:
             control.force(model)
@@ -80,6 +81,31 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return body
 
 
+def _no_constants(name: str) -> Any:
+    """``NaN``, ``Infinity`` and ``-Infinity`` are not JSON (Python's json reads them)."""
+    raise ValueError(f"not JSON: {name} is not a JSON value")
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by null (a reply stays JSON)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _encode(reply: dict[str, Any]) -> bytes:
+    """The reply as strict JSON: a NaN from a status figure becomes null, never ``NaN``."""
+    try:
+        text = json.dumps(reply, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite(reply), separators=(",", ":"), allow_nan=False)
+    return text.encode("utf-8")
+
+
 def handle_command(
     payload: bytes,
     status: Callable[[], dict[str, Any]],
@@ -95,7 +121,11 @@ def handle_command(
         if len(payload) > MAX_COMMAND_BYTES:
             raise ValueError(f"command larger than {MAX_COMMAND_BYTES} bytes")
         try:
-            body = json.loads(payload.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
+            body = json.loads(
+                payload.decode("utf-8"),
+                object_pairs_hook=_no_duplicate_keys,
+                parse_constant=_no_constants,
+            )
         except UnicodeDecodeError as exc:
             raise ValueError(
                 f"not UTF-8 text (byte {exc.start} is 0x{payload[exc.start]:02x})"
@@ -105,8 +135,11 @@ def handle_command(
         if not isinstance(body, dict):
             raise ValueError("a command must be a JSON object")
         request_id = body.get("id")
-        if request_id is not None and not isinstance(request_id, str | int):
-            raise ValueError("'id' must be a string or an integer")
+        if request_id is not None and (
+            not isinstance(request_id, str | int) or isinstance(request_id, bool)
+        ):
+            bad_id, request_id = request_id, None  # not echoed: it is not an id
+            raise ValueError(f"'id' must be a string or an integer (got {json.dumps(bad_id)[:40]})")
         cmd = body.get("cmd")
         if cmd not in COMMANDS:
             raise ValueError(f"unknown command {cmd!r} (known: {', '.join(COMMANDS)})")
@@ -126,4 +159,4 @@ def handle_command(
         reply = {"ok": False, "error": "command nested too deeply"}
     if request_id is not None:
         reply["id"] = request_id
-    return json.dumps(reply, separators=(",", ":")).encode("utf-8")
+    return _encode(reply)

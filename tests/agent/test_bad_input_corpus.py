@@ -268,7 +268,18 @@ COMMAND_CASES: dict[str, tuple[bytes, str]] = {
     ),
     "bad-mode": (b'{"cmd": "mode", "mode": "turbo"}', "'mode' must be one of adaptive, static"),
     "bad-id": (b'{"cmd": "ping", "id": {"a": 1}}', "'id' must be a string or an integer"),
+    "nan-id": (b'{"cmd": "ping", "id": NaN}', "not JSON: NaN is not a JSON value"),
+    "bool-id": (b'{"cmd": "ping", "id": true}', "'id' must be a string or an integer (got true)"),
 }
+
+
+def _strict_json(body: bytes) -> Any:
+    """A reply parsed as strict JSON (Python's json also reads NaN and Infinity)."""
+
+    def refuse(name: str) -> Any:
+        raise AssertionError(f"reply is not JSON ({name}): {body!r}")
+
+    return json.loads(body, parse_constant=refuse)
 
 
 @pytest.mark.integration
@@ -291,7 +302,7 @@ def test_bad_commands_are_answered_and_the_daemon_stays_up(broker: Broker, tmp_p
             sender.publish("har/demo/cmd", COMMAND_CASES[case][0], qos=1).wait_for_publish(10)
             got = sub.wait_for("/cmd/response", n + 1, timeout=20)
             assert len(got) == n + 1, case
-            replies[case] = json.loads(got[-1])
+            replies[case] = _strict_json(got[-1])
         for case, reply in replies.items():
             assert reply["ok"] is False, (case, reply)
             assert COMMAND_CASES[case][1] in reply["error"], (case, reply)

@@ -15,10 +15,11 @@ path: no command can name a file or run code.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Callable
 from typing import Any, Protocol
+
+from agent.strict_json import strict_json
 
 MAX_COMMAND_BYTES = 4096
 COMMANDS = ("ping", "status", "metrics", "force", "release", "mode")
@@ -86,26 +87,6 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"not JSON: {name} is not a JSON value")
 
 
-def _finite(value: Any) -> Any:
-    """``value`` with every NaN or infinite float replaced by null (a reply stays JSON)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
-
-
-def _encode(reply: dict[str, Any]) -> bytes:
-    """The reply as strict JSON: a NaN from a status figure becomes null, never ``NaN``."""
-    try:
-        text = json.dumps(reply, separators=(",", ":"), allow_nan=False)
-    except ValueError:
-        text = json.dumps(_finite(reply), separators=(",", ":"), allow_nan=False)
-    return text.encode("utf-8")
-
-
 def handle_command(
     payload: bytes,
     status: Callable[[], dict[str, Any]],
@@ -159,4 +140,4 @@ def handle_command(
         reply = {"ok": False, "error": "command nested too deeply"}
     if request_id is not None:
         reply["id"] = request_id
-    return _encode(reply)
+    return strict_json(reply)

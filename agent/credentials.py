@@ -40,6 +40,8 @@ def load_credentials(path: Path) -> Credentials:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: unreadable credentials file ({exc})") from exc
+    except RecursionError:
+        raise ConfigError(f"{path}: unreadable credentials file (nested too deeply)") from None
     extra = set(raw) - {"username", "password"}
     if extra:
         raise ConfigError(f"{path}: unknown key(s) {sorted(extra)} in the credentials file")

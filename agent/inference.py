@@ -17,7 +17,7 @@ import numpy as np
 
 from agent.errors import ModelError
 from agent.floats import first_argmax, numpy_max
-from agent.manifest import ModelEntry
+from agent.manifest import ModelEntry, NotARegularFile, open_regular
 
 _FLOAT32 = np.dtype(np.float32)
 _EXTERNAL_DATA_MARK = b"\n\x08location\x12"
@@ -53,10 +53,13 @@ def session_options(settings: SessionSettings) -> Any:
 
 def verified_bytes(path: Path, entry: ModelEntry) -> bytes:
     """The model file's bytes, if they are the manifest's (sha256); ModelError otherwise."""
-    if not path.is_file():
-        raise ModelError(f"{path}: model file is missing (model {entry.id!r})")
     try:
-        blob = path.read_bytes()
+        with open_regular(path) as fh:  # a FIFO or /dev/zero is refused, not read
+            blob = fh.read()
+    except (FileNotFoundError, NotADirectoryError):
+        raise ModelError(f"{path}: model file is missing (model {entry.id!r})") from None
+    except NotARegularFile as exc:
+        raise ModelError(f"{exc} (model {entry.id!r})") from None
     except OSError as exc:
         raise ModelError(f"{path}: cannot read the model ({exc.strerror or exc})") from exc
     digest = hashlib.sha256(blob).hexdigest()

@@ -49,6 +49,8 @@ def load_latency_table(path: Path) -> dict[str, float]:
         raise ConfigError(f"{path}: no such latency table") from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the latency table ({exc})") from exc
+    except RecursionError:
+        raise ConfigError(f"{path}: cannot read the latency table (nested too deeply)") from None
     if not isinstance(raw, dict) or raw.get("table_version") != TABLE_VERSION:
         raise ConfigError(f"{path}: not a version {TABLE_VERSION} latency table")
     models = raw.get("models")

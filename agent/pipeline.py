@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
@@ -28,6 +27,7 @@ from agent.recording import Chunk
 from agent.sensors.health import health_of
 from agent.smoothing import Smoother
 from agent.sources import Source
+from agent.strict_json import strict_json
 from agent.windowing import Resampler, Window, Windower
 
 log = logging.getLogger(__name__)
@@ -180,7 +180,7 @@ class Pipeline:
             body["temperature_c"] = order.temperature_c
         if self.controller is not None:
             body["mode"] = self.controller.policy.mode
-        payload = json.dumps(body, separators=(",", ":")).encode()
+        payload = strict_json(body)
         self.publisher.publish(self.topics.config, payload, qos=1, retain=True)
 
     def _switch(self, order: SwitchOrder) -> None:
@@ -225,7 +225,7 @@ class Pipeline:
 
     def _publish_metrics(self) -> None:
         """The retained metrics snapshot (QoS 0: telemetry, the next one supersedes it)."""
-        body = json.dumps(self._metrics_body(), separators=(",", ":")).encode()
+        body = strict_json(self._metrics_body())
         self.publisher.publish(self.topics.metrics, body, qos=0, retain=True)
 
     def process(self, chunk: Chunk) -> int:

@@ -276,13 +276,22 @@ def _counts(db: sqlite3.Connection) -> dict[str, int]:
 def read_counts(path: str | Path) -> dict[str, int]:
     """:func:`_counts` of an outbox file, opened read-only (another process may be writing it);
     all zeros when it does not exist yet. For tests and tools that watch a running agent."""
+    zeros = {name: 0 for name in (*_COUNTERS, "length", "produced", "acked")}
     if not Path(path).exists():
-        return {name: 0 for name in (*_COUNTERS, "length", "produced", "acked")}
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
+        return zeros
+    # as_uri escapes '#', '?' and '%', which would otherwise cut the path short
+    uri = Path(path).resolve().as_uri() + "?mode=ro"
+    db = sqlite3.connect(uri, uri=True, timeout=5.0, isolation_level=None)
     try:
-        return _counts(db)
-    except sqlite3.OperationalError:  # the schema is not there yet
-        return {name: 0 for name in (*_COUNTERS, "length", "produced", "acked")}
+        db.execute("BEGIN")  # one snapshot for all the reads, while the agent writes
+        try:
+            return _counts(db)
+        finally:
+            db.execute("COMMIT")
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):  # the agent has not created the schema yet
+            return zeros
+        raise
     finally:
         db.close()
 

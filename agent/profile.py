@@ -354,9 +354,10 @@ def check_host(host: str) -> str | None:
         return None
     except ValueError:
         pass
-    if len(host) > MAX_HOST_CHARS:
+    name = host[:-1] if host.endswith(".") else host  # a trailing dot: the root, not a label
+    if len(name) > MAX_HOST_CHARS:
         return f"{shown!r} is longer than {MAX_HOST_CHARS} characters"
-    labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+    labels = name.split(".")
     if not host.isascii() or not all(_HOST_LABEL.fullmatch(label) for label in labels):
         return (
             f"{shown!r} is not a host name or IP address (dot-separated labels of 1-63 "

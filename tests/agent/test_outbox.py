@@ -257,3 +257,35 @@ def test_outbox_cap_stays_under_half_the_free_space(
         )
     finally:
         pub.outbox.close()
+
+
+def test_read_counts_takes_any_path_and_one_snapshot(tmp_path: Path) -> None:
+    """Outside readers (soak, tools) see consistent counts while the agent writes, and a path
+    with '#', '?' or '%' is not cut short by SQLite's URI parsing."""
+    import threading
+
+    odd = tmp_path / "we#ird?dir%20" / "outbox.db"
+    box = Outbox(odd, max_bytes=40, policy="drop-oldest")
+    done = threading.Event()
+
+    def write() -> None:
+        for i in range(1500):
+            rid = box.put("t", b"0123456789", 1, False, float(i))
+            if rid is not None and i % 3:
+                box.ack(rid)
+        done.set()
+
+    th = threading.Thread(target=write)
+    th.start()
+    last = (0, 0)
+    reads = 0
+    while not done.is_set() or reads < 5:
+        c = read_counts(odd)
+        assert c["acked"] >= 0 and c["length"] >= 0, c
+        assert c["produced"] >= last[0] and c["acked"] >= last[1], (c, last)
+        last = (c["produced"], c["acked"])
+        reads += 1
+    th.join()
+    final = read_counts(odd)
+    assert final["produced"] == 1500 == box.stats(0.0).produced
+    assert final["acked"] == box.stats(0.0).acked == 1000

@@ -281,3 +281,12 @@ def test_with_device_refuses_a_trailing_newline(tmp_path: Path) -> None:
     for bad in ("bench-1\n", "bench-1\r\n", "a" * 65, ""):
         with pytest.raises(ConfigError, match="--device"):
             with_device(p, bad)
+
+
+def test_a_host_of_253_characters_may_end_in_the_roots_dot() -> None:
+    from agent.profile import check_host
+
+    name = ".".join(["a" * 63] * 3 + ["b" * 61])  # 253 characters
+    assert len(name) == 253
+    assert check_host(name) is None and check_host(name + ".") is None
+    assert check_host("c" + name) is not None  # 254: too long, dot or not

@@ -36,3 +36,23 @@ def test_a_users_choice_is_kept() -> None:
 def test_the_service_disables_it_too() -> None:
     unit = (ROOT / "systemd" / "har-agent.service").read_text(encoding="utf-8")
     assert "Environment=ORT_DISABLE_TELEMETRY=1" in unit.splitlines()
+
+
+def test_every_tools_command_disables_it_first() -> None:
+    """``python -m tools.x`` imports the ``tools`` package first: it must set the variable
+    before tools.x imports onnxruntime (tools/bank/compress.py imports it before agent)."""
+    base = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    probe = (
+        "import sys, os, tools; "
+        "print('onnxruntime' in sys.modules, os.environ.get('ORT_DISABLE_TELEMETRY'))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        env=base,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.split() == ["False", "1"]

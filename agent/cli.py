@@ -28,7 +28,8 @@ from agent.cli_sensors import record, sensors_app
 from agent.cli_service import service_app
 from agent.errors import AgentError
 from agent.payload import Prediction
-from agent.profile import Profile, check_speed, load_profile, with_device
+from agent.profile import Profile, load_profile, with_device
+from agent.profile_checks import check_speed
 
 DEFAULT_PROFILE = "profiles/default.toml"
 

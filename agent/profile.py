@@ -9,9 +9,7 @@ docs/profiles.md lists every key.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import math
-import os
 import re
 import tomllib
 import types
@@ -22,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 from agent.errors import ConfigError
+from agent.profile_checks import check_host, check_path, check_speed
 from agent.profile_location import DEFAULT_PROFILE, find_profile
 from agent.sensors.axes import parse_axes
 
@@ -31,8 +30,6 @@ PROFILE_VERSION = 1
 _DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _DEVICE_ID_RULE = "must be 1-64 letters, digits, '_', '.' or '-' (used in MQTT topics)"
 _TOPIC_PREFIX = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")
-_HOST_LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
-MAX_HOST_CHARS = 253
 PATH_KEYS = (
     "source.path",
     "model.dir",
@@ -44,10 +41,6 @@ PATH_KEYS = (
     "policy.latency_table",
 )
 """Profile keys that name a file or folder."""
-MAX_PATH_BYTES = 4095
-MAX_NAME_BYTES = 255
-SPEED_RANGE = (0.001, 1_000_000.0)
-"""Replay speeds besides 0 (as fast as possible): slower ones make pacing deadlines overflow."""
 
 
 @dataclass(frozen=True)
@@ -319,52 +312,13 @@ def with_device(p: Profile, device_id: str) -> Profile:
     return dataclasses.replace(p, device=dataclasses.replace(p.device, id=device_id))
 
 
-def check_speed(speed: float) -> str | None:
-    """Why a replay speed is refused, or None (the profile's source.speed, replay --speed)."""
-    lo, hi = SPEED_RANGE
-    if speed == 0 or lo <= speed <= hi:  # NaN fails both
-        return None
-    return f"must be 0 (as fast as possible) or between {lo:g} and {hi:g} (got {speed!r})"
-
-
-def check_path(path: str) -> str | None:
-    """Why a path from a profile cannot name a file (a NUL byte, too long), or None."""
-    if "\x00" in path:
-        return "must not contain a NUL character"
-    raw = os.fsencode(path)
-    if len(raw) > MAX_PATH_BYTES:
-        return f"is {len(raw)} bytes long; a path may have at most {MAX_PATH_BYTES}"
-    longest = max((len(part) for part in raw.split(b"/")), default=0)
-    if longest > MAX_NAME_BYTES:
-        return f"has a file or folder name of {longest} bytes; at most {MAX_NAME_BYTES} are allowed"
-    return None
-
-
-def check_host(host: str) -> str | None:
-    """Why ``host`` is not a host name or IP address the MQTT client can connect to, or None.
-
-    paho refuses an empty host only when it connects (the agent would die there), and a host
-    that is not a valid DNS name fails the IDNA encoding in paho's network thread, which then
-    prints a traceback on every reconnect, forever."""
-    if not host:
-        return "must not be empty (the broker's host name or IP address, e.g. 'localhost')"
-    shown = host if len(host) <= 60 else f"{host[:40]}... ({len(host)} characters)"
-    try:
-        ipaddress.ip_address(host)
-        return None
-    except ValueError:
-        pass
-    name = host[:-1] if host.endswith(".") else host  # a trailing dot: the root, not a label
-    if len(name) > MAX_HOST_CHARS:
-        return f"{shown!r} is longer than {MAX_HOST_CHARS} characters"
-    labels = name.split(".")
-    if not host.isascii() or not all(_HOST_LABEL.fullmatch(label) for label in labels):
-        return (
-            f"{shown!r} is not a host name or IP address (dot-separated labels of 1-63 "
-            "letters, digits, '-' or '_', not starting or ending with '-'; an international "
-            "name in its xn-- form)"
-        )
-    return None
+def path_values(p: Profile) -> dict[str, str]:
+    """Each :data:`PATH_KEYS` key and its value in ``p`` ("" where unset)."""
+    out: dict[str, str] = {}
+    for key in PATH_KEYS:
+        section, name = key.split(".")
+        out[key] = getattr(getattr(p, section), name)
+    return out
 
 
 def _validate(p: Profile, where: str) -> None:
@@ -382,9 +336,8 @@ def _validate(p: Profile, where: str) -> None:
     speed_problem = check_speed(p.source.speed)
     if speed_problem:
         raise bad("source.speed", speed_problem)
-    for key in PATH_KEYS:
-        section, name = key.split(".")
-        path_problem = check_path(getattr(getattr(p, section), name))
+    for key, value in path_values(p).items():
+        path_problem = check_path(value)
         if path_problem:
             raise bad(key, path_problem)
     if not 1 <= p.source.chunk_samples <= 100_000:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.errors import AgentError
+from agent.profile import PATH_KEYS, load_profile, path_values
 
 USER = "har-agent"
 COPIED = ("agent", "models", "recordings", "profiles", "systemd", "pyproject.toml", "README.md")
@@ -48,19 +49,12 @@ def _exists(kind: str, name: str) -> bool:
     return subprocess.run(["getent", kind, name], capture_output=True).returncode == 0
 
 
-PATH_KEYS = (
-    "path",
-    "dir",
-    "ca_file",
-    "client_cert",
-    "client_key",
-    "credentials_file",
-    "latency_table",
-)
-"""The profile keys that hold file paths (relative ones resolve against the profile's folder)."""
+PATH_NAMES = tuple(dict.fromkeys(key.split(".")[1] for key in PATH_KEYS))
+"""The profile keys that hold file paths, as written in their tables (``path`` is both
+``source.path`` and ``outbox.path``; relative ones resolve against the profile's folder)."""
 
 _PATH_LINE = re.compile(
-    r"^(?P<head>\s*(?P<key>" + "|".join(PATH_KEYS) + r")\s*=\s*)"
+    r"^(?P<head>\s*(?P<key>" + "|".join(PATH_NAMES) + r")\s*=\s*)"
     r"(?:\"(?P<basic>(?:[^\"\\]|\\.)*)\"|'(?P<literal>[^']*)')(?P<tail>.*)$"
 )
 
@@ -110,19 +104,8 @@ HIDDEN_FROM_SERVICE = ("~", "/home", "/root", "/run/user")
 def unreachable_paths(profile: Path) -> list[str]:
     """``key = path`` for each path of ``profile`` the installed service could not open: still
     relative (nothing sits beside /etc/har-agent/profile.toml), or under a home folder."""
-    from agent.profile import load_profile
-
     p = load_profile(profile)
-    keys = {
-        "source.path": p.source.path,
-        "model.dir": p.model.dir,
-        "mqtt.ca_file": p.mqtt.ca_file,
-        "mqtt.client_cert": p.mqtt.client_cert,
-        "mqtt.client_key": p.mqtt.client_key,
-        "mqtt.credentials_file": p.mqtt.credentials_file,
-        "outbox.path": p.outbox.path,
-        "policy.latency_table": p.policy.latency_table,
-    }
+    keys = path_values(p)
     bad = []
     for key, value in keys.items():
         if not value:

@@ -284,7 +284,7 @@ def test_with_device_refuses_a_trailing_newline(tmp_path: Path) -> None:
 
 
 def test_a_host_of_253_characters_may_end_in_the_roots_dot() -> None:
-    from agent.profile import check_host
+    from agent.profile_checks import check_host
 
     name = ".".join(["a" * 63] * 3 + ["b" * 61])  # 253 characters
     assert len(name) == 253

@@ -359,7 +359,8 @@ def models_list(
 ) -> None:
     """List the bank's models with their accuracy, size and latency, and check each file
     against its sha256 (exit status 1 when one is missing or altered)."""
-    from agent.manifest import NotARegularFile, load_manifest, sha256_file
+    from agent.manifest import load_manifest, sha256_file
+    from agent.regular_file import NotARegularFile
 
     try:
         if models_dir is not None:

@@ -13,6 +13,7 @@ import typer
 
 from agent.errors import AgentError
 from agent.recording_header import Channel
+from agent.regular_file import file_kind
 
 recording_app = typer.Typer(
     help="Inspect, convert or recover recordings (docs/recording-format.md).",
@@ -39,7 +40,7 @@ def _check_destination(dst: Path, force: bool) -> None:
         raise AgentError(f"{dst}: is a folder; name the recording to write")
     if not stat.S_ISREG(mode):
         raise AgentError(
-            f"{dst}: exists and is not a regular file (a device, FIFO or socket); refusing to "
+            f"{dst}: exists and is not a regular file ({file_kind(mode)}); refusing to "
             "replace it, with or without --force"
         )
     if not force:

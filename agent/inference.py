@@ -17,7 +17,8 @@ import numpy as np
 
 from agent.errors import ModelError
 from agent.floats import first_argmax, numpy_max
-from agent.manifest import ModelEntry, NotARegularFile, open_regular
+from agent.manifest import ModelEntry
+from agent.regular_file import NotARegularFile, open_regular
 
 _FLOAT32 = np.dtype(np.float32)
 _EXTERNAL_DATA_MARK = b"\n\x08location\x12"

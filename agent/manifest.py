@@ -32,15 +32,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
 from agent.errors import ModelError
+from agent.regular_file import NotARegularFile, open_regular
 from agent.windowing import Normalizer, WindowSpec
 
 MANIFEST_VERSION = 1
@@ -367,31 +366,6 @@ def write_manifest(models_dir: str | Path, entries: list[ModelEntry], meta: dict
     return path
 
 
-class NotARegularFile(ModelError):
-    """A model path that names a FIFO, a device, a folder or a socket (or a link to one)."""
-
-    def __init__(self, path: str | Path, kind: str) -> None:
-        super().__init__(f"{path}: not a regular file ({kind})")
-        self.kind = kind
-
-
-def open_regular(path: str | Path) -> BinaryIO:
-    """``open(path, "rb")`` for a regular file (or a link to one) only: a FIFO would block the
-    read forever and /dev/zero never ends, so anything else is :class:`NotARegularFile`."""
-    # O_NONBLOCK: opening a FIFO for reading does not wait for a writer; the type is checked on
-    # the open descriptor (no window between a stat and the open for the path to change)
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise NotARegularFile(path, _kind(mode))
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
 def sha256_file(path: str | Path) -> str:
     """The file's sha256 (:func:`open_regular`: a regular file only)."""
     h = hashlib.sha256()
@@ -399,16 +373,3 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _kind(mode: int) -> str:
-    for test, name in (
-        (stat.S_ISDIR, "a folder"),
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    ):
-        if test(mode):
-            return name
-    return "not a plain file"

@@ -50,6 +50,7 @@ from agent.recording_csv import (
     cut_off,
 )
 from agent.recording_header import RecordingHeader
+from agent.regular_file import file_kind
 
 MAGIC = "#har-recording/"
 PARSE_BLOCK = 2048
@@ -136,7 +137,11 @@ class RecordingWriter:
         except OSError:
             mode = None  # absent (or out of reach: opening the .part file says why)
         if mode is not None and not stat.S_ISREG(mode):
-            what = "is a folder" if stat.S_ISDIR(mode) else "exists and is not a regular file"
+            what = (
+                "is a folder"
+                if stat.S_ISDIR(mode)
+                else f"exists and is not a regular file ({file_kind(mode)})"
+            )
             raise RecordingError(f"{self.path}: {what}; refusing to replace it with a recording")
         try:
             self._raw = _open_bytes(self._part, "w", gz=self.path.name.endswith(".gz"))
@@ -394,7 +399,7 @@ def _not_a_regular_file(path: Path) -> str | None:
         return None
     if stat.S_ISDIR(mode):
         return "is a folder, not a recording"
-    return "is not a regular file (a device, FIFO or socket), not a recording"
+    return f"is not a regular file ({file_kind(mode)}), not a recording"
 
 
 def _is_gzip(path: Path) -> bool:

@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 
 from agent.cli import app
 from agent.errors import DataError, ModelError
-from agent.manifest import NotARegularFile, load_manifest, sha256_file
+from agent.manifest import load_manifest, sha256_file
+from agent.regular_file import NotARegularFile
 from agent.timing import hop_in_source_samples
 from tests.agent.helpers import DEFAULT_PROFILE, MODELS, RECORDINGS, ROOT, one_line_error
 

@@ -9,20 +9,18 @@ docs/profiles.md lists every key.
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 import tomllib
-import types
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Literal
 
 from agent.errors import ConfigError
 from agent.profile_checks import check_host, check_path, check_speed
 from agent.profile_location import DEFAULT_PROFILE, find_profile
 from agent.sensors.axes import parse_axes
+from agent.toml_tables import build_table
 
 PROFILE_VERSION = 1
 # matched with fullmatch: "$" would also match before a trailing newline, and a newline in a
@@ -234,75 +232,12 @@ class Profile:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     energy: EnergyConfig = field(default_factory=EnergyConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
-    base_dir: Path = Path(".")
+    base_dir: Path = field(default=Path("."), metadata={"toml": False})
     """Folder that relative paths resolve against (the profile's folder); not a TOML key."""
 
     def resolve(self, path: str) -> Path:
         p = Path(path).expanduser()
         return p if p.is_absolute() else (self.base_dir / p)
-
-
-def _type_name(tp: Any) -> str:
-    if get_origin(tp) is Literal:
-        return " | ".join(repr(a) for a in get_args(tp))
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
-        tp, str(tp)
-    )
-
-
-def _check_value(value: Any, tp: Any, key: str, where: str) -> Any:
-    if get_origin(tp) is tuple:  # tuple[str, ...]: a TOML list of strings
-        if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-            raise ConfigError(f"{where}: {key} must be a list of strings (got {value!r})")
-        if any("\x00" in v for v in value):
-            raise ConfigError(f"{where}: {key} must not contain a NUL character")
-        return tuple(value)
-    if get_origin(tp) is Literal:
-        if value not in get_args(tp):
-            raise ConfigError(f"{where}: {key} must be one of {_type_name(tp)} (got {value!r})")
-        return value
-    ok = (
-        (tp is bool and isinstance(value, bool))
-        or (tp is int and isinstance(value, int) and not isinstance(value, bool))
-        or (tp is float and isinstance(value, int | float) and not isinstance(value, bool))
-        or (tp is str and isinstance(value, str))
-    )
-    if not ok:
-        raise ConfigError(
-            f"{where}: {key} must be {_type_name(tp)} (got {type(value).__name__} {value!r})"
-        )
-    if tp is str and "\x00" in value:  # TOML allows "\u0000"; no path, host or name may hold it
-        raise ConfigError(f"{where}: {key} must not contain a NUL character")
-    if tp is float:
-        if not math.isfinite(value):  # TOML has nan and inf; no key of ours means either
-            raise ConfigError(f"{where}: {key} must be a finite number (got {value!r})")
-        return float(value)
-    return value
-
-
-def _build(cls: type[Any], table: Any, prefix: str, where: str) -> Any:
-    if not isinstance(table, dict):
-        raise ConfigError(f"{where}: [{prefix.rstrip('.')}] must be a table")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "base_dir"}
-    for key in table:
-        if key not in fields:
-            raise ConfigError(
-                f"{where}: unknown key '{prefix}{key}' (known: {', '.join(sorted(fields))})"
-            )
-    kwargs: dict[str, Any] = {}
-    for name, value in table.items():
-        tp = hints[name]
-        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-            kwargs[name] = _build(tp, value, f"{prefix}{name}.", where)
-        elif isinstance(tp, types.UnionType):
-            raise TypeError(f"unsupported profile field type {tp}")  # a bug in this module
-        else:
-            kwargs[name] = _check_value(value, tp, f"{prefix}{name}", where)
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
 
 
 def with_device(p: Profile, device_id: str) -> Profile:
@@ -454,7 +389,7 @@ def parse_profile(text: str, where: str, base_dir: Path) -> Profile:
         )
     if "name" not in raw:
         raise ConfigError(f"{where}: missing name")
-    profile: Profile = _build(Profile, raw, "", where)
+    profile: Profile = build_table(Profile, raw, "", where)
     profile = dataclasses.replace(profile, base_dir=base_dir)
     _validate(profile, where)
     return profile

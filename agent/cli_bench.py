@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, get_args
 
 import typer
 
+from agent.cli_common import DEFAULT_PROFILE, fail, profile_option
 from agent.errors import AgentError, ConfigError
 
 if TYPE_CHECKING:
@@ -24,14 +25,7 @@ if TYPE_CHECKING:
 
 ProfileOpt = Annotated[
     Path,
-    typer.Option(
-        "--profile",
-        "-p",
-        envvar="HAR_AGENT_PROFILE",
-        help="Profile (TOML): model folder, threads, spinning, energy meter. "
-        "\\[env: HAR_AGENT_PROFILE]",
-        show_envvar=False,
-    ),
+    profile_option("Profile (TOML): model folder, threads, spinning, energy meter."),
 ]
 
 
@@ -48,7 +42,7 @@ def bench(
         str,
         typer.Option("--model", "-m", help="Bank member id, a path to an .onnx file, or 'all'."),
     ],
-    profile: ProfileOpt = Path("profiles/default.toml"),
+    profile: ProfileOpt = Path(DEFAULT_PROFILE),
     models_dir: Annotated[
         Path | None, typer.Option("--dir", help="Model folder (default: the profile's).")
     ] = None,
@@ -110,24 +104,22 @@ def bench(
     seed: Annotated[int, typer.Option(help="Seed of the random inputs.")] = 0,
 ) -> None:
     """Benchmark models: latency percentiles, throughput, CPU, memory, energy, accuracy."""
-    from agent.cli import _fail
-
     for path in (out, table):  # before minutes of measuring, not after
         if path is not None:
             folder = path.parent
             if not folder.is_dir():
-                raise _fail(ConfigError(f"{path}: cannot write (no folder {folder})"))
+                raise fail(ConfigError(f"{path}: cannot write (no folder {folder})"))
             if not os.access(folder, os.W_OK):
-                raise _fail(ConfigError(f"{path}: cannot write (folder {folder} is read-only)"))
+                raise fail(ConfigError(f"{path}: cannot write (folder {folder} is read-only)"))
     try:
         results, header = _run(
             model, profile, models_dir, warmup, runs, duration, threads, spinning, data,
             meter, baseline, check_plain, seed, table,
         )  # fmt: skip
     except AgentError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if as_json and as_csv:
-        raise _fail(ConfigError("choose one of --json and --csv"))
+        raise fail(ConfigError("choose one of --json and --csv"))
     text = None
     if as_json:
         text = json.dumps({**header, "results": [r.to_dict() for r in results]}, indent=2)
@@ -153,14 +145,12 @@ def bench(
 
 
 def _write(path: Path, text: str) -> None:
-    from agent.cli import _fail
-
     tmp = path.with_name(path.name + ".tmp")
     try:
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(path)
     except OSError as exc:
-        raise _fail(ConfigError(f"{path}: cannot write ({exc.strerror or exc})")) from None
+        raise fail(ConfigError(f"{path}: cannot write ({exc.strerror or exc})")) from None
 
 
 def _run(

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from agent.cli_common import fail
 from agent.errors import AgentError
 from agent.recording_header import Channel
 from agent.regular_file import file_kind
@@ -19,11 +20,6 @@ recording_app = typer.Typer(
     help="Inspect, convert or recover recordings (docs/recording-format.md).",
     no_args_is_help=True,
 )
-
-
-def _fail(exc: AgentError) -> typer.Exit:
-    typer.echo(f"har-agent: error: {exc}", err=True)
-    return typer.Exit(1)
 
 
 def _check_destination(dst: Path, force: bool) -> None:
@@ -73,7 +69,7 @@ def info(
             if chunk.labels is not None:
                 labels.update(lbl or "(none)" for lbl in chunk.labels)
     except AgentError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     span = 0.0 if samples == 0 else last_t - first_t + period
     summary = {
         "path": str(path),
@@ -146,7 +142,7 @@ def convert(
             part.unlink(missing_ok=True)  # nothing half-written is left behind
         if isinstance(exc, OSError):
             exc = AgentError(f"{dst}: cannot write the recording ({exc.strerror or exc})")
-        raise _fail(exc) from None
+        raise fail(exc) from None
     typer.echo(
         f"{dst}: {writer.rows} samples, {writer.encoding}, {dst.stat().st_size:,} bytes "
         f"(from {src.stat().st_size:,})"
@@ -172,7 +168,7 @@ def recover(
 
     if out is None:
         if part.suffix != ".part":
-            raise _fail(AgentError(f"{part}: not a .part file; name the output with --out"))
+            raise fail(AgentError(f"{part}: not a .part file; name the output with --out"))
         out = part.with_suffix("")
     try:
         _check_destination(out, force)
@@ -180,9 +176,9 @@ def recover(
             raise AgentError(f"{out}: recovering a recording onto itself")
         result = salvage(part, out)
     except AgentError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     except OSError as exc:
-        raise _fail(AgentError(f"{out}: cannot write ({exc.strerror or exc})")) from None
+        raise fail(AgentError(f"{out}: cannot write ({exc.strerror or exc})")) from None
     cut = "" if result.gzip_complete else "; the gzip stream was cut off"
     typer.echo(
         f"{out}: {result.rows} samples recovered from {part} (dropped {result.dropped_bytes} "

@@ -12,6 +12,13 @@ from typing import Annotated
 
 import typer
 
+from agent.cli_common import (
+    DEFAULT_PROFILE,
+    fail,
+    load_profile_logged,
+    profile_option,
+    stop_on_signals,
+)
 from agent.clock import Clock, SystemClock
 from agent.errors import AgentError, ConfigError, SensorNotFoundError
 from agent.sensors.bus import BusFactory
@@ -20,13 +27,7 @@ sensors_app = typer.Typer(help="Live I2C sensors.", no_args_is_help=True)
 
 ProfileOpt = Annotated[
     Path,
-    typer.Option(
-        "--profile",
-        "-p",
-        envvar="HAR_AGENT_PROFILE",
-        help="Profile (TOML) with the sensor settings. \\[env: HAR_AGENT_PROFILE]",
-        show_envvar=False,
-    ),
+    profile_option("Profile (TOML) with the sensor settings."),
 ]
 
 
@@ -65,7 +66,6 @@ def probe(
     bus: Annotated[int, typer.Option("--bus", help="I2C bus number (/dev/i2c-N).", min=0)] = 1,
 ) -> None:
     """Name the supported chips that answer on an I2C bus, with their addresses."""
-    from agent.cli import _fail
     from agent.sensors.probe import INA_ADDRESSES, scan
 
     try:
@@ -80,7 +80,7 @@ def probe(
                 f"0x{INA_ADDRESSES[0]:02x}-0x{INA_ADDRESSES[-1]:02x}); check the wiring and power"
             )
     except AgentError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     typer.echo(f"I2C bus {bus}:")
     for item in found:
         typer.echo(f"  {item.line()}")
@@ -95,7 +95,7 @@ def record(
             help="Recording to write: .har.csv[.gz] (CSV) or .har.bin[.gz] (binary).",
         ),
     ],
-    profile: ProfileOpt = Path("profiles/default.toml"),
+    profile: ProfileOpt = Path(DEFAULT_PROFILE),
     duration: Annotated[
         float | None,
         typer.Option("--duration", help="Seconds to record (default: until Ctrl-C).", min=0.001),
@@ -105,7 +105,6 @@ def record(
     ] = None,
 ) -> None:
     """Record the live sensor (the profile's sensor table) into a recording replay reads."""
-    from agent.cli import _fail, _load, _stop_on_signals
     from agent.sensors.record import record_session
 
     shown: list[float] = []
@@ -123,8 +122,8 @@ def record(
     try:
         if out.exists():
             raise ConfigError(f"{out} already exists; choose another --out or remove it")
-        prof = _load(profile)
-        with _stop_on_signals() as stop:
+        prof = load_profile_logged(profile)
+        with stop_on_signals() as stop:
             result = record_session(
                 prof,
                 out,
@@ -137,7 +136,7 @@ def record(
             )
     except AgentError as exc:
         line.end()
-        raise _fail(exc) from None
+        raise fail(exc) from None
     finally:
         for h in handlers:
             h.removeFilter(line)

@@ -316,7 +316,7 @@ def test_a_second_stop_signal_exits_at_once() -> None:
     import signal
     import threading
 
-    from agent.cli import _on_stop_signal
+    from agent.cli_common import on_stop_signal as _on_stop_signal
 
     stop = threading.Event()
     exits: list[int] = []

@@ -1,0 +1,91 @@
+"""What every ``har-agent`` command shares: the one-line error exit, logging set-up, the
+``--profile`` option, and the stop event that SIGTERM and SIGINT set."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from agent.errors import AgentError
+from agent.profile import Profile, load_profile
+
+DEFAULT_PROFILE = "profiles/default.toml"
+
+log = logging.getLogger("agent")
+
+
+def profile_option(what: str) -> Any:
+    """The ``--profile``/``-p`` option (also ``$HAR_AGENT_PROFILE``), its help saying ``what``
+    the command takes from the profile: ``Annotated[Path, profile_option("...")]``."""
+    return typer.Option(
+        "--profile",
+        "-p",
+        envvar="HAR_AGENT_PROFILE",
+        help=f"{what} \\[env: HAR_AGENT_PROFILE]",
+        show_envvar=False,
+    )
+
+
+def fail(exc: AgentError) -> typer.Exit:
+    typer.echo(f"har-agent: error: {exc}", err=True)
+    return typer.Exit(1)
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def load_profile_logged(profile: Path) -> Profile:
+    prof = load_profile(profile)
+    setup_logging(prof.logging.level)
+    return prof
+
+
+def count(n: int, noun: str) -> str:
+    """``1 window``, ``2 windows``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def on_stop_signal(
+    stop: threading.Event, signum: int, exit_now: Callable[[int], object] = os._exit
+) -> None:
+    """The first SIGINT/SIGTERM asks the agent to stop; a second one while it stops ends the
+    process at once (exit 128 + signal number, as a shell reports it)."""
+    name = signal.Signals(signum).name
+    if stop.is_set():
+        log.warning("received %s again, exiting now", name)
+        logging.shutdown()
+        exit_now(128 + signum)
+        return
+    log.info("received %s, stopping", name)
+    stop.set()
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """A stop event that SIGTERM and SIGINT set; the previous handlers come back afterwards. A
+    second signal while stopping ends the process at once (what the outbox holds is on disk)."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: object) -> None:
+        on_stop_signal(stop, signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)

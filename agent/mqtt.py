@@ -22,14 +22,14 @@ import queue
 import ssl
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 
 from agent.credentials import Credentials
-from agent.errors import ConfigError, PublishError
+from agent.errors import PublishError
+from agent.mqtt_tls import tls_context, tls_reason
 from agent.payload import Topics
 from agent.publishers import Command
 
@@ -64,18 +64,6 @@ class _UnsupportedProtocol(Exception):
     pass
 
 
-class _ClosingSSLSocket(ssl.SSLSocket):
-    """Closes itself when the handshake fails: paho leaves that socket to the garbage collector,
-    and a daemon retrying against a broker with the wrong certificate would trail open sockets."""
-
-    def do_handshake(self, block: bool = False) -> None:
-        try:
-            super().do_handshake(block)
-        except BaseException:
-            self.close()
-            raise
-
-
 _CREDENTIALS_HINT = "; check mqtt.credentials_file"
 _REFUSAL_HINTS = {
     "bad user name or password": _CREDENTIALS_HINT,
@@ -83,14 +71,6 @@ _REFUSAL_HINTS = {
     "bad username or password": _CREDENTIALS_HINT,
     "not authorised": _CREDENTIALS_HINT,
 }
-
-
-def _tls_reason(exc: ssl.SSLError) -> str:
-    """The short reason of a TLS failure, with what to check for a certificate problem."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        why = exc.verify_message or exc.reason or "certificate verify failed"
-        return f"the broker's certificate was not accepted: {why}; check mqtt.ca_file"
-    return str(exc.reason or exc)
 
 
 class MqttPublisher:
@@ -135,17 +115,7 @@ class MqttPublisher:
         if s.credentials is not None:
             client.username_pw_set(s.credentials.username, s.credentials.password)
         if s.tls:
-            files = (("ca_file", s.ca_file), ("client_cert", s.client_cert))
-            for what, name in (*files, ("client_key", s.client_key)):
-                if name and not Path(name).is_file():
-                    raise ConfigError(f"MQTT TLS set-up failed: {what} {name} does not exist")
-            try:
-                context = ssl.create_default_context(cafile=s.ca_file)  # verifies host name too
-                if s.client_cert:
-                    context.load_cert_chain(s.client_cert, s.client_key)
-            except (OSError, ValueError, ssl.SSLError) as exc:
-                raise ConfigError(f"MQTT TLS set-up failed ({exc})") from exc
-            context.sslsocket_class = _ClosingSSLSocket
+            context = tls_context(s.ca_file, s.client_cert, s.client_key)
             client.tls_set_context(context)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -219,7 +189,7 @@ class MqttPublisher:
         try:
             self._client.connect(s.host, s.port, keepalive=s.keepalive_s)
         except ssl.SSLError as exc:
-            raise PublishError(f"TLS with the {where} failed ({_tls_reason(exc)})") from exc
+            raise PublishError(f"TLS with the {where} failed ({tls_reason(exc)})") from exc
         except (OSError, ValueError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
             raise PublishError(f"cannot reach the {where} ({reason})") from exc

@@ -166,6 +166,7 @@ def open_meter(
     ``cpu_time`` returns this process's CPU seconds.
     """
     from agent import energy_meters as m
+    from agent import energy_pmic
 
     kind = cfg.meter
     if kind == "none":
@@ -175,13 +176,13 @@ def open_meter(
     if kind == "rapl":
         return m.RaplMeter.open(powercap_root)
     if kind == "pmic":
-        return m.PmicMeter.open(vcgencmd, sample_hz=sample_hz)
+        return energy_pmic.PmicMeter.open(vcgencmd, sample_hz=sample_hz)
     if kind == "estimate":
         return m.CpuEstimateMeter(cfg.core_w, cfg.idle_w, cpu_time)
     skipped = notes if notes is not None else []
     attempts: list[tuple[str, Callable[[], EnergyMeter]]] = [
         ("rapl", lambda: m.RaplMeter.open(powercap_root)),
-        ("pmic", lambda: m.PmicMeter.open(vcgencmd, sample_hz=sample_hz)),
+        ("pmic", lambda: energy_pmic.PmicMeter.open(vcgencmd, sample_hz=sample_hz)),
     ]
     if bus_factory is not None or Path(f"/dev/i2c-{cfg.bus}").exists():
         attempts.insert(

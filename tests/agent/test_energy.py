@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from agent import energy_meters as em
+from agent import energy_pmic as pm
 from agent.clock import FakeClock
 from agent.energy import EnergyCounter, PowerIntegrator, open_meter, wrapped_delta
 from agent.errors import MeterError, SensorReadError
@@ -264,13 +265,13 @@ PMIC_SAMPLE = """\
 
 
 def test_pmic_parse_pairs_rails_by_name() -> None:
-    rails = em.parse_pmic_adc(PMIC_SAMPLE)
+    rails = pm.parse_pmic_adc(PMIC_SAMPLE)
     assert len(rails) == 12
     assert "EXT5V" not in rails and "BATT" not in rails  # voltage only: no power
     assert rails["VDD_CORE"] == (0.8, 1.2)
     assert rails["3V3_SYS"] == (3.3, 0.10989)
     expected = sum(v * a for v, a in rails.values())
-    assert em.pmic_watts(PMIC_SAMPLE) == pytest.approx(expected)
+    assert pm.pmic_watts(PMIC_SAMPLE) == pytest.approx(expected)
     assert expected == pytest.approx(
         3.7 * 0.0102456
         + 3.3 * 0.10989
@@ -291,20 +292,20 @@ def test_pmic_parse_pairs_rails_by_name() -> None:
 )
 def test_pmic_without_rails_is_not_available(text: str) -> None:
     with pytest.raises(MeterError, match="no rail readings"):
-        em.pmic_watts(text)
+        pm.pmic_watts(text)
     with pytest.raises(MeterError, match="no rail readings"):
         open_meter(EnergyConfig(meter="pmic"), vcgencmd=lambda: text)
 
 
 def test_pmic_meter_integrates_readings() -> None:
     clock = FakeClock()
-    meter = em.PmicMeter.open(
+    meter = pm.PmicMeter.open(
         lambda: PMIC_SAMPLE, sample_hz=4.0, clock=clock.monotonic, start=False
     )
     for _ in range(8):
         clock.advance(0.25)
         meter.sample_once()
-    assert meter.joules() == pytest.approx(2.0 * em.pmic_watts(PMIC_SAMPLE))
+    assert meter.joules() == pytest.approx(2.0 * pm.pmic_watts(PMIC_SAMPLE))
     assert meter.name == "pmic:rails (measured)"
     meter.close()
 

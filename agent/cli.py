@@ -58,14 +58,16 @@ PrintOpt = Annotated[
 log = logging.getLogger("agent")
 
 
-def _os_error(exc: OSError) -> AgentError:
+def _os_error(exc: OSError, running: bool = False) -> AgentError:
     """A file the agent could not open (name too long, a permission, ...) that no check before
-    it caught: one line naming the file, not a traceback."""
+    it caught, or an I/O error on a file once running (a full disk, a failing SD card): one line
+    naming the file, not a traceback."""
     name = exc.filename if exc.filename is not None else "a file"
     if isinstance(name, bytes):
         name = os.fsdecode(name)
     shown = name if len(str(name)) <= 200 else f"{str(name)[:160]}... ({len(str(name))} characters)"
-    return AgentError(f"{shown}: cannot open ({exc.strerror or exc})")
+    what = "I/O error while running" if running else "cannot open"
+    return AgentError(f"{shown}: {what} ({exc.strerror or exc})")
 
 
 def _print_prediction(p: Prediction, err: bool = False) -> None:
@@ -127,6 +129,7 @@ def run(
     from agent.wiring import RunOptions, build_agent
 
     claim = None
+    running = False
     try:
         prof = load_profile_logged(profile)
         claim = claim_device(prof.device.id)  # held while this agent runs
@@ -135,11 +138,12 @@ def run(
             agent = build_agent(
                 prof, options=opts, stop=stop, observer=_print_prediction if print_ else None
             )
+            running = True
             stats = agent.run()
     except AgentError as exc:
         raise fail(exc) from None
     except OSError as exc:
-        raise fail(_os_error(exc)) from None
+        raise fail(_os_error(exc, running)) from None
     finally:
         if claim is not None:
             claim.close()
@@ -196,6 +200,7 @@ def replay(
     from agent.publishers import Publisher, StdoutPublisher
     from agent.wiring import RunOptions, build_agent
 
+    running = False
     try:
         prof = load_profile_logged(profile)
         if device is not None:
@@ -235,11 +240,12 @@ def replay(
                 stop=stop,
                 observer=(lambda p: _print_prediction(p, err=no_mqtt)) if print_ else None,
             )
+            running = True
             stats = agent.run()
     except AgentError as exc:
         raise fail(exc) from None
     except OSError as exc:
-        raise fail(_os_error(exc)) from None
+        raise fail(_os_error(exc, running)) from None
     acc = stats.accuracy
     summary = f"{count(stats.windows, 'window')} in {stats.wall_s:.1f} s"
     if acc is not None:

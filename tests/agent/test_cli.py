@@ -351,6 +351,32 @@ def test_replay_refuses_a_speed_that_overflows_pacing(speed: str) -> None:
 
 
 @pytest.mark.parametrize("command", ["run", "replay"])
+def test_an_os_error_while_running_is_one_line_that_says_so(
+    tmp_path: Path, monkeypatch: Any, command: str
+) -> None:
+    """An I/O error once the agent runs (a full disk) is not worded as a file it cannot open."""
+    import errno
+
+    import agent.wiring
+
+    class Failing:
+        def run(self) -> Any:
+            raise OSError(errno.ENOSPC, "No space left on device", "/var/lib/har-agent/o.db")
+
+    monkeypatch.setattr(agent.wiring, "build_agent", lambda *_, **__: Failing())
+    prof = tmp_path / "p.toml"
+    text = DEFAULT_PROFILE.read_text().replace('"../', f'"{ROOT}/')
+    prof.write_text(text.replace('id = "demo"', f'id = "oserr-run-{os.getpid()}"'))
+    args = [command, "--profile", str(prof)]
+    if command == "replay":
+        args += [str(RECORDINGS[0]), "--no-mqtt"]
+    res = runner.invoke(app, args)
+    one_line_error(
+        res, "/var/lib/har-agent/o.db: I/O error while running (No space left on device)"
+    )
+
+
+@pytest.mark.parametrize("command", ["run", "replay"])
 def test_an_os_error_while_starting_is_one_line(
     tmp_path: Path, monkeypatch: Any, command: str
 ) -> None:

@@ -18,6 +18,7 @@ logic (how many in flight, what a reason code means) lives in :mod:`agent.forwar
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Literal
 
 from agent.errors import OutboxError
+
+log = logging.getLogger(__name__)
 
 Policy = Literal["drop-oldest", "reject-new"]
 
@@ -227,8 +230,21 @@ class Outbox:
             return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
 
     def close(self) -> None:
+        """Close the file. The derived ``produced`` and ``acked`` are written into the counters
+        table first (one commit per stop, not per message): earlier builds counted them there per
+        message, and one run again on this file then goes on from today's figures."""
         with self._lock:
-            self._db.close()
+            try:
+                c = _counts(self._db)
+                with self._tx(durable=False):
+                    self._db.executemany(
+                        "INSERT OR REPLACE INTO counters(name, value) VALUES (?, ?)",
+                        (("produced", c["produced"]), ("acked", c["acked"])),
+                    )
+            except (sqlite3.Error, OutboxError) as exc:  # a full disk: the rows are safe already
+                log.warning("%s: could not record the counters at close (%s)", self.path, exc)
+            finally:
+                self._db.close()
 
     # -- internals ------------------------------------------------------------------------------
     def _tx(self, durable: bool = True) -> _Transaction:

@@ -138,6 +138,12 @@ def test_produced_and_acked_are_derived_and_survive_a_restart(tmp_path: Path) ->
     counts = read_counts(again.path)
     assert (counts["produced"], counts["acked"], counts["dead"], counts["length"]) == (4, 1, 1, 1)
     assert read_counts(tmp_path / "nowhere.db")["produced"] == 0
+    again.close()
+    # an older build reads (and goes on counting) the counters table's produced/acked rows
+    db = sqlite3.connect(again.path)
+    rows = dict(db.execute("SELECT name, value FROM counters WHERE name IN ('produced', 'acked')"))
+    db.close()
+    assert rows == {"produced": 4, "acked": 1}
 
 
 def test_killed_writer_loses_nothing_committed(tmp_path: Path) -> None:

@@ -350,6 +350,18 @@ def test_replay_refuses_a_speed_that_overflows_pacing(speed: str) -> None:
     one_line_error(res, "--speed must be 0 (as fast as possible) or between 0.001 and")
 
 
+def _run_or_replay_args(tmp_path: Path, command: str, device: str) -> list[str]:
+    """``run`` or ``replay`` (of a bundled recording, no MQTT) with a copy of the default
+    profile under its own device id (so no running demo agent holds it)."""
+    prof = tmp_path / "p.toml"
+    text = DEFAULT_PROFILE.read_text().replace('"../', f'"{ROOT}/')
+    prof.write_text(text.replace('id = "demo"', f'id = "{device}-{os.getpid()}"'))
+    args = [command, "--profile", str(prof)]
+    if command == "replay":
+        args += [str(RECORDINGS[0]), "--no-mqtt"]
+    return args
+
+
 @pytest.mark.parametrize("command", ["run", "replay"])
 def test_an_os_error_while_running_is_one_line_that_says_so(
     tmp_path: Path, monkeypatch: Any, command: str
@@ -364,13 +376,7 @@ def test_an_os_error_while_running_is_one_line_that_says_so(
             raise OSError(errno.ENOSPC, "No space left on device", "/var/lib/har-agent/o.db")
 
     monkeypatch.setattr(agent.wiring, "build_agent", lambda *_, **__: Failing())
-    prof = tmp_path / "p.toml"
-    text = DEFAULT_PROFILE.read_text().replace('"../', f'"{ROOT}/')
-    prof.write_text(text.replace('id = "demo"', f'id = "oserr-run-{os.getpid()}"'))
-    args = [command, "--profile", str(prof)]
-    if command == "replay":
-        args += [str(RECORDINGS[0]), "--no-mqtt"]
-    res = runner.invoke(app, args)
+    res = runner.invoke(app, _run_or_replay_args(tmp_path, command, "oserr-run"))
     one_line_error(
         res, "/var/lib/har-agent/o.db: I/O error while running (No space left on device)"
     )
@@ -389,12 +395,6 @@ def test_an_os_error_while_starting_is_one_line(
         raise OSError(errno.ENAMETOOLONG, "File name too long", "/x/" + "a" * 5000)
 
     monkeypatch.setattr(agent.wiring, "build_agent", fail)
-    prof = tmp_path / "p.toml"
-    text = DEFAULT_PROFILE.read_text().replace('"../', f'"{ROOT}/')
-    prof.write_text(text.replace('id = "demo"', f'id = "oserr-{os.getpid()}"'))
-    args = [command, "--profile", str(prof)]
-    if command == "replay":
-        args += [str(RECORDINGS[0]), "--no-mqtt"]
-    res = runner.invoke(app, args)
+    res = runner.invoke(app, _run_or_replay_args(tmp_path, command, "oserr"))
     one_line_error(res, "/x/aaaa")
     one_line_error(res, "(5003 characters): cannot open (File name too long)")

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.inference import OrtEngine, SessionSettings, softmax, to_model_input
@@ -148,3 +149,11 @@ def one_line_error(result: Any, fragment: str) -> None:
     """:func:`error_line`, and the line names ``fragment``."""
     line = error_line(result)
     assert fragment in line, line
+
+
+needs_no_i2c_bus_1 = pytest.mark.skipif(
+    Path("/dev/i2c-1").exists(),
+    reason="this machine has an I2C bus 1: the real smbus2 path would reach a real bus",
+)
+"""For tests of the real sensor path's refusal on a machine without I2C (on a Pi with I2C
+enabled, they would open the real bus, or start a real ``run``)."""

@@ -37,6 +37,7 @@ from tests.agent.helpers import (
     RECORDINGS,
     ROOT,
     Subscriber,
+    needs_no_i2c_bus_1,
     one_line_error,
     profile_for,
 )
@@ -235,10 +236,9 @@ def test_unknown_model_id() -> None:
 
 
 # -- sensors -------------------------------------------------------------------------------------
+@needs_no_i2c_bus_1
 def test_sensor_without_an_i2c_bus() -> None:
     """The real smbus2 path on a machine with no I2C bus: the daemon refuses in one line."""
-    if Path("/dev/i2c-1").exists():
-        pytest.skip("this machine has an I2C bus 1")
     _one_line_error(
         ["run", "--profile", str(ROOT / "profiles" / "pi4.toml")],
         "I2C bus 1 is not available (/dev/i2c-1",

@@ -92,6 +92,26 @@ def test_int_accepted_for_float(tmp_path: Path) -> None:
         ("[energy]\nmeter = 'ina999'\n", "energy.meter must be one of"),
         ("[energy]\naddress = 0x68\n", "energy.address"),
         ("[energy]\nsample_hz = -1\n", "energy.sample_hz"),
+        # (every range check of the profile has a case: found untested by a review)
+        ("[mqtt]\nkeepalive_s = 4\n", "mqtt.keepalive_s must be between 5 and 3600"),
+        ("[mqtt]\nconnect_timeout_s = 0\n", r"mqtt.connect_timeout_s must be in \(0, 300\]"),
+        ("[mqtt]\nmax_queued = 0\n", "mqtt.max_queued must be between 1 and 1000000"),
+        ("[mqtt]\nclient_cert = 'c.pem'\n", "mqtt.client_cert and mqtt.client_key must be"),
+        ("[mqtt]\nclient_key = 'k.pem'\n", "mqtt.client_cert and mqtt.client_key must be"),
+        ("[mqtt]\nca_file = 'ca.pem'\n", "mqtt.tls must be true when a CA file"),
+        ("[outbox]\nmax_mb = 0\n", "outbox.max_mb must be between 0.01 and 100000"),
+        ("[outbox]\nttl_h = -1\n", r"outbox.ttl_h must be 0 \(keep forever\) or positive"),
+        ("[outbox]\nwindow = 0\n", "outbox.window must be between 1 and 1000"),
+        ("[energy]\nbus = 256\n", "energy.bus must be an I2C bus number"),
+        ("[energy]\nshunt_ohms = 0\n", r"energy.shunt_ohms must be in \(0, 10\] ohm"),
+        ("[energy]\nmax_current_a = 101\n", r"energy.max_current_a must be in \(0, 100\] A"),
+        ("[energy]\nidle_w = -1\n", "energy.idle_w and energy.core_w must be between"),
+        ("[energy]\ncore_w = 1001\n", "energy.idle_w and energy.core_w must be between"),
+        ("[policy]\ncpu_share = 65\n", "policy.cpu_share must be 0"),
+        ("[policy]\ndwell_s = -1\n", "policy.dwell_s must be between 0 and 86400"),
+        ("[policy]\npreload_mb = -1\n", "policy.preload_mb must be between 0 and 100000"),
+        ("[homeassistant]\nprefix = 'a/+'\n", "homeassistant.prefix must be topic levels"),
+        ("[mqtt]\nhost = ''\n", "mqtt.host"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, extra: str, match: str) -> None:
@@ -115,6 +135,10 @@ def test_bad_values_name_the_key(tmp_path: Path, extra: str, match: str) -> None
         ("profile_version = 1\nname = 't'\n", "source.path is required"),
         ("profile_version = 1\nname = [\n", "not valid TOML"),
         ("profile_version = 1\nname = 't'\n[source]\npath='r'\nspeed = -1\n", "source.speed"),
+        (
+            "profile_version = 1\nname = 't'\n[source]\npath='r'\nchunk_samples = 0\n",
+            "source.chunk_samples must be between 1 and 100000",
+        ),
         (
             "profile_version = 1\nname = 't'\n[source]\nkind = 'i2c'\n",
             r"source.kind must be one of 'replay' \| 'sensor'",

@@ -14,7 +14,7 @@ from agent.testing.feeds import RecordingFeed
 from agent.testing.i2c_emulation import EmulatedBus
 from agent.testing.ina219_model import Ina219Model, constant
 from agent.testing.mpu6050_model import Mpu6050Model
-from tests.agent.helpers import one_line_error
+from tests.agent.helpers import needs_no_i2c_bus_1, one_line_error
 from tests.agent.sensors.rigs import RECORDING, ROOT
 
 runner = CliRunner()
@@ -98,6 +98,7 @@ def test_record_without_the_chip(emulated: EmulatedBus, tmp_path: Path) -> None:
     assert not out.exists() and not Path(str(out) + ".part").exists()
 
 
+@needs_no_i2c_bus_1
 def test_run_on_a_pi_profile_without_i2c() -> None:
     result = runner.invoke(app, ["run", "--profile", str(PI4)])
     one_line_error(result, "I2C bus 1 is not available")

@@ -12,6 +12,7 @@ from agent.errors import ConfigError, SensorNotFoundError, SourceError
 from agent.recording import Chunk
 from agent.sensors.source import SensorSource, open_sensor_source
 from agent.windowing import Windower, WindowSpec
+from tests.agent.helpers import needs_no_i2c_bus_1
 from tests.agent.sensors.rigs import ROOT, Rig, make_rig
 
 PERIOD = 0.02
@@ -290,6 +291,7 @@ def test_timer_resyncs_are_counted_as_gaps() -> None:
     assert source.health.counters["gaps"] == source.gaps
 
 
+@needs_no_i2c_bus_1
 def test_a_second_reader_of_the_same_chip_is_refused() -> None:
     """The daemon and a record started beside it would split the FIFO's samples between them:
     the second process is refused before it touches the bus (the real-bus path; no hardware

@@ -15,7 +15,7 @@ from agent import energy_meters as em
 from agent import energy_pmic as pm
 from agent.clock import FakeClock
 from agent.energy import EnergyCounter, PowerIntegrator, open_meter, wrapped_delta
-from agent.errors import MeterError, SensorReadError
+from agent.errors import MeterError, SensorNotFoundError, SensorReadError
 from agent.profile import EnergyConfig
 from agent.testing.i2c_emulation import EmulatedBus
 from agent.testing.ina219_model import Ina219Model, Ina260Model, constant
@@ -378,7 +378,7 @@ def test_ina260_meter_and_a_chip_that_stops_answering() -> None:
 
 def test_ina_missing_chip_is_one_clear_error() -> None:
     bus = EmulatedBus(FakeClock(), {})
-    with pytest.raises(Exception, match="no INA219 answers at I2C bus 1, address 0x40"):
+    with pytest.raises(SensorNotFoundError, match="no INA219 answers at I2C bus 1, address 0x40"):
         open_meter(EnergyConfig(meter="ina219"), bus_factory=bus.factory)
     assert bus.closed
 

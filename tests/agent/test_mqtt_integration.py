@@ -46,6 +46,8 @@ def test_every_window_arrives_once_in_order(broker: Broker) -> None:
         assert [p["label"] for p in preds] == [default_entry().labels[i] for i in expected]
         assert sub.wait_for("/status", 2)[:1] == [b"online"]
         assert sub.on("/status")[-1] == b"offline"
+        # "offline" is the agent's last message: nothing arrived twice after the count was met
+        assert len(sub.on("/prediction")) == len(expected)
     finally:
         sub.close()
     # the status is retained: a late subscriber learns the agent is offline
@@ -78,7 +80,12 @@ def test_reconnects_after_broker_restart(tmp_path: Path) -> None:
         assert len(sub.wait_for("/prediction", 3)) >= 3
         sub.close()
         stop_broker(broker)
-        time.sleep(1.5)  # the agent keeps classifying while the broker is away
+        seq_at_stop = agent.pipeline.seq
+        deadline = time.monotonic() + 30
+        while agent.pipeline.seq <= seq_at_stop + 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # the agent keeps classifying while the broker is away
+        assert agent.pipeline.seq > seq_at_stop + 3
         broker = start_broker(tmp_path, port)
         sub = Subscriber(port)
         # after the reconnect (backoff starts at 1 s) predictions flow again, status is online

@@ -1,4 +1,5 @@
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -217,9 +218,18 @@ def test_compression_is_read_from_the_content_not_the_name(
     np.testing.assert_allclose(chunk.t, t, atol=1e-6)
 
 
-def test_corrupt_gzip_is_named(tmp_path: Path) -> None:
+@pytest.mark.parametrize("body", ["zeros", "flipped"])
+def test_corrupt_gzip_is_named(tmp_path: Path, body: str) -> None:
     path = tmp_path / "s.har.csv.gz"
-    path.write_bytes(b"\x1f\x8b" + b"\x00" * 40)
+    if body == "zeros":  # a gzip magic, then nothing gzip can read
+        path.write_bytes(b"\x1f\x8b" + b"\x00" * 40)
+    else:  # a real recording's gzip stream with its deflate data damaged
+        _write(tmp_path / "ok.har.csv.gz")
+        data = bytearray((tmp_path / "ok.har.csv.gz").read_bytes())
+        for i in range(20, 60):
+            data[i] ^= 0xFF
+        path.write_bytes(bytes(data))
+        with pytest.raises((OSError, zlib.error, EOFError)):  # really damaged
+            gzip.decompress(bytes(data))
     with pytest.raises(RecordingError, match="s.har.csv.gz: the gzip stream is corrupt"):
         RecordingReader(path)
-    assert gzip

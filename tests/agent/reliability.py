@@ -16,6 +16,7 @@ from typing import IO, Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.pipeline import RunStats
 from agent.wiring import Agent
@@ -27,7 +28,11 @@ class SeqSubscriber:
     """A QoS 1 subscriber with a persistent session (the broker queues for it while it is away)
     that keeps one byte per (boot, seq): unique messages, duplicates, and what is missing.
 
-    Constant memory per message, so the soak can run it for hours."""
+    Constant memory per message, so the soak can run it for hours. The constructor returns once
+    the broker has acknowledged the subscription (SUBACK): from then on the session, and with a
+    persistent broker what is queued for it, outlives a broker restart."""
+
+    SUBACK_TIMEOUT_S = 30.0
 
     def __init__(
         self,
@@ -53,11 +58,27 @@ class SeqSubscriber:
             self.client.tls_set(ca_certs=str(ca_file), cert_reqs=ssl.CERT_REQUIRED)
         if username is not None:
             self.client.username_pw_set(username, password)
+        self._subscribed = threading.Event()
+        self._refused: list[str] = []
         self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(1, 2)
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
+        where = f"subscriber {client_id!r} to {topic!r} on 127.0.0.1:{port}"
+        if not self._subscribed.wait(self.SUBACK_TIMEOUT_S):
+            self.close()
+            raise TimeoutError(f"{where}: no SUBACK within {self.SUBACK_TIMEOUT_S:g} s")
+        if self._refused:
+            self.close()
+            raise RuntimeError(f"{where}: the broker refused it ({', '.join(self._refused)})")
+
+    def _on_subscribe(
+        self, _c: Any, _u: Any, _mid: int, codes: list[ReasonCode], _props: Any
+    ) -> None:
+        self._refused = [str(rc) for rc in codes if rc.is_failure]
+        self._subscribed.set()
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
         body = json.loads(msg.payload)

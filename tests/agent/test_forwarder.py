@@ -1,5 +1,7 @@
 """Store-and-forward logic against a scripted link (the real broker is in the integration tests)."""
 
+import dataclasses
+import logging
 from pathlib import Path
 
 import pytest
@@ -151,3 +153,60 @@ def test_stop_without_a_broker_does_not_wait_for_one(tmp_path: Path) -> None:
     assert fwd.stop() == 0
     assert polls == 1  # one look, no waiting loop
     assert fwd.outbox.stats(0).length == 1  # kept for the next start
+
+
+def test_poll_drops_rows_past_the_ttl_while_the_link_is_down(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The outbox's TTL is applied by the forwarder's ``poll``: with the broker away for longer
+    than the TTL, the rows that are too old go (counted, one warning), the younger ones stay."""
+    link = ScriptedLink()
+    link.connected = False  # down the whole time: nothing is sent, nothing acknowledged
+    now = [1000.0]
+    fwd = OutboxPublisher(Outbox(tmp_path / "o.db", ttl_s=10), link, wall=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="agent.forwarder"):
+        for i in range(3):
+            fwd.publish("t", str(i).encode())  # created at 1000
+        now[0] = 1005.0
+        fwd.poll()  # expiry runs, but nothing is older than the TTL yet
+        assert fwd.stats().dropped_ttl == 0 and caplog.records == []
+        now[0] = 1065.0  # the next expiry is due (every 60 s)
+        fwd.publish("t", b"young")
+        now[0] = 1070.0  # the first three are 70 s old, the young one 5 s
+        for _ in range(3):
+            fwd.poll()
+            now[0] += 1.0
+    st = fwd.stats()
+    assert (st.dropped_ttl, st.length, st.acked) == (3, 1, 0)
+    assert link.sent == []
+    assert [r.payload for r in fwd.outbox.take(10)] == [b"young"]
+    assert [(r.name, r.levelno, r.getMessage()) for r in caplog.records] == [
+        ("agent.forwarder", logging.WARNING, "outbox: 3 messages older than the TTL were dropped")
+    ]
+    fwd.outbox.close()
+
+
+@pytest.mark.parametrize(("ttl_h", "ttl_s"), [(0.5, 1800.0), (168.0, 604800.0), (0.0, 0.0)])
+def test_factory_gives_the_outbox_the_profiles_ttl_in_seconds(
+    tmp_path: Path, ttl_h: float, ttl_s: float
+) -> None:
+    """``outbox.ttl_h`` is in hours; the outbox counts seconds (0 = keep forever)."""
+    from agent.publisher_factory import make_publisher
+    from tests.agent.helpers import profile_for
+
+    prof = profile_for(outbox=tmp_path / "o.db")
+    prof = dataclasses.replace(prof, outbox=dataclasses.replace(prof.outbox, ttl_h=ttl_h))
+    pub = make_publisher(prof, use_outbox=True)
+    assert isinstance(pub, OutboxPublisher)
+    box = pub.outbox
+    try:
+        assert box.ttl_s == ttl_s
+        box.put("t", b"x", 1, False, now=0.0)
+        if ttl_s:
+            assert box.expire(ttl_s - 1.0) == 0  # not yet
+            assert box.expire(ttl_s + 1.0) == 1
+        else:
+            assert box.expire(1e9) == 0  # kept forever
+        assert box.stats(0.0).length == (0 if ttl_s else 1)
+    finally:
+        box.close()

@@ -28,7 +28,11 @@ pytestmark = pytest.mark.integration
 def test_broker_outage_loses_nothing(tmp_path: Path) -> None:
     port = free_port()
     broker = persistent_broker(tmp_path, port)  # keeps sessions on disk across its restart
-    sub = SeqSubscriber(port, "outage-sub")
+    try:
+        sub = SeqSubscriber(port, "outage-sub")
+    except Exception:
+        stop_broker(broker)  # no broker outlives a failed test
+        raise
     stop = threading.Event()
     prof = profile_for(port, outbox=tmp_path / "outbox.db")
     agent = build_agent(prof, options=RunOptions(speed=40.0, loop=False), stop=stop)

@@ -28,7 +28,11 @@ BROKER_INFLIGHT = 20  # mosquitto's max_inflight_messages default
 def test_thirty_second_outage_mid_stream_loses_nothing(tmp_path: Path) -> None:
     port = free_port()
     broker = persistent_broker(tmp_path, port)
-    sub = SeqSubscriber(port, "outage30-sub")
+    try:
+        sub = SeqSubscriber(port, "outage30-sub")
+    except Exception:
+        stop_broker(broker)  # no broker outlives a failed test
+        raise
     prof = profile_for(port, outbox=tmp_path / "outbox.db")
     # backoff capped at 5 s (a profile setting) so the reconnect comes soon after the broker
     prof = dataclasses.replace(prof, mqtt=dataclasses.replace(prof.mqtt, reconnect_max_s=5))

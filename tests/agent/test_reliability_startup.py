@@ -21,12 +21,13 @@ def _counter(db_path: Path, name: str) -> int:
 
 def test_run_with_no_broker_keeps_spooling_and_delivers_later(tmp_path: Path) -> None:
     port = free_port()
-    # register the subscriber's persistent session first, so nothing the agent sends after the
-    # broker appears can slip past it
+    # register the subscriber's persistent session first (SeqSubscriber returns once the broker
+    # has acknowledged it), so nothing the agent sends after the broker appears can slip past it
     broker = persistent_broker(tmp_path, port)
-    sub = SeqSubscriber(port, "startup-sub")
-    time.sleep(0.5)
-    stop_broker(broker)
+    try:
+        sub = SeqSubscriber(port, "startup-sub")
+    finally:
+        stop_broker(broker)  # (also when the subscriber failed: no broker outlives the test)
     outbox = tmp_path / "outbox.db"
     prof = write_profile(
         tmp_path / "p.toml", port, outbox=outbox, speed=30.0, mqtt="reconnect_max_s = 4"

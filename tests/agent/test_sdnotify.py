@@ -1,3 +1,5 @@
+import errno
+import logging
 import os
 import socket
 from pathlib import Path
@@ -75,7 +77,46 @@ def test_without_systemd_nothing_happens() -> None:
     n.close()
 
 
-def test_broken_socket_is_logged_not_raised(tmp_path: Path) -> None:
-    n = SystemdNotifier({"NOTIFY_SOCKET": str(tmp_path / "gone.sock")})
-    n.ready()  # no listener: logged once, no exception
-    n.close()
+def test_broken_socket_is_logged_once_and_its_recovery_too(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No listener at ``$NOTIFY_SOCKET``: one warning however many notifications fail, never an
+    exception; once the socket works, one info line and the datagrams arrive again."""
+    path = tmp_path / "notify.sock"
+    n = SystemdNotifier({"NOTIFY_SOCKET": str(path)})
+
+    def logged(level: int) -> list[str]:
+        return [
+            r.getMessage()
+            for r in caplog.records
+            if r.name == "agent.sdnotify" and r.levelno == level
+        ]
+
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        with caplog.at_level(logging.INFO, logger="agent.sdnotify"):
+            n.ready("starting")  # nothing listens there: logged, not raised
+            n.status("still nobody")
+            n.stopping()
+            warnings = logged(logging.WARNING)
+            assert len(warnings) == 1, warnings
+            assert warnings[0].startswith(f"cannot notify systemd ([Errno {errno.ENOENT}]")
+            assert logged(logging.INFO) == []
+
+            server.bind(str(path))  # systemd is there now
+            server.settimeout(5)
+            n.status("back")
+            assert server.recv(256) == b"STATUS=back"
+            n.status("and again")
+            assert server.recv(256) == b"STATUS=and again"
+            assert logged(logging.INFO) == ["systemd notify socket works again"]  # once
+            assert len(logged(logging.WARNING)) == 1
+
+            server.close()
+            path.unlink()  # gone again: a new failure is worth a new warning
+            n.status("lost")
+            n.status("lost")
+            assert len(logged(logging.WARNING)) == 2
+    finally:
+        n.close()
+        server.close()

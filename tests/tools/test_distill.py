@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
 from agent.manifest import load_manifest, sha256_file  # noqa: E402
-from tools.bank import build, distill  # noqa: E402
+from tools.bank import build, distill, teachers  # noqa: E402
 from tools.bank.finetune import FinetuneConfig, finetune  # noqa: E402
 from tools.bank.parent import plain_from_onnx  # noqa: E402
 from tools.bank.supernet2d import ColumnConfig  # noqa: E402
@@ -45,7 +45,7 @@ def test_every_member_is_distilled_from_the_full_configuration(
     built, distilled, report = banks
     before = {m.id: m for m in load_manifest(built).models}
     after = load_manifest(distilled)
-    teacher = distill.default_teacher(list(before.values()))
+    teacher = teachers.default_teacher(list(before.values()))
     assert teacher.id == "wc-w1.00-r128"
     assert {m.id for m in after.models} == set(before)
     changed = 0
@@ -93,7 +93,7 @@ def test_unknown_member_and_teacher_are_refused(banks: tuple[Path, Path, dict[st
         distill.run(distill.parse_args(["--smoke", "--bank", str(built), "--teacher", "wc-nope"]))
     narrow = [m for m in load_manifest(built).models if (m.width or 1) < 0.9]
     with pytest.raises(ValueError, match="no member of width >= 0.9"):
-        distill.pick_teachers(narrow, None, 0.9)
+        teachers.pick_teachers(narrow, None, 0.9)
     for bad in (["--epochs", "0"], ["--ensemble-width", "0"], ["--ensemble-width", "1.5"]):
         with pytest.raises(SystemExit):
             distill.parse_args(bad)
@@ -159,9 +159,9 @@ def test_an_ensemble_teacher_averages_its_members_at_their_own_resolutions(
 ) -> None:
     built, _, _ = banks
     members = load_manifest(built).models
-    wide = distill.pick_teachers(members, None, 1.0)
+    wide = teachers.pick_teachers(members, None, 1.0)
     assert {t.width for t in wide} == {1.0} and len({t.resolution for t in wide}) >= 2
-    assert distill.pick_teachers(members, "wc-w1.00-r128,wc-w1.00-r128", None) == [
+    assert teachers.pick_teachers(members, "wc-w1.00-r128,wc-w1.00-r128", None) == [
         next(m for m in members if m.id == "wc-w1.00-r128")
     ]
     # the ensemble's targets are the mean of each teacher's softmax on the aligned rows
@@ -170,9 +170,9 @@ def test_an_ensemble_teacher_averages_its_members_at_their_own_resolutions(
         r: torch.from_numpy(rng.standard_normal((5, r, 6)).astype(np.float32))
         for r in {t.resolution for t in wide}
     }
-    got = distill.ensemble_soft_targets(built, wide, inputs)
+    got = teachers.ensemble_soft_targets(built, wide, inputs)
     each = [
-        distill.soft_targets(plain_from_onnx(built / t.file, ColumnConfig()), inputs[t.resolution])
+        teachers.soft_targets(plain_from_onnx(built / t.file, ColumnConfig()), inputs[t.resolution])
         for t in wide
     ]
     assert got.shape == each[0].shape
@@ -239,12 +239,12 @@ def test_teacher_at_resolution_chains_through_the_full_width_members(
         assert d["teacher_at_resolution"] is True
         # the targets a student learned from are its assistant's softmax on the student's rows
         x, soft = seen[m.id]
-        want = distill.soft_targets(plain_from_onnx(bank / t.file, ColumnConfig()), x)
+        want = teachers.soft_targets(plain_from_onnx(bank / t.file, ColumnConfig()), x)
         assert torch.allclose(soft, want, atol=1e-6)
     lowest = min(assistants)
     without = [m for m in members if not (m.width == 1.0 and m.resolution == lowest)]
     with pytest.raises(ValueError, match=f"no width-1.0 member at resolution {lowest}"):
-        distill.teachers_at_resolution(without, without)
+        teachers.teachers_at_resolution(without, without)
 
 
 @pytest.mark.parametrize("compress_follows", [False, True])

@@ -36,10 +36,15 @@ def tls_context(
             raise ConfigError(f"MQTT TLS set-up failed: {what} {name} does not exist")
     try:
         context = ssl.create_default_context(cafile=ca_file)  # verifies host name too
-        if client_cert:
-            context.load_cert_chain(client_cert, client_key)
     except (OSError, ValueError, ssl.SSLError) as exc:
-        raise ConfigError(f"MQTT TLS set-up failed ({exc})") from exc
+        raise ConfigError(f"MQTT TLS set-up failed: ca_file {ca_file} ({exc})") from exc
+    if client_cert:
+        try:
+            context.load_cert_chain(client_cert, client_key)
+        except (OSError, ValueError, ssl.SSLError) as exc:
+            key = f", client_key {client_key}" if client_key else ""
+            files = f"client_cert {client_cert}{key}"
+            raise ConfigError(f"MQTT TLS set-up failed: {files} ({exc})") from exc
     context.sslsocket_class = ClosingSSLSocket
     return context
 

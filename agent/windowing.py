@@ -348,9 +348,12 @@ class Resampler:
         out_v = np.empty((grid.shape[0], n_ch), dtype=np.float32)
         for c in range(n_ch):  # (float64 -> float32 on assignment, as astype did)
             out_v[:, c] = np.interp(grid, ft, fv[:, c])
-        # (np.maximum, not np.clip: clip's limit checks cost more than the search here)
-        idx = np.maximum(np.searchsorted(ft, grid + 1e-9, side="right") - 1, 0)
-        out_l = [fl[i] for i in idx.tolist()]
+        if fl.count(fl[0]) == len(fl):  # one label (or none) throughout: the common case
+            out_l = [fl[0]] * grid.shape[0]
+        else:
+            # (np.maximum, not np.clip: clip's limit checks cost more than the search here)
+            idx = np.maximum(np.searchsorted(ft, grid + 1e-9, side="right") - 1, 0)
+            out_l = [fl[i] for i in idx.tolist()]
         self._next_t = float(self._next_t + step * max(count, 0))
         self._prev = (float(ft[-1]), fv[-1].copy(), fl[-1])
         return grid, out_v, out_l

@@ -189,6 +189,32 @@ def test_resampler_labels_and_gap() -> None:
     assert not np.any((out.t > 2.0) & (out.t < 5.0))
 
 
+@pytest.mark.parametrize("chunk", [7, 64, 1000])
+def test_resampled_labels_follow_the_nearest_earlier_sample(chunk: int) -> None:
+    """Whether a chunk holds one label (the shortcut) or several, each output sample takes the
+    label of the last input sample at or before it, the same in any chunking."""
+    rng = np.random.default_rng(3)
+    n = 3000
+    t = np.arange(n) / 50.0
+    runs = np.repeat(rng.choice(["A", "B", "C"], size=n // 100), 100)  # 2 s runs
+    labels = tuple(str(x) for x in runs)
+    v = rng.normal(size=(n, 2)).astype(np.float32)
+    r = Resampler(50.0, 37.5)
+    outs = [
+        r.push(Chunk(t[a : a + chunk], v[a : a + chunk], labels[a : a + chunk]))
+        for a in range(0, n, chunk)
+    ]
+    out_t = np.concatenate([o.t for o in outs])
+    out_l = [lbl for o in outs for lbl in (o.labels or ())]
+    assert len(out_l) == len(out_t) > 2000
+    # the filtered stream lags by half the filter: output k sits at a filtered sample's time
+    # grid; its label is the input label at the latest input time <= the output time
+    want = [labels[int(np.searchsorted(t, x + 1e-9, side="right")) - 1] for x in out_t]
+    assert out_l == want
+    whole = Resampler(50.0, 37.5).push(Chunk(t, v, labels))
+    assert whole.labels == tuple(out_l)
+
+
 def test_resampler_rejects_bad_rates() -> None:
     with pytest.raises(DataError):
         Resampler(0.0, 50.0)

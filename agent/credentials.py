@@ -1,4 +1,5 @@
-"""MQTT credentials: read from a file that only its owner (and group) may read, never from the
+"""MQTT credentials: read from a file that only its owner (and group) may read, that only its
+owner may write, and that belongs to the user running the agent or to root; never from the
 profile or the command line. The file is TOML::
 
     username = "har-agent"
@@ -7,6 +8,7 @@ profile or the command line. The file is TOML::
 
 from __future__ import annotations
 
+import os
 import stat
 import tomllib
 from dataclasses import dataclass
@@ -31,10 +33,16 @@ def load_credentials(path: Path) -> Credentials:
         raise ConfigError(f"{path}: cannot read the credentials file ({exc.strerror})") from exc
     if not stat.S_ISREG(st.st_mode):
         raise ConfigError(f"{path}: the credentials file is not a regular file")
-    if st.st_mode & (stat.S_IROTH | stat.S_IWOTH):
+    if st.st_mode & (stat.S_IROTH | stat.S_IWOTH | stat.S_IWGRP):
         raise ConfigError(
-            f"{path}: the credentials file is readable or writable by others "
-            f"(mode {stat.S_IMODE(st.st_mode):04o}); run: chmod 600 {path}"
+            f"{path}: the credentials file is readable or writable by others, or writable by "
+            f"its group (mode {stat.S_IMODE(st.st_mode):04o}); run: chmod 600 {path} "
+            f"(640 for a group that runs the agent)"
+        )
+    if st.st_uid not in (0, os.geteuid()):  # another user could rewrite it
+        raise ConfigError(
+            f"{path}: the credentials file belongs to user id {st.st_uid}, not to this user "
+            f"({os.geteuid()}) or root; run: chown {os.geteuid()} {path}"
         )
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))

@@ -83,7 +83,7 @@ def make_publisher(profile: Profile, *, use_outbox: bool) -> Publisher:
     path = outbox_path(profile)
     cap = int(o.max_mb * 1024 * 1024)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # (see Outbox)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise AgentError(f"{path.parent}: cannot create the outbox folder ({reason})") from exc

@@ -1,4 +1,6 @@
+import os
 import sqlite3
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -295,3 +297,20 @@ def test_read_counts_takes_any_path_and_one_snapshot(tmp_path: Path) -> None:
     final = read_counts(odd)
     assert final["produced"] == 1500 == box.stats(0.0).produced
     assert final["acked"] == box.stats(0.0).acked == 1000
+
+
+def test_a_new_outbox_is_private_to_its_owner(tmp_path: Path) -> None:
+    """Predictions are personal data: under the common umask 022 the folder made for the outbox
+    and every SQLite file in it are still the owner's alone (the service's UMask=0077 aside)."""
+    old = os.umask(0o022)
+    try:
+        box = _box(tmp_path)
+        box.put("t", b"x", 1, False, 0.0)  # creates the -wal and -shm files
+        folder = tmp_path / "state"
+        modes = {f.name: stat.S_IMODE(f.stat().st_mode) for f in folder.iterdir()}
+        box.close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert set(modes) >= {"outbox.db", "outbox.db-wal", "outbox.db-shm"}
+    assert set(modes.values()) == {0o600}, modes

@@ -3,6 +3,7 @@ of it, for the daemon, the disk-backed outbox."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 from collections.abc import Mapping
@@ -36,6 +37,13 @@ def mqtt_link(
     logged and retried instead of ending the run (the daemon, whose outbox keeps the rows)."""
     m = profile.mqtt
     creds = load_credentials(profile.resolve(m.credentials_file)) if m.credentials_file else None
+    if creds is not None and not m.tls and not _is_loopback(m.host):
+        log.warning(
+            "mqtt: the password of %s goes to %s in clear text (mqtt.tls = false); "
+            "anyone on the network path can read it: set mqtt.tls = true",
+            m.credentials_file,
+            m.host,
+        )
     ha = profile.homeassistant
     settings = MqttSettings(
         host=m.host,
@@ -59,6 +67,16 @@ def mqtt_link(
         Topics(m.topic_prefix, profile.device.id),
         retry_in_background=retry_in_background,
     )
+
+
+def _is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address (127.0.0.0/8, ::1): traffic that stays on this host."""
+    if host.rstrip(".").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve anywhere
+        return False
 
 
 def outbox_path(profile: Profile, env: Mapping[str, str] | None = None) -> Path:

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import Callable
@@ -33,6 +34,17 @@ class ServiceError(AgentError):
 class Step:
     description: str
     action: Callable[[], None]
+
+
+def _no_write_for_others(root: Path) -> None:
+    """Clear the group and other write bits below ``root``: the service runs this code as root's
+    copy, and a checkout's group- or world-writable file would let another user change it."""
+    for path in [root, *root.rglob("*")]:
+        st = path.lstat()
+        if stat.S_ISLNK(st.st_mode):
+            continue
+        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            path.chmod(stat.S_IMODE(st.st_mode) & ~(stat.S_IWGRP | stat.S_IWOTH))
 
 
 def _run(cmd: list[str]) -> None:
@@ -182,6 +194,7 @@ def plan_install(
                 )
             elif src.is_file():
                 shutil.copy2(src, dest / name)
+        _no_write_for_others(dest)
 
     steps.append(Step(f"copy the agent, models and profiles to {dest}", copy))
 

@@ -267,3 +267,43 @@ def test_an_install_the_service_could_not_use_leaves_no_profile(
         with pytest.raises(AgentError, match=re.escape(message)):
             config.action()
         assert not (root / "etc" / "har-agent" / "profile.toml").exists()
+
+
+def test_installed_files_are_not_writable_by_group_or_others(tmp_path: Path) -> None:
+    """A checkout's group- or world-writable file must not become writable code the service
+    runs: the copy drops those bits (symlinks are left alone)."""
+    import os
+    import stat
+
+    source = tmp_path / "src"
+    for name in ("agent", "profiles", "systemd"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    loose = source / "agent" / "cli.py"
+    loose.chmod(0o666)
+    (source / "agent").chmod(0o777)
+    (source / "profiles" / "default.toml").chmod(0o664)
+    os.symlink("cli.py", source / "agent" / "alias.py")
+    old = os.umask(0)
+    try:
+        steps = plan_install(
+            source=source,
+            profile=source / "profiles" / "default.toml",
+            prefix=Path("/opt/har-agent"),
+            root=tmp_path / "root",
+            system=False,
+            venv=False,
+        )
+        for step in steps:
+            if step.description.startswith("copy"):
+                step.action()
+    finally:
+        os.umask(old)
+    installed = tmp_path / "root/opt/har-agent"
+    assert (installed / "agent" / "cli.py").is_file()
+    writable = [
+        p
+        for p in [installed, *installed.rglob("*")]
+        if not p.is_symlink() and p.stat().st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    ]
+    assert writable == []
+    assert stat.S_IMODE((installed / "agent" / "cli.py").stat().st_mode) == 0o644

@@ -8,11 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import ModelError
-from agent.inference import SessionSettings, session_options
+from agent.inference import SessionSettings, refuse_external_data, session_options
 from agent.manifest import Manifest, ModelEntry
 from agent.onnx_params import params_of_file
-
-_EXTERNAL_DATA_MARK = b"\n\x08location\x12"
 
 
 @dataclass(frozen=True)
@@ -96,8 +94,7 @@ def _open_file(path: Path, settings: SessionSettings, t0: float) -> tuple[Any, f
         blob = path.read_bytes()
     except OSError as exc:
         raise ModelError(f"{path}: cannot read the model ({exc.strerror or exc})") from exc
-    if _EXTERNAL_DATA_MARK in blob:
-        raise ModelError(f"{path}: the model refers to external data files, which are refused")
+    refuse_external_data(path, blob)
     try:
         session = ort.InferenceSession(
             blob, sess_options=session_options(settings), providers=["CPUExecutionProvider"]

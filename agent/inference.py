@@ -18,11 +18,10 @@ import numpy as np
 from agent.errors import ModelError
 from agent.floats import first_argmax, numpy_max
 from agent.manifest import ModelEntry
+from agent.onnx_params import ProtobufError, refers_to_external_data
 from agent.regular_file import NotARegularFile, open_regular
 
 _FLOAT32 = np.dtype(np.float32)
-_EXTERNAL_DATA_MARK = b"\n\x08location\x12"
-"""How a TensorProto's ``external_data`` entry ``{key: "location", value: ...}`` is serialised."""
 
 
 class Engine(Protocol):
@@ -72,6 +71,19 @@ def verified_bytes(path: Path, entry: ModelEntry) -> bytes:
     return blob
 
 
+def refuse_external_data(path: Path, blob: bytes) -> None:
+    """ModelError if any tensor of the model (initializers, attribute tensors, subgraphs, function
+    bodies) refers to external data files, or if the bytes are not a well-formed protobuf."""
+    try:
+        external = refers_to_external_data(blob)
+    except ProtobufError as exc:
+        raise ModelError(
+            f"{path}: ONNX Runtime cannot load the model (not a well-formed ONNX protobuf: {exc})"
+        ) from None
+    if external:
+        raise ModelError(f"{path}: the model refers to external data files, which are refused")
+
+
 class OrtEngine:
     """An ONNX Runtime CPU session for one bank member."""
 
@@ -79,8 +91,7 @@ class OrtEngine:
         import onnxruntime as ort
 
         blob = verified_bytes(path, entry)
-        if _EXTERNAL_DATA_MARK in blob:
-            raise ModelError(f"{path}: the model refers to external data files, which are refused")
+        refuse_external_data(path, blob)
         opts = session_options(settings)
         try:
             # from the verified bytes, not the path: what runs is what was hashed, and a model

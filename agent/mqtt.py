@@ -13,6 +13,14 @@
 - The command topic is subscribed in ``on_connect``, so the subscription survives reconnects.
 - Callbacks run on paho's network thread and only put events on queues; the pipeline thread
   calls :meth:`MqttPublisher.poll` to log connection changes (once each) and collect commands.
+- Incoming messages cannot flood the agent (docs/mqtt.md, commands): with MQTT v5 the CONNECT
+  carries Maximum Packet Size (:data:`MAX_PACKET_BYTES`), so the broker never delivers a larger
+  message; at most :data:`MAX_INBOX` messages wait (more are dropped in the callback, counted
+  in :attr:`MqttPublisher.inbox_dropped`), each cut to just over the command size limit; a poll
+  hands over at most :data:`~agent.commands.MAX_COMMANDS_PER_STEP` of them, and no more than
+  there is room for their replies (:data:`MAX_REPLIES_IN_FLIGHT`).
+- Answers to commands go to the live link only (:meth:`MqttPublisher.reply`), never queued for
+  a link that is down.
 """
 
 from __future__ import annotations
@@ -26,7 +34,10 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
+from agent.commands import MAX_COMMAND_BYTES, MAX_COMMANDS_PER_STEP
 from agent.credentials import Credentials
 from agent.errors import PublishError
 from agent.mqtt_tls import tls_context, tls_reason
@@ -38,6 +49,23 @@ log = logging.getLogger(__name__)
 
 SESSION_TAKEN_OVER = 0x8E
 """MQTT v5 DISCONNECT reason: another connection took this client id."""
+
+MAX_PACKET_BYTES = 16 * 1024
+"""Maximum Packet Size sent in the MQTT v5 CONNECT: the broker delivers no larger packet, so a
+huge message never reaches (the memory of) the agent. What it subscribes to is small: commands of
+at most ``MAX_COMMAND_BYTES`` (4 KiB; up to here a larger one is still answered with the reason)
+and Home Assistant's ``online``/``offline``; the rest leaves room for topic and properties. An
+MQTT v3.1.1 CONNECT has no such field: there, paho reads any message whole, one at a time."""
+
+MAX_INBOX = 100
+"""Incoming messages that may wait for the pipeline; more are dropped in paho's callback."""
+
+MAX_REPLIES_IN_FLIGHT = MAX_COMMANDS_PER_STEP
+"""Answers to commands handed to paho and not yet acknowledged. paho keeps at most 20 QoS 1
+messages on the wire (its default ``max_inflight_messages``) and queues the rest in order: replies
+hold at most half of that, so a prediction never waits behind a queue of replies. :meth:`poll`
+takes commands only while their replies have room (a burst is answered over several steps);
+:meth:`reply` drops what would exceed it."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +123,15 @@ class MqttPublisher:
         self._connected = False
         self._queue_full_logged = False
         self.dropped = 0
+        self.inbox_dropped = 0
+        """Incoming messages dropped because ``MAX_INBOX`` were waiting (paho's thread counts)."""
+        self._inbox_in = 0  # messages put in the inbox (written by paho's thread only)
+        self._inbox_out = 0  # and taken out of it (by the pipeline thread only)
+        self._inbox_dropped_seen = 0
+        self._inbox_dropping = False
+        self.replies_dropped = 0
+        """Answers to commands not sent: link down, or ``MAX_REPLIES_IN_FLIGHT`` unacknowledged."""
+        self._replies: set[int] = set()  # mids of replies not yet acknowledged
         self.network_restarts = 0
         self._loop_running = False
         self._stopping = False
@@ -147,7 +184,14 @@ class MqttPublisher:
         self._events.put(("disconnected", detail))
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        self._inbox.put(Command(topic=msg.topic, payload=bytes(msg.payload)))
+        if self._inbox_in - self._inbox_out >= MAX_INBOX:
+            self.inbox_dropped += 1  # only this thread writes it; poll() logs the change
+            return
+        # one byte over the command limit is enough for the "too large" answer: a message that
+        # waits keeps no more than that (with v3.1.1 nothing bounds what arrives)
+        payload = msg.payload[: MAX_COMMAND_BYTES + 1]
+        self._inbox.put(Command(topic=msg.topic, payload=bytes(payload)))
+        self._inbox_in += 1
 
     def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, rc: Any, _p: Any) -> None:
         self._acks.put((mid, int(rc.value), str(rc)))
@@ -179,15 +223,27 @@ class MqttPublisher:
             s.reconnect_max_s,
         )
         self._client = self._make_client(self.protocol)  # a fresh client: no half-open state
-        self._client.connect_async(s.host, s.port, keepalive=s.keepalive_s)
+        self._client.connect_async(
+            s.host, s.port, keepalive=s.keepalive_s, properties=self._connect_properties()
+        )
         self._client.loop_start()
         self._loop_running = True
+
+    def _connect_properties(self) -> Properties | None:
+        """MQTT v5: Maximum Packet Size (paho keeps it for every reconnect); v3.1.1 has none."""
+        if self.protocol != mqtt.MQTTv5:
+            return None
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho: untyped
+        props.MaximumPacketSize = MAX_PACKET_BYTES
+        return props
 
     def _connect(self) -> None:
         s = self.settings
         where = f"MQTT broker at {s.host}:{s.port}"
         try:
-            self._client.connect(s.host, s.port, keepalive=s.keepalive_s)
+            self._client.connect(
+                s.host, s.port, keepalive=s.keepalive_s, properties=self._connect_properties()
+            )
         except ssl.SSLError as exc:
             raise PublishError(f"TLS with the {where} failed ({tls_reason(exc)})") from exc
         except (OSError, ValueError) as exc:
@@ -231,8 +287,27 @@ class MqttPublisher:
         self._ack_log = []
         acks = self._acks
         while not acks.empty():
-            out.append(acks.get_nowait())
+            ack = acks.get_nowait()
+            self._replies.discard(ack[0])
+            out.append(ack)
         return out
+
+    def reply(self, topic: str, payload: bytes) -> bool:
+        """Send the answer to a command, QoS 1, on the live link only: while the link is down,
+        or while ``MAX_REPLIES_IN_FLIGHT`` replies wait for their PUBACK, it is dropped and
+        counted (:attr:`replies_dropped`). An answer is for a client waiting now, worthless
+        minutes later, and must never queue ahead of predictions."""
+        if not (self._connected and self._client.is_connected()) or (
+            len(self._replies) >= MAX_REPLIES_IN_FLIGHT
+        ):
+            self.replies_dropped += 1
+            return False
+        info = self._client.publish(topic, payload, qos=1)
+        if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
+            self.replies_dropped += 1
+            return False
+        self._replies.add(info.mid)
+        return True
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         if retain:
@@ -259,6 +334,7 @@ class MqttPublisher:
         while not acks.empty():
             ack = acks.get_nowait()
             self._pending.discard(ack[0])
+            self._replies.discard(ack[0])
             self._ack_log.append(ack)
             del self._ack_log[:-10000]
 
@@ -294,11 +370,15 @@ class MqttPublisher:
                 self._client.loop_stop()
                 self.protocol = mqtt.MQTTv311
                 self._client = self._make_client(mqtt.MQTTv311)
+                self._replies.clear()
                 self._client.connect_async(s.host, s.port, keepalive=s.keepalive_s)
                 self._client.loop_start()
                 continue
             if kind == "connected" and not self._connected:
                 self._connected = True
+                # replies from before the outage: paho sends them again or the session is gone;
+                # either way they must not hold the reply window shut
+                self._replies.clear()
                 # restore what late subscribers read: after a reconnect all of it (the broker
                 # may have restarted empty); on a first connection made in the background, what
                 # paho dropped meanwhile (QoS 0; it queued the rest)
@@ -326,16 +406,42 @@ class MqttPublisher:
                 )
 
     def poll(self) -> list[Command]:
+        """Apply connection changes and acknowledgements; the oldest waiting incoming messages,
+        at most ``MAX_COMMANDS_PER_STEP`` and, while connected, no more than there is room for
+        their replies (``MAX_REPLIES_IN_FLIGHT``); the rest wait for a later call."""
         self._watch_network_thread()
         self.poll_events()
         self._drain_acks()
+        if self.inbox_dropped != self._inbox_dropped_seen or self._inbox_dropping:
+            self._log_inbox_drops()
         inbox = self._inbox
         if inbox.empty():
             return []
+        n = MAX_COMMANDS_PER_STEP
+        if self._connected:  # (while down, their replies are dropped anyway)
+            n = min(n, MAX_REPLIES_IN_FLIGHT - len(self._replies))
         out: list[Command] = []
-        while not inbox.empty():
+        while len(out) < n and not inbox.empty():
             out.append(inbox.get_nowait())
+        self._inbox_out += len(out)
         return out
+
+    def _log_inbox_drops(self) -> None:
+        """Once when incoming messages start being dropped, once when that stops: no new drop
+        since the last poll and the inbox at most half full."""
+        dropped = self.inbox_dropped
+        if dropped != self._inbox_dropped_seen:
+            self._inbox_dropped_seen = dropped
+            if not self._inbox_dropping:
+                self._inbox_dropping = True
+                log.warning(
+                    "%d incoming messages wait for the agent: dropping further commands "
+                    "until it catches up (a command flood?)",
+                    MAX_INBOX,
+                )
+        elif self._inbox_in - self._inbox_out <= MAX_INBOX // 2:
+            self._inbox_dropping = False
+            log.info("commands are taken again (%d incoming messages dropped so far)", dropped)
 
     def flush(self, timeout_s: float) -> int:
         deadline = time.monotonic() + timeout_s
@@ -348,6 +454,7 @@ class MqttPublisher:
             except queue.Empty:
                 continue
             self._pending.discard(ack[0])
+            self._replies.discard(ack[0])
             self._ack_log.append(ack)
 
     @property

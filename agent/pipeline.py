@@ -8,21 +8,22 @@ import logging
 import math
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from agent.adaptive import Controller, SwitchOrder
 from agent.clock import Clock
-from agent.commands import handle_command
+from agent.commands import MAX_COMMANDS_PER_STEP, handle_command
 from agent.fronts import Front, FrontKey
 from agent.inference import Classifier
 from agent.manifest import InputSpec
 from agent.payload import IsoFormatter, Prediction, PredictionEncoder, Topics, iso_from_unix
-from agent.publishers import Publisher
+from agent.publishers import Command, Publisher
 from agent.recording import Chunk
 from agent.sensors.health import health_of
 from agent.smoothing import Smoother
@@ -31,6 +32,14 @@ from agent.strict_json import strict_json
 from agent.windowing import Resampler, Window, Windower
 
 log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Replier(Protocol):
+    """A publisher that sends answers to commands on its live link only (``MqttPublisher``,
+    ``OutboxPublisher``); others get them through ``publish`` with QoS 1."""
+
+    def reply(self, topic: str, payload: bytes) -> bool: ...
 
 
 @dataclass
@@ -135,6 +144,7 @@ class Pipeline:
         self._encoders: dict[str, PredictionEncoder] = {}
         self._encoder = self._encoder_for(classifier)
         self._health_seen = 0  # live sensors: last health version published (docs/mqtt.md)
+        self._commands: deque[Command] = deque()  # received, beyond this step's share
         self._config_sent = False
 
     @property
@@ -230,19 +240,9 @@ class Pipeline:
 
     def process(self, chunk: Chunk) -> int:
         """Run one chunk through to the publisher; return the number of windows it completed."""
-        for cmd in self.publisher.poll():
-            handler = self.topic_handlers.get(cmd.topic)
-            if handler is not None:
-                handler(cmd.payload)
-                continue
-            try:
-                reply = handle_command(
-                    cmd.payload, self.status, self.controller, self._metrics_body
-                )
-            except Exception:  # a bug in a handler must not stop the agent
-                log.exception("command handling failed")
-                reply = b'{"ok":false,"error":"internal error"}'
-            self.publisher.publish(self.topics.response, reply, qos=1)
+        commands = self.publisher.poll()
+        if commands or self._commands:
+            self._handle_commands(commands)
         health = health_of(self.source)
         if health is not None and health.version != self._health_seen:
             self._health_seen = health.version
@@ -276,6 +276,31 @@ class Pipeline:
                 if order is not None:
                     self._switch(order)
         return done
+
+    def _handle_commands(self, commands: list[Command]) -> None:
+        """Answer at most ``MAX_COMMANDS_PER_STEP`` commands, oldest first; the rest wait for the
+        next step (the MQTT link hands over no more than that per poll, and bounds what waits)."""
+        waiting = self._commands
+        waiting.extend(commands)
+        publisher = self.publisher
+        reply_live = publisher.reply if isinstance(publisher, Replier) else None
+        for _ in range(min(len(waiting), MAX_COMMANDS_PER_STEP)):
+            cmd = waiting.popleft()
+            handler = self.topic_handlers.get(cmd.topic)
+            if handler is not None:
+                handler(cmd.payload)
+                continue
+            try:
+                reply = handle_command(
+                    cmd.payload, self.status, self.controller, self._metrics_body
+                )
+            except Exception:  # a bug in a handler must not stop the agent
+                log.exception("command handling failed")
+                reply = b'{"ok":false,"error":"internal error"}'
+            if reply_live is not None:
+                reply_live(self.topics.response, reply)  # live link only: never the outbox
+            else:
+                publisher.publish(self.topics.response, reply, qos=1)
 
     def _classify(self, w: Window) -> None:
         """Classify one window and publish its prediction (or count it rejected)."""

@@ -14,8 +14,8 @@
 - Callbacks run on paho's network thread and only put events on queues; the pipeline thread
   calls :meth:`MqttPublisher.poll` to log connection changes (once each) and collect commands.
 - Incoming messages cannot flood the agent (docs/mqtt.md, commands): with MQTT v5 the CONNECT
-  carries Maximum Packet Size (:data:`MAX_PACKET_BYTES`), so the broker never delivers a larger
-  message; at most :data:`MAX_INBOX` messages wait (more are dropped in the callback, counted
+  carries Maximum Packet Size (:data:`agent.mqtt_settings.MAX_PACKET_BYTES`), so the broker never delivers a larger
+  message; at most :data:`agent.mqtt_inbox.MAX_INBOX` messages wait (more are dropped in the callback, counted
   in :attr:`MqttPublisher.inbox_dropped`), each cut to just over the command size limit; a poll
   hands over at most :data:`~agent.commands.MAX_COMMANDS_PER_STEP` of them, and no more than
   there is room for their replies (:data:`MAX_REPLIES_IN_FLIGHT`).
@@ -29,17 +29,15 @@ import logging
 import queue
 import ssl
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from agent.commands import MAX_COMMAND_BYTES, MAX_COMMANDS_PER_STEP
-from agent.credentials import Credentials
 from agent.errors import PublishError
+from agent.mqtt_inbox import MAX_INBOX, Inbox
+from agent.mqtt_settings import MqttSettings, connect_properties
 from agent.mqtt_tls import tls_context, tls_reason
 from agent.payload import Topics
 from agent.publishers import Command
@@ -50,42 +48,12 @@ log = logging.getLogger(__name__)
 SESSION_TAKEN_OVER = 0x8E
 """MQTT v5 DISCONNECT reason: another connection took this client id."""
 
-MAX_PACKET_BYTES = 16 * 1024
-"""Maximum Packet Size sent in the MQTT v5 CONNECT: the broker delivers no larger packet, so a
-huge message never reaches (the memory of) the agent. What it subscribes to is small: commands of
-at most ``MAX_COMMAND_BYTES`` (4 KiB; up to here a larger one is still answered with the reason)
-and Home Assistant's ``online``/``offline``; the rest leaves room for topic and properties. An
-MQTT v3.1.1 CONNECT has no such field: there, paho reads any message whole, one at a time."""
-
-MAX_INBOX = 100
-"""Incoming messages that may wait for the pipeline; more are dropped in paho's callback."""
-
 MAX_REPLIES_IN_FLIGHT = MAX_COMMANDS_PER_STEP
 """Answers to commands handed to paho and not yet acknowledged. paho keeps at most 20 QoS 1
 messages on the wire (its default ``max_inflight_messages``) and queues the rest in order: replies
 hold at most half of that, so a prediction never waits behind a queue of replies. :meth:`poll`
 takes commands only while their replies have room (a burst is answered over several steps);
 :meth:`reply` drops what would exceed it."""
-
-
-@dataclass(frozen=True)
-class MqttSettings:
-    host: str
-    port: int
-    client_id: str
-    keepalive_s: int = 30
-    qos: int = 1
-    connect_timeout_s: float = 10.0
-    reconnect_min_s: int = 1
-    reconnect_max_s: int = 60
-    max_queued: int = 10000
-    tls: bool = False
-    ca_file: str | None = None
-    client_cert: str | None = None
-    client_key: str | None = None
-    credentials: Credentials | None = None
-    subscriptions: tuple[str, ...] = ()
-    """Topics to subscribe to besides the command topic (on every connect)."""
 
 
 class _UnsupportedProtocol(Exception):
@@ -111,7 +79,7 @@ class MqttPublisher:
         self.start_failure: str | None = None
         """Why the first connection failed when :meth:`start` went on in the background."""
         self._events: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
-        self._inbox: queue.SimpleQueue[Command] = queue.SimpleQueue()
+        self._inbox = Inbox(MAX_INBOX, MAX_COMMAND_BYTES + 1)  # (one byte over: the answer says so)
         self._acks: queue.SimpleQueue[tuple[int, int, str]] = queue.SimpleQueue()
         self._ack_log: list[tuple[int, int, str]] = []
         self._pending: set[int] = set()
@@ -123,12 +91,6 @@ class MqttPublisher:
         self._connected = False
         self._queue_full_logged = False
         self.dropped = 0
-        self.inbox_dropped = 0
-        """Incoming messages dropped because ``MAX_INBOX`` were waiting (paho's thread counts)."""
-        self._inbox_in = 0  # messages put in the inbox (written by paho's thread only)
-        self._inbox_out = 0  # and taken out of it (by the pipeline thread only)
-        self._inbox_dropped_seen = 0
-        self._inbox_dropping = False
         self.replies_dropped = 0
         """Answers to commands not sent: link down, or ``MAX_REPLIES_IN_FLIGHT`` unacknowledged."""
         self._replies: set[int] = set()  # mids of replies not yet acknowledged
@@ -184,14 +146,7 @@ class MqttPublisher:
         self._events.put(("disconnected", detail))
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        if self._inbox_in - self._inbox_out >= MAX_INBOX:
-            self.inbox_dropped += 1  # only this thread writes it; poll() logs the change
-            return
-        # one byte over the command limit is enough for the "too large" answer: a message that
-        # waits keeps no more than that (with v3.1.1 nothing bounds what arrives)
-        payload = msg.payload[: MAX_COMMAND_BYTES + 1]
-        self._inbox.put(Command(topic=msg.topic, payload=bytes(payload)))
-        self._inbox_in += 1
+        self._inbox.put(msg.topic, msg.payload)
 
     def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, rc: Any, _p: Any) -> None:
         self._acks.put((mid, int(rc.value), str(rc)))
@@ -224,25 +179,20 @@ class MqttPublisher:
         )
         self._client = self._make_client(self.protocol)  # a fresh client: no half-open state
         self._client.connect_async(
-            s.host, s.port, keepalive=s.keepalive_s, properties=self._connect_properties()
+            s.host, s.port, keepalive=s.keepalive_s, properties=connect_properties(self.protocol)
         )
         self._client.loop_start()
         self._loop_running = True
-
-    def _connect_properties(self) -> Properties | None:
-        """MQTT v5: Maximum Packet Size (paho keeps it for every reconnect); v3.1.1 has none."""
-        if self.protocol != mqtt.MQTTv5:
-            return None
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho: untyped
-        props.MaximumPacketSize = MAX_PACKET_BYTES
-        return props
 
     def _connect(self) -> None:
         s = self.settings
         where = f"MQTT broker at {s.host}:{s.port}"
         try:
             self._client.connect(
-                s.host, s.port, keepalive=s.keepalive_s, properties=self._connect_properties()
+                s.host,
+                s.port,
+                keepalive=s.keepalive_s,
+                properties=connect_properties(self.protocol),
             )
         except ssl.SSLError as exc:
             raise PublishError(f"TLS with the {where} failed ({tls_reason(exc)})") from exc
@@ -412,36 +362,14 @@ class MqttPublisher:
         self._watch_network_thread()
         self.poll_events()
         self._drain_acks()
-        if self.inbox_dropped != self._inbox_dropped_seen or self._inbox_dropping:
-            self._log_inbox_drops()
         inbox = self._inbox
-        if inbox.empty():
+        inbox.log_drops()
+        if not inbox.qsize():
             return []
         n = MAX_COMMANDS_PER_STEP
         if self._connected:  # (while down, their replies are dropped anyway)
             n = min(n, MAX_REPLIES_IN_FLIGHT - len(self._replies))
-        out: list[Command] = []
-        while len(out) < n and not inbox.empty():
-            out.append(inbox.get_nowait())
-        self._inbox_out += len(out)
-        return out
-
-    def _log_inbox_drops(self) -> None:
-        """Once when incoming messages start being dropped, once when that stops: no new drop
-        since the last poll and the inbox at most half full."""
-        dropped = self.inbox_dropped
-        if dropped != self._inbox_dropped_seen:
-            self._inbox_dropped_seen = dropped
-            if not self._inbox_dropping:
-                self._inbox_dropping = True
-                log.warning(
-                    "%d incoming messages wait for the agent: dropping further commands "
-                    "until it catches up (a command flood?)",
-                    MAX_INBOX,
-                )
-        elif self._inbox_in - self._inbox_out <= MAX_INBOX // 2:
-            self._inbox_dropping = False
-            log.info("commands are taken again (%d incoming messages dropped so far)", dropped)
+        return inbox.take(n)
 
     def flush(self, timeout_s: float) -> int:
         deadline = time.monotonic() + timeout_s
@@ -456,6 +384,11 @@ class MqttPublisher:
             self._pending.discard(ack[0])
             self._replies.discard(ack[0])
             self._ack_log.append(ack)
+
+    @property
+    def inbox_dropped(self) -> int:
+        """Incoming messages dropped because ``MAX_INBOX`` were waiting."""
+        return self._inbox.dropped
 
     @property
     def connected(self) -> bool:

@@ -13,7 +13,8 @@ from agent.credentials import load_credentials
 from agent.discovery import ha_status_topic
 from agent.errors import AgentError
 from agent.forwarder import OutboxPublisher
-from agent.mqtt import MqttPublisher, MqttSettings
+from agent.mqtt import MqttPublisher
+from agent.mqtt_settings import MqttSettings
 from agent.outbox import Outbox, free_bytes
 from agent.payload import Topics
 from agent.profile import Profile

@@ -18,13 +18,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.commands import MAX_COMMAND_BYTES, MAX_COMMANDS_PER_STEP
 from agent.forwarder import OutboxPublisher
-from agent.mqtt import (
-    MAX_INBOX,
-    MAX_PACKET_BYTES,
-    MAX_REPLIES_IN_FLIGHT,
-    MqttPublisher,
-    MqttSettings,
-)
+from agent.mqtt import MAX_REPLIES_IN_FLIGHT, MqttPublisher
+from agent.mqtt_inbox import MAX_INBOX
+from agent.mqtt_settings import MAX_PACKET_BYTES, MqttSettings
 from agent.outbox import Outbox, read_counts
 from agent.payload import Topics
 from agent.profile import Profile, with_device

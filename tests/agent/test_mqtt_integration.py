@@ -168,16 +168,13 @@ def test_dead_network_thread_is_restarted(broker: Broker) -> None:
         calls = {"n": 0}
 
         class Exploding:
-            def put(self, item: object) -> None:
+            def put(self, *_: object) -> None:
                 calls["n"] += 1
                 link._inbox = original  # explode once
                 raise RuntimeError("boom in a callback")
 
-            def empty(self) -> bool:
-                return original.empty()
-
-            def get_nowait(self) -> object:
-                return original.get_nowait()
+            def __getattr__(self, name: str) -> object:  # the rest of the inbox, as it is
+                return getattr(original, name)
 
         link._inbox = Exploding()  # type: ignore[assignment]
         sender = mqtt_client.Client(callback_api_version=mqtt_client.CallbackAPIVersion.VERSION2)

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from agent.errors import ConfigError, PublishError
-from agent.mqtt import MqttPublisher, MqttSettings
+from agent.mqtt import MqttPublisher
+from agent.mqtt_settings import MqttSettings
 from agent.mqtt_tls import tls_context
 from agent.payload import Topics
 from tests.conftest import (

@@ -1,0 +1,68 @@
+"""Incoming MQTT messages waiting for the pipeline thread: bounded, each kept short, drops
+counted and logged once when they start and once when they stop (paho's callback puts, the
+pipeline thread takes: one writer per counter, no lock)."""
+
+from __future__ import annotations
+
+import logging
+import queue
+
+from agent.publishers import Command
+
+log = logging.getLogger("agent.mqtt")
+
+MAX_INBOX = 100
+"""Incoming messages that may wait for the pipeline; more are dropped in paho's callback."""
+
+
+class Inbox:
+    def __init__(self, limit: int, keep_bytes: int) -> None:
+        self.limit = limit
+        self.keep_bytes = keep_bytes
+        self._queue: queue.SimpleQueue[Command] = queue.SimpleQueue()
+        self._in = 0  # put (paho's thread only)
+        self._out = 0  # taken (the pipeline thread only)
+        self.dropped = 0
+        """Messages dropped because ``limit`` were waiting (paho's thread counts)."""
+        self._dropped_seen = 0
+        self._dropping = False
+
+    def put(self, topic: str, payload: bytes | bytearray) -> None:
+        """From paho's callback: keep the message, or drop it when ``limit`` wait. A message that
+        waits keeps at most ``keep_bytes`` (with MQTT v3.1.1 nothing bounds what arrives)."""
+        if self._in - self._out >= self.limit:
+            self.dropped += 1
+            return
+        self._queue.put(Command(topic=topic, payload=bytes(payload[: self.keep_bytes])))
+        self._in += 1
+
+    def take(self, n: int) -> list[Command]:
+        """The oldest ``n`` waiting messages at most (the pipeline thread)."""
+        out: list[Command] = []
+        q = self._queue
+        while len(out) < n and not q.empty():
+            out.append(q.get_nowait())
+        self._out += len(out)
+        return out
+
+    def qsize(self) -> int:
+        return self._queue.qsize()
+
+    def log_drops(self) -> None:
+        """Once when messages start being dropped, once when that stops: no new drop since the
+        last call and the inbox at most half full (the pipeline thread, each poll)."""
+        dropped = self.dropped
+        if dropped == self._dropped_seen and not self._dropping:
+            return
+        if dropped != self._dropped_seen:
+            self._dropped_seen = dropped
+            if not self._dropping:
+                self._dropping = True
+                log.warning(
+                    "%d incoming messages wait for the agent: dropping further commands "
+                    "until it catches up (a command flood?)",
+                    self.limit,
+                )
+        elif self._in - self._out <= self.limit // 2:
+            self._dropping = False
+            log.info("commands are taken again (%d incoming messages dropped so far)", dropped)

@@ -14,11 +14,12 @@
 - Callbacks run on paho's network thread and only put events on queues; the pipeline thread
   calls :meth:`MqttPublisher.poll` to log connection changes (once each) and collect commands.
 - Incoming messages cannot flood the agent (docs/mqtt.md, commands): with MQTT v5 the CONNECT
-  carries Maximum Packet Size (:data:`agent.mqtt_settings.MAX_PACKET_BYTES`), so the broker never delivers a larger
-  message; at most :data:`agent.mqtt_inbox.MAX_INBOX` messages wait (more are dropped in the callback, counted
-  in :attr:`MqttPublisher.inbox_dropped`), each cut to just over the command size limit; a poll
-  hands over at most :data:`~agent.commands.MAX_COMMANDS_PER_STEP` of them, and no more than
-  there is room for their replies (:data:`MAX_REPLIES_IN_FLIGHT`).
+  carries Maximum Packet Size (:data:`agent.mqtt_settings.MAX_PACKET_BYTES`), so the broker
+  never delivers a larger message; at most :data:`agent.mqtt_inbox.MAX_INBOX` messages wait
+  (more are dropped in the callback, counted in :attr:`MqttPublisher.inbox_dropped`), each cut
+  to just over the command size limit; a poll hands over at most
+  :data:`~agent.commands.MAX_COMMANDS_PER_STEP` of them, and no more than there is room for
+  their replies (:data:`MAX_REPLIES_IN_FLIGHT`).
 - Answers to commands go to the live link only (:meth:`MqttPublisher.reply`), never queued for
   a link that is down.
 """

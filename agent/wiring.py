@@ -23,6 +23,7 @@ from agent.forwarder import OutboxPublisher
 from agent.inference import Classifier, SessionSettings
 from agent.manifest import Manifest, ModelEntry, load_manifest
 from agent.monitor import ResourceMonitor, Sampler
+from agent.mqtt import MqttPublisher
 from agent.payload import Prediction, Topics, parse_time
 from agent.pipeline import Pipeline, RunStats
 from agent.profile import Profile
@@ -251,6 +252,12 @@ def _metrics(
         if monitor is not None and monitor.latest is not None:
             out["resources"] = monitor.latest.to_dict()
             out["monitor_cpu_share"] = round(monitor.cost_share, 5)
+        link = outbox.link if outbox is not None else publisher
+        if isinstance(link, MqttPublisher):
+            out["commands"] = {
+                "inbox_dropped": link.inbox_dropped,
+                "replies_dropped": link.replies_dropped,
+            }
         if outbox is not None:
             st = outbox.stats()
             out["outbox"] = {

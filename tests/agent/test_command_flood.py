@@ -177,6 +177,11 @@ def test_a_ping_flood_neither_stalls_predictions_nor_fills_the_outbox(
             worst = max(worst, run)
         assert worst <= bound, f"{worst} replies in a row (bound {bound})"
         assert fwd.link.inbox_dropped > 0  # type: ignore[attr-defined]
+        # the metrics say so too (the metrics command answers with what the topic carries)
+        sender.publish(f"har/{device}/cmd", json.dumps({"cmd": "metrics", "id": "m"}), qos=1)
+        assert _wait(lambda: any(b.get("id") == "m" for k, b in stream.events() if k == "reply"))
+        reply = next(b for k, b in stream.events() if k == "reply" and b.get("id") == "m")
+        assert reply["metrics"]["commands"]["inbox_dropped"] > 0
     finally:
         _close(sender)
         stop.set()

@@ -12,12 +12,15 @@ make_venv ""
 
 BROKER_PID=""
 SUB_PID=""
+CONF_DIR=""
 cleanup() {
     # let the subscriber show the agent's goodbye (final metrics, retained "offline") first
     [ -n "$SUB_PID" ] && sleep 0.5
     [ -n "$SUB_PID" ] && kill "$SUB_PID" 2>/dev/null || true
     [ -n "$BROKER_PID" ] && kill "$BROKER_PID" 2>/dev/null || true
     wait 2>/dev/null || true
+    [ -n "$CONF_DIR" ] && rm -rf "$CONF_DIR"
+    return 0
 }
 trap cleanup EXIT
 
@@ -29,7 +32,8 @@ if ! port_open localhost 1883; then
 fi
 if ! port_open localhost 1883; then
     exe="$(mosquitto_exe)" || die "mosquitto is not installed"
-    conf="$(mktemp -d)/mosquitto.conf"
+    CONF_DIR="$(mktemp -d)"
+    conf="$CONF_DIR/mosquitto.conf"
     printf 'listener 1883 127.0.0.1\nallow_anonymous true\npersistence false\n' >"$conf"
     say "starting mosquitto on 127.0.0.1:1883 for this demo"
     # a session of its own: Ctrl-C reaches the agent, which says goodbye (retained "offline")

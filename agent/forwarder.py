@@ -131,6 +131,7 @@ class OutboxPublisher:
         if left:
             log.info("outbox: %d messages stay on disk and will be sent after the next start", left)
         self.link.stop()  # what the link still held is on disk too
+        self.outbox.close()  # (records the counters: Outbox.close)
         return 0
 
     # -- forwarding -----------------------------------------------------------------------------

@@ -21,12 +21,14 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from agent.errors import OutboxError
+from agent.regular_file import file_kind
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +110,15 @@ class Outbox:
         self.ttl_s = ttl_s
         self.policy = policy
         self._lock = threading.Lock()
+        self._closed = False
         try:
-            # predictions are personal data: a folder made here is the owner's alone, and the
-            # file is created 0600 (SQLite gives its -wal and -shm files the file's mode)
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+        except OSError as exc:
+            raise OutboxError(
+                f"{self.path.parent}: cannot create the outbox folder ({exc.strerror or exc})"
+            ) from exc
+        _make_private(self.path)
+        try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
@@ -237,6 +243,9 @@ class Outbox:
         table first (one commit per stop, not per message): earlier builds counted them there per
         message, and one run again on this file then goes on from today's figures."""
         with self._lock:
+            if self._closed:
+                return
+            self._closed = True
             try:
                 c = _counts(self._db)
                 with self._tx(durable=False):
@@ -278,6 +287,34 @@ class Outbox:
             dropped += 1
         self._bytes -= freed
         self._bump(db, "dropped_cap", dropped)
+
+
+def _make_private(path: Path) -> None:
+    """Predictions are personal data: the database (created here if new) and its ``-wal`` and
+    ``-shm`` files are made 0600 when they belong to this user, whatever the umask or an older
+    build left (SQLite gives new ``-wal``/``-shm`` files the database's mode). Anything but a
+    regular file at the path (a folder, a FIFO, a device) is an :class:`OutboxError`."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o600)  # (non-blocking: a FIFO must not hang the start)
+    except OSError as exc:
+        raise OutboxError(f"{path}: cannot open the outbox ({exc.strerror or exc})") from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OutboxError(f"{path}: the outbox is not a regular file ({file_kind(st.st_mode)})")
+        if st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for side in ("-wal", "-shm"):
+        other = path.with_name(path.name + side)
+        try:
+            st = other.lstat()
+            if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and st.st_mode & 0o077:
+                other.chmod(0o600)
+        except OSError:
+            pass  # absent (SQLite makes it, with the database's mode)
 
 
 def _counts(db: sqlite3.Connection) -> dict[str, int]:

@@ -152,7 +152,32 @@ def test_stop_without_a_broker_does_not_wait_for_one(tmp_path: Path) -> None:
     link.poll = counting_poll  # type: ignore[method-assign]
     assert fwd.stop() == 0
     assert polls == 1  # one look, no waiting loop
-    assert fwd.outbox.stats(0).length == 1  # kept for the next start
+    again = Outbox(tmp_path / "o.db")  # stop closed it
+    assert again.stats(0).length == 1  # kept for the next start
+    again.close()
+
+
+def test_stop_closes_the_outbox_and_records_its_counters(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The daemon's stop closes the outbox, which writes produced/acked for older builds."""
+    import sqlite3
+
+    fwd, link = _fwd(tmp_path)
+    for i in range(3):
+        fwd.publish("t", str(i).encode())
+    link.ack_all()
+    fwd.poll()
+    with caplog.at_level(logging.WARNING):
+        fwd.stop()
+        db = sqlite3.connect(tmp_path / "o.db")
+        rows = dict(
+            db.execute("SELECT name, value FROM counters WHERE name IN ('produced', 'acked')")
+        )
+        db.close()
+        fwd.outbox.close()  # a second close does nothing, and says nothing
+    assert rows == {"produced": 3, "acked": 3}
+    assert not [r for r in caplog.records if "counters" in r.getMessage()]
 
 
 def test_poll_drops_rows_past_the_ttl_while_the_link_is_down(

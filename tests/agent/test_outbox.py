@@ -314,3 +314,46 @@ def test_a_new_outbox_is_private_to_its_owner(tmp_path: Path) -> None:
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert set(modes) >= {"outbox.db", "outbox.db-wal", "outbox.db-shm"}
     assert set(modes.values()) == {0o600}, modes
+
+
+def test_an_outbox_left_world_readable_by_an_older_build_is_made_private(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        first = Outbox(tmp_path / "o.db")
+        first.put("t", b"x", 1, False, 0.0)
+        first.close()
+        for f in tmp_path.iterdir():  # what a build that left the umask's modes made
+            f.chmod(0o644)
+        box = Outbox(tmp_path / "o.db")
+        box.put("t", b"y", 1, False, 1.0)
+        modes = {f.name: stat.S_IMODE(f.stat().st_mode) for f in tmp_path.iterdir()}
+        box.close()
+    finally:
+        os.umask(old)
+    assert "o.db" in modes and set(modes.values()) == {0o600}, modes
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+def test_an_outbox_path_that_is_not_a_file_is_one_error(tmp_path: Path, kind: str) -> None:
+    """A FIFO there used to hang the start (no reader); a folder gave a raw OSError."""
+    import threading
+
+    path = tmp_path / "o.db"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.mkdir()
+    got: list[BaseException] = []
+
+    def open_it() -> None:
+        try:
+            Outbox(path)
+        except BaseException as exc:  # noqa: BLE001 (collected for the assertion)
+            got.append(exc)
+
+    th = threading.Thread(target=open_it, daemon=True)
+    th.start()
+    th.join(20)
+    assert not th.is_alive(), "opening the outbox hung"
+    assert len(got) == 1 and isinstance(got[0], OutboxError), got
+    assert str(got[0]).startswith(f"{path}: ")

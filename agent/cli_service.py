@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from agent.cli_common import fail
 from agent.errors import AgentError
 
 service_app = typer.Typer(help="Install the systemd service.", no_args_is_help=True)
@@ -45,8 +46,7 @@ def install(
             if not dry_run:
                 step.action()
     except AgentError as exc:
-        typer.echo(f"har-agent: error: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise fail(exc) from None
     if not dry_run:
         typer.echo(
             "installed: start it with 'systemctl enable --now har-agent', "

@@ -42,7 +42,8 @@ def load_credentials(path: Path) -> Credentials:
     if st.st_uid not in (0, os.geteuid()):  # another user could rewrite it
         raise ConfigError(
             f"{path}: the credentials file belongs to user id {st.st_uid}, not to this user "
-            f"({os.geteuid()}) or root; run: chown {os.geteuid()} {path}"
+            f"({os.geteuid()}) or root; run: chown root {path} (readable by the agent's group, "
+            "not writable by the agent)"
         )
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))

@@ -52,7 +52,7 @@ SESSION_TAKEN_OVER = 0x8E
 MAX_REPLIES_IN_FLIGHT = MAX_COMMANDS_PER_STEP
 """Answers to commands handed to paho and not yet acknowledged. paho keeps at most 20 QoS 1
 messages on the wire (its default ``max_inflight_messages``) and queues the rest in order: replies
-hold at most half of that, so a prediction never waits behind a queue of replies. :meth:`poll`
+hold at most half of that, so at most 10 replies can be ahead of a prediction. :meth:`poll`
 takes commands only while their replies have room (a burst is answered over several steps);
 :meth:`reply` drops what would exceed it."""
 

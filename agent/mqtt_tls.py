@@ -37,7 +37,8 @@ def tls_context(
     try:
         context = ssl.create_default_context(cafile=ca_file)  # verifies host name too
     except (OSError, ValueError, ssl.SSLError) as exc:
-        raise ConfigError(f"MQTT TLS set-up failed: ca_file {ca_file} ({exc})") from exc
+        where = f"ca_file {ca_file}" if ca_file else "the system's CA certificates"
+        raise ConfigError(f"MQTT TLS set-up failed: {where} ({exc})") from exc
     if client_cert:
         try:
             context.load_cert_chain(client_cert, client_key)

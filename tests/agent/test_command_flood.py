@@ -191,7 +191,6 @@ def test_a_ping_flood_neither_stalls_predictions_nor_fills_the_outbox(
     # the outbox took the predictions and nothing else: no reply was ever committed to disk
     counts = read_counts(outbox)
     assert counts["produced"] == th.windows, counts
-    assert counts["length"] == 0 or counts["length"] <= th.windows
 
 
 @pytest.mark.integration

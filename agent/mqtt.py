@@ -80,7 +80,8 @@ class MqttPublisher:
         self.start_failure: str | None = None
         """Why the first connection failed when :meth:`start` went on in the background."""
         self._events: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
-        self._inbox = Inbox(MAX_INBOX, MAX_COMMAND_BYTES + 1)  # (one byte over: the answer says so)
+        # (one byte over the limit: the answer says so)
+        self._inbox = Inbox(MAX_INBOX, MAX_COMMAND_BYTES + 1, settings.subscriptions)
         self._acks: queue.SimpleQueue[tuple[int, int, str]] = queue.SimpleQueue()
         self._ack_log: list[tuple[int, int, str]] = []
         self._pending: set[int] = set()

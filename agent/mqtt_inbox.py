@@ -16,9 +16,15 @@ MAX_INBOX = 100
 
 
 class Inbox:
-    def __init__(self, limit: int, keep_bytes: int) -> None:
+    """``latest_topics`` (Home Assistant's ``online``/``offline``) are not commands: only the
+    latest message of each is kept, beside the bound and ahead of the commands, so a command
+    flood can neither drop nor delay it."""
+
+    def __init__(self, limit: int, keep_bytes: int, latest_topics: tuple[str, ...] = ()) -> None:
         self.limit = limit
         self.keep_bytes = keep_bytes
+        self.latest_topics = frozenset(latest_topics)
+        self._latest: dict[str, Command] = {}  # paho's thread sets, the pipeline thread pops
         self._queue: queue.SimpleQueue[Command] = queue.SimpleQueue()
         self._in = 0  # put (paho's thread only)
         self._out = 0  # taken (the pipeline thread only)
@@ -30,6 +36,9 @@ class Inbox:
     def put(self, topic: str, payload: bytes | bytearray) -> None:
         """From paho's callback: keep the message, or drop it when ``limit`` wait. A message that
         waits keeps at most ``keep_bytes`` (with MQTT v3.1.1 nothing bounds what arrives)."""
+        if topic in self.latest_topics:
+            self._latest[topic] = Command(topic=topic, payload=bytes(payload[: self.keep_bytes]))
+            return
         if self._in - self._out >= self.limit:
             self.dropped += 1
             return
@@ -37,8 +46,15 @@ class Inbox:
         self._in += 1
 
     def take(self, n: int) -> list[Command]:
-        """The oldest ``n`` waiting messages at most (the pipeline thread)."""
+        """The latest message of each latest-topic that came, then the oldest ``n`` waiting
+        commands at most (the pipeline thread)."""
         out: list[Command] = []
+        if self._latest:
+            for topic in self.latest_topics:
+                msg = self._latest.pop(topic, None)
+                if msg is not None:
+                    out.append(msg)
+            n += len(out)
         q = self._queue
         while len(out) < n and not q.empty():
             out.append(q.get_nowait())
@@ -46,7 +62,8 @@ class Inbox:
         return out
 
     def qsize(self) -> int:
-        return self._queue.qsize()
+        """Messages waiting: commands, and latest-topic messages."""
+        return self._queue.qsize() + len(self._latest)
 
     def log_drops(self) -> None:
         """Once when messages start being dropped, once when that stops: no new drop since the

@@ -281,15 +281,16 @@ class Pipeline:
         """Answer at most ``MAX_COMMANDS_PER_STEP`` commands, oldest first; the rest wait for the
         next step (the MQTT link hands over no more than that per poll, and bounds what waits)."""
         waiting = self._commands
-        waiting.extend(commands)
+        for msg in commands:  # messages of other subscriptions (HA's status) are not capped
+            handler = self.topic_handlers.get(msg.topic)
+            if handler is not None:
+                handler(msg.payload)
+            else:
+                waiting.append(msg)
         publisher = self.publisher
         reply_live = publisher.reply if isinstance(publisher, Replier) else None
         for _ in range(min(len(waiting), MAX_COMMANDS_PER_STEP)):
             cmd = waiting.popleft()
-            handler = self.topic_handlers.get(cmd.topic)
-            if handler is not None:
-                handler(cmd.payload)
-                continue
             try:
                 reply = handle_command(
                     cmd.payload, self.status, self.controller, self._metrics_body

@@ -346,3 +346,20 @@ def test_pipeline_replies_through_the_live_link(tmp_path: Path) -> None:
     build_agent(profile_for(), options=RunOptions(speed=0, loop=False), publisher=pub).run()
     assert pub.replies == [("har/demo/cmd/response", b'{"ok":true,"cmd":"ping","id":1}')]
     assert not pub.payloads("/cmd/response") and pub.payloads("/prediction")
+
+
+def test_home_assistant_status_is_not_held_behind_queued_commands() -> None:
+    """HA's online (re-send discovery) is handled in the step it arrives, past the command cap
+    (the handler is the one wiring registers for a real broker)."""
+    pub = MemoryPublisher()
+    n = 3 * MAX_COMMANDS_PER_STEP
+    pub.commands += [Command("har/demo/cmd", b'{"cmd":"ping","id":%d}' % i) for i in range(n)]
+    pub.commands.append(Command("homeassistant/status", b"online"))
+    agent = build_agent(
+        profile_for(), options=RunOptions(speed=0, loop=False, monitor=False), publisher=pub
+    )
+    seen: list[bytes] = []
+    agent.pipeline.topic_handlers["homeassistant/status"] = seen.append
+    agent.pipeline.process(next(iter(agent.pipeline.source.chunks())))
+    assert seen == [b"online"]  # in this step, though 30 commands came before it
+    assert len(pub.payloads("/cmd/response")) == MAX_COMMANDS_PER_STEP

@@ -235,13 +235,8 @@ class MqttPublisher:
 
     def take_acks(self) -> list[tuple[int, int, str]]:
         """(mid, reason code, reason text) of every PUBACK since the last call."""
-        out = self._ack_log
-        self._ack_log = []
-        acks = self._acks
-        while not acks.empty():
-            ack = acks.get_nowait()
-            self._replies.discard(ack[0])
-            out.append(ack)
+        self._drain_acks()
+        out, self._ack_log = self._ack_log, []
         return out
 
     def reply(self, topic: str, payload: bytes) -> bool:
@@ -283,12 +278,17 @@ class MqttPublisher:
         # empty() first: the pipeline calls this every step, and get_nowait() on an empty
         # queue raises and catches (the only consumer is this thread, so nothing races it)
         acks = self._acks
+        if acks.empty():
+            return
         while not acks.empty():
-            ack = acks.get_nowait()
-            self._pending.discard(ack[0])
-            self._replies.discard(ack[0])
-            self._ack_log.append(ack)
-            del self._ack_log[:-10000]
+            self._settle(acks.get_nowait())
+        del self._ack_log[:-10000]  # (kept for take_acks; bounded when nobody takes them)
+
+    def _settle(self, ack: tuple[int, int, str]) -> None:
+        """One PUBACK: its message is no longer pending nor an open reply; logged for take_acks."""
+        self._pending.discard(ack[0])
+        self._replies.discard(ack[0])
+        self._ack_log.append(ack)
 
     def _watch_network_thread(self) -> None:
         """paho's network thread dies if anything raises inside it; restart it if so."""
@@ -380,12 +380,9 @@ class MqttPublisher:
             if not self._pending or time.monotonic() >= deadline:
                 return len(self._pending)
             try:
-                ack = self._acks.get(timeout=0.05)
+                self._settle(self._acks.get(timeout=0.05))
             except queue.Empty:
                 continue
-            self._pending.discard(ack[0])
-            self._replies.discard(ack[0])
-            self._ack_log.append(ack)
 
     @property
     def inbox_dropped(self) -> int:

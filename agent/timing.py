@@ -11,7 +11,7 @@ import numpy as np
 
 from agent.errors import DataError
 from agent.manifest import InputSpec
-from agent.pipeline import RunStats
+from agent.run_stats import RunStats
 
 
 def hop_in_source_samples(spec: InputSpec, source_rate_hz: float) -> int:

@@ -25,10 +25,11 @@ from agent.manifest import Manifest, ModelEntry, load_manifest
 from agent.monitor import ResourceMonitor, Sampler
 from agent.mqtt import MqttPublisher
 from agent.payload import Prediction, Topics, parse_time
-from agent.pipeline import Pipeline, RunStats
+from agent.pipeline import Pipeline
 from agent.profile import Profile
 from agent.publisher_factory import make_publisher
 from agent.publishers import Publisher
+from agent.run_stats import RunStats
 from agent.sdnotify import SystemdNotifier
 from agent.sensors.bus import BusFactory
 from agent.sessions import EngineWrap, load_engine

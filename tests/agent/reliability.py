@@ -18,7 +18,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from agent.pipeline import RunStats
+from agent.run_stats import RunStats
 from agent.wiring import Agent
 from tests.agent.helpers import ROOT
 from tests.conftest import Broker, start_broker_conf

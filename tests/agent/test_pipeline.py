@@ -9,10 +9,10 @@ import pytest
 
 from agent.clock import FakeClock
 from agent.errors import DataError, ModelError
-from agent.pipeline import RunStats
 from agent.publishers import Command, MemoryPublisher
 from agent.recording import RecordingWriter, read_recording
 from agent.recording_header import Channel, RecordingHeader
+from agent.run_stats import RunStats
 from agent.wiring import RunOptions, build_agent
 from tests.agent.helpers import (
     PAYLOAD_FIELDS,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from agent.pipeline import RunStats
+from agent.run_stats import RunStats
 from agent.timing import overhead_report, per_window, raw_session_times
 
 

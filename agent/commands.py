@@ -10,7 +10,8 @@ Pure logic: bytes in, a reply (bytes) out. Version 1 knows:
 An optional ``"id"`` (string or integer) is echoed in the reply. Anything else is rejected with a
 reason. A model is named by its bank id (checked against the policy's candidates), never by a
 path: no command can name a file or run code. At most :data:`MAX_COMMANDS_PER_STEP` commands are
-answered per pipeline step (the limits on what may wait, and on size, are in :mod:`agent.mqtt`).
+answered per pipeline step (what may wait: :mod:`agent.mqtt_inbox`; sizes:
+:mod:`agent.mqtt_settings`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ the rest wait for the next step, so a flood of commands cannot stall classificat
 step past the systemd watchdog. 10 per step is 50 per second in real time, far above what any
 client asks, and each is cheap (``status``/``metrics`` build one dictionary). It also bounds the
 replies waiting for their PUBACK (:data:`agent.mqtt.MAX_REPLIES_IN_FLIGHT`): half of paho's
-in-flight window, so that replies never hold predictions back."""
+in-flight window, so that at most that many replies are ever ahead of a prediction."""
 COMMANDS = ("ping", "status", "metrics", "force", "release", "mode")
 _FIELDS: dict[str, set[str]] = {
     "ping": set(),

@@ -3,12 +3,14 @@
 - MQTT v5 (PUBACK reason codes); if the broker refuses v5, the link falls back to v3.1.1.
 - QoS 1 by default; paho retries unacknowledged messages after a reconnect.
 - Every PUBACK is reported with its reason code (:meth:`MqttPublisher.take_acks`): paho calls a
-  refused publish "published" too, so the outbox forwarder checks the code.
+  refused publish "published" too, so the outbox forwarder checks the code. What still waits
+  for one is kept in :mod:`agent.mqtt_acks`.
 - Reconnect with capped exponential backoff (paho's ``reconnect_delay_set``) on its own thread.
-- At start, a broker that cannot be reached (refused, TLS or authentication failure, no answer) is
-  an error for a replay (one line, non-zero exit). For the daemon (``retry_in_background``, the
-  outbox in front) it is logged once, naming the problem, and paho keeps retrying with the same
-  backoff while predictions wait on disk: inference never stops because the broker is away.
+- At start, a broker that cannot be reached (refused, TLS or authentication failure, no answer;
+  :mod:`agent.mqtt_connect`) is an error for a replay (one line, non-zero exit). For the daemon
+  (``retry_in_background``, the outbox in front) it is logged once, naming the problem, and paho
+  keeps retrying with the same backoff while predictions wait on disk: inference never stops
+  because the broker is away.
 - Retained ``online`` status published on every (re)connect; a last will sets it ``offline``.
 - The command topic is subscribed in ``on_connect``, so the subscription survives reconnects.
 - Callbacks run on paho's network thread and only put events on queues; the pipeline thread
@@ -28,8 +30,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import ssl
-import time
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -37,17 +37,15 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 
 from agent.commands import MAX_COMMAND_BYTES, MAX_COMMANDS_PER_STEP
 from agent.errors import PublishError
+from agent.mqtt_acks import Ack, Acks
+from agent.mqtt_connect import UnsupportedProtocol, connect, disconnect_reason, refuses_v5
 from agent.mqtt_inbox import MAX_INBOX, Inbox
 from agent.mqtt_settings import MqttSettings, connect_properties
-from agent.mqtt_tls import tls_context, tls_reason
+from agent.mqtt_tls import tls_context
 from agent.payload import Topics
 from agent.publishers import Command
 
 log = logging.getLogger(__name__)
-
-
-SESSION_TAKEN_OVER = 0x8E
-"""MQTT v5 DISCONNECT reason: another connection took this client id."""
 
 MAX_REPLIES_IN_FLIGHT = MAX_COMMANDS_PER_STEP
 """Answers to commands handed to paho and not yet acknowledged. paho keeps at most 20 QoS 1
@@ -55,19 +53,6 @@ messages on the wire (its default ``max_inflight_messages``) and queues the rest
 hold at most half of that, so at most 10 replies can be ahead of a prediction. :meth:`poll`
 takes commands only while their replies have room (a burst is answered over several steps);
 :meth:`reply` drops what would exceed it."""
-
-
-class _UnsupportedProtocol(Exception):
-    pass
-
-
-_CREDENTIALS_HINT = "; check mqtt.credentials_file"
-_REFUSAL_HINTS = {
-    "bad user name or password": _CREDENTIALS_HINT,
-    "not authorized": _CREDENTIALS_HINT,
-    "bad username or password": _CREDENTIALS_HINT,
-    "not authorised": _CREDENTIALS_HINT,
-}
 
 
 class MqttPublisher:
@@ -82,9 +67,7 @@ class MqttPublisher:
         self._events: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
         # (one byte over the limit: the answer says so)
         self._inbox = Inbox(MAX_INBOX, MAX_COMMAND_BYTES + 1, settings.subscriptions)
-        self._acks: queue.SimpleQueue[tuple[int, int, str]] = queue.SimpleQueue()
-        self._ack_log: list[tuple[int, int, str]] = []
-        self._pending: set[int] = set()
+        self._acks = Acks()
         self._retained: dict[str, tuple[bytes, int]] = {}
         """The last retained payload and QoS per topic (config, health, metrics, discovery):
         sent again after a reconnect, since a broker that restarted without persistence has
@@ -95,7 +78,6 @@ class MqttPublisher:
         self.dropped = 0
         self.replies_dropped = 0
         """Answers to commands not sent: link down, or ``MAX_REPLIES_IN_FLIGHT`` unacknowledged."""
-        self._replies: set[int] = set()  # mids of replies not yet acknowledged
         self.network_restarts = 0
         self._loop_running = False
         self._stopping = False
@@ -136,16 +118,7 @@ class MqttPublisher:
         self._events.put(("connected", str(rc)))
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, flags: Any, rc: Any, _p: Any) -> None:
-        detail = str(rc)
-        if getattr(rc, "value", None) == SESSION_TAKEN_OVER:
-            detail = (
-                f"session taken over: another client connected as {self.settings.client_id!r}; "
-                "is another agent running with this device id?"
-            )
-        elif not getattr(flags, "is_disconnect_packet_from_server", True) and rc.is_failure:
-            # paho's code for a socket that closed without a DISCONNECT ("Unspecified error")
-            detail = "connection closed without a DISCONNECT: broker stopped or network lost"
-        self._events.put(("disconnected", detail))
+        self._events.put(("disconnected", disconnect_reason(flags, rc, self.settings.client_id)))
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         self._inbox.put(msg.topic, msg.payload)
@@ -160,7 +133,7 @@ class MqttPublisher:
         try:
             try:
                 self._connect()
-            except _UnsupportedProtocol:
+            except UnsupportedProtocol:
                 log.info("the broker does not speak MQTT v5; using v3.1.1")
                 self.protocol = mqtt.MQTTv311
                 self._client = self._make_client(mqtt.MQTTv311)
@@ -187,44 +160,9 @@ class MqttPublisher:
         self._loop_running = True
 
     def _connect(self) -> None:
-        s = self.settings
-        where = f"MQTT broker at {s.host}:{s.port}"
-        try:
-            self._client.connect(
-                s.host,
-                s.port,
-                keepalive=s.keepalive_s,
-                properties=connect_properties(self.protocol),
-            )
-        except ssl.SSLError as exc:
-            raise PublishError(f"TLS with the {where} failed ({tls_reason(exc)})") from exc
-        except (OSError, ValueError) as exc:
-            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-            raise PublishError(f"cannot reach the {where} ({reason})") from exc
-        self._client.loop_start()
-        deadline = time.monotonic() + s.connect_timeout_s
-        while time.monotonic() < deadline:
-            try:
-                kind, detail = self._events.get(timeout=0.05)
-            except queue.Empty:
-                continue
-            if kind == "connected":
-                self._connected = self._ever_connected = True
-                self._loop_running = True
-                log.info(
-                    "connected to the %s (MQTT %s)",
-                    where,
-                    "v5" if self.protocol == mqtt.MQTTv5 else "v3.1.1",
-                )
-                return
-            if kind == "refused":
-                self._client.loop_stop()
-                if "protocol version" in detail.lower() and self.protocol == mqtt.MQTTv5:
-                    raise _UnsupportedProtocol(detail)
-                hint = _REFUSAL_HINTS.get(detail.lower(), "")
-                raise PublishError(f"the {where} refused the connection ({detail}{hint})")
-        self._client.loop_stop()
-        raise PublishError(f"the {where} did not answer within {s.connect_timeout_s:g} s")
+        connect(self._client, self.settings, self.protocol, self._events)
+        self._connected = self._ever_connected = True
+        self._loop_running = True
 
     def send(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> int | None:
         """Hand one message to paho; its mid, or None when paho's queue is full."""
@@ -233,11 +171,9 @@ class MqttPublisher:
             return None
         return int(info.mid)
 
-    def take_acks(self) -> list[tuple[int, int, str]]:
+    def take_acks(self) -> list[Ack]:
         """(mid, reason code, reason text) of every PUBACK since the last call."""
-        self._drain_acks()
-        out, self._ack_log = self._ack_log, []
-        return out
+        return self._acks.take()
 
     def reply(self, topic: str, payload: bytes) -> bool:
         """Send the answer to a command, QoS 1, on the live link only: while the link is down,
@@ -245,7 +181,7 @@ class MqttPublisher:
         counted (:attr:`replies_dropped`). An answer is for a client waiting now, worthless
         minutes later, and must never queue ahead of predictions."""
         if not (self._connected and self._client.is_connected()) or (
-            len(self._replies) >= MAX_REPLIES_IN_FLIGHT
+            len(self._acks.replies) >= MAX_REPLIES_IN_FLIGHT
         ):
             self.replies_dropped += 1
             return False
@@ -253,7 +189,7 @@ class MqttPublisher:
         if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
             self.replies_dropped += 1
             return False
-        self._replies.add(info.mid)
+        self._acks.replies.add(info.mid)
         return True
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
@@ -270,25 +206,9 @@ class MqttPublisher:
             log.info("MQTT queue has room again (%d messages dropped so far)", self.dropped)
             self._queue_full_logged = False
         if qos > 0:
-            self._pending.add(info.mid)
+            self._acks.pending.add(info.mid)
         # acknowledgements are drained once per pipeline step (poll) and by flush, not here:
         # this is the hot path, and an empty queue.get_nowait() raises and catches each time
-
-    def _drain_acks(self) -> None:
-        # empty() first: the pipeline calls this every step, and get_nowait() on an empty
-        # queue raises and catches (the only consumer is this thread, so nothing races it)
-        acks = self._acks
-        if acks.empty():
-            return
-        while not acks.empty():
-            self._settle(acks.get_nowait())
-        del self._ack_log[:-10000]  # (kept for take_acks; bounded when nobody takes them)
-
-    def _settle(self, ack: tuple[int, int, str]) -> None:
-        """One PUBACK: its message is no longer pending nor an open reply; logged for take_acks."""
-        self._pending.discard(ack[0])
-        self._replies.discard(ack[0])
-        self._ack_log.append(ack)
 
     def _watch_network_thread(self) -> None:
         """paho's network thread dies if anything raises inside it; restart it if so."""
@@ -314,7 +234,7 @@ class MqttPublisher:
                 kind == "refused"
                 and not self._connected
                 and self.protocol == mqtt.MQTTv5
-                and "protocol version" in detail.lower()
+                and refuses_v5(detail)
             ):
                 # a broker found only after start that speaks v3.1.1 alone: nothing was ever
                 # sent on this link, so a fresh v3.1.1 client loses nothing
@@ -322,7 +242,7 @@ class MqttPublisher:
                 self._client.loop_stop()
                 self.protocol = mqtt.MQTTv311
                 self._client = self._make_client(mqtt.MQTTv311)
-                self._replies.clear()
+                self._acks.replies.clear()
                 self._client.connect_async(s.host, s.port, keepalive=s.keepalive_s)
                 self._client.loop_start()
                 continue
@@ -330,7 +250,7 @@ class MqttPublisher:
                 self._connected = True
                 # replies from before the outage: paho sends them again or the session is gone;
                 # either way they must not hold the reply window shut
-                self._replies.clear()
+                self._acks.replies.clear()
                 # restore what late subscribers read: after a reconnect all of it (the broker
                 # may have restarted empty); on a first connection made in the background, what
                 # paho dropped meanwhile (QoS 0; it queued the rest)
@@ -363,26 +283,18 @@ class MqttPublisher:
         their replies (``MAX_REPLIES_IN_FLIGHT``); the rest wait for a later call."""
         self._watch_network_thread()
         self.poll_events()
-        self._drain_acks()
+        self._acks.drain()
         inbox = self._inbox
         inbox.log_drops()
         if not inbox.qsize():
             return []
         n = MAX_COMMANDS_PER_STEP
         if self._connected:  # (while down, their replies are dropped anyway)
-            n = min(n, MAX_REPLIES_IN_FLIGHT - len(self._replies))
+            n = min(n, MAX_REPLIES_IN_FLIGHT - len(self._acks.replies))
         return inbox.take(n)
 
     def flush(self, timeout_s: float) -> int:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            self._drain_acks()
-            if not self._pending or time.monotonic() >= deadline:
-                return len(self._pending)
-            try:
-                self._settle(self._acks.get(timeout=0.05))
-            except queue.Empty:
-                continue
+        return self._acks.wait(timeout_s)
 
     @property
     def inbox_dropped(self) -> int:
@@ -398,8 +310,8 @@ class MqttPublisher:
         never acknowledged, plus those dropped because paho's queue was full."""
         self._stopping = True
         self.poll_events()
-        self._drain_acks()  # acknowledged before the link went: not lost
-        left = len(self._pending)
+        self._acks.drain()  # acknowledged before the link went: not lost
+        left = len(self._acks.pending)
         # not when it never connected or is away now: nothing can be acknowledged (the outbox, if
         # any, holds what is pending)
         if self.start_failure is None and self._connected:
@@ -410,7 +322,7 @@ class MqttPublisher:
                 )
             info = self._client.publish(self.topics.status, "offline", qos=1, retain=True)
             if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
-                self._pending.add(info.mid)
+                self._acks.pending.add(info.mid)
                 self.flush(2.0)
         self._loop_running = False
         self._client.disconnect()

@@ -69,7 +69,7 @@ def test_stopping_without_the_broker_counts_only_unacknowledged_messages() -> No
     """The link dropped at the end of a replay: messages whose PUBACK had already arrived are
     delivered, not lost (stop() used to count them without draining the acknowledgements)."""
     link = mqtt_link(profile_for(1883))
-    link._pending.update({1, 2, 3})
+    link._acks.pending.update({1, 2, 3})
     link._acks.put((1, 0, "Success"))
     link._acks.put((2, 0, "Success"))
     assert not link.connected

@@ -1,6 +1,7 @@
-"""Error paths of the MQTT link (agent/mqtt.py, agent/mqtt_tls.py) against real sockets and a
-real mosquitto: a broker that never answers, a certificate for another host name, unusable
-client certificate files, sockets of failed TLS handshakes, and paho's queue running full."""
+"""Error paths of the MQTT link (agent/mqtt.py, agent/mqtt_connect.py, agent/mqtt_tls.py) against
+real sockets and a real mosquitto: a broker that never answers, a certificate for another host
+name, unusable client certificate files, sockets of failed TLS handshakes, and paho's queue
+running full."""
 
 import gc
 import logging

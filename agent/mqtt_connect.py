@@ -1,0 +1,101 @@
+"""Connecting the MQTT link: the first connection, waited for, and why a connection failed or
+ended, in one line that says what to check (refused credentials, TLS, a broker that does not
+answer, another client that took this client id)."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import ssl
+import time
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import MQTTProtocolVersion
+
+from agent.errors import PublishError
+from agent.mqtt_settings import MqttSettings, connect_properties
+from agent.mqtt_tls import tls_reason
+
+log = logging.getLogger("agent.mqtt")
+
+SESSION_TAKEN_OVER = 0x8E
+"""MQTT v5 DISCONNECT reason: another connection took this client id."""
+
+
+class UnsupportedProtocol(Exception):
+    """The broker refused MQTT v5: connect again with v3.1.1."""
+
+
+_CREDENTIALS_HINT = "; check mqtt.credentials_file"
+_REFUSAL_HINTS = {
+    "bad user name or password": _CREDENTIALS_HINT,
+    "not authorized": _CREDENTIALS_HINT,
+    "bad username or password": _CREDENTIALS_HINT,
+    "not authorised": _CREDENTIALS_HINT,
+}
+
+
+def refuses_v5(detail: str) -> bool:
+    """Whether a refusal says the broker does not speak this protocol version."""
+    return "protocol version" in detail.lower()
+
+
+def disconnect_reason(flags: Any, rc: Any, client_id: str) -> str:
+    """What paho's ``on_disconnect`` arguments mean, in words."""
+    detail = str(rc)
+    if getattr(rc, "value", None) == SESSION_TAKEN_OVER:
+        detail = (
+            f"session taken over: another client connected as {client_id!r}; "
+            "is another agent running with this device id?"
+        )
+    elif not getattr(flags, "is_disconnect_packet_from_server", True) and rc.is_failure:
+        # paho's code for a socket that closed without a DISCONNECT ("Unspecified error")
+        detail = "connection closed without a DISCONNECT: broker stopped or network lost"
+    return detail
+
+
+def connect(
+    client: mqtt.Client,
+    s: MqttSettings,
+    protocol: MQTTProtocolVersion,
+    events: queue.SimpleQueue[tuple[str, str]],
+) -> None:
+    """Connect ``client`` and wait for the broker's answer on ``events`` (what its callbacks
+    put); paho's loop is left running. :class:`PublishError` naming the problem, or
+    :class:`UnsupportedProtocol` when a v5 connection is refused for its version."""
+    where = f"MQTT broker at {s.host}:{s.port}"
+    try:
+        client.connect(
+            s.host,
+            s.port,
+            keepalive=s.keepalive_s,
+            properties=connect_properties(protocol),
+        )
+    except ssl.SSLError as exc:
+        raise PublishError(f"TLS with the {where} failed ({tls_reason(exc)})") from exc
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise PublishError(f"cannot reach the {where} ({reason})") from exc
+    client.loop_start()
+    deadline = time.monotonic() + s.connect_timeout_s
+    while time.monotonic() < deadline:
+        try:
+            kind, detail = events.get(timeout=0.05)
+        except queue.Empty:
+            continue
+        if kind == "connected":
+            log.info(
+                "connected to the %s (MQTT %s)",
+                where,
+                "v5" if protocol == mqtt.MQTTv5 else "v3.1.1",
+            )
+            return
+        if kind == "refused":
+            client.loop_stop()
+            if refuses_v5(detail) and protocol == mqtt.MQTTv5:
+                raise UnsupportedProtocol(detail)
+            hint = _REFUSAL_HINTS.get(detail.lower(), "")
+            raise PublishError(f"the {where} refused the connection ({detail}{hint})")
+    client.loop_stop()
+    raise PublishError(f"the {where} did not answer within {s.connect_timeout_s:g} s")

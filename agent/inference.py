@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from math import exp
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -153,6 +154,20 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e
 
 
+def softmax_values(logits: list[float]) -> list[float]:
+    """Softmax of a few logits in Python floats (float64), the classifier's per-window path.
+
+    For six classes a numpy softmax is five calls of 1-3 µs each; this is a third of that time
+    and more precise than the float32 numpy version it replaced (probabilities agree within a
+    few float32 ulps; the payload prints four decimals). A NaN logit makes every probability
+    NaN, as numpy's would; an infinite one gives NaN where inf - inf occurs.
+    """
+    top = numpy_max(logits)  # NaN when a NaN is there (Python's max would skip it)
+    ex = [exp(v - top) for v in logits]  # v - top <= 0 (or NaN): exp cannot overflow
+    total = sum(ex)
+    return [v / total for v in ex]
+
+
 class InputBuffer:
     """The model's batch-1 input, allocated once and filled in one pass per window.
 
@@ -205,12 +220,16 @@ class InputBuffer:
 
 @dataclass(slots=True)
 class Classification:
-    probs: np.ndarray
+    values: list[float]
+    """Class probabilities as Python floats (what the payload and the smoother use)."""
     index: int
     infer_s: float
     """Time spent inside the engine's ``run`` (session.run)."""
-    values: list[float] | None = None
-    """``probs`` as Python floats (what the payload and the smoother use)."""
+
+    @property
+    def probs(self) -> np.ndarray:
+        """``values`` as a float64 array."""
+        return np.asarray(self.values, dtype=np.float64)
 
 
 class Classifier:
@@ -235,10 +254,5 @@ class Classifier:
                 f"model {self.entry.id!r} returned {flat.shape[0]} outputs for "
                 f"{self._n_classes} labels"
             )
-        # float32 throughout, as before: subtract the max, exp, divide by the float32 sum
-        # (the max of the Python floats is the float32 max, exactly; numpy's max is 1-2 us)
-        e: np.ndarray = np.subtract(flat, numpy_max(flat.tolist()))
-        np.exp(e, out=e)
-        e /= e.sum()
-        probs = e.tolist()
-        return Classification(e, first_argmax(probs), infer_s, probs)
+        probs = softmax_values(flat.tolist())
+        return Classification(probs, first_argmax(probs), infer_s)

@@ -299,7 +299,7 @@ class Pipeline:
             log.info("good samples again (%d windows rejected so far)", stats.rejected)
             self._rejecting = False
         c = self.classifier.classify(data)
-        probs = c.values if c.values is not None else c.probs.tolist()
+        probs = c.values
         smoothed_index: int | None = None
         smoothed_confidence: float | None = None
         if self._smoothing:

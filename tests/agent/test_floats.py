@@ -59,11 +59,10 @@ class _Logits:
 
 
 def _reference_softmax(logits: np.ndarray) -> np.ndarray:
-    """The classifier's softmax before it moved to Python floats (float32 numpy)."""
-    e: np.ndarray = np.subtract(logits, logits.max())
-    np.exp(e, out=e)
-    e /= e.sum()
-    return e
+    """Softmax in float64 numpy (what the classifier's Python-float softmax must equal)."""
+    x = logits.astype(np.float64)
+    e: np.ndarray = np.exp(x - x.max())
+    return e / e.sum()
 
 
 LOGITS = [
@@ -78,19 +77,27 @@ LOGITS = [
 ]
 
 
-def test_classifier_softmax_equals_float32_numpy() -> None:
+def test_classifier_softmax_equals_float64_numpy() -> None:
+    """The classifier's softmax in Python floats: numpy's float64 softmax of the float32 logits
+    (within 1e-15: ``math.exp`` and numpy's ``exp`` may differ in the last bit), the same NaNs,
+    the first largest probability's index, and within float32 rounding of the float32 softmax
+    it replaced."""
     entry = load_manifest(MODELS).get("cnn1d-base")
     rng = np.random.default_rng(0)
     rows = LOGITS + [(rng.standard_normal(6) * s).tolist() for s in (0.1, 1, 10, 60) * 50]
     clf = Classifier(entry, _Logits(list(rows)), lambda: 0.0)
     window = np.zeros((entry.input.length, 6), dtype=np.float32)
     for row in rows:
+        logits = np.asarray(row, dtype=np.float32)
         with np.errstate(invalid="ignore", over="ignore"):
-            ref = _reference_softmax(np.asarray(row, dtype=np.float32))
+            ref = _reference_softmax(logits)
+            old = np.exp(logits - logits.max())
+            old /= old.sum()
             c = clf.classify(window)
-        assert c.probs.dtype == np.float32
-        assert np.array_equal(c.probs, ref, equal_nan=True), row
-        assert c.values == ref.tolist() or np.isnan(ref).any()
+        assert isinstance(c.values, list) and all(type(v) is float for v in c.values)
+        assert np.allclose(c.values, ref, rtol=1e-15, atol=1e-300, equal_nan=True), row
+        assert np.array_equal(np.isnan(c.probs), np.isnan(ref)), row
+        assert np.allclose(c.probs, old, rtol=0, atol=1e-6, equal_nan=True), row
         assert c.index == int(ref.argmax()), row
 
 

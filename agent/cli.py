@@ -209,7 +209,9 @@ def replay(
             speed = prof.source.speed
         elif (speed_problem := check_speed(speed)) is not None:
             raise AgentError(f"--speed {speed_problem}")
-        publisher: Publisher | None = StdoutPublisher() if no_mqtt else None
+        # unpaced, the lines are flushed at the end (or when the buffer fills), not one by one
+        paced = not fast and speed > 0
+        publisher: Publisher | None = StdoutPublisher(flush_each=paced) if no_mqtt else None
         opts = RunOptions(
             recording=session,
             speed=0.0 if fast else speed,

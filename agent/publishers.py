@@ -71,17 +71,24 @@ class MemoryPublisher:
 
 
 class StdoutPublisher:
-    """Writes ``topic payload`` lines, like ``mosquitto_sub -v`` would show them."""
+    """Writes ``topic payload`` lines, like ``mosquitto_sub -v`` would show them.
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    Each line is flushed as it is written (a paced replay piped into ``jq`` shows every
+    prediction when it happens), unless ``flush_each`` is off: an unpaced replay leaves the
+    stream's buffer to fill (a flush is a system call per message) and flushes at the end.
+    """
+
+    def __init__(self, stream: TextIO | None = None, flush_each: bool = True) -> None:
         self._out = stream or sys.stdout
+        self._flush_each = flush_each
 
     def start(self) -> None:
         pass
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         self._out.write(f"{topic} {payload.decode('utf-8')}\n")
-        self._out.flush()
+        if self._flush_each:
+            self._out.flush()
 
     def poll(self) -> list[Command]:
         return []

@@ -1,6 +1,7 @@
 """The lean per-window path gives exactly what the reference functions give: timestamps,
 model inputs, windows across buffer wrap-arounds and hops longer than the window."""
 
+import io
 import math
 import random
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from agent.inference import InputBuffer, to_model_input
 from agent.manifest import load_manifest
 from agent.payload import IsoFormatter, iso_from_unix
+from agent.publishers import StdoutPublisher
 from agent.recording import Chunk
 from agent.windowing import Windower, WindowSpec, sliding_windows, uniform_label
 
@@ -135,3 +137,26 @@ def test_mean_smoother_equals_float64_numpy(k: int) -> None:
         got = s.update(p if len(window) % 2 else p.tolist())
         assert got.index == int(avg.argmax())
         assert got.confidence == float(avg[got.index])
+
+
+class _CountingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushes = 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+        super().flush()
+
+
+@pytest.mark.parametrize("flush_each", [True, False])
+def test_stdout_publisher_flushes_each_line_only_when_paced(flush_each: bool) -> None:
+    """A paced replay shows each line at once; an unpaced one flushes when it stops."""
+    out = _CountingStream()
+    pub = StdoutPublisher(out, flush_each=flush_each)
+    for i in range(5):
+        pub.publish("har/x/prediction", b'{"seq":%d}' % i)
+    assert out.flushes == (5 if flush_each else 0)
+    assert pub.stop() == 0
+    assert out.flushes == (6 if flush_each else 1)
+    assert out.getvalue().splitlines() == [f'har/x/prediction {{"seq":{i}}}' for i in range(5)]

@@ -116,7 +116,8 @@ def convert(
     force: Annotated[bool, typer.Option("--force", help="Overwrite DST if it exists.")] = False,
 ) -> None:
     """Re-encode a recording, sample for sample (binary replays ~5x faster than gzipped CSV)."""
-    from agent.recording import RecordingReader, RecordingWriter
+    from agent.recording import RecordingReader
+    from agent.recording_writer import RecordingWriter
 
     part = dst.with_name(dst.name + ".part")  # what the writer writes, renamed when complete
     ours = False  # whether a .part file there now is this command's

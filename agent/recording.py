@@ -17,33 +17,31 @@ is the user-facing description. The same writer serves the dataset import and ``
 Version 2 keeps the header and replaces the CSV rows with fixed-size binary records
 (``"encoding": "binary"`` in the header; :mod:`agent.recording_bin`): the writer picks it for a
 name ending in ``.bin`` or ``.bin.gz``, the reader from the magic line, whatever the name. The
-CSV rows are parsed in :mod:`agent.recording_csv`; this module has the header, the writer, and the
-reader's checks that hold for both bodies (finite values, increasing times, the rate).
+CSV rows are parsed in :mod:`agent.recording_csv`; the writer is :mod:`agent.recording_writer`.
+This module has the format's constants, :class:`Chunk`, the opening of a file (plain or gzip) and
+the streaming reader with its checks that hold for both bodies (finite values, increasing times,
+the rate).
 """
 
 from __future__ import annotations
 
-import csv
 import gzip
 import io
 import json
 import math
-import os
 import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any
+from typing import IO
 
 import numpy as np
 
 from agent.errors import RecordingError
 from agent.recording_bin import ENCODING as BINARY
-from agent.recording_bin import BinaryBodyReader, BinaryBodyWriter
+from agent.recording_bin import BinaryBodyReader
 from agent.recording_csv import (
     GZIP_ERRORS,
-    MAX_LABEL_CHARS,
     MAX_LINE_CHARS,
     CsvBodyReader,
     corrupt,
@@ -80,7 +78,8 @@ class Chunk:
         return int(self.t.shape[0])
 
 
-def _open_bytes(path: Path, mode: str, gz: bool) -> IO[bytes]:
+def open_bytes(path: Path, mode: str, gz: bool) -> IO[bytes]:
+    """``path`` opened in binary ``mode`` ("r" or "w"), through gzip when ``gz``."""
     if gz:
         # mtime=0 and no stored name: the same samples always give the same bytes
         fh = io.FileIO(path, mode)  # owned and closed by the GzipFile below
@@ -90,145 +89,9 @@ def _open_bytes(path: Path, mode: str, gz: bool) -> IO[bytes]:
     return open(path, mode + "b")
 
 
-def _text(raw: IO[bytes]) -> IO[str]:
+def utf8_text(raw: IO[bytes]) -> IO[str]:
+    """A UTF-8 text stream over ``raw`` (CSV's own newlines, untranslated)."""
     return io.TextIOWrapper(raw, encoding="utf-8", newline="")
-
-
-def encoding_for(path: str | Path) -> str:
-    """The body encoding a writer uses for ``path``: binary for ``*.bin`` / ``*.bin.gz``."""
-    name = Path(path).name
-    return BINARY if name.endswith((".bin", ".bin.gz")) else CSV
-
-
-class RecordingWriter:
-    """Write a recording; the file appears under its final name only when closed cleanly.
-
-    Rows go to ``<path>.part`` and are flushed every ``flush_every`` rows, so a crash leaves a
-    readable partial file behind rather than a corrupt target.
-    """
-
-    def __init__(
-        self,
-        path: str | Path,
-        header: RecordingHeader,
-        flush_every: int = 500,
-        encoding: str | None = None,
-    ) -> None:
-        self.path = Path(path)
-        self.header = header
-        self.encoding = encoding or encoding_for(self.path)
-        if self.encoding not in (CSV, BINARY):
-            raise RecordingError(f"{self.path}: unknown recording encoding {self.encoding!r}")
-        self._bin: BinaryBodyWriter | None = None
-        self._csv: Any = None
-        if self.encoding == BINARY:
-            if header.labelled and not header.labels:
-                raise RecordingError(
-                    f"{self.path}: a labelled binary recording needs its label vocabulary "
-                    "(header labels)"
-                )
-            self._bin = BinaryBodyWriter(
-                str(self.path), len(header.channels), header.labels if header.labelled else None
-            )
-        self._part = self.path.with_name(self.path.name + ".part")
-        # the finished file replaces the name: never a folder, a FIFO or a device node there
-        try:
-            mode: int | None = self.path.stat().st_mode
-        except OSError:
-            mode = None  # absent (or out of reach: opening the .part file says why)
-        if mode is not None and not stat.S_ISREG(mode):
-            what = (
-                "is a folder"
-                if stat.S_ISDIR(mode)
-                else f"exists and is not a regular file ({file_kind(mode)})"
-            )
-            raise RecordingError(f"{self.path}: {what}; refusing to replace it with a recording")
-        try:
-            self._raw = _open_bytes(self._part, "w", gz=self.path.name.endswith(".gz"))
-        except OSError as exc:
-            reason = exc.strerror or str(exc)
-            raise RecordingError(f"{self.path}: cannot write the recording ({reason})") from exc
-        self._flush_every = flush_every
-        self._since_flush = 0
-        self._last_t = -math.inf
-        self.rows = 0
-        if self._bin is not None:
-            head = json.loads(header.to_json())
-            head["encoding"] = BINARY
-            line = f"{MAGIC}{BINARY_VERSION} {json.dumps(head, sort_keys=True)}\n"
-            self._raw.write(line.encode("utf-8"))
-            self._fh: IO[Any] = self._raw
-        else:
-            self._fh = _text(self._raw)
-            self._csv = csv.writer(self._fh, lineterminator="\n")
-            self._fh.write(f"{MAGIC}{VERSION} {header.to_json()}\n")
-            cols = ["t", *header.channel_names] + (["label"] if header.labelled else [])
-            self._csv.writerow(cols)
-
-    def write(
-        self,
-        t: Sequence[float] | np.ndarray,
-        values: np.ndarray,
-        labels: Sequence[str | None] | None = None,
-    ) -> None:
-        """Append samples: ``t`` [n] seconds since start, ``values`` [n, channels]."""
-        t_arr = np.asarray(t, dtype=np.float64)
-        vals = np.asarray(values, dtype=np.float64)
-        n_ch = len(self.header.channels)
-        if vals.ndim != 2 or vals.shape != (t_arr.shape[0], n_ch):
-            raise RecordingError(
-                f"{self.path}: expected values shaped ({t_arr.shape[0]}, {n_ch}), got {vals.shape}"
-            )
-        if self.header.labelled and (labels is None or len(labels) != len(t_arr)):
-            raise RecordingError(f"{self.path}: a labelled recording needs one label per sample")
-        if labels is not None and any(lbl and any(c in lbl for c in ',"\r\n') for lbl in labels):
-            raise RecordingError(f"{self.path}: labels may not contain commas, quotes or newlines")
-        if labels is not None and any(lbl and len(lbl) > MAX_LABEL_CHARS for lbl in labels):
-            raise RecordingError(f"{self.path}: labels are at most {MAX_LABEL_CHARS} characters")
-        if len(t_arr) and (t_arr[0] <= self._last_t or np.any(np.diff(t_arr) <= 0)):
-            raise RecordingError(f"{self.path}: sample times must be strictly increasing")
-        if self._bin is not None:
-            self._fh.write(self._bin.encode(t_arr, vals, labels if self.header.labelled else None))
-        else:
-            for i in range(len(t_arr)):
-                row = [f"{t_arr[i]:.6f}", *(f"{v:.7g}" for v in vals[i])]
-                if self.header.labelled:
-                    assert labels is not None
-                    row.append(labels[i] or "")
-                self._csv.writerow(row)
-        if len(t_arr):
-            self._last_t = float(t_arr[-1])
-        self.rows += len(t_arr)
-        self._since_flush += len(t_arr)
-        if self._since_flush >= self._flush_every:
-            self._fh.flush()
-            self._since_flush = 0
-
-    def close(self) -> None:
-        if self._fh.closed:
-            return
-        self._fh.flush()
-        self._fh.close()
-        os.replace(self._part, self.path)
-
-    def abort(self) -> None:
-        """Close without publishing the file (the ``.part`` file is kept for inspection)."""
-        if not self._fh.closed:
-            self._fh.close()
-
-    def __enter__(self) -> RecordingWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 class RecordingReader:
@@ -242,7 +105,7 @@ class RecordingReader:
             raise RecordingError(f"{where}: {problem}")
         self._body: CsvBodyReader | BinaryBodyReader | None = None
         try:
-            self._raw = _open_bytes(self.path, "r", gz=_is_gzip(self.path))
+            self._raw = open_bytes(self.path, "r", gz=_is_gzip(self.path))
         except OSError as exc:
             raise RecordingError(f"{where}: cannot read recording ({exc})") from exc
         self._fh: IO[str] | None = None
@@ -288,7 +151,7 @@ class RecordingReader:
         header = self.header = RecordingHeader.from_json(header_text, str(self.path))
         where = str(self.path)
         if version_text == str(VERSION):
-            self._fh = _text(self._raw)
+            self._fh = utf8_text(self._raw)
             return CsvBodyReader(
                 self._fh, where, header.channel_names, header.labelled, header.labels
             )

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.errors import RecordingError
-from agent.recording import BINARY_VERSION, MAGIC, RecordingReader, RecordingWriter
+from agent.recording import BINARY_VERSION, MAGIC, RecordingReader
 from agent.recording_bin import ENCODING as BINARY
 from agent.recording_bin import record_dtype
 from agent.recording_header import RecordingHeader
+from agent.recording_writer import RecordingWriter
 
 READ_BLOCK = 1 << 16
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from agent.recording import RecordingWriter
 from agent.recording_header import Channel, RecordingHeader
+from agent.recording_writer import RecordingWriter
 from tools.hapt import (
     CHANNELS,
     LABEL_NAMES,

@@ -19,8 +19,8 @@ from pathlib import Path
 from agent.clock import Clock
 from agent.errors import ConfigError
 from agent.profile import Profile
-from agent.recording import RecordingWriter
 from agent.recording_csv import MAX_LABEL_CHARS
+from agent.recording_writer import RecordingWriter
 from agent.sensors.bus import BusFactory
 from agent.sensors.source import open_sensor_source
 

@@ -38,7 +38,7 @@ def test_info_json_counts_samples_and_labels(tmp_path: Path) -> None:
 
 
 def test_info_counts_gaps(tmp_path: Path) -> None:
-    from agent.recording import RecordingWriter
+    from agent.recording_writer import RecordingWriter
 
     header, chunk = read_recording(DEMO)
     path = tmp_path / "gappy.har.bin"
@@ -82,8 +82,8 @@ def test_info_of_a_missing_file() -> None:
 
 
 def test_info_shows_a_sensors_full_scale(tmp_path: Path) -> None:
-    from agent.recording import RecordingWriter
     from agent.recording_header import Channel, RecordingHeader
+    from agent.recording_writer import RecordingWriter
 
     header = RecordingHeader(
         50.0, (Channel("acc_x", "g", 4.0), Channel("gyro_x", "rad/s")), "2026-01-01T00:00:00Z"
@@ -98,8 +98,8 @@ def test_info_shows_a_sensors_full_scale(tmp_path: Path) -> None:
 
 def test_info_of_an_unlabelled_recording_and_of_a_folder(tmp_path: Path) -> None:
     plain = tmp_path / "u.har.csv"
-    from agent.recording import RecordingWriter
     from agent.recording_header import Channel, RecordingHeader
+    from agent.recording_writer import RecordingWriter
 
     header = RecordingHeader(50.0, (Channel("acc_x", "g"),), "2026-12-03T00:00:00Z")
     with RecordingWriter(plain, header) as w:

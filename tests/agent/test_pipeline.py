@@ -10,8 +10,9 @@ import pytest
 from agent.clock import FakeClock
 from agent.errors import DataError, ModelError
 from agent.publishers import Command, MemoryPublisher
-from agent.recording import RecordingWriter, read_recording
+from agent.recording import read_recording
 from agent.recording_header import Channel, RecordingHeader
+from agent.recording_writer import RecordingWriter
 from agent.run_stats import RunStats
 from agent.wiring import RunOptions, build_agent
 from tests.agent.helpers import (
@@ -216,8 +217,8 @@ def test_saturated_windows_are_rejected_and_counted(tmp_path: Path) -> None:
     so; a recording without full-scale figures is never checked."""
     import dataclasses
 
-    from agent.recording import RecordingWriter
     from agent.recording_header import Channel, RecordingHeader
+    from agent.recording_writer import RecordingWriter
 
     header, chunk = read_recording(RECORDINGS[0])
     chans = tuple(

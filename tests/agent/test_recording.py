@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from agent.errors import RecordingError
-from agent.recording import RecordingReader, RecordingWriter, read_recording
+from agent.recording import RecordingReader, read_recording
 from agent.recording_header import Channel, RecordingHeader
+from agent.recording_writer import RecordingWriter
 
 HEADER = RecordingHeader(
     sample_rate_hz=50.0,

@@ -6,16 +6,10 @@ import numpy as np
 import pytest
 
 from agent.errors import RecordingError
-from agent.recording import (
-    BINARY_VERSION,
-    MAGIC,
-    RecordingReader,
-    RecordingWriter,
-    encoding_for,
-    read_recording,
-)
+from agent.recording import BINARY_VERSION, MAGIC, RecordingReader, read_recording
 from agent.recording_bin import record_dtype
 from agent.recording_header import Channel, RecordingHeader
+from agent.recording_writer import RecordingWriter, encoding_for
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "recordings" / "hapt-s02-e04.har.csv.gz"

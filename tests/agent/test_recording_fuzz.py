@@ -22,8 +22,9 @@ from typer.testing import CliRunner
 from agent.cli import app
 from agent.clock import SystemClock
 from agent.errors import RecordingError
-from agent.recording import RecordingReader, RecordingWriter, read_recording
+from agent.recording import RecordingReader, read_recording
 from agent.recording_csv import MAX_LINE_CHARS, CsvBodyReader
+from agent.recording_writer import RecordingWriter
 from agent.sources import ReplaySource
 from tests.agent.helpers import DEFAULT_PROFILE, ROOT, error_line, one_line_error
 

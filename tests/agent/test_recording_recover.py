@@ -21,7 +21,7 @@ ROWS, FLUSH_EVERY = 1234, 100
 KILLED_WRITER = """
 import os, signal, sys
 import numpy as np
-from agent.recording import RecordingWriter
+from agent.recording_writer import RecordingWriter
 from agent.recording_header import Channel, RecordingHeader
 header = RecordingHeader(
     50.0, (Channel("acc_x", "g"), Channel("acc_y", "g")), "2026-12-03T00:00:00Z",

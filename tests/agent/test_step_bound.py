@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.recording import Chunk, RecordingReader, RecordingWriter
+from agent.recording import Chunk, RecordingReader
 from agent.recording_header import Channel, RecordingHeader
+from agent.recording_writer import RecordingWriter
 from agent.windowing import Resampler, Windower, WindowSpec
 
 HEADER = RecordingHeader(

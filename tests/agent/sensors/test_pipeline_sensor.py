@@ -12,7 +12,8 @@ import pytest
 from agent.clock import FakeClock
 from agent.profile import SensorConfig
 from agent.publishers import MemoryPublisher
-from agent.recording import RecordingWriter, read_recording
+from agent.recording import read_recording
+from agent.recording_writer import RecordingWriter
 from agent.testing.feeds import RecordingFeed
 from agent.testing.i2c_emulation import EmulatedBus
 from agent.testing.lsm6dsox_model import Lsm6dsoxModel

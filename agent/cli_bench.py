@@ -180,7 +180,8 @@ def _run(
     from agent.energy import EnergyMeter, open_meter
     from agent.inference import SessionSettings
     from agent.manifest import load_manifest
-    from agent.profile import EnergyConfig, load_profile
+    from agent.profile import load_profile
+    from agent.profile_tables import EnergyConfig
 
     prof = load_profile(profile_path)
     energy_cfg = prof.energy

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from agent.errors import AgentError, MeterError
-from agent.profile import EnergyConfig
+from agent.profile_tables import EnergyConfig
 from agent.sensors.bus import BusFactory
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from typing import Literal
 
 from agent.energy import MeterKind, PowerIntegrator, wrapped_delta
 from agent.errors import AgentError, MeterError
-from agent.profile import EnergyConfig
+from agent.profile_tables import EnergyConfig
 from agent.sensors.bus import BusFactory, I2CBus
 
 log = logging.getLogger(__name__)

@@ -34,7 +34,7 @@ import numpy as np
 from agent.clock import Clock
 from agent.errors import SensorNotFoundError, SourceError
 from agent.payload import iso_from_unix
-from agent.profile import SensorConfig
+from agent.profile_tables import SensorConfig
 from agent.recording import Chunk
 from agent.recording_header import RecordingHeader
 from agent.sensors import lsm6dsox, mpu6050

@@ -22,7 +22,8 @@ from agent.manifest import ModelEntry, load_manifest
 from agent.monitor import ResourceSnapshot
 from agent.payload import Prediction
 from agent.policy import Candidate, Limits, Policy, PolicyTuning
-from agent.profile import PolicyConfig, Profile
+from agent.profile import Profile
+from agent.profile_tables import PolicyConfig
 from agent.publishers import MemoryPublisher
 from agent.sessions import SessionPool, footprint
 from agent.wiring import RunOptions, build_agent

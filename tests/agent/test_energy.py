@@ -16,7 +16,7 @@ from agent import energy_pmic as pm
 from agent.clock import FakeClock
 from agent.energy import EnergyCounter, PowerIntegrator, open_meter, wrapped_delta
 from agent.errors import MeterError, SensorNotFoundError, SensorReadError
-from agent.profile import EnergyConfig
+from agent.profile_tables import EnergyConfig
 from agent.testing.i2c_emulation import EmulatedBus
 from agent.testing.ina219_model import Ina219Model, Ina260Model, constant
 

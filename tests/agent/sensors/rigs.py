@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from agent.clock import FakeClock
-from agent.profile import SensorConfig
+from agent.profile_tables import SensorConfig
 from agent.sensors.imu import ImuDriver
 from agent.sensors.source import DRIVERS, SensorSource, imu_settings, open_sensor_source
 from agent.testing.feeds import ConstantFeed, ImuFeed, RecordingFeed

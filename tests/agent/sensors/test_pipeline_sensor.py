@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from agent.clock import FakeClock
-from agent.profile import SensorConfig
+from agent.profile_tables import SensorConfig
 from agent.publishers import MemoryPublisher
 from agent.recording import read_recording
 from agent.recording_writer import RecordingWriter

@@ -9,7 +9,7 @@ import pytest
 
 from agent.clock import FakeClock
 from agent.manifest import load_manifest
-from agent.profile import SensorConfig
+from agent.profile_tables import SensorConfig
 from agent.testing.feeds import RecordingFeed
 from agent.testing.i2c_emulation import EmulatedBus
 from agent.testing.mpu6050_model import Mpu6050Model

@@ -99,7 +99,9 @@ class Front:
 
     def push(self, chunk: Chunk) -> None:
         if not self._identity:
-            chunk = Chunk(chunk.t, chunk.values[:, self._cols], chunk.labels, chunk.max_step)
+            chunk = Chunk(
+                chunk.t, chunk.values[:, self._cols], chunk.labels, chunk.max_step, chunk.finite
+            )
         if self._limits is not None and len(chunk):
             hit = (np.abs(chunk.values) >= self._limits).any(axis=1)
             if hit.any():
@@ -150,7 +152,10 @@ class Front:
         first = int(np.searchsorted(t, next_start - delay - 1e-9))
         if first >= len(t):
             first = 0
-        self._cut(Chunk(t[first:], values[first:], labels[first:] if labels else None))
+        finite = all(c.finite for c in hist)
+        self._cut(
+            Chunk(t[first:], values[first:], labels[first:] if labels else None, None, finite)
+        )
 
     def saturated(self, w: Window) -> bool:
         """Whether any source sample within the window's span was saturated."""

@@ -280,10 +280,13 @@ class Pipeline:
         self._last_infer_s = 0.0
         data = w.data
         bad = None
-        # one BLAS dot instead of isfinite + all: NaN or Inf anywhere makes it non-finite (a
-        # finite window can overflow it, so the exact check decides then)
-        if not math.isfinite(np.dot(data.reshape(-1), self._ones(data.size))) and not bool(
-            np.isfinite(data).all()
+        # windows of checked samples (a recording's, a sensor's) skip the check; otherwise one
+        # BLAS dot instead of isfinite + all: NaN or Inf anywhere makes it non-finite (a finite
+        # window can overflow it, so the exact check decides then)
+        if (
+            not w.finite
+            and not math.isfinite(np.dot(data.reshape(-1), self._ones(data.size)))
+            and not bool(np.isfinite(data).all())
         ):
             bad = "holds NaN or Inf samples"
         elif self._front.saturated(w):

@@ -73,6 +73,11 @@ class Chunk:
     """When known, an upper bound of the steps between consecutive times in this chunk (the
     reader's block maximum): consumers that would look for gaps inside the chunk can skip the
     search when it is below their gap limit. ``None``: unknown (look)."""
+    finite: bool = False
+    """True when the producer has checked that every value is finite (the recording reader,
+    which refuses NaN and Inf): the pipeline skips its per-window NaN/Inf check for windows
+    made of such samples alone. False: unknown, checked per window (sensors, resampled
+    samples)."""
 
     def __len__(self) -> int:
         return int(self.t.shape[0])
@@ -206,8 +211,8 @@ class RecordingReader:
                     labels = tuple(labels)
                 for a in range(0, len(t), size):
                     b = a + size
-                    yield Chunk(
-                        t[a:b], values[a:b], None if labels is None else labels[a:b], max_step
+                    yield Chunk(  # _blocks refused any NaN or Inf: the values are finite
+                        t[a:b], values[a:b], None if labels is None else labels[a:b], max_step, True
                     )
         finally:
             self.close()
@@ -284,4 +289,4 @@ def read_recording(path: str | Path) -> tuple[RecordingHeader, Chunk]:
     joined: tuple[str | None, ...] | None = None
     if reader.header.labelled:
         joined = tuple(lbl for p in parts for lbl in (p.labels or ()))
-    return reader.header, Chunk(t, values, joined)
+    return reader.header, Chunk(t, values, joined, finite=True)  # the reader checked them

@@ -55,6 +55,9 @@ class Window:
     end_t: float
     data: np.ndarray
     label: str | None = None
+    finite: bool = False
+    """Every sample came from a chunk whose producer checked it finite (no NaN/Inf check
+    needed); False: unknown."""
 
 
 def uniform_label(labels: Sequence[str | None] | None) -> str | None:
@@ -100,6 +103,8 @@ class Windower:
         """Labels of buffer positions ``[0, _b)``."""
         self._a = 0
         self._b = 0
+        self._unknown_end = 0
+        """Buffer position just past the last sample not known to be finite (0: none held)."""
         self._max_dt = GAP_FACTOR / spec.rate_hz
         self._count = first_index
         self.gaps = 0
@@ -107,7 +112,7 @@ class Windower:
 
     def _restart(self) -> None:
         self.dropped_samples += max(self._b - self._a, 0)
-        self._a = self._b = 0
+        self._a = self._b = self._unknown_end = 0
         self._lbl.clear()
 
     def push(self, chunk: Chunk) -> list[Window]:
@@ -130,7 +135,7 @@ class Windower:
             and not (t[1:] - t[:-1]).max() <= max_dt
         )
         if not inside and not (self._b > self._a and t[0] - self._t[self._b - 1] > max_dt):
-            return self._append(t, v, chunk.labels)
+            return self._append(t, v, chunk.labels, chunk.finite)
         out: list[Window] = []
         # split the chunk where the stream has gaps (including the join with what we hold)
         breaks = [int(b) for b in np.nonzero(np.diff(t) > max_dt)[0] + 1]
@@ -143,11 +148,15 @@ class Windower:
                     self.gaps += 1
                 self._restart()
             labels = chunk.labels[a:b] if chunk.labels is not None else None
-            out.extend(self._append(t[a:b], v[a:b], labels))
+            out.extend(self._append(t[a:b], v[a:b], labels, chunk.finite))
         return out
 
     def _append(
-        self, t: np.ndarray, v: np.ndarray, labels: Sequence[str | None] | None
+        self,
+        t: np.ndarray,
+        v: np.ndarray,
+        labels: Sequence[str | None] | None,
+        finite: bool = False,
     ) -> list[Window]:
         out: list[Window] = []
         length = self.spec.length
@@ -164,9 +173,11 @@ class Windower:
                     buf_v[: b - a] = buf_v[a:b]
                     del lbl[:a]
                     self._a, self._b = 0, b - a
+                    self._unknown_end = max(0, self._unknown_end - a)
                 else:  # a hop longer than the window: a - b samples still to skip
                     lbl.clear()
                     self._a, self._b = a - b, 0
+                    self._unknown_end = 0
             b = self._b
             take = min(cap - b, n - pos)
             if pos == 0 and take == n:
@@ -179,6 +190,8 @@ class Windower:
                 lbl.extend(labels[pos : pos + take] if labels is not None else repeat(None, take))
             b += take
             self._b = b
+            if not finite:
+                self._unknown_end = b
             pos += take
             a = self._a
             while b - a >= length:
@@ -190,6 +203,7 @@ class Windower:
                         buf_t.item(end - 1),
                         buf_v[a:end].copy(),
                         uniform_label(lbl[a:end]),
+                        self._unknown_end <= a,
                     )
                 )
                 self._count += 1

@@ -59,6 +59,51 @@ def test_streaming_windower_matches_batch(chunk: int) -> None:
         assert win.end_t == pytest.approx(t[i * 64 + 127])
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_window_is_marked_finite_only_when_every_sample_was_checked(seed: int) -> None:
+    """A window is ``finite`` exactly when none of its samples came from a chunk whose
+    producer did not vouch for it: across chunk sizes, gaps (restarts) and the buffer moving
+    its samples back (more than 4,096 samples), against the samples' own flags."""
+    rng = np.random.default_rng(seed)
+    n = 9000
+    t, v = _stream(n)
+    t = t.copy()
+    t[5000:] += 1.0 if seed % 2 else 0.0  # a gap (restart) in half of the cases
+    checked = np.zeros(n, dtype=bool)  # per sample: from a chunk flagged finite
+    w = Windower(WindowSpec(128, 64 if seed < 3 else 200, 50.0), 2)
+    got = []
+    a = 0
+    while a < n:
+        size = int(rng.choice([1, 13, 64, 128, 700]))
+        flag = bool(rng.random() < 0.7)
+        b = min(n, a + size)
+        checked[a:b] = flag
+        got += w.push(Chunk(t[a:b], v[a:b], finite=flag))
+        a = b
+    assert len(got) > 40
+    seen = {True: 0, False: 0}
+    for win in got:
+        first = int(win.data[0, 0])  # _stream's channel 0 is the sample's position
+        want = bool(checked[first : first + 128].all())
+        assert win.finite is want, (win.index, first)
+        seen[want] += 1
+    assert seen[True] and seen[False]
+
+
+def test_windows_of_recorded_samples_are_finite_and_unknown_ones_are_not() -> None:
+    t, v = _stream(600)
+    w = Windower(WindowSpec(128, 64, 50.0), 2)
+    wins = w.push(Chunk(t[:200], v[:200], finite=True))
+    assert [x.finite for x in wins] == [True, True]  # samples 0-127 and 64-191
+    wins = w.push(Chunk(t[200:260], v[200:260]))  # unknown: the window that takes it is not
+    assert [(int(x.data[0, 0]), x.finite) for x in wins] == [(128, False)]
+    later = w.push(Chunk(t[260:600], v[260:600], finite=True))
+    # windows that still hold any of samples 200-259 are not finite; the ones after are
+    starts = [int(x.data[0, 0]) for x in later]
+    assert starts == [192, 256, 320, 384, 448]
+    assert [x.finite for x in later] == [False, False, True, True, True]
+
+
 def test_windower_restarts_at_gap() -> None:
     t, v = _stream(300)
     t = t.copy()

@@ -277,8 +277,9 @@ def _accuracy(
     session: Any, name: str, outs: list[str], inputs: Inputs, entry: ModelEntry
 ) -> tuple[float | None, int]:
     labelled = correct = 0
+    classes = set(entry.labels)
     for x, label in zip(inputs.arrays, inputs.labels, strict=True):
-        if label is None:
+        if label not in classes:  # unlabelled, mixed, or a class the model has not (transitions)
             continue
         logits = np.asarray(session.run(outs, {name: x})[0]).reshape(-1)
         labelled += 1

@@ -361,8 +361,7 @@ class Pipeline:
             stats.windows_data.append(data)
             stats.models.append(self.classifier.entry.id)
         if w.label is not None:
-            stats.labelled += 1
-            stats.correct += int(self.classifier.entry.labels[c.index] == w.label)
+            stats.score(w.label, self.classifier.entry, c.index)
 
     def _ones(self, n: int) -> np.ndarray:
         ones = self._ones_cache

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from agent.manifest import ModelEntry
+
+log = logging.getLogger("agent.pipeline")
+
+MAX_UNSCORED_LABELS = 64
+"""Distinct labels outside the model's classes counted per run (a CSV can name any)."""
 
 
 @dataclass
@@ -14,7 +22,11 @@ class RunStats:
 
     windows: int = 0
     labelled: int = 0
+    """Windows whose label is one of the model's classes (the ones scored)."""
     correct: int = 0
+    unscored: dict[str, int] = field(default_factory=dict)
+    """Windows whose label is not one of the model's classes (e.g. HAPT's transitions), by
+    label: not scored, neither right nor wrong."""
     samples: int = 0
     rejected: int = 0
     """Windows not classified because they held NaN, Inf or saturated samples."""
@@ -34,3 +46,24 @@ class RunStats:
     @property
     def accuracy(self) -> float | None:
         return self.correct / self.labelled if self.labelled else None
+
+    def score(self, label: str, entry: ModelEntry, index: int) -> None:
+        """Score one window whose recording labels it ``label`` against the model's answer;
+        a label the model cannot predict is counted apart, and said once."""
+        labels = entry.labels
+        if label in labels:
+            self.labelled += 1
+            self.correct += labels[index] == label
+            return
+        unscored = self.unscored
+        if label not in unscored:
+            if len(unscored) >= MAX_UNSCORED_LABELS:
+                return
+            if not unscored:  # once a run: a recording may hold several (HAPT: six transitions)
+                log.info(
+                    "windows labelled %r (or any other label outside %s's classes) are not scored",
+                    label,
+                    entry.id,
+                )
+            unscored[label] = 0
+        unscored[label] += 1

@@ -263,3 +263,33 @@ def test_a_looping_replay_goes_on_past_the_first_pass() -> None:
     assert np.all(steps > 0)
     assert np.sum(steps >= LOOP_GAP_S) == 1  # exactly one wrap, at the loop's gap
     assert [p["seq"] for p in preds] == list(range(len(preds)))
+
+
+def test_labels_outside_the_models_classes_are_not_scored(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The bundled recording carries HAPT's transitions (STAND_TO_SIT, ...), which no bank
+    member predicts: their windows are counted apart, said once a run, and the accuracy
+    is over the model's own classes (not lowered by windows it could never get right)."""
+    entry = default_entry()
+    agent = build_agent(
+        profile_for(),
+        options=RunOptions(recording=RECORDINGS[0], speed=0.0, loop=False, record_timings=True),
+        publisher=MemoryPublisher(),
+        clock=FakeClock(),
+    )
+    with caplog.at_level("INFO", logger="agent.pipeline"):
+        stats = agent.run()
+    expected, truths = reference_predictions(RECORDINGS[0], entry)
+    scored = [(p, t) for p, t in zip(expected, truths, strict=True) if t in entry.labels]
+    outside = [t for t in truths if t is not None and t not in entry.labels]
+    assert outside, "the bundled recording should hold a window of a transition"
+    assert stats.labelled == len(scored)
+    assert stats.correct == sum(entry.labels[p] == t for p, t in scored)
+    assert sum(stats.unscored.values()) == len(outside)
+    assert set(stats.unscored) == set(outside)
+    said = [r.getMessage() for r in caplog.records if "are not scored" in r.getMessage()]
+    assert said == [
+        f"windows labelled {outside[0]!r} (or any other label outside {entry.id}'s classes) "
+        "are not scored"
+    ]

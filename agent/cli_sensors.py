@@ -21,6 +21,7 @@ from agent.cli_common import (
 )
 from agent.clock import Clock, SystemClock
 from agent.errors import AgentError, ConfigError, SensorNotFoundError
+from agent.profile import Profile
 from agent.sensors.bus import BusFactory
 
 sensors_app = typer.Typer(help="Live I2C sensors.", no_args_is_help=True)
@@ -123,6 +124,8 @@ def record(
         if out.exists():
             raise ConfigError(f"{out} already exists; choose another --out or remove it")
         prof = load_profile_logged(profile)
+        if label is not None:
+            _warn_unknown_label(prof, label)
         with stop_on_signals() as stop:
             result = record_session(
                 prof,
@@ -146,3 +149,21 @@ def record(
         f"from the {result.sensor} to {result.path}",
         err=True,
     )
+
+
+def _warn_unknown_label(prof: Profile, label: str) -> None:
+    """Warn when ``--label`` is no class of the profile's bank: a replay cannot score the
+    recording's windows then (a typo such as WALKNG). The recording is still made."""
+    from agent.manifest import load_manifest
+
+    try:
+        manifest = load_manifest(prof.resolve(prof.model.dir))
+    except AgentError:  # no bank to compare with: recording needs none
+        return
+    classes = sorted({c for m in manifest.models for c in m.labels})
+    if classes and label not in classes:
+        logging.getLogger("agent.record").warning(
+            "--label %r is not one of the models' classes (%s): replays will not score its windows",
+            label,
+            ", ".join(classes),
+        )

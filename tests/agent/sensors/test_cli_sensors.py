@@ -90,6 +90,27 @@ def test_record(emulated: EmulatedBus, tmp_path: Path) -> None:
     one_line_error(runner.invoke(app, args), "already exists")
 
 
+def test_record_warns_about_a_label_the_models_do_not_know(
+    emulated: EmulatedBus, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A misspelt class is recorded as given (it is the user's data) but said at once: a
+    replay would not score its windows."""
+
+    def record(name: str, label: str) -> list[str]:
+        caplog.clear()
+        args = ["record", "--profile", str(PI4), "--out", str(tmp_path / name), "--duration", "1"]
+        result = runner.invoke(app, [*args, "--label", label])
+        assert result.exit_code == 0, result.output
+        return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+    said = record("typo.har.csv", "WALKNG")
+    assert len(said) == 1 and said[0].startswith(
+        "--label 'WALKNG' is not one of the models' classes (LAYING, SITTING, STANDING, WALKING,"
+    )
+    assert read_recording(tmp_path / "typo.har.csv")[0].labels == ("WALKNG",)
+    assert record("ok.har.csv", "WALKING") == []
+
+
 def test_record_without_the_chip(emulated: EmulatedBus, tmp_path: Path) -> None:
     emulated.detach(0x68)
     out = tmp_path / "x.har.csv"

@@ -1,4 +1,5 @@
-"""``har-agent models list``: the bank's members, each file checked against its sha256."""
+"""``har-agent models list`` and ``models show``: the bank's members, each file checked against
+its sha256, and one member in full."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import typer
 
 from agent.cli_common import DEFAULT_PROFILE, fail, profile_option
 from agent.errors import AgentError
+from agent.manifest import Manifest, ModelEntry
 from agent.profile import load_profile
 
 models_app = typer.Typer(help="Inspect the model bank.", no_args_is_help=True)
@@ -27,30 +29,12 @@ def models_list(
 ) -> None:
     """List the bank's models with their accuracy, size and latency, and check each file
     against its sha256 (exit status 1 when one is missing or altered)."""
-    from agent.manifest import load_manifest, sha256_file
-    from agent.regular_file import NotARegularFile
-
     try:
-        if models_dir is not None:
-            folder = models_dir
-        else:
-            prof = load_profile(profile)
-            folder = prof.resolve(prof.model.dir)
-        manifest = load_manifest(folder)
+        manifest, default = _bank(models_dir, profile)
     except AgentError as exc:
         raise fail(exc) from None
-
-    def check(path: Path, sha256: str) -> str:
-        try:
-            return "ok" if sha256_file(path) == sha256 else "altered"
-        except FileNotFoundError:
-            return "missing"
-        except NotARegularFile as exc:  # a FIFO would hang the read, /dev/zero never ends
-            return f"unreadable (not a regular file: {exc.kind})"
-        except OSError as exc:
-            return f"unreadable ({exc.strerror or exc})"
-
-    checks = {m.id: check(manifest.path_of(m), m.sha256) for m in manifest.models}
+    folder = manifest.root
+    checks = {m.id: _check(manifest.path_of(m), m.sha256) for m in manifest.models}
     if as_json:
         rows = [{**m.to_dict(), "file_check": checks[m.id]} for m in manifest.models]
         typer.echo(json.dumps(rows, indent=2))
@@ -65,14 +49,20 @@ def models_list(
             acc = m.metrics.get("accuracy")
             f1 = m.metrics.get("f1_weighted")
             p50 = m.latency_ms.get("p50")
+            mark = "*" if m.id == default else " "
             typer.echo(
-                f"{m.id:<28} {m.family:<17} {m.width:>5.2f} {m.resolution:>4} {m.macs:>10,} "
+                f"{mark}{m.id:<27} {m.family:<17} {m.width:>5.2f} {m.resolution:>4} {m.macs:>10,} "
                 f"{m.params:>8,} {m.file_bytes / 1024:>7.1f} "
                 f"{'' if acc is None else f'{100 * acc:.2f}':>6} "
                 f"{'' if f1 is None else f'{100 * f1:.2f}':>6} "
                 f"{'' if p50 is None else f'{p50:.3f}':>7}  {checks[m.id]}"
             )
         typer.echo(f"\n{len(manifest.models)} model(s) in {folder.resolve()}")
+        if default is not None:
+            typer.echo(
+                f"* the profile's model ({default}); 'har-agent models show ID' for one in full"
+            )
+        typer.echo("p50 ms: batch 1, 1 thread, on the machine that built the member (models show)")
     bad = [f"{i} ({c})" for i, c in checks.items() if c != "ok"]
     if bad:
         raise fail(
@@ -80,3 +70,112 @@ def models_list(
                 f"{len(bad)} model file(s) missing or not as the manifest says: {', '.join(bad)}"
             )
         )
+
+
+@models_app.command("show")
+def models_show(
+    model_id: Annotated[
+        str, typer.Argument(metavar="ID", help="Bank member, as models list names it.")
+    ],
+    models_dir: Annotated[
+        Path | None, typer.Option("--dir", help="Model folder (default: the profile's).")
+    ] = None,
+    profile: ProfileOpt = Path(DEFAULT_PROFILE),
+    as_json: Annotated[bool, typer.Option("--json", help="The manifest entry as JSON.")] = False,
+) -> None:
+    """Show one member in full: input the agent feeds it, classes, accuracy, latency, how it
+    was made, and whether its file matches the manifest's sha256 (exit status 1 if not)."""
+    try:
+        manifest, default = _bank(models_dir, profile)
+        entry = manifest.get(model_id)
+    except AgentError as exc:
+        raise fail(exc) from None
+    status = _check(manifest.path_of(entry), entry.sha256)
+    if as_json:
+        typer.echo(json.dumps({**entry.to_dict(), "file_check": status}, indent=2))
+    else:
+        for line in describe(entry, manifest.path_of(entry), status, entry.id == default):
+            typer.echo(line)
+    if status != "ok":
+        raise fail(AgentError(f"{entry.id}: model file {status} ({manifest.path_of(entry)})"))
+
+
+def describe(entry: ModelEntry, path: Path, status: str, is_default: bool) -> list[str]:
+    """``models show``'s text: one ``name: value`` line per fact, the way a user reads it."""
+    spec = entry.input
+    acc, f1 = entry.metrics.get("accuracy"), entry.metrics.get("f1_weighted")
+    prov = entry.provenance
+    lines = [
+        f"id:            {entry.id}" + ("  (the profile's model)" if is_default else ""),
+        f"family:        {entry.family}"
+        + (f", width {entry.width:g}, resolution {entry.resolution}" if entry.resolution else ""),
+        f"file:          {path} ({entry.file_bytes / 1024:.1f} KiB, sha256 {status})",
+        f"input:         {spec.length} samples x {len(spec.channels)} channels at "
+        f"{spec.rate_hz:g} Hz ({spec.window.duration_s:g} s), a window every {spec.hop} samples, "
+        f"layout {spec.layout}",
+        f"channels:      {', '.join(map('{} [{}]'.format, spec.channels, spec.units))}",
+        f"classes:       {', '.join(entry.labels)}",
+        f"size:          {entry.macs:,} MACs, {entry.params:,} parameters",
+    ]
+    if acc is not None:
+        where = entry.metrics.get("test_windows")
+        lines.append(
+            f"test accuracy: {100 * acc:.2f} %"
+            + (f", weighted F1 {100 * f1:.2f} %" if f1 is not None else "")
+            + (f" on {where} windows of the test subjects" if where else "")
+        )
+    if entry.latency_ms.get("p50") is not None:
+        lat = entry.latency_ms
+        lines.append(
+            f"latency:       p50 {lat['p50']:.3f} ms"
+            + (f", p90 {lat['p90']:.3f} ms" if lat.get("p90") is not None else "")
+            + (f" ({lat['board']}, {lat.get('threads', 1)} thread)" if lat.get("board") else "")
+        )
+    made = prov.get("command")
+    if made:
+        lines.append(f"made by:       {made}")
+    for step in ("distilled", "pruned", "quantized"):
+        part = prov.get(step)
+        if isinstance(part, dict) and part.get("command"):
+            lines.append(f"  then {step}: {part['command']}")
+    if prov.get("parent"):
+        lines.append(f"parent:        {prov['parent']}")
+    if prov.get("date"):
+        lines.append(
+            f"date:          {prov['date']}"
+            + (f", git {prov['git_commit'][:12]}" if prov.get("git_commit") else "")
+        )
+    return lines
+
+
+def _bank(models_dir: Path | None, profile: Path) -> tuple[Manifest, str | None]:
+    """The bank to show and the id of the member the profile would run (None with ``--dir``
+    or when the profile's choice is not in this bank)."""
+    from agent.manifest import load_manifest
+
+    if models_dir is not None:
+        return load_manifest(models_dir), None
+    prof = load_profile(profile)
+    manifest = load_manifest(prof.resolve(prof.model.dir))
+    try:
+        from agent.wiring import pick_model
+
+        default: str | None = pick_model(manifest, prof.model.id).id
+    except AgentError:
+        default = None
+    return manifest, default
+
+
+def _check(path: Path, sha256: str) -> str:
+    """ "ok", "altered", "missing" or why the file cannot be read."""
+    from agent.manifest import sha256_file
+    from agent.regular_file import NotARegularFile
+
+    try:
+        return "ok" if sha256_file(path) == sha256 else "altered"
+    except FileNotFoundError:
+        return "missing"
+    except NotARegularFile as exc:  # a FIFO would hang the read, /dev/zero never ends
+        return f"unreadable (not a regular file: {exc.kind})"
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or exc})"

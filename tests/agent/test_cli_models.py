@@ -1,0 +1,61 @@
+"""``har-agent models show`` and the default member's mark in ``models list``."""
+
+import json
+import shutil
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from agent.cli import app
+from agent.manifest import load_manifest
+from tests.agent.helpers import DEFAULT_PROFILE, MODELS, ROOT, default_entry, one_line_error
+
+runner = CliRunner()
+
+
+def test_show_a_member_in_full() -> None:
+    entry = default_entry()
+    result = runner.invoke(app, ["models", "show", entry.id, "--profile", str(DEFAULT_PROFILE)])
+    assert result.exit_code == 0, result.output
+    facts = dict(ln.split(":", 1) for ln in result.stdout.splitlines() if not ln.startswith(" "))
+    assert facts["id"].strip() == f"{entry.id}  (the profile's model)"
+    assert "sha256 ok" in facts["file"] and entry.file in facts["file"]
+    spec = entry.input
+    assert (
+        facts["input"]
+        .strip()
+        .startswith(f"{spec.length} samples x {len(spec.channels)} channels at {spec.rate_hz:g} Hz")
+    )
+    assert facts["classes"].strip() == ", ".join(entry.labels)
+    assert f"{100 * entry.metrics['accuracy']:.2f} %" in facts["test accuracy"]
+    assert facts["made by"].strip() == entry.provenance["command"]
+
+
+def test_show_json_is_the_manifest_entry() -> None:
+    entry = load_manifest(MODELS).get("pr25-wc-w1.00-r128")
+    result = runner.invoke(app, ["models", "show", entry.id, "--dir", str(MODELS), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {**entry.to_dict(), "file_check": "ok"}
+    # with --dir there is no profile, so no member is marked as its model
+    plain = runner.invoke(app, ["models", "show", entry.id, "--dir", str(MODELS)])
+    assert "the profile's model" not in plain.stdout and "parent:" in plain.stdout
+
+
+def test_show_refuses_an_unknown_id_and_an_altered_file(tmp_path: Path) -> None:
+    one_line_error(runner.invoke(app, ["models", "show", "nope", "--dir", str(MODELS)]), "'nope'")
+    bank = tmp_path / "bank"
+    shutil.copytree(ROOT / "models", bank)
+    with open(bank / "wc-w0.10-r032.onnx", "r+b") as fh:
+        fh.seek(500)
+        fh.write(b"\x00\x01\x02")
+    result = runner.invoke(app, ["models", "show", "wc-w0.10-r032", "--dir", str(bank)])
+    assert "sha256 altered" in result.stdout
+    one_line_error(result, "wc-w0.10-r032: model file altered")
+
+
+def test_list_marks_the_profiles_model() -> None:
+    result = runner.invoke(app, ["models", "list", "--profile", str(DEFAULT_PROFILE)])
+    assert result.exit_code == 0, result.output
+    marked = [ln.split()[0] for ln in result.stdout.splitlines() if ln.startswith("*")]
+    assert marked[0] == f"*{default_entry().id}"
+    assert f"* the profile's model ({default_entry().id})" in result.stdout

@@ -7,6 +7,7 @@ chunk in hand, marks itself offline on MQTT and exits 0.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 import os
@@ -192,19 +193,37 @@ def replay(
             "--device",
             metavar="ID",
             help="Publish as this device (topics har/ID/...) instead of the profile's device.id; "
-            "use it when replaying with a running daemon's profile.",
+            "needed beside an agent running as that device.id (a replay as its device is "
+            "refused).",
         ),
     ] = None,
+    homeassistant: Annotated[
+        bool,
+        typer.Option(
+            "--homeassistant",
+            help="Announce the replay to Home Assistant (discovery configs, removed again when "
+            "it ends); without it a replay announces nothing.",
+        ),
+    ] = False,
 ) -> None:
     """Replay a recorded session through the agent and publish its predictions."""
+    from agent.instance import REPLAY_ADVICE, claim_device
     from agent.publishers import Publisher, StdoutPublisher
     from agent.wiring import RunOptions, build_agent
 
+    claim = None
     running = False
     try:
         prof = load_profile_logged(profile)
         if device is not None:
             prof = with_device(prof, device)
+        if not no_mqtt:
+            # its retained status, config and metrics would overwrite a running agent's
+            claim = claim_device(prof.device.id, REPLAY_ADVICE)  # held while this replay runs
+        # a replay is no device for Home Assistant to keep: announced only when asked, and
+        # then removed again at the end (retract_discovery)
+        ha = dataclasses.replace(prof.homeassistant, discovery=homeassistant)
+        prof = dataclasses.replace(prof, homeassistant=ha)
         if speed is None:  # a profile made for replays may set its pace (0: no pacing)
             speed = prof.source.speed
         elif (speed_problem := check_speed(speed)) is not None:
@@ -222,6 +241,7 @@ def replay(
             use_outbox=False,
             policy_mode=policy.value if policy else None,
             force_model=force,
+            retract_discovery=True,
         )
         if fast:
             # one hop of source samples per chunk: each completes one window (per-window timings)
@@ -248,6 +268,9 @@ def replay(
         raise fail(exc) from None
     except OSError as exc:
         raise fail(_os_error(exc, running)) from None
+    finally:
+        if claim is not None:
+            claim.close()
     acc = stats.accuracy
     summary = f"{count(stats.windows, 'window')} in {stats.wall_s:.1f} s"
     if acc is not None:

@@ -8,6 +8,9 @@ leave behind, and frees it when the process ends, however it ends. Uses:
   the MQTT client id and the outbox, the broker drops each in turn as the other connects, and
   their predictions interleave. Agents on different machines meet only at the broker, which
   the MQTT link names when the broker says so (session taken over);
+- ``har-agent replay`` claims it too when it publishes to MQTT: its client id is its own, but
+  its retained status, config and metrics would overwrite the running agent's (``offline``
+  while the daemon still runs);
 - the sensor source claims its chip (two readers would split its FIFO);
 - the model tools claim the bank they change (tools/bank/staging.py).
 """
@@ -54,13 +57,17 @@ def claim(name: str) -> socket.socket | None:
     return sock
 
 
-def claim_device(device_id: str) -> socket.socket | None:
+RUN_ADVICE = "stop it first, or give this one another device.id"
+REPLAY_ADVICE = "replay as another device with --device ID"
+
+
+def claim_device(device_id: str, advice: str = RUN_ADVICE) -> socket.socket | None:
     """Hold the device's name for as long as the returned socket is open (keep a reference).
-    DeviceInUse if another agent holds it."""
+    DeviceInUse if another agent holds it; its message ends with ``advice`` (what to do)."""
     try:
         return claim(f"device/{device_id}")
     except NameInUse:
         raise DeviceInUse(
             f"another har-agent is already running as device {device_id!r} on this "
-            "machine (the service?); stop it first, or give this one another device.id"
+            f"machine (the service?); {advice}"
         ) from None

@@ -59,6 +59,9 @@ class RunOptions:
     """Run the resource monitor thread (when the profile enables it)."""
     wrap_engine: EngineWrap | None = None
     """Wraps every inference engine (the load experiment emulates a slower board with it)."""
+    retract_discovery: bool = False
+    """Remove the Home Assistant discovery configs (empty retained payloads) when the run ends:
+    a replay's device must not outlive it in Home Assistant."""
 
 
 def pick_model(manifest: Manifest, model_id: str) -> ModelEntry:
@@ -79,6 +82,8 @@ class Agent:
     stop: threading.Event
     notifier: SystemdNotifier
     discovery: list[tuple[str, bytes]] = field(default_factory=list)
+    retract_discovery: bool = False
+    """Publish an empty retained payload on every discovery topic when the run ends."""
     monitor: ResourceMonitor | None = None
     meter: EnergyMeter | None = None
     energy_j: float | None = None
@@ -112,6 +117,9 @@ class Agent:
             if self.meter is not None:
                 self.meter.close()
             self.notifier.stopping()
+            if self.retract_discovery:
+                for topic, _ in self.discovery:  # before the goodbye, which waits for PUBACKs
+                    self.publisher.publish(topic, b"", qos=1, retain=True)
             self.lost = self.publisher.stop()
             self.notifier.close()
 
@@ -218,6 +226,7 @@ def build_agent(
     ha = profile.homeassistant
     if ha.discovery and publisher is None:
         agent.discovery = discovery_messages(topics, ha.prefix, entry.id)
+        agent.retract_discovery = opts.retract_discovery
         pipeline.topic_handlers[ha_status_topic(ha.prefix)] = agent.publish_discovery
     pipeline.metrics = _metrics(pipeline, monitor, meter)
     return agent

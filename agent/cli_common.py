@@ -40,6 +40,24 @@ def fail(exc: AgentError) -> typer.Exit:
     return typer.Exit(1)
 
 
+def os_error(exc: OSError, running: bool = False) -> AgentError:
+    """A file the agent could not open (name too long, a permission, ...) that no check before
+    it caught, or an I/O error once running (a full disk, a failing SD card): one line naming
+    the file (``stdout`` for stdout: :mod:`agent.stdout_pipe`), not a traceback. An error that
+    names no file says when it happened instead of naming a placeholder."""
+    name = exc.filename
+    if isinstance(name, bytes):
+        name = os.fsdecode(name)
+    reason = exc.strerror or str(exc)
+    if name is None:
+        return AgentError(f"I/O error while {'running' if running else 'starting'} ({reason})")
+    shown = str(name)
+    if len(shown) > 200:
+        shown = f"{shown[:160]}... ({len(shown)} characters)"
+    what = "I/O error while running" if running else "cannot open"
+    return AgentError(f"{shown}: {what} ({reason})")
+
+
 def setup_logging(level: str) -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper()),

@@ -1,0 +1,116 @@
+"""A closed stdout (``har-agent ... | head -1``) ends a command quietly, as it ends a Unix tool.
+
+Python ignores SIGPIPE, so writing to a pipe whose reader has gone raises ``BrokenPipeError``,
+which the commands reported as an I/O error on "a file" (or typer ended with status 1 and no
+word). :func:`guarded_stdout` puts ``sys.stdout`` on a file object whose writes turn that error
+into :class:`StdoutClosed` and, at the same moment, point file descriptor 1 at ``/dev/null``:
+
+- :class:`StdoutClosed` derives from ``BaseException`` (like ``KeyboardInterrupt``), so no
+  ``except OSError`` or ``except Exception`` on the way up takes it for a failure to report;
+  the entry point ends the command with :data:`EXIT_STATUS` and no message.
+- What is still buffered, and the flushes of clean-up code on the way out (the publisher's
+  ``stop``, the interpreter's final flush), then go to ``/dev/null`` instead of raising again
+  (what the Python docs advise for ``BrokenPipeError``).
+
+SIGPIPE itself stays ignored: its default action would also kill the daemon whenever the MQTT
+broker drops a connection it is writing to (the Python docs warn against ``SIG_DFL`` for that).
+
+Any other error writing stdout (a full disk behind ``> file``) is named ``stdout`` (its
+``filename``), so the one-line error says what was being written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
+
+EXIT_STATUS = 128 + 13
+"""128 + SIGPIPE: what a shell reports for ``yes | head -1``'s ``yes``."""
+
+STDOUT = "stdout"
+"""The name an error writing stdout carries (``OSError.filename``)."""
+
+
+class StdoutClosed(BaseException):
+    """stdout's reader has gone (a closed pipe): the command ends quietly."""
+
+
+def _silence(fd: int) -> None:
+    """Point ``fd`` at /dev/null: later writes (buffers, clean-up) succeed and go nowhere."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
+class _StdoutFile(io.FileIO):
+    """File descriptor 1, whose write errors say they are stdout's (see the module)."""
+
+    failed = False
+    """A write failed (and raised): what is still buffered is not tried again at the end."""
+
+    def write(self, data: ReadableBuffer, /) -> int:
+        try:
+            return super().write(data)
+        except BrokenPipeError:
+            self.failed = True
+            _silence(self.fileno())
+            raise StdoutClosed from None
+        except OSError as exc:
+            self.failed = True
+            if exc.filename is None:
+                exc.filename = STDOUT
+            raise
+
+
+def _own_stdout() -> tuple[io.TextIOWrapper, int] | None:
+    """The process's own ``sys.stdout`` and its file descriptor, or None."""
+    out = sys.stdout
+    if not isinstance(out, io.TextIOWrapper) or out is not sys.__stdout__:
+        return None
+    try:
+        return out, out.fileno()
+    except (OSError, ValueError):
+        return None
+
+
+@contextlib.contextmanager
+def guarded_stdout() -> Iterator[None]:
+    """``sys.stdout`` on :class:`_StdoutFile` for the duration (flushed at the end, while a
+    closed pipe can still end the command quietly). Does nothing when ``sys.stdout`` is not
+    the process's own (a test's captured stream) or has no file descriptor."""
+    own = _own_stdout()
+    if own is None:
+        yield
+        return
+    original, fd = own
+    original.flush()
+    raw = _StdoutFile(fd, "w", closefd=False)
+    guarded = io.TextIOWrapper(
+        io.BufferedWriter(raw),
+        encoding=original.encoding,
+        errors=original.errors,
+        line_buffering=original.line_buffering,
+        write_through=original.write_through,
+    )
+    sys.stdout = guarded
+    try:
+        yield
+    finally:
+        try:
+            if raw.failed:  # reported once already: what is left is dropped, not tried again
+                _silence(fd)
+            guarded.flush()
+        except OSError:
+            _silence(fd)  # what it holds would fail again when it is closed: drop it
+            raise
+        finally:
+            sys.stdout = original

@@ -37,6 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from agent.errors import AgentError  # noqa: E402
 from agent.floats import first_argmax  # noqa: E402
 from agent.fronts import Front  # noqa: E402
 from agent.inference import InputBuffer, OrtEngine, SessionSettings, softmax_values  # noqa: E402
@@ -66,12 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--rounds must be at least 1")
     if not args.recording.is_file():
         ap.error(f"{args.recording}: no such recording")
-    manifest = load_manifest(args.models)
-    entry = manifest.get(args.model)
-    if entry is None:
-        ap.error(f"no member {args.model!r} in {args.models}/manifest.json")
-
-    header, whole = read_recording(args.recording)
+    try:
+        entry = load_manifest(args.models).get(args.model)
+        header, whole = read_recording(args.recording)
+        engine = OrtEngine(args.models / entry.file, entry, SessionSettings())
+    except AgentError as exc:
+        ap.error(str(exc))
     hop = hop_in_source_samples(entry.input, header.sample_rate_hz)
     # as the reader hands them over: one hop each, with the bound of their steps (its block's)
     max_step = float(np.diff(whole.t).max())
@@ -88,7 +89,6 @@ def main(argv: list[str] | None = None) -> int:
     for c in chunks:
         cutter.push(c)
     windows = [w.data for w in cutter.ready]
-    engine = OrtEngine(args.models / entry.file, entry, SessionSettings())
     buf = InputBuffer(entry)
     ready = [buf.fill(w).copy() for w in windows]
     encoder = PredictionEncoder("floor", entry.labels, entry.id, "none", 1)

@@ -159,7 +159,8 @@ def open_meter(
     """The meter the profile's ``[energy]`` table asks for; None for ``meter = "none"``.
 
     A named meter that cannot be opened is a :class:`AgentError` (one clear line). ``auto``
-    falls through to the next meter and appends why each was skipped to ``notes``. The
+    falls through to the next meter, appends why each was skipped to ``notes`` and logs one
+    INFO line: the meter chosen and the short reasons (:func:`chosen_line`; in full at DEBUG). The
     keyword arguments stand in for the hardware in tests: ``bus_factory`` opens the I2C bus
     (default: smbus2 when ``/dev/i2c-<bus>`` exists), ``powercap_root`` replaces
     ``/sys/class/powercap``, ``vcgencmd`` returns ``vcgencmd pmic_read_adc``'s output and
@@ -179,7 +180,7 @@ def open_meter(
         return energy_pmic.PmicMeter.open(vcgencmd, sample_hz=sample_hz)
     if kind == "estimate":
         return m.CpuEstimateMeter(cfg.core_w, cfg.idle_w, cpu_time)
-    skipped = notes if notes is not None else []
+    skipped: list[str] = []
     attempts: list[tuple[str, Callable[[], EnergyMeter]]] = [
         ("rapl", lambda: m.RaplMeter.open(powercap_root)),
         ("pmic", lambda: energy_pmic.PmicMeter.open(vcgencmd, sample_hz=sample_hz)),
@@ -190,16 +191,31 @@ def open_meter(
         )
     else:
         skipped.append(f"ina260: no I2C bus {cfg.bus} (/dev/i2c-{cfg.bus} does not exist)")
+    chosen: EnergyMeter | None = None
     for name, attempt in attempts:
         try:
-            meter = attempt()
+            chosen = attempt()
+            break
         except AgentError as exc:
             skipped.append(f"{name}: {exc}")
-            continue
-        log.info("energy meter: %s", meter.name)
-        return meter
+    meter = chosen if chosen is not None else m.CpuEstimateMeter(cfg.core_w, cfg.idle_w, cpu_time)
+    if notes is not None:
+        notes.extend(skipped)
     for line in skipped:
-        log.info("energy meter skipped: %s", line)
-    meter = m.CpuEstimateMeter(cfg.core_w, cfg.idle_w, cpu_time)
-    log.info("energy meter: %s", meter.name)
+        log.debug("energy meter skipped: %s", line)
+    log.info("energy meter: %s", chosen_line(meter.name, skipped))
     return meter
+
+
+def chosen_line(name: str, skipped: list[str]) -> str:
+    """The meter ``auto`` chose and, briefly, why the better ones were skipped (one log line;
+    the full reasons are logged at DEBUG and kept in ``notes``): ``estimate:... (estimated);
+    skipped ina260 (no I2C bus 1), rapl (no RAPL: ...)``."""
+    if not skipped:
+        return name
+    brief = []
+    for line in skipped:
+        meter, _, why = line.partition(": ")
+        cut = min((i for i in (why.find(" ("), why.find("; ")) if i > 0), default=len(why))
+        brief.append(f"{meter} ({why[:cut]})")
+    return f"{name}; skipped {', '.join(brief)}"

@@ -237,12 +237,21 @@ class MqttPublisher:
                 and refuses_v5(detail)
             ):
                 # a broker found only after start that speaks v3.1.1 alone: nothing was ever
-                # sent on this link, so a fresh v3.1.1 client loses nothing
+                # sent on this link, but paho queued what was published meanwhile (the retained
+                # QoS 1 config, health, discovery): queue it again on the fresh v3.1.1 client,
+                # or it is lost and its old mids wait for a PUBACK until stop. (Only the daemon
+                # starts in the background, with the outbox in front: all else that reached the
+                # link while it was down was QoS 0, or waits on disk.)
                 log.info("the broker does not speak MQTT v5; using v3.1.1")
                 self._client.loop_stop()
                 self.protocol = mqtt.MQTTv311
                 self._client = self._make_client(mqtt.MQTTv311)
                 self._acks.replies.clear()
+                self._acks.pending.clear()
+                for topic, (payload, qos) in self._retained.items():
+                    if qos > 0:  # (QoS 0 ones, which paho dropped, go out on connect)
+                        info = self._client.publish(topic, payload, qos=qos, retain=True)
+                        self._acks.pending.add(info.mid)
                 self._client.connect_async(s.host, s.port, keepalive=s.keepalive_s)
                 self._client.loop_start()
                 continue

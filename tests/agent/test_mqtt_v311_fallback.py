@@ -1,0 +1,240 @@
+"""The link's fallback from MQTT v5 to v3.1.1 (agent/mqtt.py, agent/mqtt_connect.py) against a real
+broker that speaks v3.1.1 only: aedes (Node.js; tests/brokers/aedes/, pinned by its lock file).
+
+mosquitto 2.0 cannot be told to refuse v5. aedes answers a v5 CONNECT as MQTT 3.1.1 says
+[MQTT-3.1.2-2]: CONNACK with return code 1, "unacceptable protocol version", then it closes the
+connection; paho 2.x reports that to a v5 client as reason code 132 "Unsupported protocol
+version", which is what the agent's fallback looks for. (Two other real v3.1.1-only brokers were
+tried and do not answer so: amqtt 0.12.1 misreads a v5 CONNECT that carries a will or properties,
+as the agent's does, and never answers; rumqttd's v4 listener closes the connection without a
+CONNACK.)
+
+aedes is installed with ``npm ci`` from the lock file into build/aedes on first use; the tests
+skip only where Node.js and npm are missing."""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import json
+import logging
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from agent.forwarder import OutboxPublisher
+from agent.mqtt import MqttPublisher
+from agent.wiring import RunOptions, build_agent
+from tests.agent.helpers import (
+    RECORDINGS,
+    ROOT,
+    Subscriber,
+    default_entry,
+    profile_for,
+    reference_predictions,
+)
+from tests.conftest import Broker, closed_port, free_port, stop_broker, wait_for_port
+
+pytestmark = pytest.mark.integration
+
+AEDES_SOURCE = ROOT / "tests" / "brokers" / "aedes"
+AEDES_DIR = ROOT / "build" / "aedes"
+FALLBACK_LINE = "the broker does not speak MQTT v5; using v3.1.1"
+REFUSED_V5 = "connection refused: unacceptable protocol version"
+"""What tests/brokers/aedes/broker.mjs logs when it refuses a v5 CONNECT."""
+
+
+def aedes_dir() -> Path:
+    """build/aedes with aedes installed from the pinned lock file (``npm ci``, once)."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.skip("Node.js and npm are needed for aedes, the MQTT v3.1.1-only test broker")
+    AEDES_DIR.mkdir(parents=True, exist_ok=True)
+    lock = (AEDES_SOURCE / "package-lock.json").read_bytes()
+    with open(AEDES_DIR / ".install.lock", "w") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)  # one install at a time
+        installed = AEDES_DIR / "package-lock.json"
+        if not (
+            (AEDES_DIR / "node_modules" / "aedes" / "package.json").exists()
+            and installed.exists()
+            and installed.read_bytes() == lock
+        ):
+            for name in ("package.json", "package-lock.json"):
+                shutil.copyfile(AEDES_SOURCE / name, AEDES_DIR / name)
+            done = subprocess.run(
+                [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"],
+                cwd=AEDES_DIR,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            if done.returncode != 0:
+                pytest.fail(f"npm ci of the aedes test broker failed:\n{done.stderr[-2000:]}")
+        shutil.copyfile(AEDES_SOURCE / "broker.mjs", AEDES_DIR / "broker.mjs")
+    return AEDES_DIR
+
+
+def start_aedes(tmp: Path, port: int | None = None) -> Broker:
+    """aedes (MQTT 3.1/3.1.1 only, anonymous, in memory) on a free (or the given) loopback
+    port, logging into ``tmp``."""
+    where = aedes_dir()
+    port = port or free_port()
+    node = shutil.which("node")
+    assert node is not None
+    with open(tmp / f"aedes-{port}.log", "ab") as log_file:
+        proc = subprocess.Popen(
+            [node, "broker.mjs", str(port)], cwd=where, stdout=log_file, stderr=log_file
+        )
+    try:
+        wait_for_port(port)
+    except TimeoutError:
+        proc.kill()
+        proc.wait()
+        raise
+    return Broker("127.0.0.1", port, proc, where / "broker.mjs")
+
+
+def broker_log(tmp: Path, port: int) -> str:
+    return (tmp / f"aedes-{port}.log").read_text()
+
+
+def messages(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records]
+
+
+def test_a_v5_connect_is_refused_and_v311_accepted(tmp_path: Path) -> None:
+    """The broker itself, seen by plain paho clients: what the agent's fallback relies on."""
+    broker = start_aedes(tmp_path)
+    try:
+        got: list[tuple[int, str]] = []
+        v5 = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        v5.on_connect = lambda _c, _u, _f, rc, _p: got.append((rc.value, str(rc)))
+        v5.connect(broker.host, broker.port)
+        v5.loop_start()
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.02)
+        v5.disconnect()
+        v5.loop_stop()
+        assert got[:1] == [(132, "Unsupported protocol version")]
+        sub = Subscriber(broker.port)  # paho's default protocol: MQTT v3.1.1
+        sub.close()
+    finally:
+        stop_broker(broker)
+    assert REFUSED_V5 in broker_log(tmp_path, broker.port)
+
+
+def test_replay_falls_back_to_v311_at_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At start (``start``): refused as v5, the link connects again with v3.1.1 and every
+    prediction of a replay reaches a v3.1.1 subscriber once, in order, acknowledged."""
+    caplog.set_level(logging.INFO, logger="agent")
+    broker = start_aedes(tmp_path)
+    sub = Subscriber(broker.port)
+    try:
+        recording = RECORDINGS[0]
+        agent = build_agent(
+            profile_for(broker.port), options=RunOptions(recording=recording, speed=0, loop=False)
+        )
+        stats = agent.run()
+        link = agent.publisher
+        assert isinstance(link, MqttPublisher)
+        assert link.protocol == mqtt.MQTTv311
+        expected, _ = reference_predictions(recording, default_entry())
+        preds = [json.loads(p) for p in sub.wait_for("/prediction", len(expected))]
+        assert len(preds) == len(expected) == stats.windows
+        assert [p["seq"] for p in preds] == list(range(len(expected)))
+        assert [p["label"] for p in preds] == [default_entry().labels[i] for i in expected]
+        assert sub.wait_for("/status", 2)[:1] == [b"online"]
+        assert sub.on("/status")[-1] == b"offline"  # sent and acknowledged before the goodbye
+    finally:
+        sub.close()
+        stop_broker(broker)
+    logged = messages(caplog)
+    assert FALLBACK_LINE in logged
+    assert f"connected to the MQTT broker at 127.0.0.1:{broker.port} (MQTT v3.1.1)" in logged
+    assert REFUSED_V5 in broker_log(tmp_path, broker.port)
+
+
+def test_daemon_falls_back_when_the_broker_comes_up_later(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The daemon starts with no broker (the outbox in front); the broker that comes up later
+    refuses v5 (``poll_events``): the link goes on with v3.1.1, the outbox delivers what waited
+    on disk, predictions flow, a command is answered, and what was published while the link was
+    down (the retained config) is delivered too."""
+    caplog.set_level(logging.INFO, logger="agent")
+    stop = threading.Event()
+    prof = profile_for(None, outbox=tmp_path / "outbox.db", loop=True)
+    broker: Broker | None = None
+    sub: Subscriber | None = None
+    with closed_port() as port:  # nothing there while the agent starts
+        mqtt_conf = dataclasses.replace(
+            prof.mqtt, host="127.0.0.1", port=port, reconnect_min_s=1, reconnect_max_s=1
+        )
+        agent = build_agent(
+            dataclasses.replace(prof, mqtt=mqtt_conf), options=RunOptions(speed=20.0), stop=stop
+        )
+        fwd = agent.publisher
+        assert isinstance(fwd, OutboxPublisher)
+        link = fwd.link
+        assert isinstance(link, MqttPublisher)
+        th = threading.Thread(target=agent.run)
+        th.start()
+    try:
+        deadline = time.monotonic() + 30
+        while (link.start_failure is None or agent.pipeline.seq < 3) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+        assert link.start_failure is not None and "cannot reach" in link.start_failure
+        assert agent.pipeline.seq >= 3  # classified while the broker was away: on disk
+        waiting = agent.pipeline.seq
+        broker = start_aedes(tmp_path, port)
+        sub = Subscriber(port)
+        # what the outbox held is acknowledged by the v3.1.1 broker, and new ones flow
+        deadline = time.monotonic() + 30
+        while fwd.stats().acked < waiting and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert fwd.stats().acked >= waiting
+        assert len(sub.wait_for("/prediction", 3, timeout=30)) >= 3
+        assert link.protocol == mqtt.MQTTv311 and link.connected
+        # a command on the agent's command topic is answered over v3.1.1
+        sender = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
+        sender.connect("127.0.0.1", port)
+        sender.loop_start()
+        ping = b'{"cmd": "ping", "id": "v311"}'
+        sender.publish(link.topics.command, ping, qos=1).wait_for_publish(5)
+        sender.disconnect()
+        sender.loop_stop()
+        answers = [json.loads(p) for p in sub.wait_for("/cmd/response", 1, timeout=20)]
+        assert {"ok": True, "cmd": "ping", "id": "v311"} in answers
+        # the configuration event (retained, QoS 1) was published while the link was down, so
+        # paho queued it on the v5 client that the fallback replaced: a late subscriber gets it
+        late = Subscriber(port, link.topics.config)
+        try:
+            config = late.wait_for("/config", 1, timeout=10)
+            assert config and json.loads(config[0])["model"]
+        finally:
+            late.close()
+    finally:
+        stop.set()
+        th.join(30)
+        if sub is not None:
+            sub.close()
+        if broker is not None:
+            stop_broker(broker)
+    assert not th.is_alive()
+    logged = messages(caplog)
+    assert FALLBACK_LINE in logged
+    assert f"connected to the MQTT broker at 127.0.0.1:{port} at last" in logged
+    # every message of the link was acknowledged: none waited for a PUBACK that could not come
+    assert not [m for m in logged if "not acknowledged" in m], logged
+    assert REFUSED_V5 in broker_log(tmp_path, port)

@@ -299,6 +299,15 @@ def _figures(
     return body
 
 
+def known_ids(ids: list[str], shown: int = 3) -> str:
+    """A short hint at what a bank holds, for a message about an id it does not: the first
+    few ids, how many in all, and where to see them (a bank has dozens of members)."""
+    if not ids:
+        return "it lists no models"
+    more = f", ... {len(ids)} in all" if len(ids) > shown else ""
+    return f"known: {', '.join(ids[:shown])}{more}; see `har-agent models list`"
+
+
 @dataclass(frozen=True)
 class Manifest:
     root: Path
@@ -309,9 +318,9 @@ class Manifest:
         for m in self.models:
             if m.id == model_id:
                 return m
-        known = ", ".join(m.id for m in self.models) or "none"
         raise ModelError(
-            f"model {model_id!r} is not in {self.root / 'manifest.json'} (known: {known})"
+            f"model {model_id!r} is not in {self.root / 'manifest.json'} "
+            f"({known_ids([m.id for m in self.models])})"
         )
 
     def path_of(self, entry: ModelEntry) -> Path:

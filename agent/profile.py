@@ -75,11 +75,24 @@ class Profile:
     energy: EnergyConfig = field(default_factory=EnergyConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     base_dir: Path = field(default=Path("."), metadata={"toml": False})
-    """Folder that relative paths resolve against (the profile's folder); not a TOML key."""
+    """Folder that relative paths resolve against (the profile's folder, with its symbolic
+    links resolved); not a TOML key."""
 
     def resolve(self, path: str) -> Path:
+        """``path`` from this profile as a path to open: ``~`` expanded, a relative one taken
+        from the profile's folder. Its leading ``..`` are applied to that folder here, so that
+        messages show ``/etc/har-agent/models``, not ``/etc/har-agent/profiles/../models``: that
+        is exact, as the folder has no symbolic links left (:func:`parse_profile` resolves it).
+        The rest stays as written: a ``..`` after a symbolic link means the link target's parent
+        (``os.path.normpath`` would get that wrong), and a link the profile names on purpose (a
+        ``models -> bank-v3`` folder) keeps its name (``Path.resolve`` would pin its target)."""
         p = Path(path).expanduser()
-        return p if p.is_absolute() else (self.base_dir / p)
+        if p.is_absolute():
+            return p
+        base, parts = self.base_dir, p.parts
+        while parts and parts[0] == ".." and base.is_absolute():
+            base, parts = base.parent, parts[1:]
+        return base.joinpath(*parts)
 
 
 def with_device(p: Profile, device_id: str) -> Profile:
@@ -232,7 +245,7 @@ def parse_profile(text: str, where: str, base_dir: Path) -> Profile:
     if "name" not in raw:
         raise ConfigError(f"{where}: missing name")
     profile: Profile = build_table(Profile, raw, "", where)
-    profile = dataclasses.replace(profile, base_dir=base_dir)
+    profile = dataclasses.replace(profile, base_dir=base_dir.resolve())
     _validate(profile, where)
     return profile
 

@@ -11,6 +11,7 @@ from agent.errors import ConfigError
 from agent.inference import Classifier, SessionSettings
 from agent.latency import LatencyModel, bank_latencies, load_latency_table
 from agent.manifest import InputSpec, Manifest, ModelEntry
+from agent.model_choice import check_model
 from agent.monitor import ResourceMonitor, Sampler
 from agent.policy import Candidate, Limits, Policy, PolicyTuning
 from agent.profile import Profile
@@ -39,7 +40,7 @@ def expected_accuracy(entry: ModelEntry) -> float:
 
 def candidates_of(profile: Profile, manifest: Manifest) -> list[ModelEntry]:
     ids = profile.policy.candidates
-    where = f"{profile.name}: policy.candidates"
+    where = f"{profile.where}: policy.candidates"
     if ids:
         known = {m.id for m in manifest.models}
         unknown = [i for i in ids if i not in known]
@@ -89,6 +90,8 @@ def build_adaptive(
     wrap: EngineWrap | None = None,
 ) -> AdaptiveParts:
     pol = profile.policy
+    if force is not None:
+        check_model("--force", force, manifest)  # not in the bank at all (a typo, another bank)
     entries = candidates_of(profile, manifest)
     if pol.latency_table:
         base = load_latency_table(profile.resolve(pol.latency_table))
@@ -99,7 +102,7 @@ def build_adaptive(
         log.warning("no latency figure for %s: left out of the policy", ", ".join(missing))
     entries = [e for e in entries if e.id in base]
     if not entries:
-        raise ConfigError(f"{profile.name}: no candidate member has a latency figure")
+        raise ConfigError(f"{profile.where}: no candidate member has a latency figure")
     front = pareto(entries, base)
     on_front = {e.id for e in front}
     off_front = [e for e in entries if e.id not in on_front]  # the override may pin these too
@@ -140,7 +143,7 @@ def build_adaptive(
         if not policy.knows(force):
             raise ConfigError(
                 f"--force {force!r}: not one of the policy's candidates "
-                f"({profile.name}: policy.candidates, members with a latency figure)"
+                f"({profile.where}: policy.candidates, members with a latency figure)"
             )
         policy.force(force)
     latency = LatencyModel({e.id: base[e.id] for e in entries}, alpha=pol.ewma_alpha)

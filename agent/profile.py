@@ -77,6 +77,13 @@ class Profile:
     base_dir: Path = field(default=Path("."), metadata={"toml": False})
     """Folder that relative paths resolve against (the profile's folder, with its symbolic
     links resolved); not a TOML key."""
+    file: str = field(default="", metadata={"toml": False})
+    """The file the profile was read from, as named (for messages); not a TOML key."""
+
+    @property
+    def where(self) -> str:
+        """What messages about a profile key start with: its file, as every profile error."""
+        return self.file or f"profile {self.name!r}"
 
     def resolve(self, path: str) -> Path:
         """``path`` from this profile as a path to open: ``~`` expanded, a relative one taken
@@ -245,7 +252,7 @@ def parse_profile(text: str, where: str, base_dir: Path) -> Profile:
     if "name" not in raw:
         raise ConfigError(f"{where}: missing name")
     profile: Profile = build_table(Profile, raw, "", where)
-    profile = dataclasses.replace(profile, base_dir=base_dir.resolve())
+    profile = dataclasses.replace(profile, base_dir=base_dir.resolve(), file=where)
     _validate(profile, where)
     return profile
 

@@ -93,7 +93,7 @@ def test_messages_show_the_clean_path(tmp_path: Path) -> None:
     args = ["replay", str(recording), "--profile", str(prof), "--no-mqtt", "--model", "nope"]
     res = CliRunner().invoke(app, args)
     line = error_line(res)
-    assert f"model 'nope' is not in {tmp_path}/models/manifest.json (known: " in line, line
+    assert "'nope'" in line and f" {tmp_path}/models" in line, line
     assert "/../" not in line
     ids = [m.id for m in load_manifest(MODELS).models]
     assert f"... {len(ids)} in all; see `har-agent models list`)" in line, line

@@ -22,7 +22,7 @@ from typing import IO
 import numpy as np
 
 from agent.errors import RecordingError
-from agent.recording_csv import GZIP_ERRORS, corrupt, cut_off
+from agent.recording_csv import GZIP_ERRORS, corrupt, cut_off, recover_command
 
 ENCODING = "binary"
 MAX_LABELS = 65_535
@@ -112,7 +112,8 @@ class BinaryBodyReader:
             if extra:
                 raise RecordingError(
                     f"{self._where}: truncated: record {self.records + whole + 1} has {extra} of "
-                    f"{size} bytes"
+                    f"{size} bytes (the recording was not finished; "
+                    f"'{recover_command(self._where)}' keeps its whole records)"
                 )
             rec = np.frombuffer(data, dtype=self.dtype)
             labels: tuple[str | None, ...] | None = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import zlib
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import IO
 
 import numpy as np
@@ -18,11 +19,25 @@ import numpy as np
 from agent.errors import RecordingError
 
 
+def recover_command(where: str) -> str:
+    """The command that keeps the whole rows of the recording ``where``: a ``.part`` file names
+    its output itself; any other name needs ``--out`` (a sibling, ``.recovered`` put before its
+    ``.har`` suffixes, which pick the encoding)."""
+    if where.endswith(".part"):
+        return f"har-agent recording recover {where}"
+    path = Path(where)
+    cut = path.name.find(".har.")
+    name = path.name[:cut] if cut > 0 else path.name
+    suffixes = path.name[cut:] if cut > 0 else ".har.csv"
+    out = path.with_name(f"{name}.recovered{suffixes}")
+    return f"har-agent recording recover {where} --out {out}"
+
+
 def cut_off(where: str) -> str:
     """The message for a gzip stream that ends early (a recording never finished)."""
     return (
         f"{where}: the gzip stream is cut off (the recording was not finished; "
-        f"'har-agent recording recover {where}' keeps its whole rows)"
+        f"'{recover_command(where)}' keeps its whole rows)"
     )
 
 

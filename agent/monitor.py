@@ -107,13 +107,17 @@ class ResourceSnapshot:
         return max(0.0, self.cpu_percent / 100.0 * self.cpu_count - self.process_cpu_percent / 100)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (metrics topic); absent sources stay ``None`` (null)."""
+        """JSON-ready form (metrics topic); absent sources stay ``None`` (null). Figures are
+        rounded to what they can tell (the kernel's load averages are fixed-point: 0.24853515625
+        is 0.25; available memory comes in pages: 1/256 MiB); the snapshot keeps them raw."""
         return {
             "cpu_percent": self.cpu_percent,
             "process_cpu_percent": self.process_cpu_percent,
             "cpu_count": self.cpu_count,
-            "load_avg": list(self.load_avg) if self.load_avg else None,
-            "mem_available_mb": self.mem_available_mb,
+            "load_avg": [round(x, 2) for x in self.load_avg] if self.load_avg else None,
+            "mem_available_mb": (
+                round(self.mem_available_mb, 1) if self.mem_available_mb is not None else None
+            ),
             "cpu_freq_mhz": self.cpu_freq_mhz,
             "temperature_c": self.temperature_c,
             "throttled": hex(self.throttling.raw) if self.throttling else None,

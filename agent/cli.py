@@ -113,9 +113,19 @@ ForceOpt = Annotated[
         "--force",
         metavar="ID",
         help="Adaptive runtime with this member pinned (the manual override; MQTT "
-        "'release' lets the policy choose again).",
+        "'release' lets the policy choose again); not with --policy static.",
     ),
 ]
+
+
+def _refuse_force_when_static(policy: PolicyMode | None, force: str | None, alone: str) -> None:
+    """``--force`` asks for the adaptive runtime, ``--policy static`` for one member: say so
+    rather than pick one (``alone``: how this command runs one member by itself)."""
+    if force is not None and policy is PolicyMode.static:
+        raise AgentError(
+            "--force pins a member in the adaptive runtime; it cannot be combined with "
+            f"--policy static ({alone} runs one member alone)"
+        )
 
 
 @app.command()
@@ -132,6 +142,7 @@ def run(
     claim = None
     running = False
     try:
+        _refuse_force_when_static(policy, force, "model.id in the profile")
         prof = load_profile_logged(profile)
         claim = claim_device(prof.device.id)  # held while this agent runs
         opts = RunOptions(policy_mode=policy.value if policy else None, force_model=force)
@@ -162,13 +173,21 @@ def replay(
         float | None,
         typer.Option(
             help="Replay speed: 1 = real time, 10 = ten times faster, 0 = as fast as possible "
-            "(as --fast; default: the profile's source.speed).",
+            "(as --fast; default: the profile's source.speed); not with --fast.",
             min=0.0,
         ),
     ] = None,
-    fast: Annotated[bool, typer.Option("--fast", help="As fast as possible (no pacing).")] = False,
+    fast: Annotated[
+        bool, typer.Option("--fast", help="As fast as possible: no pacing (as --speed 0).")
+    ] = False,
     model: Annotated[
-        str | None, typer.Option("--model", "-m", help="Bank member to use (default: profile's).")
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Run this bank member alone, static, whatever the profile's policy.mode "
+            "(default: the profile's model.id); not with --force or --policy adaptive.",
+        ),
     ] = None,
     no_mqtt: Annotated[
         bool,
@@ -209,11 +228,21 @@ def replay(
     """Replay a recorded session through the agent and publish its predictions."""
     from agent.instance import REPLAY_ADVICE, claim_device
     from agent.publishers import Publisher, StdoutPublisher
-    from agent.wiring import RunOptions, build_agent
+    from agent.wiring import RunOptions, build_agent, option_conflict
 
     claim = None
     running = False
     try:
+        # options that contradict each other: one line, before anything is loaded
+        policy_mode = policy.value if policy else None
+        conflict = option_conflict(
+            RunOptions(model_id=model, force_model=force, policy_mode=policy_mode)
+        )
+        if conflict is not None:
+            raise AgentError(conflict)
+        _refuse_force_when_static(policy, force, "-m ID")
+        if fast and speed is not None:
+            raise AgentError("--fast and --speed both set the pace: use one (--fast is --speed 0)")
         prof = load_profile_logged(profile)
         if device is not None:
             prof = with_device(prof, device)
@@ -239,7 +268,7 @@ def replay(
             chunk_samples=None,
             record_timings=timing,
             use_outbox=False,
-            policy_mode=policy.value if policy else None,
+            policy_mode=policy_mode,
             force_model=force,
             retract_discovery=True,
         )

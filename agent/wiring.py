@@ -18,7 +18,7 @@ from agent.adaptive_factory import build_adaptive, expected_accuracy
 from agent.clock import Clock, SystemClock
 from agent.discovery import discovery_messages, ha_status_topic
 from agent.energy import EnergyCounter, EnergyMeter, open_meter
-from agent.errors import ModelError
+from agent.errors import ConfigError, ModelError
 from agent.forwarder import OutboxPublisher
 from agent.inference import Classifier, SessionSettings
 from agent.manifest import Manifest, ModelEntry, load_manifest
@@ -62,6 +62,29 @@ class RunOptions:
     retract_discovery: bool = False
     """Remove the Home Assistant discovery configs (empty retained payloads) when the run ends:
     a replay's device must not outlive it in Home Assistant."""
+
+
+def option_conflict(opts: RunOptions) -> str | None:
+    """Why ``opts`` contradict each other, in the CLI's words, or None. ``model_id`` (``-m``)
+    runs one member alone, static; ``force_model`` (``--force``) and ``policy_mode`` adaptive
+    ask for the adaptive runtime: neither may be dropped without a word."""
+    m, f = opts.model_id, opts.force_model
+    if m and f:
+        if m == f:
+            return (
+                f"-m and --force both name {m}: use one (-m runs it alone; --force pins it "
+                "in the adaptive runtime)"
+            )
+        return (
+            f"-m {m} and --force {f} name different members: use one (-m runs one member "
+            "alone; --force pins one in the adaptive runtime)"
+        )
+    if m and opts.policy_mode == "adaptive":
+        return (
+            "-m runs one member alone (static); it cannot be combined with --policy adaptive "
+            "(--force ID pins a member in the adaptive runtime)"
+        )
+    return None
 
 
 def pick_model(manifest: Manifest, model_id: str) -> ModelEntry:
@@ -135,13 +158,16 @@ def build_agent(
     bus_factory: BusFactory | None = None,
 ) -> Agent:
     opts = options or RunOptions()
+    if (conflict := option_conflict(opts)) is not None:
+        raise ConfigError(conflict)
     clock = clock or SystemClock()
     stop = stop or threading.Event()
     manifest = load_manifest(profile.resolve(profile.model.dir))
     inf = profile.inference
     settings = SessionSettings(inf.intra_op_threads, inf.inter_op_threads, inf.allow_spinning)
     # --force is "the adaptive runtime with one member pinned": 'release' hands control back to
-    # the policy, so it implies adaptive unless --policy says otherwise
+    # the policy, so it implies adaptive unless --policy says otherwise; -m (static, one member)
+    # overrides the profile's policy.mode, never a --force or --policy adaptive (refused above)
     mode = opts.policy_mode or ("adaptive" if opts.force_model else profile.policy.mode)
     adaptive = None
     if (mode == "adaptive" or opts.force_model) and not opts.model_id:

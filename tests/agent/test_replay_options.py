@@ -1,0 +1,109 @@
+"""Options of ``replay`` (and ``run``) that contradict each other are refused with one line,
+not settled silently (``-m`` used to switch ``--force`` and ``--policy adaptive`` off)."""
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from agent.cli import app
+from agent.errors import ConfigError
+from agent.publishers import MemoryPublisher
+from agent.wiring import RunOptions, build_agent
+from tests.agent.helpers import DEFAULT_PROFILE, RECORDINGS, ROOT, one_line_error, profile_for
+from tests.conftest import closed_port
+
+runner = CliRunner()
+SMALL = "wc-w0.10-r032"
+MID = "wc-w0.50-r064"
+
+
+def _replay(*extra: str) -> Any:
+    """A replay to stdout, unpaced (``--speed 0`` unless the test sets the pace itself)."""
+    pace = [] if {"--fast", "--speed"} & set(extra) else ["--speed", "0"]
+    return runner.invoke(app, ["replay", str(RECORDINGS[0]), "--no-mqtt", *pace, *extra])
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (
+            ["-m", SMALL, "--force", MID],
+            f"-m {SMALL} and --force {MID} name different members: use one",
+        ),
+        (["--model", SMALL, "--force", SMALL], f"-m and --force both name {SMALL}: use one"),
+        (
+            ["-m", SMALL, "--policy", "adaptive"],
+            "-m runs one member alone (static); it cannot be combined with --policy adaptive",
+        ),
+        (
+            ["--force", MID, "--policy", "static"],
+            "--force pins a member in the adaptive runtime; it cannot be combined with "
+            "--policy static (-m ID runs one member alone)",
+        ),
+        (["--fast", "--speed", "2"], "--fast and --speed both set the pace: use one"),
+        (["--fast", "--speed", "0"], "--fast and --speed both set the pace: use one"),
+    ],
+)
+def test_replay_refuses_options_that_contradict_each_other(args: list[str], fragment: str) -> None:
+    one_line_error(_replay(*args), fragment)
+
+
+def test_run_refuses_force_with_a_static_policy(tmp_path: Path) -> None:
+    """(The profile would run briefly and end on the closed port, were the options let by.)"""
+    prof = tmp_path / "p.toml"
+    text = DEFAULT_PROFILE.read_text().replace('"../', f'"{ROOT}/')
+    text = text.replace('id = "demo"', f'id = "conflict-{os.getpid()}"')
+    text = text.replace("speed = 1.0", "speed = 0").replace("loop = true", "loop = false")
+    with closed_port() as port:
+        text = text.replace("port = 1883", f"port = {port}") + "\n[outbox]\nenabled = false\n"
+        prof.write_text(text)
+        res = runner.invoke(app, ["run", "-p", str(prof), "--force", MID, "--policy", "static"])
+    one_line_error(
+        res,
+        "--force pins a member in the adaptive runtime; it cannot be combined with "
+        "--policy static (model.id in the profile runs one member alone)",
+    )
+
+
+def test_the_wiring_refuses_a_model_with_the_adaptive_runtime() -> None:
+    """The same rule where the agent is built (RunOptions are the CLI's flags)."""
+    prof = profile_for()
+    for opts in (
+        RunOptions(model_id=SMALL, force_model=MID),
+        RunOptions(model_id=SMALL, policy_mode="adaptive"),
+    ):
+        with pytest.raises(ConfigError, match="-m"):
+            build_agent(prof, options=opts, publisher=MemoryPublisher())
+
+
+def _configs(stdout: str) -> list[dict[str, Any]]:
+    return [
+        json.loads(line.split(" ", 1)[1])
+        for line in stdout.splitlines()
+        if line.startswith("har/demo/config ")
+    ]
+
+
+def test_what_still_combines(tmp_path: Path) -> None:
+    """-m on a profile whose policy is adaptive runs that member alone (the command line
+    overrides the profile); -m with --policy static, and --force with --policy adaptive, agree."""
+    prof = tmp_path / "adaptive.toml"
+    text = DEFAULT_PROFILE.read_text().replace('"../', f'"{ROOT}/')
+    prof.write_text(text + '\n[policy]\nmode = "adaptive"\n')
+    for args, model, mode in (
+        (["-p", str(prof), "-m", SMALL], SMALL, None),
+        (["-m", SMALL, "--policy", "static"], SMALL, None),
+        (["--force", MID, "--policy", "adaptive"], MID, "adaptive"),
+        (["--fast"], None, None),
+    ):
+        res = _replay(*args)
+        assert res.exit_code == 0, (args, res.output)
+        configs = _configs(res.stdout)
+        assert configs, args
+        if model is not None:
+            assert configs[0]["model"] == model, args
+            assert configs[0].get("mode") == mode, (args, configs[0])

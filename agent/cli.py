@@ -201,7 +201,9 @@ def replay(
     timing: Annotated[
         bool,
         typer.Option(
-            "--timing", help="Report agent overhead vs raw session.run (use with --fast)."
+            "--timing",
+            help="Report agent overhead vs raw session.run; implies --fast (pacing would be "
+            "counted as overhead), so not with a --speed other than 0.",
         ),
     ] = False,
     policy: PolicyOpt = None,
@@ -243,6 +245,12 @@ def replay(
         _refuse_force_when_static(policy, force, "-m ID")
         if fast and speed is not None:
             raise AgentError("--fast and --speed both set the pace: use one (--fast is --speed 0)")
+        if timing:
+            # the time spent waiting for the next chunk would be counted as recording decode
+            if speed is not None and speed != 0:
+                why = "--timing measures an unpaced replay (it implies --fast)"
+                raise AgentError(f"{why}: drop --speed {speed:g}")
+            fast = True
         prof = load_profile_logged(profile)
         if device is not None:
             prof = with_device(prof, device)

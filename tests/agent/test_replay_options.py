@@ -107,3 +107,38 @@ def test_what_still_combines(tmp_path: Path) -> None:
         if model is not None:
             assert configs[0]["model"] == model, args
             assert configs[0].get("mode") == mode, (args, configs[0])
+
+
+def test_timing_implies_fast(tmp_path: Path, monkeypatch: Any) -> None:
+    """--timing measures the agent's own time per window: the pacing sleep counted as
+    recording decode ('overhead / raw inference 18701.9 %'), and at speed 1 it took minutes.
+    It now replays unpaced, one hop per chunk, as --fast does, whatever the profile's pace."""
+    import agent.wiring
+    from agent.errors import AgentError
+
+    seen: list[tuple[float | None, int | None, bool]] = []
+
+    def capture(profile: Any, *, options: Any, **_: Any) -> Any:
+        seen.append((options.speed, options.chunk_samples, options.record_timings))
+        raise AgentError("stop here")
+
+    monkeypatch.setattr(agent.wiring, "build_agent", capture)
+    prof = tmp_path / "p.toml"
+    text = DEFAULT_PROFILE.read_text().replace('"../', f'"{ROOT}/')
+    prof.write_text(text.replace("speed = 1.0", "speed = 5.0"))
+    for extra in (["--fast"], ["--timing"], ["--timing", "--fast"], ["--timing", "--speed", "0"]):
+        runner.invoke(app, ["replay", str(RECORDINGS[0]), "--no-mqtt", "-p", str(prof), *extra])
+    fast, *timed = seen
+    assert fast[0] == 0.0 and fast[1] is not None and not fast[2]
+    assert timed == [(0.0, fast[1], True)] * 3
+
+
+def test_timing_refuses_a_pace() -> None:
+    res = _replay("--timing", "--speed", "2")
+    one_line_error(res, "--timing measures an unpaced replay (it implies --fast): drop --speed 2")
+
+
+def test_timing_help_says_it_implies_fast() -> None:
+    res = runner.invoke(app, ["replay", "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0
+    assert "implies --fast" in " ".join(res.output.split())

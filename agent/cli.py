@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -23,6 +22,7 @@ from agent.cli_common import (
     count,
     fail,
     load_profile_logged,
+    os_error,
     profile_option,
     stop_on_signals,
 )
@@ -57,18 +57,6 @@ PrintOpt = Annotated[
 ]
 
 log = logging.getLogger("agent")
-
-
-def _os_error(exc: OSError, running: bool = False) -> AgentError:
-    """A file the agent could not open (name too long, a permission, ...) that no check before
-    it caught, or an I/O error on a file once running (a full disk, a failing SD card): one line
-    naming the file, not a traceback."""
-    name = exc.filename if exc.filename is not None else "a file"
-    if isinstance(name, bytes):
-        name = os.fsdecode(name)
-    shown = name if len(str(name)) <= 200 else f"{str(name)[:160]}... ({len(str(name))} characters)"
-    what = "I/O error while running" if running else "cannot open"
-    return AgentError(f"{shown}: {what} ({exc.strerror or exc})")
 
 
 def _print_prediction(p: Prediction, err: bool = False) -> None:
@@ -155,7 +143,7 @@ def run(
     except AgentError as exc:
         raise fail(exc) from None
     except OSError as exc:
-        raise fail(_os_error(exc, running)) from None
+        raise fail(os_error(exc, running)) from None
     finally:
         if claim is not None:
             claim.close()
@@ -283,11 +271,13 @@ def replay(
         if fast:
             # one hop of source samples per chunk: each completes one window (per-window timings)
             from agent.manifest import load_manifest
+            from agent.model_choice import chosen_model_id
             from agent.recording import RecordingReader
             from agent.timing import hop_in_source_samples
             from agent.wiring import pick_model
 
-            entry = pick_model(load_manifest(prof.resolve(prof.model.dir)), model or prof.model.id)
+            manifest = load_manifest(prof.resolve(prof.model.dir))
+            entry = pick_model(manifest, chosen_model_id(prof, manifest, model))
             with RecordingReader(session) as reader:
                 hop = hop_in_source_samples(entry.input, reader.header.sample_rate_hz)
             opts = RunOptions(**{**opts.__dict__, "chunk_samples": hop})
@@ -304,7 +294,7 @@ def replay(
     except AgentError as exc:
         raise fail(exc) from None
     except OSError as exc:
-        raise fail(_os_error(exc, running)) from None
+        raise fail(os_error(exc, running)) from None
     finally:
         if claim is not None:
             claim.close()

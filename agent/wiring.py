@@ -22,6 +22,7 @@ from agent.errors import ConfigError, ModelError
 from agent.forwarder import OutboxPublisher
 from agent.inference import Classifier, SessionSettings
 from agent.manifest import Manifest, ModelEntry, load_manifest
+from agent.model_choice import chosen_model_id
 from agent.monitor import ResourceMonitor, Sampler
 from agent.mqtt import MqttPublisher
 from agent.payload import Prediction, Topics, parse_time
@@ -185,7 +186,7 @@ def build_agent(
         classifier = adaptive.initial
         monitor = adaptive.monitor
     else:
-        entry = pick_model(manifest, opts.model_id or profile.model.id)
+        entry = pick_model(manifest, chosen_model_id(profile, manifest, opts.model_id))
         engine = load_engine(manifest.path_of(entry), entry, settings, opts.wrap_engine)
         classifier = Classifier(entry, engine, clock.perf)
         monitor = (

@@ -87,11 +87,6 @@ def test_no_id_named_leaves_the_choice_to_the_default(tmp_path: Path) -> None:
     assert chosen_model_id(named, BANK, None) == "cnn1d-base"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs agent/wiring.py (build_agent) and agent/cli.py (replay --fast) to call "
-    "agent.model_choice.chosen_model_id; remove this mark when they do",
-)
 @pytest.mark.parametrize("extra", [(), ("--fast",)])
 def test_a_replay_with_an_unknown_profile_model_id_names_the_file_and_key(
     tmp_path: Path, extra: tuple[str, ...]

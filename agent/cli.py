@@ -62,13 +62,14 @@ log = logging.getLogger("agent")
 def _print_prediction(p: Prediction, err: bool = False) -> None:
     """One human line per prediction (``--print``); on stderr when stdout carries the messages
     (``--no-mqtt``), so that stream stays machine-readable."""
-    truth = f"  truth {p.truth}" if p.truth else ""
+    # fixed-width columns (a run's lines all have the same ones); the truth, when known, last
     smooth = ""
     if p.smoothed_index is not None:
-        smooth = f"  smoothed {p.labels[p.smoothed_index]}"
+        smooth = f"  smoothed {p.labels[p.smoothed_index]:<18}"
+    truth = f"  truth {p.truth}" if p.truth else ""
     typer.echo(
         f"#{p.seq:<5} {p.window_end[11:23]}  {p.label:<18} {p.probs[p.index]:5.2f}"
-        f"{smooth}{truth}  {p.latency_ms:.2f} ms",
+        f"{smooth} {p.latency_ms:7.2f} ms{truth}",
         err=err,
     )
 
@@ -302,11 +303,13 @@ def replay(
     summary = f"{count(stats.windows, 'window')} in {stats.wall_s:.1f} s"
     if acc is not None:
         summary += f"; accuracy {100 * acc:.1f}% on {stats.labelled} labelled windows"
+    if stats.unscored:
+        summary += f" ({sum(stats.unscored.values())} more with labels the model has not)"
     if stats.switches:
         summary += f"; {stats.switches} configuration switches"
     if agent.energy_j is not None and agent.meter is not None and stats.windows:
         summary += (
-            f"; {1000 * agent.energy_j / stats.windows:.3f} mJ per window ({agent.meter.name})"
+            f"; {1000 * agent.energy_j / stats.windows:.3f} mJ per window by {agent.meter.name}"
         )
     if stats.windows == 0 and stats.rejected == 0:
         entry = agent.pipeline.classifier.entry

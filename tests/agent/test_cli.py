@@ -398,3 +398,21 @@ def test_an_os_error_while_starting_is_one_line(
     res = runner.invoke(app, _run_or_replay_args(tmp_path, command, "oserr"))
     one_line_error(res, "/x/aaaa")
     one_line_error(res, "(5003 characters): cannot open (File name too long)")
+
+
+def test_print_lines_keep_their_columns_and_the_summary_counts_unscored_windows() -> None:
+    result = runner.invoke(
+        app,
+        ["replay", str(RECORDINGS[0]), "--fast", "--no-mqtt", "--print", "-m", "cnn1d-base"],
+    )
+    assert result.exit_code == 0, result.output
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("#")]
+    assert len(lines) > 100
+    # the latency ends at the same column whatever the labels (the truth comes after it)
+    assert len({ln.index(" ms") for ln in lines}) == 1
+    assert any("truth" in ln for ln in lines) and any(
+        "smoothed WALKING_UPSTAIRS" in ln for ln in lines
+    )
+    summary = result.stderr.strip().splitlines()[-1]
+    assert "more with labels the model has not)" in summary
+    assert summary.count("(estimated)") <= 1

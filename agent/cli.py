@@ -30,7 +30,7 @@ from agent.cli_models import models_app
 from agent.cli_recording import recording_app
 from agent.cli_sensors import record, sensors_app
 from agent.cli_service import service_app
-from agent.errors import AgentError
+from agent.errors import AgentError, PublishError
 from agent.payload import Prediction
 from agent.profile import with_device
 from agent.profile_checks import check_speed
@@ -292,6 +292,8 @@ def replay(
             )
             running = True
             stats = agent.run()
+    except PublishError as exc:  # a replay needs no broker: say how to go on without one
+        raise fail(PublishError(f"{exc}; to replay without a broker, add --no-mqtt")) from None
     except AgentError as exc:
         raise fail(exc) from None
     except OSError as exc:

@@ -188,6 +188,7 @@ def test_unreachable_broker_subprocess(tmp_path: Path) -> None:
     assert proc.returncode == 1
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("har-agent: error:")]
     assert len(errors) == 1 and "cannot reach the MQTT broker" in errors[0]
+    assert errors[0].endswith("; to replay without a broker, add --no-mqtt")
     assert "Traceback" not in proc.stderr
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from agent.clock import FakeClock
-from agent.errors import DataError, ModelError
+from agent.errors import ConfigError, DataError, ModelError
 from agent.publishers import Command, MemoryPublisher
 from agent.recording import read_recording
 from agent.recording_header import Channel, RecordingHeader
@@ -123,7 +123,7 @@ def test_wrong_unit_is_refused(tmp_path: Path) -> None:
 
 
 def test_unknown_model_and_tampered_file(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match="not in"):
+    with pytest.raises(ConfigError, match="--model: unknown model 'nope'"):
         build_agent(profile_for(), options=RunOptions(model_id="nope"), publisher=MemoryPublisher())
     import shutil
 

@@ -102,15 +102,25 @@ def guarded_stdout() -> Iterator[None]:
         write_through=original.write_through,
     )
     sys.stdout = guarded
+    failing = False
     try:
         yield
+    except BaseException as exc:
+        # a failure already on its way out keeps its own exit status: a closed pipe (or a full
+        # disk) met by the final flush must not turn an error's 1 into a quiet 141
+        failing = not (isinstance(exc, SystemExit) and exc.code in (0, None))
+        raise
     finally:
         try:
             if raw.failed:  # reported once already: what is left is dropped, not tried again
                 _silence(fd)
             guarded.flush()
+        except StdoutClosed:
+            if not failing:
+                raise
         except OSError:
             _silence(fd)  # what it holds would fail again when it is closed: drop it
-            raise
+            if not failing:
+                raise
         finally:
             sys.stdout = original

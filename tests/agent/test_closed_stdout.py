@@ -96,3 +96,30 @@ def test_an_os_error_names_the_file_or_no_placeholder(
 ) -> None:
     text = str(os_error(exc, running))
     assert text.startswith(message) and "a file" not in text, text
+
+
+def test_an_error_exit_keeps_its_status_when_the_final_flush_meets_a_closed_pipe() -> None:
+    """A command that fails (exit 1) with output still buffered, into a closed pipe: the flush
+    on the way out must not turn the failure into a quiet 141."""
+    code = (
+        "import sys\n"
+        "from agent.stdout_pipe import guarded_stdout\n"
+        "with guarded_stdout():\n"
+        "    sys.stdout.write('buffered, never flushed\\n')\n"
+        "    raise SystemExit(1)\n"
+    )
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr

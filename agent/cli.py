@@ -34,6 +34,7 @@ from agent.errors import AgentError, PublishError
 from agent.payload import Prediction
 from agent.profile import with_device
 from agent.profile_checks import check_speed
+from agent.stdout_pipe import StdoutClosed
 
 app = typer.Typer(
     help="On-device human activity recognition: IMU windows -> ONNX models -> MQTT.",
@@ -141,6 +142,9 @@ def run(
             )
             running = True
             stats = agent.run()
+    except StdoutClosed:  # run --print | head: the journal says why the daemon ended
+        log.warning("stdout was closed (what read --print's lines has gone): stopping")
+        raise
     except AgentError as exc:
         raise fail(exc) from None
     except OSError as exc:

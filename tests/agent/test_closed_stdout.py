@@ -123,3 +123,18 @@ def test_an_error_exit_keeps_its_status_when_the_final_flush_meets_a_closed_pipe
         os.close(write_end)
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_run_print_into_a_closed_pipe_says_why_it_stops(tmp_path: Path) -> None:
+    """``har-agent run --print | head``: the daemon ends (status 141), and its log says why
+    (the journal would otherwise show a daemon that stopped for no reason)."""
+    text = (ROOT / "profiles" / "default.toml").read_text()
+    text = text.replace('"../', f'"{ROOT}/').replace("speed = 1.0", "speed = 50.0")
+    text = text.replace('id = "demo"', f'id = "closed-run-{os.getpid()}"')
+    text = text.replace("port = 1883", "port = 9")  # nothing listens: the outbox spools
+    prof = tmp_path / "p.toml"
+    prof.write_text(text)
+    proc = _with_closed_stdout(["run", "--profile", str(prof), "--print"], tmp_path)
+    assert proc.returncode == 141, proc.stderr
+    assert "stdout was closed (what read --print's lines has gone): stopping" in proc.stderr
+    assert "Traceback" not in proc.stderr

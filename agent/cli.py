@@ -310,7 +310,8 @@ def replay(
     if acc is not None:
         summary += f"; accuracy {100 * acc:.1f}% on {stats.labelled} labelled windows"
     if stats.unscored:
-        summary += f" ({sum(stats.unscored.values())} more with labels the model has not)"
+        n = sum(stats.unscored.values())
+        summary += f"; {count(n, 'window')} not scored (labels the model has not)"
     if stats.switches:
         summary += f"; {stats.switches} configuration switches"
     if agent.energy_j is not None and agent.meter is not None and stats.windows:

@@ -12,7 +12,9 @@ from agent.manifest import ModelEntry
 log = logging.getLogger("agent.pipeline")
 
 MAX_UNSCORED_LABELS = 64
-"""Distinct labels outside the model's classes counted per run (a CSV can name any)."""
+"""Distinct labels outside the model's classes counted apart per run (a CSV can name any)."""
+OTHER_LABELS = "(more labels)"
+"""The key the windows of further such labels are counted under."""
 
 
 @dataclass
@@ -56,9 +58,9 @@ class RunStats:
             self.correct += labels[index] == label
             return
         unscored = self.unscored
+        if label not in unscored and len(unscored) >= MAX_UNSCORED_LABELS:
+            label = OTHER_LABELS  # counted still, under one key
         if label not in unscored:
-            if len(unscored) >= MAX_UNSCORED_LABELS:
-                return
             if not unscored:  # once a run: a recording may hold several (HAPT: six transitions)
                 log.info(
                     "windows labelled %r (or any other label outside %s's classes) are not scored",

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from agent.cli_common import DEFAULT_PROFILE, fail, profile_option
+from agent.cli_common import DEFAULT_PROFILE, count, fail, profile_option
 from agent.errors import AgentError
 from agent.manifest import Manifest, ModelEntry
 from agent.profile import load_profile
@@ -62,7 +62,9 @@ def models_list(
             typer.echo(
                 f"* the profile's model ({default}); 'har-agent models show ID' for one in full"
             )
-        typer.echo("p50 ms: batch 1, 1 thread, on the machine that built the member (models show)")
+        typer.echo(
+            "p50 ms: batch 1, measured where the member was built ('models show ID' says where)"
+        )
     bad = [f"{i} ({c})" for i, c in checks.items() if c != "ok"]
     if bad:
         raise fail(
@@ -103,7 +105,7 @@ def models_show(
 def describe(entry: ModelEntry, path: Path, status: str, is_default: bool) -> list[str]:
     """``models show``'s text: one ``name: value`` line per fact, the way a user reads it."""
     spec = entry.input
-    acc, f1 = entry.metrics.get("accuracy"), entry.metrics.get("f1_weighted")
+    acc, f1 = _number(entry.metrics.get("accuracy")), _number(entry.metrics.get("f1_weighted"))
     prov = entry.provenance
     lines = [
         f"id:            {entry.id}" + ("  (the profile's model)" if is_default else ""),
@@ -124,13 +126,16 @@ def describe(entry: ModelEntry, path: Path, status: str, is_default: bool) -> li
             + (f", weighted F1 {100 * f1:.2f} %" if f1 is not None else "")
             + (f" on {where} windows of the test subjects" if where else "")
         )
-    if entry.latency_ms.get("p50") is not None:
-        lat = entry.latency_ms
+    lat = entry.latency_ms
+    if isinstance(lat.get("p50"), int | float):
+        p90 = lat.get("p90")
+        threads = lat.get("threads", 1)
         lines.append(
             f"latency:       p50 {lat['p50']:.3f} ms"
-            + (f", p90 {lat['p90']:.3f} ms" if lat.get("p90") is not None else "")
-            + (f" ({lat['board']}, {lat.get('threads', 1)} thread)" if lat.get("board") else "")
+            + (f", p90 {p90:.3f} ms" if isinstance(p90, int | float) else "")
+            + (f" ({lat['board']}, {count(threads, 'thread')})" if lat.get("board") else "")
         )
+    # provenance is free-form JSON: every value shown as text, whatever its type
     made = prov.get("command")
     if made:
         lines.append(f"made by:       {made}")
@@ -141,11 +146,14 @@ def describe(entry: ModelEntry, path: Path, status: str, is_default: bool) -> li
     if prov.get("parent"):
         lines.append(f"parent:        {prov['parent']}")
     if prov.get("date"):
-        lines.append(
-            f"date:          {prov['date']}"
-            + (f", git {prov['git_commit'][:12]}" if prov.get("git_commit") else "")
-        )
+        commit = str(prov.get("git_commit") or "")
+        lines.append(f"date:          {prov['date']}" + (f", git {commit[:12]}" if commit else ""))
     return lines
+
+
+def _number(value: object) -> float | None:
+    """A manifest figure as a number, or None when it is missing or not one (free-form JSON)."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _bank(models_dir: Path | None, profile: Path) -> tuple[Manifest, str | None]:

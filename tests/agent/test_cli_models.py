@@ -59,3 +59,20 @@ def test_list_marks_the_profiles_model() -> None:
     marked = [ln.split()[0] for ln in result.stdout.splitlines() if ln.startswith("*")]
     assert marked[0] == f"*{default_entry().id}"
     assert f"* the profile's model ({default_entry().id})" in result.stdout
+
+
+def test_show_survives_free_form_provenance_and_metrics(tmp_path: Path) -> None:
+    """Provenance and the latency block are free-form JSON: odd types are shown as text or
+    left out, never a traceback (the loader checks the metrics' types itself)."""
+    bank = tmp_path / "bank"
+    shutil.copytree(ROOT / "models", bank)
+    manifest = json.loads((bank / "manifest.json").read_text())
+    entry = next(m for m in manifest["models"] if m["id"] == "cnn1d-base")
+    entry["provenance"]["git_commit"] = 123
+    del entry["latency_ms"]["p90"]
+    entry["latency_ms"]["threads"] = 2
+    (bank / "manifest.json").write_text(json.dumps(manifest))
+    result = runner.invoke(app, ["models", "show", "cnn1d-base", "--dir", str(bank)])
+    assert result.exit_code == 0, result.output
+    assert ", git 123" in result.stdout
+    assert "2 threads)" in result.stdout and "p90" not in result.stdout

@@ -238,6 +238,11 @@ def replay(
         _refuse_force_when_static(policy, force, "-m ID")
         if fast and speed is not None:
             raise AgentError("--fast and --speed both set the pace: use one (--fast is --speed 0)")
+        if homeassistant and no_mqtt:
+            raise AgentError(
+                "--homeassistant announces the replay on the MQTT broker; --no-mqtt publishes "
+                "nothing there: use one"
+            )
         if timing:
             # the time spent waiting for the next chunk would be counted as recording decode
             if speed is not None and speed != 0:
@@ -282,7 +287,10 @@ def replay(
             from agent.wiring import pick_model
 
             manifest = load_manifest(prof.resolve(prof.model.dir))
-            entry = pick_model(manifest, chosen_model_id(prof, manifest, model))
+            if force is not None and any(m.id == force for m in manifest.models):
+                entry = manifest.get(force)  # the adaptive runtime starts on the pinned member
+            else:
+                entry = pick_model(manifest, chosen_model_id(prof, manifest, model))
             with RecordingReader(session) as reader:
                 hop = hop_in_source_samples(entry.input, reader.header.sample_rate_hz)
             opts = RunOptions(**{**opts.__dict__, "chunk_samples": hop})

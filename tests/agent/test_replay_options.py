@@ -46,6 +46,7 @@ def _replay(*extra: str) -> Any:
         ),
         (["--fast", "--speed", "2"], "--fast and --speed both set the pace: use one"),
         (["--fast", "--speed", "0"], "--fast and --speed both set the pace: use one"),
+        (["--homeassistant"], "--homeassistant announces the replay on the MQTT broker"),
     ],
 )
 def test_replay_refuses_options_that_contradict_each_other(args: list[str], fragment: str) -> None:
@@ -142,3 +143,16 @@ def test_timing_help_says_it_implies_fast() -> None:
     res = runner.invoke(app, ["replay", "--help"], env={"COLUMNS": "200"})
     assert res.exit_code == 0
     assert "implies --fast" in " ".join(res.output.split())
+
+
+def test_fast_replay_with_force_does_not_need_the_profiles_model(tmp_path: Path) -> None:
+    """--fast sizes its chunks from the member that runs first: with --force, the pinned one,
+    so a profile whose model.id names a member no longer in the bank (it is not used) works
+    paced or not."""
+    prof = tmp_path / "stale.toml"
+    text = DEFAULT_PROFILE.read_text().replace('"../', f'"{ROOT}/')
+    prof.write_text(text.replace('id = ""', 'id = "wr-w1.00-r064"'))
+    for pace in (["--fast"], ["--speed", "0"]):
+        res = _replay("-p", str(prof), "--force", MID, *pace)
+        assert res.exit_code == 0, (pace, res.output)
+        assert _configs(res.stdout)[0]["model"] == MID

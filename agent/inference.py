@@ -160,7 +160,7 @@ def softmax_values(logits: list[float]) -> list[float]:
     For six classes a numpy softmax is five calls of 1-3 µs each; this is a third of that time
     and more precise than the float32 numpy version it replaced (probabilities agree within a
     few float32 ulps; the payload prints four decimals). A NaN logit makes every probability
-    NaN, as numpy's would; an infinite one gives NaN where inf - inf occurs.
+    NaN, as numpy's would, and so does a +inf one (inf - inf); -inf logits get probability 0.
     """
     top = numpy_max(logits)  # NaN when a NaN is there (Python's max would skip it)
     ex = [exp(v - top) for v in logits]  # v - top <= 0 (or NaN): exp cannot overflow

@@ -280,7 +280,8 @@ class Pipeline:
         self._last_infer_s = 0.0
         data = w.data
         bad = None
-        # windows of checked samples (a recording's, a sensor's) skip the check; otherwise one
+        # windows of samples the recording reader checked skip the check (a sensor's and resampled
+        # ones do not); otherwise one
         # BLAS dot instead of isfinite + all: NaN or Inf anywhere makes it non-finite (a finite
         # window can overflow it, so the exact check decides then)
         if (

@@ -28,11 +28,18 @@ FIGURES = {
 
 
 def one_run(har_agent: str, recording: Path, model: str, output: str) -> dict[str, float]:
+    # its own device id: never a running agent's (refused) nor the demo's retained topics
     cmd = [har_agent, "replay", str(recording), "--fast", "--timing", "-m", model]
+    cmd += ["--device", "bench-overhead"]
     if output == "stdout":
         cmd.append("--no-mqtt")
     with tempfile.TemporaryFile("w+") as out:
-        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.PIPE, text=True, check=False)
+        try:
+            proc = subprocess.run(cmd, stdout=out, stderr=subprocess.PIPE, text=True, check=False)
+        except FileNotFoundError:
+            raise SystemExit(
+                f"error: no {har_agent!r} command here (pass --har-agent PATH)"
+            ) from None
         if proc.returncode != 0:
             last = proc.stderr.strip().splitlines()[-1:] or ["no error output"]
             raise SystemExit(f"error: {' '.join(cmd)} exited {proc.returncode}: {last[0]}")

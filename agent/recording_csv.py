@@ -9,6 +9,7 @@ cuts the blocks into chunks; :mod:`agent.recording_bin` is the binary body (vers
 from __future__ import annotations
 
 import gzip
+import shlex
 import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -24,20 +25,20 @@ def recover_command(where: str) -> str:
     its output itself; any other name needs ``--out`` (a sibling, ``.recovered`` put before its
     ``.har`` suffixes, which pick the encoding)."""
     if where.endswith(".part"):
-        return f"har-agent recording recover {where}"
+        return f"har-agent recording recover {shlex.quote(where)}"
     path = Path(where)
     cut = path.name.find(".har.")
     name = path.name[:cut] if cut > 0 else path.name
     suffixes = path.name[cut:] if cut > 0 else ".har.csv"
     out = path.with_name(f"{name}.recovered{suffixes}")
-    return f"har-agent recording recover {where} --out {out}"
+    return f"har-agent recording recover {shlex.quote(where)} --out {shlex.quote(str(out))}"
 
 
 def cut_off(where: str) -> str:
     """The message for a gzip stream that ends early (a recording never finished)."""
     return (
         f"{where}: the gzip stream is cut off (the recording was not finished; "
-        f"'{recover_command(where)}' keeps its whole rows)"
+        f"to keep its whole rows: {recover_command(where)})"
     )
 
 

@@ -35,7 +35,9 @@ def _hinted_command(path: Path) -> list[str]:
     with pytest.raises(RecordingError) as exc:
         _samples(path)
     message = str(exc.value)
-    found = re.search(r"'(har-agent recording recover [^']+)' keeps its whole", message)
+    found = re.search(
+        r"to keep its whole (?:rows|records): (har-agent recording recover .+)\)$", message
+    )
     assert found, message
     return shlex.split(found.group(1))[1:]
 

@@ -54,7 +54,10 @@ ProfileOpt = Annotated[
     ),
 ]
 PrintOpt = Annotated[
-    bool, typer.Option("--print", help="Also show each prediction as a line on the terminal.")
+    bool,
+    typer.Option(
+        "--print", help="Also show each prediction as a line on the terminal.", metavar=""
+    ),
 ]
 
 log = logging.getLogger("agent")
@@ -77,7 +80,9 @@ def _print_prediction(p: Prediction, err: bool = False) -> None:
 
 @app.callback(invoke_without_command=True)
 def _main(
-    version: Annotated[bool, typer.Option("--version", help="Show the version and exit.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", help="Show the version and exit.", metavar="")
+    ] = False,
 ) -> None:
     if version:
         typer.echo(f"har-agent {__version__}")
@@ -159,7 +164,10 @@ def run(
 def replay(
     session: Annotated[
         Path,
-        typer.Argument(help="Recording to replay (.har.csv, .har.bin, either optionally .gz)."),
+        typer.Argument(
+            metavar="SESSION",
+            help="Recording to replay (.har.csv, .har.bin, either optionally .gz).",
+        ),
     ],
     profile: ProfileOpt = Path(DEFAULT_PROFILE),
     speed: Annotated[
@@ -171,7 +179,8 @@ def replay(
         ),
     ] = None,
     fast: Annotated[
-        bool, typer.Option("--fast", help="As fast as possible: no pacing (as --speed 0).")
+        bool,
+        typer.Option("--fast", help="As fast as possible: no pacing (as --speed 0).", metavar=""),
     ] = False,
     model: Annotated[
         str | None,
@@ -188,6 +197,7 @@ def replay(
             "--no-mqtt",
             help="Write messages to stdout instead of MQTT, one 'topic payload' line each "
             "(as mosquitto_sub -v shows them; jq: cut -d' ' -f2-).",
+            metavar="",
         ),
     ] = False,
     print_: PrintOpt = False,
@@ -197,6 +207,7 @@ def replay(
             "--timing",
             help="Report agent overhead vs raw session.run; implies --fast (pacing would be "
             "counted as overhead), so not with a --speed other than 0.",
+            metavar="",
         ),
     ] = False,
     policy: PolicyOpt = None,
@@ -217,6 +228,7 @@ def replay(
             "--homeassistant",
             help="Announce the replay to Home Assistant (discovery configs, removed again when "
             "it ends); without it a replay announces nothing.",
+            metavar="",
         ),
     ] = False,
 ) -> None:

@@ -63,6 +63,7 @@ def bench(
         typer.Option(
             "--spinning/--no-spinning",
             help="ONNX Runtime thread spinning (default: the profile's).",
+            metavar="",
         ),
     ] = None,
     data: Annotated[
@@ -89,10 +90,15 @@ def bench(
         typer.Option(
             "--check-plain",
             help="Alternate the timed loop with a plain session.run loop; print both p50s.",
+            metavar="",
         ),
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")] = False,
-    as_csv: Annotated[bool, typer.Option("--csv", help="Machine-readable CSV.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Machine-readable JSON.", metavar="")
+    ] = False,
+    as_csv: Annotated[
+        bool, typer.Option("--csv", help="Machine-readable CSV.", metavar="")
+    ] = False,
     out: Annotated[
         Path | None,
         typer.Option("--out", "-o", help="Write the JSON/CSV here instead of stdout."),

@@ -25,7 +25,9 @@ def models_list(
         Path | None, typer.Option("--dir", help="Model folder (default: the profile's).")
     ] = None,
     profile: ProfileOpt = Path(DEFAULT_PROFILE),
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Machine-readable output.", metavar="")
+    ] = False,
 ) -> None:
     """List the bank's models with their accuracy, size and latency, and check each file
     against its sha256 (exit status 1 when one is missing or altered)."""
@@ -83,7 +85,9 @@ def models_show(
         Path | None, typer.Option("--dir", help="Model folder (default: the profile's).")
     ] = None,
     profile: ProfileOpt = Path(DEFAULT_PROFILE),
-    as_json: Annotated[bool, typer.Option("--json", help="The manifest entry as JSON.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="The manifest entry as JSON.", metavar="")
+    ] = False,
 ) -> None:
     """Show one member in full: input the agent feeds it, classes, accuracy, latency, how it
     was made, and whether its file matches the manifest's sha256 (exit status 1 if not)."""

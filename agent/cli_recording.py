@@ -45,8 +45,12 @@ def _check_destination(dst: Path, force: bool) -> None:
 
 @recording_app.command("info")
 def info(
-    path: Annotated[Path, typer.Argument(help="Recording (.har.csv[.gz] or .har.bin[.gz]).")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    path: Annotated[
+        Path, typer.Argument(metavar="FILE", help="Recording (.har.csv[.gz] or .har.bin[.gz]).")
+    ],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON instead of text.", metavar="")
+    ] = False,
 ) -> None:
     """Check every row of a recording and summarise it: header, length, gaps, labels."""
     from agent.recording import RecordingReader
@@ -105,15 +109,18 @@ def _channel(c: Channel) -> str:
 
 @recording_app.command("convert")
 def convert(
-    src: Annotated[Path, typer.Argument(help="Recording to read.")],
+    src: Annotated[Path, typer.Argument(metavar="SRC", help="Recording to read.")],
     dst: Annotated[
         Path,
         typer.Argument(
+            metavar="DST",
             help="Recording to write; the name picks the encoding: *.bin[.gz] binary, "
-            "anything else CSV; *.gz compressed."
+            "anything else CSV; *.gz compressed.",
         ),
     ],
-    force: Annotated[bool, typer.Option("--force", help="Overwrite DST if it exists.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite DST if it exists.", metavar="")
+    ] = False,
 ) -> None:
     """Re-encode a recording, sample for sample (binary replays ~5x faster than gzipped CSV)."""
     from agent.recording import RecordingReader
@@ -153,7 +160,10 @@ def convert(
 @recording_app.command("recover")
 def recover(
     part: Annotated[
-        Path, typer.Argument(help="A recording cut off while being written (e.g. *.part).")
+        Path,
+        typer.Argument(
+            metavar="PART", help="A recording cut off while being written (e.g. *.part)."
+        ),
     ],
     out: Annotated[
         Path | None,
@@ -161,7 +171,9 @@ def recover(
             "--out", "-o", help="Recording to write (default: PART without its .part suffix)."
         ),
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite OUT if it exists.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite OUT if it exists.", metavar="")
+    ] = False,
 ) -> None:
     """Keep every whole sample of a recording that was cut off (power cut, kill -9 during
     'har-agent record'): a gzip stream is read as far as it goes, the partial last row dropped."""

@@ -27,7 +27,9 @@ def install(
     root: Annotated[
         Path, typer.Option(help="Install below this folder instead of / (packaging).")
     ] = Path("/"),
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print the steps.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only print the steps.", metavar="")
+    ] = False,
 ) -> None:
     """Create the har-agent user, copy the agent and models, write the config, install the unit."""
     from agent.service import plan_install

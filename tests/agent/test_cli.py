@@ -420,3 +420,26 @@ def test_print_lines_keep_their_columns_and_the_summary_counts_unscored_windows(
         r"labelled windows; \d+ windows? not scored \(labels the model has not\)", summary
     )
     assert summary.count("(estimated)") <= 1
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["replay"],
+        ["run"],
+        ["bench"],
+        ["models", "list"],
+        ["models", "show"],
+        ["recording", "info"],
+        ["recording", "convert"],
+        ["recording", "recover"],
+        ["service", "install"],
+    ],
+)
+def test_flags_do_not_look_like_they_take_a_value(command: list[str]) -> None:
+    """A flag's help row shows no '<bool>' (users typed '--print true'); typer's own --help
+    row still does."""
+    result = runner.invoke(app, [*command, "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    rows = [ln for ln in result.output.splitlines() if "<bool>" in ln]
+    assert all("--help" in ln for ln in rows), rows

@@ -1,6 +1,8 @@
 """MQTT publisher over paho-mqtt 2.x (VERSION2 callbacks).
 
-- MQTT v5 (PUBACK reason codes); if the broker refuses v5, the link falls back to v3.1.1.
+- MQTT v5 (PUBACK reason codes); if the broker refuses v5 before the link ever connected, it
+  falls back to v3.1.1. After a working v5 session a broker that now refuses v5 is reported
+  once and retried with v5: messages wait (the outbox), a restart connects with v3.1.1.
 - QoS 1 by default; paho retries unacknowledged messages after a reconnect.
 - Every PUBACK is reported with its reason code (:meth:`MqttPublisher.take_acks`): paho calls a
   refused publish "published" too, so the outbox forwarder checks the code. What still waits
@@ -75,6 +77,8 @@ class MqttPublisher:
         self._ever_connected = False
         self._connected = False
         self._queue_full_logged = False
+        self._v5_refusal_logged = False
+        """A broker that refuses v5 after a working v5 session was reported (once per outage)."""
         self.dropped = 0
         self.replies_dropped = 0
         """Answers to commands not sent: link down, or ``MAX_REPLIES_IN_FLIGHT`` unacknowledged."""
@@ -236,27 +240,27 @@ class MqttPublisher:
                 and self.protocol == mqtt.MQTTv5
                 and refuses_v5(detail)
             ):
-                # a broker found only after start that speaks v3.1.1 alone: nothing was ever
-                # sent on this link, but paho queued what was published meanwhile (the retained
-                # QoS 1 config, health, discovery): queue it again on the fresh v3.1.1 client,
-                # or it is lost and its old mids wait for a PUBACK until stop. (Only the daemon
-                # starts in the background, with the outbox in front: all else that reached the
-                # link while it was down was QoS 0, or waits on disk.)
-                log.info("the broker does not speak MQTT v5; using v3.1.1")
-                self._client.loop_stop()
-                self.protocol = mqtt.MQTTv311
-                self._client = self._make_client(mqtt.MQTTv311)
-                self._acks.replies.clear()
-                self._acks.pending.clear()
-                for topic, (payload, qos) in self._retained.items():
-                    if qos > 0:  # (QoS 0 ones, which paho dropped, go out on connect)
-                        info = self._client.publish(topic, payload, qos=qos, retain=True)
-                        self._acks.pending.add(info.mid)
-                self._client.connect_async(s.host, s.port, keepalive=s.keepalive_s)
-                self._client.loop_start()
+                if not self._ever_connected:
+                    self._fall_back_to_v311()
+                elif not self._v5_refusal_logged:
+                    # after a working v5 session: no fallback (see _fall_back_to_v311)
+                    self._v5_refusal_logged = True
+                    log.warning(
+                        "the MQTT broker at %s:%d now refuses MQTT v5 (%s); %s, retrying every "
+                        "%d-%d s; restart the agent to connect with MQTT v3.1.1",
+                        s.host,
+                        s.port,
+                        detail,
+                        "predictions stay in the outbox"
+                        if self.retry_in_background
+                        else "messages queue",
+                        s.reconnect_min_s,
+                        s.reconnect_max_s,
+                    )
                 continue
             if kind == "connected" and not self._connected:
                 self._connected = True
+                self._v5_refusal_logged = False
                 # replies from before the outage: paho sends them again or the session is gone;
                 # either way they must not hold the reply window shut
                 self._acks.replies.clear()
@@ -285,6 +289,33 @@ class MqttPublisher:
                     s.reconnect_min_s,
                     s.reconnect_max_s,
                 )
+
+    def _fall_back_to_v311(self) -> None:
+        """A broker found only after start that speaks v3.1.1 alone: go on with a fresh v3.1.1
+        client. Only while the link has never connected: nothing was ever sent on it (the
+        forwarder hands rows over only while connected), but paho queued what was published
+        meanwhile (the retained QoS 1 config, health, discovery), so queue that again on the
+        new client, or it is lost and its old mids wait for a PUBACK until stop. (Only the
+        daemon starts in the background, with the outbox in front: all else that reached the
+        link while it was down was QoS 0, or waits on disk.)
+
+        Never after a working session: the new client numbers its messages from 1 again while
+        the forwarder still maps the old client's mids to outbox rows, so its PUBACKs would
+        delete rows that were never delivered."""
+        s = self.settings
+        log.info("the broker does not speak MQTT v5; using v3.1.1")
+        self._client.loop_stop()
+        self.protocol = mqtt.MQTTv311
+        self._client = self._make_client(mqtt.MQTTv311)
+        self._acks.replies.clear()
+        self._acks.pending.clear()
+        for topic, (payload, qos) in self._retained.items():
+            if qos > 0:  # (QoS 0 ones, which paho dropped, go out on connect)
+                info = self._client.publish(topic, payload, qos=qos, retain=True)
+                if info.rc != MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:  # (else never acknowledged)
+                    self._acks.pending.add(info.mid)
+        self._client.connect_async(s.host, s.port, keepalive=s.keepalive_s)
+        self._client.loop_start()
 
     def poll(self) -> list[Command]:
         """Apply connection changes and acknowledgements; the oldest waiting incoming messages,

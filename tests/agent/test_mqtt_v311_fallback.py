@@ -7,7 +7,8 @@ connection; paho 2.x reports that to a v5 client as reason code 132 "Unsupported
 version", which is what the agent's fallback looks for. (Two other real v3.1.1-only brokers were
 tried and do not answer so: amqtt 0.12.1 misreads a v5 CONNECT that carries a will or properties,
 as the agent's does, and never answers; rumqttd's v4 listener closes the connection without a
-CONNACK.)
+CONNACK.) And where no fallback may happen: after a working v5 session (with mosquitto), a
+broker that now refuses v5 leaves the link on v5 and the outbox untouched.
 
 aedes is installed with ``npm ci`` from the lock file into build/aedes on first use; the tests
 skip only where Node.js and npm are missing."""
@@ -19,6 +20,8 @@ import fcntl
 import json
 import logging
 import shutil
+import signal
+import sqlite3
 import subprocess
 import threading
 import time
@@ -30,6 +33,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.forwarder import OutboxPublisher
 from agent.mqtt import MqttPublisher
+from agent.mqtt_settings import MqttSettings
+from agent.outbox import Outbox
+from agent.payload import Topics
 from agent.wiring import RunOptions, build_agent
 from tests.agent.helpers import (
     RECORDINGS,
@@ -39,9 +45,17 @@ from tests.agent.helpers import (
     profile_for,
     reference_predictions,
 )
-from tests.conftest import Broker, closed_port, free_port, stop_broker, wait_for_port
+from tests.conftest import (
+    Broker,
+    closed_port,
+    free_port,
+    start_broker,
+    stop_broker,
+    wait_for_port,
+)
 
-pytestmark = pytest.mark.integration
+integration = pytest.mark.integration
+"""Every test here but the unit-level ones needs real brokers (mosquitto, aedes)."""
 
 AEDES_SOURCE = ROOT / "tests" / "brokers" / "aedes"
 AEDES_DIR = ROOT / "build" / "aedes"
@@ -108,6 +122,7 @@ def messages(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records]
 
 
+@integration
 def test_a_v5_connect_is_refused_and_v311_accepted(tmp_path: Path) -> None:
     """The broker itself, seen by plain paho clients: what the agent's fallback relies on."""
     broker = start_aedes(tmp_path)
@@ -130,6 +145,7 @@ def test_a_v5_connect_is_refused_and_v311_accepted(tmp_path: Path) -> None:
     assert REFUSED_V5 in broker_log(tmp_path, broker.port)
 
 
+@integration
 def test_replay_falls_back_to_v311_at_start(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -163,6 +179,7 @@ def test_replay_falls_back_to_v311_at_start(
     assert REFUSED_V5 in broker_log(tmp_path, broker.port)
 
 
+@integration
 def test_daemon_falls_back_when_the_broker_comes_up_later(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -238,3 +255,176 @@ def test_daemon_falls_back_when_the_broker_comes_up_later(
     # every message of the link was acknowledged: none waited for a PUBACK that could not come
     assert not [m for m in logged if "not acknowledged" in m], logged
     assert REFUSED_V5 in broker_log(tmp_path, port)
+
+
+def _rows(outbox: Path) -> list[int]:
+    """The ``seq`` of every prediction still in the outbox file, oldest first."""
+    db = sqlite3.connect(outbox)
+    try:
+        rows = db.execute("SELECT payload FROM outbox ORDER BY id").fetchall()
+    finally:
+        db.close()
+    return [json.loads(payload)["seq"] for (payload,) in rows]
+
+
+@integration
+def test_no_fallback_after_a_working_v5_session(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The daemon's link (the outbox in front) works with MQTT v5 against mosquitto; mosquitto
+    goes away with predictions in flight, and a v3.1.1-only broker (aedes) comes up on the same
+    port. No fallback: the new client would number its messages from 1 again while the
+    forwarder still maps the old client's mids to outbox rows, and its first PUBACKs would
+    delete rows never delivered. The link warns once and keeps retrying v5; every
+    unacknowledged prediction stays in the outbox, and a restart delivers them over v3.1.1."""
+    caplog.set_level(logging.INFO, logger="agent")
+    port = free_port()
+    outbox = tmp_path / "outbox.db"
+    topics = Topics("har", "v5-then-v311")
+    settings = MqttSettings(
+        "127.0.0.1",
+        port,
+        "v5-then-v311",
+        connect_timeout_s=5,
+        reconnect_min_s=1,
+        reconnect_max_s=1,
+    )
+
+    def prediction(seq: int) -> bytes:
+        return json.dumps({"seq": seq}).encode()
+
+    mosquitto = start_broker(tmp_path, port)
+    aedes: Broker | None = None
+    fwd = OutboxPublisher(Outbox(outbox), MqttPublisher(settings, topics, retry_in_background=True))
+    link = fwd.link
+    assert isinstance(link, MqttPublisher)
+    stopped = False
+    try:
+        fwd.start()
+        assert link.connected and link.protocol == mqtt.MQTTv5
+        # retained QoS 1 state besides the outbox, as the agent keeps (config, health, discovery)
+        for name in ("config", "health", "discovery/a", "discovery/b"):
+            fwd.publish(f"{topics.base}/{name}", b"{}", qos=1, retain=True)
+        for seq in range(2):
+            fwd.publish(topics.prediction, prediction(seq))
+        assert link.flush(10.0) == 0 and fwd.flush(10.0) == 0
+        assert fwd.stats().acked == 2
+        # mosquitto freezes: these reach its socket, in flight, and are never acknowledged ...
+        mosquitto.process.send_signal(signal.SIGSTOP)
+        for seq in range(2, 7):
+            fwd.publish(topics.prediction, prediction(seq))
+        assert fwd.inflight == 5
+        mosquitto.process.kill()  # ... and goes away
+        mosquitto.process.wait()
+        deadline = time.monotonic() + 10
+        while link.connected and time.monotonic() < deadline:
+            fwd.poll()
+            time.sleep(0.02)
+        assert not link.connected
+        for seq in range(7, 10):  # while the link is down: on disk only
+            fwd.publish(topics.prediction, prediction(seq))
+        aedes = start_aedes(tmp_path, port)  # the broker is back, and speaks v3.1.1 only
+
+        def refused() -> int:
+            return broker_log(tmp_path, port).count(REFUSED_V5)
+
+        # the link answered the first refusal (either way), then retried a few times (1 s apart)
+        deadline = time.monotonic() + 30
+        while (refused() < 3 and link.protocol == mqtt.MQTTv5) and time.monotonic() < deadline:
+            fwd.poll()
+            time.sleep(0.02)
+        until = time.monotonic() + 1.0
+        while time.monotonic() < until:
+            fwd.poll()
+            time.sleep(0.02)
+        logged = messages(caplog)
+        assert FALLBACK_LINE not in logged
+        assert link.protocol == mqtt.MQTTv5 and not link.connected
+        assert refused() >= 3
+        warnings = [m for m in logged if "refuses MQTT v5" in m]
+        assert len(warnings) == 1, logged  # once, though refused again and again
+        assert "Unsupported protocol version" in warnings[0]
+        assert "outbox" in warnings[0] and "restart" in warnings[0]
+        stats = fwd.stats()
+        assert (stats.acked, stats.dead, stats.length) == (2, 0, 8)  # aedes acked nothing
+        fwd.stop()
+        stopped = True
+        assert _rows(outbox) == list(range(2, 10))  # every unacknowledged prediction, kept
+
+        # a restart connects with v3.1.1 and delivers them all, oldest first
+        sub = Subscriber(port, topics.prediction)
+        restarted = MqttPublisher(settings, topics)
+        again = OutboxPublisher(Outbox(outbox), restarted)
+        try:
+            again.start()
+            assert restarted.protocol == mqtt.MQTTv311
+            assert again.flush(10.0) == 0
+            got = [json.loads(p)["seq"] for p in sub.wait_for("/prediction", 8, timeout=10)]
+        finally:
+            again.stop()
+            sub.close()
+        assert got == list(range(2, 10))
+        assert _rows(outbox) == []
+    finally:
+        if not stopped:
+            link.stop()
+        if mosquitto.process.poll() is None:
+            mosquitto.process.kill()
+            mosquitto.process.wait()
+        if aedes is not None:
+            stop_broker(aedes)
+
+
+V5_REFUSED = "Unsupported protocol version"
+"""How paho 2.x reports a v3.1.1 broker's CONNACK return code 1 to a v5 client."""
+
+
+def _unit_link(**settings: int) -> MqttPublisher:
+    """A link that never touches a network unless it falls back (then to a closed port)."""
+    return MqttPublisher(
+        MqttSettings("127.0.0.1", 9, "unit", **settings),
+        Topics("har", "unit"),
+        retry_in_background=True,
+    )
+
+
+def test_a_v5_refusal_after_a_working_session_is_reported_once_not_a_fallback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Unit level (connection events fed as paho's callbacks put them): after a working v5
+    session the link keeps its v5 client and what waits for a PUBACK, and warns once per
+    outage however often the broker refuses."""
+    caplog.set_level(logging.INFO, logger="agent")
+    link = _unit_link()
+    client = link._client
+    link._acks.pending.add(7)  # a message of the working session, not yet acknowledged
+    for outage in range(2):
+        for event in [("connected", "Success"), ("disconnected", "gone")] + [
+            ("refused", V5_REFUSED)
+        ] * 3:
+            link._events.put(event)
+        link.poll_events()
+        warnings = [m for m in messages(caplog) if "refuses MQTT v5" in m]
+        assert len(warnings) == outage + 1
+    assert link.protocol == mqtt.MQTTv5 and link._client is client and not link.connected
+    assert link._acks.pending == {7}
+    assert FALLBACK_LINE not in messages(caplog)
+    assert V5_REFUSED in warnings[0] and "outbox" in warnings[0] and "restart" in warnings[0]
+
+
+def test_the_fallback_requeues_only_what_paho_took(caplog: pytest.LogCaptureFixture) -> None:
+    """Unit level: a link that never connected falls back; of the retained QoS 1 messages
+    queued again on the v3.1.1 client, one that paho refused (its queue full) is not waited
+    for (its PUBACK can never come)."""
+    caplog.set_level(logging.INFO, logger="agent")
+    link = _unit_link(max_queued=1)
+    try:
+        link.publish("har/unit/config", b"{}", qos=1, retain=True)
+        link.publish("har/unit/health", b"{}", qos=1, retain=True)  # paho's queue is full
+        link._events.put(("refused", V5_REFUSED))
+        link.poll_events()
+        assert link.protocol == mqtt.MQTTv311
+        assert FALLBACK_LINE in messages(caplog)
+        assert link._acks.pending == {1}  # the config, mid 1 of the new client
+    finally:
+        link.stop()

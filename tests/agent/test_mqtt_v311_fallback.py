@@ -10,19 +10,29 @@ as the agent's does, and never answers; rumqttd's v4 listener closes the connect
 CONNACK.) And where no fallback may happen: after a working v5 session (with mosquitto), a
 broker that now refuses v5 leaves the link on v5 and the outbox untouched.
 
-aedes is installed with ``npm ci`` from the lock file into build/aedes on first use; the tests
-skip only where Node.js and npm are missing."""
+aedes is installed with ``npm ci --prefer-offline`` from the lock file into build/aedes on first
+use (npm's cache is enough, no network needed then), bounded to ``NPM_TIMEOUT_S`` (180 s; then
+npm is killed). The aedes tests skip where Node.js or npm are missing, or where npm cannot reach
+its registry (no network and not in its cache, or it timed out): the one-line reason says how to
+install aedes by hand (copy tests/brokers/aedes/package*.json into build/aedes, then
+``npm ci --prefix build/aedes``). Any other npm error fails them. Only a finished install counts
+(a stamp in build/aedes); a failed or killed one is cleared and retried on the next run."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
+import hashlib
 import json
 import logging
+import os
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -64,34 +74,97 @@ REFUSED_V5 = "connection refused: unacceptable protocol version"
 """What tests/brokers/aedes/broker.mjs logs when it refuses a v5 CONNECT."""
 
 
+NPM_TIMEOUT_S = 180.0
+"""At most this long for ``npm ci`` (then it is killed and the tests skip): a network that drops
+packets would otherwise keep npm in its retries for many minutes."""
+NPM_NETWORK_ERRORS = (
+    "ENOTCACHED",
+    "ENOTFOUND",
+    "EAI_AGAIN",
+    "ETIMEDOUT",
+    "ECONNREFUSED",
+    "ECONNRESET",
+)
+"""npm's error codes for a registry it cannot reach (ENOTCACHED: offline, and not in its cache)."""
+INSTALL_HINT = (
+    "install it with: mkdir -p build/aedes && cp tests/brokers/aedes/package*.json build/aedes/"
+    " && npm ci --prefix build/aedes"
+)
+INSTALLED = ".installed"
+"""Written in the install folder after ``npm ci`` succeeded: the lock file's SHA-256. Only this
+says aedes is installed: a killed or failed npm leaves node_modules half-filled."""
+_npm_skip: list[str] = []
+"""Why installing into AEDES_DIR was skipped, once per session (each test would wait again)."""
+
+
 def aedes_dir() -> Path:
-    """build/aedes with aedes installed from the pinned lock file (``npm ci``, once)."""
+    """build/aedes with aedes installed from the pinned lock file (:func:`install_aedes`, once)."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
         pytest.skip("Node.js and npm are needed for aedes, the MQTT v3.1.1-only test broker")
+    if _npm_skip:
+        pytest.skip(_npm_skip[0])
     AEDES_DIR.mkdir(parents=True, exist_ok=True)
-    lock = (AEDES_SOURCE / "package-lock.json").read_bytes()
     with open(AEDES_DIR / ".install.lock", "w") as guard:
         fcntl.flock(guard, fcntl.LOCK_EX)  # one install at a time
-        installed = AEDES_DIR / "package-lock.json"
-        if not (
-            (AEDES_DIR / "node_modules" / "aedes" / "package.json").exists()
-            and installed.exists()
-            and installed.read_bytes() == lock
-        ):
-            for name in ("package.json", "package-lock.json"):
-                shutil.copyfile(AEDES_SOURCE / name, AEDES_DIR / name)
-            done = subprocess.run(
-                [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"],
-                cwd=AEDES_DIR,
-                capture_output=True,
-                text=True,
-                timeout=600,
-            )
-            if done.returncode != 0:
-                pytest.fail(f"npm ci of the aedes test broker failed:\n{done.stderr[-2000:]}")
+        try:
+            install_aedes(npm, AEDES_DIR)
+        except pytest.skip.Exception as exc:
+            _npm_skip.append(str(exc))
+            raise
         shutil.copyfile(AEDES_SOURCE / "broker.mjs", AEDES_DIR / "broker.mjs")
     return AEDES_DIR
+
+
+def install_aedes(npm: str, where: Path, timeout_s: float | None = None) -> None:
+    """``npm ci`` of tests/brokers/aedes into ``where``, unless done already for this lock file.
+    npm takes what its cache holds without asking the registry (``--prefer-offline``), retries a
+    fetch once and runs at most ``timeout_s`` (then it is killed, with whatever it started).
+    Skips the test when the registry cannot be reached (or npm timed out), saying how to install
+    aedes by hand; fails on any other npm error. A failed install leaves no node_modules, and no
+    :data:`INSTALLED` stamp, so the next run installs again from scratch."""
+    timeout_s = NPM_TIMEOUT_S if timeout_s is None else timeout_s
+    lock = (AEDES_SOURCE / "package-lock.json").read_bytes()
+    digest = hashlib.sha256(lock).hexdigest()
+    stamp = where / INSTALLED
+    if stamp.exists() and stamp.read_text() == digest:
+        return
+    stamp.unlink(missing_ok=True)
+    for name in ("package.json", "package-lock.json"):
+        shutil.copyfile(AEDES_SOURCE / name, where / name)
+    options = "--prefer-offline --fetch-retries=1 --fetch-retry-mintimeout=1000"
+    options += " --fetch-retry-maxtimeout=5000 --fetch-timeout=60000 --update-notifier=false"
+    log_path = where / "npm-ci.log"
+    with open(log_path, "wb") as out:
+        npm_ci = subprocess.Popen(
+            [npm, "ci", *options.split(), "--ignore-scripts", "--no-audit", "--no-fund"],
+            cwd=where,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: a timeout kills all of it
+        )
+        try:
+            rc: int | None = npm_ci.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(npm_ci.pid, signal.SIGKILL)
+            npm_ci.wait()
+            rc = None
+    if rc == 0:
+        stamp.write_text(digest)
+        return
+    shutil.rmtree(where / "node_modules", ignore_errors=True)
+    output = log_path.read_text(errors="replace")
+    what = "aedes, the MQTT v3.1.1-only test broker, is not installed"
+    if rc is None:
+        pytest.skip(
+            f"{what}: npm ci did not finish in {timeout_s:g} s (no network?); {INSTALL_HINT}"
+        )
+    code = next((c for c in NPM_NETWORK_ERRORS if c in output), None)
+    if code is not None:
+        pytest.skip(f"{what}: npm cannot reach its registry ({code}); {INSTALL_HINT}")
+    pytest.fail(f"npm ci of the aedes test broker failed (exit {rc}):\n{output[-2000:]}")
 
 
 def start_aedes(tmp: Path, port: int | None = None) -> Broker:
@@ -379,10 +452,10 @@ V5_REFUSED = "Unsupported protocol version"
 """How paho 2.x reports a v3.1.1 broker's CONNACK return code 1 to a v5 client."""
 
 
-def _unit_link(**settings: int) -> MqttPublisher:
+def _unit_link(max_queued: int = 10000) -> MqttPublisher:
     """A link that never touches a network unless it falls back (then to a closed port)."""
     return MqttPublisher(
-        MqttSettings("127.0.0.1", 9, "unit", **settings),
+        MqttSettings("127.0.0.1", 9, "unit", max_queued=max_queued),
         Topics("har", "unit"),
         retry_in_background=True,
     )
@@ -428,3 +501,65 @@ def test_the_fallback_requeues_only_what_paho_took(caplog: pytest.LogCaptureFixt
         assert link._acks.pending == {1}  # the config, mid 1 of the new client
     finally:
         link.stop()
+
+
+def _offline_npm(monkeypatch: pytest.MonkeyPatch, tmp: Path, registry: str) -> Path:
+    """npm pointed at ``registry`` with an empty cache, installing into a scratch AEDES_DIR."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("Node.js and npm are needed for this check of the aedes install")
+    monkeypatch.setenv("npm_config_registry", registry)
+    monkeypatch.setenv("npm_config_cache", str(tmp / "empty-npm-cache"))
+    monkeypatch.setattr(sys.modules[__name__], "_npm_skip", [])
+    scratch = tmp / "aedes"
+    monkeypatch.setattr(sys.modules[__name__], "AEDES_DIR", scratch)
+    return scratch
+
+
+def test_npm_offline_skips_with_how_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No network and nothing in npm's cache (here: a registry that refuses connections): the
+    aedes tests skip, saying how to install it, instead of failing the suite. A half-installed
+    node_modules left before (aedes' package.json and the right lock file, what used to count
+    as installed) is not taken as installed, and is cleared for the next try."""
+    with closed_port() as port:
+        scratch = _offline_npm(monkeypatch, tmp_path, f"http://127.0.0.1:{port}")
+        (scratch / "node_modules" / "aedes").mkdir(parents=True)
+        (scratch / "node_modules" / "aedes" / "package.json").write_text("{}")
+        shutil.copyfile(AEDES_SOURCE / "package-lock.json", scratch / "package-lock.json")
+        with pytest.raises(pytest.skip.Exception) as skipped:
+            aedes_dir()
+    reason = str(skipped.value)
+    assert "ECONNREFUSED" in reason and "npm ci --prefix build/aedes" in reason, reason
+    assert "\n" not in reason
+    assert not (scratch / "node_modules").exists() and not (scratch / INSTALLED).exists()
+    with pytest.raises(pytest.skip.Exception, match="ECONNREFUSED"):
+        aedes_dir()  # the next aedes test skips at once, npm is not run again
+
+
+def test_npm_that_hangs_is_killed_and_skips(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A registry that takes connections and never answers (a network that drops packets):
+    npm is killed after ``NPM_TIMEOUT_S`` with all it started, and the tests skip."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)  # the kernel completes the handshakes; nobody reads or answers
+        port = silent.getsockname()[1]
+        scratch = _offline_npm(monkeypatch, tmp_path, f"http://127.0.0.1:{port}")
+        monkeypatch.setattr(sys.modules[__name__], "NPM_TIMEOUT_S", 3.0)
+        started: list[subprocess.Popen[bytes]] = []
+        popen = subprocess.Popen
+
+        def spy(*args: object, **kwargs: object) -> subprocess.Popen[bytes]:
+            started.append(popen(*args, **kwargs))  # type: ignore[call-overload]
+            return started[-1]
+
+        monkeypatch.setattr(subprocess, "Popen", spy)
+        with pytest.raises(pytest.skip.Exception, match="did not finish in 3 s") as skipped:
+            aedes_dir()
+    assert "npm ci --prefix build/aedes" in str(skipped.value)
+    (npm_ci,) = started
+    with pytest.raises(ProcessLookupError):
+        os.killpg(npm_ci.pid, 0)  # nothing of npm's process group is left
+    assert not (scratch / "node_modules").exists() and not (scratch / INSTALLED).exists()

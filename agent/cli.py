@@ -8,7 +8,6 @@ chunk in hand, marks itself offline on MQTT and exits 0.
 from __future__ import annotations
 
 import dataclasses
-import enum
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -23,16 +22,23 @@ from agent.cli_common import (
     fail,
     load_profile_logged,
     os_error,
-    profile_option,
     stop_on_signals,
 )
 from agent.cli_models import models_app
+from agent.cli_options import (
+    BrokerOpt,
+    ForceOpt,
+    PolicyOpt,
+    PrintOpt,
+    ProfileOpt,
+    print_prediction,
+    refuse_force_when_static,
+)
 from agent.cli_recording import recording_app
 from agent.cli_sensors import record, sensors_app
 from agent.cli_service import service_app
 from agent.errors import AgentError, PublishError
-from agent.payload import Prediction
-from agent.profile import with_device
+from agent.profile import with_broker, with_device
 from agent.profile_checks import check_speed
 from agent.stdout_pipe import StdoutClosed
 
@@ -47,35 +53,7 @@ app.add_typer(sensors_app, name="sensors")
 app.add_typer(service_app, name="service")
 app.add_typer(recording_app, name="recording")
 
-ProfileOpt = Annotated[
-    Path,
-    profile_option(
-        "Profile (TOML) to run with; the default is looked for here, then beside the installation."
-    ),
-]
-PrintOpt = Annotated[
-    bool,
-    typer.Option(
-        "--print", help="Also show each prediction as a line on the terminal.", metavar=""
-    ),
-]
-
 log = logging.getLogger("agent")
-
-
-def _print_prediction(p: Prediction, err: bool = False) -> None:
-    """One human line per prediction (``--print``); on stderr when stdout carries the messages
-    (``--no-mqtt``), so that stream stays machine-readable."""
-    # fixed-width columns (a run's lines all have the same ones); the truth, when known, last
-    smooth = ""
-    if p.smoothed_index is not None:
-        smooth = f"  smoothed {p.labels[p.smoothed_index]:<18}"
-    truth = f"  truth {p.truth}" if p.truth else ""
-    typer.echo(
-        f"#{p.seq:<5} {p.window_end[11:23]}  {p.label:<18} {p.probs[p.index]:5.2f}"
-        f"{smooth} {p.latency_ms:7.2f} ms{truth}",
-        err=err,
-    )
 
 
 @app.callback(invoke_without_command=True)
@@ -89,46 +67,13 @@ def _main(
         raise typer.Exit()
 
 
-class PolicyMode(enum.StrEnum):
-    adaptive = "adaptive"
-    static = "static"
-
-
-PolicyOpt = Annotated[
-    PolicyMode | None,
-    typer.Option(
-        "--policy",
-        help="adaptive: switch bank members to keep the deadline; static: one member "
-        "(default: the profile's policy.mode).",
-    ),
-]
-ForceOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--force",
-        metavar="ID",
-        help="Adaptive runtime with this member pinned (the manual override; MQTT "
-        "'release' lets the policy choose again); not with --policy static.",
-    ),
-]
-
-
-def _refuse_force_when_static(policy: PolicyMode | None, force: str | None, alone: str) -> None:
-    """``--force`` asks for the adaptive runtime, ``--policy static`` for one member: say so
-    rather than pick one (``alone``: how this command runs one member by itself)."""
-    if force is not None and policy is PolicyMode.static:
-        raise AgentError(
-            "--force pins a member in the adaptive runtime; it cannot be combined with "
-            f"--policy static ({alone} runs one member alone)"
-        )
-
-
 @app.command()
 def run(
     profile: ProfileOpt = Path(DEFAULT_PROFILE),
     print_: PrintOpt = False,
     policy: PolicyOpt = None,
     force: ForceOpt = None,
+    broker: BrokerOpt = None,
 ) -> None:
     """Run the agent as configured in a profile (what the systemd service runs)."""
     from agent.instance import claim_device
@@ -137,13 +82,15 @@ def run(
     claim = None
     running = False
     try:
-        _refuse_force_when_static(policy, force, "model.id in the profile")
+        refuse_force_when_static(policy, force, "model.id in the profile")
         prof = load_profile_logged(profile)
+        if broker is not None:
+            prof = with_broker(prof, broker)
         claim = claim_device(prof.device.id)  # held while this agent runs
         opts = RunOptions(policy_mode=policy.value if policy else None, force_model=force)
         with stop_on_signals() as stop:
             agent = build_agent(
-                prof, options=opts, stop=stop, observer=_print_prediction if print_ else None
+                prof, options=opts, stop=stop, observer=print_prediction if print_ else None
             )
             running = True
             stats = agent.run()
@@ -231,6 +178,7 @@ def replay(
             metavar="",
         ),
     ] = False,
+    broker: BrokerOpt = None,
 ) -> None:
     """Replay a recorded session through the agent and publish its predictions."""
     from agent.instance import REPLAY_ADVICE, claim_device
@@ -247,9 +195,11 @@ def replay(
         )
         if conflict is not None:
             raise AgentError(conflict)
-        _refuse_force_when_static(policy, force, "-m ID")
+        refuse_force_when_static(policy, force, "-m ID")
         if fast and speed is not None:
             raise AgentError("--fast and --speed both set the pace: use one (--fast is --speed 0)")
+        if broker is not None and no_mqtt:
+            raise AgentError("--broker names a broker; --no-mqtt publishes to none: use one")
         if homeassistant and no_mqtt:
             raise AgentError(
                 "--homeassistant announces the replay on the MQTT broker; --no-mqtt publishes "
@@ -264,6 +214,8 @@ def replay(
         prof = load_profile_logged(profile)
         if device is not None:
             prof = with_device(prof, device)
+        if broker is not None:
+            prof = with_broker(prof, broker)
         if not no_mqtt:
             # its retained status, config and metrics would overwrite a running agent's
             claim = claim_device(prof.device.id, REPLAY_ADVICE)  # held while this replay runs
@@ -312,7 +264,7 @@ def replay(
                 options=opts,
                 publisher=publisher,
                 stop=stop,
-                observer=(lambda p: _print_prediction(p, err=no_mqtt)) if print_ else None,
+                observer=(lambda p: print_prediction(p, err=no_mqtt)) if print_ else None,
             )
             running = True
             stats = agent.run()

@@ -109,6 +109,33 @@ def with_device(p: Profile, device_id: str) -> Profile:
     return dataclasses.replace(p, device=dataclasses.replace(p.device, id=device_id))
 
 
+def with_broker(p: Profile, spec: str) -> Profile:
+    """``p`` publishing to another broker (``--broker HOST[:PORT]``; an IPv6 address in
+    brackets when a port follows: ``[::1]:1883``). The rest of ``[mqtt]`` (TLS, credentials,
+    QoS) stays the profile's."""
+    host, port = spec, p.mqtt.port
+    if spec.startswith("["):
+        end = spec.find("]")
+        rest = spec[end + 1 :] if end > 0 else "?"
+        if end < 0 or (rest and not rest.startswith(":")):
+            raise ConfigError(
+                f"--broker {spec!r}: write an IPv6 address as [ADDRESS] or [ADDRESS]:PORT"
+            )
+        host, port_text = spec[1:end], rest[1:]
+    elif spec.count(":") == 1:
+        host, port_text = spec.split(":")
+    else:
+        port_text = ""  # a host name, or an IPv6 address without a port
+    if port_text or spec.endswith(":"):
+        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+            raise ConfigError(f"--broker {spec!r}: the port must be a number between 1 and 65535")
+        port = int(port_text)
+    problem = check_host(host)
+    if problem:
+        raise ConfigError(f"--broker {spec!r}: the host {problem}")
+    return dataclasses.replace(p, mqtt=dataclasses.replace(p.mqtt, host=host, port=port))
+
+
 def path_values(p: Profile) -> dict[str, str]:
     """Each :data:`PATH_KEYS` key and its value in ``p`` ("" where unset)."""
     out: dict[str, str] = {}

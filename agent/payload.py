@@ -67,24 +67,23 @@ def iso_from_unix(ts: float) -> str:
 
 
 _MILLIS = tuple(f"{ms:03d}Z" for ms in range(1000))
+_SECONDS = tuple(f"{sec:02d}." for sec in range(60))
 
 
 class IsoFormatter:
     """:func:`iso_from_unix` for the hot path: the same strings, with the text up to the
-    second cached for recently seen seconds (a prediction carries three timestamps, and a
-    replay's wall clock stays in one second for many windows) and the date and hour for
-    recently seen hours.
+    minute cached for recently seen minutes and the seconds and milliseconds from tables (a
+    prediction carries three timestamps; every one is then a dictionary lookup and three
+    joins, where a new second used to cost a formatted string).
 
     The microseconds are rounded the way ``datetime.fromtimestamp`` rounds them (half to even
     on the fraction times 10^6), then truncated to milliseconds like ``isoformat`` does.
     """
 
-    MAX_HOURS = 16
-    MAX_SECONDS = 64
+    MAX_MINUTES = 16
 
     def __init__(self) -> None:
-        self._hours: dict[int, str] = {}
-        self._seconds: dict[float, str] = {}
+        self._minutes: dict[int, str] = {}
 
     def __call__(self, ts: float) -> str:
         frac, whole = math.modf(ts)
@@ -95,25 +94,18 @@ class IsoFormatter:
         elif us < 0:
             us += 1_000_000
             whole -= 1.0
-        prefix = self._seconds.get(whole)
+        minute, sec = divmod(int(whole), 60)
+        prefix = self._minutes.get(minute)
         if prefix is None:
-            prefix = self._second(whole)
-        return prefix + _MILLIS[us // 1000]
+            prefix = self._minute(minute)
+        return prefix + _SECONDS[sec] + _MILLIS[us // 1000]
 
-    def _second(self, whole: float) -> str:
-        """``YYYY-MM-DDTHH:MM:SS.`` of a whole second, remembered."""
-        hour, rem = divmod(int(whole), 3600)
-        head = self._hours.get(hour)
-        if head is None:
-            if len(self._hours) >= self.MAX_HOURS:
-                self._hours.clear()
-            # "YYYY-MM-DDTHH:" exactly as isoformat writes it
-            head = datetime.fromtimestamp(hour * 3600, UTC).isoformat()[:14]
-            self._hours[hour] = head
-        minute, sec = divmod(rem, 60)
-        if len(self._seconds) >= self.MAX_SECONDS:
-            self._seconds.clear()
-        prefix = self._seconds[whole] = f"{head}{minute:02d}:{sec:02d}."
+    def _minute(self, minute: int) -> str:
+        """``YYYY-MM-DDTHH:MM:`` of a minute (since the epoch), remembered."""
+        if len(self._minutes) >= self.MAX_MINUTES:
+            self._minutes.clear()
+        # exactly as isoformat writes it
+        prefix = self._minutes[minute] = datetime.fromtimestamp(minute * 60, UTC).isoformat()[:17]
         return prefix
 
 

@@ -28,10 +28,11 @@ def test_iso_formatter_matches_datetime() -> None:
     stamps += [1_700_000_000 + k * 0.0005 for k in range(4000)]
     stamps += [1_703_980_799.9996, 1_703_980_799.9995, 1_703_980_799.99949, 3599.9999996]
     stamps += [0.0, 1e-7, 5e-7, 86_399.9995, 1_328_000_000.123456, -1.5, -0.0004]
+    stamps += [59.9995, 60.0, 119.99949, -60.0004, -3600.5, 4_102_444_799.9996]  # minute edges
+    stamps += [rng.uniform(-2e9, 4.1e9) for _ in range(5000)]  # any minute, before 1970 too
     for ts in stamps:
         assert fmt(ts) == iso_from_unix(ts), ts
-    assert len(fmt._hours) <= IsoFormatter.MAX_HOURS
-    assert len(fmt._seconds) <= IsoFormatter.MAX_SECONDS
+    assert len(fmt._minutes) <= IsoFormatter.MAX_MINUTES
 
 
 @pytest.mark.parametrize("layout", ["NTC", "NCT", "N1TC"])

@@ -110,24 +110,33 @@ def with_device(p: Profile, device_id: str) -> Profile:
 
 
 def with_broker(p: Profile, spec: str) -> Profile:
-    """``p`` publishing to another broker (``--broker HOST[:PORT]``; an IPv6 address in
-    brackets when a port follows: ``[::1]:1883``). The rest of ``[mqtt]`` (TLS, credentials,
-    QoS) stays the profile's."""
-    host, port = spec, p.mqtt.port
+    """``p`` publishing to another broker (``--broker HOST[:PORT]``; an IPv6 address always in
+    brackets, as in a URL: ``[::1]`` or ``[::1]:1883``). The rest of ``[mqtt]`` (TLS,
+    credentials, QoS) stays the profile's."""
+    bracket = "write an IPv6 address in brackets: [ADDRESS] or [ADDRESS]:PORT"
+    port_text: str | None = None
+    if "://" in spec:
+        raise ConfigError(
+            f"--broker {spec!r}: HOST[:PORT], not a URL (TLS is the profile's mqtt.tls)"
+        )
     if spec.startswith("["):
         end = spec.find("]")
         rest = spec[end + 1 :] if end > 0 else "?"
         if end < 0 or (rest and not rest.startswith(":")):
-            raise ConfigError(
-                f"--broker {spec!r}: write an IPv6 address as [ADDRESS] or [ADDRESS]:PORT"
-            )
-        host, port_text = spec[1:end], rest[1:]
-    elif spec.count(":") == 1:
+            raise ConfigError(f"--broker {spec!r}: {bracket}")
+        host = spec[1:end]
+        if ":" not in host:
+            raise ConfigError(f"--broker {spec!r}: brackets are for IPv6 addresses only")
+        port_text = rest[1:] if rest else None
+    elif spec.count(":") > 1:  # ::1:1884 could be an address or an address and a port
+        raise ConfigError(f"--broker {spec!r}: {bracket}")
+    elif ":" in spec:
         host, port_text = spec.split(":")
     else:
-        port_text = ""  # a host name, or an IPv6 address without a port
-    if port_text or spec.endswith(":"):
-        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        host = spec
+    port = p.mqtt.port
+    if port_text is not None:
+        if not (port_text.isascii() and port_text.isdigit() and 1 <= int(port_text) <= 65535):
             raise ConfigError(f"--broker {spec!r}: the port must be a number between 1 and 65535")
         port = int(port_text)
     problem = check_host(host)

@@ -26,7 +26,7 @@ runner = CliRunner()
         ("10.0.0.2:1884", "10.0.0.2", 1884),
         ("[::1]:1885", "::1", 1885),
         ("[::1]", "::1", 1883),
-        ("::1", "::1", 1883),
+        ("[fe80::1]:1", "fe80::1", 1),
     ],
 )
 def test_broker_spec_sets_host_and_port_and_keeps_the_rest(spec: str, host: str, port: int) -> None:
@@ -46,8 +46,15 @@ def test_broker_spec_sets_host_and_port_and_keeps_the_rest(spec: str, host: str,
         ("h:0", "the port must be a number between 1 and 65535"),
         ("h:x", "the port must be a number between 1 and 65535"),
         ("h:", "the port must be a number between 1 and 65535"),
-        ("[::1", "write an IPv6 address as [ADDRESS] or [ADDRESS]:PORT"),
-        ("[::1]x", "write an IPv6 address as [ADDRESS] or [ADDRESS]:PORT"),
+        ("[::1", "write an IPv6 address in brackets: [ADDRESS] or [ADDRESS]:PORT"),
+        ("[::1]x", "write an IPv6 address in brackets: [ADDRESS] or [ADDRESS]:PORT"),
+        ("::1", "write an IPv6 address in brackets"),
+        ("::1:1884", "write an IPv6 address in brackets"),
+        ("[pi.local]:1883", "brackets are for IPv6 addresses only"),
+        ("[::1]:", "the port must be a number between 1 and 65535"),
+        ("localhost:²", "the port must be a number between 1 and 65535"),
+        ("localhost:١٢٣", "the port must be a number between 1 and 65535"),
+        ("tcp://host", "HOST[:PORT], not a URL"),
         ("", "the host must not be empty"),
         ("a b:1883", "is not a host name or IP address"),
     ],
@@ -114,5 +121,6 @@ def test_run_publishes_to_the_broker_named(tmp_path: Path) -> None:
     finally:
         if proc is not None:
             proc.send_signal(signal.SIGINT)
-            assert proc.wait(timeout=30) == 0
+            proc.wait(timeout=30)
         stop_broker(broker)
+    assert proc.returncode == 0  # after the clean-up, so that it hides no earlier failure

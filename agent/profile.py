@@ -79,6 +79,9 @@ class Profile:
     links resolved); not a TOML key."""
     file: str = field(default="", metadata={"toml": False})
     """The file the profile was read from, as named (for messages); not a TOML key."""
+    broker_override: bool = field(default=False, metadata={"toml": False})
+    """``mqtt.host``/``port`` come from ``--broker``, not the file: the default outbox is then
+    one of that broker's own (rows queued for one broker are never sent to another)."""
 
     @property
     def where(self) -> str:
@@ -142,7 +145,10 @@ def with_broker(p: Profile, spec: str) -> Profile:
     problem = check_host(host)
     if problem:
         raise ConfigError(f"--broker {spec!r}: the host {problem}")
-    return dataclasses.replace(p, mqtt=dataclasses.replace(p.mqtt, host=host, port=port))
+    if (host, port) == (p.mqtt.host, p.mqtt.port):
+        return p
+    mqtt = dataclasses.replace(p.mqtt, host=host, port=port)
+    return dataclasses.replace(p, mqtt=mqtt, broker_override=True)
 
 
 def path_values(p: Profile) -> dict[str, str]:

@@ -81,11 +81,16 @@ def _is_loopback(host: str) -> bool:
 
 
 def outbox_path(profile: Profile, env: Mapping[str, str] | None = None) -> Path:
-    """The profile's ``outbox.path``, else systemd's state directory, else the XDG state home."""
+    """The profile's ``outbox.path``, else systemd's state directory, else the XDG state home.
+    With ``--broker`` (another broker than the file's), the default file is that broker's own:
+    rows queued for one broker are never drained into another."""
     env = os.environ if env is None else env
     if profile.outbox.path:
         return profile.resolve(profile.outbox.path)
     name = f"outbox-{profile.device.id}.db"
+    if profile.broker_override:
+        m = profile.mqtt
+        name = f"outbox-{profile.device.id}@{m.host.replace(':', '_')}_{m.port}.db"
     state = env.get("STATE_DIRECTORY", "").split(":")[0]
     if state:
         return Path(state) / name

@@ -124,3 +124,19 @@ def test_run_publishes_to_the_broker_named(tmp_path: Path) -> None:
             proc.wait(timeout=30)
         stop_broker(broker)
     assert proc.returncode == 0  # after the clean-up, so that it hides no earlier failure
+
+
+def test_another_broker_gets_an_outbox_of_its_own() -> None:
+    """A backlog queued for the profile's broker is never drained into another one (and the
+    reverse): --broker with another host or port keeps its own default outbox file."""
+    from agent.publisher_factory import outbox_path
+
+    env = {"XDG_STATE_HOME": "/state"}
+    prof = load_profile(DEFAULT_PROFILE)
+    own = outbox_path(prof, env)
+    assert own.name == "outbox-demo.db"
+    same = with_broker(prof, f"{prof.mqtt.host}:{prof.mqtt.port}")
+    assert outbox_path(same, env) == own
+    assert outbox_path(with_broker(prof, "pi.local"), env).name == "outbox-demo@pi.local_1883.db"
+    assert outbox_path(with_broker(prof, "[::1]:1884"), env).name == "outbox-demo@__1_1884.db"
+    assert outbox_path(with_broker(prof, "pi.local"), env).parent == own.parent

@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -36,6 +37,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -93,17 +95,32 @@ INSTALL_HINT = (
 INSTALLED = ".installed"
 """Written in the install folder after ``npm ci`` succeeded: the lock file's SHA-256. Only this
 says aedes is installed: a killed or failed npm leaves node_modules half-filled."""
+REQUIRE_ENV = "HAR_AGENT_REQUIRE_AEDES"
+"""Set to 1 (scripts/test.sh, so CI) to fail instead of skip when aedes cannot be had."""
 _npm_skip: list[str] = []
 """Why installing into AEDES_DIR was skipped, once per session (each test would wait again)."""
+
+
+def _cannot_have_aedes(reason: str) -> NoReturn:
+    """Skip, or fail where the suite must run these tests (:data:`REQUIRE_ENV`)."""
+    if os.environ.get(REQUIRE_ENV) == "1":
+        pytest.fail(f"{reason} ({REQUIRE_ENV}=1: these tests must run here)")
+    pytest.skip(reason)
 
 
 def aedes_dir() -> Path:
     """build/aedes with aedes installed from the pinned lock file (:func:`install_aedes`, once)."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
-        pytest.skip("Node.js and npm are needed for aedes, the MQTT v3.1.1-only test broker")
+        _cannot_have_aedes("Node.js and npm are needed for aedes, the MQTT v3.1.1-only test broker")
+    version = subprocess.run(
+        [node, "--version"], capture_output=True, text=True, timeout=30
+    ).stdout.strip()
+    major = version.lstrip("v").split(".")[0]
+    if not major.isdigit() or int(major) < 20:
+        _cannot_have_aedes(f"aedes 1.2 needs Node.js 20 or newer (this node is {version or '?'})")
     if _npm_skip:
-        pytest.skip(_npm_skip[0])
+        _cannot_have_aedes(_npm_skip[0])
     AEDES_DIR.mkdir(parents=True, exist_ok=True)
     with open(AEDES_DIR / ".install.lock", "w") as guard:
         fcntl.flock(guard, fcntl.LOCK_EX)  # one install at a time
@@ -158,12 +175,13 @@ def install_aedes(npm: str, where: Path, timeout_s: float | None = None) -> None
     output = log_path.read_text(errors="replace")
     what = "aedes, the MQTT v3.1.1-only test broker, is not installed"
     if rc is None:
-        pytest.skip(
+        _cannot_have_aedes(
             f"{what}: npm ci did not finish in {timeout_s:g} s (no network?); {INSTALL_HINT}"
         )
-    code = next((c for c in NPM_NETWORK_ERRORS if c in output), None)
-    if code is not None:
-        pytest.skip(f"{what}: npm cannot reach its registry ({code}); {INSTALL_HINT}")
+    # npm's own verdict (its last "code E..." line), not any code its log happens to mention
+    codes = re.findall(r"npm (?:ERR!|error) code (E[A-Z_]+)", output)
+    if codes and codes[-1] in NPM_NETWORK_ERRORS:
+        _cannot_have_aedes(f"{what}: npm cannot reach its registry ({codes[-1]}); {INSTALL_HINT}")
     pytest.fail(f"npm ci of the aedes test broker failed (exit {rc}):\n{output[-2000:]}")
 
 
@@ -507,6 +525,7 @@ def _offline_npm(monkeypatch: pytest.MonkeyPatch, tmp: Path, registry: str) -> P
     """npm pointed at ``registry`` with an empty cache, installing into a scratch AEDES_DIR."""
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.skip("Node.js and npm are needed for this check of the aedes install")
+    monkeypatch.delenv(REQUIRE_ENV, raising=False)  # these check the skip itself
     monkeypatch.setenv("npm_config_registry", registry)
     monkeypatch.setenv("npm_config_cache", str(tmp / "empty-npm-cache"))
     monkeypatch.setattr(sys.modules[__name__], "_npm_skip", [])
@@ -559,7 +578,19 @@ def test_npm_that_hangs_is_killed_and_skips(
         with pytest.raises(pytest.skip.Exception, match="did not finish in 3 s") as skipped:
             aedes_dir()
     assert "npm ci --prefix build/aedes" in str(skipped.value)
-    (npm_ci,) = started
+    (npm_ci,) = [proc for proc in started if "ci" in proc.args]  # (not node --version)
     with pytest.raises(ProcessLookupError):
         os.killpg(npm_ci.pid, 0)  # nothing of npm's process group is left
     assert not (scratch / "node_modules").exists() and not (scratch / INSTALLED).exists()
+
+
+def test_where_the_suite_must_run_them_an_unreachable_registry_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """scripts/test.sh (so CI) sets HAR_AGENT_REQUIRE_AEDES=1: there, no aedes is a failure,
+    not a skip that would leave the fallback untested."""
+    with closed_port() as port:
+        _offline_npm(monkeypatch, tmp_path, f"http://127.0.0.1:{port}")
+        monkeypatch.setenv(REQUIRE_ENV, "1")
+        with pytest.raises(pytest.fail.Exception, match="must run here"):
+            aedes_dir()

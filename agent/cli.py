@@ -95,7 +95,7 @@ def run(
             running = True
             stats = agent.run()
     except StdoutClosed:  # run --print | head: the journal says why the daemon ended
-        log.warning("stdout was closed (what read --print's lines has gone): stopping")
+        log.warning("stopped: stdout was closed (what read --print's lines has gone)")
         raise
     except AgentError as exc:
         raise fail(exc) from None
@@ -281,8 +281,8 @@ def replay(
     summary = f"{count(stats.windows, 'window')} in {stats.wall_s:.1f} s"
     if acc is not None:
         summary += f"; accuracy {100 * acc:.1f}% on {stats.labelled} labelled windows"
-    if stats.unscored:
-        n = sum(stats.unscored.values())
+    if stats.unscored_windows:
+        n = stats.unscored_windows
         summary += f"; {count(n, 'window')} not scored (labels the model has not)"
     if stats.switches:
         summary += f"; {stats.switches} configuration switches"

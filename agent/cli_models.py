@@ -134,10 +134,11 @@ def describe(entry: ModelEntry, path: Path, status: str, is_default: bool) -> li
     if isinstance(lat.get("p50"), int | float):
         p90 = lat.get("p90")
         threads = lat.get("threads", 1)
+        runs_on = f", {count(threads, 'thread')}" if type(threads) is int else ""
         lines.append(
             f"latency:       p50 {lat['p50']:.3f} ms"
             + (f", p90 {p90:.3f} ms" if isinstance(p90, int | float) else "")
-            + (f" ({lat['board']}, {count(threads, 'thread')})" if lat.get("board") else "")
+            + (f" ({lat['board']}{runs_on})" if lat.get("board") else "")
         )
     # provenance is free-form JSON: every value shown as text, whatever its type
     made = prov.get("command")

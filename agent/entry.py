@@ -5,8 +5,9 @@ agent's modules; seconds on a Pi Zero 2 W) is one line and exit status 130, not 
 Once a command runs, typer turns Ctrl-C into exit status 130 itself, and the long-running
 commands install their own handlers (a clean stop, then a second Ctrl-C ends it at once).
 
-A closed stdout (``har-agent models list | head -2``) ends every command the same way, quietly
-with exit status 141 (128 + SIGPIPE), as it ends a Unix tool: see :mod:`agent.stdout_pipe`.
+A closed stdout (``har-agent models list | head -2``) ends every command the same way when a
+write meets it, quietly with exit status 141 (128 + SIGPIPE), as it ends a Unix tool (a command
+already failing keeps its status): see :mod:`agent.stdout_pipe`.
 """
 
 from __future__ import annotations

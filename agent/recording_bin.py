@@ -112,8 +112,8 @@ class BinaryBodyReader:
             if extra:
                 raise RecordingError(
                     f"{self._where}: truncated: record {self.records + whole + 1} has {extra} of "
-                    f"{size} bytes (the recording was not finished; to keep its whole records: "
-                    f"{recover_command(self._where)})"
+                    f"{size} bytes (the recording was not finished); to keep its whole records: "
+                    f"{recover_command(self._where)}"
                 )
             rec = np.frombuffer(data, dtype=self.dtype)
             labels: tuple[str | None, ...] | None = None

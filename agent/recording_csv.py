@@ -37,8 +37,8 @@ def recover_command(where: str) -> str:
 def cut_off(where: str) -> str:
     """The message for a gzip stream that ends early (a recording never finished)."""
     return (
-        f"{where}: the gzip stream is cut off (the recording was not finished; "
-        f"to keep its whole rows: {recover_command(where)})"
+        f"{where}: the gzip stream is cut off (the recording was not finished); "
+        f"to keep its whole rows: {recover_command(where)}"
     )
 
 

@@ -13,8 +13,6 @@ log = logging.getLogger("agent.pipeline")
 
 MAX_UNSCORED_LABELS = 64
 """Distinct labels outside the model's classes counted apart per run (a CSV can name any)."""
-OTHER_LABELS = "(more labels)"
-"""The key the windows of further such labels are counted under."""
 
 
 @dataclass
@@ -29,6 +27,8 @@ class RunStats:
     unscored: dict[str, int] = field(default_factory=dict)
     """Windows whose label is not one of the model's classes (e.g. HAPT's transitions), by
     label: not scored, neither right nor wrong."""
+    unscored_more: int = 0
+    """Such windows of labels past the first ``MAX_UNSCORED_LABELS`` distinct ones."""
     samples: int = 0
     rejected: int = 0
     """Windows not classified because they held NaN, Inf or saturated samples."""
@@ -46,6 +46,10 @@ class RunStats:
     switches: int = 0
 
     @property
+    def unscored_windows(self) -> int:
+        return sum(self.unscored.values()) + self.unscored_more
+
+    @property
     def accuracy(self) -> float | None:
         return self.correct / self.labelled if self.labelled else None
 
@@ -59,7 +63,8 @@ class RunStats:
             return
         unscored = self.unscored
         if label not in unscored and len(unscored) >= MAX_UNSCORED_LABELS:
-            label = OTHER_LABELS  # counted still, under one key
+            self.unscored_more += 1  # counted still, not by label
+            return
         if label not in unscored:
             if not unscored:  # once a run: a recording may hold several (HAPT: six transitions)
                 log.info(

@@ -136,5 +136,5 @@ def test_run_print_into_a_closed_pipe_says_why_it_stops(tmp_path: Path) -> None:
     prof.write_text(text)
     proc = _with_closed_stdout(["run", "--profile", str(prof), "--print"], tmp_path)
     assert proc.returncode == 141, proc.stderr
-    assert "stdout was closed (what read --print's lines has gone): stopping" in proc.stderr
+    assert "stopped: stdout was closed (what read --print's lines has gone)" in proc.stderr
     assert "Traceback" not in proc.stderr

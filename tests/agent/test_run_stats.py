@@ -1,6 +1,6 @@
 """RunStats.score: which windows count towards the accuracy, and the bound on what is kept."""
 
-from agent.run_stats import MAX_UNSCORED_LABELS, OTHER_LABELS, RunStats
+from agent.run_stats import MAX_UNSCORED_LABELS, RunStats
 from tests.agent.helpers import default_entry
 
 
@@ -12,6 +12,7 @@ def test_score_counts_the_models_classes_and_keeps_other_labels_apart_and_bounde
     for i in range(200):  # a CSV may name any label: every window counted, the keys bounded
         stats.score(f"made-up-{i}", entry, 0)
     assert (stats.labelled, stats.correct, stats.accuracy) == (2, 1, 0.5)
-    assert sum(stats.unscored.values()) == 200
-    assert len(stats.unscored) == MAX_UNSCORED_LABELS + 1
-    assert stats.unscored[OTHER_LABELS] == 200 - MAX_UNSCORED_LABELS
+    stats.score("(more labels)", entry, 0)  # a label of any text: never mixed with the rest
+    assert stats.unscored_windows == 201
+    assert len(stats.unscored) == MAX_UNSCORED_LABELS
+    assert stats.unscored_more == 201 - MAX_UNSCORED_LABELS

@@ -36,7 +36,7 @@ def _hinted_command(path: Path) -> list[str]:
         _samples(path)
     message = str(exc.value)
     found = re.search(
-        r"to keep its whole (?:rows|records): (har-agent recording recover .+)\)$", message
+        r"to keep its whole (?:rows|records): (har-agent recording recover .+)$", message
     )
     assert found, message
     return shlex.split(found.group(1))[1:]

@@ -422,20 +422,20 @@ def test_print_lines_keep_their_columns_and_the_summary_counts_unscored_windows(
     assert summary.count("(estimated)") <= 1
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        ["replay"],
-        ["run"],
-        ["bench"],
-        ["models", "list"],
-        ["models", "show"],
-        ["recording", "info"],
-        ["recording", "convert"],
-        ["recording", "recover"],
-        ["service", "install"],
-    ],
-)
+def _commands() -> list[list[str]]:
+    """Every command path of the CLI (``["models", "show"]``, ...), read from the app itself."""
+    import typer.main
+
+    def walk(cmd: Any, path: list[str]) -> list[list[str]]:
+        subs = getattr(cmd, "commands", None)  # a group (typer ships its own click)
+        if subs:
+            return [p for name, sub in subs.items() for p in walk(sub, [*path, name])]
+        return [path]
+
+    return walk(typer.main.get_command(app), [])
+
+
+@pytest.mark.parametrize("command", _commands(), ids=" ".join)
 def test_flags_do_not_look_like_they_take_a_value(command: list[str]) -> None:
     """A flag's help row shows no '<bool>' (users typed '--print true'); typer's own --help
     row still does."""

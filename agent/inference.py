@@ -148,12 +148,6 @@ def to_model_input(window: np.ndarray, layout: str) -> np.ndarray:
     raise ModelError(f"unknown input layout {layout!r}")
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    e: np.ndarray = np.exp(logits - logits.max())
-    e /= e.sum()
-    return e
-
-
 def softmax_values(logits: list[float]) -> list[float]:
     """Softmax of a few logits in Python floats (float64), the classifier's per-window path.
 

@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.inference import OrtEngine, SessionSettings, softmax, to_model_input
+from agent.floats import first_argmax
+from agent.inference import OrtEngine, SessionSettings, softmax_values, to_model_input
 from agent.manifest import ModelEntry, load_manifest
 from agent.profile import Profile, load_profile
 from agent.recording import read_recording
@@ -62,7 +62,7 @@ def reference_predictions(recording: Path, entry: ModelEntry) -> tuple[list[int]
     preds = []
     for w in wins:
         logits = engine.run(to_model_input(entry.normalization(w), spec.layout))
-        preds.append(int(np.argmax(softmax(logits.reshape(-1)))))
+        preds.append(first_argmax(softmax_values(logits.reshape(-1).tolist())))  # as classify
     labels = chunk.labels or ()
     truths = [
         uniform_label(labels[i * spec.hop : i * spec.hop + spec.length]) if labels else None

@@ -62,15 +62,16 @@ class RunStats:
             self.correct += labels[index] == label
             return
         unscored = self.unscored
-        if label not in unscored and len(unscored) >= MAX_UNSCORED_LABELS:
-            self.unscored_more += 1  # counted still, not by label
-            return
-        if label not in unscored:
+        count = unscored.get(label)
+        if count is None:
+            if len(unscored) >= MAX_UNSCORED_LABELS:
+                self.unscored_more += 1  # counted still, not by label
+                return
             if not unscored:  # once a run: a recording may hold several (HAPT: six transitions)
                 log.info(
                     "windows labelled %r (or any other label outside %s's classes) are not scored",
                     label,
                     entry.id,
                 )
-            unscored[label] = 0
-        unscored[label] += 1
+            count = 0
+        unscored[label] = count + 1

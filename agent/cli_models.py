@@ -17,13 +17,14 @@ from agent.profile import load_profile
 models_app = typer.Typer(help="Inspect the model bank.", no_args_is_help=True)
 
 ProfileOpt = Annotated[Path, profile_option("Profile (TOML) whose model folder to list.")]
+DirOpt = Annotated[
+    Path | None, typer.Option("--dir", help="Model folder (default: the profile's).")
+]
 
 
 @models_app.command("list")
 def models_list(
-    models_dir: Annotated[
-        Path | None, typer.Option("--dir", help="Model folder (default: the profile's).")
-    ] = None,
+    models_dir: DirOpt = None,
     profile: ProfileOpt = Path(DEFAULT_PROFILE),
     as_json: Annotated[
         bool, typer.Option("--json", help="Machine-readable output.", metavar="")
@@ -81,9 +82,7 @@ def models_show(
     model_id: Annotated[
         str, typer.Argument(metavar="ID", help="Bank member, as models list names it.")
     ],
-    models_dir: Annotated[
-        Path | None, typer.Option("--dir", help="Model folder (default: the profile's).")
-    ] = None,
+    models_dir: DirOpt = None,
     profile: ProfileOpt = Path(DEFAULT_PROFILE),
     as_json: Annotated[
         bool, typer.Option("--json", help="The manifest entry as JSON.", metavar="")

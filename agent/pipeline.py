@@ -280,10 +280,10 @@ class Pipeline:
         self._last_infer_s = 0.0
         data = w.data
         bad = None
-        # windows of samples the recording reader checked skip the check (a sensor's and resampled
-        # ones do not); otherwise one
-        # BLAS dot instead of isfinite + all: NaN or Inf anywhere makes it non-finite (a finite
-        # window can overflow it, so the exact check decides then)
+        # windows of samples the recording reader checked skip the check (a sensor's and
+        # resampled ones do not); otherwise one BLAS dot instead of isfinite + all: NaN or Inf
+        # anywhere makes it non-finite (a finite window can overflow it, so the exact check
+        # decides then)
         if (
             not w.finite
             and not math.isfinite(np.dot(data.reshape(-1), self._ones(data.size)))

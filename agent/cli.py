@@ -18,6 +18,8 @@ from agent import __version__
 from agent.cli_bench import register as register_bench
 from agent.cli_common import (
     DEFAULT_PROFILE,
+    Command,
+    Group,
     count,
     fail,
     load_profile_logged,
@@ -43,6 +45,7 @@ from agent.profile_checks import check_speed
 from agent.stdout_pipe import StdoutClosed
 
 app = typer.Typer(
+    cls=Group,
     help="On-device human activity recognition: IMU windows -> ONNX models -> MQTT.",
     no_args_is_help=True,
     add_completion=False,
@@ -67,7 +70,7 @@ def _main(
         raise typer.Exit()
 
 
-@app.command()
+@app.command(cls=Command)
 def run(
     profile: ProfileOpt = Path(DEFAULT_PROFILE),
     print_: PrintOpt = False,
@@ -107,7 +110,7 @@ def run(
     log.info("stopped after %d windows", stats.windows)
 
 
-@app.command()
+@app.command(cls=Command)
 def replay(
     session: Annotated[
         Path,
@@ -324,7 +327,7 @@ def replay(
 
 
 # after run and replay, so that --help lists the daemon's commands first
-app.command()(record)
+app.command(cls=Command)(record)
 register_bench(app)
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, get_args
 
 import typer
 
-from agent.cli_common import DEFAULT_PROFILE, fail, profile_option
+from agent.cli_common import DEFAULT_PROFILE, Command, fail, profile_option
 from agent.errors import AgentError, ConfigError
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ TABLE_PACED_RUNS = 40
 
 
 def register(app: typer.Typer) -> None:
-    app.command("bench")(bench)
+    app.command("bench", cls=Command)(bench)
 
 
 def bench(

@@ -1,5 +1,6 @@
 """What every ``har-agent`` command shares: the one-line error exit, logging set-up, the
-``--profile`` option, and the stop event that SIGTERM and SIGINT set."""
+``--profile`` option, the help's command classes, and the stop event that SIGTERM and SIGINT
+set."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from agent.errors import AgentError
 from agent.profile import Profile, load_profile
@@ -33,6 +35,28 @@ def profile_option(what: str) -> Any:
         help=f"{what} \\[env: HAR_AGENT_PROFILE]",
         show_envvar=False,
     )
+
+
+def _plain_flag(option: Any) -> Any:
+    """typer shows its own ``--help`` flag with a ``<bool>`` metavar, as if it took a value;
+    every other flag of the CLI declares ``metavar=""`` for the same reason."""
+    if option is not None:
+        option.metavar = ""
+    return option
+
+
+class Group(TyperGroup):
+    """A command group whose ``--help`` row reads as the flag it is (``typer.Typer(cls=Group)``)."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        return _plain_flag(super().get_help_option(ctx))
+
+
+class Command(TyperCommand):
+    """A command whose ``--help`` row reads as the flag it is (``app.command(cls=Command)``)."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        return _plain_flag(super().get_help_option(ctx))
 
 
 def fail(exc: AgentError) -> typer.Exit:

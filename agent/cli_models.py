@@ -9,12 +9,12 @@ from typing import Annotated
 
 import typer
 
-from agent.cli_common import DEFAULT_PROFILE, count, fail, profile_option
+from agent.cli_common import DEFAULT_PROFILE, Command, Group, count, fail, profile_option
 from agent.errors import AgentError
 from agent.manifest import Manifest, ModelEntry
 from agent.profile import load_profile
 
-models_app = typer.Typer(help="Inspect the model bank.", no_args_is_help=True)
+models_app = typer.Typer(cls=Group, help="Inspect the model bank.", no_args_is_help=True)
 
 ProfileOpt = Annotated[Path, profile_option("Profile (TOML) whose model folder to list.")]
 DirOpt = Annotated[
@@ -22,7 +22,7 @@ DirOpt = Annotated[
 ]
 
 
-@models_app.command("list")
+@models_app.command("list", cls=Command)
 def models_list(
     models_dir: DirOpt = None,
     profile: ProfileOpt = Path(DEFAULT_PROFILE),
@@ -77,7 +77,7 @@ def models_list(
         )
 
 
-@models_app.command("show")
+@models_app.command("show", cls=Command)
 def models_show(
     model_id: Annotated[
         str, typer.Argument(metavar="ID", help="Bank member, as models list names it.")

@@ -11,12 +11,13 @@ from typing import Annotated
 
 import typer
 
-from agent.cli_common import fail
+from agent.cli_common import Command, Group, fail
 from agent.errors import AgentError
 from agent.recording_header import Channel
 from agent.regular_file import file_kind
 
 recording_app = typer.Typer(
+    cls=Group,
     help="Inspect, convert or recover recordings (docs/recording-format.md).",
     no_args_is_help=True,
 )
@@ -43,7 +44,7 @@ def _check_destination(dst: Path, force: bool) -> None:
         raise AgentError(f"{dst} exists (use --force to overwrite)")
 
 
-@recording_app.command("info")
+@recording_app.command("info", cls=Command)
 def info(
     path: Annotated[
         Path, typer.Argument(metavar="FILE", help="Recording (.har.csv[.gz] or .har.bin[.gz]).")
@@ -107,7 +108,7 @@ def _channel(c: Channel) -> str:
     return f"{c.name} [{c.unit}{scale}]"
 
 
-@recording_app.command("convert")
+@recording_app.command("convert", cls=Command)
 def convert(
     src: Annotated[Path, typer.Argument(metavar="SRC", help="Recording to read.")],
     dst: Annotated[
@@ -157,7 +158,7 @@ def convert(
     )
 
 
-@recording_app.command("recover")
+@recording_app.command("recover", cls=Command)
 def recover(
     part: Annotated[
         Path,

@@ -14,6 +14,8 @@ import typer
 
 from agent.cli_common import (
     DEFAULT_PROFILE,
+    Command,
+    Group,
     fail,
     load_profile_logged,
     profile_option,
@@ -24,7 +26,7 @@ from agent.errors import AgentError, ConfigError, SensorNotFoundError
 from agent.profile import Profile
 from agent.sensors.bus import BusFactory
 
-sensors_app = typer.Typer(help="Live I2C sensors.", no_args_is_help=True)
+sensors_app = typer.Typer(cls=Group, help="Live I2C sensors.", no_args_is_help=True)
 
 ProfileOpt = Annotated[
     Path,
@@ -62,7 +64,7 @@ class _ProgressLine(logging.Filter):
         return True
 
 
-@sensors_app.command("probe")
+@sensors_app.command("probe", cls=Command)
 def probe(
     bus: Annotated[int, typer.Option("--bus", help="I2C bus number (/dev/i2c-N).", min=0)] = 1,
 ) -> None:

@@ -8,14 +8,14 @@ from typing import Annotated
 
 import typer
 
-from agent.cli_common import fail
+from agent.cli_common import Command, Group, fail
 from agent.errors import AgentError
 
-service_app = typer.Typer(help="Install the systemd service.", no_args_is_help=True)
+service_app = typer.Typer(cls=Group, help="Install the systemd service.", no_args_is_help=True)
 SOURCE = Path(__file__).resolve().parents[1]
 
 
-@service_app.command("install")
+@service_app.command("install", cls=Command)
 def install(
     profile: Annotated[
         Path,

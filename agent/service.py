@@ -23,7 +23,19 @@ from agent.errors import AgentError
 from agent.profile import PATH_KEYS, load_profile, path_values
 
 USER = "har-agent"
-COPIED = ("agent", "models", "recordings", "profiles", "systemd", "pyproject.toml", "README.md")
+COPIED = (
+    "agent",
+    "models",
+    "recordings",
+    "profiles",
+    "systemd",
+    "requirements",
+    "pyproject.toml",
+    "README.md",
+)
+LOCK = Path("requirements") / "agent.lock"
+"""The service's dependencies, each pinned with the sha256 of every file PyPI has for it
+(``uv pip compile --universal --generate-hashes``, see requirements/README.md)."""
 
 
 class ServiceError(AgentError):
@@ -54,7 +66,9 @@ def _run(cmd: list[str]) -> None:
         raise ServiceError(f"{cmd[0]} is not installed") from exc
     except subprocess.CalledProcessError as exc:
         detail = (exc.stderr or exc.stdout or "").strip().splitlines()
-        raise ServiceError(f"'{' '.join(cmd)}' failed: {detail[-1] if detail else exc}") from exc
+        errors = [ln for ln in detail if ln.startswith("ERROR:")]  # pip's own verdict, if any
+        why = (errors or detail or [str(exc)])[-1]
+        raise ServiceError(f"'{' '.join(cmd)}' failed: {why}") from exc
 
 
 def _exists(kind: str, name: str) -> bool:
@@ -199,12 +213,27 @@ def plan_install(
     steps.append(Step(f"copy the agent, models and profiles to {dest}", copy))
 
     if venv:
+        if not (source / LOCK).is_file():
+            raise ServiceError(
+                f"{source / LOCK}: the dependency lock is missing from the source tree"
+            )
 
         def install_venv() -> None:
+            py = str(dest / ".venv" / "bin" / "python")
             _run([sys.executable, "-m", "venv", str(dest / ".venv")])
-            _run([str(dest / ".venv" / "bin" / "python"), "-m", "pip", "install", "-q", str(dest)])
+            # the exact files the lock names (a changed or substituted file fails its hash), then
+            # the agent itself from the copy, with nothing more from the network
+            pip = [py, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+            _run([*pip, "--require-hashes", "--only-binary", ":all:", "-r", str(dest / LOCK)])
+            _run([*pip, "--no-deps", "--no-build-isolation", "--no-index", str(dest)])
 
-        steps.append(Step(f"create {dest / '.venv'} and install har-agent into it", install_venv))
+        steps.append(
+            Step(
+                f"create {dest / '.venv'}, install the locked dependencies ({LOCK}) and "
+                "har-agent into it",
+                install_venv,
+            )
+        )
 
     def config() -> None:
         etc.mkdir(parents=True, exist_ok=True, mode=0o750)

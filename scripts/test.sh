@@ -14,6 +14,9 @@ if command -v npm >/dev/null 2>&1 \
     && node -e 'process.exit(Number(process.versions.node.split(".")[0]) < 20 ? 1 : 0)' 2>/dev/null; then
     export HAR_AGENT_REQUIRE_AEDES=1
 fi
+# The service's dependency lock is checked against PyPI (every file's hash, and a locked install):
+# make_venv has just installed from the package index, so here it must be reachable.
+export HAR_AGENT_REQUIRE_PYPI=1
 
 say "ruff"
 "$VENV/bin/ruff" check agent tools tests

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.errors import AgentError
-from agent.profile import PATH_KEYS, load_profile, path_values
+from agent.profile import PATH_KEYS, Profile, load_profile, parse_profile, path_values
 
 USER = "har-agent"
 COPIED = (
@@ -127,13 +127,11 @@ HIDDEN_FROM_SERVICE = ("~", "/home", "/root", "/run/user")
 """Where the service cannot look: its user has no home, and the unit has ``ProtectHome=yes``."""
 
 
-def unreachable_paths(profile: Path) -> list[str]:
-    """``key = path`` for each path of ``profile`` the installed service could not open: still
+def unreachable_paths(p: Profile) -> list[str]:
+    """``key = path`` for each path of ``p`` the installed service could not open: still
     relative (nothing sits beside /etc/har-agent/profile.toml), or under a home folder."""
-    p = load_profile(profile)
-    keys = path_values(p)
     bad = []
-    for key, value in keys.items():
+    for key, value in path_values(p).items():
         if not value:
             continue
         hidden = any(
@@ -142,6 +140,26 @@ def unreachable_paths(profile: Path) -> list[str]:
         if hidden or not Path(value).is_absolute():
             bad.append(f"{key} = {value}")
     return bad
+
+
+def installed_profile(profile: Path, prefix: Path, source: Path, etc: Path) -> str:
+    """The text ``profile`` is installed as, checked before anything is installed: a profile
+    the service could not load or whose paths it could not open is refused naming ``profile``
+    (the user's file, not the copy)."""
+    try:
+        text = profile.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ServiceError(f"{profile}: cannot read profile ({exc})") from exc
+    load_profile(profile)  # the user's file as it is: its own errors, with its own name
+    installed = rewrite_profile(text, prefix, profile.resolve().parent, source)
+    bad = unreachable_paths(parse_profile(installed, str(profile), etc))
+    if bad:
+        raise ServiceError(
+            f"{profile}: the service could not open {'; '.join(bad)}: it runs as its "
+            "own user with no home (ProtectHome=yes); use absolute paths outside /home, "
+            'each written as key = "path" on its own line in its table'
+        )
+    return installed
 
 
 def plan_install(
@@ -235,25 +253,15 @@ def plan_install(
             )
         )
 
+    target = etc / "profile.toml"
+    installed = installed_profile(profile, prefix, source, etc)
+    keep = target.exists()  # never overwrite the user's configuration
+
     def config() -> None:
         etc.mkdir(parents=True, exist_ok=True, mode=0o750)
-        target = etc / "profile.toml"
-        if not target.exists():  # never overwrite the user's configuration
-            text = profile.read_text(encoding="utf-8")
-            target.write_text(rewrite_profile(text, prefix, profile.resolve().parent, source))
+        if not target.exists():
+            target.write_text(installed)
             target.chmod(0o640)
-            try:
-                bad = unreachable_paths(target)
-            except Exception:  # not even a valid profile: leave nothing a re-run would keep
-                target.unlink()
-                raise
-            if bad:
-                target.unlink()
-                raise ServiceError(
-                    f"{profile}: the service could not open {'; '.join(bad)}: it runs as its "
-                    "own user with no home (ProtectHome=yes); use absolute paths outside /home, "
-                    'each written as key = "path" on its own line in its table'
-                )
         if group is not None:  # readable by the service, writable by root alone
             for path in (etc, target):
                 try:
@@ -264,9 +272,14 @@ def plan_install(
             target.chmod(target.stat().st_mode & 0o7777 | 0o040)  # group read, nothing wider
 
     readable = f", readable by group {group}" if group else ""
-    steps.append(
-        Step(f"write {etc / 'profile.toml'} from {profile} (kept if it exists){readable}", config)
-    )
+    if keep:
+        what = (
+            f"keep {target} as it is{readable} ({profile} is not installed: remove {target} "
+            "first to install it)"
+        )
+    else:
+        what = f"write {target} from {profile}{readable}"
+    steps.append(Step(what, config))
 
     def unit() -> None:
         unit_dst.parent.mkdir(parents=True, exist_ok=True)

@@ -134,13 +134,9 @@ def test_a_path_the_rewrite_cannot_reach_stops_the_install(tmp_path: Path) -> No
     text = text.replace('name = "default"', 'name = "default"\npolicy.latency_table = "lat.json"')
     prof.write_text(text)
     root = tmp_path / "root"
-    steps = plan_install(source=src, profile=prof, root=root, system=False, venv=False)
-    config = next(s for s in steps if s.description.startswith("write "))
-    for step in steps[: steps.index(config)]:
-        step.action()
     with pytest.raises(AgentError, match=r"could not open policy\.latency_table = lat\.json"):
-        config.action()
-    assert not (root / "etc" / "har-agent" / "profile.toml").exists()
+        plan_install(source=src, profile=prof, root=root, system=False, venv=False)
+    assert not root.exists()  # refused before the first step
 
 
 def test_installed_profile_loads_with_every_path_in_place(tmp_path: Path) -> None:
@@ -250,8 +246,8 @@ def test_an_install_the_service_could_not_use_leaves_no_profile(
     tmp_path: Path, line: str, message: str
 ) -> None:
     """A path the service cannot open (a home folder: ProtectHome=yes, no home of its own), or a
-    profile that is not even valid: the install stops and leaves no /etc profile, so a re-run
-    does not keep a broken one ("never overwrite the user's configuration")."""
+    profile that is not even valid: the install is refused before its first step (no user, no
+    copy, no venv, no /etc profile a re-run would keep), naming the user's file."""
     src = _source_tree(tmp_path)
     prof = src / "profiles" / "p.toml"
     text = (ROOT / "profiles" / "default.toml").read_text()
@@ -261,12 +257,37 @@ def test_an_install_the_service_could_not_use_leaves_no_profile(
         text += line + "\n"
     prof.write_text(text)
     root = tmp_path / "root"
-    steps = plan_install(source=src, profile=prof, root=root, system=False, venv=False)
-    config = next(s for s in steps if s.description.startswith("write "))
-    for _ in range(2):  # and again: still refused, nothing kept from the first try
-        with pytest.raises(AgentError, match=re.escape(message)):
-            config.action()
-        assert not (root / "etc" / "har-agent" / "profile.toml").exists()
+    with pytest.raises(AgentError, match=re.escape(message)) as refused:
+        plan_install(source=src, profile=prof, root=root, system=False, venv=False)
+    assert str(refused.value).startswith(f"{prof}: ")
+    assert not root.exists()
+
+
+def test_a_bad_profile_fails_the_dry_run_too(tmp_path: Path) -> None:
+    """``--dry-run`` is where a user checks an install: a profile the service would refuse is one
+    line and exit 1 there as well, before any step is listed."""
+    prof = tmp_path / "bad.toml"
+    prof.write_text(
+        (ROOT / "profiles" / "pi4.toml").read_text().replace("[mqtt]", '[mqtt]\nhots = "a"', 1)
+    )
+    result = CliRunner().invoke(app, ["service", "install", "--dry-run", "--profile", str(prof)])
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith(f"har-agent: error: {prof}: unknown key 'mqtt.hots'")
+
+
+def test_an_existing_configuration_is_kept_and_the_step_says_so(tmp_path: Path) -> None:
+    conf = tmp_path / "etc/har-agent/profile.toml"
+    conf.parent.mkdir(parents=True)
+    conf.write_text("# the user's own\n")
+    profile = ROOT / "profiles" / "pi4.toml"
+    steps = plan_install(source=ROOT, profile=profile, root=tmp_path, system=False, venv=False)
+    (step,) = [s for s in steps if "profile.toml" in s.description]
+    assert step.description == (
+        f"keep {conf} as it is ({profile} is not installed: remove {conf} first to install it)"
+    )
+    step.action()
+    assert conf.read_text() == "# the user's own\n"
 
 
 def test_installed_files_are_not_writable_by_group_or_others(tmp_path: Path) -> None:

@@ -131,6 +131,10 @@ def handle_command(
             bad_id, request_id = request_id, None  # not echoed: it is not an id
             raise ValueError(f"'id' must be a string or an integer (got {json.dumps(bad_id)[:40]})")
         cmd = body.get("cmd")
+        if cmd is None:  # absent, or null
+            raise ValueError(f"missing 'cmd' (one of: {', '.join(COMMANDS)})")
+        if not isinstance(cmd, str):
+            raise ValueError(f"'cmd' must be a string (got {json.dumps(cmd)[:40]})")
         if cmd not in COMMANDS:
             raise ValueError(f"unknown command {cmd!r} (known: {', '.join(COMMANDS)})")
         extra = set(body) - {"cmd", "id"} - _FIELDS[cmd]

@@ -89,3 +89,24 @@ def test_a_model_id_with_a_trailing_newline_is_not_forced() -> None:
     assert ok["ok"] is True and control.forced == ["wc-w0.50-r064"]
     bad = handle_command(b'{"cmd": "force", "model": "wc-w0.50-r064\\n"}', _status, control)
     assert _strict(bad)["ok"] is False and control.forced == ["wc-w0.50-r064"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "error"),
+    [
+        (b"{}", "missing 'cmd' (one of: ping, status, metrics, force, release, mode)"),
+        (b'{"cmd": null}', "missing 'cmd' (one of: ping, status, metrics, force, release, mode)"),
+        (b'{"cmd": 5}', "'cmd' must be a string (got 5)"),
+        (b'{"cmd": ["ping"]}', "'cmd' must be a string (got [\"ping\"])"),
+        (b'{"cmd": true}', "'cmd' must be a string (got true)"),
+        (b'{"cmd": "reboot"}', "unknown command 'reboot' (known: ping, status, metrics, force, "),
+    ],
+)
+def test_a_missing_or_non_string_cmd_is_named_not_shown_as_a_python_repr(
+    payload: bytes, error: str
+) -> None:
+    """Was ``unknown command None (known: ...)``: Python's repr of what the sender never wrote."""
+    reply = _strict(handle_command(payload, _status))
+    assert reply["ok"] is False
+    assert reply["error"].startswith(error), reply
+    assert "None" not in reply["error"] and "True" not in reply["error"]

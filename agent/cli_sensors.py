@@ -108,7 +108,7 @@ def record(
     ] = None,
 ) -> None:
     """Record the live sensor (the profile's sensor table) into a recording replay reads."""
-    from agent.sensors.record import record_session
+    from agent.sensors.record import check_label, record_session
 
     shown: list[float] = []
     line = _ProgressLine()
@@ -127,6 +127,7 @@ def record(
             raise ConfigError(f"{out} already exists; choose another --out or remove it")
         prof = load_profile_logged(profile)
         if label is not None:
+            check_label(label)  # a label it cannot write is the one line, before any warning
             _warn_unknown_label(prof, label)
         with stop_on_signals() as stop:
             result = record_session(

@@ -48,6 +48,7 @@ def make_source(
             stop=stop,
             chunk_samples=chunk_samples or src.chunk_samples,
             bus_factory=bus_factory,
+            where=str(profile.file),
         )
         return sensor, sensor.name
     raise ConfigError(f"source.kind {src.kind!r} is not supported")

@@ -72,6 +72,7 @@ def record_session(
         stop=stop,
         chunk_samples=profile.source.chunk_samples,
         bus_factory=bus_factory,
+        where=str(profile.file),
     )
     header = replace(
         source.header,

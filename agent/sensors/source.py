@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from agent.clock import Clock
-from agent.errors import SensorNotFoundError, SourceError
+from agent.errors import ConfigError, SensorNotFoundError, SourceError
 from agent.payload import iso_from_unix
 from agent.profile_tables import SensorConfig
 from agent.recording import Chunk
@@ -76,8 +76,9 @@ PLANS: dict[str, Callable[[ImuSettings], Any]] = {
 }
 
 
-def imu_settings(config: SensorConfig) -> ImuSettings:
-    """The chip settings of a profile's ``[sensor]``; ConfigError if the chip cannot do them."""
+def imu_settings(config: SensorConfig, where: str = "") -> ImuSettings:
+    """The chip settings of a profile's ``[sensor]``; ConfigError if the chip cannot do them
+    (after ``where``, the profile's file, when given)."""
     settings = ImuSettings(
         chip=config.chip,
         bus=config.bus,
@@ -87,7 +88,12 @@ def imu_settings(config: SensorConfig) -> ImuSettings:
         gyro_range_dps=config.gyro_range_dps,
         dlpf_hz=config.dlpf_hz,
     )
-    PLANS[config.chip](settings)
+    try:
+        PLANS[config.chip](settings)
+    except ConfigError as exc:
+        if not where:
+            raise
+        raise ConfigError(f"{where}: {exc}") from None
     return settings
 
 
@@ -295,9 +301,11 @@ def open_sensor_source(
     stop: threading.Event,
     chunk_samples: int = 10,
     bus_factory: BusFactory | None = None,
+    where: str = "",
 ) -> SensorSource:
-    """Open the profile's sensor on a real bus (or the one ``bus_factory`` opens, in tests)."""
-    settings = imu_settings(config)  # bad settings fail before the bus is touched
+    """Open the profile's sensor on a real bus (or the one ``bus_factory`` opens, in tests);
+    ``where``, the profile's file, heads an error in the settings."""
+    settings = imu_settings(config, where)  # bad settings fail before the bus is touched
     held = None
     if bus_factory is None:
         from agent.sensors.bus import open_smbus

@@ -109,6 +109,11 @@ def test_record_warns_about_a_label_the_models_do_not_know(
     )
     assert read_recording(tmp_path / "typo.har.csv")[0].labels == ("WALKNG",)
     assert record("ok.har.csv", "WALKING") == []
+    # a label it cannot write is refused by itself: one line, no warning about its class first
+    caplog.clear()
+    args = ["record", "--profile", str(PI4), "--out", str(tmp_path / "bad.har.csv")]
+    one_line_error(runner.invoke(app, [*args, "--label", "A,B"]), "--label must be 1-64")
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == []
 
 
 def test_record_without_the_chip(emulated: EmulatedBus, tmp_path: Path) -> None:

@@ -126,3 +126,21 @@ def test_duration_ends_by_the_clock_when_the_sensor_delivers_nothing(tmp_path: P
     )
     assert out.is_file() and 5.0 <= result.duration_s < 6.0
     assert rig.clock.monotonic() < 20.0 + 5.0 + 2.0  # the wall-clock bound, not for ever
+
+
+def test_settings_the_chip_cannot_make_name_the_profile_file(tmp_path: Path) -> None:
+    """The rate is checked when the sensor opens, not when the profile loads: the error still
+    names the profile's file, as every other profile error does (docs/profiles.md)."""
+    rig = make_rig("mpu6050", rate_hz=30.0)
+    prof = dataclasses.replace(sensor_profile(rig), file="/etc/har-agent/profile.toml")
+    with pytest.raises(ConfigError) as exc:
+        record_session(
+            prof,
+            tmp_path / "x.har.csv",
+            clock=rig.clock,
+            stop=threading.Event(),
+            bus_factory=rig.bus.factory,
+        )
+    assert str(exc.value).startswith(
+        "/etc/har-agent/profile.toml: sensor.rate_hz = 30 is not a rate the MPU-6050 makes"
+    )

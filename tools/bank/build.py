@@ -6,6 +6,7 @@
     python -m tools.bank.build --out build/bank-col2d # selection run (validation held out)
     python -m tools.bank.build --smoke              # 4 subjects, a few steps, build/bank-smoke/
     python -m tools.bank.build --arch conv1d        # the first (1-D) bank, 24 epochs
+    python -m tools.bank.build --crop-hop 8         # random temporal crops (a trial; off)
 
 Protocol as tools.train_baseline (docs/training.md): test = the UCI-HAR test subjects (final
 numbers only), validation = DEFAULT_VAL_SUBJECTS (progress and selection). Lower resolutions are
@@ -40,7 +41,7 @@ from tools.bank.staging import bank_lock, check_writable, staged_bank
 from tools.bank.supernet import WIDTH_SAMPLING, SlimConfig
 from tools.bank.supernet2d import ColumnConfig
 from tools.bank.train import BankTrainConfig, train_supernet
-from tools.bank.windows import BASE_LENGTH, aligned_windows, eval_windows
+from tools.bank.windows import BASE_LENGTH, aligned_windows, crop_windows, eval_windows
 from tools.cli import positive_int, run_main, widths
 from tools.data import (
     DEFAULT_VAL_SUBJECTS,
@@ -98,6 +99,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         seed=args.seed,
         width_sampling=args.width_sampling,
         kd_weight=args.kd_weight,
+        crop_hop=args.crop_hop,
     )
     if args.smoke:
         cfg = dataclasses.replace(cfg, train_hop128=64)
@@ -117,13 +119,20 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     te_exps = [e for e in experiments if e.subject in split.test]
     print(f"data: {len(experiments)} experiments from {source}; split {split}")
 
-    fit = aligned_windows(tr_exps, RESOLUTIONS, hop128=cfg.train_hop128)
+    crops = None
+    if cfg.crop_hop:  # the coarse rows are the windows below, cut from the fine ones
+        crops = crop_windows(tr_exps, RESOLUTIONS, cfg.train_hop128, cfg.crop_hop)
+        fit = crops.coarse()
+    else:
+        fit = aligned_windows(tr_exps, RESOLUTIONS, hop128=cfg.train_hop128)
     val = aligned_windows(va_exps, RESOLUTIONS, hop128=64) if not args.refit else None
     norm = Normalizer.fit(aligned_windows(tr_exps, (BASE_LENGTH,), hop128=64).x[BASE_LENGTH])
     print(f"fit on {len(fit)} index-aligned windows (50 Hz hop {cfg.train_hop128}) x {RESOLUTIONS}")
+    if crops is not None:
+        print(f"random crops: every {cfg.crop_hop} samples, {len(crops.fine)} windows to draw from")
 
     model = OPS[args.arch].make()
-    history = train_supernet(model, fit, norm, cfg, val=val, max_steps=args.max_steps)
+    history = train_supernet(model, fit, norm, cfg, val=val, max_steps=args.max_steps, crops=crops)
     for rec in history:
         print("  " + ", ".join(f"{k} {v:.4g}" for k, v in rec.items()))
     train_seconds = round(time.time() - started, 1)
@@ -258,6 +267,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         f"cross-entropy (default {BankTrainConfig.kd_weight}; 1.0: distillation only)",
     )
     ap.add_argument(
+        "--crop-hop",
+        type=int,
+        default=0,
+        help="random temporal crops: each epoch draws every training window at a random "
+        "multiple of this many 50 Hz samples after its fixed start (a multiple of 4 that divides "
+        "the training hop, 32, and is smaller; smoke: 64); 0, the default: off",
+    )
+    ap.add_argument(
         "--max-steps", type=positive_int, default=None, help="stop after this many steps"
     )
     ap.add_argument(
@@ -290,6 +307,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         ap.error("--epochs must be at least 1")
     if args.distill_epochs < 0:
         ap.error("--distill-epochs must be at least 0")
+    hop = 64 if args.smoke else BankTrainConfig.train_hop128
+    crop = args.crop_hop
+    if crop and (crop < 0 or crop >= hop or crop % 4 or hop % crop):
+        ap.error(
+            f"--crop-hop {crop}: must be a multiple of 4 (a whole number of samples at every "
+            f"resolution) that divides the training hop ({hop}) and is smaller"
+        )
     if args.widths:
         narrowest = MIN_WIDTH[args.arch]
         low = [w for w in args.widths if w < narrowest - 1e-9]

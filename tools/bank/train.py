@@ -8,6 +8,12 @@ Each step, on one batch of index-aligned windows (:func:`tools.bank.windows.alig
    ``0.5 * KL(student || largest's soft outputs, detached, T=1) + 0.5 * CE``.
 
 Gradients of all passes accumulate, then one optimizer step (AdamW, one-cycle schedule).
+
+With random temporal crops (``crop_hop`` > 0, :func:`tools.bank.windows.crop_windows`) each epoch
+takes, for every training row, a window starting at a random multiple of ``crop_hop`` samples
+after it (before the next row), drawn from the run's seeded generator: the same number of windows
+and steps per epoch, only their positions vary. Off (0) by default, and then nothing is drawn for
+it.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from tqdm import tqdm
 from agent.windowing import Normalizer
 from tools import metrics
 from tools.bank.supernet import SlimCNN, sample_widths
-from tools.bank.windows import BASE_LENGTH, MultiResWindows
+from tools.bank.windows import BASE_LENGTH, CropWindows, MultiResWindows
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,7 @@ class BankTrainConfig:
     threads: int = 2
     version: int = 1
     width_sampling: str = "uniform"  # the random widths: "uniform" or "log" (log-uniform)
+    crop_hop: int = 0  # random temporal crops at this 50 Hz hop (0: off, the fixed hop above)
 
 
 def _norm_tensors(norm: Normalizer) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,18 +78,29 @@ def train_supernet(
     cfg: BankTrainConfig,
     val: MultiResWindows | None = None,
     max_steps: int | None = None,
+    crops: CropWindows | None = None,
 ) -> list[dict[str, float]]:
-    """Train ``model`` in place; returns per-epoch history (loss, seconds, val accuracies)."""
+    """Train ``model`` in place; returns per-epoch history (loss, seconds, val accuracies).
+
+    ``crops`` (required when ``cfg.crop_hop`` > 0, whose coarse rows are ``data``): each epoch
+    trains on one window per row of ``data`` drawn from ``crops`` instead of ``data``'s own.
+    """
     import time
 
     gen = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     mean, std = _norm_tensors(norm)
-    res = sorted(data.x, reverse=True)
-    xs = {r: torch.from_numpy(data.x[r]) for r in res}
-    yt = torch.from_numpy(data.y)
+    if (crops is not None) != (cfg.crop_hop > 0):
+        raise ValueError("crops are given exactly when cfg.crop_hop > 0")
+    if crops is not None and len(crops) != len(data):
+        raise ValueError(f"{len(crops)} crop rows for {len(data)} training rows")
+    src = data if crops is None else crops.fine
+    res = sorted(src.x, reverse=True)
+    xs = {r: torch.from_numpy(src.x[r]) for r in res}
+    yt = torch.from_numpy(src.y)
+    n_rows = len(data)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    per_epoch = (len(yt) + cfg.batch_size - 1) // cfg.batch_size
+    per_epoch = (n_rows + cfg.batch_size - 1) // cfg.batch_size
     total = cfg.epochs * per_epoch if max_steps is None else min(max_steps, cfg.epochs * per_epoch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(total, 1))
     history: list[dict[str, float]] = []
@@ -92,7 +110,9 @@ def train_supernet(
     for epoch in bar:
         t0 = time.time()
         model.train()
-        order = torch.randperm(len(yt), generator=gen)
+        order = torch.randperm(n_rows, generator=gen)
+        if crops is not None:
+            order = crops.draw(gen)[order]
         loss_sum, seen = 0.0, 0
         for a in range(0, len(order), cfg.batch_size):
             if steps >= total:

@@ -10,19 +10,26 @@ experiment's 50 Hz stream goes through the same resampler (one chunk) and:
   (hop ``hop128``) it takes, from each resampled stream, the R samples that start at the same
   time (nearest resampled sample). Row i of every resolution shows the same 2.56 s of motion,
   which in-place distillation needs (the student must see what the teacher saw). A row is kept
-  when every resolution's window lies inside the stream and carries one and the same activity.
+  when every resolution's window lies inside the stream and carries one and the same activity;
+- :func:`crop_windows` (random temporal crops, ``build --crop-hop``) cuts the same rows at a
+  finer hop and groups them by the coarse start they follow, so that training can draw, each
+  epoch, one window per coarse row at a random offset (:meth:`CropWindows.draw`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from agent.recording import Chunk
 from agent.windowing import Resampler, sliding_windows, uniform_label
 from tools.hapt import ACTIVITIES, RATE_HZ, Experiment
+
+if TYPE_CHECKING:
+    import torch
 
 BASE_LENGTH = 128
 
@@ -65,11 +72,23 @@ def aligned_windows(
     classes: Sequence[str] = ACTIVITIES,
 ) -> MultiResWindows:
     """Index-aligned windows at every resolution (see the module docstring)."""
+    return _aligned(experiments, resolutions, hop128, classes)[0]
+
+
+def _aligned(
+    experiments: Iterable[Experiment],
+    resolutions: Sequence[int],
+    hop128: int,
+    classes: Sequence[str],
+) -> tuple[MultiResWindows, np.ndarray]:
+    """:func:`aligned_windows` and, per row, (experiment's position in ``experiments``, start
+    step i: the window starts at 50 Hz sample ``i * hop128``) as an int64 array [N, 2]."""
     class_id = {c: i for i, c in enumerate(classes)}
     xs: dict[int, list[np.ndarray]] = {r: [] for r in resolutions}
     ys: list[int] = []
     subj: list[int] = []
-    for exp in experiments:
+    starts: list[tuple[int, int]] = []
+    for k, exp in enumerate(experiments):
         streams = {r: resample(exp, r) for r in resolutions}
         n_starts = (len(exp) - BASE_LENGTH) // hop128 + 1
         for i in range(max(n_starts, 0)):
@@ -95,8 +114,9 @@ def aligned_windows(
                     xs[r].append(streams[r].values[j : j + r])
                 ys.append(label)
                 subj.append(exp.subject)
+                starts.append((k, i))
     n_ch = 6
-    return MultiResWindows(
+    windows = MultiResWindows(
         x={
             r: (np.stack(v) if v else np.zeros((0, r, n_ch))).astype(np.float32)
             for r, v in xs.items()
@@ -104,6 +124,67 @@ def aligned_windows(
         y=np.asarray(ys, dtype=np.int64),
         subject=np.asarray(subj, dtype=np.int64),
     )
+    return windows, np.asarray(starts, dtype=np.int64).reshape(-1, 2)
+
+
+@dataclass(frozen=True)
+class CropWindows:
+    """Training windows cut every ``crop_hop`` samples of the 50 Hz stream, grouped by the
+    coarse row (hop ``hop128``, the rows of :func:`aligned_windows`) whose start they follow:
+    ``candidates[c]`` holds the fine rows starting at offsets 0, crop_hop, ... < hop128 after
+    coarse row c's start that were kept, ``-1`` where a window was not (it left the stream or
+    crossed a label change); offset 0 is coarse row c itself, so it is always there. Fine rows
+    whose coarse start was not kept are never drawn: an epoch has exactly the coarse rows' count
+    of windows, as without crops."""
+
+    fine: MultiResWindows
+    candidates: np.ndarray  # int64 [N_coarse, hop128 // crop_hop], kept rows first
+    counts: np.ndarray  # int64 [N_coarse], kept candidates per coarse row
+
+    def __len__(self) -> int:
+        return int(self.candidates.shape[0])
+
+    def coarse(self) -> MultiResWindows:
+        """The coarse rows: equal to ``aligned_windows(..., hop128)``."""
+        rows = self.candidates[:, 0]
+        f = self.fine
+        return MultiResWindows({r: x[rows] for r, x in f.x.items()}, f.y[rows], f.subject[rows])
+
+    def draw(self, gen: torch.Generator) -> torch.Tensor:
+        """One fine row per coarse row, uniformly among its kept candidates (one uniform draw
+        per coarse row from ``gen``)."""
+        import torch
+
+        u = torch.rand(len(self), generator=gen, dtype=torch.float64).numpy()
+        pick = np.minimum((u * self.counts).astype(np.int64), self.counts - 1)
+        return torch.from_numpy(self.candidates[np.arange(len(self)), pick])
+
+
+def crop_windows(
+    experiments: Sequence[Experiment],
+    resolutions: Sequence[int],
+    hop128: int = 32,
+    crop_hop: int = 8,
+    classes: Sequence[str] = ACTIVITIES,
+) -> CropWindows:
+    """Index-aligned windows every ``crop_hop`` samples, grouped by their coarse (``hop128``)
+    row (see :class:`CropWindows`). ``crop_hop`` must divide ``hop128``."""
+    if crop_hop < 1 or hop128 % crop_hop:
+        raise ValueError(f"crop hop {crop_hop} must divide the training hop {hop128}")
+    k = hop128 // crop_hop
+    fine, starts = _aligned(experiments, resolutions, crop_hop, classes)
+    anchor = starts[:, 1] // k  # the coarse start step each fine row follows
+    offset = starts[:, 1] % k
+    coarse_rows = np.flatnonzero(offset == 0)
+    index = {(int(starts[c, 0]), int(anchor[c])): n for n, c in enumerate(coarse_rows)}
+    candidates = np.full((len(coarse_rows), k), -1, dtype=np.int64)
+    counts = np.zeros(len(coarse_rows), dtype=np.int64)
+    for row in range(len(fine)):  # rows come in order of (experiment, start): offsets ascend
+        n = index.get((int(starts[row, 0]), int(anchor[row])))
+        if n is not None:
+            candidates[n, counts[n]] = row
+            counts[n] += 1
+    return CropWindows(fine, candidates, counts)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ Availability is bound to the agent's retained ``online``/``offline`` status topi
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from agent import __version__
@@ -19,6 +20,12 @@ HA_STATUS_SUFFIX = "status"
 
 def ha_status_topic(discovery_prefix: str) -> str:
     return f"{discovery_prefix}/{HA_STATUS_SUFFIX}"
+
+
+def entity_slug(name: str) -> str:
+    """``name`` as the object part of a Home Assistant entity id: lower case, no ``__`` (a
+    device id may hold capitals, and ``_`` next to a ``-`` or ``.`` that became one)."""
+    return re.sub("_+", "_", name.lower())
 
 
 def discovery_messages(
@@ -88,7 +95,9 @@ def discovery_messages(
             **common,
             **extra,
             "unique_id": f"{node}_{object_id}",
-            "object_id": f"{node}_{object_id}",
+            # the entity id Home Assistant gives a new entity (the user may rename it); it
+            # replaced "object_id", deprecated in 2025.10 and no longer honoured from 2026.4
+            "default_entity_id": "sensor." + entity_slug(f"{node}_{object_id}"),
         }
         topic = f"{discovery_prefix}/sensor/{node}/{object_id}/config"
         out.append((topic, json.dumps(config, sort_keys=True).encode("utf-8")))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING
 
 from agent.discovery import discovery_messages, ha_status_topic
@@ -24,8 +25,26 @@ def test_discovery_configs() -> None:
         assert (c["payload_available"], c["payload_not_available"]) == ("online", "offline")
         assert c["device"]["identifiers"] == ["har_pi_4_kitchen"]
     assert len({c["unique_id"] for c in configs}) == 4
+    # "object_id" is deprecated (Home Assistant 2025.10) and ignored from 2026.4
+    assert all("object_id" not in c for c in configs)
+    assert [c["default_entity_id"] for c in configs] == [
+        f"sensor.har_pi_4_kitchen_{o}"
+        for o in ("activity", "confidence", "configuration", "latency")
+    ]
     assert configs[1]["unit_of_measurement"] == "%"
     assert configs[3]["device_class"] == "duration" and configs[3]["unit_of_measurement"] == "ms"
+
+
+def test_default_entity_ids_are_valid_home_assistant_entity_ids() -> None:
+    """Home Assistant's entity ids are lower case, without ``__`` (its ``valid_entity_id``)."""
+    valid = re.compile(r"(?!.+__)(?!_)[\da-z_]+(?<!_)\.(?!_)[\da-z_]+(?<!_)")
+    for device in ("Pi-4.Kitchen", "a_-b", "X_", "demo"):
+        for _, payload in discovery_messages(Topics("har", device)):
+            config = json.loads(payload)
+            assert valid.fullmatch(config["default_entity_id"]), config["default_entity_id"]
+            assert "object_id" not in config
+    ids = [json.loads(p)["default_entity_id"] for _, p in discovery_messages(Topics("har", "a_-B"))]
+    assert ids[0] == "sensor.har_a_b_activity"
 
 
 def test_ha_status_topic() -> None:
@@ -60,3 +79,18 @@ def test_configs_are_published_at_start_and_again_when_home_assistant_comes_onli
         stop.set()
         th.join(30)
     assert not th.is_alive()
+
+
+def test_the_documented_discovery_config_is_what_the_agent_publishes() -> None:
+    """docs/mqtt.md shows the activity sensor's config: it must be the real one."""
+    from tests.agent.helpers import ROOT
+
+    docs = (ROOT / "docs" / "mqtt.md").read_text()
+    blocks = re.findall(r"```json\n(.*?)```", docs, re.S)
+    shown = [json.loads(b) for b in blocks if '"default_entity_id"' in b]
+    assert len(shown) == 1, "docs/mqtt.md shows one discovery config"
+    topic, payload = discovery_messages(Topics("har", "demo"), "homeassistant", "wc-w0.75-r096")[0]
+    assert topic == "homeassistant/sensor/har_demo/activity/config"
+    real = json.loads(payload)
+    real["device"]["sw_version"] = shown[0]["device"]["sw_version"]  # (the docs do not follow it)
+    assert shown[0] == real

@@ -65,7 +65,10 @@ def discovery_messages(
                 "name": "Activity confidence",
                 "unit_of_measurement": "%",
                 "state_class": "measurement",
-                "value_template": "{{ (value_json.confidence * 100) | round(1) }}",
+                # the confidence of what "Activity" shows: the smoothed prediction's when
+                # smoothing is on (smoothed is null when it is off)
+                "value_template": "{{ ((value_json.smoothed.confidence if value_json.smoothed "
+                "else value_json.confidence) * 100) | round(1) }}",
             },
         ),
         (

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import pytest
 
 from agent.discovery import discovery_messages, ha_status_topic
 from agent.payload import Topics
@@ -94,3 +97,73 @@ def test_the_documented_discovery_config_is_what_the_agent_publishes() -> None:
     real = json.loads(payload)
     real["device"]["sw_version"] = shown[0]["device"]["sw_version"]  # (the docs do not follow it)
     assert shown[0] == real
+
+
+def _published_predictions(smoothing: str) -> list[dict[str, Any]]:
+    """What the agent publishes on its prediction topic for a bundled recording, with
+    ``smoothing.method`` set to ``smoothing`` (the agent's own encoder, not a hand-made body)."""
+    from agent.publishers import MemoryPublisher
+    from agent.wiring import RunOptions, build_agent
+    from tests.agent.helpers import RECORDINGS, profile_for
+
+    prof = profile_for()
+    prof = dataclasses.replace(
+        prof, smoothing=dataclasses.replace(prof.smoothing, method=smoothing, window=5)
+    )
+    pub = MemoryPublisher()
+    opts = RunOptions(recording=RECORDINGS[0], speed=0.0, loop=False, monitor=False)
+    build_agent(prof, options=opts, publisher=pub).run()
+    return [json.loads(p) for t, p, _, _ in pub.messages if t.endswith("/prediction")]
+
+
+def _render(config: dict[str, Any], key: str, body: dict[str, Any]) -> str:
+    """``config[key]``, a Home Assistant template, rendered as Home Assistant does for a
+    message: the payload parsed as ``value_json`` (Jinja2, which Home Assistant's templates are;
+    its ``round`` takes the same precision argument)."""
+    jinja2 = pytest.importorskip("jinja2")
+    return str(jinja2.Environment().from_string(config[key]).render(value_json=body))
+
+
+def _configs() -> dict[str, dict[str, Any]]:
+    msgs = discovery_messages(Topics("har", "tmpl-check"))
+    return {t.split("/")[-2]: json.loads(p) for t, p in msgs}
+
+
+@pytest.mark.parametrize("smoothing", ["mean", "vote"])
+def test_activity_and_its_confidence_read_the_same_prediction(smoothing: str) -> None:
+    """With smoothing on, "Activity" shows the smoothed label: "Activity confidence" must be the
+    smoothed confidence, not the raw window's (it was ``value_json.confidence``)."""
+    configs = _configs()
+    preds = _published_predictions(smoothing)
+    assert preds and all(p["smoothed"] is not None for p in preds)
+    # the recording has windows where the two differ, or the test could not tell them apart
+    assert any(p["smoothed"]["confidence"] != p["confidence"] for p in preds)
+    for p in preds:
+        assert _render(configs["activity"], "value_template", p) == p["smoothed"]["label"]
+        shown = float(_render(configs["confidence"], "value_template", p))
+        assert shown == round(p["smoothed"]["confidence"] * 100, 1), p
+
+
+def test_without_smoothing_the_confidence_is_the_raw_one() -> None:
+    """``smoothed`` is null with ``smoothing.method = "none"``; a payload without the key (another
+    publisher's, or an older schema) falls back the same way."""
+    configs = _configs()
+    preds = _published_predictions("none")
+    assert preds and all(p["smoothed"] is None for p in preds)
+    for p in [*preds[:20], *({k: v for k, v in p.items() if k != "smoothed"} for p in preds[:20])]:
+        assert _render(configs["activity"], "value_template", p) == p["label"]
+        shown = float(_render(configs["confidence"], "value_template", p))
+        assert shown == round(p["confidence"] * 100, 1), p
+
+
+def test_every_field_a_template_reads_is_in_the_prediction_payload() -> None:
+    """Without Jinja2 too: each ``value_json.a.b`` path of every template exists in what the
+    agent publishes with smoothing on (the default profile's ``mean``)."""
+    preds = _published_predictions("mean")
+    for name, config in _configs().items():
+        for key in ("value_template", "json_attributes_template"):
+            for path in re.findall(r"value_json((?:\.\w+)+)", config.get(key, "")):
+                node: Any = preds[-1]
+                for part in path.strip(".").split("."):
+                    assert isinstance(node, dict) and part in node, (name, key, path)
+                    node = node[part]

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.adaptive_factory import build_adaptive, expected_accuracy
+from agent.adaptive_factory import AdaptiveParts, build_adaptive, expected_accuracy
 from agent.clock import Clock, SystemClock
 from agent.discovery import discovery_messages, ha_status_topic
 from agent.energy import EnergyCounter, EnergyMeter, open_meter
@@ -148,6 +148,41 @@ class Agent:
             self.notifier.close()
 
 
+def _load_models(
+    profile: Profile, opts: RunOptions, manifest: Manifest, clock: Clock
+) -> tuple[Classifier, ResourceMonitor | None, AdaptiveParts | None]:
+    """The classifier to start with, the resource monitor, and the adaptive runtime (or None)."""
+    inf = profile.inference
+    settings = SessionSettings(inf.intra_op_threads, inf.inter_op_threads, inf.allow_spinning)
+    # --force is "the adaptive runtime with one member pinned": 'release' hands control back to
+    # the policy, so it implies adaptive unless --policy says otherwise; -m (static, one member)
+    # overrides the profile's policy.mode, never a --force or --policy adaptive (refused above)
+    mode = opts.policy_mode or ("adaptive" if opts.force_model else profile.policy.mode)
+    if (mode == "adaptive" or opts.force_model) and not opts.model_id:
+        adaptive = build_adaptive(
+            profile,
+            manifest,
+            settings,
+            clock.perf,
+            clock.monotonic,
+            force=opts.force_model,
+            mode=mode,
+            monitor=opts.monitor,
+            wrap=opts.wrap_engine,
+        )
+        return adaptive.initial, adaptive.monitor, adaptive
+    entry = pick_model(manifest, chosen_model_id(profile, manifest, opts.model_id))
+    engine = load_engine(manifest.path_of(entry), entry, settings, opts.wrap_engine)
+    monitor = (
+        ResourceMonitor(
+            Sampler(thermal_zone=profile.monitor.thermal_zone), profile.monitor.interval_s
+        )
+        if opts.monitor and profile.monitor.enabled
+        else None
+    )
+    return Classifier(entry, engine, clock.perf), monitor, None
+
+
 def build_agent(
     profile: Profile,
     *,
@@ -164,39 +199,8 @@ def build_agent(
     clock = clock or SystemClock()
     stop = stop or threading.Event()
     manifest = load_manifest(profile.resolve(profile.model.dir))
-    inf = profile.inference
-    settings = SessionSettings(inf.intra_op_threads, inf.inter_op_threads, inf.allow_spinning)
-    # --force is "the adaptive runtime with one member pinned": 'release' hands control back to
-    # the policy, so it implies adaptive unless --policy says otherwise; -m (static, one member)
-    # overrides the profile's policy.mode, never a --force or --policy adaptive (refused above)
-    mode = opts.policy_mode or ("adaptive" if opts.force_model else profile.policy.mode)
-    adaptive = None
-    if (mode == "adaptive" or opts.force_model) and not opts.model_id:
-        adaptive = build_adaptive(
-            profile,
-            manifest,
-            settings,
-            clock.perf,
-            clock.monotonic,
-            force=opts.force_model,
-            mode=mode,
-            monitor=opts.monitor,
-            wrap=opts.wrap_engine,
-        )
-        classifier = adaptive.initial
-        monitor = adaptive.monitor
-    else:
-        entry = pick_model(manifest, chosen_model_id(profile, manifest, opts.model_id))
-        engine = load_engine(manifest.path_of(entry), entry, settings, opts.wrap_engine)
-        classifier = Classifier(entry, engine, clock.perf)
-        monitor = (
-            ResourceMonitor(
-                Sampler(thermal_zone=profile.monitor.thermal_zone), profile.monitor.interval_s
-            )
-            if opts.monitor and profile.monitor.enabled
-            else None
-        )
-    entry = classifier.entry
+    # the source first: a missing sensor or recording fails before any session loads (a board's
+    # restart loop would otherwise load the whole front every time only to fail on the bus)
     source, source_name = make_source(
         profile,
         clock=clock,
@@ -207,6 +211,14 @@ def build_agent(
         chunk_samples=opts.chunk_samples,
         bus_factory=bus_factory,  # live sensor: the I2C bus (tests: an emulation)
     )
+    try:
+        classifier, monitor, adaptive = _load_models(profile, opts, manifest, clock)
+    except BaseException:
+        close = getattr(source, "close", None)  # a sensor holds its bus and its device claim
+        if close is not None:
+            close()
+        raise
+    entry = classifier.entry
     topics = Topics(profile.mqtt.topic_prefix, profile.device.id)
     notifier = SystemdNotifier()
     pipeline = Pipeline(

@@ -81,3 +81,43 @@ def test_health_is_published_retained_when_it_changes(tmp_path: Path) -> None:
     assert health[1][0]["faults"][0]["fault"] == "i2c_error"
     assert health[2][0]["counters"]["reinits"] == 1
     assert stats.windows > 5 and agent.pipeline.windower.gaps == 1
+
+
+def test_a_missing_chip_fails_before_any_model_session_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A board without its sensor (systemd restarts the service every few seconds) must not
+    load the bank's sessions each time only to fail on the bus."""
+    import agent.wiring
+    from agent.errors import SensorNotFoundError
+
+    def loaded(*_a: object, **_k: object) -> object:
+        raise AssertionError("a model session was loaded before the sensor was opened")
+
+    monkeypatch.setattr(agent.wiring, "load_engine", loaded)
+    monkeypatch.setattr(agent.wiring, "build_adaptive", loaded)
+    bus = EmulatedBus(FakeClock(), {})  # nothing answers at 0x68
+    for mode in ("static", "adaptive"):
+        prof = sensor_profile()
+        prof = dataclasses.replace(prof, policy=dataclasses.replace(prof.policy, mode=mode))
+        with pytest.raises(SensorNotFoundError):
+            build_agent(prof, publisher=MemoryPublisher(), bus_factory=bus.factory)
+
+
+def test_a_model_that_fails_to_load_closes_the_open_sensor(tmp_path: Path) -> None:
+    from agent.errors import ConfigError
+
+    clock = FakeClock()
+    buses: list[EmulatedBus] = []
+    bus = EmulatedBus(clock, {0x68: Mpu6050Model(RecordingFeed(np.zeros((10, 6)), 50.0))})
+
+    def factory(n: int) -> EmulatedBus:
+        buses.append(bus.factory(n))
+        return buses[-1]
+
+    prof = sensor_profile()
+    prof = dataclasses.replace(prof, model=dataclasses.replace(prof.model, id="no-such-member"))
+    prof = dataclasses.replace(prof, policy=dataclasses.replace(prof.policy, mode="static"))
+    with pytest.raises(ConfigError, match="no-such-member"):
+        build_agent(prof, publisher=MemoryPublisher(), clock=clock, bus_factory=factory)
+    assert buses and all(b.closed for b in buses)

@@ -66,7 +66,9 @@ class _ProgressLine(logging.Filter):
 
 @sensors_app.command("probe", cls=Command)
 def probe(
-    bus: Annotated[int, typer.Option("--bus", help="I2C bus number (/dev/i2c-N).", min=0)] = 1,
+    bus: Annotated[
+        int, typer.Option("--bus", help="I2C bus number (/dev/i2c-N).", min=0, max=255)
+    ] = 1,
 ) -> None:
     """Name the supported chips that answer on an I2C bus, with their addresses."""
     from agent.sensors.probe import INA_ADDRESSES, scan

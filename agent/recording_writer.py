@@ -26,8 +26,9 @@ from agent.regular_file import file_kind
 
 
 def encoding_for(path: str | Path) -> str:
-    """The body encoding a writer uses for ``path``: binary for ``*.bin`` / ``*.bin.gz``."""
-    name = Path(path).name
+    """The body encoding a writer uses for ``path``: binary for ``*.bin`` / ``*.bin.gz`` (in any
+    case: ``OUT.BIN`` too)."""
+    name = Path(path).name.lower()
     return BINARY if name.endswith((".bin", ".bin.gz")) else CSV
 
 
@@ -75,7 +76,7 @@ class RecordingWriter:
             )
             raise RecordingError(f"{self.path}: {what}; refusing to replace it with a recording")
         try:
-            self._raw = open_bytes(self._part, "w", gz=self.path.name.endswith(".gz"))
+            self._raw = open_bytes(self._part, "w", gz=self.path.name.lower().endswith(".gz"))
         except OSError as exc:
             reason = exc.strerror or str(exc)
             raise RecordingError(f"{self.path}: cannot write the recording ({reason})") from exc

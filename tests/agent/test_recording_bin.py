@@ -48,6 +48,8 @@ def _write(path: Path, n: int = 500, header: RecordingHeader = HEADER) -> tuple:
         ("a.har.csv", "csv"),
         ("a.har.csv.gz", "csv"),
         ("a.bin.part", "csv"),
+        ("OUT.BIN", "binary"),
+        ("Walk.Har.Bin.GZ", "binary"),
     ],
 )
 def test_encoding_follows_the_name(name: str, encoding: str) -> None:

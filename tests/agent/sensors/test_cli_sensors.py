@@ -60,6 +60,9 @@ def test_probe_without_a_bus() -> None:
         runner.invoke(app, ["sensors", "probe", "--bus", "250"]),
         "I2C bus 250 is not available (/dev/i2c-250: No such file or directory); enable I2C",
     )
+    # bus numbers are 0-255, as in a profile's sensor.bus
+    refused = runner.invoke(app, ["sensors", "probe", "--bus", "999"])
+    assert refused.exit_code == 2 and "--bus" in refused.output
 
 
 def test_record(emulated: EmulatedBus, tmp_path: Path) -> None:

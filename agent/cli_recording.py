@@ -177,7 +177,7 @@ def recover(
     ] = False,
 ) -> None:
     """Keep every whole sample of a recording that was cut off (power cut, kill -9 during
-    'har-agent record'): a gzip stream is read as far as it goes, the partial last row dropped."""
+    'har-agent record'): a gzip stream is read as far as it goes, a partial last sample dropped."""
     from agent.recording_recover import salvage
 
     if out is None:
@@ -196,5 +196,5 @@ def recover(
     cut = "" if result.gzip_complete else "; the gzip stream was cut off"
     typer.echo(
         f"{out}: {result.rows} samples recovered from {part} (dropped {result.dropped_bytes} "
-        f"bytes of a partial last row{cut})"
+        f"bytes of a partial last sample{cut})"
     )

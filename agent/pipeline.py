@@ -159,8 +159,8 @@ class Pipeline:
             body["limit_ms"] = round(order.limit_ms, 4)
             body["contention"] = round(order.contention, 3)
             body["temperature_c"] = order.temperature_c
-        if self.controller is not None:
-            body["mode"] = self.controller.policy.mode
+        # a run without the adaptive runtime (-m ID, policy.mode = "static") is static for good
+        body["mode"] = self.controller.policy.mode if self.controller is not None else "static"
         payload = strict_json(body)
         self.publisher.publish(self.topics.config, payload, qos=1, retain=True)
 

@@ -391,6 +391,19 @@ def test_board_profiles_build_an_adaptive_agent(board: str) -> None:
     assert json.loads(pub.payloads("/config")[0])["reason"] == "start"
 
 
+def test_a_static_run_says_so_in_its_config_event() -> None:
+    """Without the adaptive runtime (``-m ID``) the config event still has ``mode``: consumers
+    read one schema, whichever runtime published it."""
+    prof = profile_for()
+    pub = MemoryPublisher()
+    opts = RunOptions(speed=0.0, loop=False, monitor=False, model_id="cnn1d-base")
+    agent = build_agent(prof, options=opts, publisher=pub)
+    assert agent.pipeline.controller is None
+    agent.run()
+    start = json.loads(pub.payloads("/config")[0])
+    assert (start["reason"], start["model"], start["mode"]) == ("start", "cnn1d-base", "static")
+
+
 def controller_over(
     p: SessionPool, e: dict[str, ModelEntry], budget_ms: float = 1000.0
 ) -> Controller:

@@ -96,8 +96,8 @@ def test_what_still_combines(tmp_path: Path) -> None:
     text = DEFAULT_PROFILE.read_text().replace('"../', f'"{ROOT}/')
     prof.write_text(text + '\n[policy]\nmode = "adaptive"\n')
     for args, model, mode in (
-        (["-p", str(prof), "-m", SMALL], SMALL, None),
-        (["-m", SMALL, "--policy", "static"], SMALL, None),
+        (["-p", str(prof), "-m", SMALL], SMALL, "static"),
+        (["-m", SMALL, "--policy", "static"], SMALL, "static"),
         (["--force", MID, "--policy", "adaptive"], MID, "adaptive"),
         (["--fast"], None, None),
     ):
@@ -107,7 +107,7 @@ def test_what_still_combines(tmp_path: Path) -> None:
         assert configs, args
         if model is not None:
             assert configs[0]["model"] == model, args
-            assert configs[0].get("mode") == mode, (args, configs[0])
+            assert configs[0]["mode"] == mode, (args, configs[0])
 
 
 def test_timing_implies_fast(tmp_path: Path, monkeypatch: Any) -> None:

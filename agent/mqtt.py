@@ -15,6 +15,13 @@
   because the broker is away.
 - Retained ``online`` status published on every (re)connect; a last will sets it ``offline``.
 - The command topic is subscribed in ``on_connect``, so the subscription survives reconnects.
+  A command is obeyed when it is sent, never because the broker kept it: with MQTT v5 the
+  subscription asks the broker not to send retained messages (Retain Handling 2), and any message
+  that arrives on the command topic with the retain flag (a v3.1.1 link, or a broker that ignores
+  the option) is dropped, logged once per run with how to clear it. With retain-as-published off
+  (paho's default) a broker sets that flag only on a message delivered because it was retained,
+  never on one forwarded live. The other subscriptions (Home Assistant's ``homeassistant/status``,
+  retained on purpose) still take retained messages.
 - Callbacks run on paho's network thread and only put events on queues; the pipeline thread
   calls :meth:`MqttPublisher.poll` to log connection changes (once each) and collect commands.
 - Incoming messages cannot flood the agent (docs/mqtt.md, commands): with MQTT v5 the CONNECT
@@ -36,6 +43,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from agent.commands import MAX_COMMAND_BYTES, MAX_COMMANDS_PER_STEP
 from agent.errors import PublishError
@@ -67,6 +75,9 @@ class MqttPublisher:
         self.start_failure: str | None = None
         """Why the first connection failed when :meth:`start` went on in the background."""
         self._events: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
+        self.retained_commands_dropped = 0
+        """Retained messages on the command topic, dropped unread (paho's thread counts)."""
+        self._retained_command_logged = False
         # (one byte over the limit: the answer says so)
         self._inbox = Inbox(MAX_INBOX, MAX_COMMAND_BYTES + 1, settings.subscriptions)
         self._acks = Acks()
@@ -115,7 +126,15 @@ class MqttPublisher:
         if rc.is_failure:
             self._events.put(("refused", str(rc)))
             return
-        client.subscribe(self.topics.command, qos=1)
+        if self.protocol == mqtt.MQTTv5:
+            # a retained command is stale: ask the broker not to send it (on_message drops it
+            # too, for the v3.1.1 link, which has no subscription options)
+            no_retained = SubscribeOptions(
+                qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND
+            )
+            client.subscribe(self.topics.command, options=no_retained)
+        else:
+            client.subscribe(self.topics.command, qos=1)
         for topic in self.settings.subscriptions:
             client.subscribe(topic, qos=1)
         client.publish(self.topics.status, "online", qos=1, retain=True)
@@ -125,6 +144,10 @@ class MqttPublisher:
         self._events.put(("disconnected", disconnect_reason(flags, rc, self.settings.client_id)))
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        # (getattr: tests/agent/test_command_flood.py hands in a stand-in without the flag)
+        if msg.topic == self.topics.command and getattr(msg, "retain", False):
+            self.retained_commands_dropped += 1  # logged by the pipeline thread (poll)
+            return
         self._inbox.put(msg.topic, msg.payload)
 
     def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, rc: Any, _p: Any) -> None:
@@ -324,6 +347,16 @@ class MqttPublisher:
         self._watch_network_thread()
         self.poll_events()
         self._acks.drain()
+        if self.retained_commands_dropped and not self._retained_command_logged:
+            self._retained_command_logged = True
+            topic = self.topics.command
+            log.warning(
+                "ignoring a retained message on the command topic %s: commands are obeyed only "
+                "when sent, not replayed by the broker (it would be again on every reconnect); "
+                "clear it with: mosquitto_pub -r -n -t %s",
+                topic,
+                topic,
+            )
         inbox = self._inbox
         inbox.log_drops()
         if not inbox.qsize():

@@ -82,20 +82,28 @@ def _is_loopback(host: str) -> bool:
 
 def outbox_path(profile: Profile, env: Mapping[str, str] | None = None) -> Path:
     """The profile's ``outbox.path``, else systemd's state directory, else the XDG state home.
-    With ``--broker`` (another broker than the file's), the default file is that broker's own:
-    rows queued for one broker are never drained into another."""
+    With ``--broker`` (another broker than the profile's), the file is that broker's own, beside
+    the one the profile's broker gets (``outbox-ID.db`` -> ``outbox-ID@HOST_PORT.db``, an
+    ``outbox.path`` of ``o.db`` -> ``o@HOST_PORT.db``): rows queued for one broker are never
+    drained into another."""
     env = os.environ if env is None else env
     if profile.outbox.path:
-        return profile.resolve(profile.outbox.path)
-    name = f"outbox-{profile.device.id}.db"
+        path = profile.resolve(profile.outbox.path)
+    else:
+        name = f"outbox-{profile.device.id}.db"
+        state = env.get("STATE_DIRECTORY", "").split(":")[0]
+        xdg = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        path = Path(state) / name if state else Path(xdg) / "har-agent" / name
     if profile.broker_override:
         m = profile.mqtt
-        name = f"outbox-{profile.device.id}@{m.host.replace(':', '_')}_{m.port}.db"
-    state = env.get("STATE_DIRECTORY", "").split(":")[0]
-    if state:
-        return Path(state) / name
-    xdg = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(xdg) / "har-agent" / name
+        path = path.with_name(f"{path.stem}@{m.host.replace(':', '_')}_{m.port}{path.suffix}")
+    return path
+
+
+def broker_address(host: str, port: int) -> str:
+    """``HOST:PORT`` for messages, an IPv6 address in brackets (``[::1]:1883``, as ``--broker``
+    takes it): ``::1:1883`` does not say which part is the port."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def make_publisher(profile: Profile, *, use_outbox: bool) -> Publisher:
@@ -119,5 +127,12 @@ def make_publisher(profile: Profile, *, use_outbox: bool) -> Publisher:
             "outbox cap lowered to %.1f MB: half the free space of %s", cap / 1048576, path.parent
         )
     outbox = Outbox(path, max_bytes=cap, ttl_s=o.ttl_h * 3600.0, policy=o.policy)
-    log.info("outbox %s (cap %.1f MB, TTL %g h, %s)", path, cap / 1048576, o.ttl_h, o.policy)
+    log.info(
+        "outbox %s for the MQTT broker at %s (cap %.1f MB, TTL %g h, %s)",
+        path,
+        broker_address(profile.mqtt.host, profile.mqtt.port),
+        cap / 1048576,
+        o.ttl_h,
+        o.policy,
+    )
     return OutboxPublisher(outbox, link, window=o.window)

@@ -1,4 +1,5 @@
-"""mqtt_link: what it says at start about the link a profile asks for."""
+"""publisher_factory: what it says at start about the link a profile asks for, and which outbox
+file it opens."""
 
 from __future__ import annotations
 
@@ -42,3 +43,56 @@ def test_a_password_in_clear_text_over_the_network_is_warned(
     if warned:
         assert f"goes to {host} in clear text" in said[0] and "mqtt.tls = true" in said[0]
         assert "s3cret" not in said[0]
+
+
+def test_broker_option_with_an_explicit_outbox_path_gets_a_file_of_its_own(tmp_path: Path) -> None:
+    """``outbox.path`` was used as is with ``--broker``: a backlog queued for the profile's broker
+    was drained into the other one. Now, as for the default file, the other broker's outbox sits
+    beside it (``NAME@HOST_PORT.EXT``); the profile's own broker keeps the file as named."""
+    import dataclasses
+
+    from agent.profile import with_broker
+    from agent.publisher_factory import outbox_path
+
+    base = parse_profile(
+        'profile_version = 1\nname = "t"\n[source]\npath = "r.har.csv"\n'
+        '[mqtt]\nhost = "broker.lan"\nport = 1883\n[outbox]\npath = "spool/o.db"\n',
+        "p.toml",
+        tmp_path,
+    )
+    own = outbox_path(base, {})
+    assert own == tmp_path / "spool" / "o.db"
+    assert outbox_path(with_broker(base, "broker.lan:1883"), {}) == own  # the same broker
+    assert outbox_path(with_broker(base, "pi.local"), {}) == own.with_name("o@pi.local_1883.db")
+    assert outbox_path(with_broker(base, "[::1]:18830"), {}) == own.with_name("o@__1_18830.db")
+    bare = dataclasses.replace(base, outbox=dataclasses.replace(base.outbox, path="/srv/spool"))
+    assert outbox_path(with_broker(bare, "pi.local:8883"), {}) == Path("/srv/spool@pi.local_8883")
+
+
+def test_the_outbox_line_names_the_broker_and_brackets_an_ipv6_address(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``--broker '[::1]:18830'`` showed as ``::1:18830``: which part is the port?"""
+    from agent.forwarder import OutboxPublisher
+    from agent.profile import with_broker
+    from agent.publisher_factory import make_publisher
+
+    base = parse_profile(
+        'profile_version = 1\nname = "t"\n[source]\npath = "r.har.csv"\n'
+        '[outbox]\npath = "o.db"\nmax_mb = 1\n',
+        "p.toml",
+        tmp_path,
+    )
+    for spec, where in (("[::1]:18830", "[::1]:18830"), ("127.0.0.1:18831", "127.0.0.1:18831")):
+        with caplog.at_level(logging.INFO, logger="agent.publisher_factory"):
+            pub = make_publisher(with_broker(base, spec), use_outbox=True)
+        assert isinstance(pub, OutboxPublisher)
+        pub.outbox.close()
+        said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("outbox ")]
+        assert said[-1].startswith(f"outbox {pub.outbox.path} for the MQTT broker at {where} ("), (
+            said
+        )
+    assert sorted(p.name for p in tmp_path.glob("o@*.db")) == [
+        "o@127.0.0.1_18831.db",
+        "o@__1_18830.db",
+    ]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from agent.credentials import load_credentials
 from agent.discovery import ha_status_topic
-from agent.errors import AgentError
+from agent.errors import AgentError, ConfigError
 from agent.forwarder import OutboxPublisher
 from agent.mqtt import MqttPublisher
 from agent.mqtt_settings import MqttSettings
@@ -37,6 +37,13 @@ def mqtt_link(
     """The MQTT link; ``retry_in_background``: a broker that cannot be reached at start is
     logged and retried instead of ending the run (the daemon, whose outbox keeps the rows)."""
     m = profile.mqtt
+    if m.tls:  # named as every profile error is: the file, the key, what is wrong
+        for key in ("ca_file", "client_cert", "client_key"):
+            value = getattr(m, key)
+            if value and not profile.resolve(value).is_file():
+                raise ConfigError(
+                    f"{profile.file}: mqtt.{key} = {value}: no such file ({profile.resolve(value)})"
+                )
     creds = load_credentials(profile.resolve(m.credentials_file)) if m.credentials_file else None
     if creds is not None and not m.tls and not _is_loopback(m.host):
         log.warning(

@@ -96,3 +96,24 @@ def test_the_outbox_line_names_the_broker_and_brackets_an_ipv6_address(
         "o@127.0.0.1_18831.db",
         "o@__1_18830.db",
     ]
+
+
+@pytest.mark.parametrize("key", ["ca_file", "client_cert", "client_key"])
+def test_a_missing_tls_file_names_the_profile_and_its_key(tmp_path: Path, key: str) -> None:
+    """As every profile error does (docs/profiles.md): the file, the key, what is wrong."""
+    from agent.errors import ConfigError
+
+    for name in ("ca.pem", "client.pem", "client.key"):
+        (tmp_path / name).write_text("not checked here\n")
+    files = {"ca_file": "ca.pem", "client_cert": "client.pem", "client_key": "client.key"}
+    files[key] = "gone.pem"
+    lines = "".join(f'{k} = "{v}"\n' for k, v in files.items())
+    text = (
+        'profile_version = 1\nname = "t"\n[source]\npath = "r.har.csv"\n'
+        f'[mqtt]\nhost = "broker.lan"\ntls = true\n{lines}'
+    )
+    profile = parse_profile(text, "/etc/har-agent/profile.toml", tmp_path)
+    with pytest.raises(ConfigError) as err:
+        mqtt_link(profile)
+    where = "/etc/har-agent/profile.toml"
+    assert str(err.value) == f"{where}: mqtt.{key} = gone.pem: no such file ({tmp_path}/gone.pem)"

@@ -55,10 +55,11 @@ class Inbox:
                 if msg is not None:
                     out.append(msg)
             n += len(out)
+        latest = len(out)
         q = self._queue
         while len(out) < n and not q.empty():
             out.append(q.get_nowait())
-        self._out += len(out)
+        self._out += len(out) - latest  # (commands only: _in counts no latest-topic message)
         return out
 
     def qsize(self) -> int:

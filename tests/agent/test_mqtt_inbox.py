@@ -7,6 +7,7 @@ import logging
 import pytest
 
 from agent.mqtt_inbox import Inbox
+from agent.publishers import Command
 
 HA = "homeassistant/status"
 
@@ -57,3 +58,16 @@ def test_drops_are_logged_once_when_they_start_and_once_when_they_stop(
     assert len(lines) == 2, lines
     assert "dropping further commands" in lines[0]
     assert "commands are taken again (6 incoming messages dropped so far)" in lines[1]
+
+
+def test_status_messages_taken_do_not_widen_the_bound() -> None:
+    """Each latest-topic message taken was counted as a command taken, so every Home Assistant
+    status let one more command wait beyond the bound (a status flood: no bound at all)."""
+    inbox = Inbox(2, 100, (HA,))
+    for _ in range(5):
+        inbox.put(HA, b"online")
+        assert inbox.take(0) == [Command(HA, b"online")]
+    for i in range(10):
+        inbox.put("har/x/cmd", b"%d" % i)
+    assert inbox.qsize() == 2 and inbox.dropped == 8
+    assert [c.payload for c in inbox.take(10)] == [b"0", b"1"]

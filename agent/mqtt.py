@@ -269,10 +269,9 @@ class MqttPublisher:
                     # after a working v5 session: no fallback (see _fall_back_to_v311)
                     self._v5_refusal_logged = True
                     log.warning(
-                        "the MQTT broker at %s:%d now refuses MQTT v5 (%s); %s, retrying every "
+                        "the MQTT broker at %s now refuses MQTT v5 (%s); %s, retrying every "
                         "%d-%d s; restart the agent to connect with MQTT v3.1.1",
-                        s.host,
-                        s.port,
+                        s.address,
                         detail,
                         "predictions stay in the outbox"
                         if self.retry_in_background
@@ -296,18 +295,17 @@ class MqttPublisher:
                 self._ever_connected = True
                 if self.start_failure is not None:
                     self.start_failure = None
-                    log.info("connected to the MQTT broker at %s:%d at last", s.host, s.port)
+                    log.info("connected to the MQTT broker at %s at last", s.address)
                 else:
-                    log.info("reconnected to the MQTT broker at %s:%d", s.host, s.port)
+                    log.info("reconnected to the MQTT broker at %s", s.address)
             elif kind in ("disconnected", "refused") and self._connected:
                 self._connected = False
                 if self._stopping:  # e.g. Ctrl-C reached the broker too: not worth a warning
                     log.info("the MQTT broker went away while stopping (%s)", detail)
                     continue
                 log.warning(
-                    "lost the MQTT broker at %s:%d (%s); retrying every %d-%d s, messages queue",
-                    s.host,
-                    s.port,
+                    "lost the MQTT broker at %s (%s); retrying every %d-%d s, messages queue",
+                    s.address,
                     detail,
                     s.reconnect_min_s,
                     s.reconnect_max_s,

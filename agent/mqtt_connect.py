@@ -64,7 +64,7 @@ def connect(
     """Connect ``client`` and wait for the broker's answer on ``events`` (what its callbacks
     put); paho's loop is left running. :class:`PublishError` naming the problem, or
     :class:`UnsupportedProtocol` when a v5 connection is refused for its version."""
-    where = f"MQTT broker at {s.host}:{s.port}"
+    where = f"MQTT broker at {s.address}"
     try:
         client.connect(
             s.host,

@@ -39,6 +39,17 @@ class MqttSettings:
     subscriptions: tuple[str, ...] = ()
     """Topics to subscribe to besides the command topic (on every connect)."""
 
+    @property
+    def address(self) -> str:
+        """The broker as messages name it (:func:`broker_address`)."""
+        return broker_address(self.host, self.port)
+
+
+def broker_address(host: str, port: int) -> str:
+    """``HOST:PORT`` for messages, an IPv6 address in brackets (``[::1]:1883``, as ``--broker``
+    takes it): ``::1:1883`` does not say which part is the port."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
 
 def connect_properties(protocol: MQTTProtocolVersion) -> Properties | None:
     """MQTT v5: Maximum Packet Size (paho keeps it for every reconnect); v3.1.1 has none."""

@@ -14,7 +14,7 @@ from agent.discovery import ha_status_topic
 from agent.errors import AgentError, ConfigError
 from agent.forwarder import OutboxPublisher
 from agent.mqtt import MqttPublisher
-from agent.mqtt_settings import MqttSettings
+from agent.mqtt_settings import MqttSettings, broker_address
 from agent.outbox import Outbox, free_bytes
 from agent.payload import Topics
 from agent.profile import Profile
@@ -105,12 +105,6 @@ def outbox_path(profile: Profile, env: Mapping[str, str] | None = None) -> Path:
         m = profile.mqtt
         path = path.with_name(f"{path.stem}@{m.host.replace(':', '_')}_{m.port}{path.suffix}")
     return path
-
-
-def broker_address(host: str, port: int) -> str:
-    """``HOST:PORT`` for messages, an IPv6 address in brackets (``[::1]:1883``, as ``--broker``
-    takes it): ``::1:1883`` does not say which part is the port."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def make_publisher(profile: Profile, *, use_outbox: bool) -> Publisher:

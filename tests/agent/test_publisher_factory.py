@@ -117,3 +117,34 @@ def test_a_missing_tls_file_names_the_profile_and_its_key(tmp_path: Path, key: s
         mqtt_link(profile)
     where = "/etc/har-agent/profile.toml"
     assert str(err.value) == f"{where}: mqtt.{key} = gone.pem: no such file ({tmp_path}/gone.pem)"
+
+
+@pytest.mark.parametrize(
+    ("host", "shown"),
+    [("::1", "[::1]:18830"), ("127.0.0.1", "127.0.0.1:18830"), ("broker.lan", "broker.lan:18830")],
+)
+def test_the_broker_is_named_as_broker_takes_it(host: str, shown: str) -> None:
+    """Every log line and error names the broker by ``MqttSettings.address``: an IPv6 address in
+    brackets (``::1:18830`` does not say which part is the port)."""
+    from agent.mqtt_settings import MqttSettings
+
+    assert MqttSettings(host, 18830, "c").address == shown
+
+
+def test_an_unreachable_ipv6_broker_is_named_in_brackets() -> None:
+    import socket
+
+    from agent.errors import PublishError
+    from agent.mqtt import MqttPublisher
+    from agent.mqtt_settings import MqttSettings
+    from agent.payload import Topics
+
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+            port = s.getsockname()[1]  # closed once the block ends
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    link = MqttPublisher(MqttSettings("::1", port, "c", connect_timeout_s=2), Topics("har", "t"))
+    with pytest.raises(PublishError, match=rf"MQTT broker at \[::1\]:{port}"):
+        link.start()

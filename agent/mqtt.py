@@ -144,8 +144,7 @@ class MqttPublisher:
         self._events.put(("disconnected", disconnect_reason(flags, rc, self.settings.client_id)))
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        # (getattr: tests/agent/test_command_flood.py hands in a stand-in without the flag)
-        if msg.topic == self.topics.command and getattr(msg, "retain", False):
+        if msg.topic == self.topics.command and msg.retain:
             self.retained_commands_dropped += 1  # logged by the pipeline thread (poll)
             return
         self._inbox.put(msg.topic, msg.payload)

@@ -305,6 +305,7 @@ def _metrics(
         if isinstance(link, MqttPublisher):
             out["commands"] = {
                 "inbox_dropped": link.inbox_dropped,
+                "retained_dropped": link.retained_commands_dropped,
                 "replies_dropped": link.replies_dropped,
             }
         if outbox is not None:

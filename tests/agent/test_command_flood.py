@@ -288,6 +288,7 @@ def test_commands_wait_while_their_replies_would_not_fit() -> None:
     class Msg:
         topic = "har/reply-room/cmd"
         payload = b'{"cmd":"ping"}'
+        retain = False
 
     for _ in range(3):
         link._on_message(None, None, Msg())  # type: ignore[arg-type]

@@ -120,7 +120,8 @@ def _render(config: dict[str, Any], key: str, body: dict[str, Any]) -> str:
     """``config[key]``, a Home Assistant template, rendered as Home Assistant does for a
     message: the payload parsed as ``value_json`` (Jinja2, which Home Assistant's templates are;
     its ``round`` takes the same precision argument)."""
-    jinja2 = pytest.importorskip("jinja2")
+    import jinja2  # the test extra's (pyproject.toml): a missing one fails, it does not skip
+
     return str(jinja2.Environment().from_string(config[key]).render(value_json=body))
 
 

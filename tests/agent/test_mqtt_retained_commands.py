@@ -224,6 +224,11 @@ def test_the_adaptive_agent_does_not_switch_on_a_retained_force(broker: Broker) 
         overrides = [c["model"] for c in configs() if c["reason"] == "override"]
         assert overrides == [live_model], configs()
         assert [r for r in replies() if r.get("id") == "stale"] == []
+        # the metrics count retained commands dropped on arrival: none, the v5 broker kept it
+        sender.publish(f"har/{device}/cmd", json.dumps({"cmd": "metrics", "id": "m"}), qos=1)
+        assert _wait(lambda: any(r.get("id") == "m" for r in replies()))
+        (m,) = [r for r in replies() if r.get("id") == "m"]
+        assert m["metrics"]["commands"]["retained_dropped"] == 0
     finally:
         _close(sender)
         stop.set()

@@ -136,7 +136,7 @@ PROFILE_CASES: dict[str, tuple[tuple[str, str], str]] = {
     ),
     "missing-ca-file": (
         ("qos = 1", 'qos = 1\ntls = true\nca_file = "nope.pem"'),
-        "MQTT TLS set-up failed: ca_file",
+        "p.toml: mqtt.ca_file = nope.pem: no such file",
     ),
 }
 

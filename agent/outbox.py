@@ -21,14 +21,13 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from agent.errors import OutboxError
-from agent.regular_file import file_kind
+from agent.outbox_file import make_private, refuse_foreign
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +56,6 @@ CREATE TABLE IF NOT EXISTS counters (
     value INTEGER NOT NULL
 );
 """
-_TABLES = {
-    "outbox": ("id", "topic", "payload", "qos", "retain", "created", "size"),
-    "dead_letter": ("id", "topic", "payload", "created", "failed", "reason"),
-    "counters": ("name", "value"),
-}
-"""The columns of each table of :data:`_SCHEMA`: what tells an outbox from another database."""
-_SQLITE_MAGIC = b"SQLite format 3\x00"
-_LEFT_AS_IS = "it was left as it is: set outbox.path to the agent's outbox or a new file"
 _COUNTERS = ("dropped_cap", "dropped_ttl", "rejected", "dead")
 """Counted as they happen (rare events). ``produced`` and ``acked`` are derived (module doc)."""
 DEAD_LETTER_KEEP = 1000
@@ -125,8 +116,8 @@ class Outbox:
             raise OutboxError(
                 f"{self.path.parent}: cannot create the outbox folder ({exc.strerror or exc})"
             ) from exc
-        _refuse_foreign(self.path)  # before anything writes to it, its mode included
-        _make_private(self.path)
+        refuse_foreign(self.path)  # before anything writes to it, its mode included
+        make_private(self.path)
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -296,116 +287,6 @@ class Outbox:
             dropped += 1
         self._bytes -= freed
         self._bump(db, "dropped_cap", dropped)
-
-
-def _refuse_foreign(path: Path) -> None:
-    """An :class:`OutboxError` if a file at ``path`` is not an outbox (another application's
-    database, a text file), raised before the agent writes anything to it: no table, no WAL
-    switch, no ``-wal``/``-shm`` file, no mode change. Accepted: no file, an empty one, and an
-    outbox of any build (all of :data:`_SCHEMA` or part of it, as a start stopped between two
-    ``CREATE TABLE`` leaves it; SQLite's own tables aside, nothing else)."""
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(path, flags)  # (non-blocking: a FIFO must not hang the start)
-    except FileNotFoundError:
-        return  # a new outbox
-    except OSError as exc:
-        raise OutboxError(f"{path}: cannot open the outbox ({exc.strerror or exc})") from exc
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise OutboxError(f"{path}: the outbox is not a regular file ({file_kind(st.st_mode)})")
-        head = os.read(fd, len(_SQLITE_MAGIC)) if st.st_size else b""
-    finally:
-        os.close(fd)
-    if not st.st_size:
-        return  # an empty file: SQLite makes it a new database
-    if head != _SQLITE_MAGIC:
-        raise OutboxError(f"{path}: is not an outbox database (not a SQLite file); {_LEFT_AS_IS}")
-    problem = _not_an_outbox(path)
-    if problem:
-        raise OutboxError(
-            f"{path}: is a SQLite database of another application ({problem}); {_LEFT_AS_IS}"
-        )
-
-
-def _not_an_outbox(path: Path) -> str:
-    """What in the SQLite database at ``path`` is not an outbox's ("" if nothing), read without
-    writing: ``immutable=1`` takes no lock and makes no ``-wal``/``-shm`` file (a ``mode=ro``
-    connection to a WAL database makes both, and leaves them). It ignores a ``-wal`` file's
-    content, though, so where a non-empty one exists (a writer is running, or was killed) the
-    file is read as any reader does, with the ``-wal``/``-shm`` files that are there already."""
-    try:
-        in_wal = path.with_name(path.name + "-wal").stat().st_size > 0
-    except OSError:
-        in_wal = False
-    # as_uri escapes '#', '?' and '%', which would otherwise cut the path short
-    uri = path.resolve().as_uri() + ("?mode=ro" if in_wal else "?immutable=1")
-    try:
-        db = sqlite3.connect(uri, uri=True, timeout=5.0, isolation_level=None)
-        try:
-            objects = [
-                (str(kind), str(name))
-                for kind, name in db.execute("SELECT type, name FROM sqlite_master ORDER BY name")
-                if not str(name).startswith("sqlite_")  # SQLite's own (sqlite_sequence, ...)
-            ]
-            columns = {name: _columns(db, name) for kind, name in objects if kind == "table"}
-            marks = [
-                db.execute(f"PRAGMA {k}").fetchone()[0] for k in ("application_id", "user_version")
-            ]
-        finally:
-            db.close()
-    except sqlite3.Error as exc:
-        raise OutboxError(
-            f"{path}: cannot read the outbox database ({exc}); {_LEFT_AS_IS}"
-        ) from exc
-    if not objects:  # an empty database: a new outbox, unless another application marked it
-        return (
-            f"no tables; application_id {marks[0]}, user_version {marks[1]}" if any(marks) else ""
-        )
-    if all(kind == "table" and columns[name] == _TABLES.get(name) for kind, name in objects):
-        return ""
-    said = [f"tables: {', '.join(columns)}" if columns else "no tables"]
-    said += [f"{kind} {name}" for kind, name in objects if kind != "table"]
-    said += [
-        f"{n} has other columns than the agent's"
-        for n in columns
-        if n in _TABLES and columns[n] != _TABLES[n]
-    ]
-    return "; ".join(said)
-
-
-def _columns(db: sqlite3.Connection, table: str) -> tuple[str, ...]:
-    rows = db.execute("SELECT name FROM pragma_table_info(?) ORDER BY cid", (table,))
-    return tuple(str(r[0]) for r in rows)
-
-
-def _make_private(path: Path) -> None:
-    """Predictions are personal data: the database (created here if new) and its ``-wal`` and
-    ``-shm`` files are made 0600 when they belong to this user, whatever the umask or an older
-    build left (SQLite gives new ``-wal``/``-shm`` files the database's mode). Anything but a
-    regular file at the path (a folder, a FIFO, a device) is an :class:`OutboxError`."""
-    flags = os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(path, flags, 0o600)  # (non-blocking: a FIFO must not hang the start)
-    except OSError as exc:
-        raise OutboxError(f"{path}: cannot open the outbox ({exc.strerror or exc})") from exc
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise OutboxError(f"{path}: the outbox is not a regular file ({file_kind(st.st_mode)})")
-        if st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) & 0o077:
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
-    for side in ("-wal", "-shm"):
-        other = path.with_name(path.name + side)
-        try:
-            st = other.lstat()
-            if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and st.st_mode & 0o077:
-                other.chmod(0o600)
-        except OSError:
-            pass  # absent (SQLite makes it, with the database's mode)
 
 
 def _counts(db: sqlite3.Connection) -> dict[str, int]:

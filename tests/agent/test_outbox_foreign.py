@@ -236,3 +236,23 @@ def test_run_with_another_applications_database_is_one_line_and_exit_1(tmp_path:
         f"(tables: notes); {LEFT}"
     ], proc.stderr
     assert _state(path.parent) == before
+
+
+def test_the_guard_knows_the_tables_an_outbox_has(tmp_path: Path) -> None:
+    """The columns the guard accepts are those a new outbox creates: a schema change that
+    forgot :data:`agent.outbox_file.TABLES` would refuse every existing outbox."""
+    from agent.outbox_file import TABLES
+
+    path = tmp_path / "o.db"
+    Outbox(path).close()
+    db = sqlite3.connect(path)
+    try:
+        names = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        made = {
+            n: tuple(r[1] for r in db.execute(f"PRAGMA table_info({n})"))
+            for n in names
+            if not n.startswith("sqlite_")
+        }
+    finally:
+        db.close()
+    assert made == TABLES

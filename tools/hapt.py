@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import pickle
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,7 +68,12 @@ UNLABELLED = -1
 ACTIVITIES = tuple(LABEL_NAMES[i] for i in range(1, 7))
 
 
-class HaptFormatError(ValueError):
+class HaptFileError(ValueError):
+    """The HAPT pickle cannot be used: missing, unreadable, not gzip, truncated, refused by the
+    restricted unpickler, or not the HAPT structure. :func:`load_hapt`'s messages name the file."""
+
+
+class HaptFormatError(HaptFileError):
     """The pickle does not hold what we expect of the HAPT file."""
 
 
@@ -190,10 +197,11 @@ def iter_experiments(tree: Any) -> Iterator[Experiment]:
 
 def load_hapt(path: str | Path | None = None, *, verify: bool = True) -> list[Experiment]:
     """All 61 HAPT experiments as clean numpy arrays; ``verify`` checks the published totals."""
-    src = Path(path) if path is not None else find_hapt_pickle()
-    with gzip.open(src, "rb") as fh:
-        tree = RestrictedUnpickler(fh).load()
-    experiments = list(iter_experiments(tree))
+    try:
+        src = Path(path) if path is not None else find_hapt_pickle()
+    except FileNotFoundError as exc:
+        raise HaptFileError(str(exc)) from None
+    experiments = _experiments_in(src, _read_tree(src))
     if verify:
         rows = sum(len(e) for e in experiments)
         subjects = tuple(sorted({e.subject for e in experiments}))
@@ -207,3 +215,36 @@ def load_hapt(path: str | Path | None = None, *, verify: bool = True) -> list[Ex
                 f"expected {EXPECTED_EXPERIMENTS}, {EXPECTED_ROWS}, 1..30"
             )
     return experiments
+
+
+def _read_tree(src: Path) -> Any:
+    """The unpickled tree of ``src``; every way the file can fail is one :class:`HaptFileError`
+    naming it (the restricted unpickler stays the only one that reads it)."""
+    try:
+        with gzip.open(src, "rb") as fh:
+            return RestrictedUnpickler(fh).load()
+    except (FileNotFoundError, NotADirectoryError):
+        raise HaptFileError(f"{src}: no such file") from None
+    except IsADirectoryError:
+        raise HaptFileError(f"{src}: is a folder, not HAPT.pkl.gz") from None
+    except gzip.BadGzipFile as exc:
+        raise HaptFileError(f"{src}: not a gzip file ({exc})") from None
+    except (EOFError, zlib.error) as exc:
+        raise HaptFileError(f"{src}: truncated or corrupt ({exc or type(exc).__name__})") from None
+    except pickle.UnpicklingError as exc:
+        raise HaptFileError(f"{src}: not a pickle this reader accepts ({exc})") from None
+    except OSError as exc:
+        raise HaptFileError(f"{src}: cannot read ({exc.strerror or exc})") from None
+
+
+def _experiments_in(src: Path, tree: Any) -> list[Experiment]:
+    """:func:`iter_experiments` with ``src`` named in every error, including the ones a tree of
+    the wrong shape raises on the way (a missing key, a wrong type)."""
+    try:
+        return list(iter_experiments(tree))
+    except HaptFormatError as exc:
+        raise HaptFormatError(f"{src}: {exc}") from None
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        raise HaptFormatError(
+            f"{src}: not the HAPT structure ({type(exc).__name__}: {exc})"
+        ) from None

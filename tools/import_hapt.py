@@ -27,6 +27,7 @@ from tools.hapt import (
     RATE_HZ,
     UNITS,
     Experiment,
+    HaptFileError,
     find_hapt_pickle,
     load_hapt,
 )
@@ -85,11 +86,17 @@ def write_experiment(exp: Experiment, out_dir: Path) -> Path:
 
 
 def _numbers(text: str) -> set[int]:
-    """``--experiments``: comma-separated experiment numbers (argparse: usage line, exit 2)."""
+    """``--experiments``: comma-separated experiment numbers, at least one (argparse: usage line,
+    exit 2)."""
     try:
-        return {int(x) for x in text.split(",") if x.strip()}
+        out = {int(x) for x in text.split(",") if x.strip()}
     except ValueError:
         raise argparse.ArgumentTypeError(f"expects comma-separated numbers, got {text!r}") from None
+    if not out:
+        raise argparse.ArgumentTypeError(
+            f"names no experiment ({text!r}); give numbers, e.g. 4,49, or leave it out for all"
+        )
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -110,7 +117,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    experiments = load_hapt(src)
+    try:
+        experiments = load_hapt(src)
+    except HaptFileError as exc:  # missing, not gzip, truncated, refused, wrong structure
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     if wanted is not None:
         unknown = wanted - {e.experiment for e in experiments}
         if unknown:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -68,3 +70,54 @@ def test_importer_writes_selected_experiments(tmp_path: Path) -> None:
 
 def test_importer_rejects_unknown_experiment(tmp_path: Path) -> None:
     assert import_hapt.main(["--out", str(tmp_path), "--experiments", "99"]) == 1
+
+
+@pytest.mark.parametrize("text", ["", ",", " , "])
+def test_importer_refuses_an_empty_selection(
+    tmp_path: Path, text: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--experiments ""`` used to import nothing and say "wrote 0 recordings" with status 0."""
+    with pytest.raises(SystemExit) as exc:
+        import_hapt.main(["--out", str(tmp_path / "out"), "--experiments", text])
+    assert exc.value.code == 2
+    assert "names no experiment" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def _gz(data: bytes) -> bytes:
+    return gzip.compress(data, mtime=0)
+
+
+_LONG = _gz(pickle.dumps(list(range(5000)), protocol=2))
+_STRUCTURE = _gz(pickle.dumps({1: [{"a": 1}]}, protocol=2))
+_BAD_PICKLES: dict[str, tuple[bytes | None, str]] = {
+    "missing": (None, "no such file"),
+    "empty": (b"", "truncated or corrupt"),
+    "not gzip": (b"garbage, not gzip at all", "not a gzip file"),
+    "truncated gzip": (_LONG[: len(_LONG) // 2], "truncated or corrupt"),
+    "truncated pickle": (_gz(b"\x80\x02]q\x00(K\x01K\x02"), "truncated or corrupt"),
+    "garbage pickle": (_gz(b"\xff\xfe garbage"), "not a pickle this reader accepts"),
+    "refused global": (_gz(b"\x80\x02cos\nsystem\nX\x02\x00\x00\x00ls\x85R."), "os.system"),
+    "wrong top level": (_gz(pickle.dumps([1, 2], protocol=2)), "not a dict"),
+    "wrong frames": (_STRUCTURE, "expected a pandas DataFrame"),
+    "no experiments": (_gz(pickle.dumps({}, protocol=2)), "found 0 experiments"),
+    "mixed keys": (_gz(pickle.dumps({1: [], "a": []}, protocol=2)), "structure"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_BAD_PICKLES))
+def test_a_bad_pickle_is_one_line_naming_it(
+    tmp_path: Path, case: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each of these was a traceback (FileNotFoundError, BadGzipFile, EOFError,
+    UnpicklingError, HaptFormatError, TypeError) from an unwrapped load_hapt."""
+    data, problem = _BAD_PICKLES[case]
+    src = tmp_path / "HAPT.pkl.gz"
+    if data is not None:
+        src.write_bytes(data)
+    assert import_hapt.main(["--pickle", str(src), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {src}: "), err
+    assert problem in err
+    with pytest.raises(hapt.HaptFileError, match=problem):
+        hapt.load_hapt(src)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.errors import AgentError, ModelError
 from agent.manifest import Manifest, ModelEntry, load_manifest
 from tools.bank.latency import interleaved_latency
 from tools.bank.plots import Point, pareto_front, plot_tradeoff
@@ -40,10 +42,64 @@ PAPERS = (
 )
 
 
+class ReportError(AgentError):
+    """The report cannot be written where it was asked to go (one line, exit status 1)."""
+
+
+def check_destination(doc: Path, img: Path) -> None:
+    """:class:`ReportError` unless ``doc`` can be rewritten and the plots written under ``img``:
+    checked before the timing run, not after it."""
+    if doc.is_dir():
+        raise ReportError(f"--doc {doc}: is a folder, not a document")
+    if not doc.parent.is_dir():
+        raise ReportError(f"--doc {doc}: the folder {doc.parent} does not exist")
+    if doc.exists() and not os.access(doc, os.R_OK | os.W_OK):
+        raise ReportError(f"--doc {doc}: cannot read and rewrite it (permissions)")
+    if not doc.exists() and not os.access(doc.parent, os.W_OK | os.X_OK):
+        raise ReportError(f"--doc {doc}: cannot create it in {doc.parent} (permissions)")
+    near = img
+    while not near.exists() and near != near.parent:
+        near = near.parent
+    if not near.is_dir():
+        raise ReportError(f"--img {img}: {near} is not a folder")
+    if not os.access(near, os.W_OK | os.X_OK):
+        raise ReportError(f"--img {img}: cannot write in {near} (permissions)")
+
+
+def load_compress_report(bank: Manifest) -> dict[str, Any]:
+    """The bank's compress report (empty when it has none); a broken one is a ModelError."""
+    path = bank.root / str(bank.meta.get("compress_report", "compress-report.json"))
+    if not path.exists():
+        return {}
+    try:
+        comp = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are both
+        raise ModelError(f"{path}: unreadable compress report ({_one_line(exc)})") from None
+    if not isinstance(comp, dict):
+        raise ModelError(f"{path}: the compress report is {type(comp).__name__}, not an object")
+    return comp
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def member_session(bank: Manifest, m: ModelEntry) -> Any:
+    """An ONNX Runtime session of member ``m``; a missing or corrupt file is a ModelError naming
+    it (ONNX Runtime's own errors, NoSuchFile, InvalidProtobuf, ..., share no base class)."""
+    path = bank.path_of(m)
+    if not path.is_file():
+        raise ModelError(f"{path}: missing (model {m.id} of {bank.root / 'manifest.json'})")
+    try:
+        return session(path)
+    except Exception as exc:  # every ONNX Runtime load error, named
+        raise ModelError(f"{path}: cannot load model {m.id} ({_one_line(exc)})") from None
+
+
 def measure_all(bank: Manifest, rounds: int, runs: int) -> dict[str, dict[str, float]]:
     """p50/p90 of every member in one interleaved run (seeded normal input of its shape)."""
     rng = np.random.default_rng(0)
-    sessions = {m.id: session(bank.path_of(m)) for m in bank.models}
+    sessions = {m.id: member_session(bank, m) for m in bank.models}
     feeds = {m.id: rng.standard_normal(m.input.shape).astype(np.float32) for m in bank.models}
     return interleaved_latency(sessions, feeds, rounds=rounds, runs=runs, warmup=30)
 
@@ -240,12 +296,15 @@ def write_section(doc: Path, section: str) -> None:
 
 
 def run(args: argparse.Namespace) -> str:
+    check_destination(args.doc, args.img)  # before minutes of timing, not after
     bank = load_manifest(args.models)
-    rep_path = args.models / str(bank.meta.get("compress_report", "compress-report.json"))
-    comp = json.loads(rep_path.read_text(encoding="utf-8")) if rep_path.exists() else {}
+    comp = load_compress_report(bank)
     lat = measure_all(bank, rounds=args.rounds, runs=args.runs)
     section = render(bank, comp, lat, args.img, args.doc)
-    write_section(args.doc, section)
+    try:
+        write_section(args.doc, section)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReportError(f"--doc {args.doc}: cannot rewrite it ({_one_line(exc)})") from None
     print(f"wrote {args.doc} and plots in {args.img}")
     return section
 

@@ -27,11 +27,11 @@ from typing import Any
 
 import torch
 
-from agent.manifest import InputSpec, ModelEntry, load_manifest, sha256_file, write_manifest
+from agent.manifest import InputSpec, ModelEntry, sha256_file, write_manifest
 from agent.windowing import Normalizer, WindowSpec
 from tools import metrics
 from tools.bank.derived import warn_stale
-from tools.bank.staging import bank_lock, staged_bank
+from tools.bank.staging import bank_lock, check_writable, existing_manifest, staged_bank
 from tools.cli import positive_int, run_main
 from tools.data import (
     DEFAULT_VAL_SUBJECTS,
@@ -106,20 +106,18 @@ def register(out: Path, entry: ModelEntry, meta: dict[str, Any]) -> Path:
     """Write ``entry`` into ``out/manifest.json``, keeping the other models already listed and,
     in a bank, its metadata (the baseline is one member: ``baseline_at`` records it)."""
     others: list[ModelEntry] = []
-    if (out / "manifest.json").exists():
-        try:
-            old = load_manifest(out)
-        except Exception as exc:  # an unreadable manifest is replaced, loudly
-            print(f"warning: replacing unreadable {out / 'manifest.json'} ({exc})", file=sys.stderr)
-        else:
-            others = [m for m in old.models if m.id != entry.id]
-            if others:
-                kept = {k: v for k, v in old.meta.items() if k != "manifest_version"}
-                meta = {
-                    **kept,
-                    "baseline_by": meta.get("generator"),
-                    "baseline_at": meta.get("generated_at"),
-                }
+    # an unreadable manifest is refused (SystemExit), never replaced: the run checked it when
+    # it started (existing_manifest), before the training
+    old = existing_manifest(out)
+    if old is not None:
+        others = [m for m in old.models if m.id != entry.id]
+        if others:
+            kept = {k: v for k, v in old.meta.items() if k != "manifest_version"}
+            meta = {
+                **kept,
+                "baseline_by": meta.get("generator"),
+                "baseline_at": meta.get("generated_at"),
+            }
     models = [*others, entry]
     warn_stale(models)
     return write_manifest(out, models, meta)
@@ -151,6 +149,9 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         cfg = dataclasses.replace(cfg, train_hop=PROTOCOL.hop)
     torch.set_num_threads(cfg.threads)
     started = time.time()
+    out: Path = args.out
+    check_writable(out)  # before the training, not after it
+    existing_manifest(out)  # an unreadable manifest is refused now, not replaced at the end
 
     subjects = SMOKE_SUBJECTS if args.smoke else None
     experiments, source = load_experiments(args.data, subjects)
@@ -168,7 +169,6 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         model, norm, fit, _ = fit_model(experiments, tr.merge(va), cfg)
     trained_on = tr.merge(va) if args.refit else tr
 
-    out: Path = args.out
     with staged_bank(out, locked=True) as work:  # the bank changes all at once, or not at all
         onnx_path = export_onnx(
             model, work / f"{MODEL_ID}.onnx", (1, PROTOCOL.length, len(CHANNELS))

@@ -37,7 +37,7 @@ from tools.bank import distill
 from tools.bank.arch import ARCHS, OPS
 from tools.bank.derived import warn_stale
 from tools.bank.members import FAMILY, MemberResult, build_member, calib_batches
-from tools.bank.staging import bank_lock, check_writable, staged_bank
+from tools.bank.staging import bank_lock, check_writable, existing_manifest, staged_bank
 from tools.bank.supernet import WIDTH_SAMPLING, SlimConfig
 from tools.bank.supernet2d import ColumnConfig
 from tools.bank.train import BankTrainConfig, train_supernet
@@ -71,19 +71,17 @@ def merge_manifest(out: Path, entries: list[ModelEntry], meta: dict[str, Any]) -
     (another grid or architecture), so the folder holds what the manifest lists."""
     others: list[ModelEntry] = []
     old_meta: dict[str, Any] = {}
-    if (out / "manifest.json").exists():
-        try:
-            old = load_manifest(out)
-            others = [m for m in old.models if m.family != FAMILY]
-            old_meta = {k: v for k, v in old.meta.items() if k != "manifest_version"}
-        except Exception as exc:  # an unreadable manifest is replaced, loudly
-            print(f"warning: replacing unreadable {out / 'manifest.json'} ({exc})", file=sys.stderr)
-        else:
-            kept = {e.file for e in entries} | {m.file for m in others}
-            for m in old.models:
-                if m.family == FAMILY and m.file not in kept:
-                    (out / m.file).unlink(missing_ok=True)
-                    print(f"removed {m.id}: not in the new grid")
+    # an unreadable manifest is refused (SystemExit), never replaced: the run checked it when
+    # it started (existing_manifest), before the training
+    old = existing_manifest(out)
+    if old is not None:
+        others = [m for m in old.models if m.family != FAMILY]
+        old_meta = {k: v for k, v in old.meta.items() if k != "manifest_version"}
+        kept = {e.file for e in entries} | {m.file for m in others}
+        for m in old.models:
+            if m.family == FAMILY and m.file not in kept:
+                (out / m.file).unlink(missing_ok=True)
+                print(f"removed {m.id}: not in the new grid")
     return write_manifest(out, [*others, *entries], {**old_meta, **meta})
 
 
@@ -111,6 +109,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
 
     out: Path = args.out
     check_writable(out)  # before the training, not after it
+    existing_manifest(out)  # an unreadable manifest is refused now, not replaced at the end
     experiments, source = load_experiments(args.data, SMOKE_SUBJECTS if args.smoke else None)
     split = make_split({e.subject for e in experiments}, DEFAULT_VAL_SUBJECTS, TEST_SUBJECTS)
     train_subj = set(split.train) | (set(split.val) if args.refit else set())

@@ -24,7 +24,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from agent.errors import ModelError
 from agent.instance import NameInUse, claim
+from agent.manifest import Manifest, load_manifest
 
 MANIFEST = "manifest.json"
 
@@ -46,6 +48,21 @@ def check_writable(out: Path) -> None:
     for folder in {near, staging_dir(out).parent if out.exists() else near}:
         if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
             raise SystemExit(f"error: {out}: cannot create or change the bank folder ({folder})")
+
+
+def existing_manifest(out: Path) -> Manifest | None:
+    """The bank's manifest, or None when the folder has none yet. SystemExit naming the file and
+    what is wrong with it when it cannot be read: checked when a tool starts, before any
+    training, because a tool that writes a manifest it could not read drops the entries of every
+    model it did not make itself (their files stay, unlisted)."""
+    if not os.path.lexists(out / MANIFEST):
+        return None
+    try:
+        return load_manifest(out)
+    except ModelError as exc:
+        raise SystemExit(
+            f"error: {exc}; nothing was changed (repair or remove the manifest)"
+        ) from None
 
 
 def _nested(out: Path) -> bool:

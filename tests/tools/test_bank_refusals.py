@@ -26,6 +26,8 @@ from agent.manifest import (  # noqa: E402
 from agent.windowing import Normalizer  # noqa: E402
 from tools import train_baseline  # noqa: E402
 from tools.bank import build, compress  # noqa: E402
+from tools.bank.prune_stage import run_pruning  # noqa: E402
+from tools.bank.quantize_stage import run_quantization  # noqa: E402
 from tools.bank.staging import staging_dir  # noqa: E402
 from tools.bank.supernet import PlainCNN, SlimConfig  # noqa: E402
 from tools.export import export_onnx  # noqa: E402
@@ -147,6 +149,84 @@ def test_a_readable_manifest_still_merges(bank: Path) -> None:
     ids = {e.id for e in load_manifest(bank).models}
     assert ids == {PARENT, "cnn1d-base", f"pr50-{PARENT}"}
     assert json.loads((bank / "manifest.json").read_text())["generator"] == "x"
+
+
+# 2. compress reads only the files the manifest names
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _garbage_with_its_sha(path: Path) -> None:
+    """Not ONNX, and the manifest says so: its sha256 is the file's."""
+    path.write_bytes(b"\x07not an onnx graph at all" * 8)
+    bank = path.parent
+    m = load_manifest(bank)
+    models = [
+        dataclasses.replace(e, sha256=sha256_file(path)) if e.file == path.name else e
+        for e in m.models
+    ]
+    write_manifest(bank, models, dict(m.meta))
+
+
+@pytest.mark.parametrize(
+    ("spoil", "why"),
+    [
+        (lambda p: p.unlink(), "is missing"),
+        (lambda p: export_onnx(_plain(9), p, (1, 128, 6)), "does not match the manifest's sha256"),
+        (_truncate, "does not match the manifest's sha256"),
+        (_garbage_with_its_sha, "is not a readable ONNX model"),
+    ],
+    ids=["missing", "another-onnx", "truncated", "not-onnx"],
+)
+def test_compress_refuses_a_parent_file_that_is_not_the_manifests(
+    bank: Path, spoil: Any, why: str, no_work: None
+) -> None:
+    spoil(bank / f"{PARENT}.onnx")
+    before = _state(bank)
+    argv = ["--smoke", "--out", str(bank), "--data", "pickle"]
+    _refused(compress, argv, f"{bank / PARENT}.onnx {why}", f"model {PARENT}")
+    assert _state(bank) == before and not staging_dir(bank).exists()
+
+
+def test_compress_refuses_a_spoilt_int8_candidate_too(bank: Path, no_work: None) -> None:
+    export_onnx(_plain(9), bank / "wr-w0.50-r128.onnx", (1, 128, 6))
+    argv = ["--out", str(bank), "--no-prune", "--int8-only", "wr-w0.50-r128", "--data", "pickle"]
+    _refused(compress, argv, "wr-w0.50-r128.onnx does not match the manifest's sha256")
+    # a spoilt member compress does not read is no reason to refuse: the parent is checked
+    # (pruning), the other member is not (smoke: int8 of the parent and its pruned only)
+    compress_args = compress.parse_args(["--smoke", "--out", str(bank)])
+    bank_m = load_manifest(bank)
+    base = [m for m in bank_m.models if m.family not in ("pruned", "int8")]
+    reads = compress._inputs(compress_args, bank_m, base, bank_m.get(PARENT), None)
+    assert [m.id for m in reads] == [PARENT]
+
+
+def test_the_stages_check_the_file_they_read(bank: Path) -> None:
+    """Called on their own, the pruning and int8 stages refuse a parent file that is not the
+    manifest's too: the sha256 they record as parent_sha256 is the file's."""
+    parent = load_manifest(bank).get(PARENT)
+    export_onnx(_plain(9), bank / parent.file, (1, 128, 6))
+    with pytest.raises(SystemExit, match="does not match the manifest's sha256"):
+        run_pruning(parent, bank, None, {}, 0, smoke=True)  # type: ignore[arg-type]
+    with pytest.raises(SystemExit, match="does not match the manifest's sha256"):
+        run_quantization([parent], bank, None, {}, 0, smoke=True)
+
+
+# 3. the parent must be a width-resolution member
+
+
+@pytest.mark.parametrize(
+    ("parent", "family"), [("cnn1d-base", "baseline"), (f"pr50-{PARENT}", "pruned")]
+)
+def test_compress_refuses_a_parent_of_another_family(
+    bank: Path, parent: str, family: str, no_work: None
+) -> None:
+    before = _state(bank)
+    argv = ["--smoke", "--out", str(bank), "--parent", parent]
+    _refused(compress, argv, repr(parent), f"family {family!r}", "not a width-resolution member")
+    assert _state(bank) == before
 
 
 # 4. train_baseline: a bank path that is a file

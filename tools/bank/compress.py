@@ -40,9 +40,12 @@ import torch
 
 from agent.manifest import Manifest, ModelEntry, load_manifest, write_manifest
 from tools.bank.derived import still_valid
+from tools.bank.members import FAMILY
+from tools.bank.parent import plain_from_onnx
+from tools.bank.plain_arch import model_config
 from tools.bank.prune_stage import PRUNED, StageData, run_pruning
 from tools.bank.quantize_stage import INT8, run_quantization
-from tools.bank.staging import bank_lock, staged_bank
+from tools.bank.staging import bank_lock, check_member_files, staged_bank
 from tools.cli import positive_int, run_main
 from tools.data import DEFAULT_VAL_SUBJECTS, add_data_argument, load_experiments, make_split
 from tools.hapt import TEST_SUBJECTS
@@ -75,10 +78,11 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     base = [m for m in bank.models if m.family not in (PRUNED, INT8)]
     # every check before anything is written or deleted: a typo must not cost the bank
     parent_id = args.parent or _default_parent(base)
-    parent = next((m for m in base if m.id == parent_id), None)
-    if parent is None:
+    parent = next((m for m in bank.models if m.id == parent_id), None)
+    if parent is None or parent.family != FAMILY:
+        what = "not in" if parent is None else f"of family {parent.family!r}, not"
         raise SystemExit(
-            f"error: parent {parent_id!r} is not a width-resolution member of "
+            f"error: parent {parent_id!r} is {what} a width-resolution member of "
             f"{out / 'manifest.json'}; nothing was changed"
         )
     wanted = set(args.int8_only.split(",")) if args.int8_only else None
@@ -87,6 +91,14 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
             f"error: --int8-only names members not in the bank: "
             f"{', '.join(sorted(wanted - {m.id for m in base}))}; nothing was changed"
         )
+    # the files the stages will read are the ones the manifest names (their sha256 becomes
+    # the members' parent_sha256), and the parent's graph is one the pruning can rebuild
+    check_member_files(out, _inputs(args, bank, base, parent, wanted))
+    if not args.no_prune:
+        try:
+            plain_from_onnx(out / parent.file, model_config(parent))
+        except ValueError as exc:
+            raise SystemExit(f"error: {exc} (parent {parent.id}); nothing was changed") from None
 
     experiments, source = load_experiments(args.data, SMOKE_SUBJECTS if args.smoke else None)
     split = make_split({e.subject for e in experiments}, DEFAULT_VAL_SUBJECTS, TEST_SUBJECTS)
@@ -200,6 +212,28 @@ def _compress(
         meta["rebuild"] = REBUILD
     write_manifest(out, [*base, *pruned, *int8], meta)
     return pruned, int8, report
+
+
+def _inputs(
+    args: argparse.Namespace,
+    bank: Manifest,
+    base: list[ModelEntry],
+    parent: ModelEntry,
+    wanted: set[str] | None,
+) -> list[ModelEntry]:
+    """The members whose files the run reads: the parent (pruning), and the fp32 members the
+    int8 stage will try (as :func:`_compress` picks them; the new pruned members aside)."""
+    reads = [] if args.no_prune else [parent]
+    if not args.no_quantize:
+        by_id = {m.id: m for m in base}
+        kept = [m for m in bank.models if m.family == PRUNED and still_valid(m, by_id)]
+        candidates = [*base, *(kept if args.no_prune else [])]
+        if args.smoke:
+            candidates = [m for m in candidates if m.id in _smoke_ids(parent, kept)]
+        if wanted is not None:
+            candidates = [m for m in candidates if m.id in wanted or m in kept]
+        reads += [m for m in candidates if m not in reads]
+    return reads
 
 
 def _default_parent(models: Sequence[ModelEntry]) -> str:

@@ -38,6 +38,7 @@ from tools.bank.plain_arch import (
     working_model,
 )
 from tools.bank.prune import PruneConfig, channels_of, plan_channels, prune_iteratively, sensitivity
+from tools.bank.staging import check_member_files
 from tools.bank.windows import aligned_windows, eval_windows
 from tools.export import check_export, export_onnx, ort_logits, session
 from tools.hapt import Experiment
@@ -89,6 +90,7 @@ def run_pruning(
     cfg = SMOKE_CONFIG if smoke else PruneConfig()
     if finetune_max_steps is not None:
         cfg = replace(cfg, finetune=replace(cfg.finetune, max_steps=finetune_max_steps))
+    check_member_files(out, [parent])  # its sha256 is recorded as the members' parent_sha256
     r = parent.resolution
     norm = parent.normalization
     arch, mcfg = arch_of(parent), model_config(parent)

@@ -19,6 +19,7 @@ from agent.manifest import ModelEntry
 from tools.bank.evaluate import accuracy_on, derived_entry, latency_block, member_metrics
 from tools.bank.latency import interleaved_latency
 from tools.bank.quantize import QuantConfig, calibration_inputs, keep_int8, quantize_member
+from tools.bank.staging import check_member_files
 from tools.bank.windows import ResWindows, eval_windows
 from tools.export import session
 from tools.hapt import Experiment
@@ -50,6 +51,7 @@ def run_quantization(
     kept: list[ModelEntry] = []
     rows: list[dict[str, Any]] = []
     for parent in tqdm(candidates, desc="int8", unit="model"):
+        check_member_files(out, [parent])  # its sha256 is recorded as parent_sha256
         r, spec, norm = parent.resolution, parent.input, parent.normalization
         fit_x = windows("fit", data.fit, r).x
         calib = calibration_inputs(fit_x, norm, spec, cfg.calib_windows, seed)

@@ -20,13 +20,13 @@ import hashlib
 import os
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from agent.errors import ModelError
 from agent.instance import NameInUse, claim
-from agent.manifest import Manifest, load_manifest
+from agent.manifest import Manifest, ModelEntry, load_manifest, sha256_file
 
 MANIFEST = "manifest.json"
 
@@ -63,6 +63,30 @@ def existing_manifest(out: Path) -> Manifest | None:
         raise SystemExit(
             f"error: {exc}; nothing was changed (repair or remove the manifest)"
         ) from None
+
+
+def check_member_files(bank: Path, entries: Iterable[ModelEntry]) -> None:
+    """SystemExit naming the first file of ``entries`` in ``bank`` that is missing, is not the
+    file the manifest's sha256 names, or is not a readable ONNX model: checked before a tool
+    reads them, so a member made from one records the sha256 of the file it was made from."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    for entry in entries:
+        path = bank / entry.file
+        why = ""
+        try:
+            if not path.is_file():
+                why = "is missing"
+            elif sha256_file(path) != entry.sha256:
+                why = "does not match the manifest's sha256"
+            else:
+                onnx.checker.check_model(onnx.load(str(path)))
+        except (OSError, ModelError, DecodeError, onnx.checker.ValidationError) as exc:
+            text = str(exc).strip().splitlines()
+            why = f"is not a readable ONNX model ({type(exc).__name__}: {text[0] if text else ''})"
+        if why:
+            raise SystemExit(f"error: {path} {why} (model {entry.id}); nothing was changed")
 
 
 def _nested(out: Path) -> bool:

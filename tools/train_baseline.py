@@ -32,7 +32,7 @@ from agent.windowing import Normalizer, WindowSpec
 from tools import metrics
 from tools.bank.derived import warn_stale
 from tools.bank.staging import bank_lock, check_writable, existing_manifest, staged_bank
-from tools.cli import positive_int, run_main
+from tools.cli import positive_int, run_main, seed
 from tools.data import (
     DEFAULT_VAL_SUBJECTS,
     PROTOCOL,
@@ -286,7 +286,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--epochs", type=positive_int, default=None, help="training epochs (12; smoke: 1)"
     )
-    ap.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    ap.add_argument("--seed", type=seed, default=0, help="random seed, 0 to 2**32-1 (0)")
     ap.add_argument(
         "--out", type=Path, default=None, help="model bank folder (models; smoke: build/smoke)"
     )

@@ -290,3 +290,17 @@ def test_an_unusable_pickle_is_one_data_error(
     errors = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and needle in errors[0]
     assert not out.exists()
+
+
+# 5. seeds numpy cannot take are argument errors
+
+
+@pytest.mark.parametrize("value", ["-1", str(2**32), "x"])
+@pytest.mark.parametrize("module", [build, compress, train_baseline], ids=lambda m: m.__name__)
+def test_an_out_of_range_seed_is_an_argument_error(
+    module: Any, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        module.parse_args(["--smoke", "--seed", value])
+    assert exc.value.code == 2 and "argument --seed" in capsys.readouterr().err
+    assert module.parse_args(["--smoke", "--seed", str(2**32 - 1)]).seed == 2**32 - 1

@@ -42,7 +42,7 @@ from tools.bank.supernet import WIDTH_SAMPLING, SlimConfig
 from tools.bank.supernet2d import ColumnConfig
 from tools.bank.train import BankTrainConfig, train_supernet
 from tools.bank.windows import BASE_LENGTH, aligned_windows, crop_windows, eval_windows
-from tools.cli import positive_int, run_main, widths
+from tools.cli import positive_int, run_main, seed, widths
 from tools.data import (
     DEFAULT_VAL_SUBJECTS,
     add_data_argument,
@@ -234,7 +234,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="training epochs (column2d: 40, conv1d: 24, as the committed banks; smoke: 1)",
     )
-    ap.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    ap.add_argument("--seed", type=seed, default=0, help="random seed, 0 to 2**32-1 (0)")
     ap.add_argument(
         "--out", type=Path, default=None, help="bank folder (models; smoke: build/bank-smoke)"
     )

@@ -46,7 +46,7 @@ from tools.bank.plain_arch import model_config
 from tools.bank.prune_stage import PRUNED, StageData, run_pruning
 from tools.bank.quantize_stage import INT8, run_quantization
 from tools.bank.staging import bank_lock, check_member_files, staged_bank
-from tools.cli import positive_int, run_main
+from tools.cli import positive_int, run_main, seed
 from tools.data import DEFAULT_VAL_SUBJECTS, add_data_argument, load_experiments, make_split
 from tools.hapt import TEST_SUBJECTS
 from tools.train import seed_everything
@@ -261,7 +261,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help=f"member to prune ({DEFAULT_PARENT}, or {DEFAULT_PARENT_COLUMN2D} in a column2d bank)",
     )
-    ap.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    ap.add_argument("--seed", type=seed, default=0, help="random seed, 0 to 2**32-1 (0)")
     add_data_argument(ap)
     ap.add_argument("--smoke", action="store_true", help="tiny run: 4 subjects, few steps (CI)")
     ap.add_argument(

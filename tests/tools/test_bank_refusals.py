@@ -6,6 +6,7 @@ path that is a file, an unusable dataset pickle, an out-of-range seed; and what 
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import gzip
 import json
@@ -26,7 +27,7 @@ from agent.manifest import (  # noqa: E402
 )
 from agent.windowing import Normalizer  # noqa: E402
 from tools import data, train_baseline  # noqa: E402
-from tools.bank import build, compress  # noqa: E402
+from tools.bank import build, compress, distill  # noqa: E402
 from tools.bank.prune_stage import run_pruning  # noqa: E402
 from tools.bank.quantize_stage import run_quantization  # noqa: E402
 from tools.bank.staging import staging_dir  # noqa: E402
@@ -304,3 +305,25 @@ def test_an_out_of_range_seed_is_an_argument_error(
         module.parse_args(["--smoke", "--seed", value])
     assert exc.value.code == 2 and "argument --seed" in capsys.readouterr().err
     assert module.parse_args(["--smoke", "--seed", str(2**32 - 1)]).seed == 2**32 - 1
+
+
+# 6. build --max-steps caps the distillation and the pruning fine-tunes too
+
+
+def test_build_max_steps_caps_every_stage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    got: dict[str, argparse.Namespace] = {}
+    monkeypatch.setattr(build, "train_supernet", lambda *_a, **_k: [])  # an untrained supernet
+    monkeypatch.setattr(distill, "run", lambda a: got.setdefault("distill", a))
+    monkeypatch.setattr(compress, "run", lambda a: got.setdefault("compress", a))
+    argv = ["--smoke", "--arch", "conv1d", "--out", str(tmp_path / "b"), "--compress"]
+    build.run(build.parse_args([*argv, "--max-steps", "2", "--data", "auto"]))
+    assert got["distill"].max_steps == 2 and got["compress"].finetune_max_steps == 2
+    # without it, each stage keeps its own smoke cap
+    plain = build.parse_args(argv)
+    assert plain.max_steps == 8 and build.distill_cap(plain) == build.compress_cap(plain) == []
+    with pytest.raises(SystemExit):
+        build.parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "each member's distillation" in text and "pruning fine-tune" in text

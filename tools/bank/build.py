@@ -186,16 +186,15 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         # the provenance records the commands as a user would type them (--bank OUT); they run
         # on the working copy
         if args.distill_epochs > 0:
-            dargs = distill.parse_args(
-                ["--bank", str(out), "--epochs", str(args.distill_epochs), *tail]
-            )
+            dargv = ["--bank", str(out), "--epochs", str(args.distill_epochs), *tail]
+            dargs = distill.parse_args([*dargv, *distill_cap(args)])
             dargs.bank = work
             dargs.compress_follows = args.compress
             result["distill"] = distill.run(dargs)
         if args.compress:
             from tools.bank import compress
 
-            cargs = compress.parse_args(["--out", str(out), *tail])
+            cargs = compress.parse_args(["--out", str(out), *tail, *compress_cap(args)])
             cargs.out = work
             result["compress"] = compress.run(cargs)
     result["manifest"] = out / "manifest.json"
@@ -217,6 +216,20 @@ def _print_member(res: MemberResult) -> None:
         f"MACs {e.macs:,}, params {e.params:,}, p50 {e.latency_ms['p50']:.4f} ms, "
         f"ORT-torch {res.max_abs_diff:.2g}, extract {res.extract_diff:.2g}"
     )
+
+
+def distill_cap(args: argparse.Namespace) -> list[str]:
+    """``--max-steps N`` given to build caps each member's distillation at N steps too (not the
+    smoke run's own default, which is the supernet's alone)."""
+    return [] if args.max_steps_given is None else ["--max-steps", str(args.max_steps_given)]
+
+
+def compress_cap(args: argparse.Namespace) -> list[str]:
+    """``--max-steps N`` given to build caps each of compress's pruning fine-tunes at N steps
+    (its int8 stage takes no training steps)."""
+    if args.max_steps_given is None:
+        return []
+    return ["--finetune-max-steps", str(args.max_steps_given)]
 
 
 def default_widths(arch: str) -> tuple[float, ...]:
@@ -274,7 +287,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "the training hop, 32, and is smaller; smoke: 64); 0, the default: off",
     )
     ap.add_argument(
-        "--max-steps", type=positive_int, default=None, help="stop after this many steps"
+        "--max-steps",
+        type=positive_int,
+        default=None,
+        help="cap every training run at this many optimizer steps (quick trials, not for the "
+        "bank): the supernet's training, each member's distillation (distill --max-steps) and, "
+        "with --compress, each pruning fine-tune (compress --finetune-max-steps); the int8 "
+        "stage has no steps. --smoke alone caps the supernet at 8 and leaves the other stages "
+        "their own smoke caps",
     )
     ap.add_argument(
         "--distill-epochs",
@@ -294,6 +314,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     raw = list(sys.argv[1:] if argv is None else argv)
     args = ap.parse_args(raw)
     args.argv = raw
+    args.max_steps_given = args.max_steps  # passed on to distill and compress (as given)
     if args.epochs is None:
         args.epochs = 1 if args.smoke else DEFAULT_EPOCHS[args.arch]
     if args.smoke and args.max_steps is None:

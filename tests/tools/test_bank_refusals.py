@@ -27,7 +27,7 @@ from agent.manifest import (  # noqa: E402
 )
 from agent.windowing import Normalizer  # noqa: E402
 from tools import data, train_baseline  # noqa: E402
-from tools.bank import build, compress, distill  # noqa: E402
+from tools.bank import build, compress, distill, independent  # noqa: E402
 from tools.bank.prune_stage import run_pruning  # noqa: E402
 from tools.bank.quantize_stage import run_quantization  # noqa: E402
 from tools.bank.staging import staging_dir  # noqa: E402
@@ -297,7 +297,9 @@ def test_an_unusable_pickle_is_one_data_error(
 
 
 @pytest.mark.parametrize("value", ["-1", str(2**32), "x"])
-@pytest.mark.parametrize("module", [build, compress, train_baseline], ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "module", [build, compress, train_baseline, independent], ids=lambda m: m.__name__
+)
 def test_an_out_of_range_seed_is_an_argument_error(
     module: Any, value: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

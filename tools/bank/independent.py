@@ -58,7 +58,7 @@ from tools.bank.supernet import SlimCNN, SlimConfig
 from tools.bank.supernet2d import ColumnConfig, SlimColumnCNN
 from tools.bank.train import BankTrainConfig, evaluate_val
 from tools.bank.windows import BASE_LENGTH, MultiResWindows, aligned_windows, eval_windows
-from tools.cli import positive_int, run_main
+from tools.cli import positive_int, run_main, seed
 from tools.data import DEFAULT_VAL_SUBJECTS, add_data_argument, load_experiments, make_split
 from tools.hapt import TEST_SUBJECTS
 from tools.train import seed_everything
@@ -355,7 +355,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     add_data_argument(ap)
     ap.add_argument("--epochs", type=positive_int, default=None, help="override the bank's epochs")
-    ap.add_argument("--seed", type=int, default=None, help="override the bank's seed")
+    ap.add_argument(
+        "--seed", type=seed, default=None, help="override the bank's seed (0 to 2**32-1)"
+    )
     ap.add_argument(
         "--max-steps", type=positive_int, default=None, help="stop after this many steps"
     )

@@ -3,6 +3,9 @@
     python -m tools.load_experiment                       # defaults below, about 5 minutes
     python -m tools.load_experiment --trace "0:10,3:10,0:10" --modes adaptive
 
+By default it rewrites docs/load-experiment.json and docs/img/load-experiment.png (the committed
+results); pass --json and --plot to write elsewhere.
+
 Each run replays a test subject (looping) through the real agent (``build_agent``: the same
 pipeline, policy, monitor and sessions as the daemon; predictions go to an in-memory publisher)
 while :mod:`tools.loadgen` follows the trace. Per window it records the member that ran, its
@@ -32,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +46,11 @@ from agent.inference import Engine, OrtEngine, SessionSettings
 from agent.manifest import Manifest, ModelEntry, load_manifest
 from agent.payload import Prediction
 from agent.profile import Profile, load_profile
+from agent.profile_checks import SPEED_RANGE
 from agent.publishers import MemoryPublisher
+from agent.recording import RecordingReader
 from agent.wiring import RunOptions, build_agent
+from tools.cli import positive_int, run_main
 from tools.loadgen import LoadGenerator, Phase, parse_trace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -245,38 +252,129 @@ def table(runs: list[Run]) -> str:
     return "\n".join(rows)
 
 
-def main(argv: list[str] | None = None) -> int:
+def number_in(lo: float, hi: float, *, above: bool = False) -> Callable[[str], float]:
+    """A float option in [lo, hi], or (lo, hi] with ``above`` (argparse: usage line, exit 2)."""
+    span = f"{'above' if above else 'at least'} {lo:g} and at most {hi:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (lo < value <= hi if above else lo <= value <= hi):  # NaN fails both
+            raise argparse.ArgumentTypeError(f"must be {span} (got {text})")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m tools.load_experiment",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("--recording", type=Path, default=ROOT / "recordings/hapt-s02-e04.har.csv.gz")
-    ap.add_argument("--profile", type=Path, default=ROOT / "profiles/default.toml")
-    ap.add_argument("--trace", default="0:15,1:15,2:15,3:15,0:15", help="busy:seconds phases")
-    ap.add_argument("--speed", type=float, default=20.0, help="replay speed (x real time)")
-    ap.add_argument("--work-factor", type=int, default=20, help="emulated board slowdown")
-    ap.add_argument("--deadline-ms", type=float, default=10.0)
-    ap.add_argument("--dwell-s", type=float, default=3.0)
-    ap.add_argument("--monitor-s", type=float, default=0.5, help="resource monitor interval")
-    ap.add_argument("--modes", default=",".join(MODES))
-    ap.add_argument("--calibration-runs", type=int, default=30)
-    ap.add_argument("--json", type=Path, default=ROOT / "docs/load-experiment.json")
-    ap.add_argument("--plot", type=Path, default=ROOT / "docs/img/load-experiment.png")
-    ap.add_argument("-v", "--verbose", action="store_true", help="log every switch and its reason")
-    args = ap.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    ap.add_argument(
+        "--recording",
+        type=Path,
+        default=ROOT / "recordings/hapt-s02-e04.har.csv.gz",
+        help="labelled recording replayed in a loop (recordings/hapt-s02-e04.har.csv.gz, "
+        "a test subject)",
     )
+    ap.add_argument(
+        "--profile",
+        type=Path,
+        default=ROOT / "profiles/default.toml",
+        help="agent profile: its model folder and policy, with the deadline, dwell and monitor "
+        "interval below (profiles/default.toml)",
+    )
+    ap.add_argument(
+        "--trace",
+        default="0:15,1:15,2:15,3:15,0:15",
+        help="busy:seconds phases of background load (0:15,1:15,2:15,3:15,0:15)",
+    )
+    ap.add_argument(
+        "--speed",
+        type=number_in(*SPEED_RANGE),
+        default=20.0,
+        help="replay speed, x real time (20)",
+    )
+    ap.add_argument(
+        "--work-factor",
+        type=positive_int,
+        default=20,
+        help="emulated board slowdown: each inference runs the member K times (20; 1: none)",
+    )
+    ap.add_argument(
+        "--deadline-ms",
+        type=number_in(0, 3_600_000, above=True),
+        default=10.0,
+        help="the policy's per-window latency deadline, and what counts as a miss (10)",
+    )
+    ap.add_argument(
+        "--dwell-s",
+        type=number_in(0, 86_400),
+        default=3.0,
+        help="the policy's minimum time on a member before it switches again (3)",
+    )
+    ap.add_argument(
+        "--monitor-s",
+        type=number_in(0.05, 3600),
+        default=0.5,
+        help="resource monitor interval in seconds (0.5)",
+    )
+    ap.add_argument(
+        "--modes",
+        default=",".join(MODES),
+        help=f"comma-separated runs, in order ({','.join(MODES)})",
+    )
+    ap.add_argument(
+        "--calibration-runs",
+        type=positive_int,
+        default=30,
+        help="timed calls per member for the emulated board's latency table (30)",
+    )
+    ap.add_argument(
+        "--json",
+        type=Path,
+        default=ROOT / "docs/load-experiment.json",
+        help="summary written here (docs/load-experiment.json: overwrites the committed one)",
+    )
+    ap.add_argument(
+        "--plot",
+        type=Path,
+        default=ROOT / "docs/img/load-experiment.png",
+        help="figure written here (docs/img/load-experiment.png: overwrites the committed one)",
+    )
+    ap.add_argument("-v", "--verbose", action="store_true", help="log every switch and its reason")
+    return ap
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[Phase], list[str]]:
+    ap = build_parser()
+    args = ap.parse_args(argv)
     try:
         phases = parse_trace(args.trace)
     except ValueError as exc:
         ap.error(str(exc))
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     bad = [m for m in modes if m not in MODES]
-    if bad or args.work_factor < 1:
-        ap.error(f"unknown mode(s) {bad}; known: {', '.join(MODES)}" if bad else "work factor < 1")
+    if bad or not modes:
+        ap.error(f"--modes: unknown mode(s) {bad} or none given; known: {', '.join(MODES)}")
+    return args, phases, modes
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(lambda: experiment(argv))
+
+
+def experiment(argv: list[str] | None) -> None:
+    args, phases, modes = parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    RecordingReader(args.recording).close()  # a bad recording: one line now, not after calibration
     base = load_profile(args.profile)
     manifest = load_manifest(base.resolve(base.model.dir))
     members = list(manifest.models)
@@ -322,7 +420,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     plot(runs, {m.id: m.macs for m in members}, args, args.plot)
     print(f"wrote {args.json} and {args.plot}", file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import multiprocessing as mp
 import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 MAX_BUSY = 4 * (os.cpu_count() or 1)
@@ -111,10 +112,14 @@ class LoadGenerator:
         self.wait()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        prog="python -m tools.loadgen",
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
     ap.add_argument("trace", help='phases busy:seconds, e.g. "0:15,1:15,2:15,0:15"')
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     try:
         gen = LoadGenerator(parse_trace(args.trace))
     except ValueError as exc:

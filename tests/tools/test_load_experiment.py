@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
+from tools import load_experiment
 from tools.load_experiment import main
 from tools.loadgen import LoadGenerator, Phase, parse_trace
 
@@ -107,3 +110,69 @@ def test_short_experiment_writes_its_figures(tmp_path: Path) -> None:
     assert runs["static-smallest"]["members_used"] == [doc["static"]["static-smallest"]]
     assert runs["static-smallest"]["switches"] == 0
     assert all(v > 0 for v in doc["calibrated_p50_ms"].values())
+
+
+def test_every_option_says_what_it_does_and_its_default() -> None:
+    ap = load_experiment.build_parser()
+    for action in ap._actions:
+        assert action.help, action.option_strings
+        if action.default not in (None, False, argparse.SUPPRESS):
+            assert "(" in action.help and ")" in action.help, action.option_strings
+    text = ap.format_help()
+    assert "docs/load-experiment.json: overwrites" in " ".join(text.split())
+    assert "docs/img/load-experiment.png: overwrites" in " ".join(text.split())
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--speed", "-1"],
+        ["--speed", "0"],
+        ["--speed", "nan"],
+        ["--deadline-ms", "0"],
+        ["--dwell-s", "-1"],
+        ["--monitor-s", "0"],
+        ["--work-factor", "0"],
+        ["--calibration-runs", "0"],
+        ["--modes", ""],
+        ["--modes", "fastest"],
+    ],
+)
+def test_bad_numbers_and_modes_are_refused_at_parse_time(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert argv[0] in capsys.readouterr().err
+
+
+def test_a_missing_recording_is_one_line_before_calibration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It was a RecordingError traceback, raised after the members were calibrated."""
+
+    def calibrated(*_: Any, **__: Any) -> None:
+        raise AssertionError("calibration started")
+
+    monkeypatch.setattr(load_experiment, "calibrate", calibrated)
+    missing = tmp_path / "missing.har.csv.gz"
+    out = ["--json", str(tmp_path / "le.json"), "--plot", str(tmp_path / "le.png")]
+    assert main(["--recording", str(missing), *out]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: {missing}: no such recording file\n"
+    assert not (tmp_path / "le.json").exists()
+
+
+def test_loadgen_names_itself_as_it_is_run(capsys: pytest.CaptureFixture[str]) -> None:
+    """Its usage line said ``loadgen.py``, which is not how it is run."""
+    from tools import loadgen
+
+    with pytest.raises(SystemExit) as exc:
+        loadgen.main(["--help"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: python -m tools.loadgen ")
+    with pytest.raises(SystemExit) as exc:
+        loadgen.main(["1:x"])
+    assert exc.value.code == 2
+    assert "python -m tools.loadgen: error: trace part '1:x'" in capsys.readouterr().err

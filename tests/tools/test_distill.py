@@ -272,3 +272,29 @@ def test_members_left_stale_are_named_unless_compress_remakes_them(
     err = capsys.readouterr().err
     named = "warning: q8-wc-w1.00-r128 were made from a previous version of their parent" in err
     assert named is not compress_follows
+
+
+def test_messages_name_the_bank_the_user_named_not_the_working_copy(
+    banks: tuple[Path, Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    """build runs distill on its working copy (``.NAME.staging``, set as ``args.bank`` after
+    parsing ``--bank NAME``); the errors named that copy instead of the user's folder."""
+    built, _, _ = banks
+    shown, work = tmp_path / "bs", tmp_path / ".bs.staging"
+    work.mkdir()
+
+    def run_on_work() -> str:
+        args = distill.parse_args(["--smoke", "--bank", str(shown)])
+        args.bank = work  # what build does
+        with pytest.raises(SystemExit) as exc:
+            distill.run(args)
+        text = str(exc.value)
+        assert ".bs.staging" not in text, text
+        return text
+
+    assert f"{shown / 'manifest.json'}: no model manifest" in run_on_work()
+    shutil.rmtree(work)
+    shutil.copytree(built, work)
+    member = load_manifest(work).get("wc-w0.25-r064")
+    (work / member.file).unlink()
+    assert f"{shown / member.file} is missing (model wc-w0.25-r064)" in run_on_work()

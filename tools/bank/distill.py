@@ -101,10 +101,13 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     seed_everything(args.seed)
     started = time.time()
     bank_dir: Path = args.bank
+    # the folder the user named: build runs this stage on its working copy (args.bank), whose
+    # name means nothing to the user, so messages name this one
+    shown: Path = getattr(args, "bank_shown", bank_dir)
     try:
         bank = load_manifest(bank_dir)
     except ModelError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        raise SystemExit(f"error: {str(exc).replace(str(bank_dir), str(shown))}") from None
     members = [m for m in bank.models if m.family == FAMILY]
     try:
         if args.teacher_at_resolution:
@@ -126,7 +129,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     else:
         students = [m for m in members if m.id not in teacher_ids or not args.keep_teacher]
     if not students:
-        raise SystemExit(f"error: no member to distil in {bank_dir / 'manifest.json'}")
+        raise SystemExit(f"error: no member to distil in {shown / 'manifest.json'}")
     if args.teacher_at_resolution:  # only the teachers the students need
         try:
             by_res = teachers_at_resolution(members, students)
@@ -140,7 +143,9 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         path = bank_dir / entry.file
         if not path.is_file() or sha256_file(path) != entry.sha256:
             why = "is missing" if not path.is_file() else "does not match the manifest's sha256"
-            raise SystemExit(f"error: {path} {why} (model {entry.id}); nothing was changed")
+            raise SystemExit(
+                f"error: {shown / entry.file} {why} (model {entry.id}); nothing was changed"
+            )
 
     teacher_entry = teachers[0]
     prov = teacher_entry.provenance
@@ -279,7 +284,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     meta = {k: v for k, v in bank.meta.items() if k != "manifest_version"}
     meta["distilled_by"] = COMMAND
     meta["distilled_at"] = common["date"]
-    manifest = write_manifest(bank_dir, [new.get(m.id, m) for m in bank.models], meta)
+    write_manifest(bank_dir, [new.get(m.id, m) for m in bank.models], meta)
     if not getattr(args, "compress_follows", False):  # build --compress remakes them next
         warn_stale([new.get(m.id, m) for m in bank.models])
     summary = _summary(rows)
@@ -287,7 +292,8 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     (bank_dir / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     for line in _summary_lines(summary):
         print(line)
-    print(f"distilled {len(new)} members into {manifest} in {time.time() - started:.0f} s")
+    done_in = f"{time.time() - started:.0f} s"
+    print(f"distilled {len(new)} members into {shown / 'manifest.json'} in {done_in}")
     return report
 
 
@@ -377,6 +383,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.argv = raw
     if args.bank is None:
         args.bank = Path("build/bank-smoke") if args.smoke else Path("models")
+    args.bank_shown = args.bank  # messages name it, even when a caller moves args.bank
     if args.smoke and args.max_steps is None:
         args.max_steps = 4
     if args.epochs < 1:

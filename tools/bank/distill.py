@@ -80,8 +80,9 @@ from tools.export import (
     torch_logits,
 )
 from tools.hapt import TEST_SUBJECTS
+from tools.provenance import git_commit
 from tools.train import seed_everything
-from tools.train_baseline import SMOKE_SUBJECTS, git_commit
+from tools.train_baseline import SMOKE_SUBJECTS
 
 COMMAND = "python -m tools.bank.distill"
 DEFAULT_EPOCHS = 20

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -44,6 +45,9 @@ class QuantConfig:
     min_speedup: float = 1.1
     seed: int = 0
     version: int = 2
+    # the quantizer is ONNX Runtime's own: another version may write other int8 graphs from the
+    # same parent and windows, so a member's quant_config (its provenance) records which one
+    onnxruntime: str = onnxruntime.__version__
 
 
 class WindowReader(CalibrationDataReader):  # type: ignore[misc]

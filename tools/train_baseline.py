@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -53,24 +52,12 @@ from tools.export import (
 )
 from tools.hapt import ACTIVITIES, CHANNELS, TEST_SUBJECTS, UNITS, Experiment
 from tools.models import CNN1d, CNNConfig, count_macs_params
+from tools.provenance import git_commit
 from tools.train import TrainConfig, TrainResult, predict, seed_everything, train
 
 MODEL_ID = "cnn1d-base"
 REBUILD = "python -m tools.import_hapt && python -m tools.train_baseline"
 SMOKE_SUBJECTS = (1, 3, 5, 2)  # train 1, 3; validation 5; test 2
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain"], capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out + ("-dirty" if dirty else "")
 
 
 def fit_model(

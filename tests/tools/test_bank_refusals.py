@@ -192,6 +192,25 @@ def test_compress_refuses_a_parent_file_that_is_not_the_manifests(
     assert _state(bank) == before and not staging_dir(bank).exists()
 
 
+def test_compress_names_the_bank_it_was_given_not_builds_working_copy(
+    bank: Path, tmp_path: Path, no_work: None
+) -> None:
+    """build runs compress on a working copy (``args.out`` moved after parsing): its refusals
+    name the folder the user gave, as distill's do."""
+    import shutil
+
+    args = compress.parse_args(["--smoke", "--out", str(bank), "--data", "pickle"])
+    work = tmp_path / ".models.staging"
+    shutil.copytree(bank, work)
+    export_onnx(_plain(9), work / f"{PARENT}.onnx", (1, 128, 6))
+    args.out = work
+    with pytest.raises(SystemExit) as exc:
+        compress.run(args)
+    text = str(exc.value.code)
+    assert f"{bank / PARENT}.onnx does not match the manifest's sha256" in text, text
+    assert str(work) not in text
+
+
 def test_compress_refuses_a_spoilt_int8_candidate_too(bank: Path, no_work: None) -> None:
     export_onnx(_plain(9), bank / "wr-w0.50-r128.onnx", (1, 128, 6))
     argv = ["--out", str(bank), "--no-prune", "--int8-only", "wr-w0.50-r128", "--data", "pickle"]
@@ -298,7 +317,7 @@ def test_an_unusable_pickle_is_one_data_error(
 
 @pytest.mark.parametrize("value", ["-1", str(2**32), "x"])
 @pytest.mark.parametrize(
-    "module", [build, compress, train_baseline, independent], ids=lambda m: m.__name__
+    "module", [build, compress, train_baseline, independent, distill], ids=lambda m: m.__name__
 )
 def test_an_out_of_range_seed_is_an_argument_error(
     module: Any, value: str, capsys: pytest.CaptureFixture[str]

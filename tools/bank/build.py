@@ -51,8 +51,9 @@ from tools.data import (
     make_split,
 )
 from tools.hapt import TEST_SUBJECTS
+from tools.provenance import git_commit
 from tools.train import seed_everything
-from tools.train_baseline import SMOKE_SUBJECTS, git_commit
+from tools.train_baseline import SMOKE_SUBJECTS
 
 RESOLUTIONS = (128, 96, 64, 32)
 WIDTHS = (0.125, 0.25, 0.5, 0.75, 1.0)

@@ -49,8 +49,9 @@ from tools.bank.staging import bank_lock, check_member_files, staged_bank
 from tools.cli import positive_int, run_main, seed
 from tools.data import DEFAULT_VAL_SUBJECTS, add_data_argument, load_experiments, make_split
 from tools.hapt import TEST_SUBJECTS
+from tools.provenance import git_commit
 from tools.train import seed_everything
-from tools.train_baseline import SMOKE_SUBJECTS, git_commit
+from tools.train_baseline import SMOKE_SUBJECTS
 
 DEFAULT_PARENT = "wr-w1.00-r128"
 DEFAULT_PARENT_COLUMN2D = "wc-w1.00-r128"
@@ -74,6 +75,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     seed_everything(args.seed)
     started = time.time()
     out: Path = args.out
+    shown: Path = getattr(args, "out_shown", out)  # build hands in its working copy as out
     bank = load_manifest(out)
     base = [m for m in bank.models if m.family not in (PRUNED, INT8)]
     # every check before anything is written or deleted: a typo must not cost the bank
@@ -83,7 +85,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         what = "not in" if parent is None else f"of family {parent.family!r}, not"
         raise SystemExit(
             f"error: parent {parent_id!r} is {what} a width-resolution member of "
-            f"{out / 'manifest.json'}; nothing was changed"
+            f"{shown / 'manifest.json'}; nothing was changed"
         )
     wanted = set(args.int8_only.split(",")) if args.int8_only else None
     if wanted is not None and wanted - {m.id for m in base}:
@@ -93,12 +95,17 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         )
     # the files the stages will read are the ones the manifest names (their sha256 becomes
     # the members' parent_sha256), and the parent's graph is one the pruning can rebuild
-    check_member_files(out, _inputs(args, bank, base, parent, wanted))
-    if not args.no_prune:
-        try:
-            plain_from_onnx(out / parent.file, model_config(parent))
-        except ValueError as exc:
-            raise SystemExit(f"error: {exc} (parent {parent.id}); nothing was changed") from None
+    try:
+        check_member_files(out, _inputs(args, bank, base, parent, wanted))
+        if not args.no_prune:
+            try:
+                plain_from_onnx(out / parent.file, model_config(parent))
+            except ValueError as exc:
+                raise SystemExit(
+                    f"error: {exc} (parent {parent.id}); nothing was changed"
+                ) from None
+    except SystemExit as exc:
+        raise SystemExit(str(exc.code).replace(str(out), str(shown))) from None
 
     experiments, source = load_experiments(args.data, SMOKE_SUBJECTS if args.smoke else None)
     split = make_split({e.subject for e in experiments}, DEFAULT_VAL_SUBJECTS, TEST_SUBJECTS)
@@ -126,8 +133,8 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         )
     manifest = out / "manifest.json"
     print(
-        f"wrote {len(pruned)} pruned and {len(int8)} int8 members, {manifest} and "
-        f"{out / REPORT_FILE} in {time.time() - started:.0f} s"
+        f"wrote {len(pruned)} pruned and {len(int8)} int8 members, {shown / 'manifest.json'} and "
+        f"{shown / REPORT_FILE} in {time.time() - started:.0f} s"
     )
     return {"pruned": pruned, "int8": int8, "report": report, "manifest": manifest}
 
@@ -291,6 +298,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.argv = raw
     if args.out is None:
         args.out = Path("build/bank-smoke") if args.smoke else Path("models")
+    args.out_shown = args.out  # messages name it, even when a caller moves args.out
     return args
 
 

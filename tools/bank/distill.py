@@ -62,14 +62,14 @@ from tools.bank.finetune import FinetuneConfig, finetune, torch_accuracy
 from tools.bank.members import FAMILY
 from tools.bank.parent import plain_from_onnx
 from tools.bank.plain_arch import model_config
-from tools.bank.staging import bank_lock
+from tools.bank.staging import bank_lock, check_member_files
 from tools.bank.teachers import (
     ensemble_soft_targets,
     pick_teachers,
     teachers_at_resolution,
 )
 from tools.bank.windows import ResWindows, aligned_windows, eval_windows
-from tools.cli import positive_int, run_main
+from tools.cli import positive_int, run_main, seed
 from tools.data import DEFAULT_VAL_SUBJECTS, add_data_argument, load_experiments, make_split
 from tools.export import (
     check_export,
@@ -140,13 +140,11 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     done = [m.id for m in students if "distilled" in m.provenance]
     if done:
         raise SystemExit(f"error: already distilled (rebuild the bank first): {', '.join(done)}")
-    for entry in {**{t.id: t for t in teachers}, **{m.id: m for m in students}}.values():
-        path = bank_dir / entry.file
-        if not path.is_file() or sha256_file(path) != entry.sha256:
-            why = "is missing" if not path.is_file() else "does not match the manifest's sha256"
-            raise SystemExit(
-                f"error: {shown / entry.file} {why} (model {entry.id}); nothing was changed"
-            )
+    reads = {**{t.id: t for t in teachers}, **{m.id: m for m in students}}.values()
+    try:
+        check_member_files(bank_dir, reads)  # missing, not the manifest's, not a readable ONNX
+    except SystemExit as exc:
+        raise SystemExit(str(exc.code).replace(str(bank_dir), str(shown))) from None
 
     teacher_entry = teachers[0]
     prov = teacher_entry.provenance
@@ -372,7 +370,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="leave the teacher(s) as they are (default: they too are distilled from the "
         "frozen outputs, a born-again step)",
     )
-    ap.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    ap.add_argument("--seed", type=seed, default=0, help="random seed, 0 to 2**32-1 (0)")
     ap.add_argument("--threads", type=positive_int, default=2, help="torch threads (2)")
     add_data_argument(ap)
     ap.add_argument("--smoke", action="store_true", help="tiny run: 4 subjects, few steps (CI)")

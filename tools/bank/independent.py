@@ -61,8 +61,9 @@ from tools.bank.windows import BASE_LENGTH, MultiResWindows, aligned_windows, ev
 from tools.cli import positive_int, run_main, seed
 from tools.data import DEFAULT_VAL_SUBJECTS, add_data_argument, load_experiments, make_split
 from tools.hapt import TEST_SUBJECTS
+from tools.provenance import git_commit
 from tools.train import seed_everything
-from tools.train_baseline import SMOKE_SUBJECTS, git_commit
+from tools.train_baseline import SMOKE_SUBJECTS
 
 FAMILY = "independent"
 # the full, a middle and the smallest configuration first, then one more per width

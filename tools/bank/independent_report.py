@@ -13,7 +13,7 @@ from typing import Any
 from agent.manifest import ModelEntry, load_manifest
 from tools.bank.members import member_id
 from tools.bank.plain_arch import COLUMN2D
-from tools.train_baseline import git_commit
+from tools.provenance import git_commit
 
 ID_PREFIXES = {"conv1d": "wr", COLUMN2D: "wc"}
 """The bank's id prefix for each architecture."""

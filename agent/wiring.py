@@ -8,9 +8,10 @@ fails before anything is published.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -183,6 +184,18 @@ def _load_models(
     return Classifier(entry, engine, clock.perf), monitor, None
 
 
+@contextlib.contextmanager
+def _closed_on_error(source: object) -> Iterator[None]:
+    """Close ``source`` (a sensor's bus and claim; a replay holds nothing) if what follows fails."""
+    try:
+        yield
+    except BaseException:
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
+        raise
+
+
 def build_agent(
     profile: Profile,
     *,
@@ -211,64 +224,64 @@ def build_agent(
         chunk_samples=opts.chunk_samples,
         bus_factory=bus_factory,  # live sensor: the I2C bus (tests: an emulation)
     )
-    try:
+    with _closed_on_error(source):  # a sensor holds its bus and its device claim
+        # then the publisher: its own profile errors (a missing TLS file, an outbox.path that is not
+        # an outbox) fail before the sessions load too
+        link = (
+            publisher
+            if publisher is not None
+            else make_publisher(profile, use_outbox=opts.use_outbox)
+        )
         classifier, monitor, adaptive = _load_models(profile, opts, manifest, clock)
-    except BaseException:
-        close = getattr(source, "close", None)  # a sensor holds its bus and its device claim
-        if close is not None:
-            close()
-        raise
-    entry = classifier.entry
-    topics = Topics(profile.mqtt.topic_prefix, profile.device.id)
-    notifier = SystemdNotifier()
-    pipeline = Pipeline(
-        source=source,
-        source_name=source_name,
-        classifier=classifier,
-        smoother=Smoother(profile.smoothing.method, profile.smoothing.window),
-        publisher=publisher
-        if publisher is not None
-        else make_publisher(profile, use_outbox=opts.use_outbox),
-        topics=topics,
-        device_id=profile.device.id,
-        clock=clock,
-        stop=stop,
-        origin=parse_time(source.header.start_time),
-        qos=profile.mqtt.qos,
-        record_timings=opts.record_timings,
-        observer=observer,
-        heartbeat=notifier.progress if notifier.gate is not None else None,  # no watchdog
-        controller=adaptive.controller if adaptive else None,
-        extra_specs=adaptive.specs if adaptive else (),
-    )
-    log.info(
-        "model %s (%s), source %s at %g Hz",
-        entry.id,
-        entry.family,
-        source_name,
-        source.header.sample_rate_hz,
-    )
-    ecfg = profile.energy
-    meter = open_meter(
-        ecfg,
-        bus_factory=bus_factory if ecfg.meter.startswith("ina") else None,
-        sample_hz=ecfg.sample_hz or None,
-    )
-    agent = Agent(
-        pipeline=pipeline,
-        publisher=pipeline.publisher,
-        stop=stop,
-        notifier=notifier,
-        monitor=monitor,
-        meter=meter,
-    )
-    ha = profile.homeassistant
-    if ha.discovery and publisher is None:
-        agent.discovery = discovery_messages(topics, ha.prefix, entry.id)
-        agent.retract_discovery = opts.retract_discovery
-        pipeline.topic_handlers[ha_status_topic(ha.prefix)] = agent.publish_discovery
-    pipeline.metrics = _metrics(pipeline, monitor, meter)
-    return agent
+        entry = classifier.entry
+        topics = Topics(profile.mqtt.topic_prefix, profile.device.id)
+        notifier = SystemdNotifier()
+        pipeline = Pipeline(
+            source=source,
+            source_name=source_name,
+            classifier=classifier,
+            smoother=Smoother(profile.smoothing.method, profile.smoothing.window),
+            publisher=link,
+            topics=topics,
+            device_id=profile.device.id,
+            clock=clock,
+            stop=stop,
+            origin=parse_time(source.header.start_time),
+            qos=profile.mqtt.qos,
+            record_timings=opts.record_timings,
+            observer=observer,
+            heartbeat=notifier.progress if notifier.gate is not None else None,  # no watchdog
+            controller=adaptive.controller if adaptive else None,
+            extra_specs=adaptive.specs if adaptive else (),
+        )
+        log.info(
+            "model %s (%s), source %s at %g Hz",
+            entry.id,
+            entry.family,
+            source_name,
+            source.header.sample_rate_hz,
+        )
+        ecfg = profile.energy
+        meter = open_meter(
+            ecfg,
+            bus_factory=bus_factory if ecfg.meter.startswith("ina") else None,
+            sample_hz=ecfg.sample_hz or None,
+        )
+        agent = Agent(
+            pipeline=pipeline,
+            publisher=pipeline.publisher,
+            stop=stop,
+            notifier=notifier,
+            monitor=monitor,
+            meter=meter,
+        )
+        ha = profile.homeassistant
+        if ha.discovery and publisher is None:
+            agent.discovery = discovery_messages(topics, ha.prefix, entry.id)
+            agent.retract_discovery = opts.retract_discovery
+            pipeline.topic_handlers[ha_status_topic(ha.prefix)] = agent.publish_discovery
+        pipeline.metrics = _metrics(pipeline, monitor, meter)
+        return agent
 
 
 def _metrics(

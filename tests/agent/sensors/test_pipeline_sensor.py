@@ -121,3 +121,32 @@ def test_a_model_that_fails_to_load_closes_the_open_sensor(tmp_path: Path) -> No
     with pytest.raises(ConfigError, match="no-such-member"):
         build_agent(prof, publisher=MemoryPublisher(), clock=clock, bus_factory=factory)
     assert buses and all(b.closed for b in buses)
+
+
+def test_a_publisher_profile_error_closes_the_sensor_before_any_session_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The publisher's own profile errors (here a missing TLS CA file) come after the sensor
+    opened: they close it, and still come before the sessions load."""
+    import agent.wiring
+    from agent.errors import ConfigError
+
+    def loaded(*_a: object, **_k: object) -> object:
+        raise AssertionError("a model session was loaded before the publisher was made")
+
+    monkeypatch.setattr(agent.wiring, "load_engine", loaded)
+    monkeypatch.setattr(agent.wiring, "build_adaptive", loaded)
+    clock = FakeClock()
+    buses: list[EmulatedBus] = []
+    bus = EmulatedBus(clock, {0x68: Mpu6050Model(RecordingFeed(np.zeros((10, 6)), 50.0))})
+
+    def factory(n: int) -> EmulatedBus:
+        buses.append(bus.factory(n))
+        return buses[-1]
+
+    prof = sensor_profile()
+    mqtt = dataclasses.replace(prof.mqtt, tls=True, ca_file=str(tmp_path / "gone.pem"))
+    prof = dataclasses.replace(prof, mqtt=mqtt)
+    with pytest.raises(ConfigError, match=r"mqtt\.ca_file = .*gone\.pem: no such file"):
+        build_agent(prof, clock=clock, bus_factory=factory)
+    assert buses and all(b.closed for b in buses)

@@ -162,6 +162,17 @@ def installed_profile(profile: Path, prefix: Path, source: Path, etc: Path) -> s
     return installed
 
 
+def _present(path: Path) -> bool | None:
+    """Whether ``path`` exists; None when its folder cannot be searched (``/etc/har-agent`` is
+    0750 and the service group's after an install, so a dry run without root cannot tell)."""
+    if path.parent.is_dir() and not os.access(path.parent, os.X_OK):
+        return None
+    try:
+        return path.exists()
+    except PermissionError:
+        return None
+
+
 def plan_install(
     *,
     source: Path,
@@ -254,13 +265,15 @@ def plan_install(
         )
 
     target = etc / "profile.toml"
-    installed = installed_profile(profile, prefix, source, etc)
-    keep = target.exists()  # never overwrite the user's configuration
+    keep = _present(target)  # never overwrite the user's configuration (None: cannot tell)
+    # a profile that is kept is not installed, so it is not checked either
+    installed = None if keep else installed_profile(profile, prefix, source, etc)
 
     def config() -> None:
         etc.mkdir(parents=True, exist_ok=True, mode=0o750)
         if not target.exists():
-            target.write_text(installed)
+            text = installed or installed_profile(profile, prefix, source, etc)
+            target.write_text(text)
             target.chmod(0o640)
         if group is not None:  # readable by the service, writable by root alone
             for path in (etc, target):
@@ -274,9 +287,11 @@ def plan_install(
     readable = f", readable by group {group}" if group else ""
     if keep:
         what = (
-            f"keep {target} as it is{readable} ({profile} is not installed: remove {target} "
-            "first to install it)"
+            f"keep {target} as it is{readable} ({profile} is neither installed nor checked: "
+            f"remove {target} first to install it)"
         )
+    elif keep is None:  # a dry run without root: the service's group owns /etc/har-agent
+        what = f"write {target} from {profile}{readable} (kept if it exists: {etc} needs root)"
     else:
         what = f"write {target} from {profile}{readable}"
     steps.append(Step(what, config))

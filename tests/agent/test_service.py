@@ -284,7 +284,8 @@ def test_an_existing_configuration_is_kept_and_the_step_says_so(tmp_path: Path) 
     steps = plan_install(source=ROOT, profile=profile, root=tmp_path, system=False, venv=False)
     (step,) = [s for s in steps if "profile.toml" in s.description]
     assert step.description == (
-        f"keep {conf} as it is ({profile} is not installed: remove {conf} first to install it)"
+        f"keep {conf} as it is ({profile} is neither installed nor checked: remove {conf} first "
+        "to install it)"
     )
     step.action()
     assert conf.read_text() == "# the user's own\n"
@@ -328,3 +329,43 @@ def test_installed_files_are_not_writable_by_group_or_others(tmp_path: Path) -> 
     ]
     assert writable == []
     assert stat.S_IMODE((installed / "agent" / "cli.py").stat().st_mode) == 0o644
+
+
+def test_a_kept_configuration_is_not_checked_either(tmp_path: Path) -> None:
+    """An upgrade with /etc/har-agent/profile.toml in place does not install --profile, so a path
+    the service could not open in it is no reason to refuse the upgrade."""
+    conf = tmp_path / "etc/har-agent/profile.toml"
+    conf.parent.mkdir(parents=True)
+    conf.write_text("# the user's own\n")
+    prof = tmp_path / "mine.toml"
+    text = (ROOT / "profiles" / "default.toml").read_text()
+    prof.write_text(re.sub(r'(?m)^path = "[^"]*"', 'path = "~/rec.har.csv"', text, count=1))
+    steps = plan_install(source=ROOT, profile=prof, root=tmp_path, system=False, venv=False)
+    assert any(s.description.startswith(f"keep {conf}") for s in steps)
+    conf.unlink()  # without the kept one, the same profile is refused
+    with pytest.raises(AgentError, match="could not open source.path"):
+        plan_install(source=ROOT, profile=prof, root=tmp_path, system=False, venv=False)
+
+
+def test_a_dry_run_without_root_cannot_see_into_the_configuration_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After an install /etc/har-agent is 0750 and the service group's: a user's dry run cannot
+    tell whether a profile is there, and says so instead of a PermissionError traceback."""
+    import os
+
+    etc = tmp_path / "etc/har-agent"
+    etc.mkdir(parents=True)
+    real_access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda p, m, **k: False if Path(p) == etc else real_access(p, m, **k)
+    )
+    profile = ROOT / "profiles" / "pi4.toml"
+    steps = plan_install(source=ROOT, profile=profile, root=tmp_path, system=False, venv=False)
+    (step,) = [s for s in steps if "profile.toml" in s.description]
+    assert step.description.endswith(f"(kept if it exists: {etc} needs root)")
+    result = CliRunner().invoke(
+        app, ["service", "install", "--dry-run", "--profile", str(profile), "--root", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "needs root" in result.output

@@ -56,7 +56,9 @@ def bench(
     ] = None,
     threads: Annotated[
         int | None,
-        typer.Option(help="ONNX Runtime intra-op threads (default: the profile's).", min=1),
+        typer.Option(
+            help="ONNX Runtime intra-op threads (default: the profile's).", min=1, max=256
+        ),
     ] = None,
     spinning: Annotated[
         bool | None,
@@ -107,16 +109,29 @@ def bench(
         Path | None,
         typer.Option("--table", help="Write the per-board latency table the policy reads."),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the random inputs.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the random inputs.", min=0)] = 0,
 ) -> None:
     """Benchmark models: latency percentiles, throughput, CPU, memory, energy, accuracy."""
-    for path in (out, table):  # before minutes of measuring, not after
+    # every check before minutes of measuring, not after
+    if as_json and as_csv:
+        raise fail(ConfigError("choose one of --json and --csv"))
+    if out is not None and not (as_json or as_csv):
+        raise fail(ConfigError("--out writes the JSON or the CSV: add --json or --csv"))
+    for path in (out, table):
         if path is not None:
             folder = path.parent
+            if not path.name or path.is_dir():
+                raise fail(ConfigError(f"{path}: cannot write (a folder, not a file)"))
             if not folder.is_dir():
                 raise fail(ConfigError(f"{path}: cannot write (no folder {folder})"))
             if not os.access(folder, os.W_OK):
                 raise fail(ConfigError(f"{path}: cannot write (folder {folder} is read-only)"))
+    if threads is not None and threads > (os.cpu_count() or 1):
+        typer.echo(
+            f"har-agent: warning: --threads {threads} is more than the {os.cpu_count()} CPUs "
+            "here: the threads will wait for each other",
+            err=True,
+        )
     try:
         results, header = _run(
             model, profile, models_dir, warmup, runs, duration, threads, spinning, data,
@@ -124,8 +139,6 @@ def bench(
         )  # fmt: skip
     except AgentError as exc:
         raise fail(exc) from None
-    if as_json and as_csv:
-        raise fail(ConfigError("choose one of --json and --csv"))
     text = None
     if as_json:
         text = json.dumps({**header, "results": [r.to_dict() for r in results]}, indent=2)
@@ -151,10 +164,18 @@ def bench(
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    """``text`` into ``path``: a regular file is replaced whole (a temporary file renamed over
+    it), through a symbolic link if ``path`` is one; a device or FIFO (``/dev/stdout``) is
+    written to, never replaced."""
+    target = path.resolve() if path.is_symlink() else path
     try:
+        if target.exists() and not target.is_file():
+            with open(target, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            return
+        tmp = target.with_name(target.name + ".tmp")
         tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        tmp.replace(target)
     except OSError as exc:
         raise fail(ConfigError(f"{path}: cannot write ({exc.strerror or exc})")) from None
 
@@ -184,7 +205,7 @@ def _run(
     from agent.bench_table import board_name
     from agent.bench_targets import Target, resolve_targets
     from agent.energy import EnergyMeter, open_meter
-    from agent.inference import SessionSettings
+    from agent.inference import SessionSettings, verified_bytes
     from agent.manifest import load_manifest
     from agent.profile import load_profile
     from agent.profile_tables import EnergyConfig
@@ -204,6 +225,9 @@ def _run(
         if model == "all" or not (model.endswith(".onnx") or Path(model).is_file()):
             raise
     targets = resolve_targets(model, manifest)
+    for target in targets:  # a missing or altered file is found before anything is measured
+        if target.entry is not None:
+            verified_bytes(target.path, target.entry)
     if table is not None and not any(t.entry is not None for t in targets):
         raise ConfigError("--table lists bank members; benchmark 'all' or a bank member id")
     if data is not None and any(t.entry is None for t in targets):

@@ -6,7 +6,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
+import stat
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -341,3 +344,46 @@ def test_a_named_meter_that_is_absent_is_an_error() -> None:
 def test_bench_help() -> None:
     result = runner.invoke(app, ["bench", "--help"])
     assert result.exit_code == 0 and "--check-plain" in result.output
+
+
+def test_every_refusal_comes_before_anything_is_measured(tmp_path: Path, monkeypatch: Any) -> None:
+    """Conflicting options, an --out without a format or naming a folder, a negative seed, and
+    an altered file among 'all' are refused before the first model is measured."""
+    import agent.bench
+
+    def measured(*_a: Any, **_k: Any) -> Any:
+        raise AssertionError("a model was measured before the refusal")
+
+    monkeypatch.setattr(agent.bench, "bench_model", measured)
+    one_line_error(bench("-m", "all", *QUICK, "--json", "--csv"), "one of --json and --csv")
+    one_line_error(
+        bench("-m", MEMBER, *QUICK, "--out", str(tmp_path / "x.out")), "add --json or --csv"
+    )
+    one_line_error(bench("-m", MEMBER, *QUICK, "--json", "--out", ""), "a folder, not a file")
+    assert bench("-m", MEMBER, *QUICK, "--seed", "-1").exit_code == 2
+    assert bench("-m", MEMBER, *QUICK, "--threads", "100000").exit_code == 2
+    bank = tmp_path / "models"
+    shutil.copytree(MODELS, bank)
+    (bank / "wc-w0.50-r064.onnx").write_bytes(b"truncated")
+    one_line_error(bench("-m", "all", "--dir", str(bank), *QUICK), "wc-w0.50-r064.onnx: sha256")
+
+
+def test_out_writes_through_a_link_and_into_a_device(tmp_path: Path) -> None:
+    """A symbolic link stays a link (its target gets the JSON); a device is written to, never
+    replaced by a file (as root, renaming over /dev/full would have replaced it)."""
+    target = tmp_path / "real.json"
+    target.write_text("{}")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    result = bench("-m", MEMBER, *QUICK, "--json", "--out", str(link))
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and json.loads(target.read_text())["results"][0]["model"] == MEMBER
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    result = bench("-m", MEMBER, *QUICK, "--json", "--out", str(fifo))
+    reader.join(30)
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISFIFO(fifo.stat().st_mode) and json.loads(got[0])["results"]

@@ -16,7 +16,7 @@ from agent.profile import load_profile
 
 models_app = typer.Typer(cls=Group, help="Inspect the model bank.", no_args_is_help=True)
 
-ProfileOpt = Annotated[Path, profile_option("Profile (TOML) whose model folder to list.")]
+ProfileOpt = Annotated[Path, profile_option("Profile (TOML) whose model folder to read.")]
 DirOpt = Annotated[
     Path | None, typer.Option("--dir", help="Model folder (default: the profile's).")
 ]

@@ -341,8 +341,12 @@ def load_manifest(models_dir: str | Path) -> Manifest:
         raise ModelError(f"{path}: unreadable manifest ({exc})") from exc
     except RecursionError:  # arrays nested some thousands deep
         raise ModelError(f"{path}: unreadable manifest (JSON nested too deeply)") from None
-    if not isinstance(raw, dict) or raw.get("manifest_version") != MANIFEST_VERSION:
-        got = raw.get("manifest_version") if isinstance(raw, dict) else None
+    if not isinstance(raw, dict):
+        kind = {list: "an array", str: "a string", bool: "true or false", type(None): "null"}
+        what = kind.get(type(raw), "a number")
+        raise ModelError(f"{path}: not a model manifest (a JSON object expected, got {what})")
+    if raw.get("manifest_version") != MANIFEST_VERSION:
+        got = raw.get("manifest_version")
         raise ModelError(
             f"{path}: manifest_version {got!r} is not supported (expected {MANIFEST_VERSION})"
         )

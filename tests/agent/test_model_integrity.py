@@ -117,6 +117,10 @@ def test_manifest_entries_are_validated(tmp_path: Path, edit, match: str) -> Non
         ("{", "unreadable"),
         ('{"manifest_version": 9, "models": []}', "not supported"),
         ('{"manifest_version": 1, "models": {}}', "must be a list"),
+        ("[]", r"not a model manifest \(a JSON object expected, got an array\)"),
+        ('"models"', "got a string"),
+        ("3", "got a number"),
+        ("null", "got null"),
     ],
 )
 def test_bad_manifests(tmp_path: Path, text: str, match: str) -> None:

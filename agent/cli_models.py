@@ -114,7 +114,7 @@ def describe(entry: ModelEntry, path: Path, status: str, is_default: bool) -> li
         f"id:            {entry.id}" + ("  (the profile's model)" if is_default else ""),
         f"family:        {entry.family}"
         + (f", width {entry.width:g}, resolution {entry.resolution}" if entry.resolution else ""),
-        f"file:          {path} ({entry.file_bytes / 1024:.1f} KiB, sha256 {status})",
+        f"file:          {path} ({_size(entry, path, status)}, sha256 {status})",
         f"input:         {spec.length} samples x {len(spec.channels)} channels at "
         f"{spec.rate_hz:g} Hz ({spec.window.duration_s:g} s), a window every {spec.hop} samples, "
         f"layout {spec.layout}",
@@ -176,6 +176,19 @@ def _bank(models_dir: Path | None, profile: Path) -> tuple[Manifest, str | None]
     except AgentError:
         default = None
     return manifest, default
+
+
+def _size(entry: ModelEntry, path: Path, status: str) -> str:
+    """The file's size as the manifest gives it; for an altered file, also what is on disk."""
+    size = f"{entry.file_bytes / 1024:.1f} KiB"
+    if status == "altered":
+        try:
+            on_disk = path.stat().st_size
+        except OSError:
+            return size
+        if on_disk != entry.file_bytes:
+            return f"{size} in the manifest, {on_disk / 1024:.1f} KiB on disk"
+    return size
 
 
 def _check(path: Path, sha256: str) -> str:

@@ -51,6 +51,10 @@ def test_show_refuses_an_unknown_id_and_an_altered_file(tmp_path: Path) -> None:
     result = runner.invoke(app, ["models", "show", "wc-w0.10-r032", "--dir", str(bank)])
     assert "sha256 altered" in result.stdout
     one_line_error(result, "wc-w0.10-r032: model file altered")
+    # cut short, the file line says what is on disk beside what the manifest says
+    (bank / "wc-w0.10-r032.onnx").write_bytes(b"x" * 1024)
+    result = runner.invoke(app, ["models", "show", "wc-w0.10-r032", "--dir", str(bank)])
+    assert "KiB in the manifest, 1.0 KiB on disk, sha256 altered)" in result.stdout
 
 
 def test_list_marks_the_profiles_model() -> None:

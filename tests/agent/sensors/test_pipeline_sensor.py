@@ -5,6 +5,7 @@ import errno
 import json
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -104,16 +105,24 @@ def test_a_missing_chip_fails_before_any_model_session_loads(
             build_agent(prof, publisher=MemoryPublisher(), bus_factory=bus.factory)
 
 
-def test_a_model_that_fails_to_load_closes_the_open_sensor(tmp_path: Path) -> None:
-    from agent.errors import ConfigError
-
-    clock = FakeClock()
+def _recorded_buses(clock: FakeClock) -> tuple[list[EmulatedBus], Any]:
+    """An MPU-6050 on an emulated bus, and the factory that opens it, keeping every bus it
+    opened (to check they were closed)."""
     buses: list[EmulatedBus] = []
     bus = EmulatedBus(clock, {0x68: Mpu6050Model(RecordingFeed(np.zeros((10, 6)), 50.0))})
 
     def factory(n: int) -> EmulatedBus:
         buses.append(bus.factory(n))
         return buses[-1]
+
+    return buses, factory
+
+
+def test_a_model_that_fails_to_load_closes_the_open_sensor(tmp_path: Path) -> None:
+    from agent.errors import ConfigError
+
+    clock = FakeClock()
+    buses, factory = _recorded_buses(clock)
 
     prof = sensor_profile()
     prof = dataclasses.replace(prof, model=dataclasses.replace(prof.model, id="no-such-member"))
@@ -137,12 +146,7 @@ def test_a_publisher_profile_error_closes_the_sensor_before_any_session_loads(
     monkeypatch.setattr(agent.wiring, "load_engine", loaded)
     monkeypatch.setattr(agent.wiring, "build_adaptive", loaded)
     clock = FakeClock()
-    buses: list[EmulatedBus] = []
-    bus = EmulatedBus(clock, {0x68: Mpu6050Model(RecordingFeed(np.zeros((10, 6)), 50.0))})
-
-    def factory(n: int) -> EmulatedBus:
-        buses.append(bus.factory(n))
-        return buses[-1]
+    buses, factory = _recorded_buses(clock)
 
     prof = sensor_profile()
     mqtt = dataclasses.replace(prof.mqtt, tls=True, ca_file=str(tmp_path / "gone.pem"))

@@ -137,4 +137,7 @@ class BenchResult:
             "plain_p50_ms": p.plain_p50_ms if p else None,
             "bench_plain_ratio": p.ratio if p else None,
         }
+        q = self.paced  # --table: what the latency table records (empty cells otherwise)
+        for key in ("p50_ms", "p90_ms", "p99_ms", "mean_ms"):
+            row[f"paced_{key}"] = getattr(q, key) if q is not None else None
         return row

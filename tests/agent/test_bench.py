@@ -213,6 +213,55 @@ def test_bench_all_writes_the_latency_table(tmp_path: Path) -> None:
     for row in body["models"].values():
         assert 0 < row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
         assert row["mean_ms"] > 0 and row["back_to_back_p50_ms"] > 0
+    # the terminal's last column is the paced p50 the table records
+    head = next(ln for ln in result.stdout.splitlines() if ln.startswith("model "))
+    assert head.endswith("paced p50")
+    for line in rows:
+        mid = line.split(" ", 1)[0]
+        assert float(line.split()[-1]) == pytest.approx(body["models"][mid]["p50_ms"], abs=1e-4)
+
+
+def test_with_a_table_the_terminal_and_the_csv_show_the_paced_figures(tmp_path: Path) -> None:
+    """The table records the paced p50; the terminal and the CSV show it too, beside the
+    back-to-back one (they showed only the back-to-back figure, several times smaller)."""
+    table, out = tmp_path / "table.json", tmp_path / "b.csv"
+    args = ["-m", MEMBER, *QUICK, "--table", str(table)]
+    result = bench(*args)
+    assert result.exit_code == 0, result.output
+    recorded = json.loads(table.read_text())["models"][MEMBER]
+    (shown,) = [ln.split() for ln in result.stdout.splitlines() if ln.startswith("paced ms")]
+    assert float(shown[3]) == pytest.approx(recorded["p50_ms"], abs=1e-4)
+    assert "what --table records" in result.stdout
+    result = bench(*args, "--csv", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    (row,) = list(csv.DictReader(io.StringIO(out.read_text())))
+    recorded = json.loads(table.read_text())["models"][MEMBER]
+    assert float(row["paced_p50_ms"]) == pytest.approx(recorded["p50_ms"], abs=1e-5)
+    assert float(row["paced_p90_ms"]) == pytest.approx(recorded["p90_ms"], abs=1e-5)
+    assert float(row["p50_ms"]) == pytest.approx(recorded["back_to_back_p50_ms"], abs=1e-5)
+    # without --table: no paced figures anywhere
+    result = bench("-m", MEMBER, *QUICK, "--csv")
+    (row,) = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert row["paced_p50_ms"] == "" and "paced" not in bench("-m", MEMBER, *QUICK).stdout
+
+
+def test_the_json_header_names_the_idle_power_the_estimate_used(tmp_path: Path) -> None:
+    """The estimate's "with idle" figure adds the profile's energy.idle_w: the header says which
+    (it said null)."""
+    profile = tmp_path / "p.toml"
+    text = (ROOT / "profiles" / "default.toml").read_text()
+    assert "[energy]" not in text
+    profile.write_text(text + "\n[energy]\nidle_w = 1.25\n")
+    result = bench("-m", MEMBER, *QUICK, "--profile", str(profile), "--dir", str(MODELS), "--json")
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert (body["idle_w"], body["idle_source"]) == (1.25, "profile")
+    (r,) = body["results"]
+    assert r["energy"]["idle_w"] == 1.25
+    shown = bench("-m", MEMBER, *QUICK, "--profile", str(profile), "--dir", str(MODELS)).stdout
+    assert "idle 1.250 W (the profile's energy.idle_w)" in shown
+    none = json.loads(bench("-m", MEMBER, *QUICK[:-2], "--meter", "none", "--json").stdout)
+    assert (none["idle_w"], none["idle_source"]) == (None, None)
 
 
 def test_the_table_times_runs_one_at_a_time_as_the_daemon_runs_them() -> None:

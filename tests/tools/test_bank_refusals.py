@@ -19,13 +19,12 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
 from agent.manifest import (  # noqa: E402
-    InputSpec,
     ModelEntry,
     load_manifest,
     sha256_file,
     write_manifest,
 )
-from agent.windowing import Normalizer  # noqa: E402
+from tests.tools.entries import model_entry  # noqa: E402
 from tools import data, train_baseline  # noqa: E402
 from tools.bank import build, compress, distill, independent  # noqa: E402
 from tools.bank.prune_stage import run_pruning  # noqa: E402
@@ -33,12 +32,10 @@ from tools.bank.quantize_stage import run_quantization  # noqa: E402
 from tools.bank.staging import staging_dir  # noqa: E402
 from tools.bank.supernet import PlainCNN, SlimConfig  # noqa: E402
 from tools.export import export_onnx  # noqa: E402
-from tools.hapt import ACTIVITIES, CHANNELS, UNITS  # noqa: E402
 
 pytestmark = pytest.mark.tools
 
 PARENT = "wr-w1.00-r128"
-NORM = Normalizer((0.8, 0.0, 0.1, 0.0, 0.0, 0.0), (0.4, 0.4, 0.4, 0.4, 0.4, 0.3))
 
 
 def _plain(seed: int) -> PlainCNN:
@@ -47,24 +44,7 @@ def _plain(seed: int) -> PlainCNN:
 
 
 def _entry(bank: Path, mid: str, family: str, **extra: Any) -> ModelEntry:
-    path = bank / f"{mid}.onnx"
-    return ModelEntry(
-        id=mid,
-        file=path.name,
-        sha256=sha256_file(path),
-        family=family,
-        input=InputSpec("imu", "NTC", 128, 50.0, 64, CHANNELS, UNITS),
-        labels=ACTIVITIES,
-        normalization=NORM,
-        width=1.0,
-        resolution=128,
-        macs=1,
-        params=1,
-        file_bytes=path.stat().st_size,
-        metrics={"accuracy": 0.5, "f1_weighted": 0.5},
-        latency_ms={"p50": 0.1},
-        **extra,
-    )
+    return model_entry(bank / f"{mid}.onnx", mid, family, **extra)
 
 
 @pytest.fixture

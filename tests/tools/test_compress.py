@@ -17,9 +17,9 @@ pytest.importorskip("torch_pruning")
 
 from onnx import numpy_helper  # noqa: E402
 
-from agent.manifest import InputSpec, ModelEntry, load_manifest, sha256_file, write_manifest  # noqa: E402
-from agent.windowing import Normalizer  # noqa: E402
+from agent.manifest import InputSpec, load_manifest, sha256_file, write_manifest  # noqa: E402
 from tests.tools.conftest import int8_of  # noqa: E402
+from tests.tools.entries import model_entry  # noqa: E402
 from tools.bank import compress, report  # noqa: E402
 from tools.bank.evaluate import model_input  # noqa: E402
 from tools.bank.importance import CRITERIA, activation_scores, convs  # noqa: E402
@@ -29,12 +29,11 @@ from tools.bank.prune import channels_of, plan_channels, prune_layer  # noqa: E4
 from tools.bank.quantize import QuantConfig, keep_int8, quantize_member  # noqa: E402
 from tools.bank.supernet import PlainCNN, SlimConfig  # noqa: E402
 from tools.export import export_onnx, ort_logits, session  # noqa: E402
-from tools.hapt import ACTIVITIES, CHANNELS, UNITS  # noqa: E402
+from tools.hapt import CHANNELS, UNITS  # noqa: E402
 
 pytestmark = pytest.mark.tools
 
 PARENT_CHANNELS = (16, 32, 64)
-NORM = Normalizer((0.8, 0.0, 0.1, 0.0, 0.0, 0.0), (0.4, 0.4, 0.4, 0.4, 0.4, 0.3))
 
 
 def _tiny_plain(seed: int = 0) -> PlainCNN:
@@ -155,22 +154,7 @@ def smoke_bank(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str
     """A bank holding one tiny parent, compressed by the CLI on the 4 smoke subjects."""
     out = tmp_path_factory.mktemp("cbank")
     path = export_onnx(_tiny_plain(), out / "wr-w1.00-r128.onnx", (1, 128, 6))
-    parent = ModelEntry(
-        id="wr-w1.00-r128",
-        file=path.name,
-        sha256=sha256_file(path),
-        family="width-resolution",
-        input=InputSpec("imu", "NTC", 128, 50.0, 64, CHANNELS, UNITS),
-        labels=ACTIVITIES,
-        normalization=NORM,
-        width=1.0,
-        resolution=128,
-        macs=1,
-        params=1,
-        file_bytes=path.stat().st_size,
-        metrics={"accuracy": 0.5, "f1_weighted": 0.5},
-        latency_ms={"p50": 0.1},
-    )
+    parent = model_entry(path, "wr-w1.00-r128")
     write_manifest(out, [parent], {"generator": "test"})
     data = "auto"  # data/hapt when imported, else the pickle
     args = compress.parse_args(["--smoke", "--out", str(out), "--data", str(data)])

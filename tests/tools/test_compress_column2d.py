@@ -4,7 +4,6 @@ removed correctly, and the whole ``tools.bank.compress`` command (smoke) on a ti
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ pytest.importorskip("torch_pruning")
 from onnx import numpy_helper  # noqa: E402
 
 from agent.manifest import InputSpec, ModelEntry, load_manifest, sha256_file, write_manifest  # noqa: E402
-from agent.windowing import Normalizer  # noqa: E402
+from tests.tools.entries import model_entry  # noqa: E402
 from tools.bank import compress  # noqa: E402
 from tools.bank.evaluate import model_input  # noqa: E402
 from tools.bank.importance import CRITERIA, activation_scores, convs  # noqa: E402
@@ -35,13 +34,12 @@ from tools.bank.prune import channels_of, prune_layer  # noqa: E402
 from tools.bank.quantize import QuantConfig, quantize_member  # noqa: E402
 from tools.bank.supernet2d import ColumnConfig, PlainColumnCNN  # noqa: E402
 from tools.export import export_onnx, ort_logits, session  # noqa: E402
-from tools.hapt import ACTIVITIES, CHANNELS, UNITS  # noqa: E402
+from tools.hapt import CHANNELS, UNITS  # noqa: E402
 from tools.models import count_macs_params  # noqa: E402
 
 pytestmark = pytest.mark.tools
 
 PARENT_CHANNELS = (16, 32, 64)
-NORM = Normalizer((0.8, 0.0, 0.1, 0.0, 0.0, 0.0), (0.4, 0.4, 0.4, 0.4, 0.4, 0.3))
 PARENT_ID = "wc-w1.00-r128"
 
 
@@ -60,23 +58,7 @@ def _x(n: int, length: int, seed: int = 1) -> np.ndarray:
 
 
 def _entry(path: Path, **changes: Any) -> ModelEntry:
-    base = ModelEntry(
-        id=PARENT_ID,
-        file=path.name,
-        sha256=sha256_file(path),
-        family="width-resolution",
-        input=InputSpec("imu", "NTC", 128, 50.0, 64, CHANNELS, UNITS),
-        labels=ACTIVITIES,
-        normalization=NORM,
-        width=1.0,
-        resolution=128,
-        macs=1,
-        params=1,
-        file_bytes=path.stat().st_size,
-        metrics={"accuracy": 0.5, "f1_weighted": 0.5},
-        latency_ms={"p50": 0.1},
-    )
-    return dataclasses.replace(base, **changes)
+    return model_entry(path, changes.pop("id", PARENT_ID), **changes)
 
 
 def test_arch_is_read_from_the_entry(tmp_path: Path) -> None:

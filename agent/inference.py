@@ -8,6 +8,7 @@ manifest (sha256, input name and shape) before it is used, maps ONNX Runtime err
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from math import exp
@@ -23,6 +24,14 @@ from agent.onnx_params import ProtobufError, refers_to_external_data
 from agent.regular_file import NotARegularFile, open_regular
 
 _FLOAT32 = np.dtype(np.float32)
+
+# A finite sample far out of range (3e38 in a recording) overflows the normalisation to inf; the
+# model then gives NaN and the pipeline rejects the window, logging it once. numpy's own warning
+# would add a line without context; np.errstate around every fill would cost a microsecond a
+# window, so only that warning, from this module, is silenced.
+warnings.filterwarnings(
+    "ignore", "overflow encountered in (multiply|subtract)", RuntimeWarning, r"agent\.inference"
+)
 
 
 class Engine(Protocol):
@@ -212,6 +221,11 @@ class InputBuffer:
         return self.array
 
 
+class NonFiniteOutputs(Exception):
+    """The model's outputs for a window hold NaN or Inf (finite samples so far out of range that
+    their normalisation overflows float32): the window has no prediction."""
+
+
 @dataclass(slots=True)
 class Classification:
     values: list[float]
@@ -249,4 +263,6 @@ class Classifier:
                 f"{self._n_classes} labels"
             )
         probs = softmax_values(flat.tolist())
+        if probs[0] != probs[0]:  # NaN: a NaN or +inf logit makes every probability NaN
+            raise NonFiniteOutputs(infer_s)
         return Classification(probs, first_argmax(probs), infer_s)

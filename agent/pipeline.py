@@ -19,7 +19,7 @@ from agent.adaptive import Controller, SwitchOrder
 from agent.clock import Clock
 from agent.commands import MAX_COMMANDS_PER_STEP, handle_command
 from agent.fronts import Front, FrontKey
-from agent.inference import Classifier
+from agent.inference import Classifier, NonFiniteOutputs
 from agent.manifest import InputSpec
 from agent.payload import IsoFormatter, Prediction, PredictionEncoder, Topics, iso_from_unix
 from agent.publishers import Command, Publisher
@@ -294,15 +294,18 @@ class Pipeline:
             bad = "holds saturated samples (at the sensor's full scale)"
             stats.saturated += 1
         if bad is not None:
-            stats.rejected += 1
-            if not self._rejecting:
-                log.warning("window %d %s: not classified", w.index, bad)
-                self._rejecting = True
+            self._reject(w, bad, "not classified")
+            return
+        try:
+            c = self.classifier.classify(data)
+        except NonFiniteOutputs:
+            self._reject(
+                w, "gives NaN or Inf model outputs (samples out of range)", "not published"
+            )
             return
         if self._rejecting:
             log.info("good samples again (%d windows rejected so far)", stats.rejected)
             self._rejecting = False
-        c = self.classifier.classify(data)
         probs = c.values
         smoothed_index: int | None = None
         smoothed_confidence: float | None = None
@@ -363,6 +366,13 @@ class Pipeline:
             stats.models.append(self.classifier.entry.id)
         if w.label is not None:
             stats.score(w.label, self.classifier.entry, c.index)
+
+    def _reject(self, w: Window, why: str, what: str) -> None:
+        """Count a window without a prediction; log when a run of them starts."""
+        self.stats.rejected += 1
+        if not self._rejecting:
+            log.warning("window %d %s: %s", w.index, why, what)
+            self._rejecting = True
 
     def _ones(self, n: int) -> np.ndarray:
         ones = self._ones_cache

@@ -50,7 +50,9 @@ class Smoother:
 
     def update_values(self, values: list[float]) -> Smoothed:
         """:meth:`update` for a list of Python floats (the pipeline's call); the list is kept,
-        so the caller must not change it afterwards."""
+        so the caller must not change it afterwards. The values must be finite: the mean keeps
+        a running sum, which a NaN would never leave (the classifier raises
+        :class:`~agent.inference.NonFiniteOutputs` instead of returning one)."""
         if self.method == "vote":
             votes = self._votes
             votes.append(first_argmax(values))

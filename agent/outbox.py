@@ -137,65 +137,78 @@ class Outbox:
 
     # -- writes ---------------------------------------------------------------------------------
     def put(self, topic: str, payload: bytes, qos: int, retain: bool, now: float) -> int | None:
-        """Commit one message; return its row id, or None if ``reject-new`` refused it."""
+        """Commit one message; return its row id, or None if ``reject-new`` refused it. A write
+        that fails (a full disk) raises :class:`OutboxError` and changes nothing."""
         size = len(payload)
-        with self._lock, self._tx() as db:
-            if size > self.max_bytes:
-                self._bump(db, "rejected")
-                return None
-            if self._bytes + size > self.max_bytes:
-                if self.policy == "reject-new":
+        with self._lock:
+            with self._tx() as db:
+                if size > self.max_bytes:
                     self._bump(db, "rejected")
                     return None
-                self._drop_oldest(db, self._bytes + size - self.max_bytes)
-            cur = db.execute(
-                "INSERT INTO outbox(topic, payload, qos, retain, created, size) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (topic, payload, qos, int(retain), now, size),
-            )
-            self._bytes += size
-            return int(cur.lastrowid or 0)
+                freed = 0
+                if self._bytes + size > self.max_bytes:
+                    if self.policy == "reject-new":
+                        self._bump(db, "rejected")
+                        return None
+                    freed = self._drop_oldest(db, self._bytes + size - self.max_bytes)
+                cur = db.execute(
+                    "INSERT INTO outbox(topic, payload, qos, retain, created, size) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (topic, payload, qos, int(retain), now, size),
+                )
+                row_id = int(cur.lastrowid or 0)
+            self._bytes += size - freed  # (only once committed: _Transaction)
+            return row_id
 
     def ack(self, row_id: int) -> bool:
         """The broker has the message: forget it. False if it was already gone."""
-        with self._lock, self._tx(durable=False) as db:
-            return self._delete(db, row_id)
+        with self._lock:
+            with self._tx(durable=False) as db:
+                freed = self._delete(db, row_id)
+            if freed is None:
+                return False
+            self._bytes -= freed
+            return True
 
     def dead(self, row_id: int, reason: str, now: float) -> bool:
         """The broker refused the message for good: move it to the dead-letter table."""
-        with self._lock, self._tx() as db:
-            row = db.execute(
-                "SELECT topic, payload, created FROM outbox WHERE id = ?", (row_id,)
-            ).fetchone()
-            if row is None:
-                return False
-            db.execute(
-                "INSERT OR REPLACE INTO dead_letter(id, topic, payload, created, failed, reason) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (row_id, row[0], row[1], row[2], now, reason),
-            )
-            db.execute(
-                "DELETE FROM dead_letter WHERE id NOT IN "
-                "(SELECT id FROM dead_letter ORDER BY id DESC LIMIT ?)",
-                (DEAD_LETTER_KEEP,),
-            )
-            self._delete(db, row_id)
-            self._bump(db, "dead")
+        with self._lock:
+            with self._tx() as db:
+                row = db.execute(
+                    "SELECT topic, payload, created FROM outbox WHERE id = ?", (row_id,)
+                ).fetchone()
+                if row is None:
+                    return False
+                db.execute(
+                    "INSERT OR REPLACE INTO dead_letter"
+                    "(id, topic, payload, created, failed, reason) VALUES (?, ?, ?, ?, ?, ?)",
+                    (row_id, row[0], row[1], row[2], now, reason),
+                )
+                db.execute(
+                    "DELETE FROM dead_letter WHERE id NOT IN "
+                    "(SELECT id FROM dead_letter ORDER BY id DESC LIMIT ?)",
+                    (DEAD_LETTER_KEEP,),
+                )
+                freed = self._delete(db, row_id) or 0
+                self._bump(db, "dead")
+            self._bytes -= freed
             return True
 
     def expire(self, now: float) -> int:
         """Drop rows older than the TTL; return how many."""
         if self.ttl_s <= 0:
             return 0
-        with self._lock, self._tx() as db:
-            cutoff = now - self.ttl_s
-            size = db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox WHERE created < ?", (cutoff,)
-            ).fetchone()
-            if not size[0]:
-                return 0
-            db.execute("DELETE FROM outbox WHERE created < ?", (cutoff,))
-            self._bump(db, "dropped_ttl", int(size[0]))
+        with self._lock:
+            with self._tx() as db:
+                cutoff = now - self.ttl_s
+                size = db.execute(
+                    "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox WHERE created < ?",
+                    (cutoff,),
+                ).fetchone()
+                if not size[0]:
+                    return 0
+                db.execute("DELETE FROM outbox WHERE created < ?", (cutoff,))
+                self._bump(db, "dropped_ttl", int(size[0]))
             self._bytes -= int(size[1])
             return int(size[0])
 
@@ -269,15 +282,19 @@ class Outbox:
     def _bump(self, db: sqlite3.Connection, name: str, by: int = 1) -> None:
         db.execute("UPDATE counters SET value = value + ? WHERE name = ?", (by, name))
 
-    def _delete(self, db: sqlite3.Connection, row_id: int) -> bool:
+    # The helpers below run inside a transaction and return the bytes they free; the caller
+    # applies that to ``_bytes`` once the transaction has committed, so a failed one (a full
+    # disk) leaves the count as it was, like the rows.
+    def _delete(self, db: sqlite3.Connection, row_id: int) -> int | None:
+        """Delete one row; the bytes it held, or None if it was already gone."""
         row = db.execute("SELECT size FROM outbox WHERE id = ?", (row_id,)).fetchone()
         if row is None:
-            return False
+            return None
         db.execute("DELETE FROM outbox WHERE id = ?", (row_id,))
-        self._bytes -= int(row[0])
-        return True
+        return int(row[0])
 
-    def _drop_oldest(self, db: sqlite3.Connection, need: int) -> None:
+    def _drop_oldest(self, db: sqlite3.Connection, need: int) -> int:
+        """Delete the oldest rows until ``need`` bytes are freed; the bytes freed."""
         freed = dropped = 0
         for row_id, size in db.execute("SELECT id, size FROM outbox ORDER BY id").fetchall():
             if freed >= need:
@@ -285,8 +302,8 @@ class Outbox:
             db.execute("DELETE FROM outbox WHERE id = ?", (row_id,))
             freed += int(size)
             dropped += 1
-        self._bytes -= freed
         self._bump(db, "dropped_cap", dropped)
+        return freed
 
 
 def _counts(db: sqlite3.Connection) -> dict[str, int]:
@@ -327,7 +344,12 @@ def read_counts(path: str | Path) -> dict[str, int]:
 class _Transaction:
     """BEGIN IMMEDIATE ... COMMIT, rolled back on error; sqlite errors become OutboxError. A
     transaction that is not ``durable`` commits with ``synchronous=NORMAL`` (no fsync); the
-    connection is back at ``FULL`` afterwards, whatever happened."""
+    connection is back at ``FULL`` afterwards, whatever happened.
+
+    After some errors (SQLITE_FULL: a full disk, SQLITE_IOERR, ...) SQLite has rolled the
+    transaction back by itself: an explicit ROLLBACK then fails ("no transaction is active") and
+    would hide the real problem, so it is issued only while a transaction is still open, and a
+    failing one never replaces the error that is being raised."""
 
     def __init__(self, db: sqlite3.Connection, path: Path, durable: bool = True) -> None:
         self._db = db
@@ -341,7 +363,7 @@ class _Transaction:
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             self._restore()
-            raise OutboxError(f"{self._path}: cannot write the outbox ({exc})") from exc
+            raise self._error(exc) from exc
         return self._db
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
@@ -351,13 +373,24 @@ class _Transaction:
                     self._db.execute("COMMIT")
                     return
                 except sqlite3.Error as err:
-                    self._db.execute("ROLLBACK")
-                    raise OutboxError(f"{self._path}: cannot write the outbox ({err})") from err
-            self._db.execute("ROLLBACK")
+                    self._rollback()
+                    raise self._error(err) from err
+            self._rollback()
             if isinstance(exc, sqlite3.Error):
-                raise OutboxError(f"{self._path}: cannot write the outbox ({exc})") from exc
+                raise self._error(exc) from exc
         finally:
             self._restore()
+
+    def _error(self, exc: sqlite3.Error) -> OutboxError:
+        return OutboxError(f"{self._path}: cannot write the outbox ({exc})")
+
+    def _rollback(self) -> None:
+        if not self._db.in_transaction:  # SQLite has rolled it back already
+            return
+        try:
+            self._db.execute("ROLLBACK")
+        except sqlite3.Error as exc:  # the error being raised says what went wrong
+            log.debug("%s: rollback failed (%s)", self._path, exc)
 
     def _restore(self) -> None:
         if not self._durable:

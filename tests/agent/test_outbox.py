@@ -357,3 +357,73 @@ def test_an_outbox_path_that_is_not_a_file_is_one_error(tmp_path: Path, kind: st
     assert not th.is_alive(), "opening the outbox hung"
     assert len(got) == 1 and isinstance(got[0], OutboxError), got
     assert str(got[0]).startswith(f"{path}: ")
+
+
+def _fill_disk(box: Outbox) -> None:
+    """Simulate a full disk: the database file may not grow by one more page."""
+    pages = box._db.execute("PRAGMA page_count").fetchone()[0]
+    box._db.execute(f"PRAGMA max_page_count={pages}")
+
+
+def test_a_full_disk_is_one_outbox_error_and_changes_nothing(tmp_path: Path) -> None:
+    """SQLite rolls the transaction back by itself after SQLITE_FULL: the outbox's own ROLLBACK
+    used to fail then, and its raw "cannot rollback - no transaction is active" hid the real
+    error (a traceback in ``har-agent run``); and the byte count had already moved."""
+    box = _box(tmp_path, max_bytes=60_000)
+    for i in range(5):
+        box.put("t", b"x" * 10_000, 1, False, now=float(i))
+    _fill_disk(box)
+    with pytest.raises(OutboxError, match=r"database or disk is full") as err:
+        box.put("t", b"y" * 30_000, 1, False, now=9.0)  # (drop-oldest: two rows deleted first)
+    assert str(err.value).startswith(f"{box.path}: ")
+    st = box.stats(now=9.0)
+    assert (st.length, st.bytes, st.dropped_cap, st.produced) == (5, 50_000, 0, 5)
+    box._db.execute("PRAGMA max_page_count=1073741823")  # room again: the next put works
+    assert box.put("t", b"y" * 30_000, 1, False, now=10.0) is not None
+    st = box.stats(now=10.0)
+    assert (st.length, st.bytes, st.dropped_cap) == (4, 60_000, 2)
+    assert st.bytes == sum(len(r.payload) for r in box.take(100))
+    assert box.integrity_check() == "ok"
+    box.close()
+
+
+class _CommitFails:
+    """The outbox's connection, but every COMMIT fails (the transaction stays open)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        if sql == "COMMIT":
+            raise sqlite3.OperationalError("disk I/O error")
+        return self._db.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._db, name)
+
+
+@pytest.mark.parametrize("write", ["put over the cap", "ack", "dead", "expire"])
+def test_a_failed_commit_leaves_rows_and_byte_count_as_they_were(
+    tmp_path: Path, write: str
+) -> None:
+    """The byte count moves only once a transaction has committed (it moved before COMMIT, so
+    a failed write shifted it for good: the cap then held too much or too little)."""
+    box = _box(tmp_path, max_bytes=30, ttl_s=5.0)
+    ids = [box.put("t", b"x" * 10, 1, False, now=float(i)) for i in range(3)]
+    real = box._db
+    box._db = _CommitFails(real)  # type: ignore[assignment]
+    with pytest.raises(OutboxError, match=r"cannot write the outbox \(disk I/O error\)"):
+        if write == "put over the cap":
+            box.put("t", b"y" * 5, 1, False, now=3.0)  # (drops a 10-byte row first)
+        elif write == "ack":
+            box.ack(ids[0] or 0)
+        elif write == "dead":
+            box.dead(ids[0] or 0, "Not authorized", now=3.0)
+        else:
+            box.expire(now=100.0)
+    box._db = real
+    assert not real.in_transaction  # rolled back
+    st = box.stats(now=3.0)
+    assert (st.length, st.bytes, st.dropped_cap, st.dropped_ttl, st.dead) == (3, 30, 0, 0, 0)
+    assert box.ack(ids[0] or 0) and box.stats(now=3.0).bytes == 20
+    box.close()

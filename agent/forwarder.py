@@ -25,16 +25,6 @@ from agent.publishers import Command
 
 log = logging.getLogger(__name__)
 
-REFUSALS = {
-    0x80: "unspecified error",
-    0x83: "implementation specific error",
-    0x87: "not authorized",
-    0x90: "topic name invalid",
-    0x95: "packet too large",
-    0x97: "quota exceeded",
-    0x99: "payload format invalid",
-}
-
 
 class Link(Protocol):
     """What the forwarder needs of an MQTT connection (``MqttPublisher`` provides it)."""
@@ -144,7 +134,7 @@ class OutboxPublisher:
                 continue  # a status message, or a mid from before a restart
             if code < 0x80:
                 self.outbox.ack(row)
-            else:
+            else:  # paho names every reason code (text): no table of our own
                 reason = f"{text} (0x{code:02x})"
                 self.outbox.dead(row, reason, now)
                 log.warning("broker refused message %d (%s): moved to dead letters", row, reason)

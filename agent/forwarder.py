@@ -46,6 +46,9 @@ class Link(Protocol):
 
     def poll(self) -> list[Command]: ...
 
+    def poll_events(self) -> None:
+        """Apply connection changes (what :attr:`connected` says), taking no commands."""
+
     def stop(self) -> int: ...
 
 
@@ -106,9 +109,13 @@ class OutboxPublisher:
         return commands
 
     def flush(self, timeout_s: float) -> int:
+        """Wait up to ``timeout_s`` for the broker to take the outbox's rows; the rows left.
+
+        Commands are not touched: they stay in the link's inbox for the next :meth:`poll` (at
+        :meth:`stop`, which flushes, they are left there unanswered)."""
         deadline = time.monotonic() + timeout_s
         while True:
-            self.link.poll()
+            self.link.poll_events()  # (connection changes; PUBACKs come with _settle)
             self._settle()
             self.pump()
             left = self.outbox.stats(self._wall()).length

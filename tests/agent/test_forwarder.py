@@ -18,6 +18,8 @@ class ScriptedLink:
         self.direct: list[tuple[str, bytes, int, bool]] = []
         self.acks: list[tuple[int, int, str]] = []
         self.full = False
+        self.inbox: list[Command] = []
+        self.event_polls = 0
         self._mid = 0
 
     def start(self) -> None:
@@ -38,7 +40,11 @@ class ScriptedLink:
         return out
 
     def poll(self) -> list[Command]:
-        return []
+        out, self.inbox = self.inbox, []
+        return out
+
+    def poll_events(self) -> None:
+        self.event_polls += 1
 
     def stop(self) -> int:
         return 0
@@ -141,20 +147,26 @@ def test_stop_without_a_broker_does_not_wait_for_one(tmp_path: Path) -> None:
     fwd, link = _fwd(tmp_path)
     fwd.publish("har/x/prediction", b"{}")
     link.connected = False
-    polls = 0
-    real_poll = link.poll
-
-    def counting_poll() -> list[Command]:
-        nonlocal polls
-        polls += 1
-        return real_poll()
-
-    link.poll = counting_poll  # type: ignore[method-assign]
     assert fwd.stop() == 0
-    assert polls == 1  # one look, no waiting loop
+    assert link.event_polls == 1  # one look, no waiting loop
     again = Outbox(tmp_path / "o.db")  # stop closed it
     assert again.stats(0).length == 1  # kept for the next start
     again.close()
+
+
+def test_commands_that_arrive_during_a_flush_wait_for_the_next_poll(tmp_path: Path) -> None:
+    """``flush`` looks at the link's connection and PUBACKs only: it used to call the link's
+    ``poll`` and throw away the commands it returned, which were then never answered."""
+    fwd, link = _fwd(tmp_path)
+    fwd.publish("t", b"x")
+    ping = Command("har/x/cmd", b'{"cmd":"ping","id":1}')
+    link.inbox.append(ping)
+    link.ack_all()
+    assert fwd.flush(5.0) == 0  # the broker took the row
+    assert link.inbox == [ping]  # still the link's, not taken
+    assert fwd.poll() == [ping]  # handed out as usual
+    assert fwd.poll() == []
+    fwd.outbox.close()
 
 
 def test_stop_closes_the_outbox_and_records_its_counters(

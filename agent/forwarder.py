@@ -124,12 +124,24 @@ class OutboxPublisher:
             time.sleep(0.02)
 
     def stop(self) -> int:
+        """Flush, say goodbye, close; return the messages lost, as ``MqttPublisher.stop`` does
+        (the daemon's exit status): what went around the outbox (retained status, QoS 0) and
+        the link could not deliver. Rows left in the outbox are not lost: the next start sends
+        them."""
         left = self.flush(5.0)  # while connected, the broker may still take the backlog
         if left:
             log.info("outbox: %d messages stay on disk and will be sent after the next start", left)
-        self.link.stop()  # what the link still held is on disk too
-        self.outbox.close()  # (records the counters: Outbox.close)
-        return 0
+        try:
+            lost = self.link.stop()
+        finally:
+            self.outbox.close()  # (records the counters: Outbox.close)
+        if lost:
+            log.warning(
+                "%d messages that do not go through the outbox (retained status, QoS 0) were "
+                "not delivered to the MQTT broker",
+                lost,
+            )
+        return lost
 
     # -- forwarding -----------------------------------------------------------------------------
     def _settle(self) -> None:

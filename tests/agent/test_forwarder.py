@@ -20,6 +20,7 @@ class ScriptedLink:
         self.full = False
         self.inbox: list[Command] = []
         self.event_polls = 0
+        self.lost_at_stop = 0
         self._mid = 0
 
     def start(self) -> None:
@@ -47,7 +48,7 @@ class ScriptedLink:
         self.event_polls += 1
 
     def stop(self) -> int:
-        return 0
+        return self.lost_at_stop
 
     def ack_all(self, code: int = 0) -> None:
         self.acks += [
@@ -167,6 +168,29 @@ def test_commands_that_arrive_during_a_flush_wait_for_the_next_poll(tmp_path: Pa
     assert fwd.poll() == [ping]  # handed out as usual
     assert fwd.poll() == []
     fwd.outbox.close()
+
+
+def test_stop_returns_what_the_link_lost(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Retained status and QoS 0 messages go around the outbox: those the link could not deliver
+    are lost, and ``stop`` says how many, as ``MqttPublisher.stop`` does (it said 0 whatever the
+    link said). Rows left on disk are not lost."""
+    fwd, link = _fwd(tmp_path)
+    fwd.publish("har/x/prediction", b"{}")  # stays on disk: the link is down
+    link.connected = False
+    link.lost_at_stop = 2
+    with caplog.at_level(logging.INFO, logger="agent.forwarder"):
+        assert fwd.stop() == 2
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.INFO, "outbox: 1 messages stay on disk and will be sent after the next start"),
+        (
+            logging.WARNING,
+            "2 messages that do not go through the outbox (retained status, QoS 0) were not "
+            "delivered to the MQTT broker",
+        ),
+    ]
+    again = Outbox(tmp_path / "o.db")  # closed, with the row kept
+    assert again.stats(0).length == 1
+    again.close()
 
 
 def test_stop_closes_the_outbox_and_records_its_counters(

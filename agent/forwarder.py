@@ -11,6 +11,13 @@ sent again from the oldest row. QoS 0 messages and retained status messages bypa
 so do answers to commands (:meth:`OutboxPublisher.reply`): they go to the live link only, and are
 dropped while it is down, so that a command flood can neither fill the disk nor queue ahead of
 predictions.
+
+An outbox that cannot be written (a full disk) does not stop the agent: one warning when it
+starts, one line when it clears; meanwhile a prediction the outbox cannot store goes straight to
+the live link (QoS 1, acknowledged by the link alone), or is dropped and counted while the link
+is down (:attr:`OutboxPublisher.unstored_sent`, :attr:`~OutboxPublisher.unstored_dropped`); a
+PUBACK or expiry the outbox cannot record leaves its rows on disk (sent again after the next
+start: a duplicate, never a loss).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from agent.errors import OutboxError
 from agent.outbox import Outbox, OutboxStats
 from agent.publishers import Command
 
@@ -73,6 +81,11 @@ class OutboxPublisher:
         self._was_connected = False
         self._expire_every = expire_every_s
         self._next_expire = 0.0
+        self.unstored_sent = 0
+        """Predictions the outbox could not store, handed straight to the live link."""
+        self.unstored_dropped = 0
+        """Predictions the outbox could not store while the link was down: lost."""
+        self._failing: tuple[int, int] | None = None  # while writes fail: the counts at the start
 
     # -- Publisher protocol ---------------------------------------------------------------------
     def start(self) -> None:
@@ -88,7 +101,26 @@ class OutboxPublisher:
         if qos == 0 or retain:
             self.link.publish(topic, payload, qos=qos, retain=retain)
             return
-        self.outbox.put(topic, payload, qos, retain, now=self._wall())
+        try:
+            self.outbox.put(topic, payload, qos, retain, now=self._wall())
+        except OutboxError as exc:
+            self._cannot_write(exc)
+            self.pump()  # what is on disk goes first
+            if self.link.connected:
+                self.link.publish(topic, payload, qos=qos)
+                self.unstored_sent += 1
+            else:
+                self.unstored_dropped += 1
+            return
+        if self._failing is not None:
+            sent, dropped = self._failing
+            self._failing = None
+            log.info(
+                "the outbox can be written again (meanwhile %d predictions went straight to the "
+                "MQTT broker, %d were dropped)",
+                self.unstored_sent - sent,
+                self.unstored_dropped - dropped,
+            )
         self.pump()
 
     def reply(self, topic: str, payload: bytes) -> bool:
@@ -101,7 +133,11 @@ class OutboxPublisher:
         self._settle()
         now = self._wall()
         if now >= self._next_expire:
-            dropped = self.outbox.expire(now)
+            try:
+                dropped = self.outbox.expire(now)
+            except OutboxError as exc:
+                self._cannot_write(exc)
+                dropped = 0
             if dropped:
                 log.warning("outbox: %d messages older than the TTL were dropped", dropped)
             self._next_expire = now + self._expire_every
@@ -125,20 +161,20 @@ class OutboxPublisher:
 
     def stop(self) -> int:
         """Flush, say goodbye, close; return the messages lost, as ``MqttPublisher.stop`` does
-        (the daemon's exit status): what went around the outbox (retained status, QoS 0) and
-        the link could not deliver. Rows left in the outbox are not lost: the next start sends
-        them."""
+        (the daemon's exit status): what went around the outbox (retained status, QoS 0,
+        predictions it could not store) and was not delivered. Rows left in the outbox are not
+        lost: the next start sends them."""
         left = self.flush(5.0)  # while connected, the broker may still take the backlog
         if left:
             log.info("outbox: %d messages stay on disk and will be sent after the next start", left)
         try:
-            lost = self.link.stop()
+            lost = self.link.stop() + self.unstored_dropped
         finally:
             self.outbox.close()  # (records the counters: Outbox.close)
         if lost:
             log.warning(
-                "%d messages that do not go through the outbox (retained status, QoS 0) were "
-                "not delivered to the MQTT broker",
+                "%d messages that did not go through the outbox (retained status, QoS 0, "
+                "predictions it could not store) were not delivered to the MQTT broker",
                 lost,
             )
         return lost
@@ -151,12 +187,26 @@ class OutboxPublisher:
             row = self._inflight.pop(mid, None)
             if row is None:
                 continue  # a status message, or a mid from before a restart
-            if code < 0x80:
-                self.outbox.ack(row)
-            else:  # paho names every reason code (text): no table of our own
-                reason = f"{text} (0x{code:02x})"
+            try:
+                if code < 0x80:
+                    self.outbox.ack(row)
+                    continue
+                reason = f"{text} (0x{code:02x})"  # paho names every reason code (text)
                 self.outbox.dead(row, reason, now)
                 log.warning("broker refused message %d (%s): moved to dead letters", row, reason)
+            except OutboxError as exc:  # the row stays on disk: sent again after a restart
+                self._cannot_write(exc)
+
+    def _cannot_write(self, exc: OutboxError) -> None:
+        """A write to the outbox failed: one warning until a ``put`` works again."""
+        if self._failing is None:
+            self._failing = (self.unstored_sent, self.unstored_dropped)
+            log.warning(
+                "%s; the agent runs on: until the outbox can be written again, predictions go "
+                "straight to the MQTT broker while it is connected, and are dropped (counted) "
+                "while it is not",
+                exc,
+            )
 
     def pump(self) -> int:
         """Hand rows to the link while it is up and the window has room; return how many."""

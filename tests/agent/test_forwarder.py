@@ -2,6 +2,7 @@
 
 import dataclasses
 import logging
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -184,13 +185,100 @@ def test_stop_returns_what_the_link_lost(tmp_path: Path, caplog: pytest.LogCaptu
         (logging.INFO, "outbox: 1 messages stay on disk and will be sent after the next start"),
         (
             logging.WARNING,
-            "2 messages that do not go through the outbox (retained status, QoS 0) were not "
-            "delivered to the MQTT broker",
+            "2 messages that did not go through the outbox (retained status, QoS 0, predictions "
+            "it could not store) were not delivered to the MQTT broker",
         ),
     ]
     again = Outbox(tmp_path / "o.db")  # closed, with the row kept
     assert again.stats(0).length == 1
     again.close()
+
+
+def _fill_disk(box: Outbox) -> None:
+    """Simulate a full disk: the outbox's file may not grow by one more page."""
+    pages = box._db.execute("PRAGMA page_count").fetchone()[0]
+    box._db.execute(f"PRAGMA max_page_count={pages}")
+
+
+def test_a_full_disk_is_logged_and_the_agent_runs_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A prediction the outbox cannot store (it raised the OutboxError into the pipeline, which
+    ended the daemon) goes straight to the live link while it is up, or is dropped and counted;
+    one warning when it starts, one line when it clears; stop counts the dropped ones as lost."""
+    fwd, link = _fwd(tmp_path)
+    fwd.publish("t", b"old")  # on disk (sent, not acknowledged yet)
+    _fill_disk(fwd.outbox)
+    with caplog.at_level(logging.INFO, logger="agent.forwarder"):
+        for i in range(3):
+            fwd.publish("t", b"live%d" % i + b"x" * 8192)  # connected: straight to the link
+        link.connected = False
+        fwd.publish("t", b"lost" + b"x" * 8192)  # down too: dropped, counted
+        link.connected = True
+        link.ack_all()
+        fwd.poll()  # a PUBACK for the row on disk is still recorded (a delete needs no room)
+        fwd.outbox._db.execute("PRAGMA max_page_count=1073741823")  # room again
+        fwd.publish("t", b"new")
+    assert [d[1][:5] for d in link.direct] == [b"live0", b"live1", b"live2"]
+    assert all(d[2] == 1 and not d[3] for d in link.direct)  # QoS 1, not retained
+    assert (fwd.unstored_sent, fwd.unstored_dropped) == (3, 1)
+    st = fwd.stats()
+    assert (st.produced, st.acked, st.length) == (2, 1, 1)  # "old" delivered, "new" on disk
+    assert [p for _, _, p in link.sent] == [b"old", b"new"]
+    path = fwd.outbox.path
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (
+            logging.WARNING,
+            f"{path}: cannot write the outbox (database or disk is full); the agent runs on: "
+            "until the outbox can be written again, predictions go straight to the MQTT broker "
+            "while it is connected, and are dropped (counted) while it is not",
+        ),
+        (
+            logging.INFO,
+            "the outbox can be written again (meanwhile 3 predictions went straight to the MQTT "
+            "broker, 1 were dropped)",
+        ),
+    ]
+    link.ack_all()
+    assert fwd.stop() == 1  # the dropped prediction: neither delivered nor kept
+
+
+class _CommitFails:
+    """The outbox's connection, but every COMMIT fails (a disk that refuses writes)."""
+
+    def __init__(self, db: object) -> None:
+        self._db = db
+
+    def execute(self, sql: str, *args: object) -> object:
+        if sql == "COMMIT":
+            raise sqlite3.OperationalError("disk I/O error")
+        return self._db.execute(sql, *args)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._db, name)
+
+
+def test_a_puback_or_expiry_the_outbox_cannot_record_leaves_the_rows(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``poll`` records PUBACKs and expires rows: when the outbox cannot be written, the rows
+    stay on disk (sent again after a restart: a duplicate, never a loss), one warning, and the
+    pipeline's ``poll`` does not raise."""
+    fwd, link = _fwd(tmp_path)
+    for i in range(2):
+        fwd.publish("t", str(i).encode())
+    link.acks += [(1, 0, "Success"), (2, 0x87, "Not authorized")]
+    real = fwd.outbox._db
+    fwd.outbox._db = _CommitFails(real)  # type: ignore[assignment]
+    with caplog.at_level(logging.INFO, logger="agent.forwarder"):
+        fwd.poll()  # ack, dead letter and expiry all fail
+        fwd.poll()
+    fwd.outbox._db = real
+    st = fwd.stats()
+    assert (st.length, st.acked, st.dead, st.dropped_ttl) == (2, 0, 0, 0)
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    assert "disk I/O error" in caplog.records[0].getMessage()
+    fwd.outbox.close()
 
 
 def test_stop_closes_the_outbox_and_records_its_counters(

@@ -161,7 +161,7 @@ class OutboxPublisher:
 
     def stop(self) -> int:
         """Flush, say goodbye, close; return the messages lost, as ``MqttPublisher.stop`` does
-        (the daemon's exit status): what went around the outbox (retained status, QoS 0,
+        (``Agent.lost``), and log them: what went around the outbox (retained status, QoS 0,
         predictions it could not store) and was not delivered. Rows left in the outbox are not
         lost: the next start sends them."""
         left = self.flush(5.0)  # while connected, the broker may still take the backlog

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -25,6 +25,9 @@ from agent.clock import Clock, SystemClock
 from agent.errors import AgentError, ConfigError, SensorNotFoundError
 from agent.profile import Profile
 from agent.sensors.bus import BusFactory
+
+if TYPE_CHECKING:
+    from agent.recording_writer import BlockRefused
 
 sensors_app = typer.Typer(cls=Group, help="Live I2C sensors.", no_args_is_help=True)
 
@@ -110,6 +113,7 @@ def record(
     ] = None,
 ) -> None:
     """Record the live sensor (the profile's sensor table) into a recording replay reads."""
+    from agent.recording_writer import BlockRefused
     from agent.sensors.record import check_label, record_session
 
     shown: list[float] = []
@@ -142,6 +146,9 @@ def record(
                 bus_factory=_bus_factory(),
                 progress=progress,
             )
+    except BlockRefused as exc:  # a block the recording cannot hold: the file keeps the rest
+        line.end()
+        raise fail(AgentError(_stopped_at(exc))) from None
     except AgentError as exc:
         line.end()
         raise fail(exc) from None
@@ -153,6 +160,19 @@ def record(
         f"recorded {result.samples} samples ({result.duration_s:.1f} s, {result.gaps} gaps) "
         f"from the {result.sensor} to {result.path}",
         err=True,
+    )
+
+
+def _stopped_at(exc: BlockRefused) -> str:
+    """The one line for a sensor block the writer refused (a NaN, a time that goes back): the
+    recording stops there, unpublished, and keeps every sample before it, readable."""
+    from agent.recording_csv import recover_command
+
+    if not exc.rows:
+        return f"{exc}; the recording stopped there, before any sample was written"
+    return (
+        f"{exc}; the recording stopped there: {exc.part} keeps the {exc.rows} samples before "
+        f"it ({recover_command(str(exc.part))} publishes them)"
     )
 
 

@@ -19,8 +19,8 @@ Version 2 keeps the header and replaces the CSV rows with fixed-size binary reco
 name ending in ``.bin`` or ``.bin.gz``, the reader from the magic line, whatever the name. The
 CSV rows are parsed in :mod:`agent.recording_csv`; the writer is :mod:`agent.recording_writer`.
 This module has the format's constants, :class:`Chunk`, the opening of a file (plain or gzip) and
-the streaming reader with its checks that hold for both bodies (finite values, increasing times,
-the rate).
+the streaming reader with its checks that hold for both bodies (finite values, increasing times:
+the rule :mod:`agent.recording_samples` states for the writer too; the rate).
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from agent.recording_csv import (
     cut_off,
 )
 from agent.recording_header import RecordingHeader
+from agent.recording_samples import first_bad_sample
 from agent.regular_file import file_kind
 
 MAGIC = "#har-recording/"
@@ -174,15 +175,7 @@ class RecordingReader:
         body = self._body
         assert body is not None
         for t, values, labels in body.blocks(block):
-            first = body.position - len(t) + 1
-            # the whole block at once (a per-row check costs ~35 us a block); rows only if bad
-            if not (np.isfinite(values).all() and np.isfinite(t).all()):
-                bad = int(np.argmin(np.isfinite(values).all(axis=1) & np.isfinite(t)))
-                raise RecordingError(
-                    f"{self.path}: {body.unit} {first + bad}: value is not finite (NaN, Inf, or "
-                    "beyond float32's range)"
-                )
-            yield _Block(t, values, labels, body.unit, first)
+            yield _Block(t, values, labels, body.unit, body.position - len(t) + 1)
 
     def chunks(self, size: int = 256) -> Iterator[Chunk]:
         """Yield chunks of up to ``size`` samples, validating every row.
@@ -194,13 +187,13 @@ class RecordingReader:
         try:
             for blk in self._blocks(max(size, PARSE_BLOCK)):
                 t = blk.t
-                steps = np.diff(t, prepend=last_t)
-                if not np.all(steps > 0):
-                    bad = int(np.argmin(steps > 0))
+                # the rule the writer keeps too: finite values and times, increasing times
+                bad = first_bad_sample(t, blk.values, last_t)
+                if bad is not None:
                     raise RecordingError(
-                        f"{self.path}: {blk.unit} {blk.first + bad}: time {t[bad]} does not "
-                        "increase"
+                        f"{self.path}: {blk.unit} {blk.first + bad.index}: {bad.reason}"
                     )
+                steps = np.diff(t, prepend=last_t)
                 if last_t == -math.inf:
                     self._check_rate(steps[1:], blk)
                 last_t = float(t[-1])
@@ -211,7 +204,7 @@ class RecordingReader:
                     labels = tuple(labels)
                 for a in range(0, len(t), size):
                     b = a + size
-                    yield Chunk(  # _blocks refused any NaN or Inf: the values are finite
+                    yield Chunk(  # first_bad_sample refused any NaN or Inf: the values are finite
                         t[a:b], values[a:b], None if labels is None else labels[a:b], max_step, True
                     )
         finally:
@@ -245,7 +238,7 @@ class RecordingReader:
 
 @dataclass(frozen=True)
 class _Block:
-    """Decoded, not yet time-checked rows; ``unit first`` names the first (line or record)."""
+    """Decoded, not yet checked rows; ``unit first`` names the first (line or record)."""
 
     t: np.ndarray
     values: np.ndarray

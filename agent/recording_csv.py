@@ -18,6 +18,7 @@ from typing import IO
 import numpy as np
 
 from agent.errors import RecordingError
+from agent.recording_samples import as_stored
 
 
 def recover_command(where: str) -> str:
@@ -175,8 +176,7 @@ class CsvBodyReader:
             first_line = self.position + 1
             self.position += len(lines)
             arr, labels = self._parse(lines, first_line)
-            with np.errstate(over="ignore"):  # beyond float32 -> inf, which the reader refuses
-                values = arr[:, 1:].astype(np.float32)
+            values = as_stored(arr[:, 1:])  # beyond float32 -> inf, which the reader refuses
             yield np.ascontiguousarray(arr[:, 0]), values, labels if self._labelled else None
             if len(lines) < block:
                 return

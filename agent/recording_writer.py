@@ -22,6 +22,7 @@ from agent.recording_bin import ENCODING as BINARY
 from agent.recording_bin import BinaryBodyWriter
 from agent.recording_csv import MAX_LABEL_CHARS
 from agent.recording_header import RecordingHeader
+from agent.recording_samples import BadSample, as_stored, first_bad_sample
 from agent.regular_file import file_kind
 
 
@@ -30,6 +31,30 @@ def encoding_for(path: str | Path) -> str:
     case: ``OUT.BIN`` too)."""
     name = Path(path).name.lower()
     return BINARY if name.endswith((".bin", ".bin.gz")) else CSV
+
+
+class BlockRefused(RecordingError):
+    """A block of samples that breaks the rule every sample keeps
+    (:mod:`agent.recording_samples`), refused before any of it was written: the recording
+    holds the :attr:`rows` samples written before it and stays readable, in :attr:`part` until
+    the writer is closed (``record`` stops there and leaves that file, which
+    ``recording recover`` publishes)."""
+
+    def __init__(
+        self, writer: RecordingWriter, bad: BadSample, stored_t: np.ndarray, n: int
+    ) -> None:
+        why = bad.reason
+        if bad.rule == "increasing":
+            before = writer.last_t if bad.index == 0 else float(stored_t[bad.index - 1])
+            why += (
+                f" (the sample before it is at {before}; sample times must be strictly increasing)"
+            )
+        super().__init__(
+            f"{writer.path}: sample {bad.index + 1} of a block of {n}: {why}; nothing of the "
+            "block was written"
+        )
+        self.part = writer.part
+        self.rows = writer.rows
 
 
 class RecordingWriter:
@@ -62,7 +87,7 @@ class RecordingWriter:
             self._bin = BinaryBodyWriter(
                 str(self.path), len(header.channels), header.labels if header.labelled else None
             )
-        self._part = self.path.with_name(self.path.name + ".part")
+        self.part = self.path.with_name(self.path.name + ".part")
         # the finished file replaces the name: never a folder, a FIFO or a device node there
         try:
             mode: int | None = self.path.stat().st_mode
@@ -76,13 +101,13 @@ class RecordingWriter:
             )
             raise RecordingError(f"{self.path}: {what}; refusing to replace it with a recording")
         try:
-            self._raw = open_bytes(self._part, "w", gz=self.path.name.lower().endswith(".gz"))
+            self._raw = open_bytes(self.part, "w", gz=self.path.name.lower().endswith(".gz"))
         except OSError as exc:
             reason = exc.strerror or str(exc)
             raise RecordingError(f"{self.path}: cannot write the recording ({reason})") from exc
         self._flush_every = flush_every
         self._since_flush = 0
-        self._last_t = -math.inf
+        self.last_t = -math.inf
         self.rows = 0
         if self._bin is not None:
             head = json.loads(header.to_json())
@@ -117,19 +142,31 @@ class RecordingWriter:
             raise RecordingError(f"{self.path}: labels may not contain commas, quotes or newlines")
         if labels is not None and any(lbl and len(lbl) > MAX_LABEL_CHARS for lbl in labels):
             raise RecordingError(f"{self.path}: labels are at most {MAX_LABEL_CHARS} characters")
-        if len(t_arr) and (t_arr[0] <= self._last_t or np.any(np.diff(t_arr) <= 0)):
-            raise RecordingError(f"{self.path}: sample times must be strictly increasing")
+        if not len(t_arr):
+            return
+        # the block checked as the reader will read it back, and refused whole before any of it
+        # is written: the file keeps the samples before it, and stays readable
+        rows: list[list[str]] = []
         if self._bin is not None:
-            self._fh.write(self._bin.encode(t_arr, vals, labels if self.header.labelled else None))
+            stored_t, stored = t_arr, as_stored(vals)
+        else:  # what the reader parses: times to the microsecond, values to 7 digits
+            rows = [[f"{t_arr[i]:.6f}", *(f"{v:.7g}" for v in vals[i])] for i in range(len(t_arr))]
+            parsed = np.array(rows, dtype=np.float64)
+            stored_t, stored = parsed[:, 0], as_stored(parsed[:, 1:])
+        bad = first_bad_sample(stored_t, stored, self.last_t)
+        if bad is not None:
+            raise BlockRefused(self, bad, stored_t, len(t_arr))
+        if self._bin is not None:
+            self._fh.write(
+                self._bin.encode(stored_t, stored, labels if self.header.labelled else None)
+            )
         else:
-            for i in range(len(t_arr)):
-                row = [f"{t_arr[i]:.6f}", *(f"{v:.7g}" for v in vals[i])]
+            for i, row in enumerate(rows):
                 if self.header.labelled:
                     assert labels is not None
                     row.append(labels[i] or "")
                 self._csv.writerow(row)
-        if len(t_arr):
-            self._last_t = float(t_arr[-1])
+        self.last_t = float(stored_t[-1])
         self.rows += len(t_arr)
         self._since_flush += len(t_arr)
         if self._since_flush >= self._flush_every:
@@ -141,7 +178,7 @@ class RecordingWriter:
             return
         self._fh.flush()
         self._fh.close()
-        os.replace(self._part, self.path)
+        os.replace(self.part, self.path)
 
     def abort(self) -> None:
         """Close without publishing the file (the ``.part`` file is kept for inspection)."""

@@ -89,3 +89,35 @@ def make_rig(
 
 def still_rig(chip: str = "mpu6050", **config: Any) -> Rig:
     return make_rig(chip, ConstantFeed(STILL), **config)
+
+
+SPOIL = {
+    "a NaN value": lambda c: dataclasses.replace(
+        c, values=np.where(np.arange(len(c))[:, None] == 1, np.nan, c.values)
+    ),
+    "time going back": lambda c: dataclasses.replace(c, t=c.t - 1.0),
+}
+"""Ways a sensor block could break the recording's sample rule (a driver's bug, a clock
+stepping back): ``record`` must refuse the block, not write a file its reader refuses."""
+
+
+def spoil_sensor_block(monkeypatch: Any, how: str, at: int = 3) -> None:
+    """Make the ``at``-th chunk of every sensor source that ``record`` opens break the rule."""
+    from agent.sensors import record
+
+    def opened(*args: Any, **kwargs: Any) -> SensorSource:
+        source = open_sensor_source(*args, **kwargs)
+        chunks = source.chunks
+
+        def spoilt() -> Any:
+            inner = chunks()
+            try:
+                for i, chunk in enumerate(inner):
+                    yield SPOIL[how](chunk) if i == at else chunk
+            finally:
+                inner.close()
+
+        source.chunks = spoilt  # type: ignore[method-assign]
+        return source
+
+    monkeypatch.setattr(record, "open_sensor_source", opened)

@@ -15,7 +15,7 @@ from agent.testing.i2c_emulation import EmulatedBus
 from agent.testing.ina219_model import Ina219Model, constant
 from agent.testing.mpu6050_model import Mpu6050Model
 from tests.agent.helpers import needs_no_i2c_bus_1, one_line_error
-from tests.agent.sensors.rigs import RECORDING, ROOT
+from tests.agent.sensors.rigs import RECORDING, ROOT, spoil_sensor_block
 
 runner = CliRunner()
 PI4 = ROOT / "profiles" / "pi4.toml"
@@ -125,6 +125,24 @@ def test_record_without_the_chip(emulated: EmulatedBus, tmp_path: Path) -> None:
     result = runner.invoke(app, ["record", "--profile", str(PI4), "--out", str(out)])
     one_line_error(result, "no chip answers at address 0x68 on I2C bus 1")
     assert not out.exists() and not Path(str(out) + ".part").exists()
+
+
+def test_record_stops_at_a_block_it_cannot_write(
+    emulated: EmulatedBus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One line that names the sample and where the samples before it are, and how to publish
+    them; that file is readable."""
+    spoil_sensor_block(monkeypatch, "a NaN value", at=2)
+    out = tmp_path / "nan.har.csv"
+    part = Path(f"{out}.part")
+    args = ["record", "--profile", str(PI4), "--out", str(out), "--duration", "10"]
+    one_line_error(
+        runner.invoke(app, args),
+        f"{out}: sample 2 of a block of 10: value is not finite (NaN, Inf, or beyond float32's "
+        f"range); nothing of the block was written; the recording stopped there: {part} keeps "
+        f"the 20 samples before it (har-agent recording recover {part} publishes them)",
+    )
+    assert not out.exists() and len(read_recording(part)[1]) == 20
 
 
 @needs_no_i2c_bus_1

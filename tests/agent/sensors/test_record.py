@@ -11,10 +11,11 @@ import pytest
 from agent.errors import ConfigError
 from agent.publishers import MemoryPublisher
 from agent.recording import RecordingReader, read_recording
+from agent.recording_writer import BlockRefused
 from agent.sensors.record import record_session
 from agent.wiring import RunOptions, build_agent
 from tests.agent.helpers import default_entry, profile_for, reference_predictions
-from tests.agent.sensors.rigs import HALF_LSB_G, make_rig
+from tests.agent.sensors.rigs import HALF_LSB_G, SPOIL, make_rig, spoil_sensor_block
 
 
 def sensor_profile(rig):  # type: ignore[no-untyped-def]
@@ -144,3 +145,32 @@ def test_settings_the_chip_cannot_make_name_the_profile_file(tmp_path: Path) -> 
     assert str(exc.value).startswith(
         "/etc/har-agent/profile.toml: sensor.rate_hz = 30 is not a rate the MPU-6050 makes"
     )
+
+
+@pytest.mark.parametrize("name", ["s.har.csv.gz", "s.har.bin"])
+@pytest.mark.parametrize("how", list(SPOIL))
+def test_a_block_the_recording_cannot_hold_stops_it_readable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str, name: str
+) -> None:
+    """A sensor block with a NaN, or times that go back, used to be written: the file was then
+    refused by its own reader. The writer refuses the block before writing any of it; the
+    session stops there and its ``.part`` file holds every sample before it, readable."""
+    rig = make_rig("mpu6050")
+    spoil_sensor_block(monkeypatch, how, at=3)
+    out = tmp_path / name
+    with pytest.raises(BlockRefused) as refused:
+        record_session(  # (with a duration: a writer that took the block would not hang)
+            sensor_profile(rig),
+            out,
+            clock=rig.clock,
+            stop=rig.stop,
+            duration_s=10.0,
+            bus_factory=rig.bus.factory,
+        )
+    what = "value is not finite" if how == "a NaN value" else "does not increase"
+    assert what in str(refused.value)
+    assert rig.bus.closed and not out.exists()
+    _, chunk = read_recording(refused.value.part)
+    assert len(chunk) == refused.value.rows == 30  # the three blocks of 10 before it
+    rows = rig.chip.feed.values[:30]
+    assert np.abs(chunk.values[:, :3] - rows[:, :3]).max() <= HALF_LSB_G * 1.01

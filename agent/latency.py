@@ -127,14 +127,16 @@ class LatencyModel:
         ratio = min(observed_ms / base, MAX_RATIO * max(self.factor, 1.0))
         a = self.alpha
         with self._lock:
+            board = (self.factor, self.deviation)  # before this observation
             self.deviation = (1 - a) * self.deviation + a * abs(ratio - self.factor)
             self.factor = (1 - a) * self.factor + a * ratio
             self.observations += 1
             own = self._own.get(model_id)
             if own is None or not self._remembered(own):
-                # start from the board's estimate: one slow first run (cold caches after a
-                # switch) must not brand a member, nor may what it showed under a gone load
-                own = self._own[model_id] = _Own(self.factor, self.deviation)
+                # start from the board's estimate as it was, then take this observation once:
+                # one slow first run (cold caches after a switch) must not brand a member, nor
+                # may what it showed under a gone load
+                own = self._own[model_id] = _Own(*board)
             own.deviation = (1 - a) * own.deviation + a * abs(ratio - own.factor)
             own.factor = (1 - a) * own.factor + a * ratio
             own.seen = self.observations

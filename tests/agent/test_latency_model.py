@@ -148,3 +148,15 @@ def test_a_forgotten_member_starts_afresh() -> None:
     m.set_load(0.0)  # the load is gone: "a" is tried again ...
     m.observe("a", 1.0)  # ... and runs at its table figure
     assert m.predict("a") < 1.5  # not the stale 3x carried on
+
+
+def test_a_members_first_observation_counts_once() -> None:
+    """A member's own bound starts from the board's estimate before the observation and takes
+    it once, like the board's (it took it twice: 1.72 own against 1.4 board after one run at
+    3x)."""
+    m = LatencyModel({"a": 1.0, "b": 1.0}, alpha=0.2, k=2.0)
+    m.observe("a", 3.0)
+    assert (m.factor, m.deviation) == pytest.approx((1.4, 0.4))
+    own = m._own["a"]
+    assert (own.factor, own.deviation) == pytest.approx((m.factor, m.deviation))
+    assert m.predict("a") == pytest.approx(m.predict("b")) == pytest.approx(1.4 + 2 * 0.4)

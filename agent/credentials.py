@@ -13,8 +13,10 @@ import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from agent.errors import ConfigError
+from agent.regular_file import NotRegular, open_regular_fd
 
 
 @dataclass(frozen=True)
@@ -27,12 +29,20 @@ class Credentials:
 
 
 def load_credentials(path: Path) -> Credentials:
+    # opened first, its status read from the descriptor: what is checked is what is read (a FIFO
+    # swapped in after a stat would block the read)
     try:
-        st = path.stat()
+        fd, st = open_regular_fd(path)
+    except NotRegular:
+        raise ConfigError(f"{path}: the credentials file is not a regular file") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the credentials file ({exc.strerror})") from exc
-    if not stat.S_ISREG(st.st_mode):
-        raise ConfigError(f"{path}: the credentials file is not a regular file")
+    with os.fdopen(fd, encoding="utf-8") as fh:  # universal newlines, as read_text had
+        return _checked(path, st, fh)
+
+
+def _checked(path: Path, st: os.stat_result, fh: IO[str]) -> Credentials:
+    """The credentials in the open file ``fh`` whose status is ``st``, if the file is safe."""
     if st.st_mode & (stat.S_IROTH | stat.S_IWOTH | stat.S_IWGRP):
         raise ConfigError(
             f"{path}: the credentials file is readable or writable by others, or writable by "
@@ -46,7 +56,7 @@ def load_credentials(path: Path) -> Credentials:
             "not writable by the agent)"
         )
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(fh.read())
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: unreadable credentials file ({exc})") from exc
     except RecursionError:

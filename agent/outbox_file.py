@@ -9,7 +9,7 @@ import stat
 from pathlib import Path
 
 from agent.errors import OutboxError
-from agent.regular_file import file_kind
+from agent.regular_file import NotRegular, open_regular_fd
 
 TABLES = {
     "outbox": ("id", "topic", "payload", "qos", "retain", "created", "size"),
@@ -94,21 +94,17 @@ def _not_an_outbox(path: Path) -> str:
 
 
 def _open_regular(path: Path, flags: int) -> tuple[int, os.stat_result]:
-    """A descriptor of the regular file at ``path`` (non-blocking: a FIFO must not hang the
-    start) and its status; :class:`OutboxError` for anything else, or an open that fails other
-    than by a missing file (``FileNotFoundError``, which the caller decides on)."""
-    flags |= os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    """A descriptor of the regular file at ``path`` (:func:`open_regular_fd`: a FIFO does not
+    hang the start) and its status; :class:`OutboxError` for anything else, or an open that
+    fails other than by a missing file (``FileNotFoundError``, which the caller decides on)."""
     try:
-        fd = os.open(path, flags, 0o600)
+        return open_regular_fd(path, flags, 0o600)
+    except NotRegular as exc:
+        raise OutboxError(f"{path}: the outbox is not a regular file ({exc.kind})") from None
     except FileNotFoundError:
         raise
     except OSError as exc:
         raise OutboxError(f"{path}: cannot open the outbox ({exc.strerror or exc})") from exc
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        raise OutboxError(f"{path}: the outbox is not a regular file ({file_kind(st.st_mode)})")
-    return fd, st
 
 
 def _columns(db: sqlite3.Connection, table: str) -> tuple[str, ...]:

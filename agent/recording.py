@@ -29,6 +29,7 @@ import gzip
 import io
 import json
 import math
+import os
 import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ from agent.recording_csv import (
 )
 from agent.recording_header import RecordingHeader
 from agent.recording_samples import first_bad_sample
-from agent.regular_file import file_kind
+from agent.regular_file import NotRegular, open_regular_fd
 
 MAGIC = "#har-recording/"
 PARSE_BLOCK = 2048
@@ -84,15 +85,16 @@ class Chunk:
         return int(self.t.shape[0])
 
 
-def open_bytes(path: Path, mode: str, gz: bool) -> IO[bytes]:
-    """``path`` opened in binary ``mode`` ("r" or "w"), through gzip when ``gz``."""
+def open_bytes(path: Path | int, mode: str, gz: bool) -> IO[bytes]:
+    """``path`` (or an open descriptor, then owned) opened in binary ``mode`` ("r" or "w"),
+    through gzip when ``gz``."""
+    fh = io.FileIO(path, mode)
     if gz:
         # mtime=0 and no stored name: the same samples always give the same bytes
-        fh = io.FileIO(path, mode)  # owned and closed by the GzipFile below
         raw = gzip.GzipFile(filename="", mode=mode + "b", fileobj=fh, mtime=0)
         raw.myfileobj = fh  # what GzipFile does with files it opens itself: close on close
         return raw  # type: ignore[return-value]
-    return open(path, mode + "b")
+    return io.BufferedReader(fh) if mode == "r" else io.BufferedWriter(fh)
 
 
 def utf8_text(raw: IO[bytes]) -> IO[str]:
@@ -106,14 +108,8 @@ class RecordingReader:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         where = str(self.path)
-        problem = _not_a_regular_file(self.path)
-        if problem:
-            raise RecordingError(f"{where}: {problem}")
         self._body: CsvBodyReader | BinaryBodyReader | None = None
-        try:
-            self._raw = open_bytes(self.path, "r", gz=_is_gzip(self.path))
-        except OSError as exc:
-            raise RecordingError(f"{where}: cannot read recording ({exc})") from exc
+        self._raw = _open_recording(self.path)
         self._fh: IO[str] | None = None
         try:
             try:
@@ -247,26 +243,26 @@ class _Block:
     first: int
 
 
-def _not_a_regular_file(path: Path) -> str | None:
-    """Why ``path`` cannot be read as a recording (None: it is a regular file). A FIFO or a
-    device is refused before it is opened: reading one would block, or never end."""
+def _open_recording(path: Path) -> IO[bytes]:
+    """The recording at ``path`` opened for reading, through gzip when its first bytes are
+    gzip's magic number (the reader does not trust the name). Opened once, as a regular file
+    only (:func:`~agent.regular_file.open_regular_fd`): reading a FIFO or a device would block,
+    or never end."""
     try:
-        mode = path.stat().st_mode
+        fd, _ = open_regular_fd(path)
     except (FileNotFoundError, NotADirectoryError):
-        return "no such recording file"
+        raise RecordingError(f"{path}: no such recording file") from None
+    except NotRegular as exc:
+        what = "is a folder," if stat.S_ISDIR(exc.mode) else f"is not a regular file ({exc.kind}),"
+        raise RecordingError(f"{path}: {what} not a recording") from None
     except OSError as exc:
-        return f"cannot read recording ({exc.strerror or exc})"
-    if stat.S_ISREG(mode):
-        return None
-    if stat.S_ISDIR(mode):
-        return "is a folder, not a recording"
-    return f"is not a regular file ({file_kind(mode)}), not a recording"
-
-
-def _is_gzip(path: Path) -> bool:
-    """Whether the file starts with gzip's magic bytes (the reader does not trust the name)."""
-    with open(path, "rb") as fh:
-        return fh.read(2) == b"\x1f\x8b"
+        raise RecordingError(f"{path}: cannot read recording ({exc.strerror or exc})") from exc
+    try:
+        gz = os.pread(fd, 2, 0) == b"\x1f\x8b"
+    except OSError as exc:
+        os.close(fd)
+        raise RecordingError(f"{path}: cannot read recording ({exc.strerror or exc})") from exc
+    return open_bytes(fd, "r", gz)
 
 
 def read_recording(path: str | Path) -> tuple[RecordingHeader, Chunk]:

@@ -23,7 +23,7 @@ from agent.recording_bin import BinaryBodyWriter
 from agent.recording_csv import MAX_LABEL_CHARS
 from agent.recording_header import RecordingHeader
 from agent.recording_samples import BadSample, as_stored, first_bad_sample
-from agent.regular_file import file_kind
+from agent.regular_file import NotRegular, open_regular_fd, stat_regular
 
 
 def encoding_for(path: str | Path) -> str:
@@ -89,19 +89,26 @@ class RecordingWriter:
             )
         self.part = self.path.with_name(self.path.name + ".part")
         # the finished file replaces the name: never a folder, a FIFO or a device node there
+        # (a name that is renamed over, never read: checked without opening what is there)
         try:
-            mode: int | None = self.path.stat().st_mode
-        except OSError:
-            mode = None  # absent (or out of reach: opening the .part file says why)
-        if mode is not None and not stat.S_ISREG(mode):
+            stat_regular(self.path)  # absent or out of reach: opening the .part file says why
+        except NotRegular as exc:
             what = (
                 "is a folder"
-                if stat.S_ISDIR(mode)
-                else f"exists and is not a regular file ({file_kind(mode)})"
+                if stat.S_ISDIR(exc.mode)
+                else f"exists and is not a regular file ({exc.kind})"
             )
-            raise RecordingError(f"{self.path}: {what}; refusing to replace it with a recording")
-        try:
-            self._raw = open_bytes(self.part, "w", gz=self.path.name.lower().endswith(".gz"))
+            raise RecordingError(
+                f"{self.path}: {what}; refusing to replace it with a recording"
+            ) from None
+        try:  # a FIFO there would block the open until a reader comes: refused
+            fd, _ = open_regular_fd(self.part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            self._raw = open_bytes(fd, "w", gz=self.path.name.lower().endswith(".gz"))
+        except NotRegular as exc:
+            raise RecordingError(
+                f"{self.part}: exists and is not a regular file ({exc.kind}); refusing to write "
+                "the recording there"
+            ) from None
         except OSError as exc:
             reason = exc.strerror or str(exc)
             raise RecordingError(f"{self.path}: cannot write the recording ({reason})") from exc

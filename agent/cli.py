@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -39,10 +39,14 @@ from agent.cli_options import (
 from agent.cli_recording import recording_app
 from agent.cli_sensors import record, sensors_app
 from agent.cli_service import service_app
-from agent.errors import AgentError, PublishError
+from agent.errors import AgentError, ModelError, PublishError
 from agent.profile import with_broker, with_device
 from agent.profile_checks import check_speed
 from agent.stdout_pipe import StdoutClosed
+
+if TYPE_CHECKING:
+    from agent.pipeline import Pipeline
+    from agent.run_stats import RunStats
 
 app = typer.Typer(
     cls=Group,
@@ -313,17 +317,29 @@ def replay(
             AgentError(f"{agent.lost} messages were not delivered to the MQTT broker (see above)")
         )
     if timing:
-        from agent.inference import to_model_input
-        from agent.timing import overhead_report, raw_session_times
-
-        pipe = agent.pipeline
-        entry = pipe.classifier.entry
-        inputs = [
-            to_model_input(entry.normalization(w), entry.input.layout) for w in stats.windows_data
-        ]
-        raw = raw_session_times(pipe.classifier.engine.run, inputs, pipe.clock.perf)
-        for line in overhead_report(stats, raw).lines():
+        try:
+            lines = _timing_lines(agent.pipeline, stats)
+        except AgentError as exc:  # a session that fails in the bare loop
+            raise fail(exc) from None
+        for line in lines:
             typer.echo(line, err=no_mqtt)  # stdout carries the messages with --no-mqtt
+
+
+def _timing_lines(pipe: Pipeline, stats: RunStats) -> list[str]:
+    """``replay --timing``'s report: the bare ``session.run`` loop runs every window on the
+    member that classified it (an adaptive run switches members; the final member could not
+    even take the others' windows), normalised with that member's statistics."""
+    from agent.timing import overhead_report, raw_times_on_own_members
+
+    sessions = {pipe.classifier.entry.id: pipe.classifier}
+    pool = pipe.controller.pool if pipe.controller is not None else None
+    for mid in dict.fromkeys(stats.models):
+        if mid not in sessions:
+            if pool is None:  # only the adaptive runtime switches members
+                raise ModelError(f"no session for {mid}, which classified windows of this run")
+            sessions[mid] = pool.get(mid) or pool.load_now(mid)  # evicted: loaded again
+    raw = raw_times_on_own_members(stats, sessions, pipe.clock.perf)
+    return overhead_report(stats, raw).lines()
 
 
 # after run and replay, so that --help lists the daemon's commands first

@@ -1,5 +1,6 @@
 """The command line: help, models list, and bad input -> one clear line, non-zero exit."""
 
+import dataclasses
 import os
 import re
 import subprocess
@@ -94,6 +95,90 @@ def test_replay_timing_report() -> None:
     # the summary go to stderr
     assert "overhead / raw inference" in result.stderr
     assert all(line.startswith("har/") for line in result.stdout.splitlines())
+
+
+def _adaptive_timing_profile(tmp_path: Path) -> Path:
+    """The default profile, adaptive over three members of different input lengths (96, 128
+    and 32 samples), a budget nothing misses: switches come from the heat the test injects."""
+    text = DEFAULT_PROFILE.read_text().replace('"../', f'"{ROOT}/')
+    text += (
+        '\n[policy]\nmode = "adaptive"\n'
+        'candidates = ["wc-w0.75-r096", "wc-w0.25-r128", "wc-w0.12-r032"]\n'
+        "deadline_ms = 1000.0\ndwell_s = 0.0\n"
+    )
+    prof = tmp_path / "adaptive.toml"
+    prof.write_text(text)
+    return prof
+
+
+def _heated_after(monkeypatch: pytest.MonkeyPatch, hot: int, cool: int) -> None:
+    """Make the CLI's agent run hot from its ``hot``-th window to its ``cool``-th: the thermal
+    guard steps down to wc-w0.25-r128 and back up (no resource monitor: the heat alone)."""
+    import agent.wiring
+    from tests.agent.test_adaptive import snap
+
+    real = agent.wiring.build_agent
+
+    def build(prof: Any, *, options: Any, observer: Any = None, **kw: Any) -> Any:
+        seen = [0]
+
+        def heat(p: Any) -> None:
+            seen[0] += 1
+            ctl = built.pipeline.controller
+            if seen[0] == hot:
+                ctl.on_snapshot(snap(85.0))
+            elif seen[0] == cool:
+                ctl.on_snapshot(snap(40.0))
+            if observer is not None:
+                observer(p)
+
+        options = dataclasses.replace(options, monitor=False)
+        built = real(prof, options=options, observer=heat, **kw)
+        return built
+
+    monkeypatch.setattr(agent.wiring, "build_agent", build)
+
+
+def test_replay_timing_of_an_adaptive_run_times_each_window_on_its_own_member(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bare loop used to run every window on the final member (normalised with its
+    statistics): a traceback when their input lengths differ (96 against 128 samples)."""
+    _heated_after(monkeypatch, hot=20, cool=60)
+    prof = _adaptive_timing_profile(tmp_path)
+    args = ["replay", str(RECORDINGS[0]), "--no-mqtt", "--timing", "--device", "timing-test"]
+    result = runner.invoke(app, [*args, "--profile", str(prof)])
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
+        result.exception
+    )
+    assert result.exit_code == 0, result.output
+    assert "2 configuration switches" in result.stderr
+    err = result.stderr.splitlines()
+    raw = next(ln for ln in err if ln.startswith("raw session.run loop"))
+    assert raw.endswith("(same windows, each on the member that classified it)")
+    # one row per member that ran, in the order they first ran; the windows add up
+    start = err.index(next(ln for ln in err if ln.startswith("by member")))
+    rows = [ln.split() for ln in err[start + 2 : start + 4]]
+    assert [r[0] for r in rows] == ["wc-w0.75-r096", "wc-w0.25-r128"]
+    windows = int(next(ln for ln in err if ln.startswith("windows ")).split()[-1])
+    assert sum(int(r[1]) for r in rows) == windows
+    assert int(rows[1][1]) == 40  # windows 20 to 59 ran hot
+    assert all(r[-1] == "%" and float(r[-2]) > 0 for r in rows)
+
+
+def test_replay_timing_failure_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A session that fails in the bare loop ends in the usual error line, not a traceback."""
+    import agent.timing
+    from agent.errors import ModelError
+
+    def broken(*_: Any, **__: Any) -> list[float]:
+        raise ModelError("model 'x': inference failed (broken)")
+
+    monkeypatch.setattr(agent.timing, "raw_times_on_own_members", broken, raising=False)
+    monkeypatch.setattr(agent.timing, "raw_session_times", broken)
+    args = ["replay", str(RECORDINGS[0]), "--no-mqtt", "--timing", "--device", "timing-test"]
+    result = runner.invoke(app, [*args, "-m", "wc-w0.10-r032"])
+    one_line_error(result, "model 'x': inference failed (broken)")
 
 
 def test_a_recording_too_short_for_a_window_says_so(tmp_path: Path) -> None:

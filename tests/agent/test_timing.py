@@ -1,5 +1,6 @@
 """The pipeline benchmark's arithmetic (agent/timing.py): no clocks, tables of chunk timings."""
 
+import numpy as np
 import pytest
 
 from agent.run_stats import RunStats
@@ -76,3 +77,73 @@ def test_hop_in_source_samples(
 
     spec = InputSpec("x", "NCT", 2 * hop, model_rate, hop, ("a",), ("g",))
     assert hop_in_source_samples(spec, source_rate) == expected
+
+
+class _Engine:
+    """Records what it ran (the member's id and the input), one tick of the fake clock each."""
+
+    def __init__(self, mid: str, log: list[tuple[str, tuple[int, ...], float]]) -> None:
+        self.mid, self.log = mid, log
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        self.log.append((self.mid, x.shape, float(x.reshape(-1)[0])))
+        return np.zeros(6, dtype=np.float32)
+
+
+def test_the_bare_loop_runs_each_window_on_the_member_that_classified_it() -> None:
+    """An adaptive run switches members: each window is normalised for and run on its own
+    member (the final member's input length may not even fit the others' windows)."""
+    from agent.inference import Classifier, to_model_input
+    from agent.manifest import load_manifest
+    from agent.timing import raw_times_on_own_members
+    from tests.agent.helpers import MODELS
+
+    bank = load_manifest(MODELS)
+    big, small = bank.get("wc-w0.75-r096"), bank.get("wc-w0.12-r032")
+    log: list[tuple[str, tuple[int, ...], float]] = []
+    ticks = iter(range(1000))
+    sessions = {e.id: Classifier(e, _Engine(e.id, log), lambda: 0.0) for e in (big, small)}
+    rng = np.random.default_rng(1)
+    order = [big, big, small, small, small, big]
+    st = RunStats(windows=len(order))
+    st.windows_data = [
+        rng.normal(size=(e.input.window.length, len(e.input.channels))).astype(np.float32)
+        for e in order
+    ]
+    st.models = [e.id for e in order]
+    times = raw_times_on_own_members(st, sessions, lambda: float(next(ticks)), warmup=4)
+    assert times == [1.0] * len(order)  # one per window, aligned with stats.infer_s
+    # warmed first, each member on its own windows (cycled when it has fewer), then in order
+    assert [m for m, _, _ in log[:8]] == [big.id] * 4 + [small.id] * 4
+    timed = log[8:]
+    assert [m for m, _, _ in timed] == st.models
+    for (_, shape, first), e, w in zip(timed, order, st.windows_data, strict=True):
+        x = to_model_input(e.normalization(w), e.input.layout)
+        assert shape == e.input.shape and first == float(x.reshape(-1)[0])
+
+
+def test_report_by_member_when_more_than_one_ran() -> None:
+    st = _stats([0.0, 0.0, 0.0, 0.0], [1e-4, 2e-4, 3e-4, 4e-4], [1, 1, 1, 1])
+    st.infer_s = [5e-4, 5e-4, 1e-4, 1e-4]
+    st.models = ["big", "big", "small", "small"]
+    rep = overhead_report(st, [4e-4, 6e-4, 1e-4, 1e-4])
+    (big, small) = rep.by_model
+    assert (big.model, big.windows, small.model, small.windows) == ("big", 2, "small", 2)
+    assert big.overhead_median_us == pytest.approx(150.0)
+    assert big.raw_median_us == pytest.approx(500.0) and big.ratio == pytest.approx(0.3)
+    assert small.overhead_median_us == pytest.approx(350.0)
+    assert small.ratio == pytest.approx(3.5) and small.infer_median_us == pytest.approx(100.0)
+    lines = rep.lines()
+    assert any(ln.startswith("by member") for ln in lines)
+    assert any(ln.split()[:2] == ["small", "2"] and "350.0 %" in ln for ln in lines)
+    # one member: no table
+    st.models = ["big"] * 4
+    one = overhead_report(st, [4e-4] * 4)
+    assert len(one.by_model) == 1 and not any(ln.startswith("by member") for ln in one.lines())
+
+
+def test_overhead_of_each_window_shares_a_chunk_among_its_windows() -> None:
+    from agent.timing import overhead_of_each_window
+
+    st = _stats([1.0, 1.0, 1.0], [1.0, 3.0, 1.0], [0, 2, 1])
+    assert overhead_of_each_window(st) == pytest.approx([3.0, 3.0, 2.0])

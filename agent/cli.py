@@ -329,8 +329,10 @@ def _timing_lines(pipe: Pipeline, stats: RunStats) -> list[str]:
     """``replay --timing``'s report: the bare ``session.run`` loop runs every window on the
     member that classified it (an adaptive run switches members; the final member could not
     even take the others' windows), normalised with that member's statistics."""
-    from agent.timing import overhead_report, raw_times_on_own_members
+    from agent.timing import nothing_to_time, overhead_report, raw_times_on_own_members
 
+    if (nothing := nothing_to_time(stats)) is not None:
+        return [nothing]  # a replay that classified nothing is no error (exit 0, as without it)
     sessions = {pipe.classifier.entry.id: pipe.classifier}
     pool = pipe.controller.pool if pipe.controller is not None else None
     for mid in dict.fromkeys(stats.models):

@@ -112,6 +112,20 @@ class OverheadReport:
         return out
 
 
+def nothing_to_time(stats: RunStats) -> str | None:
+    """The line ``--timing`` prints instead of a report when no window was classified (a report
+    of zeros and ``nan %`` would read as a measurement); ``None`` when there are windows."""
+    if stats.windows:
+        return None
+    if stats.rejected:
+        n = stats.rejected
+        why = f"all {n} windows were" if n > 1 else "its one window was"
+        why += " rejected (see the log above)"
+    else:
+        why = "the recording did not fill one window (see the line above)"
+    return f"no windows to time: {why}"
+
+
 def per_window(stats: RunStats) -> tuple[list[float], list[float]]:
     """Per-window overhead and decode times, one entry per chunk that completed windows.
 

@@ -197,6 +197,28 @@ def test_a_recording_too_short_for_a_window_says_so(tmp_path: Path) -> None:
     assert one.exit_code == 0 and "1 window in" in one.stderr and "not enough" not in one.stderr
 
 
+def test_replay_timing_without_a_window_says_so_in_one_line(tmp_path: Path) -> None:
+    """It printed a report of zeros and 'nan %'. A replay that classified nothing is not an
+    error (exit 0, as without --timing)."""
+    from agent.recording import read_recording
+    from agent.recording_writer import RecordingWriter
+
+    header, chunk = read_recording(RECORDINGS[0])
+    short = tmp_path / "short.har.csv.gz"
+    with RecordingWriter(short, header) as w:
+        labels = chunk.labels[:58] if chunk.labels is not None else None
+        w.write(chunk.t[:58], chunk.values[:58], labels)
+    args = ["replay", str(short), "--no-mqtt", "--timing", "--device", "timing-test"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "0 windows in" in result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[-1] == (
+        "no windows to time: the recording did not fill one window (see the line above)"
+    )
+    assert "nan" not in result.stderr and "windows per second" not in result.stderr
+
+
 def test_missing_recording(tmp_path: Path) -> None:
     result = runner.invoke(
         app,
@@ -411,6 +433,141 @@ def test_a_second_stop_signal_exits_at_once() -> None:
     assert stop.is_set() and exits == []  # the first asks the agent to stop cleanly
     _on_stop_signal(stop, signal.SIGTERM, exits.append)
     assert exits == [128 + signal.SIGTERM]  # the second does not wait for it
+
+
+def test_a_stop_signal_handler_neither_logs_nor_flushes(
+    caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    """A handler runs wherever the main thread was: in the middle of a write to stderr ("reentrant
+    call inside BufferedWriter") or holding a logging handler's lock (``logging.shutdown()``
+    blocks). The first signal only records itself and sets the event; the second writes its
+    one line straight to fd 2 and exits."""
+    import logging
+    import signal
+    import threading
+
+    from agent.cli_common import on_stop_signal
+
+    shutdowns: list[None] = []
+    monkeypatch.setattr(logging, "shutdown", lambda *_a: shutdowns.append(None))
+    caplog.set_level(logging.DEBUG)
+    stop = threading.Event()
+    received: list[int] = []
+    exits: list[int] = []
+    on_stop_signal(stop, signal.SIGTERM, exits.append, received)
+    assert stop.is_set() and received == [signal.SIGTERM] and exits == []
+    on_stop_signal(stop, signal.SIGINT, exits.append, received)
+    assert exits == [128 + signal.SIGINT]
+    assert caplog.records == [] and shutdowns == []
+    assert capfd.readouterr().err == "har-agent: received SIGINT again, exiting now\n"
+
+
+def test_a_signal_while_the_first_handler_runs_exits_at_once() -> None:
+    """The first handler can be interrupted (by the next signal) before ``stop`` is set, even
+    stuck on ``stop``'s lock if the main thread held it: the recorded signal makes the next one
+    end the process all the same."""
+    import signal
+    import threading
+
+    from agent.cli_common import on_stop_signal
+
+    stop = threading.Event()
+    exits: list[int] = []
+    on_stop_signal(stop, signal.SIGINT, exits.append, [signal.SIGTERM])
+    assert exits == [128 + signal.SIGINT] and not stop.is_set()
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_stop_signals_are_logged_outside_the_handler(
+    signum: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGTERM, SIGINT and SIGHUP each set the stop event (SIGHUP killed ``har-agent run``
+    outright: no goodbye, the outbox's counters not written); the line saying so is logged
+    outside the handler, and the previous handlers come back afterwards."""
+    import logging
+    import signal
+
+    from agent.cli_common import stop_on_signals
+
+    sig = signal.Signals[signum]
+    caught: list[int] = []
+    # (this process's own handler first: a signal the code under test does not catch must not
+    # end the test run)
+    before = signal.signal(sig, lambda n, _f: caught.append(n))
+    caplog.set_level(logging.INFO, logger="agent")
+    try:
+        mine = signal.getsignal(sig)
+        with stop_on_signals() as stop:
+            os.kill(os.getpid(), sig)
+            assert stop.wait(10), f"{signum} did not set the stop event"
+        assert signal.getsignal(sig) is mine
+    finally:
+        signal.signal(sig, before)
+    assert caught == []
+    assert f"received {signum}, stopping" in caplog.messages
+
+
+def test_an_ignored_sighup_stays_ignored() -> None:
+    """``nohup har-agent run &``: closing the terminal must not stop it."""
+    import signal
+
+    from agent.cli_common import stop_on_signals
+
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with stop_on_signals():
+            assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, before)
+
+
+@pytest.mark.parametrize(
+    ("command", "signum"), [("replay", "SIGINT"), ("run", "SIGTERM"), ("run", "SIGHUP")]
+)
+def test_a_stop_while_the_broker_has_not_answered_is_a_clean_stop(
+    tmp_path: Path, command: str, signum: str
+) -> None:
+    """The real entry point; a broker that accepts the TCP connection and never answers. Ctrl-C,
+    SIGTERM or SIGHUP while the agent waits for its CONNACK stop it at once, cleanly, with the
+    exit status of a stop while running (0). They were ignored until ``mqtt.connect_timeout_s``
+    ran out, then a replay reported the broker (status 1); SIGHUP killed the process."""
+    import signal
+    import socket
+
+    prof = tmp_path / "p.toml"
+    text = DEFAULT_PROFILE.read_text().replace('"../', f'"{ROOT}/')
+    prof.write_text(text.replace('id = "demo"', f'id = "stop-connect-{os.getpid()}"'))
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)  # the kernel completes the handshake; nothing is ever sent back
+        server.settimeout(120)
+        broker = f"127.0.0.1:{server.getsockname()[1]}"
+        args = [command, "--profile", str(prof), "--broker", broker]
+        if command == "replay":
+            args.insert(1, str(RECORDINGS[0]))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "agent", *args],
+            env={**os.environ, "XDG_STATE_HOME": str(tmp_path)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        try:
+            conn, _ = server.accept()
+            with conn:
+                conn.settimeout(60)
+                assert conn.recv(1) == b"\x10"  # CONNECT: the agent waits for the CONNACK
+                proc.send_signal(signal.Signals[signum])
+                _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert proc.returncode == 0, err
+    assert f"received {signum}, stopping" in err
+    assert f"stopped before the MQTT broker at {broker} answered" in err
+    assert "har-agent: error" not in err and "Traceback" not in err
 
 
 def test_profile_help_names_its_environment_variable() -> None:

@@ -147,3 +147,18 @@ def test_overhead_of_each_window_shares_a_chunk_among_its_windows() -> None:
 
     st = _stats([1.0, 1.0, 1.0], [1.0, 3.0, 1.0], [0, 2, 1])
     assert overhead_of_each_window(st) == pytest.approx([3.0, 3.0, 2.0])
+
+
+@pytest.mark.parametrize(
+    ("windows", "rejected", "line"),
+    [
+        (3, 0, None),
+        (0, 0, "no windows to time: the recording did not fill one window (see the line above)"),
+        (0, 1, "no windows to time: its one window was rejected (see the log above)"),
+        (0, 7, "no windows to time: all 7 windows were rejected (see the log above)"),
+    ],
+)
+def test_nothing_to_time(windows: int, rejected: int, line: str | None) -> None:
+    from agent.timing import nothing_to_time
+
+    assert nothing_to_time(RunStats(windows=windows, rejected=rejected)) == line

@@ -33,6 +33,12 @@ class Source(Protocol):
     def chunks(self) -> Iterator[Chunk]:
         """Yield samples in time order until the source ends or the stop event is set."""
 
+    def close(self) -> None:
+        """Let go of what the source holds (a sensor's I2C bus and its claim on the chip);
+        safe to call more than once, and whether or not :meth:`chunks` ever ran. The agent
+        calls it however the run ends: a generator that never started never runs its own
+        ``finally``."""
+
 
 class ReplaySource:
     """Replay a recording, paced at ``speed`` times real time (0 = as fast as possible)."""
@@ -87,3 +93,6 @@ class ReplaySource:
             if not self.loop or first_t is None or last is None:
                 return
             offset += float(last.t[-1]) - first_t + LOOP_GAP_S
+
+    def close(self) -> None:
+        """Nothing to let go of: each pass opens the recording and closes it when it ends."""

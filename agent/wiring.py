@@ -37,6 +37,7 @@ from agent.sensors.bus import BusFactory
 from agent.sessions import EngineWrap, load_engine
 from agent.smoothing import Smoother
 from agent.source_factory import make_source
+from agent.sources import Source
 
 log = logging.getLogger(__name__)
 
@@ -124,29 +125,47 @@ class Agent:
             self.publisher.publish(topic, body, qos=1, retain=True)
 
     def run(self) -> RunStats:
-        """Connect, run until the source ends or ``stop`` is set, then say goodbye."""
-        self.publisher.start()
-        self.publish_discovery()
-        entry = self.pipeline.classifier.entry
-        self.notifier.ready(f"running {entry.id} for {self.pipeline.device_id}")
-        if self.monitor is not None:
-            self.monitor.start()
-        counter = EnergyCounter(self.meter) if self.meter is not None else None
+        """Connect, run until the source ends or ``stop`` is set, then say goodbye.
+
+        Whatever ends the run (the source, ``stop``, a failed start, an error), the source (a
+        sensor's bus and chip claim), the resource monitor, the energy meter and the publisher
+        are closed on the way out."""
+        counter: EnergyCounter | None = None
+        monitoring = started = False
         try:
+            self.publisher.start()
+            started = True
+            self.publish_discovery()
+            entry = self.pipeline.classifier.entry
+            self.notifier.ready(f"running {entry.id} for {self.pipeline.device_id}")
+            if self.monitor is not None:
+                self.monitor.start()
+                monitoring = True
+            counter = EnergyCounter(self.meter) if self.meter is not None else None
             return self.pipeline.run()
         finally:
             if counter is not None:
                 self.energy_j = counter.lap()
-            if self.monitor is not None:
-                self.monitor.stop()
-            if self.meter is not None:
-                self.meter.close()
-            self.notifier.stopping()
-            if self.retract_discovery:
-                for topic, _ in self.discovery:  # before the goodbye, which waits for PUBACKs
-                    self.publisher.publish(topic, b"", qos=1, retain=True)
-            self.lost = self.publisher.stop()
-            self.notifier.close()
+            # every step runs even when one before it fails (what failed is raised after the
+            # others ran); an ExitStack runs them last in, first out: the source is closed
+            # first, the systemd socket last
+            with contextlib.ExitStack() as closing:
+                closing.callback(self.notifier.close)
+                closing.callback(self._say_goodbye, started)
+                closing.callback(self.notifier.stopping)
+                if self.meter is not None:
+                    closing.callback(self.meter.close)
+                if self.monitor is not None and monitoring:
+                    closing.callback(self.monitor.stop)
+                closing.callback(self.pipeline.source.close)
+
+    def _say_goodbye(self, started: bool) -> None:
+        """Retract the discovery configs (after a start that got that far) and stop the
+        publisher, which waits for the broker's acknowledgements; :attr:`lost` is what it lost."""
+        if started and self.retract_discovery:
+            for topic, _ in self.discovery:  # before the goodbye, which waits for PUBACKs
+                self.publisher.publish(topic, b"", qos=1, retain=True)
+        self.lost = self.publisher.stop()
 
 
 def _load_models(
@@ -185,14 +204,12 @@ def _load_models(
 
 
 @contextlib.contextmanager
-def _closed_on_error(source: object) -> Iterator[None]:
+def _closed_on_error(source: Source) -> Iterator[None]:
     """Close ``source`` (a sensor's bus and claim; a replay holds nothing) if what follows fails."""
     try:
         yield
     except BaseException:
-        close = getattr(source, "close", None)
-        if close is not None:
-            close()
+        source.close()
         raise
 
 

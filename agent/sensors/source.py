@@ -207,9 +207,11 @@ class SensorSource:
             self.close()
 
     def close(self) -> None:
-        if self._on_close is not None:
-            self._on_close()
-            self._on_close = None
+        """Close the bus and give up the claim on the chip; once, however often called (the
+        agent calls it, and so does :meth:`chunks` when it ends)."""
+        on_close, self._on_close = self._on_close, None
+        if on_close is not None:
+            on_close()
 
     def _mark_gap(self, now: float) -> None:
         """The stream restarts at ``now`` (FIFO reset, overflow, re-initialisation): a gap."""

@@ -154,3 +154,67 @@ def test_a_publisher_profile_error_closes_the_sensor_before_any_session_loads(
     with pytest.raises(ConfigError, match=r"mqtt\.ca_file = .*gone\.pem: no such file"):
         build_agent(prof, clock=clock, bus_factory=factory)
     assert buses and all(b.closed for b in buses)
+
+
+def test_a_run_stopped_before_it_starts_closes_the_sensor() -> None:
+    """Ctrl-C or SIGTERM while the agent was still starting: the pipeline never asks the
+    source for a chunk, so the sensor's own ``finally`` (in its generator) never runs; the
+    agent closes the bus and the claim on the chip itself."""
+    clock = FakeClock()
+    buses, factory = _recorded_buses(clock)
+    stop = threading.Event()
+    pub = MemoryPublisher()
+    agent = build_agent(
+        sensor_profile(), publisher=pub, clock=clock, stop=stop, bus_factory=factory
+    )
+    stop.set()
+    stats = agent.run()
+    assert stats.windows == 0 and stats.samples == 0
+    assert buses and all(b.closed for b in buses)
+    assert pub.stopped
+
+
+def test_a_publisher_that_fails_to_start_closes_the_sensor() -> None:
+    """A start that fails (the broker refused, a TLS error) ends the run with its error, and
+    still closes the sensor and stops the publisher."""
+    from agent.errors import PublishError
+
+    class Refused(MemoryPublisher):
+        def start(self) -> None:
+            raise PublishError("the MQTT broker at 127.0.0.1:1 refused the connection")
+
+    clock = FakeClock()
+    buses, factory = _recorded_buses(clock)
+    pub = Refused()
+    agent = build_agent(
+        sensor_profile(), publisher=pub, clock=clock, stop=threading.Event(), bus_factory=factory
+    )
+    with pytest.raises(PublishError, match="refused the connection"):
+        agent.run()
+    assert buses and all(b.closed for b in buses)
+    assert pub.stopped
+
+
+def test_every_cleanup_step_runs_when_one_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Closing the sensor fails (an I/O error on the bus): that error ends the run, and the
+    publisher still says goodbye."""
+    clock = FakeClock()
+    buses, factory = _recorded_buses(clock)
+    stop = threading.Event()
+    pub = MemoryPublisher()
+    agent = build_agent(
+        sensor_profile(), publisher=pub, clock=clock, stop=stop, bus_factory=factory
+    )
+    source = agent.pipeline.source
+    close = source.close
+
+    def failing_close() -> None:
+        close()
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(source, "close", failing_close)
+    stop.set()
+    with pytest.raises(OSError, match="Input/output error"):
+        agent.run()
+    assert buses and all(b.closed for b in buses)
+    assert pub.stopped

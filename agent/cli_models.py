@@ -44,7 +44,7 @@ def models_list(
     else:
         head = (
             f"{'id':<28} {'family':<17} {'width':>5} {'res':>4} {'MACs':>10} {'params':>8} "
-            f"{'KiB':>7} {'acc %':>6} {'F1 %':>6} {'p50 ms':>7}  file"
+            f"{'KiB':>7} {'acc %':>6} {'F1 %':>6} {'p50 ms':>7} {'paced':>7}  file"
         )
         typer.echo(head)
         typer.echo("-" * len(head))
@@ -52,13 +52,15 @@ def models_list(
             acc = m.metrics.get("accuracy")
             f1 = m.metrics.get("f1_weighted")
             p50 = m.latency_ms.get("p50")
+            paced = m.latency_ms.get("paced_p50")
             mark = "*" if m.id == default else " "
             typer.echo(
                 f"{mark}{m.id:<27} {m.family:<17} {m.width:>5.2f} {m.resolution:>4} {m.macs:>10,} "
                 f"{m.params:>8,} {m.file_bytes / 1024:>7.1f} "
                 f"{'' if acc is None else f'{100 * acc:.2f}':>6} "
                 f"{'' if f1 is None else f'{100 * f1:.2f}':>6} "
-                f"{'' if p50 is None else f'{p50:.3f}':>7}  {checks[m.id]}"
+                f"{'' if p50 is None else f'{p50:.3f}':>7} "
+                f"{'' if paced is None else f'{paced:.3f}':>7}  {checks[m.id]}"
             )
         typer.echo(f"\n{len(manifest.models)} model(s) in {folder.resolve()}")
         if default is not None:
@@ -66,7 +68,9 @@ def models_list(
                 f"* the profile's model ({default}); 'har-agent models show ID' for one in full"
             )
         typer.echo(
-            "p50 ms: batch 1, measured where the member was built ('models show ID' says where)"
+            "p50 ms: batch 1, back to back, where the member was built ('models show ID' says "
+            "where)\npaced:  p50 of runs one at a time after a pause, as the daemon runs a model "
+            "(the adaptive policy starts from it)"
         )
     bad = [f"{i} ({c})" for i, c in checks.items() if c != "ok"]
     if bad:
@@ -138,6 +142,15 @@ def describe(entry: ModelEntry, path: Path, status: str, is_default: bool) -> li
             f"latency:       p50 {lat['p50']:.3f} ms"
             + (f", p90 {p90:.3f} ms" if isinstance(p90, int | float) else "")
             + (f" ({lat['board']}{runs_on})" if lat.get("board") else "")
+        )
+    if _number(lat.get("paced_p50")) is not None:
+        p90, gap = lat.get("paced_p90"), lat.get("paced_gap_ms")
+        lines.append(
+            f"paced latency: p50 {lat['paced_p50']:.3f} ms"
+            + (f", p90 {p90:.3f} ms" if _number(p90) is not None else "")
+            + (f", one run at a time after a {gap:g} ms pause" if _number(gap) is not None else "")
+            + (f" ({lat['paced_board']})" if lat.get("paced_board") else "")
+            + "; the adaptive policy starts from it"
         )
     # provenance is free-form JSON: every value shown as text, whatever its type
     made = prov.get("command")

@@ -1,7 +1,8 @@
 """The latency model: how long each bank member will take on this board, now.
 
 Seeded from a benchmark table (``har-agent bench -m all --table``) or the bank's own latency
-figures, and corrected online in two ways:
+figures (paced ones where the manifest has them: :func:`bank_latencies`), and corrected online
+in two ways:
 
 - **The board's contention factor.** Each observed latency of the running member, divided by
   that member's table figure, updates an exponentially weighted mean of the ratio and of its
@@ -70,13 +71,24 @@ def load_latency_table(path: Path) -> dict[str, float]:
 
 
 def bank_latencies(entries: list[ModelEntry]) -> dict[str, float]:
-    """Per-member p50 milliseconds measured when the bank was built (the building machine)."""
+    """Per-member p50 milliseconds from the manifest (the building machine): the paced figure
+    (``paced_p50``: runs timed one at a time after a pause, as the daemon runs a model, written
+    by ``python -m tools.bank.paced_latency``) when every member has one, else the back-to-back
+    ``p50`` (a member rebuilt since the paced run has none): the two sorts are never mixed."""
+    paced = all(_ms(e.latency_ms.get("paced_p50")) for e in entries)
+    key = "paced_p50" if paced else "p50"
     out: dict[str, float] = {}
     for e in entries:
-        p50 = e.latency_ms.get("p50")
-        if isinstance(p50, int | float) and p50 > 0:
-            out[e.id] = float(p50)
+        ms = _ms(e.latency_ms.get(key))
+        if ms:
+            out[e.id] = ms
     return out
+
+
+def _ms(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        return None
+    return float(value)
 
 
 @dataclass

@@ -29,6 +29,34 @@ def test_show_a_member_in_full() -> None:
     assert facts["classes"].strip() == ", ".join(entry.labels)
     assert f"{100 * entry.metrics['accuracy']:.2f} %" in facts["test accuracy"]
     assert facts["made by"].strip() == entry.provenance["command"]
+    lat = entry.latency_ms
+    assert (
+        facts["paced latency"]
+        .strip()
+        .startswith(
+            f"p50 {lat['paced_p50']:.3f} ms, p90 {lat['paced_p90']:.3f} ms, one run at a time "
+            f"after a {lat['paced_gap_ms']:g} ms pause"
+        )
+    )
+
+
+def test_list_shows_both_latencies_of_every_member() -> None:
+    """The back-to-back p50 and the paced one (what the adaptive policy starts from)."""
+    result = runner.invoke(app, ["models", "list", "--profile", str(DEFAULT_PROFILE)])
+    assert result.exit_code == 0, result.output
+    rows = {
+        ln[1:].split()[0]: ln.split()
+        for ln in result.stdout.splitlines()
+        if ln[1:3] in ("wc", "cn", "pr", "q8")
+    }
+    bank = load_manifest(MODELS)
+    assert set(rows) == {m.id for m in bank.models}
+    for m in bank.models:
+        assert rows[m.id][-3:] == [
+            f"{m.latency_ms['p50']:.3f}",
+            f"{m.latency_ms['paced_p50']:.3f}",
+            "ok",
+        ]
 
 
 def test_show_json_is_the_manifest_entry() -> None:
@@ -75,8 +103,13 @@ def test_show_survives_free_form_provenance_and_metrics(tmp_path: Path) -> None:
     entry["provenance"]["git_commit"] = 123
     del entry["latency_ms"]["p90"]
     entry["latency_ms"]["threads"] = 2
+    entry["latency_ms"]["paced_p90"] = "slow"
+    entry["latency_ms"]["paced_gap_ms"] = True
     (bank / "manifest.json").write_text(json.dumps(manifest))
     result = runner.invoke(app, ["models", "show", "cnn1d-base", "--dir", str(bank)])
     assert result.exit_code == 0, result.output
     assert ", git 123" in result.stdout
-    assert "2 threads)" in result.stdout and "p90" not in result.stdout
+    facts = dict(ln.split(":", 1) for ln in result.stdout.splitlines() if not ln.startswith(" "))
+    assert "2 threads)" in facts["latency"] and "p90" not in facts["latency"]
+    paced = facts["paced latency"]
+    assert "p90" not in paced and "pause" not in paced and "p50 0." in paced

@@ -70,6 +70,25 @@ def test_bank_latencies_cover_the_committed_bank() -> None:
     assert all(v > 0 for v in lat.values())
 
 
+def test_bank_latencies_take_the_paced_figures_where_the_manifest_has_them() -> None:
+    """The daemon runs a member once per hop: paced figures (several times the back-to-back
+    ones for small members) seed the policy, so an idle board does not read as loaded. The two
+    sorts are never mixed."""
+    import dataclasses
+
+    bank = load_manifest(MODELS)
+    a, b, c = bank.models[:3]
+    a = dataclasses.replace(a, latency_ms={"p50": 0.02, "paced_p50": 0.28})
+    b = dataclasses.replace(b, latency_ms={"p50": 0.05, "paced_p50": 0.31})
+    c = dataclasses.replace(c, latency_ms={"p50": 0.09})
+    assert bank_latencies([a, b]) == {a.id: 0.28, b.id: 0.31}
+    # c was rebuilt since the paced run: all back-to-back, never a mix
+    assert bank_latencies([a, b, c]) == {a.id: 0.02, b.id: 0.05, c.id: 0.09}
+    assert bank_latencies([c]) == {c.id: 0.09}
+    bad = dataclasses.replace(c, latency_ms={"p50": True, "paced_p50": -1})
+    assert bank_latencies([bad]) == {}
+
+
 def test_latency_table_file(tmp_path: Path) -> None:
     good = tmp_path / "t.json"
     good.write_text(

@@ -145,6 +145,30 @@ def measure_idle_power(meter: EnergyMeter, seconds: float) -> float:
     return (j1 - j0) / (time.perf_counter() - t0)
 
 
+def prime_runtime(target: Target, opts: BenchOptions) -> float:
+    """Open ``target`` once, run it as :func:`bench_model` does (first run and warm-up), and
+    throw the session away; return how much this process's RSS grew, MiB.
+
+    ONNX Runtime's one-time start-up (its environment, the kernel registries, the math
+    library's first buffers: 13-17 MiB on the development VM, and more than a session of a
+    bare Identity graph pays) lands on the first session a process runs. Without this the
+    first model benchmarked was charged with it (15.6 KiB ``wc-w0.10-r032``: "session + first
+    runs 13.5 MiB"), and ``session_mb`` meant something else for it than for the others. The
+    growth returned also holds this throwaway session's own share, which later sessions reuse.
+    """
+    rss0 = _rss_bytes()
+    loaded = load_target(target, opts.settings)
+    arrays = random_inputs(loaded.input_shape, opts.seed).arrays
+    run, outs, name = loaded.session.run, loaded.output_names, loaded.input_name
+    try:
+        for i in range(1 + opts.warmup):
+            run(outs, {name: arrays[i % len(arrays)]})
+    except Exception as exc:  # onnxruntime's own exception types
+        raise ModelError(f"model {target.name!r}: inference failed ({exc})") from exc
+    del loaded, run
+    return max(0, _rss_bytes() - rss0) / 2**20
+
+
 def bench_model(
     target: Target,
     opts: BenchOptions,

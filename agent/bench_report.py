@@ -41,6 +41,12 @@ def terminal_lines(results: list[BenchResult], header: dict[str, Any]) -> list[s
         ),
     ]
     lines += [f"             skipped {n}" for n in header["meter_skipped"]]
+    if header.get("startup_mb") is not None:
+        lines.append(
+            f"start-up     {header['startup_mb']:.1f} MiB: ONNX Runtime's one-time cost in this "
+            f"process, paid by a throwaway session of {header['startup_model']} and charged to "
+            "no model"
+        )
     if len(results) == 1:
         return lines + [""] + _one(results[0])
     mw = max(16, *(len(r.model) for r in results))  # the model column fits the longest id

@@ -196,7 +196,13 @@ def _run(
 
     import onnxruntime as ort
 
-    from agent.bench import BENCH_VERSION, BenchOptions, bench_model, measure_idle_power
+    from agent.bench import (
+        BENCH_VERSION,
+        BenchOptions,
+        bench_model,
+        measure_idle_power,
+        prime_runtime,
+    )
     from agent.bench_inputs import Inputs, random_inputs, read_chunks, recording_inputs
     from agent.bench_table import board_name
     from agent.bench_targets import Target, resolve_targets
@@ -271,6 +277,8 @@ def _run(
         "meter_skipped": notes,
         "idle_w": None,
         "idle_source": None,
+        "startup_mb": None,
+        "startup_model": None,
     }
     results: list[BenchResult] = []
     try:
@@ -282,6 +290,10 @@ def _run(
         elif meter is not None and meter.kind == "estimated":  # the profile's energy.idle_w
             header["idle_w"] = float(getattr(meter, "idle_w", 0.0))
             header["idle_source"] = "profile"
+        # ONNX Runtime's one-time start-up on a throwaway session, so that no model is charged
+        # with it: session_mb means the same for the first model as for the others
+        header["startup_mb"] = prime_runtime(targets[0], opts)
+        header["startup_model"] = targets[0].name
         if len(targets) == 1:
             results.append(bench_model(targets[0], opts, inputs_for, meter, idle))
         else:

@@ -145,6 +145,34 @@ def test_bench_a_bank_member_json() -> None:
     assert r["accuracy"] is None
 
 
+def test_no_model_is_charged_with_onnx_runtimes_start_up() -> None:
+    """The first session a process runs pays ONNX Runtime's one-time start-up (13-17 MiB here):
+    bench charged it to the first model, so a 15.6 KiB member showed 'session + first runs
+    13.5 MiB'. A fresh process, as a user runs it (in pytest's, earlier tests paid it)."""
+    import subprocess
+    import sys
+
+    args = ["-m", "wc-w0.10-r032", "--runs", "5", "--warmup", "2", "--meter", "none"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent", "bench", *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    body = json.loads(proc.stdout)
+    (r,) = body["results"]
+    assert r["session_mb"] < 2.0, r["session_mb"]  # a 15.6 KiB model's session and buffers
+    assert body["startup_model"] == "wc-w0.10-r032"
+    assert body["startup_mb"] > 5.0  # paid by the throwaway session, reported on its own
+    term = bench(*args)
+    assert term.exit_code == 0, term.output
+    line = next(ln for ln in term.stdout.splitlines() if ln.startswith("start-up"))
+    assert "ONNX Runtime's one-time cost in this process" in line and "wc-w0.10-r032" in line
+
+
 def test_bench_terminal_table_and_csv(tmp_path: Path) -> None:
     result = bench("-m", MEMBER, *QUICK)
     assert result.exit_code == 0, result.output

@@ -7,6 +7,7 @@ line, exit status 1.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import typing
@@ -28,6 +29,20 @@ ProfileOpt = Annotated[
 ]
 
 
+MAX_DURATION_S = 3600.0
+"""Longest timed loop ``--duration`` asks for, per model (an hour)."""
+MAX_BASELINE_S = 600.0
+"""Longest idle-power measurement ``--baseline`` asks for (ten minutes)."""
+
+
+def check_seconds(flag: str, value: float | None, most: float) -> str | None:
+    """Why ``value`` seconds is refused for ``flag`` (``inf`` ran or slept forever), or None.
+    (typer checks the lower bounds.)"""
+    if value is None or (math.isfinite(value) and value <= most):
+        return None
+    return f"{flag} takes a finite number of seconds, at most {most:g} (got {value:g})"
+
+
 def register(app: typer.Typer) -> None:
     app.command("bench", cls=Command)(bench)
 
@@ -47,7 +62,10 @@ def bench(
     ] = None,
     duration: Annotated[
         float | None,
-        typer.Option(help="Seconds to run the timed loop (default: 200 runs and 2 s).", min=0.001),
+        typer.Option(
+            help="Seconds to run the timed loop, at most 3600 (default: 200 runs and 2 s).",
+            min=0.001,
+        ),
     ] = None,
     threads: Annotated[
         int | None,
@@ -78,7 +96,7 @@ def bench(
         float,
         typer.Option(
             help="Seconds of idle power to measure first (measured meters), subtracted from "
-            "energy per inference; 0: do not.",
+            "energy per inference; 0: do not; at most 600.",
             min=0.0,
         ),
     ] = 2.0,
@@ -113,6 +131,12 @@ def bench(
         raise fail(ConfigError("choose one of --json and --csv"))
     if out is not None and not (as_json or as_csv):
         raise fail(ConfigError("--out writes the JSON or the CSV: add --json or --csv"))
+    for flag, seconds, most in (
+        ("--duration", duration, MAX_DURATION_S),
+        ("--baseline", baseline, MAX_BASELINE_S),
+    ):
+        if (why := check_seconds(flag, seconds, most)) is not None:
+            raise fail(ConfigError(why))
     for path in (out, table):
         if path is not None:
             folder = path.parent

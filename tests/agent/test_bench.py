@@ -382,6 +382,43 @@ def test_bad_option_combinations(tmp_path: Path) -> None:
     one_line_error(bench("-m", MEMBER, "--meter", "joulemeter"), "--meter must be one of")
 
 
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["--duration", "inf"],
+            "--duration takes a finite number of seconds, at most 3600 (got inf)",
+        ),
+        (["--duration", "3601"], "--duration takes a finite number of seconds, at most 3600"),
+        (
+            ["--baseline", "inf"],
+            "--baseline takes a finite number of seconds, at most 600 (got inf)",
+        ),
+        (["--baseline", "601"], "--baseline takes a finite number of seconds, at most 600"),
+    ],
+)
+def test_durations_must_be_finite_and_bounded(args: list[str], line: str, monkeypatch: Any) -> None:
+    """``--duration inf`` timed forever; ``--baseline inf`` would sleep forever with a measured
+    meter: refused in one line before anything is measured or slept."""
+    import agent.bench
+
+    def measured(*_a: Any, **_k: Any) -> Any:
+        raise AssertionError("measured before the refusal")
+
+    for name in ("bench_model", "measure_idle_power", "prime_runtime"):
+        monkeypatch.setattr(agent.bench, name, measured, raising=False)
+    one_line_error(bench("-m", MEMBER, "--meter", "none", *args), line)
+
+
+def test_the_longest_durations_are_let_by() -> None:
+    from agent.cli_bench import MAX_BASELINE_S, MAX_DURATION_S, check_seconds
+
+    assert check_seconds("--duration", MAX_DURATION_S, MAX_DURATION_S) is None
+    assert check_seconds("--baseline", 0.0, MAX_BASELINE_S) is None
+    assert check_seconds("--duration", None, MAX_DURATION_S) is None
+    assert check_seconds("--duration", float("nan"), MAX_DURATION_S) is not None
+
+
 def test_output_paths_are_checked_before_measuring(tmp_path: Path) -> None:
     missing = tmp_path / "no" / "x.json"
     for opt in ("--out", "--table"):

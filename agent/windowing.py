@@ -278,7 +278,8 @@ class Resampler:
         self._raw_v: np.ndarray | None = None
         self._raw_l: list[str | None] = []
         self._prev: tuple[float, np.ndarray, str | None] | None = None
-        self._next_t: float | None = None
+        self._grid_t0: float | None = None  # the run's first output time
+        self._grid_k = 0  # outputs so far in this run: output j is at t0 + j / out_rate
 
     def push(self, chunk: Chunk) -> Chunk:
         if len(chunk) == 0:
@@ -354,11 +355,14 @@ class Resampler:
             ft = np.concatenate([[self._prev[0]], ft])
             fv = np.concatenate([self._prev[1][None, :], fv])
             fl = [self._prev[2], *fl]
-        if self._next_t is None:
-            self._next_t = float(ft[0])
+        if self._grid_t0 is None:
+            self._grid_t0 = float(ft[0])
+        # each grid time from the run's origin and its integer index, never by adding steps:
+        # the same times however the input is cut into chunks (bit for bit)
         step = 1.0 / self.out_rate
-        count = int(np.floor((ft[-1] - self._next_t) / step + 1e-9)) + 1
-        grid = self._next_t + step * np.arange(max(count, 0))
+        t0, k = self._grid_t0, self._grid_k
+        count = max(int(np.floor((ft[-1] - (t0 + step * k)) / step + 1e-9)) + 1, 0)
+        grid = t0 + step * np.arange(k, k + count, dtype=np.float64)
         out_v = np.empty((grid.shape[0], n_ch), dtype=np.float32)
         for c in range(n_ch):  # (float64 -> float32 on assignment, as astype did)
             out_v[:, c] = np.interp(grid, ft, fv[:, c])
@@ -368,6 +372,6 @@ class Resampler:
             # (np.maximum, not np.clip: clip's limit checks cost more than the search here)
             idx = np.maximum(np.searchsorted(ft, grid + 1e-9, side="right") - 1, 0)
             out_l = [fl[i] for i in idx.tolist()]
-        self._next_t = float(self._next_t + step * max(count, 0))
+        self._grid_k = k + count
         self._prev = (float(ft[-1]), fv[-1].copy(), fl[-1])
         return grid, out_v, out_l

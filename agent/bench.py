@@ -63,6 +63,14 @@ class BenchOptions:
 # -- the loops -------------------------------------------------------------------------------
 
 
+def split_runs(n: int, blocks: int) -> list[int]:
+    """``n`` runs shared out over ``blocks`` blocks, the first ``n % blocks`` one run longer:
+    ``--runs N --check-plain`` times exactly N runs of each loop (rounding every block up ran
+    ``ceil(N / 10) * 10``)."""
+    q, r = divmod(n, blocks)
+    return [q + (b < r) for b in range(blocks)]
+
+
 def paced_loop(
     run: Callable[..., Any],
     output_names: list[str],
@@ -205,8 +213,9 @@ def bench_model(
     if opts.check_plain:
         bench_t: list[float] = []
         plain_t: list[float] = []
-        per_runs, per_s = -(-min_runs // PLAIN_BLOCKS), min_s / PLAIN_BLOCKS
-        for b in range(PLAIN_BLOCKS):
+        per_s = min_s / PLAIN_BLOCKS
+        blocks = 0
+        for b, per_runs in enumerate(split_runs(min_runs, PLAIN_BLOCKS)):
             # ABBA order: drift in the machine's load falls on both loops alike
             if b % 2 == 0:
                 got = timed_loop(run, outs, name, inputs.arrays, per_runs, per_s)
@@ -216,10 +225,11 @@ def bench_model(
                 got = timed_loop(run, outs, name, inputs.arrays, per_runs, per_s)
                 plain_t += pre + plain_loop(sess, name, inputs.arrays, len(got) - len(pre))
             bench_t += got
+            blocks += bool(got)
         times = bench_t
         done = len(bench_t) + len(plain_t)
         bp, pp = statistics.median(bench_t) * 1e3, statistics.median(plain_t) * 1e3
-        plain = PlainCheck(bp, pp, bp / pp, PLAIN_BLOCKS, len(bench_t))
+        plain = PlainCheck(bp, pp, bp / pp, blocks, len(bench_t))  # --runs 3: 3 blocks ran
     else:
         times = timed_loop(run, outs, name, inputs.arrays, min_runs, min_s)
         done = len(times)

@@ -221,6 +221,25 @@ def test_bench_duration_and_plain_check() -> None:
     )
 
 
+@pytest.mark.parametrize(("runs", "blocks"), [(25, 10), (7, 7), (10, 10)])
+def test_runs_with_the_plain_check_are_exactly_n(runs: int, blocks: int) -> None:
+    """--runs N with --check-plain gave ceil(N / 10) * 10 timed runs (25: 30)."""
+    args = ["-m", MEMBER, "--runs", str(runs), "--warmup", "1", "--meter", "none"]
+    result = bench(*args, "--check-plain", "--json")
+    assert result.exit_code == 0, result.output
+    (r,) = json.loads(result.stdout)["results"]
+    assert r["runs"] == runs and r["plain"]["runs_each"] == runs
+    assert r["plain"]["blocks"] == blocks  # blocks that ran (fewer runs than blocks: fewer)
+
+
+def test_split_runs() -> None:
+    from agent.bench import split_runs
+
+    assert split_runs(25, 10) == [3] * 5 + [2] * 5
+    assert split_runs(3, 10) == [1, 1, 1] + [0] * 7
+    assert split_runs(200, 10) == [20] * 10
+
+
 def test_bench_all_writes_the_latency_table(tmp_path: Path) -> None:
     table = tmp_path / "table.json"
     args = ["-m", "all", "--runs", "5", "--warmup", "1", "--meter", "none", "--table", str(table)]

@@ -12,7 +12,9 @@
   :mod:`agent.mqtt_connect`) is an error for a replay (one line, non-zero exit). For the daemon
   (``retry_in_background``, the outbox in front) it is logged once, naming the problem, and paho
   keeps retrying with the same backoff while predictions wait on disk: inference never stops
-  because the broker is away.
+  because the broker is away. The run's stop event (Ctrl-C, SIGTERM) ends the wait for the first
+  connection at once: :meth:`MqttPublisher.start` returns unconnected and the run stops cleanly,
+  instead of waiting out ``connect_timeout_s`` to report a broker error.
 - Retained ``online`` status published on every (re)connect; a last will sets it ``offline``.
 - The command topic is subscribed in ``on_connect``, so the subscription survives reconnects.
   A command is obeyed when it is sent, never because the broker kept it: with MQTT v5 the
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import threading
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -48,7 +51,13 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from agent.commands import MAX_COMMAND_BYTES, MAX_COMMANDS_PER_STEP
 from agent.errors import PublishError
 from agent.mqtt_acks import Ack, Acks
-from agent.mqtt_connect import UnsupportedProtocol, connect, disconnect_reason, refuses_v5
+from agent.mqtt_connect import (
+    ConnectStopped,
+    UnsupportedProtocol,
+    connect,
+    disconnect_reason,
+    refuses_v5,
+)
 from agent.mqtt_inbox import MAX_INBOX, Inbox
 from agent.mqtt_settings import MqttSettings, connect_properties
 from agent.mqtt_tls import tls_context
@@ -67,11 +76,18 @@ takes commands only while their replies have room (a burst is answered over seve
 
 class MqttPublisher:
     def __init__(
-        self, settings: MqttSettings, topics: Topics, *, retry_in_background: bool = False
+        self,
+        settings: MqttSettings,
+        topics: Topics,
+        *,
+        retry_in_background: bool = False,
+        stop: threading.Event | None = None,
     ) -> None:
+        """``stop``: the run's stop event; once set, :meth:`start` stops waiting for the broker."""
         self.settings = settings
         self.topics = topics
         self.retry_in_background = retry_in_background
+        self._stop = stop
         self.start_failure: str | None = None
         """Why the first connection failed when :meth:`start` went on in the background."""
         self._events: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
@@ -155,7 +171,9 @@ class MqttPublisher:
     # -- pipeline thread -----------------------------------------------------------------------
     def start(self) -> None:
         """Connect; a failure raises :class:`PublishError`, or with ``retry_in_background`` is
-        logged once and left to paho's reconnect loop (capped exponential backoff)."""
+        logged once and left to paho's reconnect loop (capped exponential backoff). When the
+        stop event is set before the broker answers, returns unconnected, with nothing left
+        running (:meth:`stop` still closes the link)."""
         try:
             try:
                 self._connect()
@@ -164,6 +182,10 @@ class MqttPublisher:
                 self.protocol = mqtt.MQTTv311
                 self._client = self._make_client(mqtt.MQTTv311)
                 self._connect()
+        except ConnectStopped:
+            while not self._events.empty():  # (paho's thread has ended: nothing more comes)
+                self._events.get_nowait()
+            log.info("stopped before the MQTT broker at %s answered", self.settings.address)
         except PublishError as exc:
             if not self.retry_in_background:
                 raise
@@ -186,7 +208,7 @@ class MqttPublisher:
         self._loop_running = True
 
     def _connect(self) -> None:
-        connect(self._client, self.settings, self.protocol, self._events)
+        connect(self._client, self.settings, self.protocol, self._events, self._stop)
         self._connected = self._ever_connected = True
         self._loop_running = True
 

@@ -1,12 +1,14 @@
 """Connecting the MQTT link: the first connection, waited for, and why a connection failed or
 ended, in one line that says what to check (refused credentials, TLS, a broker that does not
-answer, another client that took this client id)."""
+answer, another client that took this client id). The wait ends early when the run's stop event
+is set (Ctrl-C, SIGTERM): :class:`ConnectStopped`, a stop, not a broker error."""
 
 from __future__ import annotations
 
 import logging
 import queue
 import ssl
+import threading
 import time
 from typing import Any
 
@@ -25,6 +27,11 @@ SESSION_TAKEN_OVER = 0x8E
 
 class UnsupportedProtocol(Exception):
     """The broker refused MQTT v5: connect again with v3.1.1."""
+
+
+class ConnectStopped(Exception):
+    """The stop event was set while the first connection was being made: the run is to end,
+    cleanly, whatever the broker would have answered."""
 
 
 _CREDENTIALS_HINT = "; check mqtt.credentials_file"
@@ -60,11 +67,17 @@ def connect(
     s: MqttSettings,
     protocol: MQTTProtocolVersion,
     events: queue.SimpleQueue[tuple[str, str]],
+    stop: threading.Event | None = None,
 ) -> None:
     """Connect ``client`` and wait for the broker's answer on ``events`` (what its callbacks
     put); paho's loop is left running. :class:`PublishError` naming the problem, or
-    :class:`UnsupportedProtocol` when a v5 connection is refused for its version."""
+    :class:`UnsupportedProtocol` when a v5 connection is refused for its version, or
+    :class:`ConnectStopped` as soon as ``stop`` is set while waiting (it is looked at between
+    the broker's events, every 50 ms; a TCP connect that hangs, to a host that does not answer,
+    is not interrupted, but its failure then counts as the stop)."""
     where = f"MQTT broker at {s.address}"
+    if stop is not None and stop.is_set():
+        raise ConnectStopped
     try:
         client.connect(
             s.host,
@@ -75,6 +88,8 @@ def connect(
     except ssl.SSLError as exc:
         raise PublishError(f"TLS with the {where} failed ({tls_reason(exc)})") from exc
     except (OSError, ValueError) as exc:
+        if stop is not None and stop.is_set():
+            raise ConnectStopped from exc
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         raise PublishError(f"cannot reach the {where} ({reason})") from exc
     client.loop_start()
@@ -83,6 +98,10 @@ def connect(
         try:
             kind, detail = events.get(timeout=0.05)
         except queue.Empty:
+            # (only while no answer waits: a connection made is used, and said goodbye to)
+            if stop is not None and stop.is_set():
+                client.loop_stop()
+                raise ConnectStopped from None
             continue
         if kind == "connected":
             log.info(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -32,10 +33,15 @@ def client_id(profile: Profile, *, replay: bool = False) -> str:
 
 
 def mqtt_link(
-    profile: Profile, *, retry_in_background: bool = False, replay: bool = False
+    profile: Profile,
+    *,
+    retry_in_background: bool = False,
+    replay: bool = False,
+    stop: threading.Event | None = None,
 ) -> MqttPublisher:
     """The MQTT link; ``retry_in_background``: a broker that cannot be reached at start is
-    logged and retried instead of ending the run (the daemon, whose outbox keeps the rows)."""
+    logged and retried instead of ending the run (the daemon, whose outbox keeps the rows);
+    ``stop``, the run's stop event, ends the wait for the first connection."""
     m = profile.mqtt
     if m.tls:  # named as every profile error is: the file, the key, what is wrong
         for key in ("ca_file", "client_cert", "client_key"):
@@ -74,6 +80,7 @@ def mqtt_link(
         settings,
         Topics(m.topic_prefix, profile.device.id),
         retry_in_background=retry_in_background,
+        stop=stop,
     )
 
 
@@ -107,12 +114,16 @@ def outbox_path(profile: Profile, env: Mapping[str, str] | None = None) -> Path:
     return path
 
 
-def make_publisher(profile: Profile, *, use_outbox: bool) -> Publisher:
+def make_publisher(
+    profile: Profile, *, use_outbox: bool, stop: threading.Event | None = None
+) -> Publisher:
+    """The MQTT link, with the outbox in front for the daemon; ``stop`` (the run's stop event)
+    ends the link's wait for the first connection (Ctrl-C, SIGTERM)."""
     o = profile.outbox
     if not (use_outbox and o.enabled):
         # a replay (or a daemon without outbox): an unreachable broker ends it with one line
-        return mqtt_link(profile, replay=not use_outbox)
-    link = mqtt_link(profile, retry_in_background=True)  # not connected until started
+        return mqtt_link(profile, replay=not use_outbox, stop=stop)
+    link = mqtt_link(profile, retry_in_background=True, stop=stop)  # not connected until started
     path = outbox_path(profile)
     cap = int(o.max_mb * 1024 * 1024)
     try:

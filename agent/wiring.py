@@ -129,11 +129,14 @@ class Agent:
 
         Whatever ends the run (the source, ``stop``, a failed start, an error), the source (a
         sensor's bus and chip claim), the resource monitor, the energy meter and the publisher
-        are closed on the way out."""
+        are closed on the way out. A stop that comes while the publisher waits for the broker
+        ends the run there: nothing is published and the pipeline does not start."""
         counter: EnergyCounter | None = None
         monitoring = started = False
         try:
             self.publisher.start()
+            if self.stop.is_set():  # stopped before the broker answered (Ctrl-C, SIGTERM)
+                return self.pipeline.stats
             started = True
             self.publish_discovery()
             entry = self.pipeline.classifier.entry
@@ -247,7 +250,7 @@ def build_agent(
         link = (
             publisher
             if publisher is not None
-            else make_publisher(profile, use_outbox=opts.use_outbox)
+            else make_publisher(profile, use_outbox=opts.use_outbox, stop=stop)
         )
         classifier, monitor, adaptive = _load_models(profile, opts, manifest, clock)
         entry = classifier.entry

@@ -7,6 +7,7 @@ import gc
 import logging
 import os
 import socket
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -80,6 +81,49 @@ def test_broker_that_never_answers_times_out() -> None:
         with conn:
             conn.settimeout(5)
             assert conn.recv(1)[:1] == b"\x10"  # MQTT CONNECT packet type
+
+
+@pytest.mark.parametrize("in_background", [False, True], ids=["replay", "daemon"])
+def test_a_stop_while_the_broker_has_not_answered_ends_the_start(
+    in_background: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Ctrl-C or SIGTERM (the run's stop event) while the first connection waits for a CONNACK
+    that never comes: the start ends there, unconnected, as a stop: no broker error, nothing
+    retried in the background. (It waited out ``connect_timeout_s``, then reported the broker.)"""
+    caplog.set_level(logging.INFO, logger="agent")
+    stop = threading.Event()
+    accepted: list[socket.socket] = []
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)
+        server.settimeout(30)
+        port = int(server.getsockname()[1])
+
+        def stop_once_connect_is_sent() -> None:
+            conn, _ = server.accept()
+            accepted.append(conn)
+            conn.settimeout(30)
+            if conn.recv(1)[:1] == b"\x10":  # CONNECT: start() now waits for the CONNACK
+                stop.set()
+
+        settings = MqttSettings("127.0.0.1", port, "stop-test", connect_timeout_s=30)
+        pub = MqttPublisher(settings, TOPICS, retry_in_background=in_background, stop=stop)
+        stopper = threading.Thread(target=stop_once_connect_is_sent, daemon=True)
+        stopper.start()
+        try:
+            pub.start()  # returns: no PublishError
+            assert stop.is_set()
+            assert not pub.connected and pub.start_failure is None
+            paho = [t for t in threading.enumerate() if t.name.endswith("-client-stop-test")]
+            assert paho == []  # no network thread left retrying in the background
+        finally:
+            lost = pub.stop()
+            stopper.join(timeout=30)
+            for conn in accepted:
+                conn.close()
+    assert lost == 0
+    assert [r.levelno for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert f"stopped before the MQTT broker at 127.0.0.1:{port} answered" in caplog.messages
 
 
 def test_certificate_for_another_host_name_fails_with_one_line(

@@ -174,6 +174,29 @@ def test_a_run_stopped_before_it_starts_closes_the_sensor() -> None:
     assert pub.stopped
 
 
+def test_a_stop_while_the_publisher_starts_ends_the_run_there() -> None:
+    """Ctrl-C or SIGTERM while the publisher waits for the broker's first answer (its start
+    returns, unconnected, when the stop event is set): nothing is published, no sample read,
+    and the sensor is closed."""
+    clock = FakeClock()
+    buses, factory = _recorded_buses(clock)
+    stop = threading.Event()
+
+    class WaitingForTheBroker(MemoryPublisher):
+        def start(self) -> None:
+            super().start()
+            stop.set()  # the stop came while the start waited
+
+    pub = WaitingForTheBroker()
+    agent = build_agent(
+        sensor_profile(), publisher=pub, clock=clock, stop=stop, bus_factory=factory
+    )
+    stats = agent.run()
+    assert stats.windows == 0 and stats.samples == 0
+    assert pub.messages == []  # (not even the metrics of a run that never began)
+    assert pub.stopped and buses and all(b.closed for b in buses)
+
+
 def test_a_publisher_that_fails_to_start_closes_the_sensor() -> None:
     """A start that fails (the broker refused, a TLS error) ends the run with its error, and
     still closes the sensor and stops the publisher."""

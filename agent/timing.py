@@ -58,7 +58,8 @@ class OverheadReport:
     overhead_median_us: float
     """Agent time per window excluding session.run: decode + windowing + ... + publish."""
     decode_median_us: float
-    """Of which: reading and parsing the recording."""
+    """Reading and parsing the recording: its own median over the same windows (a median of a
+    part is no part of the median of the whole, so it is printed apart)."""
     infer_median_us: float
     """session.run inside the pipeline."""
     raw_median_us: float
@@ -67,6 +68,7 @@ class OverheadReport:
     overhead_mean_us: float = 0.0
     """All agent time outside session.run divided by the windows (amortises block decoding)."""
     decode_mean_us: float = 0.0
+    """Of which: reading and parsing the recording (means add up, medians do not)."""
     by_model: tuple[ModelTiming, ...] = ()
     """One entry per member that classified windows, in the order they first ran."""
 
@@ -84,10 +86,11 @@ class OverheadReport:
         out = [
             f"windows                  {self.windows}",
             f"windows per second       {self.windows_per_s:.1f}",
-            f"agent overhead / window  {self.overhead_median_us:.1f} us median "
-            f"(of which recording decode {self.decode_median_us:.1f} us)",
+            f"agent overhead / window  {self.overhead_median_us:.1f} us median",
             f"                         {self.overhead_mean_us:.1f} us mean "
             f"(of which recording decode {self.decode_mean_us:.1f} us)",
+            f"recording decode         {self.decode_median_us:.1f} us median per window "
+            "(a median of its own, not a part of the overhead median)",
             f"session.run in pipeline  {self.infer_median_us:.1f} us median",
             f"raw session.run loop     {self.raw_median_us:.1f} us median ({same})",
             f"overhead / raw inference {100 * self.ratio:.1f} % (medians), "

@@ -57,6 +57,23 @@ def test_report_ratio_and_mean() -> None:
     assert any("50.0 %" in line for line in rep.lines())
 
 
+def test_the_decode_median_is_printed_as_a_median_of_its_own() -> None:
+    """The overhead's median line said '(of which recording decode X us)' of a separate median:
+    a median of a part is no part of the median of the whole (here the median window, 150 us,
+    decoded nothing, while the decode median is 100 us). The mean's 'of which' stays: means add
+    up."""
+    st = _stats([0.0, 1e-4, 1e-4], [1.5e-4, 1e-4, 0.0], [1, 1, 1])
+    st.infer_s = [1e-4] * 3
+    rep = overhead_report(st, [1e-4] * 3)
+    lines = rep.lines()
+    median = next(ln for ln in lines if ln.startswith("agent overhead / window"))
+    assert median == "agent overhead / window  150.0 us median"
+    assert "                         150.0 us mean (of which recording decode 66.7 us)" in lines
+    decode = next(ln for ln in lines if ln.startswith("recording decode"))
+    assert decode.split()[2:5] == ["100.0", "us", "median"]
+    assert "a median of its own, not a part of the overhead median" in decode
+
+
 def test_raw_session_times_warm_up_then_time_each_input() -> None:
     calls: list[int] = []
     ticks = iter(range(100))

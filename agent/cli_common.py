@@ -101,33 +101,67 @@ def count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+"""What asks a long-running command to stop cleanly: SIGTERM (``systemctl stop``, ``kill``) and
+SIGINT (Ctrl-C). A second one while stopping ends the process at once."""
+
+
 def on_stop_signal(
-    stop: threading.Event, signum: int, exit_now: Callable[[int], object] = os._exit
+    stop: threading.Event,
+    signum: int,
+    exit_now: Callable[[int], object] = os._exit,
+    received: list[int] | None = None,
 ) -> None:
-    """The first SIGINT/SIGTERM asks the agent to stop; a second one while it stops ends the
-    process at once (exit 128 + signal number, as a shell reports it)."""
+    """The body of the handler of :data:`STOP_SIGNALS`: the first asks the agent to stop (sets
+    ``stop``; the signal is appended to ``received``, and :func:`stop_on_signals` logs it); a
+    second one while it stops ends the process at once (exit 128 + signal number, as a shell
+    reports it), with one line on stderr.
+
+    A handler runs between two bytecodes of the main thread, wherever it is: inside a write to
+    stderr (logging there again raises "reentrant call inside BufferedWriter"), holding a logging
+    handler's lock, or holding ``stop``'s own lock. So nothing here logs or flushes: the second
+    signal writes its line with :func:`os.write` and leaves with :func:`os._exit` (what the
+    outbox holds is on disk). It is told by ``received`` before ``stop`` is touched, so even a
+    handler stuck setting ``stop`` is ended by the next signal."""
     name = signal.Signals(signum).name
-    if stop.is_set():
-        log.warning("received %s again, exiting now", name)
-        logging.shutdown()
+    if received or stop.is_set():
+        with contextlib.suppress(OSError):  # (stderr closed: the exit still happens)
+            os.write(2, f"har-agent: received {name} again, exiting now\n".encode())
         exit_now(128 + signum)
         return
-    log.info("received %s, stopping", name)
+    if received is not None:
+        received.append(signum)
     stop.set()
 
 
 @contextlib.contextmanager
 def stop_on_signals() -> Iterator[threading.Event]:
-    """A stop event that SIGTERM and SIGINT set; the previous handlers come back afterwards. A
-    second signal while stopping ends the process at once (what the outbox holds is on disk)."""
+    """A stop event that :data:`STOP_SIGNALS` set; the previous handlers come back afterwards.
+    A second signal while stopping ends the process at once (what the outbox holds is on disk).
+
+    The handler only records the signal and sets the event (:func:`on_stop_signal`); the line
+    ``received SIGTERM, stopping`` is logged by a small thread that waits for it, outside any
+    signal handler."""
     stop = threading.Event()
+    received: list[int] = []
+    woken = threading.Event()  # set by the handler and on the way out; no one else waits on it
 
     def handler(signum: int, _frame: object) -> None:
-        on_stop_signal(stop, signum)
+        on_stop_signal(stop, signum, received=received)
+        woken.set()
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    def report() -> None:
+        woken.wait()
+        if received:
+            log.info("received %s, stopping", signal.Signals(received[0]).name)
+
+    reporter = threading.Thread(target=report, name="har-stop-signals", daemon=True)
+    reporter.start()
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
     try:
         yield stop
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+        woken.set()
+        reporter.join()

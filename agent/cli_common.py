@@ -1,6 +1,6 @@
 """What every ``har-agent`` command shares: the one-line error exit, logging set-up, the
-``--profile`` option, the help's command classes, and the stop event that SIGTERM and SIGINT
-set."""
+``--profile`` option, the help's command classes, and the stop event that SIGTERM, SIGINT and
+SIGHUP set."""
 
 from __future__ import annotations
 
@@ -101,9 +101,11 @@ def count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-"""What asks a long-running command to stop cleanly: SIGTERM (``systemctl stop``, ``kill``) and
-SIGINT (Ctrl-C). A second one while stopping ends the process at once."""
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+"""What asks a long-running command to stop cleanly: SIGTERM (``systemctl stop``, ``kill``),
+SIGINT (Ctrl-C) and SIGHUP (the terminal closed, ``kill -HUP``; the unit has no ``ExecReload=``,
+so ``systemctl reload`` is refused and sends nothing). A SIGHUP that is ignored when the command
+starts (``nohup``) stays ignored. A second one while stopping ends the process at once."""
 
 
 def on_stop_signal(
@@ -157,7 +159,11 @@ def stop_on_signals() -> Iterator[threading.Event]:
 
     reporter = threading.Thread(target=report, name="har-stop-signals", daemon=True)
     reporter.start()
-    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    previous = {
+        s: signal.signal(s, handler)
+        for s in STOP_SIGNALS
+        if not (s == signal.SIGHUP and signal.getsignal(s) == signal.SIG_IGN)  # nohup
+    }
     try:
         yield stop
     finally:

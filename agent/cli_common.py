@@ -19,8 +19,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from agent.errors import AgentError
 from agent.profile import Profile, load_profile
-
-DEFAULT_PROFILE = "profiles/default.toml"
+from agent.profile_location import DEFAULT_PROFILE as DEFAULT_PROFILE  # (the commands' default)
 
 log = logging.getLogger("agent")
 

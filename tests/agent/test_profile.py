@@ -171,6 +171,16 @@ def test_default_profile_is_found_from_any_folder(tmp_path: Path, monkeypatch: A
     assert load_profile(DEFAULT_PROFILE).device.id == "here"  # the current folder's comes first
 
 
+def test_the_default_profile_is_defined_once() -> None:
+    """The commands' ``--profile`` default (cli_common) is the very path that find_profile and
+    load_profile treat as the default (profile_location): it was defined twice, a str and a
+    Path, free to drift apart."""
+    from agent import cli_common, profile, profile_location
+
+    assert cli_common.DEFAULT_PROFILE is profile_location.DEFAULT_PROFILE
+    assert profile.DEFAULT_PROFILE is profile_location.DEFAULT_PROFILE
+
+
 # -- fuzz review: values that used to crash the agent later, or hang it -------------------------
 def _float_keys() -> list[str]:
     """Every float key of the profile (docs/profiles.md lists them as 'number')."""

@@ -1,9 +1,12 @@
 """Energy meters: one protocol, the integration arithmetic, and the factory that picks a meter.
 
 A meter answers one question: how many joules since it was opened (:meth:`EnergyMeter.joules`,
-cumulative and monotonic). Joules for a span of work (a window, a benchmark loop) are the
-difference of two readings; :class:`EnergyCounter` does that and turns a failed meter into
-``None``. Every meter names itself and says whether its figure is ``measured`` or ``estimated``.
+cumulative and monotonic). Joules for a span of work (a replay, a metrics interval) are the
+difference of two readings; :meth:`EnergyCounter.span` takes it and returns an
+:class:`EnergySpan`: the joules, the seconds, the average watts, what the figure covers, whether
+it includes the board's idle power, and why no figure is reported (a span shorter than ten of the
+meter's readings, a failed meter). Every meter names itself and says whether its figure is
+``measured`` or ``estimated``.
 
 Meters, best available first (implementations in :mod:`agent.energy_meters`):
 
@@ -13,10 +16,12 @@ Meters, best available first (implementations in :mod:`agent.energy_meters`):
     pmic              Raspberry Pi 5 PMIC rails (``vcgencmd pmic_read_adc``), sampled   measured
     estimate          the profile's ``core_w`` x this process's CPU seconds             estimated
 
-What each figure covers differs: a supply-side INA sees the whole board (idle power included);
-RAPL sees the CPU package (every process on it); the PMIC sees its own rails (not its conversion
-losses, nor the 5 V loads: USB, HATs, fan); the estimate sees only the work of this process
-(``core_w`` per busy core, no idle power, no memory or I/O, no frequency scaling).
+What each figure covers differs (:attr:`EnergyMeter.covers`): a supply-side INA sees the whole
+board; RAPL sees the CPU package (every process on it); the PMIC sees its own rails (not its
+conversion losses, nor the 5 V loads: USB, HATs, fan). All three include the idle power, so their
+joules per window are the board's (package's) power x the wall time per window and depend on how
+fast windows come (a ``--fast`` replay against a real-time one). The estimate sees only the work of
+this process (``core_w`` per busy core, no idle power, no memory or I/O, no frequency scaling).
 
 ``meter = "auto"`` tries an INA260 (identified by its ID registers: reads only) at the configured
 address when the I2C bus exists, then RAPL, then the PMIC, then the estimate. It never tries an
@@ -28,7 +33,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -42,13 +49,20 @@ MeterKind = Literal["measured", "estimated"]
 
 POWERCAP_ROOT = Path("/sys/class/powercap")
 
+MIN_READINGS = 10
+"""A span shorter than this many of the meter's readings (``resolution_s``) reports no figure:
+sampling error dominates it."""
+
 
 class EnergyMeter(Protocol):
     name: str
     """What is measured and how, e.g. ``rapl:package-0 (measured)``."""
     kind: MeterKind
     resolution_s: float
-    """Shortest span worth reading: spans under ~10x this are dominated by sampling error."""
+    """Seconds between readings: spans under ``MIN_READINGS`` x this report no figure."""
+    covers: str
+    """What the figure covers, briefly: ``whole board``, ``whole package``, ``PMIC rails``,
+    ``this process's CPU work``. Measured meters include the idle power in it."""
 
     def joules(self) -> float:
         """Energy since the meter was opened (monotonic). Raises :class:`MeterError` once the
@@ -66,8 +80,10 @@ class PowerIntegrator:
     """Energy from power samples by the trapezoid rule (pure arithmetic; thread-safe).
 
     Between two samples the power is taken to change linearly. Before the first sample there is
-    no energy; after the last one nothing is extrapolated, so a reading lags by at most one
-    sample period.
+    no energy. :attr:`joules` stops at the last sample (it lags by up to one sample period);
+    :meth:`joules_at` carries the last power on to a later time, so a span's two ends are read
+    at the times they were asked for (the error is the power's change since the last sample, x
+    at most one period, at each end) and never reports less than it did before.
     """
 
     def __init__(self) -> None:
@@ -76,6 +92,7 @@ class PowerIntegrator:
         self._t0: float | None = None
         self._p = 0.0
         self._j = 0.0
+        self._floor = 0.0
         self.samples = 0
 
     def add(self, t: float, watts: float) -> None:
@@ -96,6 +113,16 @@ class PowerIntegrator:
         with self._lock:
             return self._j
 
+    def joules_at(self, t: float) -> float:
+        """Energy up to time ``t``: the integral to the last sample plus the last power held
+        from then to ``t`` (not below any figure this method gave before)."""
+        with self._lock:
+            j = self._j
+            if self._t is not None and t > self._t:
+                j += self._p * (t - self._t)
+            self._floor = max(self._floor, j)
+            return self._floor
+
     @property
     def span_s(self) -> float:
         """Time from the first sample to the last (the span the energy covers)."""
@@ -115,35 +142,132 @@ def wrapped_delta(previous: int, current: int, max_range: int) -> int:
     return current + max_range - previous
 
 
-class EnergyCounter:
-    """Joules per span of work from a meter: :meth:`lap` returns the energy since the last lap.
+@dataclass(frozen=True)
+class EnergySpan:
+    """The energy of one span of work, as :meth:`EnergyCounter.span` measured it.
 
-    A failed meter gives ``None`` (logged once) instead of raising, so the hot path can call
-    ``lap()`` after every window without guarding it.
+    ``joules`` is the meter's difference over the span (None when the meter failed); running
+    totals add it up whatever the span's length. The figures for people (:attr:`watts`,
+    :meth:`per`, :meth:`summary`) are None, with :meth:`why`, when the span is shorter than
+    ``MIN_READINGS`` readings of the meter or the meter failed.
     """
 
-    def __init__(self, meter: EnergyMeter) -> None:
+    meter: str
+    kind: MeterKind
+    covers: str
+    includes_idle: bool
+    """Measured meters: yes (the whole board/package/rails, every process, idle power);
+    the estimate: no (this process's CPU work only)."""
+    resolution_s: float
+    seconds: float
+    joules: float | None
+    failure: str | None = None
+
+    def why(self, span: str = "span") -> str | None:
+        """Why no figure is reported (``span`` names the span: ``run``, ``interval``), or None."""
+        if self.joules is None:
+            return f"the meter {self.meter} failed ({self.failure or 'no reading'})"
+        needed = MIN_READINGS * self.resolution_s
+        if self.seconds < needed:
+            return (
+                f"the {span} ({self.seconds:.1f} s) is too short for {bare_name(self.meter)} "
+                f"(one reading every {self.resolution_s:g} s; it needs {needed:g} s)"
+            )
+        return None
+
+    @property
+    def reason(self) -> str | None:
+        return self.why()
+
+    @property
+    def watts(self) -> float | None:
+        """Average power over the span."""
+        if self.joules is None or self.why() is not None or self.seconds <= 0:
+            return None
+        return self.joules / self.seconds
+
+    def per(self, count: int) -> float | None:
+        """Joules per item (window) over the span; None without items or without a figure."""
+        if self.joules is None or self.why() is not None or count <= 0:
+            return None
+        return self.joules / count
+
+    def summary(self, count: int, item: str = "window", span: str = "run") -> str:
+        """One line for people: ``107.4 mJ per window, whole package incl. idle: 5.00 W average
+        over 2.3 s (measured by rapl:package-0)``, or ``not reported: the run (1.0 s) is too
+        short for pmic:rails (...)``."""
+        why = self.why(span)
+        if why is not None:
+            return f"not reported: {why}"
+        scope = f"{self.covers} incl. idle" if self.includes_idle else f"{self.covers}, no idle"
+        how = f"({self.kind} by {bare_name(self.meter)})"
+        watts = self.watts or 0.0
+        average = f"{watts:.2f} W average over {self.seconds:.1f} s"
+        per = self.per(count)
+        if per is None:
+            return f"{scope}: {average}, no {item}s {how}"
+        mj = 1e3 * per
+        figure = f"{mj:.1f}" if mj >= 100 else f"{mj:.3g}"
+        return f"{figure} mJ per {item}, {scope}: {average} {how}"
+
+
+def bare_name(name: str) -> str:
+    """A meter's name without its ``(measured)``/``(estimated)`` suffix."""
+    for suffix in (" (measured)", " (estimated)"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+class EnergyCounter:
+    """The energy of successive spans of work from one meter: :meth:`span` measures the span
+    since the previous call (or since construction).
+
+    A failed meter gives a span without joules (logged once) instead of raising, so callers
+    need no guard. ``clock`` times the spans (the meter's own clock in tests).
+    """
+
+    def __init__(self, meter: EnergyMeter, clock: Callable[[], float] = time.monotonic) -> None:
         self.meter = meter
-        self._last: float | None = None
+        self._clock = clock
         self._failed_logged = False
+        self._failure: str | None = None
+        self._t = clock()
         self._last = self._read()
 
     def _read(self) -> float | None:
         try:
             return self.meter.joules()
         except MeterError as exc:
+            self._failure = str(exc)
             if not self._failed_logged:
                 log.warning("energy meter %s stopped: %s", self.meter.name, exc)
                 self._failed_logged = True
             return None
 
-    def lap(self) -> float | None:
-        """Joules since the previous lap (or since construction); None when the meter failed."""
+    def span(self) -> EnergySpan:
+        """The energy since the previous span (or since construction)."""
+        t = self._clock()
         now = self._read()
         last, self._last = self._last, now
-        if now is None or last is None:
-            return None
-        return max(0.0, now - last)
+        seconds, self._t = max(0.0, t - self._t), t
+        joules = None if now is None or last is None else max(0.0, now - last)
+        m = self.meter
+        return EnergySpan(
+            meter=m.name,
+            kind=m.kind,
+            covers=m.covers,
+            includes_idle=m.kind == "measured",
+            resolution_s=m.resolution_s,
+            seconds=seconds,
+            joules=joules,
+            failure=(m.failure or self._failure) if joules is None else None,
+        )
+
+    def lap(self) -> float | None:
+        """Joules since the previous lap or span; None when the meter failed (:meth:`span`
+        without the figures for people)."""
+        return self.span().joules
 
 
 def open_meter(

@@ -2,11 +2,13 @@
 
 Sampled meters (INA219/INA260 here, the Raspberry Pi 5 PMIC in :mod:`agent.energy_pmic`) read
 power in a daemon thread at a set rate and integrate it with
-:class:`~agent.energy.PowerIntegrator`. A read that fails is logged once when the failures start
-and once when readings come back; the gap is bridged by the trapezoid between the readings either
-side. After ``max_failures`` failures in a row the meter marks itself failed, stops its thread and
-:meth:`joules` raises :class:`MeterError`: the agent keeps running without energy figures. RAPL
-counters are read on demand; the estimate needs no device.
+:class:`~agent.energy.PowerIntegrator`; a reading of the energy carries the last power on to the
+moment it is asked for, so it does not lag by up to one sample period. A read that fails is logged
+once when the failures start and once when readings come back; the gap is bridged by the
+trapezoid between the readings either side. After ``max_failures`` failures in a row the meter
+marks itself failed, stops its thread and :meth:`joules` raises :class:`MeterError`: the agent
+keeps running without energy figures. RAPL counters are read on demand and polled by a daemon
+thread often enough to see every wrap of the counter; the estimate needs no device.
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ log = logging.getLogger(__name__)
 INA_SAMPLE_HZ = 20.0
 """INA219/INA260 reads per second: four register reads each, well within a 100 kHz bus."""
 MAX_FAILURES = 5
+RAPL_POLL_S = 1.0
+"""Longest period between two polls of the RAPL counters."""
+RAPL_MAX_W = 1000.0
+"""A generous ceiling on a RAPL zone's power: the poll period stays under a quarter of the time
+the counter takes to wrap at this power."""
 
 
 class SampledMeter:
@@ -42,6 +49,7 @@ class SampledMeter:
         read_watts: Callable[[], float],
         *,
         sample_hz: float,
+        covers: str = "whole board",
         clock: Callable[[], float] = time.monotonic,
         max_failures: int = MAX_FAILURES,
         on_close: Callable[[], None] | None = None,
@@ -50,6 +58,7 @@ class SampledMeter:
         if not sample_hz > 0:
             raise ValueError(f"sample rate must be positive, got {sample_hz}")
         self.name = name
+        self.covers = covers
         self.resolution_s = 1.0 / sample_hz
         self.integrator = PowerIntegrator()
         self.failures = 0
@@ -103,9 +112,10 @@ class SampledMeter:
                 due = time.monotonic() + period
 
     def joules(self) -> float:
+        """Energy up to now: the readings' integral, the last power carried on to now."""
         if self._failure is not None:
             raise MeterError(f"{self.name}: {self._failure}")
-        return self.integrator.joules
+        return self.integrator.joules_at(self._clock())
 
     def close(self) -> None:
         if self._closed:
@@ -200,27 +210,47 @@ class RaplMeter:
     """Package energy counters of Linux powercap (``intel-rapl:N``; AMD uses the same driver).
 
     The platform zone (``psys``) is used alone when present (it covers the packages); otherwise
-    the sum of the package zones. Each counter wraps after ``max_energy_range_uj``: one wrap
-    between two readings is undone, so read at least once per wrap period (minutes at full
-    load; the agent reads every window).
+    the sum of the package zones. Each counter wraps after ``max_energy_range_uj`` (about 262 kJ
+    on Intel, 65 kJ on AMD: hours at 15 W, minutes at a few hundred). Two readings can undo one
+    wrap between them, not two, so a daemon thread polls the counters every :attr:`poll_s`
+    (:func:`rapl_poll_s`: at most 1 s, well under the time to wrap) and :meth:`joules` reads
+    them once more: a span of any length (a replay, a daemon's run of days) adds up.
     """
 
     kind: MeterKind = "measured"
     resolution_s = 0.001  # the counters update about every millisecond
 
-    def __init__(self, zones: list[RaplZone]) -> None:
+    def __init__(
+        self, zones: list[RaplZone], *, poll_s: float | None = None, start: bool = True
+    ) -> None:
         self.zones = zones
-        self.name = f"rapl:{'+'.join(z.name for z in zones)} (measured)"
+        names = [z.name for z in zones]
+        self.name = f"rapl:{'+'.join(names)} (measured)"
+        self.covers = "whole platform" if names == ["psys"] else "whole package"
+        self.poll_s = rapl_poll_s(zones) if poll_s is None else poll_s
+        self.polls = 0
+        """Reads of the counters so far (the thread's and :meth:`joules`'s)."""
         self._uj = 0
         self._lock = threading.Lock()
         self._failure: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if start:
+            self._thread = threading.Thread(target=self._loop, name="meter rapl", daemon=True)
+            self._thread.start()
 
     @property
     def failure(self) -> str | None:
         return self._failure
 
     @classmethod
-    def open(cls, root: Path = Path("/sys/class/powercap")) -> RaplMeter:
+    def open(
+        cls,
+        root: Path = Path("/sys/class/powercap"),
+        *,
+        poll_s: float | None = None,
+        start: bool = True,
+    ) -> RaplMeter:
         if not root.is_dir():
             raise MeterError(
                 f"no RAPL: {root} does not exist (not an Intel/AMD Linux machine, or no "
@@ -247,9 +277,10 @@ class RaplMeter:
         zones = psys or [z for z in found if z.name.startswith("package")]
         if not zones:
             raise MeterError(f"no RAPL package zones under {root}")
-        return cls(zones)
+        return cls(zones, poll_s=poll_s, start=start)
 
-    def joules(self) -> float:
+    def poll(self) -> float:
+        """Read the counters now and add what they gained; the joules since opening."""
         with self._lock:
             if self._failure is not None:
                 raise MeterError(f"{self.name}: {self._failure}")
@@ -258,13 +289,35 @@ class RaplMeter:
                     now = _read_int(z.energy)
                 except (OSError, ValueError) as exc:
                     self._failure = f"cannot read {z.energy} ({exc})"
+                    log.error("energy meter %s failed: %s", self.name, self._failure)
+                    self._stop.set()
                     raise MeterError(f"{self.name}: {self._failure}") from exc
                 self._uj += wrapped_delta(z.last_uj, now, z.max_range_uj)
                 z.last_uj = now
+            self.polls += 1
             return self._uj / 1e6
 
+    def _loop(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            try:
+                self.poll()
+            except MeterError:
+                return  # logged once by poll(); joules() raises from now on
+
+    def joules(self) -> float:
+        return self.poll()
+
     def close(self) -> None:
-        pass
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5.0)
+
+
+def rapl_poll_s(zones: list[RaplZone]) -> float:
+    """Seconds between polls: a quarter of the time the smallest counter takes to wrap at
+    ``RAPL_MAX_W``, at most ``RAPL_POLL_S`` (and at least 10 ms)."""
+    wrap_s = min(z.max_range_uj for z in zones) / 1e6 / RAPL_MAX_W
+    return max(0.01, min(RAPL_POLL_S, wrap_s / 4))
 
 
 # -- the estimate --------------------------------------------------------------------------------
@@ -279,6 +332,7 @@ class CpuEstimateMeter:
     """
 
     kind: MeterKind = "estimated"
+    covers = "this process's CPU work"
 
     def __init__(
         self,

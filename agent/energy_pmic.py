@@ -100,6 +100,7 @@ class PmicMeter(SampledMeter):
             "pmic:rails (measured)",
             lambda: pmic_watts(reader()),
             sample_hz=sample_hz or PMIC_SAMPLE_HZ,
+            covers="PMIC rails",
             clock=clock,
             start=start,
         )

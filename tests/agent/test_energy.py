@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -163,7 +164,10 @@ def rapl_tree(root: Path, zones: dict[str, tuple[str, int, int]]) -> Path:
 
 
 def set_uj(root: Path, zone: str, uj: int) -> None:
-    (root / zone / "energy_uj").write_text(f"{uj}\n")
+    """Change a counter at once (the meter's thread may read it at any moment)."""
+    tmp = root / zone / "energy_uj.new"
+    tmp.write_text(f"{uj}\n")
+    os.replace(tmp, root / zone / "energy_uj")
 
 
 def test_rapl_sums_packages_and_undoes_wraparound(tmp_path: Path) -> None:
@@ -194,7 +198,8 @@ def test_rapl_prefers_the_platform_zone(tmp_path: Path) -> None:
         {"intel-rapl:0": ("package-0", 0, 1 << 32), "intel-rapl:1": ("psys", 0, 1 << 32)},
     )
     meter = em.RaplMeter.open(root)
-    assert meter.name == "rapl:psys (measured)"
+    assert meter.name == "rapl:psys (measured)" and meter.covers == "whole platform"
+    meter.close()
 
 
 def test_rapl_unreadable_counters_are_not_available(
@@ -227,6 +232,7 @@ def test_rapl_counter_vanishing_fails_the_meter(tmp_path: Path) -> None:
     with pytest.raises(MeterError, match="cannot read"):
         meter.joules()
     assert meter.failure is not None
+    meter.close()
 
 
 # -- Raspberry Pi 5 PMIC -----------------------------------------------------------------------

@@ -297,7 +297,9 @@ def replay(
         summary += (
             f"; {1000 * agent.energy_j / stats.windows:.3f} mJ per window by {agent.meter.name}"
         )
-    if stats.windows == 0 and stats.rejected == 0:
+    if stats.windows == 0 and stats.rejected == 0 and stop.is_set():
+        summary += " (stopped before the first window)"
+    elif stats.windows == 0 and stats.rejected == 0:
         entry = agent.pipeline.classifier.entry
         src_hz = agent.pipeline.source.header.sample_rate_hz
         resampled = (

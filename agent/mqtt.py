@@ -409,8 +409,11 @@ class MqttPublisher:
         if self.start_failure is None and self._connected:
             left = self.flush(5.0)
             if left:
+                # (with the outbox in front these are its retained status, config, health and
+                # discovery messages: the predictions it forwards are counted by the outbox)
                 log.warning(
-                    "%d predictions were not acknowledged by the broker before stopping", left
+                    "%d messages (QoS 1) were not acknowledged by the broker before stopping",
+                    left,
                 )
             info = self._client.publish(self.topics.status, "offline", qos=1, retain=True)
             if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:

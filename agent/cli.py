@@ -293,10 +293,8 @@ def replay(
         summary += f"; {count(n, 'window')} not scored (labels the model has not)"
     if stats.switches:
         summary += f"; {stats.switches} configuration switches"
-    if agent.energy_j is not None and agent.meter is not None and stats.windows:
-        summary += (
-            f"; {1000 * agent.energy_j / stats.windows:.3f} mJ per window by {agent.meter.name}"
-        )
+    if agent.energy is not None and stats.windows:
+        summary += f"; energy {agent.energy.summary(stats.windows)}"
     if stats.windows == 0 and stats.rejected == 0 and stop.is_set():
         summary += " (stopped before the first window)"
     elif stats.windows == 0 and stats.rejected == 0:

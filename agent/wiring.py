@@ -18,7 +18,7 @@ from pathlib import Path
 from agent.adaptive_factory import AdaptiveParts, build_adaptive, expected_accuracy
 from agent.clock import Clock, SystemClock
 from agent.discovery import discovery_messages, ha_status_topic
-from agent.energy import EnergyCounter, EnergyMeter, open_meter
+from agent.energy import EnergyCounter, EnergyMeter, EnergySpan, open_meter
 from agent.errors import ConfigError, ModelError
 from agent.forwarder import OutboxPublisher
 from agent.inference import Classifier, SessionSettings
@@ -112,8 +112,11 @@ class Agent:
     """Publish an empty retained payload on every discovery topic when the run ends."""
     monitor: ResourceMonitor | None = None
     meter: EnergyMeter | None = None
+    energy: EnergySpan | None = None
+    """Energy the run took by :attr:`meter`, with its seconds, watts and what it covers (set
+    when :meth:`run` returns)."""
     energy_j: float | None = None
-    """Energy the run took by :attr:`meter` (set when :meth:`run` returns)."""
+    """The joules of :attr:`energy` (None when the meter failed)."""
     lost: int = 0
     """Messages the publisher lost at stop: neither delivered nor kept on disk."""
 
@@ -148,7 +151,8 @@ class Agent:
             return self.pipeline.run()
         finally:
             if counter is not None:
-                self.energy_j = counter.lap()
+                self.energy = counter.span()
+                self.energy_j = self.energy.joules
             # every step runs even when one before it fails (what failed is raised after the
             # others ran); an ExitStack runs them last in, first out: the source is closed
             # first, the systemd socket last
@@ -316,19 +320,23 @@ def _metrics(
     def metrics() -> dict[str, object]:
         out: dict[str, object] = {}
         if counter is not None:
-            lap = counter.lap()
+            span = counter.span()  # since the previous snapshot
             windows = pipeline.stats.windows
             new_windows = windows - int(total[1])
-            if lap is not None:
-                total[0] += lap
+            if span.joules is not None:
+                total[0] += span.joules
             total[1] = windows
+            per, watts = span.per(new_windows), span.watts
             out["energy"] = {
                 "meter": counter.meter.name,
                 "kind": counter.meter.kind,
+                "covers": span.covers,
+                "includes_idle": span.includes_idle,
                 "joules": round(total[0], 6),
-                "joules_per_window": round(lap / new_windows, 9)
-                if lap is not None and new_windows > 0
-                else None,
+                "seconds": round(span.seconds, 3),
+                "watts": round(watts, 4) if watts is not None else None,
+                "joules_per_window": round(per, 9) if per is not None else None,
+                "note": span.why("interval") if span.joules is not None else None,
                 "failure": counter.meter.failure,
             }
         if monitor is not None and monitor.latest is not None:

@@ -23,6 +23,7 @@ from agent.recording_bin import ENCODING as BINARY
 from agent.recording_bin import record_dtype
 from agent.recording_header import RecordingHeader
 from agent.recording_writer import RecordingWriter
+from agent.regular_file import NotRegular, open_regular_fd
 
 READ_BLOCK = 1 << 16
 
@@ -40,7 +41,13 @@ class Salvage:
 def _decoded(path: Path) -> tuple[bytes, bool]:
     """The file's bytes, gunzipped as far as the stream goes; whether the stream was whole."""
     try:
-        raw = path.read_bytes()
+        fd, _ = open_regular_fd(path)  # the file checked is the file read (a FIFO never blocks)
+        with os.fdopen(fd, "rb") as fh:
+            raw = fh.read()
+    except FileNotFoundError:
+        raise RecordingError(f"{path}: no such file") from None
+    except NotRegular:
+        raise RecordingError(f"{path}: is not a regular file") from None
     except OSError as exc:
         raise RecordingError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if raw[:2] != b"\x1f\x8b":
@@ -82,9 +89,6 @@ def salvage(part: Path, out: Path) -> Salvage:
     ``convert``). RecordingError if nothing readable is left or a kept row is bad. ``part`` is
     never written to: everything goes through a temporary folder beside ``out``, and ``out``
     appears, complete, only at the end."""
-    if not part.is_file():
-        what = "no such file" if not part.exists() else "is not a regular file"
-        raise RecordingError(f"{part}: {what}")
     data, whole = _decoded(part)
     kept, dropped = _whole_rows(data, part)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".recover-") as tmp:

@@ -15,6 +15,7 @@ from agent.credentials import load_credentials
 from agent.errors import ConfigError, ModelError, OutboxError, RecordingError
 from agent.outbox_file import make_private, refuse_foreign
 from agent.recording import RecordingReader
+from agent.recording_recover import salvage
 from agent.regular_file import NotARegularFile, NotRegular, open_regular, open_regular_fd
 
 CREDENTIALS = 'username = "har"\npassword = "p"\n'
@@ -151,6 +152,12 @@ def _within(seconds: float, call: Callable[[], object]) -> BaseException | None:
         ),
         (open_regular, "{}", NotARegularFile, "not a regular file (a FIFO)"),
         (refuse_foreign, "", OutboxError, "the outbox is not a regular file (a FIFO)"),
+        (
+            lambda part: salvage(part, part.parent / "out.har.csv"),
+            "#har-recording/1 {}\n",
+            RecordingError,
+            "is not a regular file",
+        ),
     ],
 )
 def test_a_fifo_swapped_in_after_the_check_is_refused_not_read(

@@ -82,7 +82,7 @@ class Pipeline:
         self.record_timings = record_timings
         self._chunk_infer_s = 0.0
         self._last_infer_s = 0.0
-        self._rejecting = False
+        self._rejecting: str | None = None  # why the windows now rejected are
         self.observer = observer
         self.heartbeat = heartbeat
         self.topic_handlers = topic_handlers or {}
@@ -298,14 +298,15 @@ class Pipeline:
             return
         try:
             c = self.classifier.classify(data)
-        except NonFiniteOutputs:
+        except NonFiniteOutputs as exc:
+            self._chunk_infer_s += exc.args[0]  # session.run time, not the agent's overhead
             self._reject(
                 w, "gives NaN or Inf model outputs (samples out of range)", "not published"
             )
             return
         if self._rejecting:
             log.info("good samples again (%d windows rejected so far)", stats.rejected)
-            self._rejecting = False
+            self._rejecting = None
         probs = c.values
         smoothed_index: int | None = None
         smoothed_confidence: float | None = None
@@ -368,11 +369,12 @@ class Pipeline:
             stats.score(w.label, self.classifier.entry, c.index)
 
     def _reject(self, w: Window, why: str, what: str) -> None:
-        """Count a window without a prediction; log when a run of them starts."""
+        """Count a window without a prediction; log when a run of them starts, or its reason
+        changes."""
         self.stats.rejected += 1
-        if not self._rejecting:
+        if self._rejecting != why:
             log.warning("window %d %s: %s", w.index, why, what)
-            self._rejecting = True
+            self._rejecting = why
 
     def _ones(self, n: int) -> np.ndarray:
         ones = self._ones_cache
@@ -393,13 +395,15 @@ class Pipeline:
                 break
             t1 = perf()
             self._chunk_infer_s = 0.0
-            n = self.process(chunk)
+            published = stats.windows
+            self.process(chunk)
             t2 = perf()
             stats.samples += chunk.t.shape[0]
             if self.record_timings:
                 stats.read_s.append(t1 - t0)
                 stats.process_s.append(t2 - t1 - self._chunk_infer_s)
-                stats.windows_per_chunk.append(n)
+                # windows published: a rejected window has no timing row of its own
+                stats.windows_per_chunk.append(stats.windows - published)
             if self.heartbeat is not None:
                 self.heartbeat(self.clock.monotonic())
         stats.wall_s = perf() - started

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import threading
+from dataclasses import replace as dataclasses_replace
 from pathlib import Path
 
 import numpy as np
@@ -249,6 +250,42 @@ def test_a_sample_too_large_to_normalise_is_rejected_not_published_as_nan(
         done.stderr
     )
     assert "RuntimeWarning" not in done.stderr and done.stdout.count("/prediction ") == 17
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in multiply:RuntimeWarning")
+def test_rejected_windows_have_no_timing_row_and_each_reason_is_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """--timing: a rejected window is neither a row of its own (the per-member table vanished
+    when any was rejected) nor its session.run time overhead; a NaN sample then a NaN output in
+    one run of rejected windows are two warnings (the second was not logged)."""
+    from agent.timing import overhead_of_each_window
+
+    header, chunk = read_recording(RECORDINGS[0])
+    values = chunk.values[:1280].copy()
+    values[60, 1] = np.nan  # window 0 only (samples 0-127)
+    values[130, 0] = 3e38  # windows 1 and 2 (samples 64-191, 128-255)
+    path = tmp_path / "bad.har.bin"
+    labels = chunk.labels[:1280] if chunk.labels is not None else None
+    with RecordingWriter(path, header) as w:
+        w.write(chunk.t[:1280], np.nan_to_num(values, nan=0.0), labels)
+    opts = RunOptions(recording=path, speed=0, loop=False, model_id="cnn1d-base")
+    opts = dataclasses_replace(opts, record_timings=True)
+    agent = build_agent(profile_for(), options=opts, publisher=MemoryPublisher())
+    # the reader refuses NaN: feed the NaN sample through the pipeline itself
+    from agent.recording import Chunk
+
+    agent.pipeline.record_timings = True
+    with caplog.at_level("WARNING", logger="agent.pipeline"):
+        n = agent.pipeline.process(Chunk(chunk.t[:1280], values, None))
+    assert n == 19 and agent.pipeline.stats.rejected == 3
+    said = [r.getMessage() for r in caplog.records if "window" in r.getMessage()]
+    assert len(said) == 2 and "NaN or Inf samples" in said[0] and "model outputs" in said[1]
+    timed = build_agent(profile_for(), options=opts, publisher=MemoryPublisher())
+    stats = timed.run()  # the file: windows 1 and 2 rejected, the rest timed
+    assert stats.rejected == 2 and stats.windows == 17
+    assert sum(stats.windows_per_chunk) == len(stats.infer_s) == len(stats.models)
+    assert len(overhead_of_each_window(stats)) == len(stats.infer_s)
 
 
 def test_saturated_windows_are_rejected_and_counted(tmp_path: Path) -> None:

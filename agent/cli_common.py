@@ -17,6 +17,7 @@ from typing import Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
+from agent import stdout_pipe
 from agent.errors import AgentError
 from agent.profile import Profile, load_profile
 from agent.profile_location import DEFAULT_PROFILE as DEFAULT_PROFILE  # (the commands' default)
@@ -148,6 +149,7 @@ def stop_on_signals() -> Iterator[threading.Event]:
     woken = threading.Event()  # set by the handler and on the way out; no one else waits on it
 
     def handler(signum: int, _frame: object) -> None:
+        stdout_pipe.note_stop_signal()  # (the terminal closed: its writes fail from now on)
         on_stop_signal(stop, signum, received=received)
         woken.set()
 

@@ -19,7 +19,7 @@ from agent import stdout_pipe
 
 def main() -> None:
     try:
-        with stdout_pipe.guarded_stdout():
+        with stdout_pipe.guarded_stderr(), stdout_pipe.guarded_stdout():
             from agent.cli import app
 
             app()

@@ -17,11 +17,17 @@ broker drops a connection it is writing to (the Python docs warn against ``SIG_D
 
 Any other error writing stdout (a full disk behind ``> file``) is named ``stdout`` (its
 ``filename``), so the one-line error says what was being written.
+
+Once a stop signal was received (:func:`note_stop_signal`), a write to stdout or stderr that
+fails with EIO or EPIPE is the terminal that was closed (SIGHUP, then every write to the hung-up
+tty fails with EIO) or a pipe whose reader went with it: the descriptor is pointed at
+``/dev/null`` and the command goes on stopping cleanly (exit status 0), as the stop asked.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import sys
@@ -42,6 +48,29 @@ class StdoutClosed(BaseException):
     """stdout's reader has gone (a closed pipe): the command ends quietly."""
 
 
+_stopping = False
+"""A stop signal was received (set from a signal handler: a plain assignment, nothing more)."""
+
+_GONE = (errno.EIO, errno.EPIPE)
+"""What a write to a hung-up terminal (EIO) or to a pipe whose reader left (EPIPE) fails with."""
+
+
+def note_stop_signal() -> None:
+    """A stop signal was received: from now on a gone terminal or pipe behind stdout or stderr
+    is silenced (see the module). Safe to call from a signal handler."""
+    global _stopping
+    _stopping = True
+
+
+def _gone_while_stopping(exc: OSError, fd: int) -> bool:
+    """``exc`` is the terminal or pipe gone after a stop signal: ``fd`` now goes to /dev/null."""
+    if not _stopping or exc.errno not in _GONE:
+        return False
+    with contextlib.suppress(OSError):
+        _silence(fd)
+    return True
+
+
 def _silence(fd: int) -> None:
     """Point ``fd`` at /dev/null: later writes (buffers, clean-up) succeed and go nowhere."""
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -60,15 +89,59 @@ class _StdoutFile(io.FileIO):
     def write(self, data: ReadableBuffer, /) -> int:
         try:
             return super().write(data)
-        except BrokenPipeError:
-            self.failed = True
-            _silence(self.fileno())
-            raise StdoutClosed from None
         except OSError as exc:
+            if _gone_while_stopping(exc, self.fileno()):
+                return memoryview(data).nbytes  # the stop goes on: nowhere to show it
             self.failed = True
+            if isinstance(exc, BrokenPipeError):
+                _silence(self.fileno())
+                raise StdoutClosed from None
             if exc.filename is None:
                 exc.filename = STDOUT
             raise
+
+
+class _StderrFile(io.FileIO):
+    """File descriptor 2, which a stop lets go quietly when its terminal or pipe has gone."""
+
+    def write(self, data: ReadableBuffer, /) -> int:
+        try:
+            return super().write(data)
+        except OSError as exc:
+            if _gone_while_stopping(exc, self.fileno()):
+                return memoryview(data).nbytes
+            raise
+
+
+@contextlib.contextmanager
+def guarded_stderr() -> Iterator[None]:
+    """``sys.stderr`` on :class:`_StderrFile` for the duration (see the module's last
+    paragraph). Does nothing when ``sys.stderr`` is not the process's own."""
+    original = sys.stderr
+    if not isinstance(original, io.TextIOWrapper) or original is not sys.__stderr__:
+        yield
+        return
+    try:
+        fd = original.fileno()
+    except (OSError, ValueError):
+        yield
+        return
+    original.flush()
+    guarded = io.TextIOWrapper(
+        io.BufferedWriter(_StderrFile(fd, "w", closefd=False)),
+        encoding=original.encoding,
+        errors=original.errors,
+        line_buffering=original.line_buffering,
+        write_through=original.write_through,
+    )
+    sys.stderr = guarded
+    try:
+        yield
+    finally:
+        try:
+            guarded.flush()
+        finally:
+            sys.stderr = original
 
 
 def _own_stdout() -> tuple[io.TextIOWrapper, int] | None:

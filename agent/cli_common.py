@@ -158,13 +158,20 @@ def stop_on_signals() -> Iterator[threading.Event]:
         if received:
             log.info("received %s, stopping", signal.Signals(received[0]).name)
 
+    # the handlers first: off the main thread signal.signal raises ValueError, and a reporter
+    # already started would then wait forever for a signal that cannot come
+    previous: dict[int, Any] = {}
+    try:
+        for s in STOP_SIGNALS:
+            if s == signal.SIGHUP and signal.getsignal(s) == signal.SIG_IGN:  # nohup
+                continue
+            previous[s] = signal.signal(s, handler)
+    except BaseException:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        raise
     reporter = threading.Thread(target=report, name="har-stop-signals", daemon=True)
     reporter.start()
-    previous = {
-        s: signal.signal(s, handler)
-        for s in STOP_SIGNALS
-        if not (s == signal.SIGHUP and signal.getsignal(s) == signal.SIG_IGN)  # nohup
-    }
     try:
         yield stop
     finally:

@@ -18,6 +18,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,9 +27,10 @@ from agent.bench_figures import BenchResult, EnergyFigures, LatencyStats, PlainC
 from agent.bench_inputs import Inputs, random_inputs
 from agent.bench_targets import Target, load_target
 from agent.energy import EnergyMeter
-from agent.errors import ModelError
+from agent.errors import AgentError, ModelError
 from agent.inference import SessionSettings
-from agent.manifest import ModelEntry
+from agent.manifest import Manifest, ModelEntry, load_manifest
+from agent.onnx_params import op_types_of_file
 
 BENCH_VERSION = 1
 PLAIN_BLOCKS = 10
@@ -153,27 +155,91 @@ def measure_idle_power(meter: EnergyMeter, seconds: float) -> float:
     return (j1 - j0) / (time.perf_counter() - t0)
 
 
-def prime_runtime(target: Target, opts: BenchOptions) -> float:
-    """Open ``target`` once, run it as :func:`bench_model` does (first run and warm-up), and
-    throw the session away; return how much this process's RSS grew, MiB.
+@dataclass(frozen=True)
+class Primer:
+    """The model whose throwaway session pays ONNX Runtime's start-up before a target runs."""
+
+    target: Target
+    note: str | None = None
+    """Set when the primer is the measured model itself (a file outside the manifest, a
+    one-member bank): the start-up figure may then hold some of the model's own memory."""
+
+
+_primed_with: Path | None = None
+"""The file :func:`prime_runtime` last primed this process with (ONNX Runtime's start-up is the
+process's, too)."""
+
+SELF_PRIMED_NOTE = (
+    "no other model to prime ONNX Runtime with: the start-up figure may include some of this "
+    "model's own memory, and its session figure is then low"
+)
+
+
+def choose_primer(target: Target, manifest: Manifest | None = None) -> Primer:
+    """Another bank member that runs the same kernels as ``target``, the smallest one: the same
+    op set and family first, then the same op set, then the same family, then any. Priming with
+    the measured model itself freed its session's memory into the allocator, where the measured
+    session found it again (``wc-w1.00-r128`` alone: session 0.76 MiB, in ``-m all`` 2.17).
+    ``manifest`` defaults to the one beside a bank member's file."""
+    if target.entry is None:
+        return Primer(target, SELF_PRIMED_NOTE)
+    if manifest is None:
+        try:
+            manifest = load_manifest(target.path.parent)
+        except AgentError:
+            return Primer(target, SELF_PRIMED_NOTE)
+    ops = op_types_of_file(target.path)
+    entry = target.entry
+    best: tuple[int, int, str] | None = None
+    chosen: ModelEntry | None = None
+    for e in manifest.models:
+        if e.id == entry.id:
+            continue
+        path = manifest.path_of(e)
+        if not path.is_file():
+            continue
+        same_ops = ops is not None and op_types_of_file(path) == ops
+        tier = (0 if e.family == entry.family else 1) + (0 if same_ops else 2)
+        size = e.file_bytes or path.stat().st_size
+        key = (tier, size, e.id)
+        if best is None or key < best:
+            best, chosen = key, e
+    if chosen is None:
+        return Primer(target, SELF_PRIMED_NOTE)
+    return Primer(Target(chosen.id, manifest.path_of(chosen), chosen))
+
+
+def primed_with() -> Path | None:
+    """The model file this process's ONNX Runtime was last primed with, or None."""
+    return _primed_with
+
+
+def prime_runtime(target: Target, opts: BenchOptions, manifest: Manifest | None = None) -> float:
+    """Open a model that runs ``target``'s kernels (:func:`choose_primer`) once, run it as
+    :func:`bench_model` does (first run and warm-up), and throw the session away; return how
+    much this process's RSS grew, MiB.
 
     ONNX Runtime's one-time start-up (its environment, the kernel registries, the math
     library's first buffers: 13-17 MiB on the development VM, and more than a session of a
     bare Identity graph pays) lands on the first session a process runs. Without this the
     first model benchmarked was charged with it (15.6 KiB ``wc-w0.10-r032``: "session + first
     runs 13.5 MiB"), and ``session_mb`` meant something else for it than for the others. The
-    growth returned also holds this throwaway session's own share, which later sessions reuse.
+    growth returned also holds the throwaway session's own share, which later sessions may
+    reuse: hence another model than the one measured, whenever there is one.
     """
+    global _primed_with
+    primer = choose_primer(target, manifest).target
     rss0 = _rss_bytes()
-    loaded = load_target(target, opts.settings)
+    loaded = load_target(primer, opts.settings)
     arrays = random_inputs(loaded.input_shape, opts.seed).arrays
     run, outs, name = loaded.session.run, loaded.output_names, loaded.input_name
     try:
         for i in range(1 + opts.warmup):
             run(outs, {name: arrays[i % len(arrays)]})
     except Exception as exc:  # onnxruntime's own exception types
-        raise ModelError(f"model {target.name!r}: inference failed ({exc})") from exc
+        raise ModelError(f"model {primer.name!r}: inference failed ({exc})") from exc
     del loaded, run
+    _primed_with = primer.path.resolve()
     return max(0, _rss_bytes() - rss0) / 2**20
 
 
@@ -266,6 +332,8 @@ def bench_model(
         result.paced = LatencyStats.of(paced_loop(run, outs, name, inputs.arrays, opts.paced_runs))
     if target.entry is None:
         result.notes.append("not in the manifest: no sha256 check, no MACs, random input")
+    if _primed_with is not None and _primed_with == target.path.resolve():
+        result.notes.append(SELF_PRIMED_NOTE)
     if meter is not None:
         result.energy, result.energy_note = _energy(meter, e1 - e0, wall, cpu, done, idle)
     if any(lbl is not None for lbl in inputs.labels) and target.entry is not None:

@@ -154,3 +154,29 @@ def params_of_file(path: Path) -> int | None:
         return onnx_param_count(path.read_bytes())
     except (OSError, ValueError, IndexError):
         return None
+
+
+def op_types(blob: bytes) -> frozenset[tuple[str, str]]:
+    """(domain, op_type) of every node of the main graph (ModelProto.graph = 7, GraphProto.node
+    = 1, NodeProto.op_type = 4, NodeProto.domain = 7): which kernels a session of it runs."""
+    out: set[tuple[str, str]] = set()
+    for number, wire, graph in _fields(blob):
+        if number != 7 or wire != 2 or isinstance(graph, int):
+            continue
+        for gnum, gwire, node in _fields(graph):
+            if gnum != 1 or gwire != 2 or isinstance(node, int):
+                continue
+            op = domain = ""
+            for nnum, nwire, value in _fields(node):
+                if nwire == 2 and not isinstance(value, int) and nnum in (4, 7):
+                    text = bytes(value).decode("utf-8", "replace")
+                    op, domain = (text, domain) if nnum == 4 else (op, text)
+            out.add((domain, op))
+    return frozenset(out)
+
+
+def op_types_of_file(path: Path) -> frozenset[tuple[str, str]] | None:
+    try:
+        return op_types(path.read_bytes())
+    except (OSError, ValueError, IndexError):
+        return None

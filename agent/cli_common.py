@@ -160,22 +160,22 @@ def stop_on_signals() -> Iterator[threading.Event]:
 
     # the handlers first: off the main thread signal.signal raises ValueError, and a reporter
     # already started would then wait forever for a signal that cannot come
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
     try:
-        for s in STOP_SIGNALS:
-            if s == signal.SIGHUP and signal.getsignal(s) == signal.SIG_IGN:  # nohup
+        for sig in STOP_SIGNALS:
+            if sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN:  # nohup
                 continue
-            previous[s] = signal.signal(s, handler)
+            previous[sig] = signal.signal(sig, handler)
     except BaseException:
-        for s, h in previous.items():
-            signal.signal(s, h)
+        for sig, h in previous.items():
+            signal.signal(sig, h)
         raise
     reporter = threading.Thread(target=report, name="har-stop-signals", daemon=True)
     reporter.start()
     try:
         yield stop
     finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
+        for sig, h in previous.items():
+            signal.signal(sig, h)
         woken.set()
         reporter.join()

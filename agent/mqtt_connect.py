@@ -100,6 +100,9 @@ def connect(
         except queue.Empty:
             # (only while no answer waits: a connection made is used, and said goodbye to)
             if stop is not None and stop.is_set():
+                # disconnect first: it wakes paho's thread out of its 1 s select (loop_stop
+                # alone joins it only once that select times out)
+                client.disconnect()
                 client.loop_stop()
                 raise ConnectStopped from None
             continue

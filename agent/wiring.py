@@ -150,12 +150,10 @@ class Agent:
             counter = EnergyCounter(self.meter) if self.meter is not None else None
             return self.pipeline.run()
         finally:
-            if counter is not None:
-                self.energy = counter.span()
-                self.energy_j = self.energy.joules
             # every step runs even when one before it fails (what failed is raised after the
-            # others ran); an ExitStack runs them last in, first out: the source is closed
-            # first, the systemd socket last
+            # others ran); an ExitStack runs them last in, first out: the energy is read first
+            # (a meter that fails then still lets the rest close), then the source is closed,
+            # the systemd socket last
             with contextlib.ExitStack() as closing:
                 closing.callback(self.notifier.close)
                 closing.callback(self._say_goodbye, started)
@@ -165,6 +163,13 @@ class Agent:
                 if self.monitor is not None and monitoring:
                     closing.callback(self.monitor.stop)
                 closing.callback(self.pipeline.source.close)
+                if counter is not None:
+                    closing.callback(self._take_energy, counter)
+
+    def _take_energy(self, counter: EnergyCounter) -> None:
+        """What the meter counted over the run (before the meter is closed)."""
+        self.energy = counter.span()
+        self.energy_j = self.energy.joules
 
     def _say_goodbye(self, started: bool) -> None:
         """Retract the discovery configs (after a start that got that far) and stop the

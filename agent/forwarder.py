@@ -16,8 +16,11 @@ An outbox that cannot be written (a full disk) does not stop the agent: one warn
 starts, one line when it clears; meanwhile a prediction the outbox cannot store goes straight to
 the live link (QoS 1, acknowledged by the link alone), or is dropped and counted while the link
 is down (:attr:`OutboxPublisher.unstored_sent`, :attr:`~OutboxPublisher.unstored_dropped`); a
-PUBACK or expiry the outbox cannot record leaves its rows on disk (sent again after the next
-start: a duplicate, never a loss).
+PUBACK the outbox cannot record keeps its row on disk and in a list of rows delivered but not
+yet recorded: not sent again in this run, not waited for at stop, and recorded as soon as a write
+works again (every ``poll``, ``flush`` and at ``stop``); only if the disk stays full until the
+agent stops is such a row sent again after the next start (a duplicate, never a loss). An expiry
+the outbox cannot record leaves its rows on disk for the next one.
 """
 
 from __future__ import annotations
@@ -86,6 +89,9 @@ class OutboxPublisher:
         self.unstored_dropped = 0
         """Predictions the outbox could not store while the link was down: lost."""
         self._failing: tuple[int, int] | None = None  # while writes fail: the counts at the start
+        self._unrecorded: dict[int, str | None] = {}
+        """Rows the broker answered whose ack (None) or dead letter (the reason) could not be
+        written: delivered, still on disk, retried by :meth:`_settle`."""
 
     # -- Publisher protocol ---------------------------------------------------------------------
     def start(self) -> None:
@@ -154,7 +160,7 @@ class OutboxPublisher:
             self.link.poll_events()  # (connection changes; PUBACKs come with _settle)
             self._settle()
             self.pump()
-            left = self.outbox.stats(self._wall()).length
+            left = max(0, self.outbox.stats(self._wall()).length - len(self._unrecorded))
             if left == 0 or not self.link.connected or time.monotonic() >= deadline:
                 return left  # (without a broker there is nothing to wait for: it is on disk)
             time.sleep(0.02)
@@ -165,8 +171,16 @@ class OutboxPublisher:
         predictions it could not store) and was not delivered. Rows left in the outbox are not
         lost: the next start sends them."""
         left = self.flush(5.0)  # while connected, the broker may still take the backlog
+        self._record_unrecorded()  # once more: the disk may have room now
         if left:
             log.info("outbox: %d messages stay on disk and will be sent after the next start", left)
+        if self._unrecorded:
+            log.warning(
+                "outbox: %d messages the MQTT broker answered could not be recorded as such "
+                "(the outbox cannot be written): they stay on disk and will be sent again after "
+                "the next start (duplicates)",
+                len(self._unrecorded),
+            )
         try:
             lost = self.link.stop() + self.unstored_dropped
         finally:
@@ -181,21 +195,32 @@ class OutboxPublisher:
 
     # -- forwarding -----------------------------------------------------------------------------
     def _settle(self) -> None:
-        """Apply every PUBACK that has arrived."""
-        now = self._wall()
+        """Apply every PUBACK that has arrived, and those that could not be recorded before."""
         for mid, code, text in self.link.take_acks():
             row = self._inflight.pop(mid, None)
             if row is None:
                 continue  # a status message, or a mid from before a restart
+            # paho names every reason code (text)
+            self._unrecorded[row] = None if code < 0x80 else f"{text} (0x{code:02x})"
+        self._record_unrecorded()
+
+    def _record_unrecorded(self) -> None:
+        """Write the acks and dead letters of :attr:`_unrecorded`, oldest first, until a write
+        fails (the disk is still full: the rest stays for the next try)."""
+        now = self._wall()
+        for row, reason in sorted(self._unrecorded.items()):
             try:
-                if code < 0x80:
+                if reason is None:
                     self.outbox.ack(row)
-                    continue
-                reason = f"{text} (0x{code:02x})"  # paho names every reason code (text)
-                self.outbox.dead(row, reason, now)
-                log.warning("broker refused message %d (%s): moved to dead letters", row, reason)
-            except OutboxError as exc:  # the row stays on disk: sent again after a restart
+                else:
+                    self.outbox.dead(row, reason, now)
+                    log.warning(
+                        "broker refused message %d (%s): moved to dead letters", row, reason
+                    )
+            except OutboxError as exc:  # delivered, still on disk: not sent again in this run
                 self._cannot_write(exc)
+                return
+            del self._unrecorded[row]
 
     def _cannot_write(self, exc: OutboxError) -> None:
         """A write to the outbox failed: one warning until a ``put`` works again."""
@@ -223,6 +248,9 @@ class OutboxPublisher:
             if not rows:
                 break
             for row in rows:
+                if row.id in self._unrecorded:  # delivered, its ack not written yet
+                    self._last_sent = row.id
+                    continue
                 mid = self.link.send(row.topic, row.payload, qos=row.qos, retain=row.retain)
                 if mid is None:
                     return sent

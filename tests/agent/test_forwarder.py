@@ -359,3 +359,50 @@ def test_factory_gives_the_outbox_the_profiles_ttl_in_seconds(
         assert box.stats(0.0).length == (0 if ttl_s else 1)
     finally:
         box.close()
+
+
+def test_a_puback_the_outbox_cannot_record_is_kept_and_recorded_when_it_can(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failed ack (full disk) dropped the row from the in-flight map while it stayed on disk
+    behind the send cursor: never recorded in that run, counted as waiting by ``flush`` (stop
+    waited its 5 s), and sent again after the next start although delivered. Now the row is
+    remembered: not re-sent, not waited for, and recorded once a write works again."""
+    fwd, link = _fwd(tmp_path)
+    for i in range(3):
+        fwd.publish("t", str(i).encode())
+    link.acks += [(1, 0, "Success"), (2, 0x87, "Not authorized"), (3, 0, "Success")]
+    real = fwd.outbox._db
+    fwd.outbox._db = _CommitFails(real)  # type: ignore[assignment]
+    with caplog.at_level(logging.INFO, logger="agent.forwarder"):
+        fwd.poll()  # the ack and the dead letter fail
+        link.connected = False
+        fwd.poll()
+        link.connected = True  # a fresh link: sending starts again from the oldest row
+        fwd.poll()
+        assert [p for _, _, p in link.sent] == [b"0", b"1", b"2"]  # nothing sent twice
+        assert fwd.flush(0.5) == 0  # delivered: nothing to wait for
+        fwd.outbox._db = real  # room again
+        fwd.poll()
+    st = fwd.stats()
+    assert (st.length, st.acked, st.dead) == (0, 2, 1)
+    assert [r.levelno for r in caplog.records] == [logging.WARNING, logging.WARNING]
+    assert "broker refused message 2" in caplog.records[1].getMessage()
+    fwd.stop()
+
+
+def test_stop_records_the_pubacks_it_could_not_record_before(tmp_path: Path) -> None:
+    """At stop the acks not written yet are tried once more: no duplicate after the restart."""
+    fwd, link = _fwd(tmp_path)
+    for i in range(2):
+        fwd.publish("t", str(i).encode())
+    link.ack_all()
+    real = fwd.outbox._db
+    fwd.outbox._db = _CommitFails(real)  # type: ignore[assignment]
+    fwd.poll()
+    fwd.outbox._db = real
+    fwd.link.acks = []  # (nothing new arrives)
+    fwd.stop()
+    again = Outbox(tmp_path / "o.db")
+    assert again.stats(0).length == 0  # nothing to send again after the next start
+    again.close()

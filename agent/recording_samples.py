@@ -17,6 +17,7 @@ from typing import Literal
 import numpy as np
 
 NOT_FINITE = "value is not finite (NaN, Inf, or beyond float32's range)"
+TIME_NOT_FINITE = "time is not finite (NaN or Inf)"
 
 
 def as_stored(values: np.ndarray) -> np.ndarray:
@@ -47,7 +48,7 @@ def first_bad_sample(
     finite_t = np.isfinite(t)
     if not (finite_t.all() and np.isfinite(values).all()):
         bad = int(np.argmin(np.isfinite(values).all(axis=1) & finite_t))
-        return BadSample(bad, "finite", NOT_FINITE)
+        return BadSample(bad, "finite", NOT_FINITE if finite_t[bad] else TIME_NOT_FINITE)
     increases = np.diff(t, prepend=after) > 0
     if not increases.all():
         bad = int(np.argmin(increases))

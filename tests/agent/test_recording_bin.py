@@ -163,7 +163,7 @@ def _corrupt(tmp_path: Path, mutate) -> Path:
     [
         (lambda h, r: h + b"\n" + r.tobytes()[:-5], r"truncated: record 300 has 13 of 18 bytes"),
         (lambda h, r: r["v"].__setitem__((42, 1), np.nan), r"record 43: value is not finite"),
-        (lambda h, r: r["t"].__setitem__(7, np.inf), r"record 8: value is not finite"),
+        (lambda h, r: r["t"].__setitem__(7, np.inf), r"record 8: time is not finite"),
         (lambda h, r: r["t"].__setitem__(200, 0.0), r"record 201: time 0.0 does not increase"),
         (lambda h, r: r["label"].__setitem__(99, 3), r"record 100: label index 3 is not in"),
         (

@@ -44,9 +44,9 @@ BAD_BLOCKS = {
         "sample 3 of a block of 3: value is not finite (NaN, Inf, or beyond float32's range)",
     ),
     "-1e39 value": (_block([0.24, 0.26], -1e39), "sample 2 of a block of 2: value is not finite"),
-    "NaN time": (_block([0.24, NAN, 0.28]), "sample 2 of a block of 3: value is not finite"),
-    "NaN first time": (_block([NAN, 0.26]), "sample 1 of a block of 2: value is not finite"),
-    "Inf time": (_block([0.24, INF]), "sample 2 of a block of 2: value is not finite"),
+    "NaN time": (_block([0.24, NAN, 0.28]), "sample 2 of a block of 3: time is not finite"),
+    "NaN first time": (_block([NAN, 0.26]), "sample 1 of a block of 2: time is not finite"),
+    "Inf time": (_block([0.24, INF]), "sample 2 of a block of 2: time is not finite"),
     "repeated time": (
         _block([0.24, 0.26, 0.26]),
         "sample 3 of a block of 3: time 0.26 does not increase (the sample before it is at "

@@ -224,6 +224,7 @@ def _run(
         BENCH_VERSION,
         BenchOptions,
         bench_model,
+        choose_primer,
         measure_idle_power,
         prime_runtime,
     )
@@ -316,8 +317,8 @@ def _run(
             header["idle_source"] = "profile"
         # ONNX Runtime's one-time start-up on a throwaway session, so that no model is charged
         # with it: session_mb means the same for the first model as for the others
-        header["startup_mb"] = prime_runtime(targets[0], opts)
-        header["startup_model"] = targets[0].name
+        header["startup_mb"] = prime_runtime(targets[0], opts, manifest)
+        header["startup_model"] = choose_primer(targets[0], manifest).target.name
         if len(targets) == 1:
             results.append(bench_model(targets[0], opts, inputs_for, meter, idle))
         else:

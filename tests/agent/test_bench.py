@@ -149,20 +149,8 @@ def test_no_model_is_charged_with_onnx_runtimes_start_up() -> None:
     """The first session a process runs pays ONNX Runtime's one-time start-up (13-17 MiB here):
     bench charged it to the first model, so a 15.6 KiB member showed 'session + first runs
     13.5 MiB'. A fresh process, as a user runs it (in pytest's, earlier tests paid it)."""
-    import subprocess
-    import sys
-
     args = ["-m", "wc-w0.10-r032", "--runs", "5", "--warmup", "2", "--meter", "none"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "agent", "bench", *args, "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=ROOT,
-    )
-    assert proc.returncode == 0, proc.stderr
-    body = json.loads(proc.stdout)
+    body = json.loads(_fresh_python("-m", "agent", "bench", *args, "--json"))
     (r,) = body["results"]
     assert r["session_mb"] < 2.0, r["session_mb"]  # a 15.6 KiB model's session and buffers
     assert body["startup_model"] == "wc-w0.10-r064"  # another member, the same kernels
@@ -186,20 +174,20 @@ print(json.dumps([bench_model(t, opts).session_mb for t in ts]))
 """
 
 
-def _session_mbs(*ids: str) -> list[float]:
+def _fresh_python(*args: str) -> str:
+    """stdout of ``python ARGS`` in a new process (ONNX Runtime's start-up not paid yet)."""
     import subprocess
     import sys
 
     proc = subprocess.run(
-        [sys.executable, "-c", _SESSION_MB, str(MODELS), *ids],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=ROOT,
+        [sys.executable, *args], capture_output=True, text=True, timeout=120, check=False, cwd=ROOT
     )
     assert proc.returncode == 0, proc.stderr
-    out: list[float] = json.loads(proc.stdout)
+    return proc.stdout
+
+
+def _session_mbs(*ids: str) -> list[float]:
+    out: list[float] = json.loads(_fresh_python("-c", _SESSION_MB, str(MODELS), *ids))
     return out
 
 

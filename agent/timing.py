@@ -162,22 +162,6 @@ def overhead_of_each_window(stats: RunStats) -> list[float]:
     return [o for o, n in zip(overhead, counts, strict=True) for _ in range(n)]
 
 
-def raw_session_times(
-    run: Callable[[np.ndarray], object],
-    inputs: Sequence[np.ndarray],
-    perf: Callable[[], float],
-    warmup: int = 20,
-) -> list[float]:
-    for x in inputs[:warmup]:
-        run(x)
-    out: list[float] = []
-    for x in inputs:
-        t0 = perf()
-        run(x)
-        out.append(perf() - t0)
-    return out
-
-
 def raw_times_on_own_members(
     stats: RunStats,
     sessions: Mapping[str, Classifier],

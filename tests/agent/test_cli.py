@@ -174,8 +174,7 @@ def test_replay_timing_failure_is_one_line(monkeypatch: pytest.MonkeyPatch) -> N
     def broken(*_: Any, **__: Any) -> list[float]:
         raise ModelError("model 'x': inference failed (broken)")
 
-    monkeypatch.setattr(agent.timing, "raw_times_on_own_members", broken, raising=False)
-    monkeypatch.setattr(agent.timing, "raw_session_times", broken)
+    monkeypatch.setattr(agent.timing, "raw_times_on_own_members", broken)
     args = ["replay", str(RECORDINGS[0]), "--no-mqtt", "--timing", "--device", "timing-test"]
     result = runner.invoke(app, [*args, "-m", "wc-w0.10-r032"])
     one_line_error(result, "model 'x': inference failed (broken)")

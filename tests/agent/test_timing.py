@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from agent.run_stats import RunStats
-from agent.timing import overhead_report, per_window, raw_session_times
+from agent.timing import overhead_report, per_window
 
 
 def _stats(read: list[float], process: list[float], windows: list[int]) -> RunStats:
@@ -72,14 +72,6 @@ def test_the_decode_median_is_printed_as_a_median_of_its_own() -> None:
     decode = next(ln for ln in lines if ln.startswith("recording decode"))
     assert decode.split()[2:5] == ["100.0", "us", "median"]
     assert "a median of its own, not a part of the overhead median" in decode
-
-
-def test_raw_session_times_warm_up_then_time_each_input() -> None:
-    calls: list[int] = []
-    ticks = iter(range(100))
-    times = raw_session_times(calls.append, [1, 2, 3], lambda: float(next(ticks)), warmup=2)
-    assert calls == [1, 2, 1, 2, 3]
-    assert times == [1.0, 1.0, 1.0]
 
 
 @pytest.mark.parametrize(

@@ -190,20 +190,14 @@ def choose_primer(target: Target, manifest: Manifest | None = None) -> Primer:
             return Primer(target, SELF_PRIMED_NOTE)
     ops = op_types_of_file(target.path)
     entry = target.entry
-    best: tuple[int, int, str] | None = None
-    chosen: ModelEntry | None = None
-    for e in manifest.models:
-        if e.id == entry.id:
-            continue
-        path = manifest.path_of(e)
-        if not path.is_file():
-            continue
-        same_ops = ops is not None and op_types_of_file(path) == ops
-        tier = (0 if e.family == entry.family else 1) + (0 if same_ops else 2)
-        size = e.file_bytes or path.stat().st_size
-        key = (tier, size, e.id)
-        if best is None or key < best:
-            best, chosen = key, e
+    # smallest first, the same family before the others; each file's op set is read only as
+    # far as the first candidate with the same one (not every member of the bank)
+    others = sorted(
+        (e for e in manifest.models if e.id != entry.id and manifest.path_of(e).is_file()),
+        key=lambda e: (e.family != entry.family, e.file_bytes, e.id),
+    )
+    same = (e for e in others if ops is not None and op_types_of_file(manifest.path_of(e)) == ops)
+    chosen: ModelEntry | None = next(same, others[0] if others else None)
     if chosen is None:
         return Primer(target, SELF_PRIMED_NOTE)
     return Primer(Target(chosen.id, manifest.path_of(chosen), chosen))

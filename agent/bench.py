@@ -26,7 +26,7 @@ import numpy as np
 from agent.bench_figures import BenchResult, EnergyFigures, LatencyStats, PlainCheck
 from agent.bench_inputs import Inputs, random_inputs
 from agent.bench_targets import Target, load_target
-from agent.energy import EnergyMeter
+from agent.energy import MIN_READINGS, EnergyMeter
 from agent.errors import AgentError, ModelError
 from agent.inference import SessionSettings
 from agent.manifest import Manifest, ModelEntry, load_manifest
@@ -343,7 +343,7 @@ def _energy(
     runs: int,
     idle: tuple[float, str] | None,
 ) -> tuple[EnergyFigures | None, str | None]:
-    if wall < 10 * meter.resolution_s:
+    if wall < MIN_READINGS * meter.resolution_s:  # (the agent's rule: EnergySpan.why)
         return None, (
             f"the timed loop ({wall:.3f} s) is too short for {meter.name} (samples every "
             f"{meter.resolution_s:g} s): use --duration"

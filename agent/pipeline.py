@@ -82,7 +82,7 @@ class Pipeline:
         self.record_timings = record_timings
         self._chunk_infer_s = 0.0
         self._last_infer_s = 0.0
-        self._rejecting: str | None = None  # why the windows now rejected are
+        self._rejecting: str | None = None  # why the current run of windows is rejected
         self.observer = observer
         self.heartbeat = heartbeat
         self.topic_handlers = topic_handlers or {}

@@ -11,13 +11,14 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
 from agent.adaptive import Controller, SwitchOrder
 from agent.clock import Clock
 from agent.commands import MAX_COMMANDS_PER_STEP, handle_command
+from agent.config_event import encode_config
 from agent.fronts import Front, FrontKey
 from agent.inference import Classifier, NonFiniteOutputs
 from agent.manifest import InputSpec
@@ -32,14 +33,6 @@ from agent.strict_json import strict_json
 from agent.windowing import Resampler, Window, Windower
 
 log = logging.getLogger(__name__)
-
-
-@runtime_checkable
-class Replier(Protocol):
-    """A publisher that sends answers to commands on its live link only (``MqttPublisher``,
-    ``OutboxPublisher``); others get them through ``publish`` with QoS 1."""
-
-    def reply(self, topic: str, payload: bytes) -> bool: ...
 
 
 class Pipeline:
@@ -138,30 +131,17 @@ class Pipeline:
         return enc
 
     def _publish_config(self, reason: str, order: SwitchOrder | None = None) -> None:
-        """The retained configuration event (docs/mqtt.md, schema ``har.config/1``)."""
-        entry = self.classifier.entry
-        body: dict[str, Any] = {
-            "schema": "har.config/1",
-            "device": self.device_id,
-            "boot": self.boot_id,
-            "at": iso_from_unix(self.clock.wall()),
-            "seq": self.seq,
-            "model": entry.id,
-            "previous": order.previous if order else None,
-            "reason": reason,
-            "width": entry.width,
-            "resolution": entry.resolution,
-            "macs": entry.macs,
-        }
-        if order is not None:
-            body["predicted_ms"] = round(order.predicted_ms, 4)
-            body["budget_ms"] = round(order.budget_ms, 4)
-            body["limit_ms"] = round(order.limit_ms, 4)
-            body["contention"] = round(order.contention, 3)
-            body["temperature_c"] = order.temperature_c
-        # a run without the adaptive runtime (-m ID, policy.mode = "static") is static for good
-        body["mode"] = self.controller.policy.mode if self.controller is not None else "static"
-        payload = strict_json(body)
+        """The retained configuration event (:mod:`agent.config_event`)."""
+        payload = encode_config(
+            device=self.device_id,
+            boot=self.boot_id,
+            at=iso_from_unix(self.clock.wall()),
+            seq=self.seq,
+            entry=self.classifier.entry,
+            reason=reason,
+            mode=self.controller.policy.mode if self.controller is not None else "static",
+            order=order,
+        )
         self.publisher.publish(self.topics.config, payload, qos=1, retain=True)
 
     def _switch(self, order: SwitchOrder) -> None:
@@ -258,21 +238,17 @@ class Pipeline:
                 handler(msg.payload)
             else:
                 waiting.append(msg)
-        publisher = self.publisher
-        reply_live = publisher.reply if isinstance(publisher, Replier) else None
+        reply = self.publisher.reply
         for _ in range(min(len(waiting), MAX_COMMANDS_PER_STEP)):
             cmd = waiting.popleft()
             try:
-                reply = handle_command(
+                answer = handle_command(
                     cmd.payload, self.status, self.controller, self._metrics_body
                 )
             except Exception:  # a bug in a handler must not stop the agent
                 log.exception("command handling failed")
-                reply = b'{"ok":false,"error":"internal error"}'
-            if reply_live is not None:
-                reply_live(self.topics.response, reply)  # live link only: never the outbox
-            else:
-                publisher.publish(self.topics.response, reply, qos=1)
+                answer = b'{"ok":false,"error":"internal error"}'
+            reply(self.topics.response, answer)  # a broker's live link only: never the outbox
 
     def _classify(self, w: Window) -> None:
         """Classify one window and publish its prediction (or count it rejected)."""

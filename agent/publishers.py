@@ -27,6 +27,11 @@ class Publisher(Protocol):
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         """Hand one message over for delivery (never blocks on the network)."""
 
+    def reply(self, topic: str, payload: bytes) -> bool:
+        """Send the answer to a command (QoS 1); return whether it went. A broker link sends it
+        on the live connection only, never through the outbox (an answer is for a client
+        waiting now); the brokerless publishers treat it as any QoS 1 message."""
+
     def poll(self) -> list[Command]:
         """Called from the pipeline thread: log connection changes, return received commands."""
 
@@ -53,6 +58,10 @@ class MemoryPublisher:
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         self.messages.append((topic, payload, qos, retain))
+
+    def reply(self, topic: str, payload: bytes) -> bool:
+        self.publish(topic, payload, 1)
+        return True
 
     def poll(self) -> list[Command]:
         out, self.commands = self.commands, []
@@ -89,6 +98,10 @@ class StdoutPublisher:
         self._out.write(f"{topic} {payload.decode('utf-8')}\n")
         if self._flush_each:
             self._out.flush()
+
+    def reply(self, topic: str, payload: bytes) -> bool:
+        self.publish(topic, payload, 1)
+        return True
 
     def poll(self) -> list[Command]:
         return []

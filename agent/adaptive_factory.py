@@ -161,8 +161,10 @@ def build_adaptive(
     controller = Controller(policy, latency, pool, limits, monotonic, start.id)
     mon = None
     if monitor and profile.monitor.enabled:
-        sampler = Sampler(thermal_zone=profile.monitor.thermal_zone)
-        mon = ResourceMonitor(sampler, profile.monitor.interval_s, controller.on_snapshot)
+        sampler = Sampler(thermal_zone=profile.monitor.thermal_zone, clock=monotonic)
+        mon = ResourceMonitor(
+            sampler, profile.monitor.interval_s, controller.on_snapshot, clock=monotonic
+        )
     elif monitor:
         log.warning(
             "adaptive policy with [monitor] enabled = false: it steps down on missed deadlines "

@@ -298,8 +298,12 @@ class ResourceMonitor:
         sampler: Sampler,
         interval_s: float,
         on_sample: Callable[[ResourceSnapshot], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``clock``: the agent's monotonic clock (the wall time :attr:`cost_share` divides by;
+        the thread's own CPU time is always the process's real one)."""
         self.sampler = sampler
+        self._clock = clock
         self.interval_s = interval_s
         self.on_sample = on_sample
         self.latest: ResourceSnapshot | None = None
@@ -341,7 +345,7 @@ class ResourceMonitor:
             self.tick()
 
     def start(self) -> None:
-        self._started = time.monotonic()
+        self._started = self._clock()
         self.tick()
         self._thread = threading.Thread(target=self._loop, name="har-monitor", daemon=True)
         self._thread.start()
@@ -350,11 +354,11 @@ class ResourceMonitor:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5.0)
-        self._stopped = time.monotonic()
+        self._stopped = self._clock()
 
     @property
     def cost_share(self) -> float:
         """Monitor CPU time over wall time since start: the share of one core it used."""
-        end = self._stopped if self._stopped is not None else time.monotonic()
+        end = self._stopped if self._stopped is not None else self._clock()
         wall = end - self._started
         return self.cpu_s / wall if wall > 0 else 0.0

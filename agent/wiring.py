@@ -207,7 +207,9 @@ def _load_models(
     engine = load_engine(manifest.path_of(entry), entry, settings, opts.wrap_engine)
     monitor = (
         ResourceMonitor(
-            Sampler(thermal_zone=profile.monitor.thermal_zone), profile.monitor.interval_s
+            Sampler(thermal_zone=profile.monitor.thermal_zone, clock=clock.monotonic),
+            profile.monitor.interval_s,
+            clock=clock.monotonic,
         )
         if opts.monitor and profile.monitor.enabled
         else None

@@ -15,6 +15,7 @@ try:  # psutil's own result types: psutil >= 7.2 keeps them in _ntuples, older i
 except ImportError:  # pragma: no cover - older psutil
     from psutil._common import sbattery, scpufreq, shwtemp  # type: ignore[attr-defined,no-redef]
 
+from agent.clock import FakeClock
 from agent.monitor import (
     ResourceMonitor,
     ResourceSnapshot,
@@ -240,3 +241,36 @@ def test_a_thermal_zone_this_machine_lacks_is_named_once(
         "monitor.thermal_zone 'cpu-thermal' is not on this machine (it has: cpu_thermal); no "
         "temperature will be read and the thermal guard will not act"
     ]
+
+
+def test_the_monitor_reads_the_injected_clock(tmp_path: Path) -> None:
+    """Snapshot times and the monitor's cost share follow the agent's clock, not the system's."""
+    clock = FakeClock()
+    clock.advance(100.0)
+    sampler = Sampler(fake_psutil(), throttle=no_throttle(tmp_path), clock=clock.monotonic)
+    mon = ResourceMonitor(sampler, 3600.0, clock=clock.monotonic)
+    mon.start()
+    clock.advance(10.0)
+    mon.stop()
+    assert mon.latest is not None and mon.latest.t == 100.0
+    assert mon.cpu_s > 0 and mon.cost_share == pytest.approx(mon.cpu_s / 10.0)
+
+
+def test_the_agent_gives_its_monitor_its_clock() -> None:
+    """``build_agent``'s clock reaches the monitor of a static run and of an adaptive one."""
+    from agent.publishers import MemoryPublisher
+    from agent.wiring import RunOptions, build_agent
+    from tests.agent.helpers import profile_for
+
+    for mode in ("static", "adaptive"):
+        clock = FakeClock()
+        clock.advance(42.0)
+        agent = build_agent(
+            profile_for(),
+            options=RunOptions(speed=0, loop=False, policy_mode=mode),
+            publisher=MemoryPublisher(),
+            clock=clock,
+        )
+        assert agent.monitor is not None
+        assert agent.monitor.sampler.sample().t == 42.0
+        assert agent.monitor.cost_share == 0.0  # not started: no wall time on its clock

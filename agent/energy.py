@@ -70,7 +70,8 @@ class EnergyMeter(Protocol):
 
     @property
     def failure(self) -> str | None:
-        """Why the meter failed (it reports no more energy), or None while it works."""
+        """Why the meter failed (it reports no more energy), or None while it works. A meter
+        logs its failure itself, once, when it happens (readers of it do not)."""
 
     def close(self) -> None:
         """Stop sampling and release the device."""
@@ -223,14 +224,14 @@ class EnergyCounter:
     """The energy of successive spans of work from one meter: :meth:`span` measures the span
     since the previous call (or since construction).
 
-    A failed meter gives a span without joules (logged once) instead of raising, so callers
-    need no guard. ``clock`` times the spans (the meter's own clock in tests).
+    A failed meter gives a span without joules (and the reason) instead of raising, so callers
+    need no guard; the meter itself logs its failure once, when it happens. ``clock`` times
+    the spans (the meter's own clock in tests).
     """
 
     def __init__(self, meter: EnergyMeter, clock: Callable[[], float] = time.monotonic) -> None:
         self.meter = meter
         self._clock = clock
-        self._failed_logged = False
         self._failure: str | None = None
         self._t = clock()
         self._last = self._read()
@@ -238,11 +239,8 @@ class EnergyCounter:
     def _read(self) -> float | None:
         try:
             return self.meter.joules()
-        except MeterError as exc:
+        except MeterError as exc:  # the meter logged its failure when it happened
             self._failure = str(exc)
-            if not self._failed_logged:
-                log.warning("energy meter %s stopped: %s", self.meter.name, exc)
-                self._failed_logged = True
             return None
 
     def span(self) -> EnergySpan:

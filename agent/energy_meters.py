@@ -288,8 +288,9 @@ class RaplMeter:
                 try:
                     now = _read_int(z.energy)
                 except (OSError, ValueError) as exc:
-                    # not logged here: the counter reading the meter says it stopped, once
+                    # said once, when it happens (under the lock: the thread or a reader)
                     self._failure = f"cannot read {z.energy} ({exc})"
+                    log.error("energy meter %s failed: %s", self.name, self._failure)
                     self._stop.set()
                     raise MeterError(f"{self.name}: {self._failure}") from exc
                 self._uj += wrapped_delta(z.last_uj, now, z.max_range_uj)
@@ -302,7 +303,7 @@ class RaplMeter:
             try:
                 self.poll()
             except MeterError:
-                return  # joules() raises from now on: the counter logs the failure once
+                return  # joules() raises from now on (the failure was logged)
 
     def joules(self) -> float:
         return self.poll()

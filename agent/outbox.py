@@ -13,7 +13,9 @@ durable anyway). ``produced`` and ``acked`` are not counted per message: ``produ
 sequence's value (every row ever inserted), ``acked`` what is neither queued nor dropped nor dead.
 
 The store knows nothing about MQTT: it keeps rows, their order, caps and counters. The forwarding
-logic (how many in flight, what a reason code means) lives in :mod:`agent.forwarder`.
+logic (how many in flight, what a reason code means) lives in :mod:`agent.forwarder`. Its write
+transaction is :mod:`agent.outbox_transaction`, its counters (and :func:`read_counts
+<agent.outbox_counts.read_counts>` for another process) :mod:`agent.outbox_counts`.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from pathlib import Path
 from typing import Literal
 
 from agent.errors import OutboxError
+from agent.outbox_counts import COUNTERS, counts
 from agent.outbox_file import make_private, refuse_foreign
+from agent.outbox_transaction import Transaction
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +60,6 @@ CREATE TABLE IF NOT EXISTS counters (
     value INTEGER NOT NULL
 );
 """
-_COUNTERS = ("dropped_cap", "dropped_ttl", "rejected", "dead")
-"""Counted as they happen (rare events). ``produced`` and ``acked`` are derived (module doc)."""
 DEAD_LETTER_KEEP = 1000
 """Dead letters kept for inspection; older ones are deleted."""
 
@@ -124,7 +126,7 @@ class Outbox:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.executescript(_SCHEMA)
-            for name in _COUNTERS:
+            for name in COUNTERS:
                 self._db.execute(
                     "INSERT OR IGNORE INTO counters(name, value) VALUES (?, 0)", (name,)
                 )
@@ -157,7 +159,7 @@ class Outbox:
                     (topic, payload, qos, int(retain), now, size),
                 )
                 row_id = int(cur.lastrowid or 0)
-            self._bytes += size - freed  # (only once committed: _Transaction)
+            self._bytes += size - freed  # (only once committed: Transaction)
             return row_id
 
     def ack(self, row_id: int) -> bool:
@@ -225,7 +227,7 @@ class Outbox:
 
     def stats(self, now: float) -> OutboxStats:
         with self._lock:
-            c = _counts(self._db)
+            c = counts(self._db)
             oldest = self._db.execute("SELECT MIN(created) FROM outbox").fetchone()[0]
         return OutboxStats(
             length=c["length"],
@@ -260,7 +262,7 @@ class Outbox:
                 return
             self._closed = True
             try:
-                c = _counts(self._db)
+                c = counts(self._db)
                 with self._tx(durable=False):
                     self._db.executemany(
                         "INSERT OR REPLACE INTO counters(name, value) VALUES (?, ?)",
@@ -272,9 +274,9 @@ class Outbox:
                 self._db.close()
 
     # -- internals ------------------------------------------------------------------------------
-    def _tx(self, durable: bool = True) -> _Transaction:
+    def _tx(self, durable: bool = True) -> Transaction:
         """A write transaction; ``durable=False``: committed without an fsync (module doc)."""
-        return _Transaction(self._db, self.path, durable)
+        return Transaction(self._db, self.path, durable)
 
     def _sum_bytes(self) -> int:
         return int(self._db.execute("SELECT COALESCE(SUM(size), 0) FROM outbox").fetchone()[0])
@@ -304,100 +306,6 @@ class Outbox:
             dropped += 1
         self._bump(db, "dropped_cap", dropped)
         return freed
-
-
-def _counts(db: sqlite3.Connection) -> dict[str, int]:
-    """The counters, with ``produced`` (the id sequence: every row ever inserted) and ``acked``
-    (what is neither queued, dropped nor dead) derived rather than counted per message."""
-    c = {name: 0 for name in _COUNTERS}
-    c.update({str(k): int(v) for k, v in db.execute("SELECT name, value FROM counters")})
-    seq = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
-    length = int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
-    produced = int(seq[0]) if seq else 0
-    gone = c["dropped_cap"] + c["dropped_ttl"] + c["dead"]
-    return {**c, "length": length, "produced": produced, "acked": produced - length - gone}
-
-
-def read_counts(path: str | Path) -> dict[str, int]:
-    """:func:`_counts` of an outbox file, opened read-only (another process may be writing it);
-    all zeros when it does not exist yet. For tests and tools that watch a running agent."""
-    zeros = {name: 0 for name in (*_COUNTERS, "length", "produced", "acked")}
-    if not Path(path).exists():
-        return zeros
-    # as_uri escapes '#', '?' and '%', which would otherwise cut the path short
-    uri = Path(path).resolve().as_uri() + "?mode=ro"
-    db = sqlite3.connect(uri, uri=True, timeout=5.0, isolation_level=None)
-    try:
-        db.execute("BEGIN")  # one snapshot for all the reads, while the agent writes
-        try:
-            return _counts(db)
-        finally:
-            db.execute("COMMIT")
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):  # the agent has not created the schema yet
-            return zeros
-        raise
-    finally:
-        db.close()
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on error; sqlite errors become OutboxError. A
-    transaction that is not ``durable`` commits with ``synchronous=NORMAL`` (no fsync); the
-    connection is back at ``FULL`` afterwards, whatever happened.
-
-    After some errors (SQLITE_FULL: a full disk, SQLITE_IOERR, ...) SQLite has rolled the
-    transaction back by itself: an explicit ROLLBACK then fails ("no transaction is active") and
-    would hide the real problem, so it is issued only while a transaction is still open, and a
-    failing one never replaces the error that is being raised."""
-
-    def __init__(self, db: sqlite3.Connection, path: Path, durable: bool = True) -> None:
-        self._db = db
-        self._path = path
-        self._durable = durable
-
-    def __enter__(self) -> sqlite3.Connection:
-        try:
-            if not self._durable:
-                self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            self._restore()
-            raise self._error(exc) from exc
-        return self._db
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        try:
-            if exc_type is None:
-                try:
-                    self._db.execute("COMMIT")
-                    return
-                except sqlite3.Error as err:
-                    self._rollback()
-                    raise self._error(err) from err
-            self._rollback()
-            if isinstance(exc, sqlite3.Error):
-                raise self._error(exc) from exc
-        finally:
-            self._restore()
-
-    def _error(self, exc: sqlite3.Error) -> OutboxError:
-        return OutboxError(f"{self._path}: cannot write the outbox ({exc})")
-
-    def _rollback(self) -> None:
-        if not self._db.in_transaction:  # SQLite has rolled it back already
-            return
-        try:
-            self._db.execute("ROLLBACK")
-        except sqlite3.Error as exc:  # the error being raised says what went wrong
-            log.debug("%s: rollback failed (%s)", self._path, exc)
-
-    def _restore(self) -> None:
-        if not self._durable:
-            try:
-                self._db.execute("PRAGMA synchronous=FULL")
-            except sqlite3.Error:  # the connection is unusable; the next write says so
-                pass
 
 
 def free_bytes(path: str | Path) -> int:

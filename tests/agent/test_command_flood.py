@@ -21,7 +21,8 @@ from agent.forwarder import OutboxPublisher
 from agent.mqtt import MAX_REPLIES_IN_FLIGHT, MqttPublisher
 from agent.mqtt_inbox import MAX_INBOX
 from agent.mqtt_settings import MAX_PACKET_BYTES, MqttSettings
-from agent.outbox import Outbox, read_counts
+from agent.outbox import Outbox
+from agent.outbox_counts import read_counts
 from agent.payload import Topics
 from agent.profile import Profile, with_device
 from agent.publishers import Command, MemoryPublisher

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from agent.errors import OutboxError
-from agent.outbox import Outbox, read_counts
+from agent.outbox import Outbox
+from agent.outbox_counts import read_counts
 
 
 def _box(tmp_path: Path, **kw: object) -> Outbox:

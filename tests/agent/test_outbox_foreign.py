@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from agent.errors import OutboxError
-from agent.outbox import Outbox, read_counts
+from agent.outbox import Outbox
+from agent.outbox_counts import read_counts
 from tests.agent.helpers import DEFAULT_PROFILE, ROOT
 
 LEFT = "it was left as it is: set outbox.path to the agent's outbox or a new file"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from agent.forwarder import OutboxPublisher
-from agent.outbox import read_counts
+from agent.outbox_counts import read_counts
 from agent.wiring import RunOptions, build_agent
 from tests.agent.helpers import profile_for
 from tests.agent.reliability import AgentThread, SeqSubscriber, persistent_broker

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.outbox import read_counts
+from agent.outbox_counts import read_counts
 from tests.agent.reliability import SeqSubscriber, persistent_broker, spawn_agent, write_profile
 from tests.conftest import free_port, stop_broker
 

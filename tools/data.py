@@ -108,6 +108,33 @@ def make_split(
     return Split(tuple(sorted(train)), tuple(sorted(val)), tuple(sorted(test)))
 
 
+@dataclass(frozen=True)
+class StageExperiments:
+    """A bank stage's experiments by role, split as its bank was trained: ``fit`` holds the train
+    subjects' experiments, and the validation subjects' too when the bank was refit (it then has
+    no ``val``); ``test`` the test subjects'."""
+
+    split: Split
+    fit_subjects: tuple[int, ...]
+    fit: list[Experiment]
+    val: list[Experiment]
+    test: list[Experiment]
+
+
+def stage_experiments(experiments: Sequence[Experiment], refit: bool) -> StageExperiments:
+    """``experiments`` split with :func:`make_split` (the default validation and test subjects),
+    the validation subjects among the fit ones when ``refit``."""
+    split = make_split({e.subject for e in experiments}, DEFAULT_VAL_SUBJECTS, TEST_SUBJECTS)
+    fit_subj = set(split.train) | (set(split.val) if refit else set())
+    return StageExperiments(
+        split=split,
+        fit_subjects=tuple(sorted(fit_subj)),
+        fit=[e for e in experiments if e.subject in fit_subj],
+        val=[] if refit else [e for e in experiments if e.subject in split.val],
+        test=[e for e in experiments if e.subject in split.test],
+    )
+
+
 def cut_windows(
     experiments: Iterable[Experiment],
     spec: WindowSpec = PROTOCOL,

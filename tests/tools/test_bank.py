@@ -242,7 +242,7 @@ def test_a_second_tool_on_a_bank_is_refused_before_any_work(
 ) -> None:
     """The lock is taken when a tool starts, not when it writes: a second build would otherwise
     train for hours and only then be refused."""
-    from tools.bank import compress, distill
+    from tools.bank import compress, distill, distill_data
     from tools.bank.staging import bank_lock
 
     def no_work(*_a: Any, **_k: Any) -> Any:
@@ -250,12 +250,12 @@ def test_a_second_tool_on_a_bank_is_refused_before_any_work(
 
     bank = tmp_path / "bank"
     with bank_lock(bank):
-        for module, argv in (
-            (build, ["--smoke", "--out", str(bank), "--data", "pickle"]),
-            (compress, ["--smoke", "--out", str(bank), "--data", "pickle"]),
-            (distill, ["--smoke", "--bank", str(bank), "--data", "pickle"]),
+        for module, loader, argv in (
+            (build, build, ["--smoke", "--out", str(bank), "--data", "pickle"]),
+            (compress, compress, ["--smoke", "--out", str(bank), "--data", "pickle"]),
+            (distill, distill_data, ["--smoke", "--bank", str(bank), "--data", "pickle"]),
         ):
-            monkeypatch.setattr(module, "load_experiments", no_work)
+            monkeypatch.setattr(loader, "load_experiments", no_work)
             with pytest.raises(SystemExit, match="another tool is changing .* right now"):
                 module.run(module.parse_args(argv))  # type: ignore[attr-defined]
     assert not bank.exists()

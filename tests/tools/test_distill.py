@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
 from agent.manifest import load_manifest, sha256_file  # noqa: E402
-from tools.bank import build, distill, teachers  # noqa: E402
+from tools.bank import build, distill, distill_member, teachers  # noqa: E402
 from tools.bank.finetune import FinetuneConfig, finetune  # noqa: E402
 from tools.bank.parent import plain_from_onnx  # noqa: E402
 from tools.bank.supernet2d import ColumnConfig  # noqa: E402
@@ -218,14 +218,14 @@ def test_teacher_at_resolution_chains_through_the_full_width_members(
     assistants = {m.resolution: m for m in load_manifest(bank).models if m.width == 1.0}
     assert all("distilled" in m.provenance for m in assistants.values())
 
-    real_finetune = distill.finetune
+    real_finetune = distill_member.finetune
     seen: dict[str, tuple[Any, Any]] = {}
 
     def spy(model: Any, _v: Any, x: Any, y: Any, *a: Any, **kw: Any) -> float:
         seen[kw["desc"].split()[0]] = (x, kw["soft"])
         return real_finetune(model, _v, x, y, *a, **kw)
 
-    monkeypatch.setattr(distill, "finetune", spy)
+    monkeypatch.setattr(distill_member, "finetune", spy)
     distill.run(distill.parse_args([*base, "--teacher-at-resolution", "--keep-teacher"]))
     after = load_manifest(bank)
     for t in assistants.values():

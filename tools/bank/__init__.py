@@ -11,6 +11,10 @@ resolution), and every configuration of a grid is exported as a standalone ONNX 
   a trial); :mod:`tools.bank.arch` picks the functions of a supernet's architecture;
 - :mod:`tools.bank.train`: the sandwich-rule training loop;
 - :mod:`tools.bank.build`: ``python -m tools.bank.build`` (train, export, evaluate, register);
+- :mod:`tools.bank.distill`: ``python -m tools.bank.distill``, every member distilled from the
+  full configuration after the build: :mod:`tools.bank.distill_plan` (who learns from whom),
+  :mod:`tools.bank.teachers` and :mod:`tools.bank.distill_data` (soft targets, windows),
+  :mod:`tools.bank.distill_member` (one member), :mod:`tools.bank.distill_report` (figures);
 - :mod:`tools.bank.independent`: ``python -m tools.bank.independent``, the same configurations
   trained alone with the same recipe, compared with the collaborative members.
 

@@ -34,6 +34,11 @@ Runtime on the test subjects and timed; its manifest entry keeps its id and fami
 ``provenance.distilled`` and ``metrics.supernet_accuracy`` (the figure before this stage). New
 files are staged and only replace the old ones, with the manifest, once every member is done. A
 bank whose members were distilled already is refused (distilling twice compounds).
+
+This module is the command (options, staging, manifest and report); the stage's parts are
+:mod:`tools.bank.distill_plan` (students, teachers, refusals), :mod:`tools.bank.distill_data`
+(windows and soft targets), :mod:`tools.bank.distill_member` (one member trained, exported,
+evaluated) and :mod:`tools.bank.distill_report` (the printed figures).
 """
 
 from __future__ import annotations
@@ -50,39 +55,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from agent.errors import ModelError
-from agent.manifest import ModelEntry, load_manifest, sha256_file, write_manifest
-from agent.windowing import Normalizer
+from agent.manifest import ModelEntry, load_manifest, write_manifest
 from tools.bank.derived import warn_stale
-from tools.bank.evaluate import latency_block, member_metrics
-from tools.bank.finetune import FinetuneConfig, finetune, torch_accuracy
-from tools.bank.members import FAMILY
-from tools.bank.parent import plain_from_onnx
-from tools.bank.plain_arch import model_config
-from tools.bank.staging import bank_lock, check_member_files
-from tools.bank.teachers import (
-    ensemble_soft_targets,
-    pick_teachers,
-    teachers_at_resolution,
-)
-from tools.bank.windows import ResWindows, aligned_windows, eval_windows
+from tools.bank.distill_data import distill_data
+from tools.bank.distill_member import distil_member
+from tools.bank.distill_plan import plan_distillation
+from tools.bank.distill_report import member_line, summary, summary_lines
+from tools.bank.finetune import FinetuneConfig
+from tools.bank.staging import bank_lock
 from tools.cli import positive_int, run_main, seed
-from tools.data import DEFAULT_VAL_SUBJECTS, add_data_argument, load_experiments, make_split
-from tools.export import (
-    check_export,
-    export_onnx,
-    latency_ms,
-    ort_logits,
-    session,
-    torch_logits,
-)
-from tools.hapt import TEST_SUBJECTS
+from tools.data import add_data_argument
 from tools.provenance import git_commit
 from tools.train import seed_everything
-from tools.train_baseline import SMOKE_SUBJECTS
 
 COMMAND = "python -m tools.bank.distill"
 DEFAULT_EPOCHS = 20
@@ -109,72 +96,24 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         bank = load_manifest(bank_dir)
     except ModelError as exc:
         raise SystemExit(f"error: {str(exc).replace(str(bank_dir), str(shown))}") from None
-    members = [m for m in bank.models if m.family == FAMILY]
-    try:
-        if args.teacher_at_resolution:
-            teachers = list(teachers_at_resolution(members, members).values())
-        else:
-            teachers = pick_teachers(members, args.teacher, args.ensemble_width)
-    except ValueError as exc:
-        raise SystemExit(f"error: {exc}") from None
-    teacher_ids = {t.id for t in teachers}
-    if args.members:
-        wanted = set(args.members.split(","))
-        unknown = wanted - {m.id for m in members}
-        if unknown:
-            raise SystemExit(f"error: not width-resolution members of the bank: {sorted(unknown)}")
-        kept = sorted(wanted & teacher_ids)
-        if kept and args.keep_teacher:
-            raise SystemExit(f"error: {', '.join(kept)}: a teacher and --keep-teacher is set")
-        students = [m for m in members if m.id in wanted]
-    else:
-        students = [m for m in members if m.id not in teacher_ids or not args.keep_teacher]
-    if not students:
-        raise SystemExit(f"error: no member to distil in {shown / 'manifest.json'}")
-    if args.teacher_at_resolution:  # only the teachers the students need
-        try:
-            by_res = teachers_at_resolution(members, students)
-        except ValueError as exc:
-            raise SystemExit(f"error: {exc}") from None
-        teachers = list(by_res.values())
-    done = [m.id for m in students if "distilled" in m.provenance]
-    if done:
-        raise SystemExit(f"error: already distilled (rebuild the bank first): {', '.join(done)}")
-    reads = {**{t.id: t for t in teachers}, **{m.id: m for m in students}}.values()
-    try:
-        check_member_files(bank_dir, reads)  # missing, not the manifest's, not a readable ONNX
-    except SystemExit as exc:
-        raise SystemExit(str(exc.code).replace(str(bank_dir), str(shown))) from None
-
-    teacher_entry = teachers[0]
-    prov = teacher_entry.provenance
-    refit = bool(prov.get("refit", False))
-    hop128 = int(prov.get("train_config", {}).get("train_hop128", 32))
-    experiments, source = load_experiments(args.data, SMOKE_SUBJECTS if args.smoke else None)
-    split = make_split({e.subject for e in experiments}, DEFAULT_VAL_SUBJECTS, TEST_SUBJECTS)
-    fit_subj = set(split.train) | (set(split.val) if refit else set())
-    fit_exps = [e for e in experiments if e.subject in fit_subj]
-    val_exps = [] if refit else [e for e in experiments if e.subject in split.val]
-    test_exps = [e for e in experiments if e.subject in split.test]
-    res = sorted({m.resolution or 0 for m in [*students, *teachers]} - {0}, reverse=True)
-    fit = aligned_windows(fit_exps, tuple(res), hop128=hop128)
-    norm = teacher_entry.normalization
-    # per resolution, once: the normalised training windows
-    inputs = {r: torch.from_numpy(norm(fit.x[r])) for r in res}
-    y = torch.from_numpy(fit.y)
-    if args.teacher_at_resolution:  # soft targets per resolution, each from its own teacher
-        soft_at = {r: ensemble_soft_targets(bank_dir, [t], inputs) for r, t in by_res.items()}
-    else:
-        soft = ensemble_soft_targets(bank_dir, teachers, inputs)
-        soft_at = {r: soft for r in res}
-    teacher_fit_acc = float(
-        np.mean([float((soft_at[r].argmax(1) == y).float().mean()) for r in soft_at])
+    plan = plan_distillation(
+        bank,
+        bank_dir,
+        shown,
+        teacher=args.teacher,
+        ensemble_width=args.ensemble_width,
+        at_resolution=args.teacher_at_resolution,
+        members=args.members,
+        keep_teacher=args.keep_teacher,
     )
+    teachers, students = plan.teachers, plan.students
+    teacher_entry = teachers[0]
+    data = distill_data(bank_dir, plan, args.data, args.smoke)
     teacher_name = ",".join(t.id for t in teachers)
     print(
-        f"data: {len(experiments)} experiments from {source}; fit subjects {sorted(fit_subj)} "
-        f"({len(y)} windows, hop {hop128}), teacher {teacher_name} "
-        f"(train accuracy {teacher_fit_acc:.4f})"
+        f"data: {data.experiments} experiments from {data.source}; fit subjects "
+        f"{list(data.fit_subjects)} ({len(data.y)} windows, hop {data.hop128}), teacher "
+        f"{teacher_name} (train accuracy {data.teacher_fit_accuracy:.4f})"
     )
     cfg = FinetuneConfig(max_steps=args.max_steps, lr=args.lr)
     staging = bank_dir / STAGING
@@ -190,92 +129,32 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         ),
         "teacher_at_resolution": bool(args.teacher_at_resolution),
         "epochs": args.epochs,
-        "dataset": f"UCI HAPT (CC BY 4.0), {source}",
+        "dataset": f"UCI HAPT (CC BY 4.0), {data.source}",
         "finetune_config": dataclasses.asdict(cfg),
-        "fit_subjects": sorted(fit_subj),
-        "hop128": hop128,
+        "fit_subjects": list(data.fit_subjects),
+        "hop128": data.hop128,
         "seed": args.seed,
         "torch": torch.__version__,
         "git_commit": git_commit(),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
-    # per resolution, once: the validation and test windows
-    vals = {r: eval_windows(val_exps, r) if val_exps else None for r in inputs}
-    tests = {r: eval_windows(test_exps, r) for r in inputs}
     new: dict[str, ModelEntry] = {}
     rows: list[dict[str, Any]] = []
     for i, entry in enumerate(students, 1):
-        r = entry.resolution
-        assert r is not None
-        student = plain_from_onnx(bank_dir / entry.file, model_config(entry))
-        x, val, test = inputs[r], vals[r], tests[r]
-        before = _val_accuracy(student, val, norm)
-        gen = torch.Generator().manual_seed(args.seed)
-        t0 = time.time()
-        loss = finetune(
-            student,
-            None,
-            x,
-            y,
-            args.epochs,
-            cfg,
-            gen,
-            desc=f"{entry.id} [{i}/{len(students)}]",
-            soft=soft_at[r],
-        )
-        after = _val_accuracy(student, val, norm)
-        shape = (1, r, len(entry.input.channels))
-        path = export_onnx(student, staging / entry.file, shape)
-        sess = session(path, threads=1)
-        check = norm(test.x[:256])
-        diff = float(np.max(np.abs(torch_logits(student, check) - ort_logits(sess, check))))
-        check_export(entry.id, path, diff)
-        m = member_metrics(sess, test, norm, entry.input)
-        m["ort_vs_torch_max_abs_diff"] = diff
-        m["supernet_accuracy"] = entry.metrics.get("accuracy")
-        m["supernet_f1_weighted"] = entry.metrics.get("f1_weighted")
-        if val is not None and before is not None and after is not None:
-            m["val_accuracy"] = round(after, 6)
-            m["val_windows"] = len(val.y)
-            m["val_subjects"] = sorted(set(val.subject.tolist()))
-            m["supernet_val_accuracy"] = round(before, 6)
-        feed = check[:1] if len(check) else np.zeros(shape, np.float32)
-        lat = latency_ms(sess, feed, runs=50 if args.smoke else 500, warmup=50)
-        new[entry.id] = dataclasses.replace(
+        new[entry.id], row = distil_member(
             entry,
-            sha256=sha256_file(path),
-            file_bytes=path.stat().st_size,
-            metrics=m,
-            latency_ms=latency_block(lat),
-            provenance={
-                **entry.provenance,
-                "distilled": {
-                    **common,
-                    **(
-                        {"teacher": by_res[r].id, "teacher_sha256": by_res[r].sha256}
-                        if args.teacher_at_resolution
-                        else {}
-                    ),
-                    "seconds": round(time.time() - t0, 1),
-                    "last_epoch_loss": round(loss, 6),
-                    "supernet_sha256": entry.sha256,
-                },
-            },
+            f"{entry.id} [{i}/{len(students)}]",
+            bank_dir,
+            staging,
+            data,
+            cfg,
+            args.epochs,
+            args.seed,
+            latency_runs=50 if args.smoke else 500,
+            distilled={**common, **plan.own_teacher(entry)},
         )
-        row = {
-            "id": entry.id,
-            "val_before": before,
-            "val_after": after,
-            "test_before": entry.metrics.get("accuracy"),
-            "test_after": m["accuracy"],
-            "ort_vs_torch": diff,
-            "seconds": round(time.time() - t0, 1),
-        }
         rows.append(row)
-        print(
-            f"{entry.id}: val {_pct(before)} -> {_pct(after)}, test {_pct(row['test_before'])} "
-            f"-> {_pct(row['test_after'])}, ORT-torch {diff:.2g}, {row['seconds']} s"
-        )
+        print(member_line(row))
     # every member is done: move the files in, then the manifest (nothing half-written before)
     for entry in new.values():
         os.replace(staging / entry.file, bank_dir / entry.file)
@@ -286,41 +165,14 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     write_manifest(bank_dir, [new.get(m.id, m) for m in bank.models], meta)
     if not getattr(args, "compress_follows", False):  # build --compress remakes them next
         warn_stale([new.get(m.id, m) for m in bank.models])
-    summary = _summary(rows)
-    report = {**common, "rows": rows, "summary": summary, "seconds": round(time.time() - started)}
+    means = summary(rows)
+    report = {**common, "rows": rows, "summary": means, "seconds": round(time.time() - started)}
     (bank_dir / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    for line in _summary_lines(summary):
+    for line in summary_lines(means):
         print(line)
     done_in = f"{time.time() - started:.0f} s"
     print(f"distilled {len(new)} members into {shown / 'manifest.json'} in {done_in}")
     return report
-
-
-def _val_accuracy(model: torch.nn.Module, val: ResWindows | None, norm: Normalizer) -> float | None:
-    return None if val is None else torch_accuracy(model, torch.from_numpy(norm(val.x)), val.y)
-
-
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{100 * v:.2f} %"
-
-
-def _mean(vals: Sequence[float | None]) -> float | None:
-    got = [v for v in vals if v is not None]
-    return float(np.mean(got)) if got else None
-
-
-def _summary(rows: Sequence[dict[str, Any]]) -> dict[str, float | None]:
-    return {
-        k: _mean([r[k] for r in rows])
-        for k in ("val_before", "val_after", "test_before", "test_after")
-    }
-
-
-def _summary_lines(s: dict[str, float | None]) -> list[str]:
-    return [
-        f"mean val accuracy  {_pct(s['val_before'])} -> {_pct(s['val_after'])}",
-        f"mean test accuracy {_pct(s['test_before'])} -> {_pct(s['test_after'])} (reported only)",
-    ]
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -22,12 +22,22 @@ register maps (RM-MPU-6500A-00, RM-MPU-9250A-00, "RM-6500"):
 - INT_ENABLE (56, 0x38) FIFO_OFLOW_EN bit 4; INT_STATUS (58, 0x3A) FIFO_OFLOW_INT bit 4, cleared
   when INT_STATUS is read.
 - USER_CTRL (106, 0x6A): FIFO_EN bit 6; FIFO_RESET bit 2 resets the FIFO when written while
-  FIFO_EN is 0, and clears itself.
+  FIFO_EN is 0, and clears itself. The sensors' routing into the FIFO (FIFO_EN, 35) is switched off
+  around the reset, as InvenSense's own driver (eMPL ``mpu_reset_fifo``), Linux
+  (``inv_mpu6050_prepare_fifo``) and ArduPilot do ("disable all FIFO channels before doing the
+  reset"): a frame written while the FIFO resets could leave a torn frame at its head, and every
+  frame after it out of step.
 - FIFO_COUNT_H/L (114-115, 0x72-0x73): bytes in the FIFO, big-endian (13 bits on the MPU-6500);
   FIFO_R_W (116, 0x74) pops bytes without advancing the register pointer, so a block read there
   streams the FIFO. Capacity 1024 bytes (MPU-6050), 512 bytes (MPU-6500/9250). When full the oldest
   bytes are overwritten; 1024 is not a multiple of 12, so after an overflow sample boundaries are
   lost: the only safe recovery is a FIFO reset, which is what :meth:`Mpu6050Driver.read` does.
+  A sample that arrives while the FIFO is being drained can overflow it too (the count was read
+  first), so the overflow flag is read again after the drain and such a batch is dropped.
+- Start-up: the gyro needs time to settle after it wakes (Linux ``INV_MPU6050_GYRO_STARTUP_TIME``
+  60 ms, ``INV_MPU6500_GYRO_STARTUP_TIME`` 70 ms; eMPL waits 50 ms): :meth:`Mpu6050Driver.open`
+  waits :data:`SETTLE_S` after configuring the chip and only then starts the FIFO, so the samples
+  of the settling time are never read (after a re-initialisation too).
 """
 
 from __future__ import annotations
@@ -69,6 +79,9 @@ FRAME = 12
 GYRO_RATE_HZ = 1000.0
 """Gyro output rate with the DLPF on: the sample rate divider's input."""
 RESET_WAIT_S = 0.1
+SETTLE_S = 0.07
+"""Wait after waking and configuring the chip before its samples are used (the longest gyro
+start-up time of the family, Linux's 70 ms for the MPU-6500)."""
 
 ACCEL_LSB_PER_G = {2: 16384.0, 4: 8192.0, 8: 4096.0, 16: 2048.0}
 GYRO_LSB_PER_DPS = {250: 131.0, 500: 65.5, 1000: 32.8, 2000: 16.4}
@@ -120,7 +133,7 @@ class MpuPlan:
 
     def writes(self, variant: MpuVariant) -> list[tuple[int, int]]:
         """Register writes after the reset, in order: wake on the gyro PLL, filter, rate, ranges,
-        overflow flag, FIFO contents, then FIFO reset (with FIFO_EN 0) and FIFO enable."""
+        overflow flag. The FIFO is started apart (:data:`FIFO_START`), once the sensors settled."""
         out = [
             (PWR_MGMT_1, CLKSEL_PLL_XGYRO),
             (CONFIG, self.dlpf_cfg),
@@ -130,13 +143,19 @@ class MpuPlan:
         ]
         if variant.accel_config2:
             out.append((ACCEL_CONFIG2, self.dlpf_cfg))  # ACCEL_FCHOICE_B = 0: A_DLPF_CFG applies
-        out += [
-            (INT_ENABLE, FIFO_OFLOW),
-            (FIFO_EN, FIFO_ACCEL_GYRO),
-            (USER_CTRL, USER_FIFO_RESET),
-            (USER_CTRL, USER_FIFO_EN),
-        ]
+        out.append((INT_ENABLE, FIFO_OFLOW))
         return out
+
+
+FIFO_START = (
+    (FIFO_EN, 0),  # nothing routed into the FIFO while it resets
+    (USER_CTRL, 0),
+    (USER_CTRL, USER_FIFO_RESET),  # (FIFO_EN 0 in the same write: the reset takes effect)
+    (USER_CTRL, USER_FIFO_EN),
+    (FIFO_EN, FIFO_ACCEL_GYRO),
+)
+"""Writes that empty the FIFO and start it again with accel and gyro frames (see the module
+docstring for why the routing is off during the reset)."""
 
 
 def plan(variant: MpuVariant, s: ImuSettings) -> MpuPlan:
@@ -231,6 +250,8 @@ class Mpu6050Driver:
                 f"{self.settings.where}: configuration did not stick (registers 0x19-0x1c read "
                 f"{[hex(x) for x in got]}, wrote {[hex(x) for x in want]})"
             )
+        self._sleep(SETTLE_S)  # the gyro settles; nothing enters the FIFO yet
+        self.reset_fifo()
         s = self.settings
         return ImuInfo(
             chip=self.variant.name,
@@ -247,8 +268,8 @@ class Mpu6050Driver:
     def reset_fifo(self) -> None:
         a = self.settings.address
         try:
-            self.bus.write_byte_data(a, USER_CTRL, USER_FIFO_RESET)  # FIFO_EN = 0 while resetting
-            self.bus.write_byte_data(a, USER_CTRL, USER_FIFO_EN)
+            for reg, value in FIFO_START:
+                self.bus.write_byte_data(a, reg, value)
             self.bus.read_byte_data(a, INT_STATUS)  # clear a stale overflow flag
         except OSError as exc:
             raise self._fail(exc, "resetting the FIFO") from exc
@@ -272,7 +293,13 @@ class Mpu6050Driver:
                 return empty_batch()
             self._desynced = True  # until the whole stream is read: frames are 12 bytes
             data = read_stream(self.bus, a, FIFO_R_W, n * FRAME)
+            # a sample that came while we drained can have overflowed the FIFO: its oldest bytes,
+            # which we had not read yet, are gone and the frames we read are out of step
+            overflowed = self.bus.read_byte_data(a, INT_STATUS) & FIFO_OFLOW
             self._desynced = False
         except OSError as exc:
             raise self._fail(exc, "reading the FIFO") from exc
+        if overflowed:
+            self.reset_fifo()
+            return empty_batch(overflow=True)
         return decode_fifo(data, self.settings.accel_range_g, self.settings.gyro_range_dps)

@@ -7,6 +7,11 @@ the kernel does: ``OSError`` with ``errno.ENXIO`` for an address nobody acknowle
 a fault injection names (``EIO``, ``ETIMEDOUT``, ...). Before every transfer the addressed device
 catches up with the injected clock, so FIFOs fill at the emulated output data rate.
 
+Transfers take no time unless ``bit_rate_hz`` is given: then every transfer moves the (fake)
+clock on by its time on the wire, 9 bits a byte (address, register and data bytes), so samples
+arrive between the transfers of a FIFO drain as they do on a real bus (100 kHz: ~0.3 ms for a
+32-byte block).
+
 Fault injection: :meth:`EmulatedBus.fail` (the next transfers, or the Nth transfer on), a burst of
 any length, limited to one address or not; :meth:`EmulatedBus.detach` (chip absent). Stuck values
 are a property of the chip models (``stick()``).
@@ -55,8 +60,12 @@ class EmulatedBus:
         *,
         nack_errno: int = errno.ENXIO,
         bus_number: int = 1,
+        bit_rate_hz: float | None = None,
     ) -> None:
+        if bit_rate_hz is not None and not callable(getattr(clock, "advance", None)):
+            raise TypeError("a timed bus (bit_rate_hz) needs a clock it can advance (FakeClock)")
         self.clock = clock
+        self.bit_rate_hz = bit_rate_hz
         self.devices: dict[int, EmulatedDevice] = dict(devices or {})
         self.nack_errno = nack_errno
         self.bus_number = bus_number
@@ -131,8 +140,15 @@ class EmulatedBus:
         device.sync(self.clock.monotonic())
         return device
 
+    def _wire(self, n_bytes: int) -> None:
+        """A transfer of ``n_bytes`` on the wire (address and register bytes included) done."""
+        if self.bit_rate_hz is not None:
+            self.clock.advance(9 * n_bytes / self.bit_rate_hz)  # type: ignore[attr-defined]
+
     def read_byte_data(self, i2c_addr: int, register: int, force: bool | None = None) -> int:
-        return self._begin("read_byte_data", i2c_addr, register).read_bytes(register, 1)[0]
+        value = self._begin("read_byte_data", i2c_addr, register).read_bytes(register, 1)[0]
+        self._wire(4)  # address + register, repeated start address + data
+        return value
 
     def write_byte_data(
         self, i2c_addr: int, register: int, value: int, force: bool | None = None
@@ -140,6 +156,7 @@ class EmulatedBus:
         if not 0 <= value <= 0xFF:
             raise ValueError(f"byte value out of range: {value}")
         self._begin("write_byte_data", i2c_addr, register).write_bytes(register, bytes([value]))
+        self._wire(3)
 
     def read_i2c_block_data(
         self, i2c_addr: int, register: int, length: int, force: bool | None = None
@@ -147,7 +164,9 @@ class EmulatedBus:
         if length > BLOCK_MAX:  # smbus2's own check, word for word
             raise ValueError(f"Desired block length over {BLOCK_MAX} bytes")
         device = self._begin("read_i2c_block_data", i2c_addr, register)
-        return list(device.read_bytes(register, length))
+        out = list(device.read_bytes(register, length))
+        self._wire(3 + length)
+        return out
 
     def write_i2c_block_data(
         self, i2c_addr: int, register: int, data: list[int], force: bool | None = None
@@ -155,9 +174,11 @@ class EmulatedBus:
         if len(data) > BLOCK_MAX:
             raise ValueError(f"Data length cannot exceed {BLOCK_MAX} bytes")
         self._begin("write_i2c_block_data", i2c_addr, register).write_bytes(register, bytes(data))
+        self._wire(2 + len(data))
 
     def read_word_data(self, i2c_addr: int, register: int, force: bool | None = None) -> int:
         lo, hi = self._begin("read_word_data", i2c_addr, register).read_bytes(register, 2)
+        self._wire(5)
         return lo | (hi << 8)  # SMBus words: the first byte on the wire is the low byte
 
     def write_word_data(
@@ -167,6 +188,7 @@ class EmulatedBus:
             raise ValueError(f"word value out of range: {value}")
         device = self._begin("write_word_data", i2c_addr, register)
         device.write_bytes(register, bytes([value & 0xFF, value >> 8]))
+        self._wire(4)
 
     def close(self) -> None:
         self.closed = True

@@ -1,13 +1,15 @@
 """Register-level model of the InvenSense MPU-6050 / MPU-6500 / MPU-9250 (accel + gyro part).
 
 What it emulates (register facts as in :mod:`agent.sensors.mpu6050`): the register file with its
-reset values (every register 0x00 except PWR_MGMT_1 = 0x40 and WHO_AM_I), DEVICE_RESET, SLEEP,
+reset values (every register 0x00 except WHO_AM_I and PWR_MGMT_1: 0x40, asleep, on the MPU-6050;
+0x01 on the MPU-6500/9250, RM-9250 register 107), DEVICE_RESET, SLEEP,
 the sample rate from SMPLRT_DIV and DLPF_CFG (1 kHz gyro output rate with the filter on, 8 kHz
 with it off), the full-scale ranges, the data registers, FIFO_EN's choice of words in register
 order, the FIFO (1024 or 512 bytes) that overwrites its oldest bytes when full (or, on the
 MPU-6500/9250 with CONFIG.FIFO_MODE = 1, drops new ones), FIFO_OFLOW_INT in INT_STATUS (cleared on
-read), FIFO_COUNT, FIFO_R_W popping bytes without advancing the register pointer, and FIFO_RESET
-(only while USER_CTRL.FIFO_EN is 0). Not emulated: the DLPF's filtering itself, self-test, the
+read), FIFO_COUNT, FIFO_R_W popping bytes without advancing the register pointer (an empty FIFO
+returns the last byte read, RM-6050 register 116), and FIFO_RESET (only while USER_CTRL.FIFO_EN
+is 0). Not emulated: the DLPF's filtering itself, self-test, the
 auxiliary I2C master, the DMP, the MPU-9250's magnetometer.
 
 ``rate_error`` makes the chip's oscillator run fast or slow (0.02 = 2 % fast). ``stick()`` freezes
@@ -38,7 +40,8 @@ class Mpu6050Model(RegisterDevice):
     ) -> None:
         self.variant = m.VARIANTS[variant]
         who = self.variant.who_am_i[0] if who_am_i is None else who_am_i
-        super().__init__({m.PWR_MGMT_1: m.SLEEP, m.WHO_AM_I: who})
+        power = m.SLEEP if not self.variant.accel_config2 else m.CLKSEL_PLL_XGYRO
+        super().__init__({m.PWR_MGMT_1: power, m.WHO_AM_I: who})
         self.feed = feed
         self.rate_error = rate_error
         self.fifo = bytearray()
@@ -54,6 +57,7 @@ class Mpu6050Model(RegisterDevice):
         self._origin: float | None = None
         self._stuck: np.ndarray | None = None
         self._last = np.zeros(6)
+        self._last_fifo_byte = 0
 
     # -- the physical side -------------------------------------------------------------------
 
@@ -158,8 +162,8 @@ class Mpu6050Model(RegisterDevice):
         if reg == m.FIFO_R_W:
             if not self.fifo:
                 self.underruns += 1
-                return 0
-            value = self.fifo[0]
+                return self._last_fifo_byte
+            value = self._last_fifo_byte = self.fifo[0]
             del self.fifo[0]
             return value
         return super().read_register(reg)

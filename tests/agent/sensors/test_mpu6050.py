@@ -6,10 +6,12 @@ import math
 import numpy as np
 import pytest
 
+from agent.clock import SystemClock
 from agent.errors import ConfigError, SensorNotFoundError, SensorReadError
 from agent.sensors import mpu6050 as m
 from agent.sensors.imu import ImuSettings
 from agent.testing.feeds import ConstantFeed
+from agent.testing.i2c_emulation import EmulatedBus
 from tests.agent.sensors.rigs import make_rig, ramp_feed, still_rig
 
 
@@ -66,7 +68,14 @@ def test_configuration_registers_as_the_datasheet_says() -> None:
     assert regs[m.USER_CTRL] == 0x40  # FIFO on
     writes = rig.chip.writes
     assert writes[0] == (m.PWR_MGMT_1, 0x80)  # DEVICE_RESET first
-    assert writes[-2:] == [(m.USER_CTRL, 0x04), (m.USER_CTRL, 0x40)]  # reset with FIFO_EN = 0
+    # the FIFO starts last: routing off, reset (with USER_CTRL.FIFO_EN 0), enable, routing on
+    assert writes[-5:] == [
+        (m.FIFO_EN, 0),
+        (m.USER_CTRL, 0),
+        (m.USER_CTRL, 0x04),
+        (m.USER_CTRL, 0x40),
+        (m.FIFO_EN, 0x78),
+    ]
     assert (info.rate_hz, info.bandwidth_hz) == (100.0, 42.0)
     assert rig.chip.sample_rate_hz == 100.0
 
@@ -200,3 +209,91 @@ def test_transfer_errors_name_the_errno_and_do_not_stick() -> None:
         driver.read()
     rig.clock.advance(0.2)
     assert len(driver.read()) == 10
+
+
+@pytest.mark.parametrize("chip", ["mpu6050", "mpu6500"])
+def test_a_reset_never_runs_with_sensors_routed_into_the_fifo(chip: str) -> None:
+    """InvenSense's eMPL, Linux and ArduPilot switch FIFO_EN (0x23) off around FIFO_RESET: a
+    frame written during the reset could leave a torn frame and every later one out of step."""
+    rig = still_rig(chip)
+    drv = rig.driver()
+    drv.open()
+    rig.clock.advance(2.0)  # an overflow: read() resets the FIFO
+    assert drv.read().overflow
+    drv.reset_fifo()
+    routed = 0
+    for reg, value in rig.chip.writes:
+        if reg == m.FIFO_EN:
+            routed = value
+        elif reg == m.USER_CTRL and value & m.USER_FIFO_RESET:
+            assert routed == 0 and not value & m.USER_FIFO_EN
+
+
+def test_open_waits_for_the_gyro_to_settle_before_the_fifo_starts() -> None:
+    """Samples of the start-up time (Linux: 60 ms MPU-6050, 70 ms MPU-6500) never enter the
+    FIFO, after a first open and after a re-initialisation alike."""
+    rig = still_rig("mpu6500")
+    sleeps: list[tuple[float, int]] = []
+
+    def sleep(s: float) -> None:
+        sleeps.append((s, len(rig.chip.writes)))
+        rig.clock.advance(s)
+
+    from agent.sensors.source import imu_settings
+
+    drv = m.Mpu6050Driver(rig.bus, imu_settings(rig.config), sleep=sleep)
+    for _ in range(2):  # open, then a re-initialisation
+        first = len(rig.chip.writes)
+        sleeps.clear()
+        drv.open()
+        wait, at = sleeps[-1]
+        assert wait >= 0.07
+        writes = rig.chip.writes[first:]
+        before, after = writes[: at - first], writes[at - first :]
+        assert before[-1] == (m.INT_ENABLE, m.FIFO_OFLOW)  # configured, FIFO still off
+        assert (m.FIFO_EN, 0x78) not in before and after[-1] == (m.FIFO_EN, 0x78)
+        assert rig.chip.fifo == bytearray()  # nothing of the settling time is waiting
+
+
+@pytest.mark.parametrize(("chip", "frames"), [("mpu6050", 85), ("mpu6500", 42)])
+def test_an_overflow_during_the_drain_never_gives_misaligned_samples(
+    chip: str, frames: int
+) -> None:
+    """The FIFO is read after its count; on a real bus a sample can arrive meanwhile and, with
+    the FIFO one frame from full, overflow it: its oldest bytes, not read yet, are dropped and
+    every frame read is out of step. Such a batch is dropped and reported as an overflow."""
+    found = 0
+    for k in range(0, 1100, 5):
+        rig = make_rig(chip, ramp_feed())
+        rig.bus = EmulatedBus(rig.clock, {0x68: rig.chip}, bit_rate_hz=100_000)
+        drv = rig.driver()
+        drv.open()
+        rig.clock.advance(frames / 50 - 0.001 + k * 0.00002)  # the host stalls, FIFO near full
+        overflows = rig.chip.overflows
+        batch = drv.read()
+        if rig.chip.overflows > overflows and not batch.overflow:
+            pytest.fail("the chip overflowed during the drain, the batch was passed on")
+        if len(batch):
+            np.testing.assert_allclose(batch.values[:, 2], 1.0, atol=1e-3)  # acc_z = 1 g
+        found += batch.overflow and len(batch) == 0
+    assert found  # the race was hit (the timing makes it likely for some stalls)
+
+
+def test_the_timed_bus_spends_wire_time_and_needs_a_fake_clock() -> None:
+    rig = still_rig("mpu6050")
+    bus = EmulatedBus(rig.clock, {0x68: rig.chip}, bit_rate_hz=100_000)
+    t0 = rig.clock.monotonic()
+    bus.read_i2c_block_data(0x68, m.FIFO_R_W, 32)
+    assert rig.clock.monotonic() - t0 == pytest.approx(35 * 9 / 100_000)
+    with pytest.raises(TypeError, match="FakeClock"):
+        EmulatedBus(SystemClock(), {}, bit_rate_hz=100_000)
+
+
+def test_emulated_power_on_state_and_empty_fifo_read() -> None:
+    """RM-9250 register 107 resets to 0x01 on the MPU-6500/9250 (0x40, asleep, on the 6050); an
+    empty FIFO_R_W returns the last byte read (RM-6050 register 116)."""
+    for chip, power in (("mpu6050", 0x40), ("mpu6500", 0x01), ("mpu9250", 0x01)):
+        assert still_rig(chip).chip.regs[m.PWR_MGMT_1] == power
+    rig = still_rig("mpu6050")
+    rig.chip.fifo[:] = b"\x12\x34"
+    assert rig.bus.read_i2c_block_data(0x68, m.FIFO_R_W, 4) == [0x12, 0x34, 0x34, 0x34]

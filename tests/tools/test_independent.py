@@ -15,7 +15,7 @@ onnx = pytest.importorskip("onnx")
 
 from agent.manifest import load_manifest  # noqa: E402
 from agent.windowing import Normalizer  # noqa: E402
-from tools.bank import independent, independent_report  # noqa: E402
+from tools.bank import independent, independent_report, independent_train  # noqa: E402
 from tools.bank.supernet import SlimCNN, SlimConfig, channels_at  # noqa: E402
 from tools.bank.supernet2d import ColumnConfig  # noqa: E402
 from tools.bank.supernet2d import channels_at as channels_at2d  # noqa: E402
@@ -62,7 +62,7 @@ def test_training_alone_touches_only_its_slice() -> None:
     before = {k: v.clone() for k, v in model.state_dict().items()}
     # without weight decay (which AdamW applies to whole tensors) an untouched weight stays equal
     train_cfg = BankTrainConfig(epochs=1, batch_size=32, weight_decay=0.0)
-    hist = independent.train_single(model, 0.25, 64, data, norm, train_cfg, max_steps=2)
+    hist = independent_train.train_single(model, 0.25, 64, data, norm, train_cfg, max_steps=2)
     assert len(hist) == 1 and np.isfinite(hist[0]["loss"])
     after = model.state_dict()
     chans = channels_at(cfg, 0.25)
@@ -142,7 +142,7 @@ def test_an_interrupted_run_keeps_the_complete_report(
     args = independent.parse_args(
         [*argv, "--data", "auto", "--out", str(out), "--report", str(report)]
     )
-    real = independent.build_member
+    real = independent_train.build_member
     calls = []
 
     def second_fails(*a: object, **k: object) -> object:
@@ -151,7 +151,7 @@ def test_an_interrupted_run_keeps_the_complete_report(
             raise KeyboardInterrupt
         return real(*a, **k)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(independent, "build_member", second_fails)
+    monkeypatch.setattr(independent_train, "build_member", second_fails)
     with pytest.raises(KeyboardInterrupt):
         independent.run(args)
     assert report.read_text() == '{"complete": true}'

@@ -16,7 +16,7 @@ onnx = pytest.importorskip("onnx")
 
 from agent.manifest import InputSpec, ModelEntry, sha256_file, write_manifest  # noqa: E402
 from agent.windowing import Normalizer  # noqa: E402
-from tools.bank import independent, independent_report  # noqa: E402
+from tools.bank import independent, independent_report, independent_train  # noqa: E402
 from tools.bank.supernet2d import ColumnConfig, PlainColumnCNN, SlimColumnCNN, channels_at  # noqa: E402
 from tools.bank.train import BankTrainConfig  # noqa: E402
 from tools.export import export_onnx  # noqa: E402
@@ -61,9 +61,9 @@ def _bank(out: Path) -> ModelEntry:
 
 def test_recipe_of_a_column_member_builds_the_column_supernet(tmp_path: Path) -> None:
     entry = _bank(tmp_path)
-    _, model_cfg, refit = independent.recipe_from(entry)
+    _, model_cfg, refit = independent_train.recipe_from(entry)
     assert model_cfg == ColumnConfig() and refit is False
-    assert isinstance(independent.make_model(model_cfg), SlimColumnCNN)
+    assert isinstance(independent_train.make_model(model_cfg), SlimColumnCNN)
     assert independent.parse_config(MEMBER) == (0.25, 64)
 
 

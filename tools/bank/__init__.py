@@ -16,7 +16,8 @@ resolution), and every configuration of a grid is exported as a standalone ONNX 
   :mod:`tools.bank.teachers` and :mod:`tools.bank.distill_data` (soft targets, windows),
   :mod:`tools.bank.distill_member` (one member), :mod:`tools.bank.distill_report` (figures);
 - :mod:`tools.bank.independent`: ``python -m tools.bank.independent``, the same configurations
-  trained alone with the same recipe, compared with the collaborative members.
+  trained alone with the same recipe (:mod:`tools.bank.independent_train`), compared with the
+  collaborative members (:mod:`tools.bank.independent_report`).
 
 Compression (``python -m tools.bank.compress``, run after build or by ``build --compress``):
 

@@ -28,6 +28,10 @@ Runtime on the agent-cut windows of the test subjects. The ONNX files stay in ``
 not bank members); the comparison goes to ``--report`` (JSON, default
 ``OUT/independent-report.json``; the progress of a run that has not finished is kept in
 ``*.partial.json`` beside it) and is printed as a Markdown table.
+
+This module is the command (options, recipe overrides, data, the run and its report file);
+:mod:`tools.bank.independent_train` trains and exports one configuration alone, and
+:mod:`tools.bank.independent_report` picks the compared members and lays out the comparison.
 """
 
 from __future__ import annotations
@@ -45,27 +49,21 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from tqdm import tqdm
 
-from agent.manifest import ModelEntry, load_manifest
+from agent.manifest import load_manifest
 from agent.windowing import Normalizer
 from tools.bank.build import CALIB_BATCH, CALIB_BATCHES, RESOLUTIONS
-from tools.bank.independent_report import ID_PREFIXES, compare, markdown_table, member_of, recompare
-from tools.bank.members import MemberResult, build_member, calib_batches
-from tools.bank.plain_arch import COLUMN2D, arch_of, model_config
-from tools.bank.supernet import SlimCNN, SlimConfig
-from tools.bank.supernet2d import ColumnConfig, SlimColumnCNN
-from tools.bank.train import BankTrainConfig, evaluate_val
-from tools.bank.windows import BASE_LENGTH, MultiResWindows, aligned_windows, eval_windows
+from tools.bank.independent_report import compare, counterparts, markdown_table, recompare
+from tools.bank.independent_train import export_alone, make_model, recipe_from, train_single
+from tools.bank.plain_arch import COLUMN2D
+from tools.bank.supernet2d import ColumnConfig
+from tools.bank.windows import BASE_LENGTH, aligned_windows
 from tools.cli import positive_int, run_main, seed
-from tools.data import DEFAULT_VAL_SUBJECTS, add_data_argument, load_experiments, make_split
-from tools.hapt import TEST_SUBJECTS
+from tools.data import add_data_argument, load_experiments, stage_experiments
 from tools.provenance import git_commit
 from tools.train import seed_everything
 from tools.train_baseline import SMOKE_SUBJECTS
 
-FAMILY = "independent"
 # the full, a middle and the smallest configuration first, then one more per width
 DEFAULT_CONFIGS = (
     (1.0, 128),
@@ -100,103 +98,12 @@ def parse_config(text: str) -> tuple[float, int]:
     return w, r
 
 
-def recipe_from(entry: ModelEntry) -> tuple[BankTrainConfig, SlimConfig | ColumnConfig, bool]:
-    """The training recipe of a committed width-resolution member (its provenance); the model
-    config's class follows the member's architecture (``arch`` in it, else the id)."""
-    prov = entry.provenance
-    tc = dict(prov["train_config"])
-    return BankTrainConfig(**tc), model_config(entry), bool(prov.get("refit", False))
-
-
-def make_model(model_cfg: SlimConfig | ColumnConfig) -> SlimCNN | SlimColumnCNN:
-    """The supernet of ``model_cfg``'s architecture (call right after seeding)."""
-    if isinstance(model_cfg, ColumnConfig):
-        return SlimColumnCNN(model_cfg)
-    return SlimCNN(model_cfg)
-
-
-def train_single(
-    model: SlimCNN,
-    width: float,
-    resolution: int,
-    data: MultiResWindows,
-    norm: Normalizer,
-    cfg: BankTrainConfig,
-    val: MultiResWindows | None = None,
-    max_steps: int | None = None,
-    desc: str = "independent",
-) -> list[dict[str, float]]:
-    """Train ``model`` in place at one (width, resolution) with cross-entropy only.
-
-    Same loop as :func:`tools.bank.train.train_supernet` (batch order and gains drawn from the
-    same generator in the same order, AdamW, one-cycle schedule over the same number of steps),
-    with the sandwich passes and the distillation term left out. Returns per-epoch history."""
-    gen = torch.Generator().manual_seed(cfg.seed)
-    mean = torch.tensor(norm.mean, dtype=torch.float32)
-    std = torch.tensor(norm.std, dtype=torch.float32)
-    x = torch.from_numpy(data.x[resolution])
-    yt = torch.from_numpy(data.y)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    per_epoch = (len(yt) + cfg.batch_size - 1) // cfg.batch_size
-    total = cfg.epochs * per_epoch if max_steps is None else min(max_steps, cfg.epochs * per_epoch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(total, 1))
-    history: list[dict[str, float]] = []
-    steps = 0
-    bar = tqdm(range(1, cfg.epochs + 1), desc=desc, unit="epoch")
-    for epoch in bar:
-        t0 = time.time()
-        model.train()
-        order = torch.randperm(len(yt), generator=gen)
-        loss_sum, seen = 0.0, 0
-        for a in range(0, len(order), cfg.batch_size):
-            if steps >= total:
-                break
-            idx = order[a : a + cfg.batch_size]
-            gain = 1 + cfg.scale_aug * (2 * torch.rand(len(idx), 1, 1, generator=gen) - 1)
-            opt.zero_grad()
-            loss = F.cross_entropy(model((x[idx] * gain - mean) / std, width), yt[idx])
-            loss.backward()
-            opt.step()
-            sched.step()
-            steps += 1
-            loss_sum += loss.item() * len(idx)
-            seen += len(idx)
-        record: dict[str, float] = {
-            "epoch": float(epoch),
-            "loss": loss_sum / max(seen, 1),
-            "seconds": round(time.time() - t0, 1),
-        }
-        if val is not None and len(val):
-            record.update(evaluate_val(model, val, norm, [(width, resolution)]))
-        history.append(record)
-        bar.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k != "epoch"})
-        if steps >= total:
-            break
-    model.eval()
-    return history
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.time()
     torch.set_num_threads(THREADS)
     bank = load_manifest(args.bank)
     configs: list[tuple[float, int]] = args.configs
-    anchor: ModelEntry | None = None
-    if args.reference:
-        anchor = next((m for m in bank.models if m.id == args.reference), None)
-        if anchor is None or "train_config" not in (anchor.provenance or {}):
-            raise SystemExit(f"error: no trained member {args.reference!r} in {args.bank}")
-        prefixes: tuple[str, ...] = (ID_PREFIXES.get(arch_of(anchor), "wr"),)
-    else:
-        prefixes = tuple(ID_PREFIXES.values())
-    refs: dict[tuple[float, int], ModelEntry | None] = {}
-    for prefix in prefixes:  # wr- members first (the committed bank), then wc-
-        refs = {(w, r): member_of(bank.models, w, r, prefix) for w, r in configs}
-        if any(e is not None for e in refs.values()):
-            break
-    anchor = anchor or next((e for e in refs.values() if e is not None), None)
-    if anchor is None:
-        raise SystemExit(f"error: no width-resolution member of {configs} in {args.bank}")
+    anchor, refs = counterparts(bank.models, configs, args.reference, args.bank)
     cfg, model_cfg, refit = recipe_from(anchor)
     cfg = dataclasses.replace(cfg, threads=THREADS)
     if args.epochs is not None:
@@ -208,14 +115,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(f"recipe of {anchor.id} ({args.bank}): {dataclasses.asdict(cfg)}, refit {refit}")
 
     experiments, source = load_experiments(args.data, SMOKE_SUBJECTS if args.smoke else None)
-    split = make_split({e.subject for e in experiments}, DEFAULT_VAL_SUBJECTS, TEST_SUBJECTS)
-    train_subj = set(split.train) | (set(split.val) if refit else set())
-    tr_exps = [e for e in experiments if e.subject in train_subj]
-    va_exps = [e for e in experiments if e.subject in split.val and not refit]
-    te_exps = [e for e in experiments if e.subject in split.test]
-    fit = aligned_windows(tr_exps, RESOLUTIONS, hop128=cfg.train_hop128)
-    val = aligned_windows(va_exps, RESOLUTIONS, hop128=64) if va_exps else None
-    norm = Normalizer.fit(aligned_windows(tr_exps, (BASE_LENGTH,), hop128=64).x[BASE_LENGTH])
+    stage = stage_experiments(experiments, refit)
+    fit = aligned_windows(stage.fit, RESOLUTIONS, hop128=cfg.train_hop128)
+    val = aligned_windows(stage.val, RESOLUTIONS, hop128=64) if stage.val else None
+    norm = Normalizer.fit(aligned_windows(stage.fit, (BASE_LENGTH,), hop128=64).x[BASE_LENGTH])
     # float64 sums in another order differ in the ninth digit; anything larger is other windows
     same_norm = bool(
         np.allclose(norm.mean, anchor.normalization.mean, rtol=1e-7, atol=1e-7)
@@ -223,7 +126,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     print(
         f"data: {source}; fit on {len(fit)} index-aligned windows of subjects "
-        f"{sorted(train_subj)}; normalisation equals the bank's: {same_norm}"
+        f"{list(stage.fit_subjects)}; normalisation equals the bank's: {same_norm}"
     )
     if not same_norm and not args.smoke:
         print("warning: training windows differ from the bank's (normalisation)", file=sys.stderr)
@@ -251,8 +154,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         **({"arch": COLUMN2D} if isinstance(model_cfg, ColumnConfig) else {}),
         "data": {
             "source": source,
-            "train_subjects": sorted(train_subj),
-            "test_subjects": sorted(split.test),
+            "train_subjects": list(stage.fit_subjects),
+            "test_subjects": sorted(stage.split.test),
             "fit_rows": len(fit),
             "normalization_equals_bank": same_norm,
         },
@@ -291,11 +194,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "git_commit": git_commit(),
             "train_seconds": train_seconds,
         }
-        test = eval_windows(te_exps, r)
-        val_r = eval_windows(va_exps, r) if va_exps else None
-        calib = calib_batches(fit.x[r], norm, CALIB_BATCHES, CALIB_BATCH, cfg.seed)
-        res = build_member(model, w, r, calib, norm, test, val_r, out, 50, provenance)
-        entry = _rename(res, out)
+        res = export_alone(model, w, r, fit, norm, cfg.seed, stage.test, stage.val, out, provenance)
+        entry = res.entry
         row = compare(entry, refs[(w, r)])
         row["train_seconds"] = train_seconds
         row["history"] = history
@@ -316,15 +216,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(markdown_table(rows))
     print(f"wrote {report_path} in {report['total_seconds']:.0f} s")
     return report
-
-
-def _rename(res: MemberResult, out: Path) -> ModelEntry:
-    """``wr-…``/``wc-…`` written by build_member -> ``ind-wr-…``/``ind-wc-…`` (never mistaken
-    for a bank member)."""
-    e = res.entry
-    new = out / f"ind-{e.file}"
-    (out / e.file).replace(new)
-    return dataclasses.replace(e, id=f"ind-{e.id}", file=new.name, family=FAMILY)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

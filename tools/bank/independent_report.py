@@ -1,4 +1,5 @@
-"""The independent-baseline report (:mod:`tools.bank.independent`): each configuration's
+"""The independent-baseline report (:mod:`tools.bank.independent`): which bank members the
+independent models are compared with (and whose recipe they take), each configuration's
 independently trained model next to the bank's collaborative member, as JSON rows and a Markdown
 table, and ``--recompare`` (the collaborative side rewritten after the bank changed)."""
 
@@ -12,7 +13,7 @@ from typing import Any
 
 from agent.manifest import ModelEntry, load_manifest
 from tools.bank.members import member_id
-from tools.bank.plain_arch import COLUMN2D
+from tools.bank.plain_arch import COLUMN2D, arch_of
 from tools.provenance import git_commit
 
 ID_PREFIXES = {"conv1d": "wr", COLUMN2D: "wc"}
@@ -145,3 +146,33 @@ def member_of(
     """The bank's width-resolution member at (width, resolution), if it has one."""
     mid = member_id(width, resolution, prefix)
     return next((m for m in models if m.id == mid and m.family == "width-resolution"), None)
+
+
+def counterparts(
+    models: Sequence[ModelEntry],
+    configs: Sequence[tuple[float, int]],
+    reference: str | None,
+    bank_dir: Path,
+) -> tuple[ModelEntry, dict[tuple[float, int], ModelEntry | None]]:
+    """The reference member (whose recipe and architecture the independent models take) and
+    each configuration's collaborative member in the bank: those of the reference's
+    architecture, or without one the first architecture with any (``wr-`` before ``wc-``),
+    whose first member found is then the reference. SystemExit naming ``bank_dir`` when there
+    is no such member."""
+    anchor: ModelEntry | None = None
+    if reference:
+        anchor = next((m for m in models if m.id == reference), None)
+        if anchor is None or "train_config" not in (anchor.provenance or {}):
+            raise SystemExit(f"error: no trained member {reference!r} in {bank_dir}")
+        prefixes: tuple[str, ...] = (ID_PREFIXES.get(arch_of(anchor), "wr"),)
+    else:
+        prefixes = tuple(ID_PREFIXES.values())
+    refs: dict[tuple[float, int], ModelEntry | None] = {}
+    for prefix in prefixes:  # wr- members first (the committed bank), then wc-
+        refs = {(w, r): member_of(models, w, r, prefix) for w, r in configs}
+        if any(e is not None for e in refs.values()):
+            break
+    anchor = anchor or next((e for e in refs.values() if e is not None), None)
+    if anchor is None:
+        raise SystemExit(f"error: no width-resolution member of {list(configs)} in {bank_dir}")
+    return anchor, refs

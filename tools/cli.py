@@ -39,6 +39,22 @@ def seed(text: str) -> int:
     return value
 
 
+def number_in(lo: float, hi: float, *, above: bool = False) -> Callable[[str], float]:
+    """A float option in [lo, hi], or (lo, hi] with ``above`` (argparse: usage line, exit 2)."""
+    span = f"{'above' if above else 'at least'} {lo:g} and at most {hi:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (lo < value <= hi if above else lo <= value <= hi):  # NaN fails both
+            raise argparse.ArgumentTypeError(f"must be {span} (got {text})")
+        return value
+
+    return parse
+
+
 def widths(text: str) -> tuple[float, ...]:
     """Comma-separated widths, each in (0, 1]."""
     try:

@@ -27,245 +27,29 @@ board first (``calibrate``: the median of periodic runs on an idle machine), as 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
-import statistics
 import sys
 import tempfile
-import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-from tqdm import tqdm
-
-from agent.inference import Engine, OrtEngine, SessionSettings
-from agent.manifest import Manifest, ModelEntry, load_manifest
-from agent.payload import Prediction
-from agent.profile import Profile, load_profile
+from agent.manifest import load_manifest
+from agent.profile import load_profile
 from agent.profile_checks import SPEED_RANGE
-from agent.publishers import MemoryPublisher
 from agent.recording import RecordingReader
-from agent.wiring import RunOptions, build_agent
-from tools.cli import positive_int, run_main
-from tools.loadgen import LoadGenerator, Phase, parse_trace
+from tools.cli import number_in, positive_int, run_main
+from tools.emulated_board import calibrate, write_table
+from tools.load_report import plot, table
+from tools.load_run import ExperimentConfig, Run, experiment_profile, run_mode
+from tools.loadgen import Phase, parse_trace
+
+# This module is the command: its options, the order of the runs and what it writes (the
+# docstring above is its --help). The parts: the emulated board and its latency table
+# (tools.emulated_board), one run of the real agent under the trace (tools.load_run), the table
+# and the plot (tools.load_report).
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("static-largest", "static-smallest", "adaptive")
-
-
-class RepeatEngine:
-    """Runs the wrapped engine ``k`` times per call: a board ``k`` times slower (see above)."""
-
-    def __init__(self, engine: Engine, k: int) -> None:
-        self.engine = engine
-        self.k = k
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        for _ in range(self.k - 1):
-            self.engine.run(x)
-        return self.engine.run(x)
-
-
-def calibrate(
-    manifest: Manifest, members: list[ModelEntry], k: int, runs: int, gap_s: float
-) -> dict[str, float]:
-    """Median latency (ms) of each member on the emulated board, called periodically."""
-    out: dict[str, float] = {}
-    for e in tqdm(members, desc="calibrating", unit="member"):
-        eng = RepeatEngine(OrtEngine(manifest.path_of(e), e, SessionSettings()), k)
-        x = np.zeros(e.input.shape, dtype=np.float32)
-        for _ in range(3):
-            eng.run(x)
-        times = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            eng.run(x)
-            times.append((time.perf_counter() - t0) * 1000.0)
-            time.sleep(gap_s)
-        out[e.id] = statistics.median(times)
-    return out
-
-
-def write_table(path: Path, p50: dict[str, float], k: int) -> None:
-    import platform
-
-    import onnxruntime
-
-    path.write_text(
-        json.dumps(
-            {
-                "table_version": 1,
-                "board": f"{platform.machine()} x{k} emulated (tools.load_experiment)",
-                "onnxruntime": onnxruntime.__version__,
-                "threads": 1,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "models": {m: {"p50_ms": v} for m, v in p50.items()},
-            },
-            indent=1,
-        )
-    )
-
-
-@dataclasses.dataclass
-class Run:
-    mode: str
-    t: list[float] = dataclasses.field(default_factory=list)
-    model: list[str] = dataclasses.field(default_factory=list)
-    latency_ms: list[float] = dataclasses.field(default_factory=list)
-    correct: list[bool | None] = dataclasses.field(default_factory=list)
-    load: list[int] = dataclasses.field(default_factory=list)
-    summary: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-
-def experiment_profile(base: Profile, args: argparse.Namespace, table: Path) -> Profile:
-    pol = dataclasses.replace(
-        base.policy,
-        deadline_ms=args.deadline_ms,
-        dwell_s=args.dwell_s,
-        latency_table=str(table),
-        candidates=(),
-    )
-    mon = dataclasses.replace(base.monitor, enabled=True, interval_s=args.monitor_s)
-    return dataclasses.replace(base, policy=pol, monitor=mon)
-
-
-def run_mode(
-    mode: str,
-    prof: Profile,
-    args: argparse.Namespace,
-    phases: list[Phase],
-    ids: dict[str, str],
-) -> Run:
-    run = Run(mode)
-    gen = LoadGenerator(phases)
-    t0 = [0.0]
-
-    def observe(p: Prediction) -> None:
-        t = time.monotonic() - t0[0]
-        run.t.append(t)
-        run.model.append(p.model)
-        run.latency_ms.append(p.latency_ms)
-        run.correct.append(None if p.truth is None else p.labels[p.index] == p.truth)
-        run.load.append(gen.level_at(t))
-
-    opts = RunOptions(
-        recording=args.recording,
-        speed=args.speed,
-        loop=True,
-        model_id=ids.get(mode),
-        policy_mode="adaptive" if mode == "adaptive" else "static",
-        wrap_engine=lambda e: RepeatEngine(e, args.work_factor),
-    )
-    agent = build_agent(prof, options=opts, publisher=MemoryPublisher(), observer=observe)
-    timer = threading.Timer(gen.duration_s, agent.stop.set)
-    t0[0] = time.monotonic()
-    gen.start()
-    timer.start()
-    try:
-        stats = agent.run()
-    finally:
-        timer.cancel()
-        gen.stop()
-    lat = np.array(run.latency_ms)
-    labelled = [c for c in run.correct if c is not None]
-    ctl = agent.pipeline.controller
-    run.summary = {
-        "mode": mode,
-        "windows": len(lat),
-        "p50_ms": float(np.percentile(lat, 50)),
-        "p99_ms": float(np.percentile(lat, 99)),
-        "miss_rate": float(np.mean(lat > args.deadline_ms)),
-        "accuracy": float(np.mean(labelled)) if labelled else None,
-        "labelled": len(labelled),
-        "energy_mj_per_window": 1000 * agent.energy_j / len(lat)
-        if agent.energy_j is not None and len(lat)
-        else None,
-        "meter": agent.meter.name if agent.meter else None,
-        "switches": stats.switches,
-        "monitor_cpu_share": agent.monitor.cost_share if agent.monitor else None,
-        "members_used": sorted(set(run.model)),
-        "accuracy_by_load": {str(level): _accuracy(run, level) for level in sorted(set(run.load))},
-        "miss_rate_by_load": {
-            str(level): float(np.mean(lat[np.array(run.load) == level] > args.deadline_ms))
-            for level in sorted(set(run.load))
-        },
-    }
-    if ctl is not None:
-        run.summary["final_contention"] = round(ctl.latency.bound(), 3)
-    return run
-
-
-def _accuracy(run: Run, level: int) -> float | None:
-    hits = [c for c, ld in zip(run.correct, run.load, strict=True) if ld == level and c is not None]
-    return float(np.mean(hits)) if hits else None
-
-
-def plot(runs: list[Run], macs: dict[str, int], args: argparse.Namespace, out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(3, 1, figsize=(10, 9), sharex=True)
-    for r in runs:
-        axes[0].plot(r.t, r.latency_ms, ".", ms=2, label=r.mode)
-    axes[0].axhline(args.deadline_ms, color="k", ls="--", lw=1, label="deadline")
-    axes[0].set_yscale("log")
-    axes[0].set_ylabel("inference latency (ms)")
-    axes[0].legend(loc="upper left", fontsize=8, markerscale=4)
-    ref = runs[0]
-    axes[1].step(ref.t, ref.load, where="post", color="tab:red")
-    axes[1].set_ylabel("busy load processes")
-    for r in runs:
-        axes[2].step(r.t, [macs[m] / 1e6 for m in r.model], where="post", label=r.mode)
-    axes[2].set_ylabel("running member (M MACs)")
-    axes[2].set_xlabel("time (s)")
-    axes[2].legend(loc="upper left", fontsize=8)
-    fig.suptitle(
-        f"Load experiment: deadline {args.deadline_ms:g} ms, board emulated x{args.work_factor}, "
-        f"replay x{args.speed:g}"
-    )
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-
-
-def table(runs: list[Run]) -> str:
-    head = (
-        "| run | windows | p50 ms | p99 ms | deadline misses | accuracy | mJ/window | switches |"
-        " monitor CPU |\n|---|---|---|---|---|---|---|---|---|"
-    )
-    rows = [head]
-    for r in runs:
-        s = r.summary
-        acc = f"{100 * s['accuracy']:.2f}%" if s["accuracy"] is not None else "-"
-        mj = f"{s['energy_mj_per_window']:.2f}" if s["energy_mj_per_window"] is not None else "-"
-        mon = f"{100 * s['monitor_cpu_share']:.2f}%" if s["monitor_cpu_share"] is not None else "-"
-        rows.append(
-            f"| {s['mode']} | {s['windows']} | {s['p50_ms']:.2f} | {s['p99_ms']:.2f} | "
-            f"{100 * s['miss_rate']:.1f}% | {acc} | {mj} | {s['switches']} | {mon} |"
-        )
-    return "\n".join(rows)
-
-
-def number_in(lo: float, hi: float, *, above: bool = False) -> Callable[[str], float]:
-    """A float option in [lo, hi], or (lo, hi] with ``above`` (argparse: usage line, exit 2)."""
-    span = f"{'above' if above else 'at least'} {lo:g} and at most {hi:g}"
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not (lo < value <= hi if above else lo <= value <= hi):  # NaN fails both
-            raise argparse.ArgumentTypeError(f"must be {span} (got {text})")
-        return value
-
-    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -383,18 +167,26 @@ def experiment(argv: list[str] | None) -> None:
         "static-largest": max(fp32, key=lambda m: m.macs).id,
         "static-smallest": min(fp32, key=lambda m: m.macs).id,
     }
+    cfg = ExperimentConfig(
+        recording=args.recording,
+        speed=args.speed,
+        work_factor=args.work_factor,
+        deadline_ms=args.deadline_ms,
+        dwell_s=args.dwell_s,
+        monitor_s=args.monitor_s,
+    )
     p50 = calibrate(manifest, members, args.work_factor, args.calibration_runs, 0.02)
     runs: list[Run] = []
     with tempfile.TemporaryDirectory() as tmp:
         tbl = Path(tmp) / "latency-table.json"
         write_table(tbl, p50, args.work_factor)
-        prof = experiment_profile(base, args, tbl)
+        prof = experiment_profile(base, cfg, tbl)
         for mode in modes:
             print(
                 f"running {mode} over the trace ({sum(p.seconds for p in phases):g} s)...",
                 file=sys.stderr,
             )
-            runs.append(run_mode(mode, prof, args, phases, ids))
+            runs.append(run_mode(mode, prof, cfg, phases, ids))
     print(table(runs))
     for r in runs:
         print(
@@ -418,7 +210,7 @@ def experiment(argv: list[str] | None) -> None:
             indent=1,
         )
     )
-    plot(runs, {m.id: m.macs for m in members}, args, args.plot)
+    plot(runs, {m.id: m.macs for m in members}, cfg, args.plot)
     print(f"wrote {args.json} and {args.plot}", file=sys.stderr)
 
 

@@ -9,7 +9,9 @@ INA219 facts (datasheet SBOS448G, section 8.6 "Register Maps" and 8.5.1 "Program
   CNVR bit 1; OVF bit 0 = the current or power computation overflowed); 0x03 power; 0x04 current
   (signed); 0x05 calibration (bit 0 unused).
 - Calibration: Current_LSB = maximum expected current / 2^15; Cal = trunc(0.04096 / (Current_LSB x
-  R_shunt)); Power_LSB = 20 x Current_LSB. The chip computes current = shunt x Cal / 4096 and
+  R_shunt)), clamped to 0xFFFE when it would not fit (I_max x R_shunt below about 20.5 mV: the
+  datasheet lets Current_LSB be chosen coarser, up to I_max / 2^12); Power_LSB = 20 x Current_LSB,
+  both recomputed from the Cal written. The chip computes current = shunt x Cal / 4096 and
   power = current x bus / 5000. Until Cal is written (and after a power-on reset) current and power
   read 0, so :meth:`Ina219.read` checks it and writes it again if it was lost.
 - No identification register: the INA219 is recognised by its address range (0x40-0x4F) only.
@@ -95,8 +97,12 @@ def ina219_calibration(
             f"INA219: {max_current_a:g} A through {shunt_ohms:g} ohm is {1000 * v_shunt:g} mV, "
             "beyond the chip's 320 mV shunt range"
         )
-    cal = int(0.04096 / (max_current_a / 32768 * shunt_ohms)) & 0xFFFE  # bit 0 is not stored
-    if not 0 < cal <= 0xFFFE:
+    # Cal = trunc(0.04096 / (Current_LSB x R)) with Current_LSB = I_max / 2^15 (datasheet 8.5.1).
+    # A value that does not fit the register (I_max x R below about 20.5 mV) asks for an LSB finer
+    # than the chip can give: the finest it can (Cal 0xFFFE) is used, which still covers I_max.
+    # Bit 0 is not stored.
+    cal = min(int(0.04096 / (max_current_a / 32768 * shunt_ohms)), 0xFFFE) & 0xFFFE
+    if cal <= 0:
         raise ConfigError(
             f"INA219: no calibration fits {max_current_a:g} A through {shunt_ohms:g} ohm"
         )

@@ -16,6 +16,11 @@ from agent.testing.ina219_model import Ina219Model, Ina260Model, constant
         (0.1, 1.0, 13420, 2),  # trunc(13421.77) = 13421, bit 0 not stored -> 13420
         (0.1, 0.4, 33554, 0),
         (0.01, 10.0, 13420, 2),
+        # I_max x R below ~20.5 mV: the formula's Cal does not fit 16 bits, so the largest one is
+        # used (the finest LSB the chip has, 6.25 uA at 0.1 ohm), not the value modulo 65536
+        (0.1, 0.2, 65534, 0),  # raw 67108 (wrapped to 1572 before)
+        (0.1, 0.1, 65534, 0),  # raw 134217 (wrapped to 3144)
+        (0.1, 0.2048, 65534, 0),  # raw exactly 65536 (wrapped to 0: refused before)
     ],
 )
 def test_calibration(shunt: float, amps: float, cal: int, pg: int) -> None:

@@ -18,7 +18,9 @@ INA219 facts (datasheet SBOS448G, section 8.6 "Register Maps" and 8.5.1 "Program
 
 INA260 facts (datasheet SBOSA69): integrated 2 mOhm shunt, no calibration; 0x01 current (signed,
 1.25 mA/LSB), 0x02 bus voltage (1.25 mV/LSB), 0x03 power (10 mW/LSB), 0xFE manufacturer ID 0x5449
-("TI"), 0xFF die ID 0x2270.
+("TI"), 0xFF die ID: device ID 0x227 in bits 15:4, die revision in bits 3:0 (Adafruit's INA260
+driver reads them as two fields, ``INA260_ID = 0x227`` and ``revision_id``), so only bits 15:4 are
+compared. Other TI monitors (the INA226 family) answer 0x5449 at 0xFE too, with their own device ID.
 
 SMBus words are little-endian, these registers big-endian: every word is swapped (:func:`swap16`).
 """
@@ -51,7 +53,10 @@ INA260_POWER = 0x03
 MANUFACTURER_ID = 0xFE
 DIE_ID = 0xFF
 TI_ID = 0x5449
+INA260_DEVICE_ID = 0x227
+"""Bits 15:4 of the die ID register (bits 3:0 are the die revision)."""
 INA260_DIE_ID = 0x2270
+"""The whole die ID register of a revision-0 INA260 (what the emulation answers)."""
 INA260_CURRENT_LSB_A = 1.25e-3
 INA260_BUS_LSB_V = 1.25e-3
 INA260_POWER_LSB_W = 10e-3
@@ -115,6 +120,11 @@ def ina219_calibration(
         | MODE_SHUNT_BUS_CONTINUOUS
     )
     return Ina219Calibration(cal, current_lsb, 20 * current_lsb, config)
+
+
+def is_ina260(manufacturer_id: int, die_id: int) -> bool:
+    """The ID registers (0xFE, 0xFF) of an INA260, whatever its die revision."""
+    return manufacturer_id == TI_ID and die_id >> 4 == INA260_DEVICE_ID
 
 
 def _signed(word: int) -> int:
@@ -201,10 +211,10 @@ class Ina260(_WordChip):
     def open(self) -> None:
         try:
             maker, die = self._get(MANUFACTURER_ID), self._get(DIE_ID)
-            if (maker, die) != (TI_ID, INA260_DIE_ID):
+            if not is_ina260(maker, die):
                 raise SensorNotFoundError(
                     f"the chip at {self.where} is not an INA260 (IDs 0x{maker:04x}/0x{die:04x}, "
-                    f"expected 0x{TI_ID:04x}/0x{INA260_DIE_ID:04x})"
+                    f"expected 0x{TI_ID:04x}/0x{INA260_DEVICE_ID:03x}x)"
                 )
             self._put(CONFIG, RESET)
         except OSError as exc:

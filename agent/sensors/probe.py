@@ -5,8 +5,10 @@ identification registers (no blind writes):
 
 - 0x68, 0x69: WHO_AM_I (0x75) of the InvenSense MPU family;
 - 0x6A, 0x6B: WHO_AM_I (0x0F) of the ST LSM6DS family;
-- 0x40-0x4F: manufacturer/die ID (0xFE/0xFF) of the TI INA260; a device there without those IDs is
-  reported as an INA219, which has no identification register.
+- 0x40-0x4F: manufacturer/die ID (0xFE/0xFF) of the TI INA260 (device ID 0x227 in bits 15:4 of the
+  die ID, any revision in bits 3:0). Another die ID with TI's manufacturer ID is another TI monitor
+  (the INA226 family has these registers too), reported as not supported; a device without TI's
+  manufacturer ID is reported as an INA219, which has no identification register.
 """
 
 from __future__ import annotations
@@ -77,8 +79,11 @@ def scan(bus: I2CBus) -> list[Found]:
                 detail = f"answers, but reads fail: {describe(exc)}"
                 found.append(Found(address, "unknown", "", detail))
             continue
-        if (maker, die) == (ina219.TI_ID, ina219.INA260_DIE_ID):
+        if ina219.is_ina260(maker, die):
             found.append(Found(address, "INA260", "", "power monitor (manufacturer and die ID)"))
+        elif maker == ina219.TI_ID:  # an INA219 has no ID registers: another TI monitor
+            detail = "power monitor, not supported (har-agent reads the INA219 and INA260)"
+            found.append(Found(address, f"TI INA2xx (die 0x{die:04x})", "", detail))
         else:
             detail = "power monitor (assumed: the INA219 has no ID register)"
             found.append(Found(address, "INA219", "", detail))

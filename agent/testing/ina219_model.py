@@ -92,9 +92,11 @@ class Ina219Model(_WordDevice):
 
 
 class Ina260Model(_WordDevice):
-    def __init__(self, world: PowerWorld) -> None:
+    def __init__(self, world: PowerWorld, *, die_id: int = r.INA260_DIE_ID) -> None:
+        """``die_id``: what register 0xFF answers, e.g. 0x2271 (an INA260, die revision 1) or
+        0x2260 (the die ID INA226 drivers expect: another TI monitor, not an INA260)."""
         super().__init__(world)
-        self.regs = {r.CONFIG: 0x6127, r.MANUFACTURER_ID: r.TI_ID, r.DIE_ID: r.INA260_DIE_ID}
+        self.regs = {r.CONFIG: 0x6127, r.MANUFACTURER_ID: r.TI_ID, r.DIE_ID: die_id}
 
     def store(self, register: int, value: int) -> None:
         if register == r.CONFIG:

@@ -94,3 +94,20 @@ def test_ina260() -> None:
     bus.attach(0x41, Ina219Model(constant(5.0, 0.1)))
     with pytest.raises(SensorNotFoundError, match="not an INA260"):
         chip.open()
+
+
+def test_ina260_of_another_die_revision() -> None:
+    # register 0xFF: device ID 0x227 in bits 15:4, die revision in bits 3:0 (Adafruit INA260)
+    model = Ina260Model(constant(5.0, 0.5), die_id=0x2271)
+    bus = EmulatedBus(FakeClock(), {0x40: model})
+    chip = r.Ina260(bus, 0x40)
+    chip.open()
+    assert chip.read().current_a == pytest.approx(0.5, abs=1.25e-3)
+    assert r.is_ina260(0x5449, 0x227F) and not r.is_ina260(0x5449, 0x2260)
+    assert not r.is_ina260(0x0000, 0x2270)
+
+
+def test_another_ti_monitor_is_not_an_ina260() -> None:
+    bus = EmulatedBus(FakeClock(), {0x40: Ina260Model(constant(5.0, 0.5), die_id=0x2260)})
+    with pytest.raises(SensorNotFoundError, match=r"not an INA260 \(IDs 0x5449/0x2260, expected "):
+        r.Ina260(bus, 0x40).open()

@@ -54,3 +54,18 @@ def test_a_failing_transfer_is_reported_not_hidden() -> None:
     bus.fail(1, errno.EIO, address=0x68)
     (found,) = scan(bus)
     assert found.chip == "unknown" and "EIO" in found.detail
+
+
+def test_ti_monitors_by_their_ids() -> None:
+    bus = EmulatedBus(
+        FakeClock(),
+        {
+            0x40: Ina260Model(constant(5.0, 0.1), die_id=0x2271),  # an INA260, die revision 1
+            0x41: Ina260Model(constant(5.0, 0.1), die_id=0x2260),  # TI's ID, another device ID
+            0x44: Ina219Model(constant(5.0, 0.1)),  # no ID registers: assumed an INA219
+        },
+    )
+    found = {f.address: f for f in scan(bus)}
+    assert found[0x40].chip == "INA260"
+    assert found[0x41].chip == "TI INA2xx (die 0x2260)" and "not supported" in found[0x41].detail
+    assert found[0x44].chip == "INA219" and "assumed" in found[0x44].detail

@@ -8,6 +8,12 @@ description", "DS" below), cross-checked against ST's reference driver (lsm6dsox
 - WHO_AM_I (0x0F) reads 0x6C. I2C address 0x6A (SA0 low) or 0x6B (SA0 high).
 - CTRL3_C (0x12): BOOT bit 7, BDU bit 6, IF_INC bit 2 (register auto-increment, on after reset),
   SW_RESET bit 0 (restores the registers and clears itself).
+- CTRL4_C (0x13): DRDY_MASK bit 3 (ST reg.h ``lsm6dsox_ctrl4_c_t.drdy_mask``; Linux st_lsm6dsx sets
+  ``drdy_mask = {0x13, BIT(3)}``). While the digital filters settle after the sensors start (reset,
+  new rate), the samples are corrupted; with DRDY_MASK set the chip marks them in the FIFO with
+  values of 0x7FFD or more, and the Linux driver drops every word whose first value is >= 0x7FFD
+  ("invalid sample during bootstrap phase", upstream commit db3c490503be). So do we
+  (:class:`TagPairer`); how many samples a start costs depends on the rate and filters.
 - CTRL1_XL (0x10): ODR_XL bits 7:4, FS_XL bits 3:2 (00 = 2 g, 01 = 16 g, 10 = 4 g, 11 = 8 g),
   LPF2_XL_EN bit 1. CTRL2_G (0x11): ODR_G bits 7:4, FS_G bits 3:2 (00 = 250, 01 = 500, 10 = 1000,
   11 = 2000 dps), FS_125 bit 1. ODR codes 1..10 = 12.5, 26, 52, 104, 208, 416, 833, 1666, 3332,
@@ -30,6 +36,7 @@ description", "DS" below), cross-checked against ST's reference driver (lsm6dsox
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,12 +46,15 @@ from agent.sensors.bus import I2CBus, read_id, read_stream, transfer_error
 from agent.sensors.convert import to_units
 from agent.sensors.imu import FifoBatch, ImuInfo, ImuSettings, Sleep, empty_batch, nearest, pick
 
+log = logging.getLogger(__name__)
+
 FIFO_CTRL3 = 0x09
 FIFO_CTRL4 = 0x0A
 WHO_AM_I = 0x0F
 CTRL1_XL = 0x10
 CTRL2_G = 0x11
 CTRL3_C = 0x12
+CTRL4_C = 0x13
 CTRL8_XL = 0x17
 OUTX_L_G = 0x22
 FIFO_STATUS1 = 0x3A
@@ -56,6 +66,7 @@ ID_LSM6DS3 = 0x69
 SW_RESET = 0x01
 IF_INC = 0x04
 BDU = 0x40
+DRDY_MASK = 0x08
 LPF2_XL_EN = 0x02
 FIFO_BYPASS = 0b000
 FIFO_CONTINUOUS = 0b110
@@ -64,6 +75,8 @@ FIFO_FULL_IA = 0x20
 FIFO_OVR_LATCHED = 0x08
 TAG_GYRO = 0x01
 TAG_ACCEL = 0x02
+SETTLING_MARK = 0x7FFD
+"""A FIFO word whose first value (signed) is this or more is a masked filter-settling sample."""
 
 WORD = 7
 """Bytes per FIFO word: tag + x, y, z."""
@@ -91,16 +104,16 @@ class LsmPlan:
     bandwidth_hz: float
 
     def writes(self) -> list[tuple[int, int]]:
-        """Register writes after the software reset, in order."""
+        """Register writes after the software reset, in order. The FIFO stays in bypass (its
+        reset mode): :meth:`Lsm6dsoxDriver.open` starts it last, empty."""
         lpf2 = LPF2_XL_EN if self.hpcf_xl else 0
         return [
             (CTRL3_C, BDU | IF_INC),
+            (CTRL4_C, DRDY_MASK),  # mark the samples of the filters' settling time
             (CTRL8_XL, self.hpcf_xl << 5),
             (CTRL1_XL, (self.odr_code << 4) | (self.fs_xl << 2) | lpf2),
             (CTRL2_G, (self.odr_code << 4) | (self.fs_g << 2)),
             (FIFO_CTRL3, (self.odr_code << 4) | self.odr_code),
-            (FIFO_CTRL4, FIFO_BYPASS),
-            (FIFO_CTRL4, FIFO_CONTINUOUS),
         ]
 
 
@@ -128,12 +141,17 @@ def plan(s: ImuSettings) -> LsmPlan:
 class TagPairer:
     """Pairs accelerometer and gyroscope FIFO words sampled in the same time slot (TAG_CNT).
 
-    Words of other sensors (timestamp, temperature, configuration change) are skipped. A word whose
-    partner never arrives (lost to an overflow) is dropped when a later slot completes.
+    Words of other sensors (timestamp, temperature, configuration change) are skipped, and so are
+    words the chip marked as filter-settling samples (first value >= :data:`SETTLING_MARK`;
+    counted in :attr:`settling`). A word whose partner never arrives (lost to an overflow, or
+    marked as settling: the two sensors settle independently) is dropped when a later slot
+    completes.
     """
 
     pending: dict[int, list[np.ndarray | None]] = field(default_factory=dict)
     dropped: int = 0
+    settling: int = 0
+    """Accelerometer and gyroscope words skipped as filter-settling samples, since creation."""
 
     def push(self, data: bytes) -> np.ndarray:
         """FIFO words in, raw samples ``[n, 6]`` (accel x y z, gyro x y z) out, oldest first."""
@@ -146,6 +164,9 @@ class TagPairer:
         for tag, vec in zip(tags.tolist(), xyz, strict=True):
             sensor, slot_id = tag >> 3, (tag >> 1) & 0b11
             if sensor not in (TAG_ACCEL, TAG_GYRO):
+                continue
+            if vec[0] >= SETTLING_MARK:  # as Linux st_lsm6dsx: "invalid sample during bootstrap"
+                self.settling += 1
                 continue
             which = 0 if sensor == TAG_ACCEL else 1
             slot = self.pending.setdefault(slot_id, [None, None])
@@ -178,6 +199,11 @@ class Lsm6dsoxDriver:
         self.plan = plan(settings)
         self._sleep = sleep
         self._pairer = TagPairer()
+
+    @property
+    def settling_words(self) -> int:
+        """FIFO words dropped as filter-settling samples since the driver was created."""
+        return self._pairer.settling
 
     def _fail(self, exc: OSError, what: str) -> SensorReadError:
         return transfer_error(exc, self.settings.where, what)
@@ -219,7 +245,7 @@ class Lsm6dsoxDriver:
                 f"{self.settings.where}: configuration did not stick (CTRL1_XL/CTRL2_G read "
                 f"{[hex(x) for x in got]}, wrote {[hex(x) for x in want]})"
             )
-        self._pairer.clear()
+        self.reset_fifo()  # start the FIFO empty (after a re-initialisation too)
         s = self.settings
         return ImuInfo(
             chip="LSM6DSOX",
@@ -256,7 +282,14 @@ class Lsm6dsoxDriver:
             data = read_stream(self.bus, a, FIFO_DATA_OUT_TAG, level * WORD, WORD * WORDS_PER_READ)
         except OSError as exc:
             raise self._fail(exc, "reading the FIFO") from exc
+        settling = self._pairer.settling
         raw = self._pairer.push(data)
+        if self._pairer.settling != settling:  # normal after every start: debug only
+            log.debug(
+                "%s: dropped %d FIFO words the chip marked as filter settling",
+                self.settings.where,
+                self._pairer.settling - settling,
+            )
         s = self.settings
         g_per_lsb = ACCEL_MG_PER_LSB[s.accel_range_g] / 1000.0
         dps_per_lsb = GYRO_MDPS_PER_LSB[s.gyro_range_dps] / 1000.0

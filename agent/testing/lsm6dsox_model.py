@@ -5,10 +5,17 @@ register pointer does not advance), the output data rate and full-scale fields o
 CTRL2_G, the output registers, FIFO_CTRL3 batch rates, FIFO_CTRL4 modes (bypass clears the FIFO,
 FIFO mode stops when full, continuous mode overwrites the oldest word), the 512-word FIFO of tagged
 7-byte words (a gyroscope then an accelerometer word per sample, sharing a TAG_CNT slot),
-FIFO_STATUS1/2 (DIFF_FIFO, FIFO_FULL_IA, FIFO_OVR_IA, FIFO_OVR_LATCHED cleared when read), and the
-FIFO output port that wraps from 0x7E back to 0x78. Not emulated: the filters themselves, the
-accelerometer and gyroscope running at different rates or batching at a decimated rate (refused
-with an :class:`EmulationError`), timestamps, compression, the embedded functions.
+FIFO_STATUS1/2 (DIFF_FIFO, FIFO_FULL_IA, FIFO_OVR_IA, FIFO_OVR_LATCHED cleared when read), the
+FIFO output port that wraps from 0x7E back to 0x78, and the filters' settling time: the first
+``settling_samples`` samples after each (re)start of the sensors (software reset, a write to
+CTRL1_XL or CTRL2_G) go into the FIFO as 0x7FFE markers when CTRL4_C.DRDY_MASK is set, as Linux
+st_lsm6dsx describes the chip doing ("values greater than 0x7ffd"), and otherwise as unsettled
+values (a ramp from 0 to the true value, an illustration: the real transient is not modelled). The
+real chip's count depends on the rate and filters and differs between the accelerometer and the
+gyroscope; the model uses one count for both, 0 unless asked for, and leaves the output registers
+alone. Not emulated: the filters themselves, the accelerometer and gyroscope running at different
+rates or batching at a decimated rate (refused with an :class:`EmulationError`), timestamps,
+compression, the embedded functions.
 """
 
 from __future__ import annotations
@@ -25,6 +32,10 @@ from agent.testing.i2c_emulation import RegisterDevice
 ODR_HZ = {code: hz for hz, code in s.ODR_CODE.items()} | {9: 3332.0, 10: 6664.0}
 FS_XL_G = {code: g for g, code in s.FS_XL.items()}
 FS_G_DPS = {code: dps for dps, code in s.FS_G.items()}
+CTRL4_C = 0x13
+DRDY_MASK = 0x08
+"""CTRL4_C bit 3 (ST's lsm6dsox_reg.h ``drdy_mask``), written down here rather than taken from the
+driver, so that the model checks the driver's value."""
 
 
 class EmulationError(Exception):
@@ -32,10 +43,19 @@ class EmulationError(Exception):
 
 
 class Lsm6dsoxModel(RegisterDevice):
-    def __init__(self, feed: ImuFeed, *, rate_error: float = 0.0, who_am_i: int = 0x6C) -> None:
+    def __init__(
+        self,
+        feed: ImuFeed,
+        *,
+        rate_error: float = 0.0,
+        who_am_i: int = 0x6C,
+        settling_samples: int = 0,
+    ) -> None:
         super().__init__({s.WHO_AM_I: who_am_i, s.CTRL3_C: s.IF_INC})
         self.feed = feed
         self.rate_error = rate_error
+        self.settling_samples = settling_samples
+        """Samples after each start of the sensors that the filters are settling (see above)."""
         self.fifo: deque[bytes] = deque()
         self.overflows = 0
         self.produced = 0
@@ -81,7 +101,8 @@ class Lsm6dsoxModel(RegisterDevice):
         k = due - self.produced
         if k <= 0:
             return
-        times = self._phase_t0 + (self.produced + 1 + np.arange(k)) / rate
+        since_start = self.produced + np.arange(k)  # 0 = the first sample after the start
+        times = self._phase_t0 + (since_start + 1) / rate
         self.produced = due
         batching = self.fifo_mode != s.FIFO_BYPASS and self.regs[s.FIFO_CTRL3]
         if batching and self._origin is None:
@@ -96,7 +117,7 @@ class Lsm6dsoxModel(RegisterDevice):
             np.concatenate([raw[-1, 3:], raw[-1, :3]]).astype("<i2").tobytes()
         )
         if batching:
-            self._push(raw)
+            self._push(self._settling(raw, since_start))
 
     def _quantize(self, values: np.ndarray) -> np.ndarray:
         g = FS_XL_G[(self.regs[s.CTRL1_XL] >> 2) & 0b11]
@@ -105,6 +126,20 @@ class Lsm6dsoxModel(RegisterDevice):
         raw[:, :3] = np.rint(values[:, :3] * 1000.0 / s.ACCEL_MG_PER_LSB[g])
         raw[:, 3:] = np.rint(np.degrees(values[:, 3:]) * 1000.0 / s.GYRO_MDPS_PER_LSB[dps])
         return np.clip(raw, -32768, 32767)
+
+    def _settling(self, raw: np.ndarray, since_start: np.ndarray) -> np.ndarray:
+        """The FIFO's view of samples ``since_start`` samples after the sensors started."""
+        n = self.settling_samples
+        unsettled = since_start < n
+        if not unsettled.any():
+            return raw
+        raw = raw.copy()
+        if self.regs[CTRL4_C] & DRDY_MASK:
+            raw[unsettled] = 0x7FFE
+        else:
+            ramp = (since_start[unsettled] + 1) / (n + 1)
+            raw[unsettled] = np.rint(raw[unsettled] * ramp[:, None]).astype(raw.dtype)
+        return raw
 
     def _push(self, raw: np.ndarray) -> None:
         bdr = self.regs[s.FIFO_CTRL3]

@@ -1,15 +1,20 @@
 """The LSM6DSOX driver against the register-level emulation."""
 
+import logging
 import math
 
 import numpy as np
 import pytest
 
+from agent.clock import FakeClock
 from agent.errors import ConfigError, SensorNotFoundError
 from agent.sensors import lsm6dsox as s
 from agent.sensors.imu import ImuSettings
+from agent.testing import lsm6dsox_model
 from agent.testing.feeds import ConstantFeed
-from tests.agent.sensors.rigs import make_rig, ramp_feed, still_rig
+from agent.testing.i2c_emulation import EmulatedBus
+from agent.testing.lsm6dsox_model import Lsm6dsoxModel
+from tests.agent.sensors.rigs import STILL, make_rig, ramp_feed, still_rig
 
 
 def settings(**kw: object) -> ImuSettings:
@@ -142,3 +147,83 @@ def test_overflow_is_detected_and_reset() -> None:
     fresh = driver.read()
     assert not fresh.overflow and len(fresh) == 26
     assert np.all(np.diff(np.rint(fresh.values[:, 0] * 8192)) == 1)
+
+
+def settling_rig(n: int) -> tuple[FakeClock, EmulatedBus, Lsm6dsoxModel, s.Lsm6dsoxDriver]:
+    """A still LSM6DSOX whose filters settle for ``n`` samples after every start."""
+    clock = FakeClock()
+    model = Lsm6dsoxModel(ConstantFeed(STILL), settling_samples=n)
+    bus = EmulatedBus(clock, {0x6A: model})
+    return clock, bus, model, s.Lsm6dsoxDriver(bus, settings(), sleep=clock.advance)
+
+
+def assert_still(values: np.ndarray) -> None:
+    """Every sample is the still feed's value (no unsettled sample got through)."""
+    half_lsb = np.array([0.5 * 0.122e-3] * 3 + [np.radians(0.5 * 17.5e-3)] * 3)
+    assert np.all(np.abs(values - np.array(STILL)) <= half_lsb + 1e-12)
+
+
+def test_settling_samples_are_masked_and_dropped(caplog: pytest.LogCaptureFixture) -> None:
+    clock, _bus, model, driver = settling_rig(4)
+    driver.open()
+    assert model.regs[lsm6dsox_model.CTRL4_C] & lsm6dsox_model.DRDY_MASK  # 0x13 bit 3
+    clock.advance(10 / 52 + 1e-6)  # 10 samples, the first 4 still settling
+    caplog.set_level(logging.DEBUG, logger="agent.sensors.lsm6dsox")
+    batch = driver.read()
+    assert len(batch) == 6 and not batch.resync
+    assert_still(batch.values)
+    assert driver.settling_words == 8  # 4 accelerometer + 4 gyroscope words
+    assert [r.levelno for r in caplog.records] == [logging.DEBUG]  # normal: not a warning
+    # a re-initialisation (what the source does after repeated failures) starts the sensors
+    # again: they settle again, and nothing from before the re-open is read
+    clock.advance(0.5)
+    driver.open()
+    clock.advance(10 / 52 + 1e-6)
+    again = driver.read()
+    assert len(again) == 6
+    assert_still(again.values)
+    assert driver.settling_words == 16
+
+
+def test_the_model_gives_unsettled_values_without_the_mask() -> None:
+    clock, _bus, model, _driver = settling_rig(4)
+    model.write_register(s.CTRL3_C, s.SW_RESET)
+    for reg, value in s.plan(settings()).writes():
+        if reg != lsm6dsox_model.CTRL4_C:
+            model.write_register(reg, value)
+    model.write_register(s.FIFO_CTRL4, s.FIFO_CONTINUOUS)
+    clock.advance(10 / 52 + 1e-6)
+    model.sync(clock.monotonic())
+    accel_z = [int.from_bytes(w[5:7], "little", signed=True) for w in model.fifo if w[0] >> 3 == 2]
+    still_z = round(STILL[2] / 0.122e-3)
+    assert accel_z[4:] == [still_z] * 6
+    assert accel_z[:4] == [round(still_z * k / 5) for k in range(1, 5)]  # rising, unmarked
+
+
+def test_open_starts_the_fifo_empty() -> None:
+    clock, bus, model, driver = settling_rig(0)
+    read_block = bus.read_i2c_block_data
+
+    def slow(addr: int, register: int, length: int, force: bool | None = None) -> list[int]:
+        if register == s.CTRL1_XL:  # the configuration check stalls (a busy bus, a slow host)
+            clock.advance(0.2)
+        return read_block(addr, register, length, force)
+
+    bus.read_i2c_block_data = slow  # type: ignore[method-assign]
+    driver.open()
+    assert len(model.fifo) == 0 and model.regs[s.FIFO_CTRL4] == s.FIFO_CONTINUOUS
+    assert model.writes[-2:] == [(s.FIFO_CTRL4, s.FIFO_BYPASS), (s.FIFO_CTRL4, s.FIFO_CONTINUOUS)]
+
+
+def test_pairer_skips_words_marked_as_settling() -> None:
+    pairer = s.TagPairer()
+    marked_g = word(s.TAG_GYRO, 0, (0x7FFE, 0x7FFE, 0x7FFE))
+    a0 = word(s.TAG_ACCEL, 0, (1, 2, 3))  # its gyroscope partner was still settling
+    g1, a1 = word(s.TAG_GYRO, 1, (4, 5, 6)), word(s.TAG_ACCEL, 1, (7, 8, 9))
+    assert pairer.push(marked_g + a0 + g1 + a1).tolist() == [[7, 8, 9, 4, 5, 6]]
+    assert (pairer.settling, pairer.dropped) == (1, 1)
+    # 0x7FFD is the first marked value (Linux: val >= 0x7ffd); 0x7FFC is a sample
+    g2, a2 = word(s.TAG_GYRO, 2, (0x7FFD, 0, 0)), word(s.TAG_ACCEL, 2, (0x7FFC, 0, 0))
+    g3, a3 = word(s.TAG_GYRO, 3, (1, 1, 1)), word(s.TAG_ACCEL, 3, (0x7FFC, 1, 1))
+    assert pairer.push(g2 + a2 + g3 + a3).tolist() == [[0x7FFC, 1, 1, 1, 1, 1]]
+    assert pairer.settling == 2

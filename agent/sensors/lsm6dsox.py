@@ -13,7 +13,10 @@ description", "DS" below), cross-checked against ST's reference driver (lsm6dsox
   new rate), the samples are corrupted; with DRDY_MASK set the chip marks them in the FIFO with
   values of 0x7FFD or more, and the Linux driver drops every word whose first value is >= 0x7FFD
   ("invalid sample during bootstrap phase", upstream commit db3c490503be). So do we
-  (:class:`TagPairer`); how many samples a start costs depends on the rate and filters.
+  (:class:`TagPairer`); how many samples a start costs depends on the rate and filters. Unlike
+  Linux we stop looking once a sensor's first unmarked word has come: settling only follows a
+  start (we change the configuration only in :meth:`Lsm6dsoxDriver.open`), and a genuinely
+  saturated X reading (0x7FFD-0x7FFF) later is a sample, not a marker.
 - CTRL1_XL (0x10): ODR_XL bits 7:4, FS_XL bits 3:2 (00 = 2 g, 01 = 16 g, 10 = 4 g, 11 = 8 g),
   LPF2_XL_EN bit 1. CTRL2_G (0x11): ODR_G bits 7:4, FS_G bits 3:2 (00 = 250, 01 = 500, 10 = 1000,
   11 = 2000 dps), FS_125 bit 1. ODR codes 1..10 = 12.5, 26, 52, 104, 208, 416, 833, 1666, 3332,
@@ -142,16 +145,18 @@ class TagPairer:
     """Pairs accelerometer and gyroscope FIFO words sampled in the same time slot (TAG_CNT).
 
     Words of other sensors (timestamp, temperature, configuration change) are skipped, and so are
-    words the chip marked as filter-settling samples (first value >= :data:`SETTLING_MARK`;
-    counted in :attr:`settling`). A word whose partner never arrives (lost to an overflow, or
-    marked as settling: the two sensors settle independently) is dropped when a later slot
-    completes.
+    words the chip marked as filter-settling samples (first value >= :data:`SETTLING_MARK`, until
+    that sensor's first unmarked word after :meth:`restart`; counted in :attr:`settling`). A word
+    whose partner never arrives (lost to an overflow, or marked as settling: the two sensors settle
+    independently) is dropped when a later slot completes.
     """
 
     pending: dict[int, list[np.ndarray | None]] = field(default_factory=dict)
     dropped: int = 0
     settling: int = 0
     """Accelerometer and gyroscope words skipped as filter-settling samples, since creation."""
+    settled: list[bool] = field(default_factory=lambda: [False, False])
+    """Accelerometer, gyroscope: an unmarked word has come since the sensors (re)started."""
 
     def push(self, data: bytes) -> np.ndarray:
         """FIFO words in, raw samples ``[n, 6]`` (accel x y z, gyro x y z) out, oldest first."""
@@ -165,10 +170,12 @@ class TagPairer:
             sensor, slot_id = tag >> 3, (tag >> 1) & 0b11
             if sensor not in (TAG_ACCEL, TAG_GYRO):
                 continue
-            if vec[0] >= SETTLING_MARK:  # as Linux st_lsm6dsx: "invalid sample during bootstrap"
-                self.settling += 1
-                continue
             which = 0 if sensor == TAG_ACCEL else 1
+            if not self.settled[which]:
+                if vec[0] >= SETTLING_MARK:  # Linux st_lsm6dsx: "invalid sample during bootstrap"
+                    self.settling += 1
+                    continue
+                self.settled[which] = True
             slot = self.pending.setdefault(slot_id, [None, None])
             if slot[which] is not None:  # this slot already had one: its partner was lost
                 self.dropped += 1
@@ -188,6 +195,11 @@ class TagPairer:
 
     def clear(self) -> None:
         self.pending.clear()
+
+    def restart(self) -> None:
+        """The sensors start again (reset, new configuration): their filters settle again."""
+        self.clear()
+        self.settled = [False, False]
 
 
 class Lsm6dsoxDriver:
@@ -246,6 +258,7 @@ class Lsm6dsoxDriver:
                 f"{[hex(x) for x in got]}, wrote {[hex(x) for x in want]})"
             )
         self.reset_fifo()  # start the FIFO empty (after a re-initialisation too)
+        self._pairer.restart()
         s = self.settings
         return ImuInfo(
             chip="LSM6DSOX",

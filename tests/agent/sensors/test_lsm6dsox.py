@@ -11,7 +11,7 @@ from agent.errors import ConfigError, SensorNotFoundError
 from agent.sensors import lsm6dsox as s
 from agent.sensors.imu import ImuSettings
 from agent.testing import lsm6dsox_model
-from agent.testing.feeds import ConstantFeed
+from agent.testing.feeds import ConstantFeed, RecordingFeed
 from agent.testing.i2c_emulation import EmulatedBus
 from agent.testing.lsm6dsox_model import Lsm6dsoxModel
 from tests.agent.sensors.rigs import STILL, make_rig, ramp_feed, still_rig
@@ -185,6 +185,19 @@ def test_settling_samples_are_masked_and_dropped(caplog: pytest.LogCaptureFixtur
     assert driver.settling_words == 16
 
 
+def test_a_saturated_sample_after_settling_is_kept() -> None:
+    values = np.zeros((10, 6))
+    values[:, 0] = [0.5] * 5 + [9.0] * 5  # then a knock beyond +-4 g: X clips at 32767
+    clock = FakeClock()
+    model = Lsm6dsoxModel(RecordingFeed(values, 52.0), settling_samples=2)
+    driver = s.Lsm6dsoxDriver(EmulatedBus(clock, {0x6A: model}), settings(), sleep=clock.advance)
+    driver.open()
+    clock.advance(10 / 52 + 1e-6)
+    batch = driver.read()
+    assert len(batch) == 8 and driver.settling_words == 4
+    assert batch.values[3:, 0].tolist() == [32767 * 0.122e-3] * 5  # full scale, kept
+
+
 def test_the_model_gives_unsettled_values_without_the_mask() -> None:
     clock, _bus, model, _driver = settling_rig(4)
     model.write_register(s.CTRL3_C, s.SW_RESET)
@@ -222,8 +235,13 @@ def test_pairer_skips_words_marked_as_settling() -> None:
     g1, a1 = word(s.TAG_GYRO, 1, (4, 5, 6)), word(s.TAG_ACCEL, 1, (7, 8, 9))
     assert pairer.push(marked_g + a0 + g1 + a1).tolist() == [[7, 8, 9, 4, 5, 6]]
     assert (pairer.settling, pairer.dropped) == (1, 1)
-    # 0x7FFD is the first marked value (Linux: val >= 0x7ffd); 0x7FFC is a sample
-    g2, a2 = word(s.TAG_GYRO, 2, (0x7FFD, 0, 0)), word(s.TAG_ACCEL, 2, (0x7FFC, 0, 0))
-    g3, a3 = word(s.TAG_GYRO, 3, (1, 1, 1)), word(s.TAG_ACCEL, 3, (0x7FFC, 1, 1))
-    assert pairer.push(g2 + a2 + g3 + a3).tolist() == [[0x7FFC, 1, 1, 1, 1, 1]]
+    # once both sensors gave a sample, a reading of 0x7FFD or more is a saturated sample
+    g2, a2 = word(s.TAG_GYRO, 2, (0x7FFF, 0, 0)), word(s.TAG_ACCEL, 2, (0x7FFD, 0, 0))
+    assert pairer.push(g2 + a2).tolist() == [[0x7FFD, 0, 0, 0x7FFF, 0, 0]]
+    assert pairer.settling == 1
+    # until the sensors start again: 0x7FFD is the first marked value (Linux: val >= 0x7ffd)
+    pairer.restart()
+    g3, a3 = word(s.TAG_GYRO, 3, (0x7FFD, 0, 0)), word(s.TAG_ACCEL, 3, (0x7FFC, 0, 0))
+    g0, a0 = word(s.TAG_GYRO, 0, (1, 1, 1)), word(s.TAG_ACCEL, 0, (0x7FFC, 1, 1))
+    assert pairer.push(g3 + a3 + g0 + a0).tolist() == [[0x7FFC, 1, 1, 1, 1, 1]]
     assert pairer.settling == 2

@@ -34,7 +34,9 @@ description", "DS" below), cross-checked against ST's reference driver (lsm6dsox
   (0x01 gyroscope, 0x02 accelerometer), TAG_CNT bits 2:1 (the batch time slot: a gyro and an accel
   word with the same TAG_CNT were sampled together), TAG_PARITY bit 0; then FIFO_DATA_OUT_X_L ...
   Z_H (0x79-0x7E). A block read from 0x78 wraps from 0x7E back to 0x78, so one read moves several
-  words (the Linux st_lsm6dsx driver reads 4 words = 28 bytes per transfer; so do we).
+  words (the Linux st_lsm6dsx driver reads 4 words = 28 bytes per transfer; so do we). Every read
+  pops the words it returns, so a drain that fails part-way has lost the words it read: the next
+  :meth:`Lsm6dsoxDriver.read` resets the FIFO and reports ``resync`` (a gap), like the MPU driver.
 """
 
 from __future__ import annotations
@@ -211,6 +213,7 @@ class Lsm6dsoxDriver:
         self.plan = plan(settings)
         self._sleep = sleep
         self._pairer = TagPairer()
+        self._desynced = False
 
     @property
     def settling_words(self) -> int:
@@ -281,9 +284,13 @@ class Lsm6dsoxDriver:
         except OSError as exc:
             raise self._fail(exc, "resetting the FIFO") from exc
         self._pairer.clear()
+        self._desynced = False
 
     def read(self) -> FifoBatch:
         a = self.settings.address
+        if self._desynced:  # the last drain failed part-way: the words it had popped are lost
+            self.reset_fifo()  # what is left would be stamped as if it followed the gap
+            return empty_batch(resync=True)
         try:
             st1, st2 = self.bus.read_i2c_block_data(a, FIFO_STATUS1, 2)
             if st2 & (FIFO_OVR_IA | FIFO_OVR_LATCHED):
@@ -292,7 +299,9 @@ class Lsm6dsoxDriver:
             level = st1 | ((st2 & 0b11) << 8)
             if level == 0:
                 return empty_batch()
+            self._desynced = True  # until the drain is read whole: every block read pops words
             data = read_stream(self.bus, a, FIFO_DATA_OUT_TAG, level * WORD, WORD * WORDS_PER_READ)
+            self._desynced = False
         except OSError as exc:
             raise self._fail(exc, "reading the FIFO") from exc
         settling = self._pairer.settling

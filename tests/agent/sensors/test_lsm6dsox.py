@@ -1,5 +1,6 @@
 """The LSM6DSOX driver against the register-level emulation."""
 
+import errno
 import logging
 import math
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 from agent.clock import FakeClock
-from agent.errors import ConfigError, SensorNotFoundError
+from agent.errors import ConfigError, SensorNotFoundError, SensorReadError
 from agent.sensors import lsm6dsox as s
 from agent.sensors.imu import ImuSettings
 from agent.testing import lsm6dsox_model
@@ -245,3 +246,20 @@ def test_pairer_skips_words_marked_as_settling() -> None:
     g0, a0 = word(s.TAG_GYRO, 0, (1, 1, 1)), word(s.TAG_ACCEL, 0, (0x7FFC, 1, 1))
     assert pairer.push(g3 + a3 + g0 + a0).tolist() == [[0x7FFC, 1, 1, 1, 1, 1]]
     assert pairer.settling == 2
+
+
+def test_a_drain_that_fails_part_way_reports_the_gap() -> None:
+    rig = make_rig("lsm6dsox", ramp_feed(52.0))
+    driver = rig.driver()
+    driver.open()
+    rig.clock.advance(1.0)  # 52 samples = 104 words = 26 block reads
+    rig.bus.fail(1, errno.EIO, after=1 + 5)  # FIFO_STATUS, 5 blocks (20 words popped), then EIO
+    with pytest.raises(SensorReadError, match="reading the FIFO"):
+        driver.read()
+    gap = driver.read()  # the popped words are lost: a gap, not a silent jump
+    assert gap.resync and len(gap) == 0
+    assert len(rig.chip.fifo) == 0  # the rest was dropped with them: the stream restarts clean
+    rig.clock.advance(0.5)
+    fresh = driver.read()
+    assert not fresh.resync and len(fresh) == 26
+    assert np.all(np.diff(np.rint(fresh.values[:, 0] * 8192)) == 1)

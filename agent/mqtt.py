@@ -16,7 +16,8 @@
   connection at once: :meth:`MqttPublisher.start` returns unconnected and the run stops cleanly,
   instead of waiting out ``connect_timeout_s`` to report a broker error.
 - Retained ``online`` status published on every (re)connect; a last will sets it ``offline``.
-- The command topic is subscribed in ``on_connect``, so the subscription survives reconnects.
+- The command topic is subscribed in ``on_connect``, so the subscription survives reconnects
+  (the paho client, made and subscribed: :mod:`agent.mqtt_client`).
   A command is obeyed when it is sent, never because the broker kept it: with MQTT v5 the
   subscription asks the broker not to send retained messages (Retain Handling 2), and any message
   that arrives on the command topic with the retain flag (a v3.1.1 link, or a broker that ignores
@@ -25,7 +26,8 @@
   never on one forwarded live. The other subscriptions (Home Assistant's ``homeassistant/status``,
   retained on purpose) still take retained messages.
 - Callbacks run on paho's network thread and only put events on queues; the pipeline thread
-  calls :meth:`MqttPublisher.poll` to log connection changes (once each) and collect commands.
+  calls :meth:`MqttPublisher.poll` to log connection changes (once each; the state they change is
+  :mod:`agent.mqtt_state`'s) and collect commands.
 - Incoming messages cannot flood the agent (docs/mqtt.md, commands): with MQTT v5 the CONNECT
   carries Maximum Packet Size (:data:`agent.mqtt_settings.MAX_PACKET_BYTES`), so the broker
   never delivers a larger message; at most :data:`agent.mqtt_inbox.MAX_INBOX` messages wait
@@ -45,22 +47,22 @@ import threading
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
-from paho.mqtt.subscribeoptions import SubscribeOptions
+from paho.mqtt.enums import MQTTErrorCode, MQTTProtocolVersion
 
 from agent.commands import MAX_COMMAND_BYTES, MAX_COMMANDS_PER_STEP
 from agent.errors import PublishError
 from agent.mqtt_acks import Ack, Acks
-from agent.mqtt_connect import (
-    ConnectStopped,
-    UnsupportedProtocol,
-    connect,
-    disconnect_reason,
-    refuses_v5,
+from agent.mqtt_client import (
+    close_wakeup_pair,
+    forget_network_thread,
+    make_client,
+    network_thread_alive,
+    subscribe,
 )
+from agent.mqtt_connect import ConnectStopped, UnsupportedProtocol, connect, disconnect_reason
 from agent.mqtt_inbox import MAX_INBOX, Inbox
 from agent.mqtt_settings import MqttSettings, connect_properties
-from agent.mqtt_tls import tls_context
+from agent.mqtt_state import LinkState
 from agent.payload import Topics
 from agent.publishers import Command
 
@@ -88,8 +90,12 @@ class MqttPublisher:
         self.topics = topics
         self.retry_in_background = retry_in_background
         self._stop = stop
-        self.start_failure: str | None = None
-        """Why the first connection failed when :meth:`start` went on in the background."""
+        self._state = LinkState(
+            settings,
+            retry_in_background=retry_in_background,
+            fall_back=self._fall_back_to_v311,
+            up=self._up,
+        )
         self._events: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
         self.retained_commands_dropped = 0
         """Retained messages on the command topic, dropped unread (paho's thread counts)."""
@@ -101,36 +107,17 @@ class MqttPublisher:
         """The last retained payload and QoS per topic (config, health, metrics, discovery):
         sent again after a reconnect, since a broker that restarted without persistence has
         forgotten them, and paho drops QoS-0 messages published while the link is down."""
-        self._ever_connected = False
-        self._connected = False
         self._queue_full_logged = False
-        self._v5_refusal_logged = False
-        """A broker that refuses v5 after a working v5 session was reported (once per outage)."""
         self.dropped = 0
         self.replies_dropped = 0
         """Answers to commands not sent: link down, or ``MAX_REPLIES_IN_FLIGHT`` unacknowledged."""
         self.network_restarts = 0
         self._loop_running = False
-        self._stopping = False
         self.protocol = mqtt.MQTTv5
         self._client = self._make_client(mqtt.MQTTv5)
 
     def _make_client(self, protocol: MQTTProtocolVersion) -> mqtt.Client:
-        s = self.settings
-        client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=s.client_id,
-            protocol=protocol,
-        )
-        client.will_set(self.topics.status, payload="offline", qos=1, retain=True)
-        client.reconnect_delay_set(s.reconnect_min_s, s.reconnect_max_s)
-        client.max_queued_messages_set(s.max_queued)
-        client.connect_timeout = s.connect_timeout_s
-        if s.credentials is not None:
-            client.username_pw_set(s.credentials.username, s.credentials.password)
-        if s.tls:
-            context = tls_context(s.ca_file, s.client_cert, s.client_key)
-            client.tls_set_context(context)
+        client = make_client(self.settings, self.topics.status, protocol)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -142,17 +129,7 @@ class MqttPublisher:
         if rc.is_failure:
             self._events.put(("refused", str(rc)))
             return
-        if self.protocol == mqtt.MQTTv5:
-            # a retained command is stale: ask the broker not to send it (on_message drops it
-            # too, for the v3.1.1 link, which has no subscription options)
-            no_retained = SubscribeOptions(
-                qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND
-            )
-            client.subscribe(self.topics.command, options=no_retained)
-        else:
-            client.subscribe(self.topics.command, qos=1)
-        for topic in self.settings.subscriptions:
-            client.subscribe(topic, qos=1)
+        subscribe(client, self.topics.command, self.settings.subscriptions, self.protocol)
         client.publish(self.topics.status, "online", qos=1, retain=True)
         self._events.put(("connected", str(rc)))
 
@@ -193,7 +170,7 @@ class MqttPublisher:
 
     def _start_background(self, problem: str) -> None:
         s = self.settings
-        self.start_failure = problem
+        self._state.start_failure = problem
         log.warning(
             "%s; predictions wait in the outbox, retrying every %d-%d s",
             problem,
@@ -209,7 +186,7 @@ class MqttPublisher:
 
     def _connect(self) -> None:
         connect(self._client, self.settings, self.protocol, self._events, self._stop)
-        self._connected = self._ever_connected = True
+        self._state.connected = self._state.ever_connected = True
         self._loop_running = True
 
     def send(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> int | None:
@@ -228,7 +205,7 @@ class MqttPublisher:
         or while ``MAX_REPLIES_IN_FLIGHT`` replies wait for their PUBACK, it is dropped and
         counted (:attr:`replies_dropped`). An answer is for a client waiting now, worthless
         minutes later, and must never queue ahead of predictions."""
-        if not (self._connected and self._client.is_connected()) or (
+        if not (self._state.connected and self._client.is_connected()) or (
             len(self._acks.replies) >= MAX_REPLIES_IN_FLIGHT
         ):
             self.replies_dropped += 1
@@ -260,77 +237,31 @@ class MqttPublisher:
 
     def _watch_network_thread(self) -> None:
         """paho's network thread dies if anything raises inside it; restart it if so."""
-        if not self._loop_running:
-            return
-        # paho keeps no public handle on its thread; it clears _thread when the thread ends
-        thread = getattr(self._client, "_thread", None)
-        if thread is not None and thread.is_alive():
+        if not self._loop_running or network_thread_alive(self._client):
             return
         self.network_restarts += 1
         log.error("the MQTT network thread died; restarting it (restart %d)", self.network_restarts)
-        self._client._thread = None  # let loop_start() create a new one
-        self._close_wakeup_pair()  # loop_start() makes a new one
-        self._connected = False
+        forget_network_thread(self._client)
+        self._state.connected = False
         self._client.loop_start()
 
     def poll_events(self) -> None:
         """Apply connection changes from the network thread, logging each change once."""
         while not self._events.empty():
             kind, detail = self._events.get_nowait()
-            s = self.settings
-            if (
-                kind == "refused"
-                and not self._connected
-                and self.protocol == mqtt.MQTTv5
-                and refuses_v5(detail)
-            ):
-                if not self._ever_connected:
-                    self._fall_back_to_v311()
-                elif not self._v5_refusal_logged:
-                    # after a working v5 session: no fallback (see _fall_back_to_v311)
-                    self._v5_refusal_logged = True
-                    log.warning(
-                        "the MQTT broker at %s now refuses MQTT v5 (%s); %s, retrying every "
-                        "%d-%d s; restart the agent to connect with MQTT v3.1.1",
-                        s.address,
-                        detail,
-                        "predictions stay in the outbox"
-                        if self.retry_in_background
-                        else "messages queue",
-                        s.reconnect_min_s,
-                        s.reconnect_max_s,
-                    )
-                continue
-            if kind == "connected" and not self._connected:
-                self._connected = True
-                self._v5_refusal_logged = False
-                # replies from before the outage: paho sends them again or the session is gone;
-                # either way they must not hold the reply window shut
-                self._acks.replies.clear()
-                # restore what late subscribers read: after a reconnect all of it (the broker
-                # may have restarted empty); on a first connection made in the background, what
-                # paho dropped meanwhile (QoS 0; it queued the rest)
-                for topic, (payload, qos) in self._retained.items():
-                    if qos == 0 or self._ever_connected:
-                        self._client.publish(topic, payload, qos=qos, retain=True)
-                self._ever_connected = True
-                if self.start_failure is not None:
-                    self.start_failure = None
-                    log.info("connected to the MQTT broker at %s at last", s.address)
-                else:
-                    log.info("reconnected to the MQTT broker at %s", s.address)
-            elif kind in ("disconnected", "refused") and self._connected:
-                self._connected = False
-                if self._stopping:  # e.g. Ctrl-C reached the broker too: not worth a warning
-                    log.info("the MQTT broker went away while stopping (%s)", detail)
-                    continue
-                log.warning(
-                    "lost the MQTT broker at %s (%s); retrying every %d-%d s, messages queue",
-                    s.address,
-                    detail,
-                    s.reconnect_min_s,
-                    s.reconnect_max_s,
-                )
+            self._state.apply(kind, detail, v5=self.protocol == mqtt.MQTTv5)
+
+    def _up(self, ever_connected: bool) -> None:
+        """The link is up (:class:`LinkState`); ``ever_connected``: it was before."""
+        # replies from before the outage: paho sends them again or the session is gone;
+        # either way they must not hold the reply window shut
+        self._acks.replies.clear()
+        # restore what late subscribers read: after a reconnect all of it (the broker
+        # may have restarted empty); on a first connection made in the background, what
+        # paho dropped meanwhile (QoS 0; it queued the rest)
+        for topic, (payload, qos) in self._retained.items():
+            if qos == 0 or ever_connected:
+                self._client.publish(topic, payload, qos=qos, retain=True)
 
     def _fall_back_to_v311(self) -> None:
         """A broker found only after start that speaks v3.1.1 alone: go on with a fresh v3.1.1
@@ -381,7 +312,7 @@ class MqttPublisher:
         if not inbox.qsize():
             return []
         n = MAX_COMMANDS_PER_STEP
-        if self._connected:  # (while down, their replies are dropped anyway)
+        if self._state.connected:  # (while down, their replies are dropped anyway)
             n = min(n, MAX_REPLIES_IN_FLIGHT - len(self._acks.replies))
         return inbox.take(n)
 
@@ -395,18 +326,23 @@ class MqttPublisher:
 
     @property
     def connected(self) -> bool:
-        return self._connected
+        return self._state.connected
+
+    @property
+    def start_failure(self) -> str | None:
+        """Why the first connection failed when :meth:`start` went on in the background."""
+        return self._state.start_failure
 
     def stop(self) -> int:
         """Say goodbye and disconnect; return the messages lost: handed over with QoS > 0 and
         never acknowledged, plus those dropped because paho's queue was full."""
-        self._stopping = True
+        self._state.stopping = True
         self.poll_events()
         self._acks.drain()  # acknowledged before the link went: not lost
         left = len(self._acks.pending)
         # not when it never connected or is away now: nothing can be acknowledged (the outbox, if
         # any, holds what is pending)
-        if self.start_failure is None and self._connected:
+        if self._state.start_failure is None and self._state.connected:
             left = self.flush(5.0)
             if left:
                 # (with the outbox in front these are its retained status, config, health and
@@ -422,13 +358,5 @@ class MqttPublisher:
         self._loop_running = False
         self._client.disconnect()
         self._client.loop_stop()
-        self._close_wakeup_pair()  # paho leaves it open after loop_stop(): two leaked sockets
+        close_wakeup_pair(self._client)  # paho leaves it open after loop_stop(): two leaked sockets
         return left + self.dropped
-
-    def _close_wakeup_pair(self) -> None:
-        """Close paho's wake-up socket pair (it keeps no public handle on it)."""
-        for name in ("_sockpairR", "_sockpairW"):
-            sock = getattr(self._client, name, None)
-            if sock is not None:
-                sock.close()
-                setattr(self._client, name, None)

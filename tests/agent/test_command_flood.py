@@ -293,7 +293,7 @@ def test_commands_wait_while_their_replies_would_not_fit() -> None:
 
     for _ in range(3):
         link._on_message(None, None, Msg())  # type: ignore[arg-type]
-    link._connected = True  # as if up, with every reply slot taken
+    link._state.connected = True  # as if up, with every reply slot taken
     link._acks.replies = set(range(1, MAX_REPLIES_IN_FLIGHT + 1))
     assert link.poll() == []
     link._acks.put((1, 0, "Success"))

@@ -1,0 +1,73 @@
+"""The paho client of the MQTT link: made from the link's settings (last will, reconnect backoff,
+queue size, credentials, TLS), its subscriptions, made again on every connect, and the two places
+where the link reaches into what paho keeps private (its network thread, its wake-up socket pair).
+The callbacks, and what they feed, are the link's (:class:`agent.mqtt.MqttPublisher`)."""
+
+from __future__ import annotations
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from agent.mqtt_settings import MqttSettings
+from agent.mqtt_tls import tls_context
+
+
+def make_client(s: MqttSettings, status_topic: str, protocol: MQTTProtocolVersion) -> mqtt.Client:
+    """A paho client for ``protocol`` (VERSION2 callbacks, none set yet) whose last will sets
+    ``status_topic`` ``offline``."""
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=s.client_id,
+        protocol=protocol,
+    )
+    client.will_set(status_topic, payload="offline", qos=1, retain=True)
+    client.reconnect_delay_set(s.reconnect_min_s, s.reconnect_max_s)
+    client.max_queued_messages_set(s.max_queued)
+    client.connect_timeout = s.connect_timeout_s
+    if s.credentials is not None:
+        client.username_pw_set(s.credentials.username, s.credentials.password)
+    if s.tls:
+        context = tls_context(s.ca_file, s.client_cert, s.client_key)
+        client.tls_set_context(context)
+    return client
+
+
+def subscribe(
+    client: mqtt.Client,
+    command_topic: str,
+    subscriptions: tuple[str, ...],
+    protocol: MQTTProtocolVersion,
+) -> None:
+    """Subscribe to the command topic and the other ``subscriptions`` (from ``on_connect``)."""
+    if protocol == mqtt.MQTTv5:
+        # a retained command is stale: ask the broker not to send it (on_message drops it
+        # too, for the v3.1.1 link, which has no subscription options)
+        no_retained = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
+        client.subscribe(command_topic, options=no_retained)
+    else:
+        client.subscribe(command_topic, qos=1)
+    for topic in subscriptions:
+        client.subscribe(topic, qos=1)
+
+
+def network_thread_alive(client: mqtt.Client) -> bool:
+    """Whether paho's network thread runs (it dies if anything raises inside it)."""
+    # paho keeps no public handle on its thread; it clears _thread when the thread ends
+    thread = getattr(client, "_thread", None)
+    return thread is not None and thread.is_alive()
+
+
+def forget_network_thread(client: mqtt.Client) -> None:
+    """Drop what is left of a dead network thread, so that ``loop_start()`` starts a new one."""
+    client._thread = None  # let loop_start() create a new one
+    close_wakeup_pair(client)  # loop_start() makes a new one
+
+
+def close_wakeup_pair(client: mqtt.Client) -> None:
+    """Close paho's wake-up socket pair (it keeps no public handle on it)."""
+    for name in ("_sockpairR", "_sockpairW"):
+        sock = getattr(client, name, None)
+        if sock is not None:
+            sock.close()
+            setattr(client, name, None)

@@ -62,6 +62,8 @@ class Link(Protocol):
 
     def stop(self) -> int: ...
 
+    def counters(self) -> dict[str, dict[str, int | float | None]]: ...
+
 
 class OutboxPublisher:
     def __init__(
@@ -262,6 +264,23 @@ class OutboxPublisher:
 
     def stats(self) -> OutboxStats:
         return self.outbox.stats(self._wall())
+
+    def counters(self) -> dict[str, dict[str, int | float | None]]:
+        """The link's sections, then ``outbox``: what waits on disk and what was lost."""
+        st = self.stats()
+        return {
+            **self.link.counters(),
+            "outbox": {
+                "length": st.length,
+                "bytes": st.bytes,
+                "oldest_age_s": st.oldest_age_s,
+                "dropped_cap": st.dropped_cap,
+                "dropped_ttl": st.dropped_ttl,
+                "rejected": st.rejected,
+                "dead": st.dead,
+                "inflight": self.inflight,
+            },
+        }
 
     @property
     def inflight(self) -> int:

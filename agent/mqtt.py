@@ -324,6 +324,16 @@ class MqttPublisher:
         """Incoming messages dropped because ``MAX_INBOX`` were waiting."""
         return self._inbox.dropped
 
+    def counters(self) -> dict[str, dict[str, int | float | None]]:
+        """``commands``: what the command topic's guards dropped (docs/mqtt.md, "Metrics")."""
+        return {
+            "commands": {
+                "inbox_dropped": self.inbox_dropped,
+                "retained_dropped": self.retained_commands_dropped,
+                "replies_dropped": self.replies_dropped,
+            }
+        }
+
     @property
     def connected(self) -> bool:
         return self._state.connected

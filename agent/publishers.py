@@ -43,6 +43,10 @@ class Publisher(Protocol):
         """Say goodbye (status offline) and disconnect; return how many handed-over messages
         were lost: neither delivered nor kept for a later start."""
 
+    def counters(self) -> dict[str, dict[str, int | float | None]]:
+        """The publisher's sections of the metrics topic (docs/mqtt.md, "Metrics"): an MQTT link's
+        ``commands``, an outbox's ``outbox``; none for the brokerless publishers."""
+
 
 @dataclass
 class MemoryPublisher:
@@ -73,6 +77,9 @@ class MemoryPublisher:
     def stop(self) -> int:
         self.stopped = True
         return 0
+
+    def counters(self) -> dict[str, dict[str, int | float | None]]:
+        return {}
 
     def payloads(self, suffix: str) -> list[bytes]:
         """Payloads sent to topics ending in ``suffix`` (e.g. "/prediction"), in order."""
@@ -113,3 +120,6 @@ class StdoutPublisher:
     def stop(self) -> int:
         self._out.flush()
         return 0
+
+    def counters(self) -> dict[str, dict[str, int | float | None]]:
+        return {}

@@ -20,12 +20,10 @@ from agent.clock import Clock, SystemClock
 from agent.discovery import discovery_messages, ha_status_topic
 from agent.energy import EnergyCounter, EnergyMeter, EnergySpan, open_meter
 from agent.errors import ConfigError, ModelError
-from agent.forwarder import OutboxPublisher
 from agent.inference import Classifier, SessionSettings
 from agent.manifest import Manifest, ModelEntry, load_manifest
 from agent.model_choice import chosen_model_id
 from agent.monitor import ResourceMonitor, Sampler
-from agent.mqtt import MqttPublisher
 from agent.payload import Prediction, Topics, parse_time
 from agent.pipeline import Pipeline
 from agent.profile import Profile
@@ -320,7 +318,6 @@ def _metrics(
 ) -> Callable[[], dict[str, object]]:
     """The metrics topic's body beyond the pipeline status: outbox, resources and energy."""
     publisher = pipeline.publisher
-    outbox = publisher if isinstance(publisher, OutboxPublisher) else None
     counter = EnergyCounter(meter) if meter is not None else None
     total = [0.0, 0]  # joules and windows since start
 
@@ -349,25 +346,7 @@ def _metrics(
         if monitor is not None and monitor.latest is not None:
             out["resources"] = monitor.latest.to_dict()
             out["monitor_cpu_share"] = round(monitor.cost_share, 5)
-        link = outbox.link if outbox is not None else publisher
-        if isinstance(link, MqttPublisher):
-            out["commands"] = {
-                "inbox_dropped": link.inbox_dropped,
-                "retained_dropped": link.retained_commands_dropped,
-                "replies_dropped": link.replies_dropped,
-            }
-        if outbox is not None:
-            st = outbox.stats()
-            out["outbox"] = {
-                "length": st.length,
-                "bytes": st.bytes,
-                "oldest_age_s": st.oldest_age_s,
-                "dropped_cap": st.dropped_cap,
-                "dropped_ttl": st.dropped_ttl,
-                "rejected": st.rejected,
-                "dead": st.dead,
-                "inflight": outbox.inflight,
-            }
+        out.update(publisher.counters())  # an MQTT link's commands, an outbox's outbox
         return out
 
     return metrics

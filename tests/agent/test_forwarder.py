@@ -51,6 +51,9 @@ class ScriptedLink:
     def stop(self) -> int:
         return self.lost_at_stop
 
+    def counters(self) -> dict[str, dict[str, int | float | None]]:
+        return {"commands": {"inbox_dropped": 7}}
+
     def ack_all(self, code: int = 0) -> None:
         self.acks += [
             (mid, code, "Success" if code < 0x80 else "Not authorized") for mid, _, _ in self.sent
@@ -406,3 +409,17 @@ def test_stop_records_the_pubacks_it_could_not_record_before(tmp_path: Path) -> 
     again = Outbox(tmp_path / "o.db")
     assert again.stats(0).length == 0  # nothing to send again after the next start
     again.close()
+
+
+def test_counters_give_the_links_sections_then_the_outbox(tmp_path: Path) -> None:
+    """What the metrics topic carries of the daemon's publisher (docs/mqtt.md, "Metrics")."""
+    fwd, link = _fwd(tmp_path, window=2)
+    for i in range(5):
+        fwd.publish("har/d/prediction", b"%d" % i, qos=1)
+    counters = fwd.counters()
+    assert list(counters) == ["commands", "outbox"]
+    assert counters["commands"] == {"inbox_dropped": 7}
+    box = counters["outbox"]
+    assert (box["length"], box["inflight"], box["dead"], box["dropped_cap"]) == (5, 2, 0, 0)
+    assert box["bytes"] == 5 and box["oldest_age_s"] is not None
+    fwd.outbox.close()

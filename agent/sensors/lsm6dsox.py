@@ -1,4 +1,5 @@
-"""Driver for the ST LSM6DSOX (and the register-compatible LSM6DSO) accelerometer + gyroscope.
+"""Driver for the ST LSM6DSOX (and the register-compatible LSM6DSO and LSM6DSO32) accelerometer +
+gyroscope.
 
 We support one ST family fully: the LSM6DSOX, the chip on today's common breakouts. The older
 LSM6DS3 (WHO_AM_I 0x69) has an untagged FIFO with a different register layout and is refused with a
@@ -25,6 +26,12 @@ description", "DS" below), cross-checked against ST's reference driver (lsm6dsox
   ODR/10, /20, /45, /100, /200, /400, /800 for HPCF_XL = 1..7; without it the bandwidth is ODR/2.
 - Sensitivity (DS table 2): 0.061, 0.122, 0.244, 0.488 mg/LSB at 2/4/8/16 g; 8.75, 17.5, 35, 70
   mdps/LSB at 250/500/1000/2000 dps. Words are little-endian two's complement.
+- The LSM6DSO32 answers the same WHO_AM_I (0x6C; ST's lsm6dso32_reg.h ``LSM6DSO32_ID 0x6C``), so the
+  chip cannot tell which it is: the profile's ``sensor.chip`` does. Its registers are the same but
+  its accelerometer ranges are doubled: FS_XL 00 = 4 g, 01 = 32 g, 10 = 8 g, 11 = 16 g (ST's
+  ``lsm6dso32_fs_xl_t``: 4g 0x00, 8g 0x02, 16g 0x03, 32g 0x01), at 0.122, 0.976, 0.244, 0.488
+  mg/LSB (ST's ``lsm6dso32_from_fs*_to_mg``; ST's Linux driver's LSM6DSO32 table; Adafruit's
+  ``lsm6dso32.py``). The gyroscope is the same.
 - FIFO_CTRL3 (0x09): BDR_GY bits 7:4, BDR_XL bits 3:0 (batch rates, same codes as the ODRs).
   FIFO_CTRL4 (0x0A): FIFO_MODE bits 2:0 (000 bypass = FIFO cleared, 001 FIFO, 110 continuous:
   the oldest words are overwritten when full).
@@ -93,9 +100,34 @@ ODR_CODE = {12.5: 1, 26.0: 2, 52.0: 3, 104.0: 4, 208.0: 5, 416.0: 6, 833.0: 7, 1
 FS_XL = {2: 0b00, 16: 0b01, 4: 0b10, 8: 0b11}
 FS_G = {250: 0b00, 500: 0b01, 1000: 0b10, 2000: 0b11}
 ACCEL_MG_PER_LSB = {2: 0.061, 4: 0.122, 8: 0.244, 16: 0.488}
+FS_XL_DSO32 = {4: 0b00, 32: 0b01, 8: 0b10, 16: 0b11}
+ACCEL_MG_PER_LSB_DSO32 = {4: 0.122, 8: 0.244, 16: 0.488, 32: 0.976}
 GYRO_MDPS_PER_LSB = {250: 8.75, 500: 17.5, 1000: 35.0, 2000: 70.0}
 LPF2_DIVIDER = {1: 10, 2: 20, 3: 45, 4: 100, 5: 200, 6: 400, 7: 800}
 """HPCF_XL -> ODR divider of the accelerometer low-pass cut-off (LPF2_XL_EN = 1)."""
+
+
+@dataclass(frozen=True)
+class LsmPart:
+    """What differs between the parts that answer WHO_AM_I 0x6C: the accelerometer's ranges."""
+
+    name: str
+    fs_xl: dict[int, int]
+    """Full scale (g) -> FS_XL code."""
+    accel_mg_per_lsb: dict[int, float]
+
+
+PARTS = {
+    "lsm6dsox": LsmPart("LSM6DSOX", FS_XL, ACCEL_MG_PER_LSB),
+    "lsm6dso32": LsmPart("LSM6DSO32", FS_XL_DSO32, ACCEL_MG_PER_LSB_DSO32),
+}
+"""The profile's ``sensor.chip`` -> the part (the LSM6DSO is an LSM6DSOX here)."""
+
+
+def part(chip: str) -> LsmPart:
+    if chip not in PARTS:
+        raise ConfigError(f"sensor.chip = {chip!r} is not one of {', '.join(PARTS)}")
+    return PARTS[chip]
 
 
 @dataclass(frozen=True)
@@ -103,6 +135,7 @@ class LsmPlan:
     odr_code: int
     fs_xl: int
     fs_g: int
+    accel_mg_per_lsb: float
     hpcf_xl: int
     """0 = LPF2 off (bandwidth ODR/2), 1..7 = LPF2 at ODR / LPF2_DIVIDER[hpcf_xl]."""
     rate_hz: float
@@ -123,19 +156,21 @@ class LsmPlan:
 
 
 def plan(s: ImuSettings) -> LsmPlan:
+    chip = part(s.chip)
     code = ODR_CODE.get(float(s.rate_hz))
     if code is None:
         rates = ", ".join(f"{r:g}" for r in ODR_CODE)
         raise ConfigError(
-            f"sensor.rate_hz = {s.rate_hz:g} is not an LSM6DSOX output data rate ({rates})"
+            f"sensor.rate_hz = {s.rate_hz:g} is not an {chip.name} output data rate ({rates})"
         )
     odr = float(s.rate_hz)
     options = {0: odr / 2} | {k: odr / d for k, d in LPF2_DIVIDER.items()}
     bandwidth = nearest(s.dlpf_hz, options.values())
     return LsmPlan(
         odr_code=code,
-        fs_xl=pick(FS_XL, s.accel_range_g, "sensor.accel_range_g", "accel full scale"),
+        fs_xl=pick(chip.fs_xl, s.accel_range_g, "sensor.accel_range_g", "accel full scale"),
         fs_g=pick(FS_G, s.gyro_range_dps, "sensor.gyro_range_dps", "gyro full scale"),
+        accel_mg_per_lsb=chip.accel_mg_per_lsb[s.accel_range_g],
         hpcf_xl=next(k for k, v in options.items() if v == bandwidth),
         rate_hz=odr,
         bandwidth_hz=bandwidth,
@@ -205,11 +240,12 @@ class TagPairer:
 
 
 class Lsm6dsoxDriver:
-    """One LSM6DSOX; see the module docstring for the register facts."""
+    """One LSM6DSOX (or LSM6DSO32, as ``settings.chip`` says); see the module docstring."""
 
     def __init__(self, bus: I2CBus, settings: ImuSettings, *, sleep: Sleep) -> None:
         self.bus = bus
         self.settings = settings
+        self.part = part(settings.chip)
         self.plan = plan(settings)
         self._sleep = sleep
         self._pairer = TagPairer()
@@ -233,7 +269,7 @@ class Lsm6dsoxDriver:
             )
         if who != ID_LSM6DSOX:
             raise SensorNotFoundError(
-                f"the chip at {s.where} is not an LSM6DSOX (WHO_AM_I reads 0x{who:02x}, "
+                f"the chip at {s.where} is not an {self.part.name} (WHO_AM_I reads 0x{who:02x}, "
                 "expected 0x6c)"
             )
         return who
@@ -264,14 +300,14 @@ class Lsm6dsoxDriver:
         self._pairer.restart()
         s = self.settings
         return ImuInfo(
-            chip="LSM6DSOX",
+            chip=self.part.name,
             who_am_i=who,
             rate_hz=self.plan.rate_hz,
             accel_range_g=s.accel_range_g,
             gyro_range_dps=s.gyro_range_dps,
             bandwidth_hz=self.plan.bandwidth_hz,
             fifo_samples=FIFO_WORDS // 2,
-            accel_limit_g=32767 * ACCEL_MG_PER_LSB[s.accel_range_g] / 1000.0,
+            accel_limit_g=32767 * self.plan.accel_mg_per_lsb / 1000.0,
             gyro_limit_dps=32767 * GYRO_MDPS_PER_LSB[s.gyro_range_dps] / 1000.0,
         )
 
@@ -313,6 +349,6 @@ class Lsm6dsoxDriver:
                 self._pairer.settling - settling,
             )
         s = self.settings
-        g_per_lsb = ACCEL_MG_PER_LSB[s.accel_range_g] / 1000.0
+        g_per_lsb = self.plan.accel_mg_per_lsb / 1000.0
         dps_per_lsb = GYRO_MDPS_PER_LSB[s.gyro_range_dps] / 1000.0
         return FifoBatch(to_units(raw, g_per_lsb, dps_per_lsb))

@@ -4,7 +4,8 @@ Only the addresses the supported chips can have are visited, and only with reads
 identification registers (no blind writes):
 
 - 0x68, 0x69: WHO_AM_I (0x75) of the InvenSense MPU family;
-- 0x6A, 0x6B: WHO_AM_I (0x0F) of the ST LSM6DS family;
+- 0x6A, 0x6B: WHO_AM_I (0x0F) of the ST LSM6DS family (0x6C answers for the LSM6DSOX, the LSM6DSO
+  and the LSM6DSO32 alike: only the part marking tells them apart);
 - 0x40-0x4F: manufacturer/die ID (0xFE/0xFF) of the TI INA260 (device ID 0x227 in bits 15:4 of the
   die ID, any revision in bits 3:0). Another die ID with TI's manufacturer ID is another TI monitor
   (the INA226 family has these registers too), reported as not supported; a device without TI's
@@ -22,7 +23,7 @@ MPU_ADDRESSES = (0x68, 0x69)
 LSM_ADDRESSES = (0x6A, 0x6B)
 INA_ADDRESSES = tuple(range(0x40, 0x50))
 MPU_NAMES = {0x68: "MPU-6050", 0x70: "MPU-6500", 0x71: "MPU-9250", 0x73: "MPU-9255"}
-LSM_NAMES = {0x6C: "LSM6DSOX/LSM6DSO", 0x69: "LSM6DS3"}
+LSM_NAMES = {0x6C: "LSM6DSOX/LSM6DSO/LSM6DSO32", 0x69: "LSM6DS3"}
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,10 @@ def scan(bus: I2CBus) -> list[Found]:
             continue
         name = LSM_NAMES.get(who, "unknown")
         key = "lsm6dsox" if who == lsm6dsox.ID_LSM6DSOX else ""
-        note = " (not supported)" if who == lsm6dsox.ID_LSM6DS3 else ""
+        note = {
+            lsm6dsox.ID_LSM6DS3: " (not supported)",
+            lsm6dsox.ID_LSM6DSOX: " (shared by these parts: check the part marking)",
+        }.get(who, "")
         found.append(Found(address, name, key, f"WHO_AM_I 0x{who:02x}{note}"))
     for address in INA_ADDRESSES:
         try:

@@ -1,4 +1,6 @@
-"""Register-level model of the ST LSM6DSOX (register facts as in :mod:`agent.sensors.lsm6dsox`).
+"""Register-level model of the ST LSM6DSOX (register facts as in :mod:`agent.sensors.lsm6dsox`), or
+of the LSM6DSO32 (``part="lsm6dso32"``: the same registers and WHO_AM_I, other accelerometer
+ranges).
 
 Emulated: WHO_AM_I, the reset values (CTRL3_C = 0x04, IF_INC on), SW_RESET, IF_INC (without it the
 register pointer does not advance), the output data rate and full-scale fields of CTRL1_XL and
@@ -30,8 +32,14 @@ from agent.testing.feeds import ImuFeed
 from agent.testing.i2c_emulation import RegisterDevice
 
 ODR_HZ = {code: hz for hz, code in s.ODR_CODE.items()} | {9: 3332.0, 10: 6664.0}
-FS_XL_G = {code: g for g, code in s.FS_XL.items()}
 FS_G_DPS = {code: dps for dps, code in s.FS_G.items()}
+ACCEL_FS = {
+    "lsm6dsox": {0b00: 0.061, 0b01: 0.488, 0b10: 0.122, 0b11: 0.244},
+    "lsm6dso32": {0b00: 0.122, 0b01: 0.976, 0b10: 0.244, 0b11: 0.488},
+}
+"""Part -> FS_XL code -> mg/LSB (2/16/4/8 g on the LSM6DSOX, 4/32/8/16 g on the LSM6DSO32; see
+the driver's docstring for the sources), written down here rather than taken from the driver, so
+that the model checks the driver's tables."""
 CTRL4_C = 0x13
 DRDY_MASK = 0x08
 """CTRL4_C bit 3 (ST's lsm6dsox_reg.h ``drdy_mask``), written down here rather than taken from the
@@ -50,8 +58,11 @@ class Lsm6dsoxModel(RegisterDevice):
         rate_error: float = 0.0,
         who_am_i: int = 0x6C,
         settling_samples: int = 0,
+        part: str = "lsm6dsox",
     ) -> None:
+        """``part``: ``lsm6dso32`` reads the FS_XL codes as that part's ranges (same WHO_AM_I)."""
         super().__init__({s.WHO_AM_I: who_am_i, s.CTRL3_C: s.IF_INC})
+        self._accel_mg_per_lsb = ACCEL_FS[part]
         self.feed = feed
         self.rate_error = rate_error
         self.settling_samples = settling_samples
@@ -120,10 +131,10 @@ class Lsm6dsoxModel(RegisterDevice):
             self._push(self._settling(raw, since_start))
 
     def _quantize(self, values: np.ndarray) -> np.ndarray:
-        g = FS_XL_G[(self.regs[s.CTRL1_XL] >> 2) & 0b11]
+        mg_per_lsb = self._accel_mg_per_lsb[(self.regs[s.CTRL1_XL] >> 2) & 0b11]
         dps = FS_G_DPS[(self.regs[s.CTRL2_G] >> 2) & 0b11]
         raw = np.empty(values.shape, dtype=np.int64)
-        raw[:, :3] = np.rint(values[:, :3] * 1000.0 / s.ACCEL_MG_PER_LSB[g])
+        raw[:, :3] = np.rint(values[:, :3] * 1000.0 / mg_per_lsb)
         raw[:, 3:] = np.rint(np.degrees(values[:, 3:]) * 1000.0 / s.GYRO_MDPS_PER_LSB[dps])
         return np.clip(raw, -32768, 32767)
 

@@ -263,3 +263,33 @@ def test_a_drain_that_fails_part_way_reports_the_gap() -> None:
     fresh = driver.read()
     assert not fresh.resync and len(fresh) == 26
     assert np.all(np.diff(np.rint(fresh.values[:, 0] * 8192)) == 1)
+
+
+def test_lsm6dso32_ranges_and_sensitivities() -> None:
+    # ST lsm6dso32_reg.h lsm6dso32_fs_xl_t: 4g 0x00, 8g 0x02, 16g 0x03, 32g 0x01; mg/LSB from
+    # ST's lsm6dso32_from_fs*_to_mg and ST's Linux driver (122/244/488/976 ug)
+    assert s.FS_XL_DSO32 == {4: 0b00, 8: 0b10, 16: 0b11, 32: 0b01}
+    assert s.ACCEL_MG_PER_LSB_DSO32 == {4: 0.122, 8: 0.244, 16: 0.488, 32: 0.976}
+    # the same codes on the LSM6DSOX: 2/16/4/8 g
+    assert s.FS_XL == {2: 0b00, 16: 0b01, 4: 0b10, 8: 0b11}
+    with pytest.raises(ConfigError, match=r"accel_range_g = 2 .*allowed: 4, 8, 16, 32"):
+        s.plan(settings(chip="lsm6dso32", accel_range_g=2))
+    with pytest.raises(ConfigError, match=r"accel_range_g = 32 .*allowed: 2, 4, 8, 16"):
+        s.plan(settings(accel_range_g=32))
+
+
+@pytest.mark.parametrize("g_range", [4, 8, 16, 32])
+def test_lsm6dso32_reads_1_g_at_rest(g_range: int) -> None:
+    clock = FakeClock()
+    model = Lsm6dsoxModel(ConstantFeed(STILL), part="lsm6dso32")  # WHO_AM_I 0x6C, like a DSOX
+    bus = EmulatedBus(clock, {0x6A: model})
+    chip = settings(chip="lsm6dso32", accel_range_g=g_range)
+    driver = s.Lsm6dsoxDriver(bus, chip, sleep=clock.advance)
+    info = driver.open()
+    clock.advance(0.2)
+    batch = driver.read()
+    lsb_g = {4: 0.122, 8: 0.244, 16: 0.488, 32: 0.976}[g_range] / 1000
+    assert len(batch) == 10
+    assert np.allclose(batch.values[:, :3], STILL[:3], atol=lsb_g / 2 + 1e-12)  # not halved
+    assert info.chip == "LSM6DSO32"
+    assert info.accel_limit_g == pytest.approx(32767 * lsb_g)  # saturation: the DSO32's own scale

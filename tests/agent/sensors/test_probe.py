@@ -28,7 +28,8 @@ def test_names_every_supported_chip() -> None:
     assert sorted(found) == [0x40, 0x45, 0x68, 0x69, 0x6A]
     assert (found[0x68].chip, found[0x68].chip_key) == ("MPU-6050", "mpu6050")
     assert (found[0x69].chip, found[0x69].chip_key) == ("MPU-9250", "mpu9250")
-    assert (found[0x6A].chip, found[0x6A].chip_key) == ("LSM6DSOX/LSM6DSO", "lsm6dsox")
+    assert (found[0x6A].chip, found[0x6A].chip_key) == ("LSM6DSOX/LSM6DSO/LSM6DSO32", "lsm6dsox")
+    assert "check the part marking" in found[0x6A].detail  # WHO_AM_I 0x6C is shared
     assert found[0x40].chip == "INA219" and found[0x45].chip == "INA260"
     assert found[0x68].line() == '0x68  MPU-6050           WHO_AM_I 0x68  (sensor.chip = "mpu6050")'
     assert all(op.startswith("read") for op in bus.ops)  # probing never writes

@@ -24,6 +24,11 @@ description", "DS" below), cross-checked against ST's reference driver (lsm6dsox
   6664 Hz.
 - CTRL8_XL (0x17): HPCF_XL bits 7:5; with LPF2_XL_EN the accelerometer low-pass cut-off is
   ODR/10, /20, /45, /100, /200, /400, /800 for HPCF_XL = 1..7; without it the bandwidth is ODR/2.
+  That is the accelerometer's filter only: ``bandwidth_hz`` (the profile's ``dlpf_hz``, the
+  recording's ``filter_hz``) is the accelerometer's. The gyroscope's low-pass (CTRL4_C.LPF1_SEL_G,
+  CTRL6_C.FTYPE) stays at its reset setting, LPF1 off, so its bandwidth is set by the output data
+  rate. ST's reg.h names the FTYPE settings (ULTRA_LIGHT ... XTREME) without cut-offs, and
+  we found no primary table of them, so we neither configure it nor report a number for it.
 - Sensitivity (DS table 2): 0.061, 0.122, 0.244, 0.488 mg/LSB at 2/4/8/16 g; 8.75, 17.5, 35, 70
   mdps/LSB at 250/500/1000/2000 dps. Words are little-endian two's complement.
 - The LSM6DSO32 answers the same WHO_AM_I (0x6C; ST's lsm6dso32_reg.h ``LSM6DSO32_ID 0x6C``), so the
@@ -140,6 +145,7 @@ class LsmPlan:
     """0 = LPF2 off (bandwidth ODR/2), 1..7 = LPF2 at ODR / LPF2_DIVIDER[hpcf_xl]."""
     rate_hz: float
     bandwidth_hz: float
+    """The accelerometer's low-pass cut-off; the gyroscope's filter is not configured."""
 
     def writes(self) -> list[tuple[int, int]]:
         """Register writes after the software reset, in order. The FIFO stays in bypass (its
@@ -250,6 +256,7 @@ class Lsm6dsoxDriver:
         self._sleep = sleep
         self._pairer = TagPairer()
         self._desynced = False
+        self._told_filter = False
 
     @property
     def settling_words(self) -> int:
@@ -299,6 +306,16 @@ class Lsm6dsoxDriver:
         self.reset_fifo()  # start the FIFO empty (after a re-initialisation too)
         self._pairer.restart()
         s = self.settings
+        if not self._told_filter:  # the source logs "low-pass N Hz" as if it applied to all six
+            log.info(
+                "%s at %s: the %g Hz low-pass is the accelerometer's; the gyroscope's filter is "
+                "not configured (its bandwidth follows the %g Hz output data rate)",
+                self.part.name,
+                s.where,
+                self.plan.bandwidth_hz,
+                self.plan.rate_hz,
+            )
+            self._told_filter = True
         return ImuInfo(
             chip=self.part.name,
             who_am_i=who,

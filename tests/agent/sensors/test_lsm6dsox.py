@@ -293,3 +293,16 @@ def test_lsm6dso32_reads_1_g_at_rest(g_range: int) -> None:
     assert np.allclose(batch.values[:, :3], STILL[:3], atol=lsb_g / 2 + 1e-12)  # not halved
     assert info.chip == "LSM6DSO32"
     assert info.accel_limit_g == pytest.approx(32767 * lsb_g)  # saturation: the DSO32's own scale
+
+
+def test_the_filter_is_said_to_be_the_accelerometers(caplog: pytest.LogCaptureFixture) -> None:
+    rig = still_rig("lsm6dsox", rate_hz=104.0, dlpf_hz=10.0)
+    driver = rig.driver()
+    with caplog.at_level(logging.INFO, logger="agent.sensors.lsm6dsox"):
+        info = driver.open()
+        driver.open()  # a re-initialisation: said once
+    assert info.bandwidth_hz == pytest.approx(10.4)
+    (record,) = caplog.records
+    assert "10.4 Hz low-pass is the accelerometer's" in record.getMessage()
+    assert "gyroscope's filter is not configured" in record.getMessage()
+    assert "104 Hz output data rate" in record.getMessage()

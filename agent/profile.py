@@ -188,7 +188,10 @@ def _validate(p: Profile, where: str) -> None:
         raise bad("sensor.address", "must be a 7-bit I2C address between 0x08 and 0x77")
     if not 1 <= sn.rate_hz <= 1000:
         raise bad("sensor.rate_hz", "must be between 1 and 1000 Hz")
-    if sn.accel_range_g not in (2, 4, 8, 16):
+    if sn.chip == "lsm6dso32":  # its ranges are doubled (agent/sensors/lsm6dsox.py)
+        if sn.accel_range_g not in (4, 8, 16, 32):
+            raise bad("sensor.accel_range_g", "must be 4, 8, 16 or 32 (g) on the LSM6DSO32")
+    elif sn.accel_range_g not in (2, 4, 8, 16):
         raise bad("sensor.accel_range_g", "must be 2, 4, 8 or 16 (g)")
     if sn.gyro_range_dps not in (250, 500, 1000, 2000):
         raise bad("sensor.gyro_range_dps", "must be 250, 500, 1000 or 2000 (deg/s)")

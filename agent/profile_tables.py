@@ -32,7 +32,9 @@ class SourceConfig:
 class SensorConfig:
     """The live I2C IMU (``source.kind = "sensor"``, ``har-agent record``); docs/sensors.md."""
 
-    chip: Literal["mpu6050", "mpu6500", "mpu9250", "lsm6dsox"] = "mpu6050"
+    chip: Literal["mpu6050", "mpu6500", "mpu9250", "lsm6dsox", "lsm6dso32"] = "mpu6050"
+    """``lsm6dsox`` also for the LSM6DSO; ``lsm6dso32`` for the LSM6DSO32, which answers the same
+    WHO_AM_I (0x6C) with other accelerometer ranges: the part marking tells them apart."""
     bus: int = 1
     """I2C bus number: /dev/i2c-<bus> (1 on a Raspberry Pi's header pins 3 and 5)."""
     address: int = 0x68

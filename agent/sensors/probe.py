@@ -71,7 +71,9 @@ def scan(bus: I2CBus) -> list[Found]:
         key = "lsm6dsox" if who == lsm6dsox.ID_LSM6DSOX else ""
         note = {
             lsm6dsox.ID_LSM6DS3: " (not supported)",
-            lsm6dsox.ID_LSM6DSOX: " (shared by these parts: check the part marking)",
+            lsm6dsox.ID_LSM6DSOX: (
+                ' (shared by these parts: check the part marking; an LSM6DSO32 is "lsm6dso32")'
+            ),
         }.get(who, "")
         found.append(Found(address, name, key, f"WHO_AM_I 0x{who:02x}{note}"))
     for address in INA_ADDRESSES:

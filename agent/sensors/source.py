@@ -67,12 +67,14 @@ DRIVERS: dict[str, DriverFactory] = {
     "mpu6500": _mpu,
     "mpu9250": _mpu,
     "lsm6dsox": _lsm,
+    "lsm6dso32": _lsm,
 }
 PLANS: dict[str, Callable[[ImuSettings], Any]] = {
     "mpu6050": lambda s: mpu6050.plan(mpu6050.MPU6050, s),
     "mpu6500": lambda s: mpu6050.plan(mpu6050.MPU6500, s),
     "mpu9250": lambda s: mpu6050.plan(mpu6050.MPU9250, s),
     "lsm6dsox": lsm6dsox.plan,
+    "lsm6dso32": lsm6dsox.plan,
 }
 
 

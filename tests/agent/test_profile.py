@@ -36,6 +36,16 @@ def test_sensor_section(tmp_path: Path) -> None:
     assert p.sensor.axes == ("-y", "x", "z")
 
 
+def test_sensor_section_lsm6dso32(tmp_path: Path) -> None:
+    text = (
+        'profile_version = 1\nname = "t"\n[source]\nkind = "sensor"\n'
+        '[sensor]\nchip = "lsm6dso32"\naddress = 0x6a\nrate_hz = 52\naccel_range_g = 32\n'
+    )
+    p = parse_profile(text, "x.toml", tmp_path)
+    assert (p.sensor.chip, p.sensor.accel_range_g) == ("lsm6dso32", 32)
+    assert imu_settings(p.sensor).chip == "lsm6dso32"  # the chip can do it
+
+
 def test_defaults_and_relative_paths(tmp_path: Path) -> None:
     p = parse_profile(MINIMAL, "x.toml", tmp_path)
     assert p.mqtt.port == 1883 and p.mqtt.qos == 1 and p.smoothing.method == "none"
@@ -69,6 +79,11 @@ def test_int_accepted_for_float(tmp_path: Path) -> None:
         ("[sensor]\nbus = -1\n", "sensor.bus"),
         ("[sensor]\nrate_hz = 0\n", "sensor.rate_hz must be between 1 and 1000"),
         ("[sensor]\naccel_range_g = 3\n", "sensor.accel_range_g must be 2, 4, 8 or 16"),
+        ("[sensor]\naccel_range_g = 32\n", "sensor.accel_range_g must be 2, 4, 8 or 16"),
+        (
+            "[sensor]\nchip = 'lsm6dso32'\naccel_range_g = 2\n",
+            "sensor.accel_range_g must be 4, 8, 16 or 32 .g. on the LSM6DSO32",
+        ),
         ("[sensor]\ngyro_range_dps = 125\n", "sensor.gyro_range_dps"),
         ("[sensor]\ndlpf_hz = 0\n", "sensor.dlpf_hz"),
         ("[sensor]\naxes = 'xyz'\n", "sensor.axes must be a list of strings"),

@@ -43,7 +43,9 @@ class ImuInfo:
     accel_range_g: int
     gyro_range_dps: int
     bandwidth_hz: float
-    """Low-pass bandwidth of the configured digital filter."""
+    """Low-pass bandwidth of the configured digital filter: both sensors' on the MPU family, the
+    accelerometer's only on the LSM6DSOX/DSO32 (its gyroscope's follows the output data rate;
+    the driver says so when it opens the chip)."""
     fifo_samples: int
     """How many samples the FIFO holds before it overflows."""
     accel_limit_g: float | None = None

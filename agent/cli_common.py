@@ -111,29 +111,28 @@ starts (``nohup``) stays ignored. A second one while stopping ends the process a
 def on_stop_signal(
     stop: threading.Event,
     signum: int,
+    received: list[int],
     exit_now: Callable[[int], object] = os._exit,
-    received: list[int] | None = None,
 ) -> None:
-    """The body of the handler of :data:`STOP_SIGNALS`: the first asks the agent to stop (sets
-    ``stop``; the signal is appended to ``received``, and :func:`stop_on_signals` logs it); a
-    second one while it stops ends the process at once (exit 128 + signal number, as a shell
+    """The body of the handler of :data:`STOP_SIGNALS`: the first is appended to ``received``
+    (:func:`stop_on_signals`' thread then sets ``stop`` and logs it); a second one while the agent
+    stops (or once ``stop`` is set) ends the process at once (exit 128 + signal number, as a shell
     reports it), with one line on stderr.
 
     A handler runs between two bytecodes of the main thread, wherever it is: inside a write to
     stderr (logging there again raises "reentrant call inside BufferedWriter"), holding a logging
-    handler's lock, or holding ``stop``'s own lock. So nothing here logs or flushes: the second
-    signal writes its line with :func:`os.write` and leaves with :func:`os._exit` (what the
-    outbox holds is on disk). It is told by ``received`` before ``stop`` is touched, so even a
-    handler stuck setting ``stop`` is ended by the next signal."""
-    name = signal.Signals(signum).name
+    handler's lock, or holding ``stop``'s own lock for the few bytecodes of ``Event.wait`` that
+    do (``stop.set()`` here would then wait for ever on a lock its own thread holds, and
+    ``systemctl stop`` would end in SIGKILL 20 s later). So nothing here logs, flushes or takes a
+    lock: ``is_set`` reads a flag; the second signal writes its line with :func:`os.write` and
+    leaves with :func:`os._exit` (what the outbox holds is on disk)."""
     if received or stop.is_set():
+        name = signal.Signals(signum).name
         with contextlib.suppress(OSError):  # (stderr closed: the exit still happens)
             os.write(2, f"har-agent: received {name} again, exiting now\n".encode())
         exit_now(128 + signum)
         return
-    if received is not None:
-        received.append(signum)
-    stop.set()
+    received.append(signum)
 
 
 @contextlib.contextmanager
@@ -141,21 +140,23 @@ def stop_on_signals() -> Iterator[threading.Event]:
     """A stop event that :data:`STOP_SIGNALS` set; the previous handlers come back afterwards.
     A second signal while stopping ends the process at once (what the outbox holds is on disk).
 
-    The handler only records the signal and sets the event (:func:`on_stop_signal`); the line
-    ``received SIGTERM, stopping`` is logged by a small thread that waits for it, outside any
-    signal handler."""
+    The handler only records the signal (:func:`on_stop_signal`) and wakes a small thread, which
+    sets the event and logs ``received SIGTERM, stopping``, outside any signal handler."""
     stop = threading.Event()
     received: list[int] = []
-    woken = threading.Event()  # set by the handler and on the way out; no one else waits on it
+    # set by the handler and on the way out; only the reporter waits on it, and the main thread
+    # takes its lock only after the handlers are restored (so the handler never waits on itself)
+    woken = threading.Event()
 
     def handler(signum: int, _frame: object) -> None:
         stdout_pipe.note_stop_signal()  # (the terminal closed: its writes fail from now on)
-        on_stop_signal(stop, signum, received=received)
+        on_stop_signal(stop, signum, received)
         woken.set()
 
     def report() -> None:
         woken.wait()
         if received:
+            stop.set()
             log.info("received %s, stopping", signal.Signals(received[0]).name)
 
     # the handlers first: off the main thread signal.signal raises ValueError, and a reporter

@@ -428,10 +428,15 @@ def test_a_second_stop_signal_exits_at_once() -> None:
 
     stop = threading.Event()
     exits: list[int] = []
-    _on_stop_signal(stop, signal.SIGINT, exits.append)
-    assert stop.is_set() and exits == []  # the first asks the agent to stop cleanly
-    _on_stop_signal(stop, signal.SIGTERM, exits.append)
+    received: list[int] = []
+    _on_stop_signal(stop, signal.SIGINT, received, exits.append)
+    assert received == [signal.SIGINT] and exits == []  # the first asks the agent to stop
+    _on_stop_signal(stop, signal.SIGTERM, received, exits.append)
     assert exits == [128 + signal.SIGTERM]  # the second does not wait for it
+    exits.clear()
+    stop.set()  # stopping for another reason: a signal now ends it at once too
+    _on_stop_signal(stop, signal.SIGTERM, [], exits.append)
+    assert exits == [128 + signal.SIGTERM]
 
 
 def test_a_stop_signal_handler_neither_logs_nor_flushes(
@@ -439,8 +444,8 @@ def test_a_stop_signal_handler_neither_logs_nor_flushes(
 ) -> None:
     """A handler runs wherever the main thread was: in the middle of a write to stderr ("reentrant
     call inside BufferedWriter") or holding a logging handler's lock (``logging.shutdown()``
-    blocks). The first signal only records itself and sets the event; the second writes its
-    one line straight to fd 2 and exits."""
+    blocks). The first signal only records itself; the second writes its one line straight to
+    fd 2 and exits."""
     import logging
     import signal
     import threading
@@ -453,9 +458,9 @@ def test_a_stop_signal_handler_neither_logs_nor_flushes(
     stop = threading.Event()
     received: list[int] = []
     exits: list[int] = []
-    on_stop_signal(stop, signal.SIGTERM, exits.append, received)
-    assert stop.is_set() and received == [signal.SIGTERM] and exits == []
-    on_stop_signal(stop, signal.SIGINT, exits.append, received)
+    on_stop_signal(stop, signal.SIGTERM, received, exits.append)
+    assert received == [signal.SIGTERM] and exits == []
+    on_stop_signal(stop, signal.SIGINT, received, exits.append)
     assert exits == [128 + signal.SIGINT]
     assert caplog.records == [] and shutdowns == []
     assert capfd.readouterr().err == "har-agent: received SIGINT again, exiting now\n"
@@ -472,7 +477,7 @@ def test_a_signal_while_the_first_handler_runs_exits_at_once() -> None:
 
     stop = threading.Event()
     exits: list[int] = []
-    on_stop_signal(stop, signal.SIGINT, exits.append, [signal.SIGTERM])
+    on_stop_signal(stop, signal.SIGINT, [signal.SIGTERM], exits.append)
     assert exits == [128 + signal.SIGINT] and not stop.is_set()
 
 
@@ -504,6 +509,35 @@ def test_stop_signals_are_logged_outside_the_handler(
         signal.signal(sig, before)
     assert caught == []
     assert f"received {signum}, stopping" in caplog.messages
+
+
+def test_a_signal_while_the_main_thread_holds_the_stop_events_lock_still_stops() -> None:
+    """``Event.wait`` holds the event's lock for a few bytecodes; a handler run there must not
+    take it (it would wait for ever on its own thread: ``systemctl stop`` ends in SIGKILL)."""
+    import signal
+    import threading
+
+    from agent.cli_common import stop_on_signals
+
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        with stop_on_signals() as stop:
+            handler = signal.getsignal(signal.SIGTERM)
+            assert callable(handler)
+            returned = threading.Event()
+
+            def watchdog() -> None:
+                if not returned.wait(3):
+                    os.write(2, b"the handler hung on the stop event's lock\n")
+                    os._exit(99)  # a hang would block the test run for ever
+
+            threading.Thread(target=watchdog, daemon=True).start()
+            with stop._cond:  # type: ignore[attr-defined]  # what Event.wait holds briefly
+                handler(signal.SIGTERM, None)
+            returned.set()
+            assert stop.wait(10), "the stop event was never set"
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def test_an_ignored_sighup_stays_ignored() -> None:

@@ -87,20 +87,31 @@ class SampledMeter:
             return
         try:
             watts = self._read()
-        except AgentError as exc:
+        except Exception as exc:  # a bug or an odd reply (vcgencmd's text): fail, never go silent
+            if isinstance(exc, AgentError):
+                self._read_failed(exc)
+                return
             self.failures += 1
-            self._in_a_row += 1
-            if self._in_a_row == 1:
-                log.warning("energy meter %s: reading failed (%s)", self.name, exc)
-            if self._in_a_row >= self._max_failures:
-                self._failure = f"{self._in_a_row} readings in a row failed, the last: {exc}"
-                log.error("energy meter %s failed: %s", self.name, self._failure)
-                self._stop.set()
+            self._failure = f"unexpected error: {type(exc).__name__}: {exc}"
+            log.exception("energy meter %s failed: %s", self.name, self._failure)
+            self._stop.set()
             return
         if self._in_a_row:
             log.info("energy meter %s: readings back after %d failed", self.name, self._in_a_row)
             self._in_a_row = 0
         self.integrator.add(self._clock(), watts)
+
+    def _read_failed(self, exc: AgentError) -> None:
+        """A reading failed as the device can fail (I2C, the firmware tool): bridged, until
+        ``max_failures`` in a row make the meter fail."""
+        self.failures += 1
+        self._in_a_row += 1
+        if self._in_a_row == 1:
+            log.warning("energy meter %s: reading failed (%s)", self.name, exc)
+        if self._in_a_row >= self._max_failures:
+            self._failure = f"{self._in_a_row} readings in a row failed, the last: {exc}"
+            log.error("energy meter %s failed: %s", self.name, self._failure)
+            self._stop.set()
 
     def _loop(self) -> None:
         period = self.resolution_s

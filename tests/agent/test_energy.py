@@ -427,3 +427,29 @@ def test_auto_never_writes_to_an_unidentified_chip(tmp_path: Path) -> None:
     assert isinstance(meter, em.RaplMeter)
     assert chip.writes == []
     assert "is not an INA260" in notes[0]
+
+
+def test_an_unexpected_error_in_a_reading_fails_the_meter(caplog: pytest.LogCaptureFixture) -> None:
+    """Not a device error (a bug, vcgencmd's odd text): the meter fails at once, saying so, and
+    reports no more energy, instead of its thread dying and the last power carried on for ever."""
+    clock = FakeClock()
+    meter = em.SampledMeter(
+        "ina",
+        scripted(clock, [2.0, 2.0, ValueError("odd text")]),
+        sample_hz=1.0,
+        clock=clock.monotonic,
+        start=False,
+    )
+    counter = EnergyCounter(meter)
+    with caplog.at_level(logging.INFO, logger="agent"):
+        for _ in range(2):
+            clock.advance(1.0)
+            meter.sample_once()
+    assert meter.failure is not None and "ValueError: odd text" in meter.failure
+    with pytest.raises(MeterError, match="odd text"):
+        meter.joules()
+    span = counter.span()
+    assert span.joules is None and span.failure is not None
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].name == "agent.energy_meters"
+    meter.close()

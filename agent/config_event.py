@@ -3,11 +3,13 @@ now, why, and, after a switch, the figures the policy decided on. Pure: values i
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agent.adaptive import SwitchOrder
-from agent.manifest import ModelEntry
 from agent.strict_json import strict_json
+
+if TYPE_CHECKING:  # (types only: the event needs none of their modules at run time)
+    from agent.adaptive import SwitchOrder
+    from agent.manifest import ModelEntry
 
 CONFIG_SCHEMA = "har.config/1"
 

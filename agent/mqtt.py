@@ -236,13 +236,21 @@ class MqttPublisher:
         # this is the hot path, and an empty queue.get_nowait() raises and catches each time
 
     def _watch_network_thread(self) -> None:
-        """paho's network thread dies if anything raises inside it; restart it if so."""
+        """paho's network thread dies if anything raises inside it; restart it if so.
+
+        A thread that died on an exception leaves the socket open and the session alive: the new
+        thread goes on reading it and never connects again, so no ``connected`` event will come.
+        The link is marked down only when paho says it is disconnected (then its new thread
+        reconnects, and that event marks it up); a session that drops meanwhile is reported by
+        the new thread as a ``disconnected`` event."""
         if not self._loop_running or network_thread_alive(self._client):
             return
         self.network_restarts += 1
         log.error("the MQTT network thread died; restarting it (restart %d)", self.network_restarts)
+        up = self._client.is_connected()
         forget_network_thread(self._client)
-        self._state.connected = False
+        if not up:
+            self._state.connected = False
         self._client.loop_start()
 
     def poll_events(self) -> None:

@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -146,13 +147,41 @@ def test_status_goes_offline_on_stop_or_crash(broker: Broker, tmp_path: Path, ho
         sub.close()
 
 
+def _kill_network_thread(link: Any, port: int) -> None:
+    """Make paho's network thread die (an exception in a callback, once) and wait until the
+    agent has restarted it."""
+    import paho.mqtt.client as mqtt_client
+
+    original = link._inbox
+    calls = {"n": 0}
+
+    class Exploding:
+        def put(self, *_: object) -> None:
+            calls["n"] += 1
+            link._inbox = original  # explode once
+            raise RuntimeError("boom in a callback")
+
+        def __getattr__(self, name: str) -> object:  # the rest of the inbox, as it is
+            return getattr(original, name)
+
+    link._inbox = Exploding()
+    sender = mqtt_client.Client(callback_api_version=mqtt_client.CallbackAPIVersion.VERSION2)
+    sender.connect("127.0.0.1", port)
+    sender.loop_start()
+    sender.publish(link.topics.command, b'{"cmd": "ping"}', qos=1).wait_for_publish(5)
+    sender.disconnect()
+    sender.loop_stop()
+    deadline = time.monotonic() + 10
+    while link.network_restarts == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert calls["n"] >= 1 and link.network_restarts >= 1
+    link._inbox = original
+
+
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_dead_network_thread_is_restarted(broker: Broker) -> None:
     """An exception inside a paho callback kills its network thread; the agent restarts it."""
-    import paho.mqtt.client as mqtt_client
-
     from agent.mqtt import MqttPublisher
-    from agent.payload import Topics
     from agent.wiring import build_agent as _build
 
     stop = threading.Event()
@@ -164,36 +193,53 @@ def test_dead_network_thread_is_restarted(broker: Broker) -> None:
     thread.start()
     try:
         assert len(sub.wait_for("/prediction", 2)) >= 2
-        original = link._inbox
-        calls = {"n": 0}
-
-        class Exploding:
-            def put(self, *_: object) -> None:
-                calls["n"] += 1
-                link._inbox = original  # explode once
-                raise RuntimeError("boom in a callback")
-
-            def __getattr__(self, name: str) -> object:  # the rest of the inbox, as it is
-                return getattr(original, name)
-
-        link._inbox = Exploding()  # type: ignore[assignment]
-        sender = mqtt_client.Client(callback_api_version=mqtt_client.CallbackAPIVersion.VERSION2)
-        sender.connect("127.0.0.1", broker.port)
-        sender.loop_start()
-        sender.publish(Topics("har", "demo").command, b'{"cmd": "ping"}', qos=1).wait_for_publish(5)
-        sender.disconnect()
-        sender.loop_stop()
-        deadline = time.monotonic() + 10
-        while link.network_restarts == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert calls["n"] >= 1 and link.network_restarts >= 1
-        link._inbox = original
+        _kill_network_thread(link, broker.port)
         before = len(sub.on("/prediction"))
         assert len(sub.wait_for("/prediction", before + 3, timeout=20)) >= before + 3
     finally:
         stop.set()
         thread.join(30)
         sub.close()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_dead_network_thread_restarted_with_the_outbox(broker: Broker, tmp_path: Path) -> None:
+    """The daemon's case: with the outbox in front, the link stays up after its network thread
+    is restarted on a live session (review s14, A). It used to be marked down for good, since
+    no ``connected`` event comes on a session that never dropped: the outbox stopped sending,
+    and the stop sent no ``offline``, leaving retained ``online`` for a stopped agent."""
+    from agent.forwarder import OutboxPublisher
+    from agent.mqtt import MqttPublisher
+    from agent.profile import with_device
+    from agent.wiring import build_agent as _build
+
+    prof = with_device(profile_for(broker.port, outbox=tmp_path / "o.db", loop=True), "s14-net")
+    stop = threading.Event()
+    agent = _build(prof, options=RunOptions(speed=20.0), stop=stop)
+    forwarder = agent.publisher
+    assert isinstance(forwarder, OutboxPublisher)
+    link = forwarder.link
+    assert isinstance(link, MqttPublisher)
+    sub = Subscriber(broker.port)
+    thread = threading.Thread(target=agent.run)
+    thread.start()
+    try:
+        assert len(sub.wait_for("/prediction", 2)) >= 2
+        _kill_network_thread(link, broker.port)
+        before = len(sub.on("/prediction"))
+        assert len(sub.wait_for("/prediction", before + 5, timeout=20)) >= before + 5
+        assert link.connected
+        assert forwarder.stats().length <= forwarder.window
+    finally:
+        stop.set()
+        thread.join(30)
+        sub.close()
+    assert not thread.is_alive()
+    late = Subscriber(broker.port, "har/s14-net/status")
+    try:
+        assert late.wait_for("/status", 1, timeout=5)[-1:] == [b"offline"]
+    finally:
+        late.close()
 
 
 def test_notify_ready_watchdog_and_stopping_from_a_real_agent(

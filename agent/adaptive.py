@@ -140,6 +140,11 @@ class Controller:
             self._order = self._wanted = None
         self._decide()
 
+    def close(self) -> None:
+        """At stop: no more background loads, and those in flight are joined (bounded; see
+        :meth:`SessionPool.close`)."""
+        self.pool.close()
+
     def status(self) -> dict[str, Any]:
         st = self.stats
         return {

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -37,6 +38,10 @@ def footprint(entry: ModelEntry) -> int:
 Loader = Callable[[Path, ModelEntry], Classifier]
 
 WARMUP_RUNS = 3
+
+CLOSE_TIMEOUT_S = 10.0
+"""How long :meth:`SessionPool.close` waits for background loads in flight (a load takes tens
+of milliseconds on a PC, seconds on a small board)."""
 
 
 EngineWrap = Callable[[Engine], Engine]
@@ -87,6 +92,8 @@ class SessionPool:
         self._pinned: set[str] = set()
         self._lock = threading.Lock()
         self._loading: set[str] = set()
+        self._threads: list[threading.Thread] = []
+        self._closed = False
 
     @property
     def used_bytes(self) -> int:
@@ -167,11 +174,8 @@ class SessionPool:
         on_ready: Callable[[str], None] | None = None,
         on_failed: Callable[[str], None] | None = None,
     ) -> None:
-        """Load ``model_id`` in a background thread (no-op when loaded, loading or broken)."""
-        with self._lock:
-            if model_id in self._loaded or model_id in self._loading or model_id in self.broken:
-                return
-            self._loading.add(model_id)
+        """Load ``model_id`` in a background thread (no-op when loaded, loading or broken, and
+        once the pool is closed)."""
 
         def work() -> None:
             try:
@@ -190,7 +194,41 @@ class SessionPool:
             if on_ready is not None:
                 on_ready(model_id)
 
-        threading.Thread(target=work, name=f"har-load-{model_id}", daemon=True).start()
+        with self._lock:
+            if self._closed:
+                log.info("session for %s not loaded: the pool is closed", model_id)
+                return
+            if model_id in self._loaded or model_id in self._loading or model_id in self.broken:
+                return
+            self._loading.add(model_id)
+            # a daemon thread, so that a load stuck in a file read cannot hang the exit; close()
+            # joins it (one still inside ONNX Runtime when the interpreter ends aborts it).
+            # Started under the lock, so that close() sees every load it has not refused
+            t = threading.Thread(target=work, name=f"har-load-{model_id}", daemon=True)
+            self._threads = [x for x in self._threads if x.is_alive()]
+            self._threads.append(t)
+            t.start()
+
+    def close(self, timeout: float = CLOSE_TIMEOUT_S) -> bool:
+        """Refuse further background loads and wait up to ``timeout`` seconds in all for those
+        in flight to end; return whether none is left running. A load thread still inside
+        ONNX Runtime when the interpreter exits aborts the process (SIGABRT, exit 134), so the
+        agent calls this when it stops. Loads in the caller's thread (:meth:`load_now`) still
+        work afterwards. Idempotent."""
+        with self._lock:
+            self._closed = True
+            threads = list(self._threads)
+        deadline = time.monotonic() + timeout
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        left = [t.name for t in threads if t.is_alive()]
+        if left:
+            log.warning(
+                "%s still loading %.0f s after the stop; the exit may abort",
+                ", ".join(left),
+                timeout,
+            )
+        return not left
 
     def _make_room(self, need: int) -> None:
         """Evict least recently used unpinned sessions until ``need`` more bytes fit (lock held)."""

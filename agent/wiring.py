@@ -154,6 +154,9 @@ class Agent:
             # the systemd socket last
             with contextlib.ExitStack() as closing:
                 closing.callback(self.notifier.close)
+                # after the goodbye (a session load in flight goes on meanwhile), join it
+                if self.pipeline.controller is not None:
+                    closing.callback(self.pipeline.controller.close)
                 closing.callback(self._say_goodbye, started)
                 closing.callback(self.notifier.stopping)
                 if self.meter is not None:

@@ -109,7 +109,9 @@ class Controller:
             self._wanted = None
             self.stats.switches += 1
             self._cold = True
-        self.pool.pin(order.target)
+            # under the lock: a decision the monitor thread prepares right after this (which
+            # pins the new member and its own target) cannot be overwritten by a late pin
+            self.pool.pin(order.target)
         return order
 
     # -- commands (the pipeline thread) ---------------------------------------------------------
@@ -200,13 +202,15 @@ class Controller:
     def _prepare(self, d: Decision) -> None:
         """Turn a decision into a ready order, or start loading its session (lock held)."""
         self._wanted = d
-        c = self.pool.get(d.target)
+        # looked up and pinned in one pool step: a background load's eviction cannot come
+        # between the two (the order's session must stay loaded and counted)
+        c = self.pool.get_pinned(d.target, self.active_id)
         if c is None:
             log.info("switch to %s (%s) waits for its session to load", d.target, d.reason)
             self._order = None  # an older ready order is superseded by this decision
+            self.pool.pin(self.active_id)  # so its session is no longer kept for it
             self.pool.request(d.target, on_ready=self._loaded, on_failed=self._failed)
             return
-        self.pool.pin(self.active_id, d.target)  # the order's session must stay counted
         snap = self.latest
         self._order = SwitchOrder(
             classifier=c,

@@ -133,6 +133,17 @@ class SessionPool:
         with self._lock:
             self._pinned = set(model_ids)
 
+    def get_pinned(self, model_id: str, *keep: str) -> Classifier | None:
+        """The ready session of ``model_id``, pinned with ``keep`` in the same step (under the
+        pool's lock, so no load can evict it between the look-up and the pin), or ``None`` when
+        it is not loaded (the pins are left as they were then)."""
+        with self._lock:
+            c = self._loaded.get(model_id)
+            if c is not None:
+                self._loaded.move_to_end(model_id)
+                self._pinned = {model_id, *keep}
+            return c
+
     def load_now(self, model_id: str) -> Classifier:
         """Load in the caller's thread (start-up). Raises :class:`ModelError`."""
         c = self.get(model_id)

@@ -57,6 +57,7 @@ from agent.mqtt_client import (
     forget_network_thread,
     make_client,
     network_thread_alive,
+    stop_network_thread,
     subscribe,
 )
 from agent.mqtt_connect import ConnectStopped, UnsupportedProtocol, connect, disconnect_reason
@@ -253,6 +254,12 @@ class MqttPublisher:
             self._state.connected = False
         self._client.loop_start()
 
+    def _stop_network_thread(self) -> None:
+        """Join paho's network thread (told to end), bounded: its 1 s select, a reconnect
+        under way (``connect_timeout_s``) and its 1 s reconnect wait."""
+        if not stop_network_thread(self._client, self.settings.connect_timeout_s + 2.0):
+            log.warning("the MQTT network thread did not end; leaving it")
+
     def poll_events(self) -> None:
         """Apply connection changes from the network thread, logging each change once."""
         while not self._events.empty():
@@ -285,7 +292,7 @@ class MqttPublisher:
         delete rows that were never delivered."""
         s = self.settings
         log.info("the broker does not speak MQTT v5; using v3.1.1")
-        self._client.loop_stop()
+        self._stop_network_thread()
         self.protocol = mqtt.MQTTv311
         self._client = self._make_client(mqtt.MQTTv311)
         self._acks.replies.clear()
@@ -375,6 +382,6 @@ class MqttPublisher:
                 self.flush(2.0)
         self._loop_running = False
         self._client.disconnect()
-        self._client.loop_stop()
+        self._stop_network_thread()
         close_wakeup_pair(self._client)  # paho leaves it open after loop_stop(): two leaked sockets
         return left + self.dropped

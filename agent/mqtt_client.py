@@ -1,9 +1,12 @@
 """The paho client of the MQTT link: made from the link's settings (last will, reconnect backoff,
-queue size, credentials, TLS), its subscriptions, made again on every connect, and the two places
-where the link reaches into what paho keeps private (its network thread, its wake-up socket pair).
+queue size, credentials, TLS), its subscriptions, made again on every connect, the places where
+the link reaches into what paho keeps private (its network thread, its wake-up socket pair), and
+how it joins that thread (:func:`stop_network_thread`).
 The callbacks, and what they feed, are the link's (:class:`agent.mqtt.MqttPublisher`)."""
 
 from __future__ import annotations
+
+import threading
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -71,3 +74,22 @@ def close_wakeup_pair(client: mqtt.Client) -> None:
         if sock is not None:
             sock.close()
             setattr(client, name, None)
+
+
+def stop_network_thread(client: mqtt.Client, timeout_s: float) -> bool:
+    """Tell paho's network thread to end and join it, for at most ``timeout_s``; whether it
+    ended. Call it after ``disconnect()``, which wakes it.
+
+    Instead of paho's ``loop_stop()``, which reads ``client._thread`` again after checking it:
+    the thread clears that field when it ends by itself (as it does after ``disconnect()``), so
+    ending in between made ``loop_stop()`` call ``None.join()`` (AttributeError, paho 2.2).
+    Here the thread is read once and that reference is joined."""
+    thread = getattr(client, "_thread", None)
+    client._thread_terminate = True
+    if thread is None or thread is threading.current_thread():
+        return thread is None
+    thread.join(timeout_s)
+    if thread.is_alive():
+        return False
+    client._thread = None
+    return True

@@ -16,6 +16,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTProtocolVersion
 
 from agent.errors import PublishError
+from agent.mqtt_client import stop_network_thread
 from agent.mqtt_settings import MqttSettings, connect_properties
 from agent.mqtt_tls import tls_reason
 
@@ -62,6 +63,13 @@ def disconnect_reason(flags: Any, rc: Any, client_id: str) -> str:
     return detail
 
 
+def _join(client: mqtt.Client, s: MqttSettings) -> None:
+    """Join paho's network thread, bounded (its 1 s select, a reconnect under way, its 1 s
+    reconnect wait), without paho's ``loop_stop()`` race (:func:`stop_network_thread`)."""
+    if not stop_network_thread(client, s.connect_timeout_s + 2.0):
+        log.warning("the MQTT network thread did not end; leaving it")
+
+
 def connect(
     client: mqtt.Client,
     s: MqttSettings,
@@ -103,7 +111,7 @@ def connect(
                 # disconnect first: it wakes paho's thread out of its 1 s select (loop_stop
                 # alone joins it only once that select times out)
                 client.disconnect()
-                client.loop_stop()
+                _join(client, s)
                 raise ConnectStopped from None
             continue
         if kind == "connected":
@@ -114,10 +122,10 @@ def connect(
             )
             return
         if kind == "refused":
-            client.loop_stop()
+            _join(client, s)
             if refuses_v5(detail) and protocol == mqtt.MQTTv5:
                 raise UnsupportedProtocol(detail)
             hint = _REFUSAL_HINTS.get(detail.lower(), "")
             raise PublishError(f"the {where} refused the connection ({detail}{hint})")
-    client.loop_stop()
+    _join(client, s)
     raise PublishError(f"the {where} did not answer within {s.connect_timeout_s:g} s")

@@ -55,6 +55,7 @@ from agent.mqtt_acks import Ack, Acks
 from agent.mqtt_client import (
     close_wakeup_pair,
     forget_network_thread,
+    leave_with_will,
     make_client,
     network_thread_alive,
     stop_network_thread,
@@ -113,6 +114,9 @@ class MqttPublisher:
         self.replies_dropped = 0
         """Answers to commands not sent: link down, or ``MAX_REPLIES_IN_FLIGHT`` unacknowledged."""
         self.network_restarts = 0
+        self.left_with_will = False
+        """The stop ended the link so that the broker publishes the last will (``offline``):
+        its own ``offline`` was not acknowledged in time, or not sent (:meth:`stop`)."""
         self._loop_running = False
         self.protocol = mqtt.MQTTv5
         self._client = self._make_client(mqtt.MQTTv5)
@@ -360,11 +364,19 @@ class MqttPublisher:
 
     def stop(self) -> int:
         """Say goodbye and disconnect; return the messages lost: handed over with QoS > 0 and
-        never acknowledged, plus those dropped because paho's queue was full."""
+        never acknowledged (``offline`` included), plus those dropped because paho's queue was
+        full.
+
+        The goodbye is ``offline``, retained. When the broker did not acknowledge it within the
+        stop's wait (it can sit behind paho's 20 messages in flight to a slow broker, only
+        queued), or it was not sent (the link looked down, perhaps while paho reconnected), the
+        link ends so that the broker publishes the last will, ``offline`` too: a plain
+        DISCONNECT would tell it to discard the will and keep ``online`` for a stopped agent."""
         self._state.stopping = True
         self.poll_events()
         self._acks.drain()  # acknowledged before the link went: not lost
         left = len(self._acks.pending)
+        said_offline = False
         # not when it never connected or is away now: nothing can be acknowledged (the outbox, if
         # any, holds what is pending)
         if self._state.start_failure is None and self._state.connected:
@@ -379,9 +391,19 @@ class MqttPublisher:
             info = self._client.publish(self.topics.status, "offline", qos=1, retain=True)
             if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self._acks.pending.add(info.mid)
-                self.flush(2.0)
+                left = self.flush(2.0)  # (counts `offline` when it was not acknowledged)
+                said_offline = info.mid not in self._acks.pending
+                if not said_offline:
+                    log.warning(
+                        "the MQTT broker did not acknowledge the status 'offline' in time; "
+                        "leaving so that it publishes the last will ('offline') instead"
+                    )
         self._loop_running = False
-        self._client.disconnect()
+        if said_offline:
+            self._client.disconnect()
+        else:
+            self.left_with_will = True
+            leave_with_will(self._client, self.protocol)
         self._stop_network_thread()
         close_wakeup_pair(self._client)  # paho leaves it open after loop_stop(): two leaked sockets
         return left + self.dropped

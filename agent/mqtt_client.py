@@ -1,15 +1,18 @@
 """The paho client of the MQTT link: made from the link's settings (last will, reconnect backoff,
 queue size, credentials, TLS), its subscriptions, made again on every connect, the places where
 the link reaches into what paho keeps private (its network thread, its wake-up socket pair), and
-how it joins that thread (:func:`stop_network_thread`).
+how it ends: :func:`leave_with_will`, :func:`stop_network_thread`.
 The callbacks, and what they feed, are the link's (:class:`agent.mqtt.MqttPublisher`)."""
 
 from __future__ import annotations
 
+import socket
 import threading
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from agent.mqtt_settings import MqttSettings
@@ -78,7 +81,7 @@ def close_wakeup_pair(client: mqtt.Client) -> None:
 
 def stop_network_thread(client: mqtt.Client, timeout_s: float) -> bool:
     """Tell paho's network thread to end and join it, for at most ``timeout_s``; whether it
-    ended. Call it after ``disconnect()``, which wakes it.
+    ended. Call it after ``disconnect()`` or :func:`leave_with_will`, which wake it.
 
     Instead of paho's ``loop_stop()``, which reads ``client._thread`` again after checking it:
     the thread clears that field when it ends by itself (as it does after ``disconnect()``), so
@@ -93,3 +96,25 @@ def stop_network_thread(client: mqtt.Client, timeout_s: float) -> bool:
         return False
     client._thread = None
     return True
+
+
+def leave_with_will(client: mqtt.Client, protocol: MQTTProtocolVersion) -> None:
+    """End the connection so that the broker publishes the last will (``offline``): with MQTT v5
+    a DISCONNECT with reason 0x04 "Disconnect with Will Message"; with v3.1.1, which has no
+    such reason, the socket is closed without a DISCONNECT (an abnormal end, for the broker).
+    A plain ``disconnect()`` (reason 0) tells the broker to discard the will. Then join the
+    thread with :func:`stop_network_thread`."""
+    if protocol == mqtt.MQTTv5:
+        client.disconnect(
+            reasoncode=ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message")
+        )
+        return
+    shutdown = getattr(client.socket(), "shutdown", None)
+    if shutdown is None:  # (not connected: nothing to close; this ends paho's reconnect loop)
+        client.disconnect()
+        return
+    client._thread_terminate = True  # the thread ends on the closed socket, without reconnecting
+    try:
+        shutdown(socket.SHUT_RDWR)  # (paho's thread sees the end and closes it)
+    except OSError:
+        pass  # already gone: the broker sees the end anyway

@@ -42,9 +42,20 @@ def test_stop_survives_the_network_thread_ending_by_itself(
         me = real_current_thread()
         if me is stopping and disconnected.is_set() and not injected["n"]:
             injected["n"] += 1  # (once: join() asks too)
+            gate.set()
             paho_thread.join(5)  # the network thread ends here, by itself
         return me
 
+    # the network thread must not end before the stop looks at it (it did once in CI, and the
+    # window was then never hit): it waits in its disconnect callback until the injection
+    gate = threading.Event()
+    real_on_disconnect = client.on_disconnect
+
+    def on_disconnect(*args: object, **kwargs: object) -> None:
+        real_on_disconnect(*args, **kwargs)  # type: ignore[misc]
+        gate.wait(5)
+
+    client.on_disconnect = on_disconnect
     monkeypatch.setattr(client, "disconnect", disconnect)
     monkeypatch.setattr(threading, "current_thread", current_thread)
     lost = link.stop()

@@ -115,8 +115,9 @@ class MqttPublisher:
         """Answers to commands not sent: link down, or ``MAX_REPLIES_IN_FLIGHT`` unacknowledged."""
         self.network_restarts = 0
         self.left_with_will = False
-        """The stop ended the link so that the broker publishes the last will (``offline``):
-        its own ``offline`` was not acknowledged in time, or not sent (:meth:`stop`)."""
+        """The stop ended a connected link so that the broker publishes the last will
+        (``offline``): its own ``offline`` was not acknowledged in time, or could not be sent
+        (:meth:`stop`)."""
         self._loop_running = False
         self.protocol = mqtt.MQTTv5
         self._client = self._make_client(mqtt.MQTTv5)
@@ -379,7 +380,8 @@ class MqttPublisher:
         said_offline = False
         # not when it never connected or is away now: nothing can be acknowledged (the outbox, if
         # any, holds what is pending)
-        if self._state.start_failure is None and self._state.connected:
+        linked = self._state.start_failure is None and self._state.connected
+        if linked:
             left = self.flush(5.0)
             if left:
                 # (with the outbox in front these are its retained status, config, health and
@@ -402,7 +404,9 @@ class MqttPublisher:
         if said_offline:
             self._client.disconnect()
         else:
-            self.left_with_will = True
+            # also when the link looked down: paho may have connected again since (a plain
+            # DISCONNECT would then discard the will); else this just ends its reconnect loop
+            self.left_with_will = linked
             leave_with_will(self._client, self.protocol)
         self._stop_network_thread()
         close_wakeup_pair(self._client)  # paho leaves it open after loop_stop(): two leaked sockets

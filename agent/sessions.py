@@ -107,10 +107,14 @@ class SessionPool:
     def get(self, model_id: str) -> Classifier | None:
         """The ready session, or ``None`` when it is not loaded (yet)."""
         with self._lock:
-            c = self._loaded.get(model_id)
-            if c is not None:
-                self._loaded.move_to_end(model_id)
-            return c
+            return self._touch(model_id)
+
+    def _touch(self, model_id: str) -> Classifier | None:
+        """The loaded session, marked most recently used (call under the lock)."""
+        c = self._loaded.get(model_id)
+        if c is not None:
+            self._loaded.move_to_end(model_id)
+        return c
 
     def check(self, model_id: str) -> str | None:
         """Why ``model_id`` cannot be used (marked broken, or its file is missing or not the
@@ -138,9 +142,8 @@ class SessionPool:
         pool's lock, so no load can evict it between the look-up and the pin), or ``None`` when
         it is not loaded (the pins are left as they were then)."""
         with self._lock:
-            c = self._loaded.get(model_id)
+            c = self._touch(model_id)
             if c is not None:
-                self._loaded.move_to_end(model_id)
                 self._pinned = {model_id, *keep}
             return c
 

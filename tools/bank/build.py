@@ -43,14 +43,7 @@ from tools.bank.supernet2d import ColumnConfig
 from tools.bank.train import BankTrainConfig, train_supernet
 from tools.bank.windows import BASE_LENGTH, aligned_windows, crop_windows, eval_windows
 from tools.cli import positive_int, run_main, seed, widths
-from tools.data import (
-    DEFAULT_VAL_SUBJECTS,
-    add_data_argument,
-    data_text,
-    load_experiments,
-    make_split,
-)
-from tools.hapt import TEST_SUBJECTS
+from tools.data import add_data_argument, data_text, load_experiments, stage_experiments
 from tools.provenance import git_commit
 from tools.train import seed_everything
 from tools.train_baseline import SMOKE_SUBJECTS
@@ -112,12 +105,9 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     check_writable(out)  # before the training, not after it
     existing_manifest(out)  # an unreadable manifest is refused now, not replaced at the end
     experiments, source = load_experiments(args.data, SMOKE_SUBJECTS if args.smoke else None)
-    split = make_split({e.subject for e in experiments}, DEFAULT_VAL_SUBJECTS, TEST_SUBJECTS)
-    train_subj = set(split.train) | (set(split.val) if args.refit else set())
-    tr_exps = [e for e in experiments if e.subject in train_subj]
-    va_exps = [e for e in experiments if e.subject in split.val]
-    te_exps = [e for e in experiments if e.subject in split.test]
-    print(f"data: {len(experiments)} experiments from {source}; split {split}")
+    stage = stage_experiments(experiments, bool(args.refit))  # (refit: no val experiments)
+    tr_exps, va_exps, te_exps = stage.fit, stage.val, stage.test
+    print(f"data: {len(experiments)} experiments from {source}; split {stage.split}")
 
     crops = None
     if cfg.crop_hop:  # the coarse rows are the windows below, cut from the fine ones

@@ -1,6 +1,6 @@
 """Inference engines: one protocol, the ONNX Runtime adapter, and the classifier around it.
 
-The adapter is the only place that touches onnxruntime. It checks the model file against the
+Only the adapter touches onnxruntime in the pipeline. It checks the model file against the
 manifest (sha256, input name and shape) before it is used, maps ONNX Runtime errors to
 :class:`ModelError`, and runs with explicit thread counts and spinning set from the profile.
 """

@@ -7,10 +7,13 @@ payload format invalid, topic invalid, ...) moves it to the dead-letter table, o
 storm. While the link is down (or was never up: the daemon starts even when the broker cannot be
 reached, see :mod:`agent.mqtt`) nothing is handed over and rows simply wait on disk; paho re-sends
 what was in flight when the link comes back, and after a restart everything still in the outbox is
-sent again from the oldest row. QoS 0 messages and retained status messages bypass the outbox, and
-so do answers to commands (:meth:`OutboxPublisher.reply`): they go to the live link only, and are
-dropped while it is down, so that a command flood can neither fill the disk nor queue ahead of
-predictions.
+sent again from the oldest row. When the link replaces its client (a broker that now speaks MQTT
+v3.1.1 only: :attr:`~agent.mqtt.MqttPublisher.epoch` moves on), the rows in flight on the old one
+will never be acknowledged: they are handed to the new client again, oldest first (at least once:
+some may have been delivered, and arrive twice). QoS 0 messages and retained status messages
+bypass the outbox, and so do answers to commands (:meth:`OutboxPublisher.reply`): they go to the
+live link only, and are dropped while it is down, so that a command flood can neither fill the
+disk nor queue ahead of predictions.
 
 An outbox that cannot be written (a full disk) does not stop the agent: one warning when it
 starts, one line when it clears; meanwhile a prediction the outbox cannot store goes straight to
@@ -42,6 +45,11 @@ class Link(Protocol):
 
     @property
     def connected(self) -> bool: ...
+
+    @property
+    def epoch(self) -> int:
+        """Moves on when the link replaced its client: mids it handed out before will never be
+        acknowledged."""
 
     def start(self) -> None: ...
 
@@ -82,6 +90,7 @@ class OutboxPublisher:
         self.window = window
         self._wall = wall
         self._inflight: dict[int, int] = {}  # mid -> row id
+        self._epoch = link.epoch  # (of the mids in _inflight)
         self._last_sent = 0
         self._was_connected = False
         self._expire_every = expire_every_s
@@ -196,8 +205,23 @@ class OutboxPublisher:
         return lost
 
     # -- forwarding -----------------------------------------------------------------------------
+    def _follow_link(self) -> None:
+        """After the link replaced its client, send what was in flight on the old one again."""
+        epoch = self.link.epoch
+        if epoch == self._epoch:
+            return
+        self._epoch = epoch
+        if self._inflight:
+            log.info(
+                "%d messages in flight on the replaced MQTT client are sent again from the outbox",
+                len(self._inflight),
+            )
+        self._inflight.clear()
+        self._last_sent = 0
+
     def _settle(self) -> None:
         """Apply every PUBACK that has arrived, and those that could not be recorded before."""
+        self._follow_link()  # (first: an old mid must not settle a row of the new client)
         for mid, code, text in self.link.take_acks():
             row = self._inflight.pop(mid, None)
             if row is None:
@@ -237,6 +261,7 @@ class OutboxPublisher:
 
     def pump(self) -> int:
         """Hand rows to the link while it is up and the window has room; return how many."""
+        self._follow_link()
         connected = self.link.connected
         if connected and not self._was_connected and not self._inflight:
             self._last_sent = 0  # fresh link, nothing in paho's hands: start from the oldest row

@@ -1,8 +1,9 @@
 """MQTT publisher over paho-mqtt 2.x (VERSION2 callbacks).
 
-- MQTT v5 (PUBACK reason codes); if the broker refuses v5 before the link ever connected, it
-  falls back to v3.1.1. After a working v5 session a broker that now refuses v5 is reported
-  once and retried with v5: messages wait (the outbox), a restart connects with v3.1.1.
+- MQTT v5 (PUBACK reason codes); a broker that refuses v5 gets a fresh v3.1.1 client, at start
+  or later, also after a working v5 session (a broker replaced by a v3.1.1-only one): then the
+  old client's message ids are forgotten and :attr:`MqttPublisher.epoch` tells the outbox
+  forwarder to send its rows in flight again.
 - QoS 1 by default; paho retries unacknowledged messages after a reconnect.
 - Every PUBACK is reported with its reason code (:meth:`MqttPublisher.take_acks`): paho calls a
   refused publish "published" too, so the outbox forwarder checks the code. What still waits
@@ -17,26 +18,18 @@
   instead of waiting out ``connect_timeout_s`` to report a broker error.
 - Retained ``online`` status published on every (re)connect; a last will sets it ``offline``.
 - The command topic is subscribed in ``on_connect``, so the subscription survives reconnects
-  (the paho client, made and subscribed: :mod:`agent.mqtt_client`).
-  A command is obeyed when it is sent, never because the broker kept it: with MQTT v5 the
-  subscription asks the broker not to send retained messages (Retain Handling 2), and any message
-  that arrives on the command topic with the retain flag (a v3.1.1 link, or a broker that ignores
-  the option) is dropped, logged once per run with how to clear it. With retain-as-published off
-  (paho's default) a broker sets that flag only on a message delivered because it was retained,
-  never on one forwarded live. The other subscriptions (Home Assistant's ``homeassistant/status``,
-  retained on purpose) still take retained messages.
+  (the paho client, made and subscribed: :mod:`agent.mqtt_client`). A command is obeyed when it
+  is sent, never because the broker kept it: the v5 subscription asks for no retained messages,
+  and a message with the retain flag on the command topic is dropped, logged once per run with
+  how to clear it (Home Assistant's ``homeassistant/status`` is still taken retained).
 - Callbacks run on paho's network thread and only put events on queues; the pipeline thread
   calls :meth:`MqttPublisher.poll` to log connection changes (once each; the state they change is
   :mod:`agent.mqtt_state`'s) and collect commands.
-- Incoming messages cannot flood the agent (docs/mqtt.md, commands): with MQTT v5 the CONNECT
-  carries Maximum Packet Size (:data:`agent.mqtt_settings.MAX_PACKET_BYTES`), so the broker
-  never delivers a larger message; at most :data:`agent.mqtt_inbox.MAX_INBOX` messages wait
-  (more are dropped in the callback, counted in :attr:`MqttPublisher.inbox_dropped`), each cut
-  to just over the command size limit; a poll hands over at most
-  :data:`~agent.commands.MAX_COMMANDS_PER_STEP` of them, and no more than there is room for
-  their replies (:data:`MAX_REPLIES_IN_FLIGHT`).
-- Answers to commands go to the live link only (:meth:`MqttPublisher.reply`), never queued for
-  a link that is down.
+- Incoming messages cannot flood the agent (docs/mqtt.md, commands): a Maximum Packet Size in
+  the v5 CONNECT, a bounded inbox (:mod:`agent.mqtt_inbox`), at most
+  :data:`~agent.commands.MAX_COMMANDS_PER_STEP` commands a poll and no more than there is room
+  for their replies (:data:`MAX_REPLIES_IN_FLIGHT`), which go to the live link only
+  (:meth:`MqttPublisher.reply`), never queued for a link that is down.
 """
 
 from __future__ import annotations
@@ -54,15 +47,16 @@ from agent.errors import PublishError
 from agent.mqtt_acks import Ack, Acks
 from agent.mqtt_client import (
     close_wakeup_pair,
-    forget_network_thread,
     leave_with_will,
     make_client,
     network_thread_alive,
+    restart_network_thread,
     stop_network_thread,
     subscribe,
 )
 from agent.mqtt_connect import ConnectStopped, UnsupportedProtocol, connect, disconnect_reason
 from agent.mqtt_inbox import MAX_INBOX, Inbox
+from agent.mqtt_retained import RetainedState
 from agent.mqtt_settings import MqttSettings, connect_properties
 from agent.mqtt_state import LinkState
 from agent.payload import Topics
@@ -105,15 +99,17 @@ class MqttPublisher:
         # (one byte over the limit: the answer says so)
         self._inbox = Inbox(MAX_INBOX, MAX_COMMAND_BYTES + 1, settings.subscriptions)
         self._acks = Acks()
-        self._retained: dict[str, tuple[bytes, int]] = {}
-        """The last retained payload and QoS per topic (config, health, metrics, discovery):
-        sent again after a reconnect, since a broker that restarted without persistence has
-        forgotten them, and paho drops QoS-0 messages published while the link is down."""
+        self._retained = RetainedState()
         self._queue_full_logged = False
         self.dropped = 0
         self.replies_dropped = 0
         """Answers to commands not sent: link down, or ``MAX_REPLIES_IN_FLIGHT`` unacknowledged."""
         self.network_restarts = 0
+        self.epoch = 0
+        """Moves on each time the link replaces its client after a working session (the v3.1.1
+        fallback): mids handed out before will never be acknowledged."""
+        self.abandoned = 0
+        """Messages (QoS > 0, not retained) the replaced client held unacknowledged: lost."""
         self.left_with_will = False
         """The stop ended a connected link so that the broker publishes the last will
         (``offline``): its own ``offline`` was not acknowledged in time, or could not be sent
@@ -131,7 +127,10 @@ class MqttPublisher:
         return client
 
     # -- paho callbacks: network thread, trivial work only ------------------------------------
+    # (a client the link has replaced is ignored: its thread may outlive the bounded join)
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+        if client is not self._client:
+            return
         if rc.is_failure:
             self._events.put(("refused", str(rc)))
             return
@@ -139,7 +138,9 @@ class MqttPublisher:
         client.publish(self.topics.status, "online", qos=1, retain=True)
         self._events.put(("connected", str(rc)))
 
-    def _on_disconnect(self, _c: mqtt.Client, _u: Any, flags: Any, rc: Any, _p: Any) -> None:
+    def _on_disconnect(self, client: mqtt.Client, _u: Any, flags: Any, rc: Any, _p: Any) -> None:
+        if client is not self._client:
+            return
         self._events.put(("disconnected", disconnect_reason(flags, rc, self.settings.client_id)))
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
@@ -148,7 +149,9 @@ class MqttPublisher:
             return
         self._inbox.put(msg.topic, msg.payload)
 
-    def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, rc: Any, _p: Any) -> None:
+    def _on_publish(self, client: mqtt.Client, _u: Any, mid: int, rc: Any, _p: Any) -> None:
+        if client is not self._client:
+            return
         self._acks.put((mid, int(rc.value), str(rc)))
 
     # -- pipeline thread -----------------------------------------------------------------------
@@ -225,7 +228,7 @@ class MqttPublisher:
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         if retain:
-            self._retained[topic] = (payload, qos)
+            self._retained.remember(topic, payload, qos)
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
             self.dropped += 1
@@ -238,26 +241,21 @@ class MqttPublisher:
             self._queue_full_logged = False
         if qos > 0:
             self._acks.pending.add(info.mid)
+            if retain:
+                self._acks.retained.add(info.mid)
         # acknowledgements are drained once per pipeline step (poll) and by flush, not here:
         # this is the hot path, and an empty queue.get_nowait() raises and catches each time
 
     def _watch_network_thread(self) -> None:
-        """paho's network thread dies if anything raises inside it; restart it if so.
-
-        A thread that died on an exception leaves the socket open and the session alive: the new
-        thread goes on reading it and never connects again, so no ``connected`` event will come.
-        The link is marked down only when paho says it is disconnected (then its new thread
-        reconnects, and that event marks it up); a session that drops meanwhile is reported by
-        the new thread as a ``disconnected`` event."""
+        """paho's network thread dies if anything raises inside it; restart it if so. The link
+        is marked down only when paho says it is disconnected (then its new thread reconnects,
+        and that event marks it up)."""
         if not self._loop_running or network_thread_alive(self._client):
             return
         self.network_restarts += 1
         log.error("the MQTT network thread died; restarting it (restart %d)", self.network_restarts)
-        up = self._client.is_connected()
-        forget_network_thread(self._client)
-        if not up:
+        if not restart_network_thread(self._client):
             self._state.connected = False
-        self._client.loop_start()
 
     def _stop_network_thread(self) -> None:
         """Join paho's network thread (told to end), bounded: its 1 s select, a reconnect
@@ -279,34 +277,40 @@ class MqttPublisher:
         # restore what late subscribers read: after a reconnect all of it (the broker
         # may have restarted empty); on a first connection made in the background, what
         # paho dropped meanwhile (QoS 0; it queued the rest)
-        for topic, (payload, qos) in self._retained.items():
-            if qos == 0 or ever_connected:
-                self._client.publish(topic, payload, qos=qos, retain=True)
+        self._retained.resend(self._client, lambda qos: qos == 0 or ever_connected)
 
     def _fall_back_to_v311(self) -> None:
-        """A broker found only after start that speaks v3.1.1 alone: go on with a fresh v3.1.1
-        client. Only while the link has never connected: nothing was ever sent on it (the
+        """The broker refuses MQTT v5 and speaks v3.1.1 alone: go on with a fresh v3.1.1 client.
+
+        Found after start, before the link ever connected: nothing was ever sent on it (the
         forwarder hands rows over only while connected), but paho queued what was published
         meanwhile (the retained QoS 1 config, health, discovery), so queue that again on the
-        new client, or it is lost and its old mids wait for a PUBACK until stop. (Only the
-        daemon starts in the background, with the outbox in front: all else that reached the
-        link while it was down was QoS 0, or waits on disk.)
+        new client, or it is lost and its old mids wait for a PUBACK until stop.
 
-        Never after a working session: the new client numbers its messages from 1 again while
-        the forwarder still maps the old client's mids to outbox rows, so its PUBACKs would
-        delete rows that were never delivered."""
+        After a working v5 session (the broker was replaced by a v3.1.1-only one): the new
+        client numbers its messages from 1 again, so every mid of the old one is forgotten
+        (:meth:`Acks.restart`) and :attr:`epoch` moves on, which tells the forwarder that its
+        rows in flight will never be acknowledged: it sends them again from the outbox. The
+        retained messages go out again when the new client connects (:meth:`_up`); other
+        messages the old client held unacknowledged (a replay's predictions) are counted lost
+        (:attr:`abandoned`)."""
         s = self.settings
-        log.info("the broker does not speak MQTT v5; using v3.1.1")
+        mid_run = self._state.ever_connected
         self._stop_network_thread()
         self.protocol = mqtt.MQTTv311
         self._client = self._make_client(mqtt.MQTTv311)
-        self._acks.replies.clear()
-        self._acks.pending.clear()
-        for topic, (payload, qos) in self._retained.items():
-            if qos > 0:  # (QoS 0 ones, which paho dropped, go out on connect)
-                info = self._client.publish(topic, payload, qos=qos, retain=True)
-                if info.rc != MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:  # (else never acknowledged)
-                    self._acks.pending.add(info.mid)
+        lost = self._acks.restart()
+        if mid_run:
+            self.epoch += 1
+            self.abandoned += lost
+            log.warning(
+                "the MQTT broker at %s now refuses MQTT v5; switching the link to MQTT v3.1.1%s",
+                s.address,
+                f" ({lost} messages in flight are lost)" if lost else "",
+            )
+        else:
+            log.info("the broker does not speak MQTT v5; using v3.1.1")
+            self._retained.requeue(self._client, self._acks)
         self._client.connect_async(s.host, s.port, keepalive=s.keepalive_s)
         self._client.loop_start()
 
@@ -365,8 +369,8 @@ class MqttPublisher:
 
     def stop(self) -> int:
         """Say goodbye and disconnect; return the messages lost: handed over with QoS > 0 and
-        never acknowledged (``offline`` included), plus those dropped because paho's queue was
-        full.
+        never acknowledged (``offline`` included; :attr:`abandoned` ones too), plus those dropped
+        because paho's queue was full.
 
         The goodbye is ``offline``, retained. When the broker did not acknowledge it within the
         stop's wait (it can sit behind paho's 20 messages in flight to a slow broker, only
@@ -410,4 +414,4 @@ class MqttPublisher:
             leave_with_will(self._client, self.protocol)
         self._stop_network_thread()
         close_wakeup_pair(self._client)  # paho leaves it open after loop_stop(): two leaked sockets
-        return left + self.dropped
+        return left + self.dropped + self.abandoned

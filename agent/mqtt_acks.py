@@ -20,6 +20,8 @@ class Acks:
         """mids handed to paho with QoS > 0 and not yet acknowledged."""
         self.replies: set[int] = set()
         """mids of answers to commands not yet acknowledged."""
+        self.retained: set[int] = set()
+        """mids of retained messages among ``pending`` (the link sends them again itself)."""
 
     def put(self, ack: Ack) -> None:
         """From paho's ``on_publish`` (its network thread): trivial work only."""
@@ -55,8 +57,24 @@ class Acks:
             except queue.Empty:
                 continue
 
+    def restart(self) -> int:
+        """The link replaced its client: forget every mid of the old one (pending, replies, and
+        PUBACKs received but not yet taken: the new client numbers its messages from 1 again, so
+        an old mid would settle a new message). Return how many messages other than retained ones
+        were pending: handed over, never acknowledged (the retained ones the link sends again)."""
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._log.clear()
+        lost = len(self.pending - self.retained)
+        self.pending.clear()
+        self.retained.clear()
+        self.replies.clear()
+        return lost
+
     def _settle(self, ack: Ack) -> None:
         """One PUBACK: its message is no longer pending nor an open reply; logged for take."""
-        self.pending.discard(ack[0])
-        self.replies.discard(ack[0])
+        mid = ack[0]
+        self.pending.discard(mid)
+        self.replies.discard(mid)
+        self.retained.discard(mid)
         self._log.append(ack)

@@ -64,10 +64,18 @@ def network_thread_alive(client: mqtt.Client) -> bool:
     return thread is not None and thread.is_alive()
 
 
-def forget_network_thread(client: mqtt.Client) -> None:
-    """Drop what is left of a dead network thread, so that ``loop_start()`` starts a new one."""
-    client._thread = None  # let loop_start() create a new one
+def restart_network_thread(client: mqtt.Client) -> bool:
+    """Start a new network thread in place of a dead one; whether paho still holds a session.
+
+    A thread that died on an exception leaves the socket open and the session alive: the new
+    thread goes on reading it and never connects again, so no ``connected`` event will come
+    (the caller keeps the link up); a session that drops meanwhile is reported by the new
+    thread as a ``disconnected`` event. When paho holds none, the new thread reconnects."""
+    up = bool(client.is_connected())
+    client._thread = None  # what is left of the dead thread: let loop_start() create a new one
     close_wakeup_pair(client)  # loop_start() makes a new one
+    client.loop_start()
+    return up
 
 
 def close_wakeup_pair(client: mqtt.Client) -> None:

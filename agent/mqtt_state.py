@@ -1,6 +1,6 @@
 """The MQTT link's connection state, as the events of paho's network thread change it: up or not,
 ever up, why the first connection failed while the daemon retries in the background, a broker that
-now refuses MQTT v5, a stop under way; each change logged once, in one line that says what happens
+refuses MQTT v5, a stop under way; each change logged once, in one line that says what happens
 meanwhile. What a change asks of the link itself (a fresh v3.1.1 client, its retained messages
 sent again) is done by the two callables it is given: paho stays in :mod:`agent.mqtt`."""
 
@@ -24,8 +24,8 @@ class LinkState:
         fall_back: Callable[[], None],
         up: Callable[[bool], None],
     ) -> None:
-        """``fall_back()``: go on with MQTT v3.1.1 (a broker that refuses v5 before the link
-        ever connected); ``up(ever_connected)``: the link is up, ``ever_connected`` whether it
+        """``fall_back()``: go on with MQTT v3.1.1 (a broker that refuses v5);
+        ``up(ever_connected)``: the link is up, ``ever_connected`` whether it
         was before this connection (called before that is recorded)."""
         self.settings = settings
         self.retry_in_background = retry_in_background
@@ -37,34 +37,16 @@ class LinkState:
         self.connected = False
         self.ever_connected = False
         self.stopping = False
-        self._v5_refusal_logged = False
-        """A broker that refuses v5 after a working v5 session was reported (once per outage)."""
 
     def apply(self, kind: str, detail: str, *, v5: bool) -> None:
         """One event of paho's thread (``connected``, ``refused``, ``disconnected``) and its
         detail; ``v5``: whether the link's client speaks MQTT v5."""
         s = self.settings
         if kind == "refused" and not self.connected and v5 and refuses_v5(detail):
-            if not self.ever_connected:
-                self._fall_back()
-            elif not self._v5_refusal_logged:
-                # after a working v5 session: no fallback (see MqttPublisher._fall_back_to_v311)
-                self._v5_refusal_logged = True
-                log.warning(
-                    "the MQTT broker at %s now refuses MQTT v5 (%s); %s, retrying every "
-                    "%d-%d s; restart the agent to connect with MQTT v3.1.1",
-                    s.address,
-                    detail,
-                    "predictions stay in the outbox"
-                    if self.retry_in_background
-                    else "messages queue",
-                    s.reconnect_min_s,
-                    s.reconnect_max_s,
-                )
+            self._fall_back()  # (before or after a working v5 session: MqttPublisher says how)
             return
         if kind == "connected" and not self.connected:
             self.connected = True
-            self._v5_refusal_logged = False
             self._up(self.ever_connected)
             self.ever_connected = True
             if self.start_failure is not None:

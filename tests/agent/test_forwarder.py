@@ -22,7 +22,15 @@ class ScriptedLink:
         self.inbox: list[Command] = []
         self.event_polls = 0
         self.lost_at_stop = 0
+        self.epoch = 0
         self._mid = 0
+
+    def replace_client(self) -> None:
+        """What the MQTT link does when it falls back to v3.1.1 after a working session: a new
+        client, whose mids start at 1 again; the old client's PUBACKs are gone."""
+        self.epoch += 1
+        self._mid = 0
+        self.acks.clear()
 
     def start(self) -> None:
         pass
@@ -423,3 +431,29 @@ def test_counters_give_the_links_sections_then_the_outbox(tmp_path: Path) -> Non
     assert (box["length"], box["inflight"], box["dead"], box["dropped_cap"]) == (5, 2, 0, 0)
     assert box["bytes"] == 5 and box["oldest_age_s"] is not None
     fwd.outbox.close()
+
+
+def test_a_replaced_client_gets_the_rows_in_flight_again(tmp_path: Path) -> None:
+    """The link fell back to MQTT v3.1.1 after a working session (a new client numbering its
+    messages from 1): the rows in flight on the old client are handed to the new one again,
+    oldest first, and the new client's PUBACKs settle the rows it was given, not the rows the
+    old client had under the same mids."""
+    fwd, link = _fwd(tmp_path, window=4)
+    for i in range(6):
+        fwd.publish("har/d/prediction", b"%d" % i)
+    assert [p for _, _, p in link.sent] == [b"0", b"1", b"2", b"3"]  # mids 1-4
+    link.acks = [(1, 0, "Success")]
+    fwd.poll()  # row 0 delivered; row 4 goes out as mid 5
+    link.replace_client()
+    link.sent.clear()
+    fwd.poll()
+    assert link.sent == [
+        (1, "har/d/prediction", b"1"),
+        (2, "har/d/prediction", b"2"),
+        (3, "har/d/prediction", b"3"),
+        (4, "har/d/prediction", b"4"),
+    ]
+    link.acks = [(1, 0, "Success"), (2, 0, "Success")]
+    fwd.poll()
+    assert [r.payload for r in fwd.outbox.take(10)] == [b"3", b"4", b"5"]
+    assert fwd.stats().acked == 3

@@ -42,6 +42,8 @@ from typing import NoReturn
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.forwarder import OutboxPublisher
 from agent.mqtt import MqttPublisher
@@ -359,15 +361,15 @@ def _rows(outbox: Path) -> list[int]:
 
 
 @integration
-def test_no_fallback_after_a_working_v5_session(
+def test_fallback_after_a_working_v5_session_delivers_every_prediction(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The daemon's link (the outbox in front) works with MQTT v5 against mosquitto; mosquitto
     goes away with predictions in flight, and a v3.1.1-only broker (aedes) comes up on the same
-    port. No fallback: the new client would number its messages from 1 again while the
-    forwarder still maps the old client's mids to outbox rows, and its first PUBACKs would
-    delete rows never delivered. The link warns once and keeps retrying v5; every
-    unacknowledged prediction stays in the outbox, and a restart delivers them over v3.1.1."""
+    port. The link switches to a fresh v3.1.1 client, whose message ids start at 1 again: the
+    forwarder hands it the rows that were in flight on the old client again, and the new
+    client's PUBACKs settle only what it was given. Every prediction arrives, in order, and the
+    outbox empties; the retained state is published again on the new broker."""
     caplog.set_level(logging.INFO, logger="agent")
     port = free_port()
     outbox = tmp_path / "outbox.db"
@@ -386,10 +388,11 @@ def test_no_fallback_after_a_working_v5_session(
 
     mosquitto = start_broker(tmp_path, port)
     aedes: Broker | None = None
+    sub: Subscriber | None = None
+    stopped = False
     fwd = OutboxPublisher(Outbox(outbox), MqttPublisher(settings, topics, retry_in_background=True))
     link = fwd.link
     assert isinstance(link, MqttPublisher)
-    stopped = False
     try:
         fwd.start()
         assert link.connected and link.protocol == mqtt.MQTTv5
@@ -415,50 +418,34 @@ def test_no_fallback_after_a_working_v5_session(
         for seq in range(7, 10):  # while the link is down: on disk only
             fwd.publish(topics.prediction, prediction(seq))
         aedes = start_aedes(tmp_path, port)  # the broker is back, and speaks v3.1.1 only
-
-        def refused() -> int:
-            return broker_log(tmp_path, port).count(REFUSED_V5)
-
-        # the link answered the first refusal (either way), then retried a few times (1 s apart)
+        sub = Subscriber(port, f"{topics.base}/#")
         deadline = time.monotonic() + 30
-        while (refused() < 3 and link.protocol == mqtt.MQTTv5) and time.monotonic() < deadline:
+        while not (link.connected and fwd.stats().length == 0) and time.monotonic() < deadline:
             fwd.poll()
             time.sleep(0.02)
-        until = time.monotonic() + 1.0
-        while time.monotonic() < until:
-            fwd.poll()
-            time.sleep(0.02)
-        logged = messages(caplog)
-        assert FALLBACK_LINE not in logged
-        assert link.protocol == mqtt.MQTTv5 and not link.connected
-        assert refused() >= 3
-        warnings = [m for m in logged if "refuses MQTT v5" in m]
-        assert len(warnings) == 1, logged  # once, though refused again and again
-        assert "Unsupported protocol version" in warnings[0]
-        assert "outbox" in warnings[0] and "restart" in warnings[0]
+        assert link.protocol == mqtt.MQTTv311 and link.connected and link.epoch == 1
+        assert broker_log(tmp_path, port).count(REFUSED_V5) == 1  # one refusal, then v3.1.1
         stats = fwd.stats()
-        assert (stats.acked, stats.dead, stats.length) == (2, 0, 8)  # aedes acked nothing
-        fwd.stop()
+        assert (stats.acked, stats.dead, stats.length) == (10, 0, 0)
+        got = [json.loads(p)["seq"] for p in sub.wait_for("/prediction", 8, timeout=10)]
+        assert got == list(range(2, 10))  # the 5 in flight again, then the 3 from disk
+        # the retained state, sent again on the new client: the new broker has it all
+        retained = sub.wait_for("/discovery/b", 1, timeout=10)
+        assert retained == [b"{}"] and sub.on("/config") == [b"{}"]
+        assert sub.on("/status")[-1] == b"online"
+        logged = messages(caplog)
+        switched = [m for m in logged if "now refuses MQTT v5" in m]
+        assert len(switched) == 1 and "switching the link to MQTT v3.1.1" in switched[0]
+        assert "lost" not in switched[0]  # (the predictions were the outbox's, not the link's)
+        assert any("5 messages in flight on the replaced MQTT client" in m for m in logged)
         stopped = True
-        assert _rows(outbox) == list(range(2, 10))  # every unacknowledged prediction, kept
-
-        # a restart connects with v3.1.1 and delivers them all, oldest first
-        sub = Subscriber(port, topics.prediction)
-        restarted = MqttPublisher(settings, topics)
-        again = OutboxPublisher(Outbox(outbox), restarted)
-        try:
-            again.start()
-            assert restarted.protocol == mqtt.MQTTv311
-            assert again.flush(10.0) == 0
-            got = [json.loads(p)["seq"] for p in sub.wait_for("/prediction", 8, timeout=10)]
-        finally:
-            again.stop()
-            sub.close()
-        assert got == list(range(2, 10))
+        assert fwd.stop() == 0
         assert _rows(outbox) == []
     finally:
         if not stopped:
-            link.stop()
+            fwd.stop()
+        if sub is not None:
+            sub.close()
         if mosquitto.process.poll() is None:
             mosquitto.process.kill()
             mosquitto.process.wait()
@@ -479,28 +466,39 @@ def _unit_link(max_queued: int = 10000) -> MqttPublisher:
     )
 
 
-def test_a_v5_refusal_after_a_working_session_is_reported_once_not_a_fallback(
+def test_a_v5_refusal_after_a_working_session_replaces_the_client(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Unit level (connection events fed as paho's callbacks put them): after a working v5
-    session the link keeps its v5 client and what waits for a PUBACK, and warns once per
-    outage however often the broker refuses."""
+    session, a broker that refuses v5 gets a fresh v3.1.1 client; the old client's mids are
+    forgotten (PUBACKs received but not taken too: they would settle the new client's
+    messages), ``epoch`` moves on, and a prediction the old client held unacknowledged is
+    counted lost (a retained one is published again when the new client connects)."""
     caplog.set_level(logging.INFO, logger="agent")
     link = _unit_link()
     client = link._client
-    link._acks.pending.add(7)  # a message of the working session, not yet acknowledged
-    for outage in range(2):
-        for event in [("connected", "Success"), ("disconnected", "gone")] + [
-            ("refused", V5_REFUSED)
-        ] * 3:
+    try:
+        for event in [("connected", "Success"), ("disconnected", "gone")]:
             link._events.put(event)
         link.poll_events()
-        warnings = [m for m in messages(caplog) if "refuses MQTT v5" in m]
-        assert len(warnings) == outage + 1
-    assert link.protocol == mqtt.MQTTv5 and link._client is client and not link.connected
-    assert link._acks.pending == {7}
-    assert FALLBACK_LINE not in messages(caplog)
-    assert V5_REFUSED in warnings[0] and "outbox" in warnings[0] and "restart" in warnings[0]
+        link.publish("har/unit/prediction", b"{}", qos=1)  # queued by paho: mid 1
+        link.publish("har/unit/config", b"{}", qos=1, retain=True)  # mid 2
+        link._acks.put((1, 0, "Success"))  # received, not yet taken by the forwarder
+        link._acks.drain()
+        link.publish("har/unit/prediction", b"{}", qos=1)  # mid 3, never acknowledged
+        link._events.put(("refused", V5_REFUSED))
+        link.poll_events()
+        assert link.protocol == mqtt.MQTTv311 and link._client is not client
+        assert link.epoch == 1 and link.take_acks() == []
+        assert link._acks.pending == set() and link.abandoned == 1  # mid 3; mid 2 is retained
+        warnings = [m for m in messages(caplog) if "now refuses MQTT v5" in m]
+        assert len(warnings) == 1 and "1 messages in flight are lost" in warnings[0]
+        assert FALLBACK_LINE not in messages(caplog)
+        # a PUBACK the replaced client's thread delivers late is ignored
+        link._on_publish(client, None, 4, ReasonCode(PacketTypes.PUBACK, "Success"), None)
+        assert link.take_acks() == []
+    finally:
+        assert link.stop() == 1  # the abandoned prediction
 
 
 def test_the_fallback_requeues_only_what_paho_took(caplog: pytest.LogCaptureFixture) -> None:

@@ -127,5 +127,14 @@ def connect(
                 raise UnsupportedProtocol(detail)
             hint = _REFUSAL_HINTS.get(detail.lower(), "")
             raise PublishError(f"the {where} refused the connection ({detail}{hint})")
+        if kind == "disconnected":
+            # closed before any CONNACK: not an MQTT broker (another service on that port, an
+            # MQTT-over-TLS port spoken to in plain TCP), or one that refuses v5 by hanging up
+            client.disconnect()  # (ends paho's reconnect loop)
+            _join(client, s)
+            raise PublishError(
+                f"{s.address} closed the connection before answering as an MQTT broker "
+                "(check mqtt.port and mqtt.tls)"
+            )
     _join(client, s)
     raise PublishError(f"the {where} did not answer within {s.connect_timeout_s:g} s")

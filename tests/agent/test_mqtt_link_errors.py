@@ -83,6 +83,86 @@ def test_broker_that_never_answers_times_out() -> None:
             assert conn.recv(1)[:1] == b"\x10"  # MQTT CONNECT packet type
 
 
+class NotABroker:
+    """A TCP service that is not MQTT: it answers every connection with ``banner`` (or nothing)
+    and closes it."""
+
+    def __init__(self, banner: bytes) -> None:
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(8)
+        self.port = int(self.server.getsockname()[1])
+        self.connections = 0
+        self._banner = banner
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with conn:
+                if self._banner:
+                    conn.sendall(self._banner)
+
+    def close(self) -> None:
+        self.server.close()
+
+
+@pytest.mark.parametrize(
+    "banner", [b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n", b""], ids=["ssh", "silent-close"]
+)
+def test_a_port_that_is_not_mqtt_fails_at_once(banner: bytes) -> None:
+    """Another service on the port answers and hangs up before any CONNACK: one line at once
+    that says so and what to check, instead of waiting out ``connect_timeout_s`` to report a
+    broker that "did not answer"."""
+    peer = NotABroker(banner)
+    settings = MqttSettings("127.0.0.1", peer.port, "not-mqtt", connect_timeout_s=30)
+    pub = MqttPublisher(settings, TOPICS)
+    started = time.monotonic()
+    try:
+        with pytest.raises(PublishError) as err:
+            pub.start()
+    finally:
+        pub.stop()
+        peer.close()
+    assert time.monotonic() - started < 15  # (not the 30 s timeout; no tighter bound asserted)
+    assert str(err.value) == (
+        f"127.0.0.1:{peer.port} closed the connection before answering as an MQTT broker "
+        "(check mqtt.port and mqtt.tls)"
+    )
+
+
+def test_the_daemon_goes_on_at_once_past_a_port_that_is_not_mqtt(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The daemon (outbox in front) does not hold classification back either: it warns once,
+    naming the problem, and paho keeps retrying in the background."""
+    caplog.set_level(logging.INFO, logger="agent")
+    peer = NotABroker(b"220 smtp ready\r\n")
+    settings = MqttSettings(
+        "127.0.0.1", peer.port, "not-mqtt-daemon", connect_timeout_s=30, reconnect_min_s=1
+    )
+    pub = MqttPublisher(settings, TOPICS, retry_in_background=True)
+    started = time.monotonic()
+    try:
+        pub.start()
+        assert time.monotonic() - started < 15
+        assert not pub.connected
+        assert pub.start_failure is not None and "before answering as an MQTT broker" in (
+            pub.start_failure
+        )
+        deadline = time.monotonic() + 10
+        while peer.connections < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert peer.connections >= 2  # retried in the background
+    finally:
+        pub.stop()
+        peer.close()
+
+
 @pytest.mark.parametrize("in_background", [False, True], ids=["replay", "daemon"])
 def test_a_stop_while_the_broker_has_not_answered_ends_the_start(
     in_background: bool, caplog: pytest.LogCaptureFixture

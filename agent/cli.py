@@ -20,10 +20,13 @@ from agent.cli_common import (
     DEFAULT_PROFILE,
     Command,
     Group,
+    clock_text,
     count,
     fail,
     load_profile_logged,
     os_error,
+    seconds_text,
+    signal_name,
     stop_on_signals,
 )
 from agent.cli_models import models_app
@@ -285,12 +288,14 @@ def replay(
         if claim is not None:
             claim.close()
     acc = stats.accuracy
-    summary = f"{count(stats.windows, 'window')} in {stats.wall_s:.1f} s"
+    summary = f"{count(stats.windows, 'window')} in {seconds_text(stats.wall_s)}"
     if acc is not None:
         summary += f"; accuracy {100 * acc:.1f}% on {stats.labelled} labelled windows"
     if stats.unscored_windows:
         n = stats.unscored_windows
         summary += f"; {count(n, 'window')} not scored (labels the model has not)"
+    if acc is not None and (mixed := stats.windows - stats.labelled - stats.unscored_windows):
+        summary += f"; {count(mixed, 'window')} without one label (not scored)"
     if stats.switches:
         summary += f"; {stats.switches} configuration switches"
     if agent.energy is not None and stats.windows:
@@ -311,6 +316,10 @@ def replay(
             f"{entry.input.window.duration_s:g} s window of {entry.id}{resampled}, "
             "or there are gaps in every stretch that long)"
         )
+    if stop.signal is not None:  # an incomplete replay: said, and its exit status says so too
+        src_hz = agent.pipeline.source.header.sample_rate_hz
+        where = clock_text(stats.samples / src_hz)
+        summary += f"; interrupted ({signal_name(stop.signal)}) at {where} of the recording"
     typer.echo(summary, err=True)
     if agent.lost:
         raise fail(
@@ -323,6 +332,8 @@ def replay(
             raise fail(exc) from None
         for line in lines:
             typer.echo(line, err=no_mqtt)  # stdout carries the messages with --no-mqtt
+    if stop.signal is not None:
+        raise typer.Exit(128 + stop.signal)  # as a shell reports a command a signal ended
 
 
 def _timing_lines(pipe: Pipeline, stats: RunStats) -> list[str]:

@@ -101,6 +101,22 @@ def count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
+def seconds_text(s: float) -> str:
+    """A run's duration for a summary: ``48 ms`` under a second, else ``33.1 s``."""
+    return f"{1000 * s:.0f} ms" if s < 1 else f"{s:.1f} s"
+
+
+def clock_text(s: float) -> str:
+    """A position in a recording: ``0:01:23.4``."""
+    minutes, sec = divmod(max(s, 0.0), 60)
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours}:{minutes:02d}:{sec:04.1f}"
+
+
+def signal_name(signum: int) -> str:
+    return signal.Signals(signum).name
+
+
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 """What asks a long-running command to stop cleanly: SIGTERM (``systemctl stop``, ``kill``),
 SIGINT (Ctrl-C) and SIGHUP (the terminal closed, ``kill -HUP``; the unit has no ``ExecReload=``,
@@ -135,14 +151,20 @@ def on_stop_signal(
     received.append(signum)
 
 
+class StopEvent(threading.Event):
+    """The run's stop event, with the signal that set it (``None``: not a signal, or not yet)."""
+
+    signal: int | None = None
+
+
 @contextlib.contextmanager
-def stop_on_signals() -> Iterator[threading.Event]:
+def stop_on_signals() -> Iterator[StopEvent]:
     """A stop event that :data:`STOP_SIGNALS` set; the previous handlers come back afterwards.
     A second signal while stopping ends the process at once (what the outbox holds is on disk).
 
     The handler only records the signal (:func:`on_stop_signal`) and wakes a small thread, which
     sets the event and logs ``received SIGTERM, stopping``, outside any signal handler."""
-    stop = threading.Event()
+    stop = StopEvent()
     received: list[int] = []
     # set by the handler and on the way out; only the reporter waits on it, and the main thread
     # takes its lock only after the handlers are restored (so the handler never waits on itself)
@@ -156,6 +178,7 @@ def stop_on_signals() -> Iterator[threading.Event]:
     def report() -> None:
         woken.wait()
         if received:
+            stop.signal = received[0]
             stop.set()
             log.info("received %s, stopping", signal.Signals(received[0]).name)
 

@@ -562,8 +562,9 @@ def test_a_stop_while_the_broker_has_not_answered_is_a_clean_stop(
 ) -> None:
     """The real entry point; a broker that accepts the TCP connection and never answers. Ctrl-C,
     SIGTERM or SIGHUP while the agent waits for its CONNACK stop it at once, cleanly, with the
-    exit status of a stop while running (0). They were ignored until ``mqtt.connect_timeout_s``
-    ran out, then a replay reported the broker (status 1); SIGHUP killed the process."""
+    exit status of a stop while running (0 for the daemon, 128 + signal for an interrupted
+    replay). They were ignored until ``mqtt.connect_timeout_s`` ran out, then a replay reported
+    the broker (status 1); SIGHUP killed the process."""
     import signal
     import socket
 
@@ -597,12 +598,15 @@ def test_a_stop_while_the_broker_has_not_answered_is_a_clean_stop(
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate()
-    assert proc.returncode == 0, err
+    # a daemon that was asked to stop has done its job; a replay that was is incomplete (as a
+    # shell reports a command a signal ended: 128 + the signal's number)
+    assert proc.returncode == (0 if command == "run" else 128 + signal.Signals[signum]), err
     assert f"received {signum}, stopping" in err
     assert f"stopped before the MQTT broker at {broker} answered" in err
     assert "har-agent: error" not in err and "Traceback" not in err
     if command == "replay":  # not "the recording holds 0 samples: not enough for one window"
         assert "0 windows in" in err and "(stopped before the first window)" in err
+        assert f"interrupted ({signum}) at 0:00:00.0 of the recording" in err
         assert "not enough" not in err
 
 
@@ -729,3 +733,43 @@ def test_flags_do_not_look_like_they_take_a_value(command: list[str]) -> None:
     assert "--help" in result.output
     rows = [ln for ln in result.output.splitlines() if "<bool>" in ln]
     assert rows == []
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_an_interrupted_replay_says_so_and_exits_128_plus_the_signal(
+    tmp_path: Path, signum: str
+) -> None:
+    """A replay stopped by a signal is incomplete: its summary says where it stopped, and the
+    exit status is a shell's for a command a signal ended, so ``replay ... && next`` does not
+    go on as if the whole recording had been replayed (it was 0, like a finished replay)."""
+    import signal
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "replay", str(RECORDINGS[0]), "--speed", "50"]
+        + ["--no-mqtt", "--print", "--device", f"interrupt-{os.getpid()}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # (--print with --no-mqtt: predictions on stderr)
+            if line.startswith("#2 "):
+                break
+        proc.send_signal(signal.Signals[signum])
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 128 + signal.Signals[signum], err
+    summary = [ln for ln in err.splitlines() if " windows in " in ln]
+    assert len(summary) == 1 and f"; interrupted ({signum}) at 0:00:" in summary[0], err
+    assert "Traceback" not in err and "har-agent: error" not in err
+
+
+def test_a_finished_replay_says_nothing_of_an_interruption() -> None:
+    result = runner.invoke(app, ["replay", str(RECORDINGS[0]), "--fast", "--no-mqtt"])
+    assert result.exit_code == 0, result.output
+    assert "interrupted" not in result.stderr and " windows in " in result.stderr

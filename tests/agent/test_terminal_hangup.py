@@ -1,12 +1,14 @@
 """Closing the terminal (a real SIGHUP, then every write to the hung-up tty fails with EIO)
-stops ``har-agent replay`` cleanly, exit status 0, as docs/reliability.md says: the real entry
-point in a fresh process whose controlling terminal is a pty."""
+stops ``har-agent replay`` cleanly, exit status 129 (128 + SIGHUP: an interrupted replay), as
+docs/reliability.md says: the real entry point in a fresh process whose controlling terminal is a
+pty."""
 
 from __future__ import annotations
 
 import fcntl
 import os
 import select
+import signal
 import subprocess
 import sys
 import termios
@@ -60,7 +62,7 @@ def test_closing_the_terminal_stops_a_replay_cleanly(tmp_path: Path, stderr_on_t
             proc.kill()
             proc.wait()
     stderr = log_path.read_text()
-    assert status == 0, stderr
+    assert status == 128 + signal.SIGHUP, stderr
     if not stderr_on_tty:
         assert "received SIGHUP, stopping" in stderr
         for noise in ("har-agent: error", "Traceback", "Logging error"):

@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 def test_discovery_configs() -> None:
     msgs = discovery_messages(Topics("har", "pi-4.kitchen"), "homeassistant", "cnn1d")
     topics = [t for t, _ in msgs]
-    assert topics == [
-        f"homeassistant/sensor/har_pi_4_kitchen/{o}/config"
+    assert topics == [  # "-" as "_", "." as "-_" (agent.discovery.node_id)
+        f"homeassistant/sensor/har_pi_4-_kitchen/{o}/config"
         for o in ("activity", "confidence", "configuration", "latency")
     ]
     configs = [json.loads(p) for _, p in msgs]
@@ -26,8 +26,10 @@ def test_discovery_configs() -> None:
         assert c["state_topic"] == "har/pi-4.kitchen/prediction"
         assert c["availability_topic"] == "har/pi-4.kitchen/status"
         assert (c["payload_available"], c["payload_not_available"]) == ("online", "offline")
-        assert c["device"]["identifiers"] == ["har_pi_4_kitchen"]
-    assert len({c["unique_id"] for c in configs}) == 4
+        assert c["device"]["identifiers"] == ["har_pi_4-_kitchen"]
+    assert [c["unique_id"] for c in configs] == [
+        f"har_pi_4-_kitchen_{o}" for o in ("activity", "confidence", "configuration", "latency")
+    ]
     # "object_id" is deprecated (Home Assistant 2025.10) and ignored from 2026.4
     assert all("object_id" not in c for c in configs)
     assert [c["default_entity_id"] for c in configs] == [

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.errors import ConfigError
-from agent.profile_checks import check_host, check_path, check_speed
+from agent.profile_checks import check_host, check_path, check_speed, got
 from agent.profile_location import DEFAULT_PROFILE, find_profile
 from agent.profile_tables import (
     DeviceConfig,
@@ -160,25 +160,46 @@ def path_values(p: Profile) -> dict[str, str]:
     return out
 
 
+class _Hex(int):
+    """An I2C address, shown in hex as the rules and the datasheets write it."""
+
+    def __repr__(self) -> str:
+        return f"{int(self):#04x}"
+
+
+def _value_of(p: Profile, key: str) -> object:
+    """The value of the dotted ``key`` in ``p`` (an I2C address as :class:`_Hex`)."""
+    section, _, name = key.rpartition(".")
+    value = getattr(getattr(p, section) if section else p, name)
+    return _Hex(value) if name == "address" else value
+
+
+Bad = Callable[..., ConfigError]
+"""``bad(key, rule, *other_keys)``: the error for a value of ``key`` outside its range or choices,
+ending with the value refused (and those of ``other_keys`` that the rule compares it with)."""
+
+
 def _validate(p: Profile, where: str) -> None:
-    def bad(key: str, why: str) -> ConfigError:
+    def bad(key: str, rule: str, *other_keys: str) -> ConfigError:
+        others = [(k, _value_of(p, k)) for k in other_keys]
+        return ConfigError(f"{where}: {key} {rule} {got(_value_of(p, key), *others)}")
+
+    def refuse(key: str, why: str) -> ConfigError:  # why already says what the value is
         return ConfigError(f"{where}: {key} {why}")
 
     if p.profile_version != PROFILE_VERSION:
-        raise bad(
-            "profile_version", f"{p.profile_version} is not supported (expected {PROFILE_VERSION})"
-        )
+        raise bad("profile_version", f"must be {PROFILE_VERSION}, the version this har-agent reads")
     if not _DEVICE_ID.fullmatch(p.device.id):
         raise bad("device.id", _DEVICE_ID_RULE)
     if p.source.kind == "replay" and not p.source.path:
-        raise bad("source.path", "is required when source.kind is 'replay'")
-    speed_problem = check_speed(p.source.speed)
+        raise refuse("source.path", "is required when source.kind is 'replay'")
+    speed_problem = check_speed(p.source.speed)  # ends with (got ...) itself, for --speed too
     if speed_problem:
-        raise bad("source.speed", speed_problem)
+        raise refuse("source.speed", speed_problem)
     for key, value in path_values(p).items():
-        path_problem = check_path(value)
+        path_problem = check_path(value)  # the length, not the path (thousands of bytes)
         if path_problem:
-            raise bad(key, path_problem)
+            raise refuse(key, path_problem)
     if not 1 <= p.source.chunk_samples <= 100_000:
         raise bad("source.chunk_samples", "must be between 1 and 100000")
     sn = p.sensor
@@ -199,42 +220,21 @@ def _validate(p: Profile, where: str) -> None:
         raise bad("sensor.dlpf_hz", "must be a bandwidth in (0, 500] Hz")
     try:
         parse_axes(sn.axes)
-    except ValueError as exc:
-        raise bad("sensor.axes", str(exc)) from exc
+    except ValueError as exc:  # the reason names the axes given
+        raise refuse("sensor.axes", str(exc)) from exc
     if not 0.1 <= sn.stuck_after_s <= 3600:
         raise bad("sensor.stuck_after_s", "must be between 0.1 and 3600 s")
     if not 0 <= sn.retries <= 100:
         raise bad("sensor.retries", "must be between 0 and 100")
     for key, n in (
-        ("intra_op_threads", p.inference.intra_op_threads),
-        ("inter_op_threads", p.inference.inter_op_threads),
+        ("inference.intra_op_threads", p.inference.intra_op_threads),
+        ("inference.inter_op_threads", p.inference.inter_op_threads),
     ):
         if not 1 <= n <= 64:
-            raise bad(f"inference.{key}", "must be between 1 and 64")
+            raise bad(key, "must be between 1 and 64")
     if not 1 <= p.smoothing.window <= 1000:
         raise bad("smoothing.window", "must be between 1 and 1000")
-    m = p.mqtt
-    host_problem = check_host(m.host)
-    if host_problem:
-        raise bad("mqtt.host", host_problem)
-    if not 1 <= m.port <= 65535:
-        raise bad("mqtt.port", "must be between 1 and 65535")
-    if m.qos not in (0, 1, 2):
-        raise bad("mqtt.qos", "must be 0, 1 or 2")
-    if not _TOPIC_PREFIX.fullmatch(m.topic_prefix):
-        raise bad("mqtt.topic_prefix", "must be topic levels without wildcards, e.g. 'har'")
-    if not 5 <= m.keepalive_s <= 3600:
-        raise bad("mqtt.keepalive_s", "must be between 5 and 3600")
-    if not 0 < m.connect_timeout_s <= 300:
-        raise bad("mqtt.connect_timeout_s", "must be in (0, 300]")
-    if not 1 <= m.reconnect_min_s <= m.reconnect_max_s <= 3600:
-        raise bad("mqtt.reconnect_min_s", "must be >= 1 and <= mqtt.reconnect_max_s (<= 3600)")
-    if not 1 <= m.max_queued <= 1_000_000:
-        raise bad("mqtt.max_queued", "must be between 1 and 1000000")
-    if (m.client_cert == "") != (m.client_key == ""):
-        raise bad("mqtt.client_cert", "and mqtt.client_key must be given together")
-    if (m.ca_file or m.client_cert) and not m.tls:
-        raise bad("mqtt.tls", "must be true when a CA file or client certificate is set")
+    _validate_mqtt(p.mqtt, bad, refuse)
     o = p.outbox
     if not 0.01 <= o.max_mb <= 100_000:
         raise bad("outbox.max_mb", "must be between 0.01 and 100000")
@@ -258,11 +258,45 @@ def _validate(p: Profile, where: str) -> None:
         raise bad("energy.max_current_a", "must be in (0, 100] A")
     if not 0 <= e.sample_hz <= 1000:
         raise bad("energy.sample_hz", "must be 0 (the meter's default) or up to 1000 Hz")
-    if not (0 <= e.idle_w <= 1000 and 0 <= e.core_w <= 1000):
-        raise bad("energy.idle_w", "and energy.core_w must be between 0 and 1000 W")
+    for key, w in (("energy.idle_w", e.idle_w), ("energy.core_w", e.core_w)):
+        if not 0 <= w <= 1000:
+            raise bad(key, "must be between 0 and 1000 W")
 
 
-def _validate_policy(pol: PolicyConfig, bad: Callable[[str, str], ConfigError]) -> None:
+def _validate_mqtt(m: MqttConfig, bad: Bad, refuse: Callable[[str, str], ConfigError]) -> None:
+    host_problem = check_host(m.host)  # names the host itself
+    if host_problem:
+        raise refuse("mqtt.host", host_problem)
+    if not 1 <= m.port <= 65535:
+        raise bad("mqtt.port", "must be between 1 and 65535")
+    if m.qos not in (0, 1, 2):
+        raise bad("mqtt.qos", "must be 0, 1 or 2")
+    if not _TOPIC_PREFIX.fullmatch(m.topic_prefix):
+        raise bad("mqtt.topic_prefix", "must be topic levels without wildcards, e.g. 'har'")
+    if not 5 <= m.keepalive_s <= 3600:
+        raise bad("mqtt.keepalive_s", "must be between 5 and 3600")
+    if not 0 < m.connect_timeout_s <= 300:
+        raise bad("mqtt.connect_timeout_s", "must be in (0, 300]")
+    if not 1 <= m.reconnect_max_s <= 3600:
+        raise bad("mqtt.reconnect_max_s", "must be between 1 and 3600")
+    if not 1 <= m.reconnect_min_s <= m.reconnect_max_s:
+        raise bad(
+            "mqtt.reconnect_min_s",
+            "must be >= 1 and <= mqtt.reconnect_max_s",
+            "mqtt.reconnect_max_s",
+        )
+    if not 1 <= m.max_queued <= 1_000_000:
+        raise bad("mqtt.max_queued", "must be between 1 and 1000000")
+    if (m.client_cert == "") != (m.client_key == ""):
+        raise bad(
+            "mqtt.client_cert", "and mqtt.client_key must be given together", "mqtt.client_key"
+        )
+    if (m.ca_file or m.client_cert) and not m.tls:
+        set_key = "mqtt.ca_file" if m.ca_file else "mqtt.client_cert"
+        raise bad("mqtt.tls", "must be true when a CA file or client certificate is set", set_key)
+
+
+def _validate_policy(pol: PolicyConfig, bad: Bad) -> None:
     if not 0 <= pol.deadline_ms <= 3_600_000:  # (NaN fails every comparison)
         raise bad("policy.deadline_ms", "must be 0 (derived from the hop) or a positive number")
     if not 0 < pol.deadline_fraction <= 1:
@@ -271,14 +305,20 @@ def _validate_policy(pol: PolicyConfig, bad: Callable[[str, str], ConfigError]) 
         raise bad("policy.cpu_share", "must be 0 (no cap) or a share of one core up to 64")
     if not 0 <= pol.energy_mj <= 1_000_000:
         raise bad("policy.energy_mj", "must be 0 (no cap) or a positive number")
-    if not 0 < pol.headroom_up <= pol.headroom_down <= 1:
-        raise bad("policy.headroom_up", "must be > 0 and <= policy.headroom_down (<= 1)")
+    if not 0 < pol.headroom_down <= 1:
+        raise bad("policy.headroom_down", "must be in (0, 1]")
+    if not 0 < pol.headroom_up <= pol.headroom_down:
+        raise bad(
+            "policy.headroom_up", "must be > 0 and <= policy.headroom_down", "policy.headroom_down"
+        )
     if not 0 <= pol.dwell_s <= 86400:
         raise bad("policy.dwell_s", "must be between 0 and 86400 s")
     if not 0 < pol.ewma_alpha <= 1:
         raise bad("policy.ewma_alpha", "must be in (0, 1]")
-    if not pol.thermal_release_c < pol.thermal_c <= 150:
-        raise bad("policy.thermal_release_c", "must be below policy.thermal_c (<= 150)")
+    if not pol.thermal_c <= 150:
+        raise bad("policy.thermal_c", "must be at most 150")
+    if not pol.thermal_release_c < pol.thermal_c:
+        raise bad("policy.thermal_release_c", "must be below policy.thermal_c", "policy.thermal_c")
     if not 0 <= pol.preload_mb <= 100_000:
         raise bad("policy.preload_mb", "must be between 0 and 100000")
 

@@ -1,5 +1,6 @@
 """Checks of single profile values that need more than a type and a range: replay speeds, paths
-and the broker's host. Each returns why a value is refused, or None (the caller names the key)."""
+and the broker's host. Each returns why a value is refused, or None (the caller names the key).
+:func:`got` is how every range or choice error of a profile shows the value it refused."""
 
 from __future__ import annotations
 
@@ -15,12 +16,35 @@ SPEED_RANGE = (0.001, 1_000_000.0)
 """Replay speeds besides 0 (as fast as possible): slower ones make pacing deadlines overflow."""
 
 
+SHOWN_CHARS = 60
+"""Longer strings are cut in messages (a refused value stays one line of reasonable length)."""
+
+
+def shown(value: object) -> str:
+    """``value`` as a profile error shows it: a boolean as TOML writes it, anything else as its
+    repr (a line break shows as ``\\n``), a string longer than :data:`SHOWN_CHARS` cut to its
+    start and its length."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str) and len(value) > SHOWN_CHARS:
+        return f"{value[: SHOWN_CHARS - 20]!r}..., {len(value)} characters"
+    return repr(value)
+
+
+def got(value: object, *others: tuple[str, object]) -> str:
+    """The end of every range or choice error of a profile: ``(got 70000)``, ``(got 'median')``;
+    ``others`` are the (dotted key, value) pairs a rule between keys compares with, e.g.
+    ``(got 100 with mqtt.reconnect_max_s = 10)``."""
+    pairs = " and ".join(f"{key} = {shown(v)}" for key, v in others)
+    return f"(got {shown(value)}{' with ' + pairs if pairs else ''})"
+
+
 def check_speed(speed: float) -> str | None:
     """Why a replay speed is refused, or None (the profile's source.speed, replay --speed)."""
     lo, hi = SPEED_RANGE
     if speed == 0 or lo <= speed <= hi:  # NaN fails both
         return None
-    return f"must be 0 (as fast as possible) or between {lo:g} and {hi:g} (got {speed!r})"
+    return f"must be 0 (as fast as possible) or between {lo:g} and {hi:g} {got(speed)}"
 
 
 def check_path(path: str) -> str | None:

@@ -16,6 +16,7 @@ import typing
 from typing import Any, Literal, get_args, get_origin
 
 from agent.errors import ConfigError
+from agent.profile_checks import got
 
 
 def _type_name(tp: Any) -> str:
@@ -29,13 +30,13 @@ def _type_name(tp: Any) -> str:
 def _check_value(value: Any, tp: Any, key: str, where: str) -> Any:
     if get_origin(tp) is tuple:  # tuple[str, ...]: a TOML list of strings
         if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-            raise ConfigError(f"{where}: {key} must be a list of strings (got {value!r})")
+            raise ConfigError(f"{where}: {key} must be a list of strings {got(value)}")
         if any("\x00" in v for v in value):
             raise ConfigError(f"{where}: {key} must not contain a NUL character")
         return tuple(value)
     if get_origin(tp) is Literal:
         if value not in get_args(tp):
-            raise ConfigError(f"{where}: {key} must be one of {_type_name(tp)} (got {value!r})")
+            raise ConfigError(f"{where}: {key} must be one of {_type_name(tp)} {got(value)}")
         return value
     ok = (
         (tp is bool and isinstance(value, bool))
@@ -51,7 +52,7 @@ def _check_value(value: Any, tp: Any, key: str, where: str) -> Any:
         raise ConfigError(f"{where}: {key} must not contain a NUL character")
     if tp is float:
         if not math.isfinite(value):  # TOML has nan and inf; no key of ours means either
-            raise ConfigError(f"{where}: {key} must be a finite number (got {value!r})")
+            raise ConfigError(f"{where}: {key} must be a finite number {got(value)}")
         return float(value)
     return value
 

@@ -41,6 +41,13 @@ class I2CBus(Protocol):
     def close(self) -> None: ...
 
 
+NO_BUS_HINT = (
+    "on a Raspberry Pi: enable I2C with raspi-config (Interface Options -> I2C, or "
+    "'sudo raspi-config nonint do_i2c 0') and reboot; elsewhere: load the i2c-dev module "
+    "('sudo modprobe i2c-dev') and check the bus number ('ls /dev/i2c-*')"
+)
+"""What to do when ``/dev/i2c-N`` does not exist: raspi-config is on Raspberry Pi OS only."""
+
 BusFactory = Callable[[int], I2CBus]
 """Opens I2C bus N (``/dev/i2c-N``); :func:`open_smbus` in production, an emulation in tests."""
 
@@ -56,9 +63,7 @@ def open_smbus(bus: int) -> I2CBus:
         return cast(I2CBus, smbus2.SMBus(bus))
     except FileNotFoundError as exc:
         raise SourceError(
-            f"I2C bus {bus} is not available ({path}: No such file or directory); enable I2C with "
-            "raspi-config (Interface Options -> I2C, or 'sudo raspi-config nonint do_i2c 0') "
-            "and reboot"
+            f"I2C bus {bus} is not available ({path}: No such file or directory); {NO_BUS_HINT}"
         ) from exc
     except PermissionError as exc:
         raise SourceError(

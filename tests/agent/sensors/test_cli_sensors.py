@@ -56,9 +56,13 @@ def test_probe_empty_bus(emulated: EmulatedBus) -> None:
 
 
 def test_probe_without_a_bus() -> None:
+    # raspi-config is on Raspberry Pi OS only: the hint says what to do on other machines too
     one_line_error(
         runner.invoke(app, ["sensors", "probe", "--bus", "250"]),
-        "I2C bus 250 is not available (/dev/i2c-250: No such file or directory); enable I2C",
+        "I2C bus 250 is not available (/dev/i2c-250: No such file or directory); "
+        "on a Raspberry Pi: enable I2C with raspi-config (Interface Options -> I2C, or "
+        "'sudo raspi-config nonint do_i2c 0') and reboot; elsewhere: load the i2c-dev module "
+        "('sudo modprobe i2c-dev') and check the bus number ('ls /dev/i2c-*')",
     )
     # bus numbers are 0-255, as in a profile's sensor.bus
     refused = runner.invoke(app, ["sensors", "probe", "--bus", "999"])

@@ -151,6 +151,14 @@ def build_adaptive(
     start = policy.initial(latency.predict_all())
     initial = pool.load_now(start.id)
     loaded = pool.preload(c.id for c in policy.candidates)
+    unusable = [c.id for c in policy.candidates if c.id in pool.broken]
+    if len(unusable) > 1:  # after a warning for each: how much of the bank is left
+        log.warning(
+            "adaptive: %d of %d candidates cannot be used; running with the other %d",
+            len(unusable),
+            len(policy.candidates),
+            len(policy.candidates) - len(unusable),
+        )
     log.info(
         "adaptive: %d candidates, budget %.3f ms per window, %d sessions preloaded, start with %s",
         len(front),

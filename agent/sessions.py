@@ -164,7 +164,9 @@ class SessionPool:
         return c
 
     def preload(self, order: Iterable[str]) -> list[str]:
-        """Load members in ``order`` while they fit the budget; return the ids loaded."""
+        """Load members in ``order`` while they fit the budget; return the ids loaded. One that
+        fails to load is marked broken and logged as a warning: the agent runs on without it
+        (the member it runs, loaded with :meth:`load_now`, raises instead)."""
         done: list[str] = []
         for mid in order:
             if mid in self.broken:
@@ -177,7 +179,7 @@ class SessionPool:
             try:
                 self.load_now(mid)
             except ModelError as exc:
-                log.error("%s; it will not be used", exc)
+                log.warning("%s; it will not be used", exc)
                 continue
             done.append(mid)
         return done

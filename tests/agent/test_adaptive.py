@@ -567,3 +567,73 @@ def test_adaptive_without_the_monitor_says_what_it_loses(
     assert any(
         "never back up, and the thermal guard is off" in r.getMessage() for r in caplog.records
     )
+
+
+def build(bank: Any) -> Any:
+    return build_adaptive(
+        adaptive_profile(),
+        bank,
+        SessionSettings(),
+        time.perf_counter,
+        time.monotonic,
+        monitor=False,
+    )
+
+
+def _bank_copy(tmp_path: Path, *spoil: str) -> Any:
+    """The committed bank copied to ``tmp_path``, without the model files of ``spoil``."""
+    import shutil
+
+    shutil.copytree(MODELS, tmp_path / "models")
+    bank = load_manifest(tmp_path / "models")
+    for mid in spoil:
+        bank.path_of(bank.get(mid)).unlink()
+    return bank
+
+
+def test_unusable_candidates_at_start_are_warnings_and_summed_up(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The agent runs on without candidates whose files are missing or altered (by design), so
+    each is a warning, not an error, and the count left is said once (review: 7 ERROR lines,
+    then a normal run with exit 0)."""
+    import logging
+
+    bank = _bank_copy(tmp_path, MID, SMALL)
+    with caplog.at_level(logging.INFO, logger="agent"):
+        parts = build(bank)
+    assert parts.initial.entry.id == BIG  # the start member loaded: the agent runs
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING]
+    assert said == [
+        *[
+            (
+                logging.WARNING,
+                f"{bank.path_of(bank.get(m))}: model file is missing (model {m!r}); "
+                "it will not be used",
+            )
+            for m in (MID, SMALL)  # the policy's order: most accurate first
+        ],
+        (logging.WARNING, "adaptive: 2 of 3 candidates cannot be used; running with the other 1"),
+    ]
+
+
+def test_one_unusable_candidate_needs_no_summary(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    bank = _bank_copy(tmp_path)
+    path = bank.path_of(bank.get(SMALL))
+    path.write_bytes(path.read_bytes() + b"\0")  # altered: not the manifest's file
+    with caplog.at_level(logging.WARNING, logger="agent"):
+        build(bank)
+    said = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert len(said) == 1 and said[0][0] == logging.WARNING
+    assert "does not match the manifest's" in said[0][1] and "it will not be used" in said[0][1]
+
+
+def test_an_unusable_start_member_still_stops_the_start(tmp_path: Path) -> None:
+    """The member the agent is to run first is no candidate it can do without: an error."""
+    bank = _bank_copy(tmp_path, *TRIO)
+    with pytest.raises(ModelError, match=f"model file is missing \\(model '{BIG}'\\)"):
+        build(bank)

@@ -57,6 +57,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},  # (subcommands inherit it)
 )
 app.add_typer(models_app, name="models")
 app.add_typer(sensors_app, name="sensors")
@@ -64,6 +65,14 @@ app.add_typer(service_app, name="service")
 app.add_typer(recording_app, name="recording")
 
 log = logging.getLogger("agent")
+
+
+def _speed_option(value: float | None) -> float | None:
+    """``--speed`` out of its range (NaN included) is a usage error, as a value of the wrong
+    type is: one line, exit status 2."""
+    if value is not None and (problem := check_speed(value)) is not None:
+        raise typer.BadParameter(problem)
+    return value
 
 
 @app.callback(invoke_without_command=True)
@@ -130,9 +139,9 @@ def replay(
     speed: Annotated[
         float | None,
         typer.Option(
-            help="Replay speed: 1 = real time, 10 = ten times faster, 0 = as fast as possible "
-            "(as --fast; default: the profile's source.speed); not with --fast.",
-            min=0.0,
+            help="Replay speed: 1 = real time, 10 = ten times faster (0.001 to 1e6), 0 = as fast "
+            "as possible (as --fast; default: the profile's source.speed); not with --fast.",
+            callback=_speed_option,
         ),
     ] = None,
     fast: Annotated[
@@ -235,8 +244,6 @@ def replay(
         prof = dataclasses.replace(prof, homeassistant=ha)
         if speed is None:  # a profile made for replays may set its pace (0: no pacing)
             speed = prof.source.speed
-        elif (speed_problem := check_speed(speed)) is not None:
-            raise AgentError(f"--speed {speed_problem}")
         # unpaced, the lines are flushed at the end (or when the buffer fills), not one by one
         paced = not fast and speed > 0
         publisher: Publisher | None = StdoutPublisher(flush_each=paced) if no_mqtt else None

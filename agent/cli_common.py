@@ -45,18 +45,65 @@ def _plain_flag(option: Any) -> Any:
     return option
 
 
+# click's UsageError (an unknown option or command, a missing argument, a bad option value), found
+# through typer's public BadParameter: typer vendors click in some versions and not in others
+_UsageError: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError"
+)
+
+USAGE_EXIT = 2
+"""Exit status of a command line that cannot be parsed (click's and argparse's convention)."""
+
+
+def _usage_error(ctx: Any, exc: Exception) -> typer.Exit:
+    """One line for a command line that cannot be parsed, in the CLI's own error format, naming
+    the help to read, instead of typer's usage and boxed error (four lines, or more)."""
+    message = str(exc.format_message()).rstrip(".")  # type: ignore[attr-defined]
+    typer.echo(f"har-agent: error: {message} (see '{ctx.command_path} --help')", err=True)
+    return typer.Exit(USAGE_EXIT)
+
+
+def _is_help_request(exc: Exception) -> bool:
+    """``no_args_is_help``: click raises a usage error that shows the help (not an error)."""
+    return type(exc).__name__ == "NoArgsIsHelpError"
+
+
 class Group(TyperGroup):
-    """A command group whose ``--help`` row reads as the flag it is (``typer.Typer(cls=Group)``)."""
+    """A command group whose ``--help`` row reads as the flag it is (``typer.Typer(cls=Group)``),
+    and whose usage errors are one line (:func:`_usage_error`)."""
 
     def get_help_option(self, ctx: Any) -> Any:
         return _plain_flag(super().get_help_option(ctx))
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            return list(super().parse_args(ctx, args))
+        except _UsageError as exc:
+            if _is_help_request(exc):
+                raise
+            raise _usage_error(ctx, exc) from None
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        try:
+            return super().resolve_command(ctx, args)
+        except _UsageError as exc:  # no such command
+            raise _usage_error(ctx, exc) from None
 
 
 class Command(TyperCommand):
-    """A command whose ``--help`` row reads as the flag it is (``app.command(cls=Command)``)."""
+    """A command whose ``--help`` row reads as the flag it is (``app.command(cls=Command)``), and
+    whose usage errors are one line (:func:`_usage_error`)."""
 
     def get_help_option(self, ctx: Any) -> Any:
         return _plain_flag(super().get_help_option(ctx))
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            return list(super().parse_args(ctx, args))
+        except _UsageError as exc:
+            if _is_help_request(exc):
+                raise
+            raise _usage_error(ctx, exc) from None
 
 
 def fail(exc: AgentError) -> typer.Exit:

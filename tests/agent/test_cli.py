@@ -18,6 +18,7 @@ from tests.agent.helpers import (
     ROOT,
     Subscriber,
     default_entry,
+    error_line,
     one_line_error,
 )
 from tests.conftest import closed_port, start_broker, stop_broker
@@ -627,11 +628,43 @@ def test_replay_refuses_a_device_with_a_trailing_newline() -> None:
     one_line_error(res, "--device 'demo\\n': must be 1-64")
 
 
-@pytest.mark.parametrize("speed", ["1e-300", "1e9"])
-def test_replay_refuses_a_speed_that_overflows_pacing(speed: str) -> None:
-    """--speed 1e-300 ended in 'OverflowError: timestamp out of range for platform time_t'."""
-    res = runner.invoke(app, ["replay", str(RECORDINGS[0]), "--no-mqtt", "--speed", speed])
-    one_line_error(res, "--speed must be 0 (as fast as possible) or between 0.001 and")
+@pytest.mark.parametrize("speed", ["1e-300", "1e9", "-1", "nan", "inf"])
+def test_replay_refuses_a_speed_out_of_range_in_one_line(speed: str) -> None:
+    """--speed 1e-300 ended in 'OverflowError: timestamp out of range for platform time_t';
+    -1 and nan got typer's boxed usage error (nan's said 'should be >= 0'), 1e9 one line: every
+    value out of range is now the same one-line usage error, naming the real range."""
+    args = ["replay", str(RECORDINGS[0]), "--no-mqtt", "--speed", speed]
+    res = runner.invoke(app, args, prog_name="har-agent")
+    line = error_line(res, exit_code=2)
+    assert "Invalid value for '--speed': must be 0 (as fast as possible) or between 0.001" in line
+    assert line.endswith("(see 'har-agent replay --help')"), line
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["replay", "--bogus"], "No such option: --bogus (see 'har-agent replay --help')"),
+        (["replay"], "Missing argument 'SESSION' (see 'har-agent replay --help')"),
+        (["nope"], "No such command 'nope' (see 'har-agent --help')"),
+        (["recording", "nope"], "No such command 'nope' (see 'har-agent recording --help')"),
+        (["bench", "-m", "x", "--seed", "-1"], "Invalid value for '--seed'"),
+        (["replay", "x", "--speed", "abc"], "Invalid value for '--speed'"),
+        (["models", "show"], "Missing argument 'ID'"),
+    ],
+)
+def test_usage_errors_are_one_line_with_exit_status_2(args: list[str], fragment: str) -> None:
+    """A command line that cannot be parsed: one ``har-agent: error:`` line naming the help to
+    read, exit status 2 (it was typer's usage lines and a boxed error)."""
+    res = runner.invoke(app, args, prog_name="har-agent")
+    line = error_line(res, exit_code=2)
+    assert fragment in line, line
+    assert "Usage:" not in res.output and "╭" not in res.output, res.output
+
+
+@pytest.mark.parametrize("args", [[], ["recording"], ["models"]])
+def test_no_arguments_still_show_the_help(args: list[str]) -> None:
+    res = runner.invoke(app, args, prog_name="har-agent")
+    assert "Usage:" in res.output and "har-agent: error" not in res.output
 
 
 def _run_or_replay_args(tmp_path: Path, command: str, device: str) -> list[str]:

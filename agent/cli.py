@@ -33,6 +33,7 @@ from agent.cli_models import models_app
 from agent.cli_options import (
     BrokerOpt,
     ForceOpt,
+    ModelOpt,
     PolicyOpt,
     PrintOpt,
     ProfileOpt,
@@ -89,6 +90,7 @@ def _main(
 @app.command(cls=Command)
 def run(
     profile: ProfileOpt = Path(DEFAULT_PROFILE),
+    model: ModelOpt = None,
     print_: PrintOpt = False,
     policy: PolicyOpt = None,
     force: ForceOpt = None,
@@ -96,17 +98,21 @@ def run(
 ) -> None:
     """Run the agent as configured in a profile (what the systemd service runs)."""
     from agent.instance import claim_device
-    from agent.wiring import RunOptions, build_agent
+    from agent.wiring import RunOptions, build_agent, option_conflict
 
     claim = None
     running = False
     try:
+        opts = RunOptions(
+            model_id=model, policy_mode=policy.value if policy else None, force_model=force
+        )
+        if (conflict := option_conflict(opts)) is not None:  # before anything is opened
+            raise AgentError(conflict)
         refuse_force_when_static(policy, force, "model.id in the profile")
         prof = load_profile_logged(profile)
         if broker is not None:
             prof = with_broker(prof, broker)
         claim = claim_device(prof.device.id)  # held while this agent runs
-        opts = RunOptions(policy_mode=policy.value if policy else None, force_model=force)
         with stop_on_signals() as stop:
             agent = build_agent(
                 prof, options=opts, stop=stop, observer=print_prediction if print_ else None
@@ -123,7 +129,7 @@ def run(
     finally:
         if claim is not None:
             claim.close()
-    log.info("stopped after %d windows", stats.windows)
+    log.info("stopped after %s", count(stats.windows, "window"))
 
 
 @app.command(cls=Command)
@@ -148,15 +154,7 @@ def replay(
         bool,
         typer.Option("--fast", help="As fast as possible: no pacing (as --speed 0).", metavar=""),
     ] = False,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model",
-            "-m",
-            help="Run this bank member alone, static, whatever the profile's policy.mode "
-            "(default: the profile's model.id); not with --force or --policy adaptive.",
-        ),
-    ] = None,
+    model: ModelOpt = None,
     no_mqtt: Annotated[
         bool,
         typer.Option(
@@ -261,13 +259,12 @@ def replay(
         )
         if fast:
             # one hop of source samples per chunk: each completes one window (per-window timings)
-            from agent.manifest import load_manifest
-            from agent.model_choice import chosen_model_id
+            from agent.model_choice import chosen_model_id, profile_bank
             from agent.recording import RecordingReader
             from agent.timing import hop_in_source_samples
             from agent.wiring import pick_model
 
-            manifest = load_manifest(prof.resolve(prof.model.dir))
+            manifest = profile_bank(prof)
             if force is not None and any(m.id == force for m in manifest.models):
                 entry = manifest.get(force)  # the adaptive runtime starts on the pinned member
             else:

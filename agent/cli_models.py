@@ -177,11 +177,12 @@ def _bank(models_dir: Path | None, profile: Path) -> tuple[Manifest, str | None]
     """The bank to show and the id of the member the profile would run (None with ``--dir``
     or when the profile's choice is not in this bank)."""
     from agent.manifest import load_manifest
+    from agent.model_choice import profile_bank
 
     if models_dir is not None:
         return load_manifest(models_dir), None
     prof = load_profile(profile)
-    manifest = load_manifest(prof.resolve(prof.model.dir))
+    manifest = profile_bank(prof)
     try:
         from agent.wiring import pick_model
 

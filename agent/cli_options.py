@@ -18,6 +18,15 @@ ProfileOpt = Annotated[
         "Profile (TOML) to run with; the default is looked for here, then beside the installation."
     ),
 ]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Run this bank member alone, static, whatever the profile's policy.mode "
+        "(default: the profile's model.id); not with --force or --policy adaptive.",
+    ),
+]
 PrintOpt = Annotated[
     bool,
     typer.Option(

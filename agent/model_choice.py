@@ -7,8 +7,19 @@ the id came from: ``--model``, ``--force``, or the profile's file and key.
 from __future__ import annotations
 
 from agent.errors import ConfigError
-from agent.manifest import Manifest, known_ids
+from agent.manifest import Manifest, known_ids, load_manifest
 from agent.profile import Profile
+
+
+def profile_bank(profile: Profile) -> Manifest:
+    """The bank the profile's ``model.dir`` names. A folder that does not exist is the
+    profile's error (its file and key, as every other profile error), not a bank to rebuild."""
+    folder = profile.resolve(profile.model.dir)
+    if not folder.exists():
+        raise ConfigError(
+            f"{profile.where}: model.dir {profile.model.dir!r}: no such folder ({folder})"
+        )
+    return load_manifest(folder)
 
 
 def unknown_model(where: str, model_id: str, manifest: Manifest) -> ConfigError:

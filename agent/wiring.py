@@ -21,8 +21,8 @@ from agent.discovery import discovery_messages, ha_status_topic
 from agent.energy import EnergyCounter, EnergyMeter, EnergySpan, open_meter
 from agent.errors import ConfigError, ModelError
 from agent.inference import Classifier, SessionSettings
-from agent.manifest import Manifest, ModelEntry, load_manifest
-from agent.model_choice import chosen_model_id
+from agent.manifest import Manifest, ModelEntry
+from agent.model_choice import check_model, chosen_model_id, profile_bank
 from agent.monitor import ResourceMonitor, Sampler
 from agent.payload import Prediction, Topics, parse_time
 from agent.pipeline import Pipeline
@@ -243,7 +243,13 @@ def build_agent(
         raise ConfigError(conflict)
     clock = clock or SystemClock()
     stop = stop or threading.Event()
-    manifest = load_manifest(profile.resolve(profile.model.dir))
+    manifest = profile_bank(profile)
+    # the ids named on the command line: before the source, the publisher (an outbox opened) or
+    # any session
+    if opts.model_id:
+        check_model("--model", opts.model_id, manifest)
+    if opts.force_model is not None:
+        check_model("--force", opts.force_model, manifest)
     # the source first: a missing sensor or recording fails before any session loads (a board's
     # restart loop would otherwise load the whole front every time only to fail on the bus)
     source, source_name = make_source(

@@ -806,3 +806,58 @@ def test_a_finished_replay_says_nothing_of_an_interruption() -> None:
     result = runner.invoke(app, ["replay", str(RECORDINGS[0]), "--fast", "--no-mqtt"])
     assert result.exit_code == 0, result.output
     assert "interrupted" not in result.stderr and " windows in " in result.stderr
+
+
+def _finite_run_profile(tmp_path: Path, device: str, port: int) -> Path:
+    """The default profile replaying its recording once (``loop = false``: ``run`` ends by
+    itself), at full speed, against a broker nobody listens on (the outbox keeps the
+    predictions), its outbox in ``tmp_path``."""
+    prof = tmp_path / "p.toml"
+    text = DEFAULT_PROFILE.read_text().replace('"../', f'"{ROOT}/')
+    text = text.replace('id = "demo"', f'id = "{device}-{os.getpid()}"')
+    text = text.replace("speed = 1.0", "speed = 0").replace("loop = true", "loop = false")
+    text = text.replace("port = 1883", f"port = {port}")
+    text += f'\n[outbox]\npath = "{tmp_path / "outbox.db"}"\n'
+    prof.write_text(text)
+    return prof
+
+
+def test_run_takes_a_model_as_replay_does(tmp_path: Path, caplog: Any) -> None:
+    """``run -m ID`` runs that member alone (``replay`` had ``-m``; ``run`` had not)."""
+    caplog.set_level("INFO", logger="agent")
+    member = "wc-w0.25-r064"
+    with closed_port() as port:
+        prof = _finite_run_profile(tmp_path, "run-m", port)
+        res = runner.invoke(app, ["run", "-p", str(prof), "-m", member, "--print"])
+    assert res.exit_code == 0, res.output
+    assert any(m.startswith(f"model {member} (") for m in caplog.messages), caplog.messages
+    assert "#0 " in res.stdout
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        (["-m", "nope"], "--model: unknown model 'nope'"),
+        (["--force", "nope"], "--force: unknown model 'nope'"),
+        (["-m", "wc-w0.25-r064", "--force", "wc-w0.25-r064"], "--force"),
+    ],
+)
+def test_run_refuses_a_bad_model_choice_before_opening_anything(
+    tmp_path: Path, extra: list[str], fragment: str
+) -> None:
+    """An unknown id or contradicting options: one line, and no outbox created (``--force
+    nope`` opened the outbox first)."""
+    with closed_port() as port:
+        prof = _finite_run_profile(tmp_path, "run-bad-m", port)
+        res = runner.invoke(app, ["run", "-p", str(prof), *extra])
+    one_line_error(res, fragment)
+    assert not (tmp_path / "outbox.db").exists()
+    assert "outbox" not in res.stderr.replace(str(tmp_path), ""), res.stderr
+
+
+def test_a_model_dir_that_does_not_exist_names_the_profile_key(tmp_path: Path) -> None:
+    prof = tmp_path / "p.toml"
+    text = DEFAULT_PROFILE.read_text().replace('"../recordings', f'"{ROOT}/recordings')
+    prof.write_text(text.replace('dir = "../models"', 'dir = "../nomodels"'))
+    res = runner.invoke(app, ["replay", str(RECORDINGS[0]), "-p", str(prof), "--no-mqtt"])
+    one_line_error(res, f"{prof}: model.dir '../nomodels': no such folder")

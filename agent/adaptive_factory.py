@@ -160,7 +160,7 @@ def build_adaptive(
             len(policy.candidates) - len(unusable),
         )
     log.info(
-        "adaptive: %d candidates, budget %.3f ms per window, %d sessions preloaded, start with %s",
+        "adaptive: %d candidates, budget %g ms per window, %d sessions preloaded, start with %s",
         len(front),
         limits.budget_ms,
         len(loaded),

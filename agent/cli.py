@@ -199,6 +199,7 @@ def replay(
 ) -> None:
     """Replay a recorded session through the agent and publish its predictions."""
     from agent.instance import REPLAY_ADVICE, claim_device
+    from agent.mqtt_settings import broker_address
     from agent.publishers import Publisher, StdoutPublisher
     from agent.wiring import RunOptions, build_agent, option_conflict
 
@@ -281,6 +282,14 @@ def replay(
                 observer=(lambda p: print_prediction(p, err=no_mqtt)) if print_ else None,
             )
             running = True
+            if paced and not no_mqtt and not print_:  # else minutes without a line here
+                log.info(
+                    "replaying at %gx; predictions go to %s on the MQTT broker at %s "
+                    "(--print shows them here too)",
+                    speed,
+                    agent.pipeline.topics.prediction,
+                    broker_address(prof.mqtt.host, prof.mqtt.port),
+                )
             stats = agent.run()
     except PublishError as exc:  # a replay needs no broker: say how to go on without one
         raise fail(PublishError(f"{exc}; to replay without a broker, add --no-mqtt")) from None
@@ -304,6 +313,9 @@ def replay(
         summary += f"; {stats.switches} configuration switches"
     if agent.energy is not None and stats.windows:
         summary += f"; energy {agent.energy.summary(stats.windows)}"
+    if stats.windows and not no_mqtt and not agent.lost and prof.mqtt.qos > 0:
+        address = broker_address(prof.mqtt.host, prof.mqtt.port)
+        summary += f"; all acknowledged by the MQTT broker at {address}"
     if stats.windows == 0 and stats.rejected == 0 and stop.is_set():
         summary += " (stopped before the first window)"
     elif stats.windows == 0 and stats.rejected == 0:

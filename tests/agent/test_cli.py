@@ -861,3 +861,25 @@ def test_a_model_dir_that_does_not_exist_names_the_profile_key(tmp_path: Path) -
     prof.write_text(text.replace('dir = "../models"', 'dir = "../nomodels"'))
     res = runner.invoke(app, ["replay", str(RECORDINGS[0]), "-p", str(prof), "--no-mqtt"])
     one_line_error(res, f"{prof}: model.dir '../nomodels': no such folder")
+
+
+def test_a_replay_says_where_its_predictions_went(tmp_path: Path, caplog: Any) -> None:
+    """Its summary says the broker acknowledged everything (a --no-mqtt replay's does not);
+    a paced one without --print says at start where its predictions go (it printed nothing
+    for the minutes it ran)."""
+    caplog.set_level("INFO", logger="agent")
+    broker = start_broker(tmp_path)
+    try:
+        device = f"where-{os.getpid()}"
+        args = ["replay", str(RECORDINGS[0]), "--device", device, "--speed", "1000"]
+        res = runner.invoke(app, [*args, "--broker", f"127.0.0.1:{broker.port}"])
+    finally:
+        stop_broker(broker)
+    assert res.exit_code == 0, res.output
+    assert f"; all acknowledged by the MQTT broker at 127.0.0.1:{broker.port}" in res.stderr
+    assert any(
+        m.startswith(f"replaying at 1000x; predictions go to har/{device}/prediction")
+        for m in caplog.messages
+    ), caplog.messages
+    quiet = runner.invoke(app, ["replay", str(RECORDINGS[0]), "--fast", "--no-mqtt"])
+    assert quiet.exit_code == 0 and "acknowledged" not in quiet.stderr

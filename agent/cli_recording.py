@@ -177,7 +177,8 @@ def recover(
     ] = False,
 ) -> None:
     """Keep every whole sample of a recording that was cut off (power cut, kill -9 during
-    'har-agent record'): a gzip stream is read as far as it goes, a partial last sample dropped."""
+    'har-agent record'): a gzip stream is read as far as it goes, a partial last sample dropped.
+    Of a damaged gzip stream, the samples before the first bad one are kept."""
     from agent.recording_recover import salvage
 
     if out is None:
@@ -193,8 +194,18 @@ def recover(
         raise fail(exc) from None
     except OSError as exc:
         raise fail(AgentError(f"{out}: cannot write ({exc.strerror or exc})")) from None
-    cut = "" if result.gzip_complete else "; the gzip stream was cut off"
-    typer.echo(
-        f"{out}: {result.rows} samples recovered from {part} (dropped {result.dropped_bytes} "
-        f"bytes of a partial last sample{cut})"
-    )
+    done = f"{out}: {result.rows} samples recovered from {part}"
+    if result.damage is None:
+        cut = "" if result.gzip_complete else "; the gzip stream was cut off"
+        typer.echo(f"{done} (dropped {result.dropped_bytes} bytes of a partial last sample{cut})")
+    elif result.first_bad is not None:  # the rows before the first bad one
+        typer.echo(
+            f"{done}; {result.damage}; it and everything after it were dropped "
+            f"({result.dropped_bytes:,} bytes)"
+        )
+    else:  # every row decoded passed the checks
+        typer.echo(
+            f"{done}; {result.damage}; kept every whole row decoded: each passed the checks, "
+            f"but the damage may be among them (dropped {result.dropped_bytes} bytes of a "
+            "partial last sample)"
+        )

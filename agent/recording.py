@@ -41,13 +41,8 @@ import numpy as np
 from agent.errors import RecordingError
 from agent.recording_bin import ENCODING as BINARY
 from agent.recording_bin import BinaryBodyReader
-from agent.recording_csv import (
-    GZIP_ERRORS,
-    MAX_LINE_CHARS,
-    CsvBodyReader,
-    corrupt,
-    cut_off,
-)
+from agent.recording_csv import MAX_LINE_CHARS, CsvBodyReader, RowError, corrupt, cut_off
+from agent.recording_gzip import GzipReader, is_damage
 from agent.recording_header import RecordingHeader
 from agent.recording_samples import first_bad_sample
 from agent.regular_file import NotRegular, open_regular_fd
@@ -55,6 +50,9 @@ from agent.regular_file import NotRegular, open_regular_fd
 MAGIC = "#har-recording/"
 PARSE_BLOCK = 2048
 """Rows parsed per call of numpy's parser when streaming."""
+DRAIN_LIMIT = 256 << 20
+"""How much more of a gzip stream (decoded bytes) the reader reads past a bad row to learn
+whether the stream is damaged (then the message says so): about a second at most."""
 RATE_TOLERANCE = 0.1
 """How far (relative) the median time step of a recording's first rows may be from
 1 / sample_rate_hz: live recordings jitter by a few percent, a wrong header is off by 2x."""
@@ -97,9 +95,9 @@ def open_bytes(path: Path | int, mode: str, gz: bool) -> IO[bytes]:
     return io.BufferedReader(fh) if mode == "r" else io.BufferedWriter(fh)
 
 
-def utf8_text(raw: IO[bytes]) -> IO[str]:
+def utf8_text(raw: IO[bytes], errors: str = "strict") -> IO[str]:
     """A UTF-8 text stream over ``raw`` (CSV's own newlines, untranslated)."""
-    return io.TextIOWrapper(raw, encoding="utf-8", newline="")
+    return io.TextIOWrapper(raw, encoding="utf-8", errors=errors, newline="")
 
 
 class RecordingReader:
@@ -109,17 +107,18 @@ class RecordingReader:
         self.path = Path(path)
         where = str(self.path)
         self._body: CsvBodyReader | BinaryBodyReader | None = None
-        self._raw = _open_recording(self.path)
+        self._raw, self._gz = _open_recording(self.path)
         self._fh: IO[str] | None = None
         try:
             try:
                 head = self._raw.readline(MAX_LINE_CHARS + 1)
-            except EOFError:
-                raise RecordingError(cut_off(where)) from None
-            except GZIP_ERRORS as exc:
-                raise RecordingError(corrupt(where, exc)) from None
             except OSError as exc:
                 raise RecordingError(f"{where}: cannot read recording ({exc})") from exc
+            error = self._stream_error()
+            if error is not None and not head.endswith(b"\n"):
+                if is_damage(error):
+                    raise RecordingError(corrupt(where, error, "line", None, 1))
+                raise RecordingError(cut_off(where))
             if not head.startswith(MAGIC.encode()):
                 raise RecordingError(f"{where}: not a har-agent recording (missing '{MAGIC}')")
             if len(head) > MAX_LINE_CHARS and not head.endswith(b"\n"):
@@ -140,6 +139,10 @@ class RecordingReader:
         """``csv`` (format version 1) or ``binary`` (version 2)."""
         return BINARY if isinstance(self._body, BinaryBodyReader) else CSV
 
+    def _stream_error(self) -> BaseException | None:
+        """Why the gzip stream ended early, once it has (see :class:`GzipReader`); else None."""
+        return self._gz.error if self._gz is not None else None
+
     def _open_body(self, first: str) -> CsvBodyReader | BinaryBodyReader:
         """Parse the header line; the reader of the body that follows it."""
         if not first.startswith(MAGIC):
@@ -153,9 +156,16 @@ class RecordingReader:
         header = self.header = RecordingHeader.from_json(header_text, str(self.path))
         where = str(self.path)
         if version_text == str(VERSION):
-            self._fh = utf8_text(self._raw)
+            # bytes that are not UTF-8 (damage) become lone surrogates: rows that do not parse,
+            # named by line, rather than an error for a whole block of text
+            self._fh = utf8_text(self._raw, "surrogateescape")
             return CsvBodyReader(
-                self._fh, where, header.channel_names, header.labelled, header.labels
+                self._fh,
+                where,
+                header.channel_names,
+                header.labelled,
+                header.labels,
+                self._stream_error,
             )
         encoding = json.loads(header_text).get("encoding")
         if encoding != BINARY:
@@ -165,7 +175,7 @@ class RecordingReader:
         labels = header.labels if header.labelled else None
         if labels is not None and not labels:
             raise RecordingError(f"{where}: a labelled binary recording names no labels")
-        return BinaryBodyReader(self._raw, where, len(header.channels), labels)
+        return BinaryBodyReader(self._raw, where, len(header.channels), labels, self._stream_error)
 
     def _blocks(self, block: int) -> Iterator[_Block]:
         body = self._body
@@ -186,9 +196,8 @@ class RecordingReader:
                 # the rule the writer keeps too: finite values and times, increasing times
                 bad = first_bad_sample(t, blk.values, last_t)
                 if bad is not None:
-                    raise RecordingError(
-                        f"{self.path}: {blk.unit} {blk.first + bad.index}: {bad.reason}"
-                    )
+                    assert self._body is not None
+                    raise self._body.row_error(blk.first + bad.index, bad.reason)
                 steps = np.diff(t, prepend=last_t)
                 if last_t == -math.inf:
                     self._check_rate(steps[1:], blk)
@@ -203,8 +212,32 @@ class RecordingReader:
                     yield Chunk(  # first_bad_sample refused any NaN or Inf: the values are finite
                         t[a:b], values[a:b], None if labels is None else labels[a:b], max_step, True
                     )
+        except RowError as exc:
+            raise self._damaged(exc) from None
         finally:
             self.close()
+
+    def _damaged(self, exc: RowError) -> RecordingError:
+        """A bad row in a gzip stream: the damage of the stream, when reading on (a bounded
+        while) shows that it is damaged, with the row as the first bad one; else ``exc``."""
+        if self._gz is None:
+            return exc
+        try:
+            left = DRAIN_LIMIT
+            while self._gz.error is None and left > 0:
+                got = len(self._raw.read(1 << 20))
+                if not got:
+                    break
+                left -= got
+        except OSError:
+            return exc
+        error = self._gz.error
+        if not is_damage(error):
+            return exc
+        assert error is not None
+        return RecordingError(
+            corrupt(str(self.path), error, exc.unit, (exc.number, exc.reason), exc.number)
+        )
 
     def _check_rate(self, steps: np.ndarray, blk: _Block) -> None:
         """The header's rate against the first block's median step: a wrong sample_rate_hz
@@ -243,11 +276,12 @@ class _Block:
     first: int
 
 
-def _open_recording(path: Path) -> IO[bytes]:
+def _open_recording(path: Path) -> tuple[IO[bytes], GzipReader | None]:
     """The recording at ``path`` opened for reading, through gzip when its first bytes are
-    gzip's magic number (the reader does not trust the name). Opened once, as a regular file
-    only (:func:`~agent.regular_file.open_regular_fd`): reading a FIFO or a device would block,
-    or never end."""
+    gzip's magic number (the reader does not trust the name): the stream, and the gzip reader
+    under it (None: not compressed). Opened once, as a regular file only
+    (:func:`~agent.regular_file.open_regular_fd`): reading a FIFO or a device would block, or
+    never end."""
     try:
         fd, _ = open_regular_fd(path)
     except (FileNotFoundError, NotADirectoryError):
@@ -262,7 +296,10 @@ def _open_recording(path: Path) -> IO[bytes]:
     except OSError as exc:
         os.close(fd)
         raise RecordingError(f"{path}: cannot read recording ({exc.strerror or exc})") from exc
-    return open_bytes(fd, "r", gz)
+    if not gz:
+        return open_bytes(fd, "r", False), None
+    gzr = GzipReader(io.FileIO(fd, "r"))
+    return io.BufferedReader(gzr), gzr
 
 
 def read_recording(path: str | Path) -> tuple[RecordingHeader, Chunk]:

@@ -16,13 +16,16 @@ samples keep microsecond steps.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import math
+from collections.abc import Callable, Iterator, Sequence
 from typing import IO
 
 import numpy as np
 
 from agent.errors import RecordingError
-from agent.recording_csv import GZIP_ERRORS, corrupt, cut_off, recover_command
+from agent.recording_csv import RowError, corrupt, cut_off, not_finished
+from agent.recording_gzip import is_damage
+from agent.recording_samples import first_bad_sample
 
 ENCODING = "binary"
 MAX_LABELS = 65_535
@@ -70,24 +73,35 @@ class BinaryBodyWriter:
 
 class BinaryBodyReader:
     """Decode records ``block`` at a time from a byte stream positioned after the header;
-    :attr:`position` is the last record read (1-based)."""
+    :attr:`position` is the last record read (1-based). ``stream_error``: as for
+    :class:`~agent.recording_csv.CsvBodyReader`."""
 
     unit = "record"
 
     def __init__(
-        self, fh: IO[bytes], where: str, n_channels: int, labels: Sequence[str] | None
+        self,
+        fh: IO[bytes],
+        where: str,
+        n_channels: int,
+        labels: Sequence[str] | None,
+        stream_error: Callable[[], BaseException | None] = lambda: None,
     ) -> None:
         self._fh = fh
         self._where = where
+        self._stream_error = stream_error
         self.dtype = record_dtype(n_channels, labels is not None)
         self._names: np.ndarray | None = None
         if labels is not None:
             self._names = np.array([None, *labels], dtype=object)
         self.records = 0
+        self._last_t = -math.inf  # the time of the last record yielded
 
     @property
     def position(self) -> int:
         return self.records
+
+    def row_error(self, record: int, reason: str) -> RowError:
+        return RowError(self._where, self.unit, record, reason)
 
     def blocks(
         self, block: int
@@ -97,40 +111,67 @@ class BinaryBodyReader:
         while True:
             try:
                 data = self._fh.read(block * size)
-            except EOFError:
-                raise RecordingError(cut_off(self._where)) from None
-            except GZIP_ERRORS as exc:
-                after = f" after record {self.records}"
-                raise RecordingError(corrupt(self._where, exc, after)) from None
             except OSError as exc:
                 raise RecordingError(
                     f"{self._where}: after record {self.records}: unreadable ({exc})"
                 ) from exc
+            whole, extra = divmod(len(data), size)
+            if whole < block:
+                self._check_end(data[: whole * size], whole + (1 if extra else 0))
             if not data:
                 return
-            whole, extra = divmod(len(data), size)
             if extra:
                 raise RecordingError(
                     f"{self._where}: truncated: record {self.records + whole + 1} has {extra} of "
-                    f"{size} bytes (the recording was not finished); to keep its whole records: "
-                    f"{recover_command(self._where)}"
+                    f"{size} bytes {not_finished(self._where, 'records')}"
                 )
             rec = np.frombuffer(data, dtype=self.dtype)
             labels: tuple[str | None, ...] | None = None
             if self._names is not None:
                 idx = rec["label"]
                 if idx.shape[0] and int(idx.max()) >= self._names.shape[0]:
-                    bad = int(np.argmax(idx >= self._names.shape[0]))
-                    raise RecordingError(
-                        f"{self._where}: record {self.records + bad + 1}: label index "
-                        f"{int(idx[bad])} is not in the header's labels"
-                    )
+                    bad = self._first_bad(rec, self.records + 1)
+                    assert bad is not None  # a label index, if no record before it
+                    raise self.row_error(*bad)
                 labels = tuple(self._names[idx].tolist())
             self.records += whole
             t = rec["t"].astype(np.float64)  # a contiguous, writable copy
             values = np.ascontiguousarray(rec["v"], dtype=np.float32)
             if not values.flags.writeable:
                 values = values.copy()
+            self._last_t = float(t[-1])
             yield t, values, labels
             if whole < block:
                 return
+
+    def _check_end(self, data: bytes, decoded: int) -> None:
+        """At the end of the stream: refuse one that ended early. ``data``: its whole records
+        not yet yielded; ``decoded``: how many records were decoded, the last perhaps in part."""
+        error = self._stream_error()
+        if error is None:
+            return
+        if not is_damage(error):
+            raise RecordingError(cut_off(self._where, "records"))
+        rec = np.frombuffer(data, dtype=self.dtype)
+        bad = self._first_bad(rec, self.records + 1) if rec.shape[0] else None
+        upto = max(self.records + decoded, 1)
+        raise RecordingError(corrupt(self._where, error, self.unit, bad, upto))
+
+    def _first_bad(self, rec: np.ndarray, first: int) -> tuple[int, str] | None:
+        """The first of the records ``rec`` (the first is record ``first``) that breaks a rule,
+        as ``(record, reason)``: a label index beyond the header's labels, a time or value that
+        is not finite, a time that does not increase."""
+        found: tuple[int, str] | None = None
+        end = rec.shape[0]
+        if self._names is not None:
+            over = rec["label"] >= self._names.shape[0]
+            if over.any():
+                end = int(np.argmax(over))
+                label = int(rec["label"][end])
+                found = (first + end, f"label index {label} is not in the header's labels")
+        t = rec["t"][:end].astype(np.float64)
+        values = np.asarray(rec["v"][:end], dtype=np.float32)
+        sample = first_bad_sample(t, values, self._last_t)
+        if sample is not None:
+            return first + sample.index, sample.reason
+        return found

@@ -8,17 +8,18 @@ cuts the blocks into chunks; :mod:`agent.recording_bin` is the binary body (vers
 
 from __future__ import annotations
 
-import gzip
+import math
+import re
 import shlex
-import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
 import numpy as np
 
 from agent.errors import RecordingError
-from agent.recording_samples import as_stored
+from agent.recording_gzip import is_damage
+from agent.recording_samples import as_stored, first_bad_sample
 
 
 def recover_command(where: str) -> str:
@@ -35,22 +36,57 @@ def recover_command(where: str) -> str:
     return f"har-agent recording recover {shlex.quote(where)} --out {shlex.quote(str(out))}"
 
 
-def cut_off(where: str) -> str:
+def not_finished(where: str, unit: str = "rows") -> str:
+    """How the messages for a recording cut off while being written end (a gzip stream without
+    its end, a partial binary record, a last CSV line without its line break): the command that
+    keeps its whole ``unit`` (rows or records)."""
+    return f"(the recording was not finished); to keep its whole {unit}: {recover_command(where)}"
+
+
+def cut_off(where: str, unit: str = "rows") -> str:
     """The message for a gzip stream that ends early (a recording never finished)."""
-    return (
-        f"{where}: the gzip stream is cut off (the recording was not finished); "
-        f"to keep its whole rows: {recover_command(where)}"
-    )
+    return f"{where}: the gzip stream is cut off {not_finished(where, unit)}"
 
 
-def corrupt(where: str, exc: Exception, after: str = "") -> str:
-    """The message for a gzip stream whose data is damaged (zlib.error, gzip.BadGzipFile)."""
-    return f"{where}: the gzip stream is corrupt{after} ({exc}); the file is damaged"
+def damage(exc: BaseException, unit: str, bad: tuple[int, str] | None, upto: int) -> str:
+    """Where a damaged gzip stream (zlib's ``exc``) goes wrong, as the reader and ``recover``
+    say it: ``bad``, the first ``unit`` (line or record) decoded before zlib noticed that breaks
+    a rule, with the reason; or, when every one decoded was good, ``upto``, the last decoded (the
+    damage is in it or before: zlib may decode bad data for a while, or to the end, where the
+    checksum fails)."""
+    if bad is not None:
+        noun = "row" if unit == "line" else unit
+        return (
+            f"the gzip stream is corrupt ({exc}): {unit} {bad[0]} is the first bad {noun} "
+            f"({bad[1]})"
+        )
+    at = f"in {unit} 1" if upto <= 1 else f"at or before {unit} {upto}"
+    return f"the gzip stream is corrupt {at} ({exc})"
 
 
-GZIP_ERRORS = (zlib.error, gzip.BadGzipFile)
-"""What a damaged gzip stream raises while it is read (BadGzipFile is an OSError: catch these
-first)."""
+def corrupt(
+    where: str, exc: BaseException, unit: str, bad: tuple[int, str] | None, upto: int
+) -> str:
+    """The reader's message for a damaged gzip stream (:func:`damage`), with the command that
+    keeps the whole rows before the damage when there are any."""
+    text = f"{where}: {damage(exc, unit, bad, upto)}"
+    first_row = 3 if unit == "line" else 1  # CSV rows start after the header and column lines
+    if (bad[0] if bad is not None else upto) > first_row:
+        noun = "rows" if unit == "line" else "records"
+        before = "it" if bad is not None else "the damage"
+        text += f"; to keep the whole {noun} before {before}: {recover_command(where)}"
+    return text
+
+
+class RowError(RecordingError):
+    """A row the reader refuses: ``number`` is its line (CSV, the header is line 1) or record
+    (binary, from 1), ``reason`` what is wrong with it. ``recover`` keeps the rows before the
+    first one of a damaged gzip stream."""
+
+    def __init__(self, where: str, unit: str, number: int, reason: str, hint: str = "") -> None:
+        super().__init__(f"{where}: {unit} {number}: {reason}{hint}")
+        self.unit, self.number, self.reason = unit, number, reason
+
 
 MAX_LABEL_CHARS = 64
 MAX_LINE_CHARS = 1 << 20
@@ -60,7 +96,12 @@ costs neither memory nor time."""
 
 
 class CsvBodyReader:
-    """Decode CSV rows ``block`` at a time; :attr:`position` is the last line read (1-based)."""
+    """Decode CSV rows ``block`` at a time; :attr:`position` is the last line read (1-based).
+
+    ``stream_error`` tells, once the stream has ended, whether it ended early
+    (:attr:`agent.recording_gzip.GzipReader.error`): then the rows decoded before the damage are
+    looked at for the first bad one, which the message names, and none of them is yielded.
+    """
 
     unit = "line"
 
@@ -71,9 +112,11 @@ class CsvBodyReader:
         channel_names: Sequence[str],
         labelled: bool,
         vocabulary: Sequence[str] | None,
+        stream_error: Callable[[], BaseException | None] = lambda: None,
     ) -> None:
         self._fh = fh
         self._where = where
+        self._stream_error = stream_error
         self._n_channels = len(channel_names)
         self._columns = ["t", *channel_names]
         self._labelled = labelled
@@ -87,6 +130,10 @@ class CsvBodyReader:
         self._known = frozenset(vocabulary) if vocabulary else None
         """Labels a row may carry (None: any; the header names no vocabulary)."""
         self.position = 1  # the header line
+        self.cut_line: int | None = None
+        """The last line, once read, when the file ends without a line break after it: a row
+        refused there is a recording cut off while being written (its message says so)."""
+        self._last_t = -math.inf  # the time of the last row yielded
         self._buf: list[str] = []
         self._pos = 0
         self._tail = ""
@@ -101,19 +148,36 @@ class CsvBodyReader:
         if cols != expected:
             raise RecordingError(f"{where}: column line {cols} does not match header {expected}")
 
+    def row_error(self, line: int, reason: str) -> RowError:
+        """The error for a bad row at ``line``; on a last line cut short, how to recover."""
+        hint = ""
+        if line == self.cut_line:
+            hint = f": the last line is cut off {not_finished(self._where)}"
+        return RowError(self._where, self.unit, line, reason, hint)
+
+    def _ended_early(self, pending: list[str], upto: int) -> RecordingError | None:
+        """When the stream has ended early, the error that says so; ``pending``: the whole rows
+        decoded and not yet returned, after line :attr:`position`; ``upto``: the last line
+        decoded, whole or not."""
+        error = self._stream_error()
+        if error is None:
+            return None
+        if not is_damage(error):
+            return RecordingError(cut_off(self._where))
+        bad = self._first_bad(pending, self.position + 1) if pending else None
+        return RecordingError(corrupt(self._where, error, self.unit, bad, upto))
+
     def _next_row(self) -> list[str] | None:
         try:
             line = self._fh.readline(MAX_LINE_CHARS + 1)
-        except EOFError:
-            raise RecordingError(cut_off(self._where)) from None
-        except GZIP_ERRORS as exc:
-            raise RecordingError(
-                corrupt(self._where, exc, f" in line {self.position + 1}")
-            ) from None
         except (OSError, UnicodeDecodeError) as exc:
             raise RecordingError(
                 f"{self._where}: line {self.position + 1}: unreadable ({exc})"
             ) from exc
+        if not line.endswith("\n"):
+            ended = self._ended_early([], self.position + 1)
+            if ended is not None:
+                raise ended
         if not line:
             return None
         self.position += 1
@@ -132,11 +196,6 @@ class CsvBodyReader:
         while len(self._buf) - self._pos < size and not self._eof:
             try:
                 block = self._fh.read(1 << 16)
-            except EOFError:
-                raise RecordingError(cut_off(self._where)) from None
-            except GZIP_ERRORS as exc:
-                done = self.position + len(self._buf) - self._pos
-                raise RecordingError(corrupt(self._where, exc, f" after line {done}")) from None
             except (OSError, UnicodeDecodeError) as exc:
                 raise RecordingError(
                     f"{self._where}: after line {self.position}: unreadable ({exc})"
@@ -144,10 +203,15 @@ class CsvBodyReader:
             del self._buf[: self._pos]
             self._pos = 0
             if not block:
+                upto = self.position + len(self._buf) + (1 if self._tail else 0)
+                ended = self._ended_early(self._buf, upto)
+                if ended is not None:
+                    raise ended
                 self._eof = True
                 if self._tail:
                     self._buf.append(self._tail)
                     self._tail = ""
+                    self.cut_line = self.position + len(self._buf)
                 break
             # the tail is at most MAX_LINE_CHARS long (refused below), so however long a line
             # is, this join copies no more than that: reading stays linear in the file's length
@@ -177,57 +241,101 @@ class CsvBodyReader:
             self.position += len(lines)
             arr, labels = self._parse(lines, first_line)
             values = as_stored(arr[:, 1:])  # beyond float32 -> inf, which the reader refuses
-            yield np.ascontiguousarray(arr[:, 0]), values, labels if self._labelled else None
+            t = np.ascontiguousarray(arr[:, 0])
+            self._last_t = float(t[-1])
+            yield t, values, labels if self._labelled else None
             if len(lines) < block:
                 return
 
-    def _labels(self, arr: np.ndarray, first_line: int) -> list[str | None]:
-        if not self._labelled:
-            return []
-        try:
-            return _expand_runs(arr["label"], self._known)
-        except _UnknownLabel as exc:
-            where = f"{self._where}: line {first_line + exc.row}"
-            if len(exc.label) > MAX_LABEL_CHARS:
-                raise RecordingError(
-                    f"{where}: label {exc.label[:20]!r}... is longer than {MAX_LABEL_CHARS} "
-                    "characters"
-                ) from None
-            raise RecordingError(
-                f"{where}: label {exc.label!r} is not one of the header's labels "
-                f"({', '.join(sorted(self._known or ()))})"
-            ) from None
-
     def _parse(self, lines: list[str], first_line: int) -> tuple[np.ndarray, list[str | None]]:
-        """Parse rows fast (numpy's C parser); on any problem, find the bad line and name it."""
-        n_ch = self._n_channels
-        width = 1 + n_ch + (1 if self._labelled else 0)
+        """Parse rows fast (numpy's C parser); on any problem, find the first bad line and name
+        it."""
         try:
             # the structured dtype makes loadtxt insist on exactly `width` fields in every row
             arr = np.loadtxt(lines, delimiter=",", dtype=self._row_dtype, comments=None, ndmin=1)
         except ValueError:
             pass
         else:
-            # numpy skips empty lines, a recording has none: then the loop below names it
+            # numpy skips empty lines, a recording has none: then _first_bad names it
             if arr.shape[0] == len(lines):
-                return arr["v"], self._labels(arr, first_line)
-        # the error path: find the first bad line with the same parser, and name it
+                try:
+                    labels = _expand_runs(arr["label"], self._known) if self._labelled else []
+                except _UnknownLabel:
+                    pass
+                else:
+                    return arr["v"], labels
+        bad = self._first_bad(lines, first_line)
+        if bad is None:  # not reached: the parser refused one of them
+            bad = (first_line, "unparseable row")
+        raise self.row_error(*bad)
+
+    def _first_bad(self, lines: list[str], first_line: int) -> tuple[int, str] | None:
+        """The first of ``lines`` (the first is ``first_line``) that breaks a rule, as
+        ``(line, reason)``: one the parser cannot take, a label the header does not allow, a
+        value or time that is not finite, a time that does not increase (a row is checked
+        against the rows before it: those after a bad one do not count)."""
+        width = 1 + self._n_channels + (1 if self._labelled else 0)
+        found: tuple[int, str] | None = None
+        end = len(lines)
         for i, ln in enumerate(lines):
-            where = f"{self._where}: line {first_line + i}"
-            if not ln:
-                raise RecordingError(
-                    f"{where}: blank line (a recording has one sample on every line after the "
-                    "column line)"
-                )
-            fields = ln.split(",")
-            if len(fields) != width:
-                raise RecordingError(f"{where}: expected {width} fields, got {len(fields)}")
-            for name, text in zip(self._columns, fields, strict=False):
-                if not _parses(text):
-                    raise RecordingError(f"{where}: not a number ({name} is {text[:40]!r})")
-        raise RecordingError(  # not reached: one of the lines failed above
-            f"{self._where}: lines {first_line}-{first_line + len(lines) - 1}: unparseable rows"
+            reason = self._problem(ln, width)
+            if reason is not None:
+                found, end = (first_line + i, reason), i
+                break
+        if end == 0:
+            return found
+        try:
+            arr = np.loadtxt(
+                lines[:end], delimiter=",", dtype=self._row_dtype, comments=None, ndmin=1
+            )
+        except ValueError:  # not reached: each of them passed the checks above
+            return found or (first_line, "unparseable row")
+        if self._labelled:
+            try:
+                _expand_runs(arr["label"], self._known)
+            except _UnknownLabel as exc:
+                found, end = (first_line + exc.row, self._label_problem(exc.label)), exc.row
+        v = arr["v"][:end]
+        sample = first_bad_sample(np.ascontiguousarray(v[:, 0]), as_stored(v[:, 1:]), self._last_t)
+        if sample is not None:
+            return first_line + sample.index, sample.reason
+        return found
+
+    def _problem(self, line: str, width: int) -> str | None:
+        """What the parser finds wrong with ``line`` on its own, or None."""
+        if not line:
+            return "blank line (a recording has one sample on every line after the column line)"
+        if not line.isascii() and (reason := not_utf8(line)):
+            return reason
+        fields = line.split(",")
+        if len(fields) != width:
+            return f"expected {width} fields, got {len(fields)}"
+        for name, text in zip(self._columns, fields, strict=False):
+            if not _parses(text):
+                return f"not a number ({name} is {text[:40]!r})"
+        return None
+
+    def _label_problem(self, label: str) -> str:
+        if reason := not_utf8(label):
+            return f"label {reason}"
+        if len(label) > MAX_LABEL_CHARS:
+            return f"label {label[:20]!r}... is longer than {MAX_LABEL_CHARS} characters"
+        return (
+            f"label {label!r} is not one of the header's labels "
+            f"({', '.join(sorted(self._known or ()))})"
         )
+
+
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
+"""What the reader's text stream makes of a byte that is not UTF-8 (``surrogateescape``)."""
+
+
+def not_utf8(text: str) -> str | None:
+    """The reason to refuse ``text`` when it holds a byte that was not UTF-8, else None."""
+    found = _NOT_UTF8.search(text)
+    if found is None:
+        return None
+    return f"not UTF-8 text (byte 0x{ord(found.group()) - 0xDC00:02x})"
 
 
 def _parses(text: str) -> bool:
@@ -257,7 +365,11 @@ def _expand_runs(labels: np.ndarray, known: frozenset[str] | None = None) -> lis
     out: list[str | None] = []
     for a, b in zip(starts[:-1], starts[1:], strict=False):
         label = str(labels[a]) or None
-        if label is not None and (len(label) > MAX_LABEL_CHARS or (known and label not in known)):
+        if label is not None and (
+            len(label) > MAX_LABEL_CHARS
+            or (known and label not in known)
+            or (not label.isascii() and not_utf8(label))
+        ):
             raise _UnknownLabel(a, label)
         out += [label] * (b - a)
     return out

@@ -58,7 +58,7 @@ def info(
 
     try:
         reader = RecordingReader(path)
-        header, encoding = reader.header, reader.encoding
+        header, encoding, compression = reader.header, reader.encoding, reader.compression
         samples = gaps = 0
         first_t = last_t = math.nan
         labels: Counter[str] = Counter()
@@ -79,6 +79,7 @@ def info(
     summary = {
         "path": str(path),
         "encoding": encoding,
+        "compression": compression,
         "bytes": path.stat().st_size,
         "sample_rate_hz": header.sample_rate_hz,
         "channels": [_channel(c) for c in header.channels],
@@ -94,12 +95,19 @@ def info(
         return
     text = {
         **summary,
+        "encoding": _encoding(encoding, compression),
         "channels": ", ".join(_channel(c) for c in header.channels),
         "source": json.dumps(header.source),
         "labels": ", ".join(f"{k} {v}" for k, v in labels.most_common()) or "(unlabelled)",
     }
+    del text["compression"]  # said with the encoding
     for key, value in text.items():
         typer.echo(f"{key:<15} {value}")
+
+
+def _encoding(encoding: str, compression: str | None) -> str:
+    """``csv``, ``binary``; ``csv, gzip``, ``binary, gzip`` when compressed."""
+    return f"{encoding}, {compression}" if compression else encoding
 
 
 def _channel(c: Channel) -> str:
@@ -124,7 +132,7 @@ def convert(
     ] = False,
 ) -> None:
     """Re-encode a recording, sample for sample (binary replays ~5x faster than gzipped CSV)."""
-    from agent.recording import RecordingReader
+    from agent.recording import GZIP, RecordingReader
     from agent.recording_writer import RecordingWriter
 
     part = dst.with_name(dst.name + ".part")  # what the writer writes, renamed when complete
@@ -152,9 +160,10 @@ def convert(
         if isinstance(exc, OSError):
             exc = AgentError(f"{dst}: cannot write the recording ({exc.strerror or exc})")
         raise fail(exc) from None
+    compression = GZIP if dst.name.lower().endswith(".gz") else None  # as the writer picks it
     typer.echo(
-        f"{dst}: {writer.rows} samples, {writer.encoding}, {dst.stat().st_size:,} bytes "
-        f"(from {src.stat().st_size:,})"
+        f"{dst}: {writer.rows} samples, {_encoding(writer.encoding, compression)}, "
+        f"{dst.stat().st_size:,} bytes (from {src.stat().st_size:,})"
     )
 
 

@@ -60,6 +60,7 @@ VERSION = 1
 """The CSV body's version; :data:`BINARY_VERSION` is the binary body's."""
 BINARY_VERSION = 2
 CSV = "csv"
+GZIP = "gzip"
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,11 @@ class RecordingReader:
     def encoding(self) -> str:
         """``csv`` (format version 1) or ``binary`` (version 2)."""
         return BINARY if isinstance(self._body, BinaryBodyReader) else CSV
+
+    @property
+    def compression(self) -> str | None:
+        """``gzip`` when the file is gzip-compressed (its first bytes say so), else None."""
+        return GZIP if self._gz is not None else None
 
     def _stream_error(self) -> BaseException | None:
         """Why the gzip stream ended early, once it has (see :class:`GzipReader`); else None."""

@@ -1,9 +1,11 @@
 """``har-agent recording info|convert`` on the bundled recording; bad input -> one line, exit 1."""
 
+import gzip
 import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from agent.cli import app
@@ -111,3 +113,40 @@ def test_info_of_an_unlabelled_recording_and_of_a_folder(tmp_path: Path) -> None
     ]
     folder = runner.invoke(app, ["recording", "info", str(tmp_path)])
     assert error_line(folder) == f"har-agent: error: {tmp_path}: is a folder, not a recording"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "encoding", "compression"),
+    [
+        ("d.har.csv", "csv", "csv", None),
+        ("d.har.csv.gz", "csv, gzip", "csv", "gzip"),
+        ("d.har.bin", "binary", "binary", None),
+        ("d.har.bin.gz", "binary, gzip", "binary", "gzip"),
+    ],
+)
+def test_info_and_convert_say_whether_a_recording_is_compressed(
+    tmp_path: Path, name: str, text: str, encoding: str, compression: str | None
+) -> None:
+    """``encoding csv`` for a .csv.gz, ``binary`` for a .bin.gz hid the compression: the text
+    says "csv, gzip", the JSON keeps ``encoding`` (the body) and adds ``compression``."""
+    out = tmp_path / name
+    converted = runner.invoke(app, ["recording", "convert", str(DEMO), str(out)])
+    assert converted.exit_code == 0, converted.output
+    assert converted.output.startswith(f"{out}: 16565 samples, {text}, ")
+    info = runner.invoke(app, ["recording", "info", str(out)])
+    assert info.exit_code == 0, info.output
+    assert f"\nencoding        {text}\n" in info.output
+    assert "compression" not in info.output  # said with the encoding, not on a line of its own
+    summary = json.loads(runner.invoke(app, ["recording", "info", str(out), "--json"]).output)
+    assert summary["encoding"] == encoding and summary["compression"] == compression
+    keys = list(summary)
+    assert keys[: keys.index("compression")] == ["path", "encoding"]  # the keys before stay
+
+
+def test_info_reads_the_compression_from_the_content_not_the_name(tmp_path: Path) -> None:
+    plain_named_gz = tmp_path / "p.har.csv.gz"
+    plain_named_gz.write_bytes(gzip.decompress(DEMO.read_bytes()))
+    summary = json.loads(
+        runner.invoke(app, ["recording", "info", str(plain_named_gz), "--json"]).output
+    )
+    assert summary["encoding"] == "csv" and summary["compression"] is None

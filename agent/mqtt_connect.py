@@ -86,6 +86,8 @@ def connect(
     where = f"MQTT broker at {s.address}"
     if stop is not None and stop.is_set():
         raise ConnectStopped
+    while not events.empty():  # an earlier attempt's (a v5 refusal's closed connection): stale
+        events.get_nowait()
     try:
         client.connect(
             s.host,

@@ -166,34 +166,17 @@ def encode_prediction(p: Prediction) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode("utf-8")
 
 
-_FOUR_DECIMALS = tuple(repr(k / 10_000) for k in range(10_001))
-"""``repr(round(v, 4))`` for every v in [0, 1], by ``round(v * 10^4)``."""
-
-
-def four_decimals(v: float) -> str:
-    """``repr(round(v, 4))`` as JSON (``0.0`` for NaN and infinities), what
-    :func:`encode_prediction` writes for a probability.
-
-    A probability in [0, 1] is looked up by ``k = round(v * 10^4)``: ``v * 10^4`` is within
-    10^-12 of its exact value (exact for float32 values), so ``k`` is the correctly rounded
-    integer unless ``v * 10^4`` lies within 10^-7 of a half, where ``round(v, 4)`` decides. The
-    table holds ``repr(k / 10^4)``, the shortest text of the float nearest ``k / 10^4``, which is
-    what ``round(v, 4)`` returns.
-    """
-    x = v * 10_000.0
-    if 0.0 < x < 10_000.5:
-        k = round(x)
-        if abs(x - k) < 0.4999999:
-            return _FOUR_DECIMALS[k]
-    r = round(v, 4)
-    return repr(r) if math.isfinite(r) else "0.0"
-
-
 class PredictionEncoder:
-    """The hot-path encoder: the same bytes as :func:`encode_prediction` (tests compare them),
-    with every constant part (device, labels, model, smoothing) escaped once up front and the
-    variable parts filled into one %-template (four: with or without the smoothed prediction
-    and the truth label) in one C-level call."""
+    """The hot-path encoder: the same JSON values as :func:`encode_prediction` (tests compare
+    them), with every constant part (device, labels, model, smoothing) escaped once up front and
+    the variable parts filled into one %-template (four: with or without the smoothed prediction
+    and the truth label) in one C-level call.
+
+    Probabilities and confidences are written with four decimals (``0.9731``, ``0.0100``),
+    the latency with three: ``%.4f`` rounds correctly, so each number reads back as exactly
+    ``round(v, 4)`` (``round(latency_ms, 3)``), what the reference writes, formatted by the
+    template itself instead of a Python call per number. NaN and infinities (JSON has
+    neither; the classifier never hands them on) are written as 0."""
 
     MAX_TRUTHS = 256
 
@@ -217,18 +200,18 @@ class PredictionEncoder:
             + ',"boot":'
             + json.dumps(boot)
         )
-        probs = ",".join(_pct(lj) + ":%s" for lj in self._labels_json)
+        probs = ",".join(_pct(lj) + ":%.4f" for lj in self._labels_json)
         front = (
             _pct(head)
             + ',"seq":%d,"window":{"index":%d,"start":"%s","end":"%s"}'
-            + ',"label":%s,"confidence":%s,"probs":{'
+            + ',"label":%s,"confidence":%.4f,"probs":{'
             + probs
             + "}"
         )
-        smoothed = ',"smoothed":{"label":%s,"confidence":%s' + _pct(
+        smoothed = ',"smoothed":{"label":%s,"confidence":%.4f' + _pct(
             ',"method":' + json.dumps(smoothing) + ',"window":' + str(window) + "}"
         )
-        tail = _pct(',"model":' + json.dumps(model)) + ',"latency_ms":%r,"ts":"%s"'
+        tail = _pct(',"model":' + json.dumps(model)) + ',"latency_ms":%.3f,"ts":"%s"'
         # [smoothed given][truth given]
         self._templates = (
             (
@@ -285,22 +268,28 @@ class PredictionEncoder:
         """:meth:`encode` with positional arguments (the pipeline's call)."""
         if len(probs) != self._n:
             raise ValueError(f"{len(probs)} probabilities for {self._n} labels")
-        texts = [four_decimals(v) for v in probs]
-        lat = round(latency_ms, 3) if math.isfinite(latency_ms) else 0.0
-        head = (seq, window_index, window_start, window_end, self._labels_json[index], texts[index])
-        if smoothed_index is None or smoothed_confidence is None:
+        lat = latency_ms
+        conf = smoothed_confidence
+        # one sum: NaN or an infinity anywhere makes it non-finite (finite values that overflow
+        # it only take the careful path for nothing)
+        if not math.isfinite(sum(probs) + lat + (conf or 0.0)):
+            probs = [v if math.isfinite(v) else 0.0 for v in probs]
+            lat = lat if math.isfinite(lat) else 0.0
+            conf = conf if conf is None or math.isfinite(conf) else 0.0
+        head = (seq, window_index, window_start, window_end, self._labels_json[index], probs[index])
+        if smoothed_index is None or conf is None:
             if truth is None:
-                return (self._templates[0][0] % (*head, *texts, lat, published_at)).encode()
+                return (self._templates[0][0] % (*head, *probs, lat, published_at)).encode()
             template = self._templates[0][1]
-            args = (*head, *texts, lat, published_at, self._truth_json(truth))
+            args = (*head, *probs, lat, published_at, self._truth_json(truth))
         else:
-            smoothed = (self._labels_json[smoothed_index], four_decimals(smoothed_confidence))
+            smoothed = (self._labels_json[smoothed_index], conf)
             if truth is None:
                 template = self._templates[1][0]
-                args = (*head, *texts, *smoothed, lat, published_at)
+                args = (*head, *probs, *smoothed, lat, published_at)
             else:
                 template = self._templates[1][1]
-                args = (*head, *texts, *smoothed, lat, published_at, self._truth_json(truth))
+                args = (*head, *probs, *smoothed, lat, published_at, self._truth_json(truth))
         return (template % args).encode()
 
     def _truth_json(self, truth: str) -> str:

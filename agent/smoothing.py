@@ -74,7 +74,6 @@ class Smoother:
         else:
             total = self._sum = [s + x for s, x in zip(total, values, strict=True)]
         window.append(values)
-        n = len(window)
-        avg = total if n == 1 else [s / n for s in total]
-        idx = first_argmax(avg)
-        return Smoothed(idx, avg[idx])
+        # the largest sum is the largest mean (n > 0): only its mean is computed
+        idx = first_argmax(total)
+        return Smoothed(idx, total[idx] / len(window))

@@ -103,6 +103,8 @@ class Windower:
         """Labels of buffer positions ``[0, _b)``."""
         self._a = 0
         self._b = 0
+        self._last_t = 0.0
+        """Time of the newest sample held (buffer position ``_b - 1``), when ``_b > _a``."""
         self._unknown_end = 0
         """Buffer position just past the last sample not known to be finite (0: none held)."""
         self._max_dt = GAP_FACTOR / spec.rate_hz
@@ -134,12 +136,13 @@ class Windower:
             and not (bound is not None and bound <= max_dt)
             and not (t[1:] - t[:-1]).max() <= max_dt
         )
-        if not inside and not (self._b > self._a and t[0] - self._t[self._b - 1] > max_dt):
+        # (the join with what we hold: Python floats, not numpy scalars, on the per-chunk path)
+        if not inside and not (self._b > self._a and t.item(0) - self._last_t > max_dt):
             return self._append(t, v, chunk.labels, chunk.finite)
         out: list[Window] = []
         # split the chunk where the stream has gaps (including the join with what we hold)
         breaks = [int(b) for b in np.nonzero(np.diff(t) > max_dt)[0] + 1]
-        if self._b > self._a and t[0] - self._t[self._b - 1] > max_dt:
+        if self._b > self._a and t.item(0) - self._last_t > max_dt:
             breaks.insert(0, 0)
         bounds = [0, *breaks, n]
         for a, b in zip(bounds[:-1], bounds[1:], strict=True):
@@ -190,6 +193,7 @@ class Windower:
                 lbl.extend(labels[pos : pos + take] if labels is not None else repeat(None, take))
             b += take
             self._b = b
+            self._last_t = buf_t.item(b - 1)
             if not finite:
                 self._unknown_end = b
             pos += take

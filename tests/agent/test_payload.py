@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -116,7 +117,9 @@ def _assert_encodes_as_reference(
     enc: object, meta: tuple[str, tuple[str, ...], str, str, int, str], kw: dict[str, object]
 ) -> None:
     """The hot-path encoder built from ``meta`` (device, labels, model, smoothing, window,
-    boot) gives :func:`encode_prediction`'s bytes for ``kw`` (valid JSON)."""
+    boot) gives :func:`encode_prediction`'s JSON for ``kw``: the same keys in the same order and
+    exactly the same values (valid JSON), its probabilities and confidences written with four
+    decimals, its latency with three."""
     device, labels, model, smoothing, window, boot = meta
     ref = encode_prediction(
         Prediction(
@@ -129,16 +132,23 @@ def _assert_encodes_as_reference(
             **kw,
         )  # type: ignore[arg-type]
     )
-    assert enc.encode(**kw) == ref  # type: ignore[attr-defined]
+    fast = enc.encode(**kw)  # type: ignore[attr-defined]
 
     def refuse(name: str) -> None:  # Python's json reads NaN and Infinity; JSON has neither
         raise AssertionError(f"{name} in a prediction payload")
 
-    json.loads(ref, parse_constant=refuse)
+    got = json.loads(fast, parse_constant=refuse)
+    want = json.loads(ref, parse_constant=refuse)
+    assert got == want
+    assert json.dumps(got) == json.dumps(want)  # (and the keys in the same order)
+    four = r"-?\d+\.\d{4}"
+    numbers = re.findall(r'"(?:confidence|[^"]+)":(-?\d+\.\d+)', fast.decode())
+    assert numbers and all(re.fullmatch(four, n) for n in numbers[:-1]), fast
+    assert re.search(r'"latency_ms":-?\d+\.\d{3},', fast.decode()), fast
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_fast_encoder_is_byte_identical_to_reference(seed: int) -> None:
+def test_fast_encoder_gives_the_reference_values(seed: int) -> None:
     import math
     import random
 
@@ -205,15 +215,14 @@ FOUR_DECIMAL_CASES = [
 ]
 
 
-def test_four_decimals_equals_round_repr() -> None:
-    """Table cases (ties, the carry to 1.0, signs, values past the table), every float32
-    probability k/10^4 +- a few ulps and random floats: always ``repr(round(v, 4))``."""
+def test_fixed_decimals_read_back_as_round() -> None:
+    """What the encoder relies on: ``%.4f`` text reads back as exactly ``round(v, 4)`` (both
+    round correctly), for table cases (ties, the carry to 1.0, signs, large values), every
+    float32 probability k/10^4 +- a few ulps, and random floats; ``%.3f`` as ``round(v, 3)``."""
     import math
     import random
 
     import numpy as np
-
-    from agent.payload import four_decimals
 
     values = list(FOUR_DECIMAL_CASES)
     for k in range(10_001):
@@ -230,9 +239,8 @@ def test_four_decimals_equals_round_repr() -> None:
     values += [rng.random() for _ in range(50_000)]
     values += [float(np.float32(rng.random())) for _ in range(50_000)]
     for v in values:
-        assert four_decimals(v) == repr(round(v, 4)), v
-    for v in (math.nan, math.inf, -math.inf):
-        assert four_decimals(v) == "0.0"
+        assert float("%.4f" % v) == round(v, 4), v  # noqa: UP031 (the encoder's operation)
+        assert float("%.3f" % v) == round(v, 3), v  # noqa: UP031
 
 
 @pytest.mark.parametrize("smoothed", [False, True])

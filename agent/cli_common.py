@@ -68,20 +68,25 @@ def _is_help_request(exc: Exception) -> bool:
     return type(exc).__name__ == "NoArgsIsHelpError"
 
 
-class Group(TyperGroup):
-    """A command group whose ``--help`` row reads as the flag it is (``typer.Typer(cls=Group)``),
-    and whose usage errors are one line (:func:`_usage_error`)."""
-
-    def get_help_option(self, ctx: Any) -> Any:
-        return _plain_flag(super().get_help_option(ctx))
+class _OneLineUsageErrors:
+    """Usage errors of a command or group as one line (:func:`_usage_error`); the help that
+    ``no_args_is_help`` asks for is still shown."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         try:
-            return list(super().parse_args(ctx, args))
+            return list(super().parse_args(ctx, args))  # type: ignore[misc]
         except _UsageError as exc:
             if _is_help_request(exc):
                 raise
             raise _usage_error(ctx, exc) from None
+
+
+class Group(_OneLineUsageErrors, TyperGroup):
+    """A command group whose ``--help`` row reads as the flag it is (``typer.Typer(cls=Group)``),
+    and whose usage errors are one line."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        return _plain_flag(super().get_help_option(ctx))
 
     def resolve_command(self, ctx: Any, args: list[str]) -> Any:
         try:
@@ -90,20 +95,12 @@ class Group(TyperGroup):
             raise _usage_error(ctx, exc) from None
 
 
-class Command(TyperCommand):
+class Command(_OneLineUsageErrors, TyperCommand):
     """A command whose ``--help`` row reads as the flag it is (``app.command(cls=Command)``), and
-    whose usage errors are one line (:func:`_usage_error`)."""
+    whose usage errors are one line."""
 
     def get_help_option(self, ctx: Any) -> Any:
         return _plain_flag(super().get_help_option(ctx))
-
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        try:
-            return list(super().parse_args(ctx, args))
-        except _UsageError as exc:
-            if _is_help_request(exc):
-                raise
-            raise _usage_error(ctx, exc) from None
 
 
 def fail(exc: AgentError) -> typer.Exit:

@@ -338,7 +338,12 @@ def load_manifest(models_dir: str | Path) -> Manifest:
         with open_regular(path) as fh:
             raw = json.loads(fh.read().decode("utf-8"))
     except FileNotFoundError as exc:
-        raise ModelError(f"{path}: no model manifest (build the bank with tools/)") from exc
+        why = (
+            f"there is no folder {root}"
+            if not root.is_dir()
+            else "build the bank: python -m tools.bank.build"
+        )
+        raise ModelError(f"{path}: no model manifest ({why})") from exc
     except NotARegularFile as exc:
         raise ModelError(f"{exc}; expected the manifest file") from exc
     except (OSError, ValueError) as exc:

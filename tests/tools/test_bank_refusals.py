@@ -195,13 +195,15 @@ def test_compress_refuses_a_spoilt_int8_candidate_too(bank: Path, no_work: None)
     export_onnx(_plain(9), bank / "wr-w0.50-r128.onnx", (1, 128, 6))
     argv = ["--out", str(bank), "--no-prune", "--int8-only", "wr-w0.50-r128", "--data", "pickle"]
     _refused(compress, argv, "wr-w0.50-r128.onnx does not match the manifest's sha256")
-    # a spoilt member compress does not read is no reason to refuse: the parent is checked
-    # (pruning), the other member is not (smoke: int8 of the parent and its pruned only)
+    # a spoilt member compress does not read (smoke: int8 of the parent and its pruned only)
+    # is refused too: the new manifest would keep its entry, naming a file that is not it
     compress_args = compress.parse_args(["--smoke", "--out", str(bank)])
     bank_m = load_manifest(bank)
     base = [m for m in bank_m.models if m.family not in ("pruned", "int8")]
     reads = compress._inputs(compress_args, bank_m, base, bank_m.get(PARENT), None)
     assert [m.id for m in reads] == [PARENT]
+    argv = ["--smoke", "--out", str(bank), "--data", "pickle"]
+    _refused(compress, argv, "wr-w0.50-r128.onnx does not match the manifest's sha256")
 
 
 def test_the_stages_check_the_file_they_read(bank: Path) -> None:

@@ -257,25 +257,164 @@ def test_bad_arguments_change_nothing(
         assert _bank_state(bank) == before
 
 
+@pytest.mark.parametrize(
+    ("skip", "family", "says"),
+    [
+        ("--no-prune", "pruned", "made 1 int8 member, kept 2 pruned members from before"),
+        ("--no-quantize", "int8", "made 2 pruned members, kept 1 int8 member from before"),
+    ],
+)
 def test_skipped_stages_keep_their_members(
-    smoke_bank: tuple[Path, dict[str, Any]], tmp_path: Path
+    smoke_bank: tuple[Path, dict[str, Any]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    skip: str,
+    family: str,
+    says: str,
 ) -> None:
-    """--no-prune / --no-quantize skip a stage and keep what it made before (not delete it)."""
+    """--no-prune / --no-quantize skip a stage and keep what it made before (not delete it),
+    and the last line says which members were made and which only kept (it said "wrote 2
+    pruned" for pruned members it had only kept)."""
+    import json
     import shutil
 
     src, _ = smoke_bank
     bank = tmp_path / "bank"
     shutil.copytree(src, bank)
     before = load_manifest(bank)
-    assert any(m.family == "pruned" for m in before.models)
-    args = ["--smoke", "--out", str(bank), "--no-prune", "--no-quantize", "--data", "auto"]
-    compress.run(compress.parse_args(args))
+    old = [m.to_dict() for m in before.models if m.family == family]
+    assert len(old) == (2 if family == "pruned" else 1)
+    section = "pruning" if family == "pruned" else "int8"
+    old_section = json.loads((bank / compress.REPORT_FILE).read_text())[section]
+    compress.run(compress.parse_args(["--smoke", "--out", str(bank), skip, "--data", "auto"]))
     after = load_manifest(bank)
-    assert [m.to_dict() for m in after.models] == [m.to_dict() for m in before.models]
+    assert [m.to_dict() for m in after.models if m.family == family] == old
     for m in after.models:
         assert sha256_file(after.path_of(m)) == m.sha256
-    report_after = (bank / compress.REPORT_FILE).read_text()
-    assert '"pruning"' in report_after  # the skipped stage's section is kept
+    # the skipped stage's section is kept as it was
+    assert json.loads((bank / compress.REPORT_FILE).read_text())[section] == old_section
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith(says + ("; " if skip == "--no-quantize" else " (")), last
+    assert f"wrote {bank / 'manifest.json'} and {bank / compress.REPORT_FILE}" in last
+
+
+@pytest.mark.parametrize(
+    ("argv", "why"),
+    [
+        (["--no-prune", "--no-quantize"], "--no-prune and --no-quantize together leave nothing"),
+        (["--no-quantize", "--int8-only", "wr-w1.00-r128"], "not allowed with argument"),
+    ],
+)
+def test_conflicting_options_are_refused(
+    argv: list[str], why: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Both were accepted: --int8-only silently ignored, or a run that made nothing and still
+    rewrote the manifest and the report."""
+    with pytest.raises(SystemExit) as exc:
+        compress.parse_args(["--smoke", *argv])
+    assert exc.value.code == 2
+    assert why in capsys.readouterr().err
+
+
+def _no_dataset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading the dataset (the first piece of work) fails the test: refusals come before it."""
+
+    def loaded(*_a: Any, **_k: Any) -> Any:
+        raise AssertionError("the dataset was loaded: work started before the refusal")
+
+    monkeypatch.setattr(compress, "load_experiments", loaded)
+
+
+@pytest.mark.parametrize("spoil", ["missing", "altered"])
+def test_a_member_file_that_is_not_the_manifests_is_refused_before_work(
+    smoke_bank: tuple[Path, dict[str, Any]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    spoil: str,
+) -> None:
+    """A member compress does not read (smoke: only the parent and its pruned members are
+    quantized) but whose entry the new manifest keeps: it was accepted, and the new manifest
+    listed a file that was gone, as paced_latency and report refuse it."""
+    import shutil
+
+    src, _ = smoke_bank
+    bank = tmp_path / "bank"
+    shutil.copytree(src, bank)
+    manifest = load_manifest(bank)
+    parent = manifest.get("wr-w1.00-r128")
+    shutil.copy(bank / parent.file, bank / "wr-w0.50-r128.onnx")
+    other = dataclasses.replace(parent, id="wr-w0.50-r128", file="wr-w0.50-r128.onnx", width=0.5)
+    write_manifest(bank, [*manifest.models, other], dict(manifest.meta))
+    path = bank / other.file
+    if spoil == "missing":
+        path.unlink()
+    else:
+        path.write_bytes(path.read_bytes() + b"\0")
+    before = _bank_state(bank)
+    _no_dataset(monkeypatch)
+    with pytest.raises(SystemExit) as exc:
+        compress.main(["--smoke", "--out", str(bank), "--no-prune"])
+    text = str(exc.value.code)
+    why = "is missing" if spoil == "missing" else "does not match the manifest's sha256"
+    assert text.startswith(f"error: {path} {why} (model {other.id})") and "\n" not in text
+    assert _bank_state(bank) == before
+
+
+def test_a_read_only_bank_is_refused_before_work(
+    smoke_bank: tuple[Path, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It pruned and quantized, then failed with a PermissionError traceback when it moved
+    the result in (minutes lost on the full bank)."""
+    import os
+    import shutil
+
+    src, _ = smoke_bank
+    bank = tmp_path / "bank"
+    shutil.copytree(src, bank)
+    real = os.access
+
+    def access(path: Any, mode: int, **kw: Any) -> bool:  # the bank folder is read-only
+        if Path(path).resolve() == bank.resolve() and mode & os.W_OK:
+            return False
+        return real(path, mode, **kw)
+
+    monkeypatch.setattr(os, "access", access)
+    _no_dataset(monkeypatch)
+    with pytest.raises(SystemExit) as exc:
+        compress.main(["--smoke", "--out", str(bank)])
+    text = str(exc.value.code)
+    assert text.startswith(f"error: {bank}: cannot create or change the bank folder"), text
+    assert "\n" not in text
+
+
+def test_a_write_that_fails_at_the_end_is_one_line(
+    smoke_bank: tuple[Path, dict[str, Any]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A full disk when the manifest is written: one line and exit status 1, not a traceback;
+    the bank is left as it was."""
+    import errno
+    import shutil
+
+    src, _ = smoke_bank
+    bank = tmp_path / "bank"
+    shutil.copytree(src, bank)
+    before = _bank_state(bank)
+
+    def full(folder: Path, *_a: Any, **_k: Any) -> Path:
+        raise OSError(errno.ENOSPC, "No space left on device", str(folder / "manifest.json.tmp"))
+
+    monkeypatch.setattr(compress, "write_manifest", full)
+    args = ["--smoke", "--out", str(bank), "--no-prune", "--data", "auto"]
+    assert compress.main(args) == 1
+    err = capsys.readouterr().err  # (the progress bars, then the error)
+    last = err.splitlines()[-1]
+    want = f"error: {bank}: cannot write the bank: No space left on device (manifest.json.tmp)"
+    assert last == want, err
+    assert "Traceback" not in err
+    assert _bank_state(bank) == before
 
 
 def test_an_interrupted_compress_leaves_the_bank_as_it_was(
@@ -301,6 +440,49 @@ def test_an_interrupted_compress_leaves_the_bank_as_it_was(
     assert exc.value.code == 130
     assert _bank_state(bank) == before
     assert not staging_dir(bank).exists()
+
+
+def test_interrupted_starts_a_line_of_its_own(
+    smoke_bank: tuple[Path, dict[str, Any]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Ctrl-C during a fine-tuning bar (tqdm, left open): "interrupted: ..." was printed on
+    the bar's line."""
+    import shutil
+
+    from tqdm import tqdm
+
+    src, _ = smoke_bank
+    bank = tmp_path / "bank"
+    shutil.copytree(src, bank)
+
+    def interrupted(*_a: Any, **_k: Any) -> Any:
+        bar = tqdm(total=3, desc="l1 50% step 1", unit="step", leave=False)
+        bar.update(1)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(compress, "run_quantization", interrupted)
+    with pytest.raises(SystemExit) as exc:
+        compress.main(["--smoke", "--out", str(bank), "--no-prune", "--data", "auto"])
+    assert exc.value.code == 130
+    err = capsys.readouterr().err
+    assert f"\ninterrupted: {bank} was left as it was\n" in err, repr(err)
+
+
+def test_sensitivity_is_printed_to_read() -> None:
+    """It was printed as a raw dict of 17-digit floats."""
+    from tools.bank.prune_stage import sensitivity_text
+
+    text = sensitivity_text(
+        0.669, {"l1": {0: {0.5: 0.44482758620689655}, 1: {0.5: 0.6}}, "activation": {0: {0.5: 1}}}
+    )
+    assert text.splitlines() == [
+        "sensitivity (val acc with one conv pruned alone; unpruned 0.6690):",
+        "  l1: conv 0: 50% off 0.4448; conv 1: 50% off 0.6000",
+        "  activation: conv 0: 50% off 1.0000",
+    ]
 
 
 def test_int8_only_keeps_the_members_and_rows_it_did_not_try(

@@ -38,6 +38,7 @@ from typing import Any
 import onnxruntime
 import torch
 
+from agent.errors import AgentError
 from agent.manifest import Manifest, ModelEntry, load_manifest, write_manifest
 from tools.bank.derived import still_valid
 from tools.bank.members import FAMILY
@@ -45,7 +46,7 @@ from tools.bank.parent import plain_from_onnx
 from tools.bank.plain_arch import model_config
 from tools.bank.prune_stage import PRUNED, StageData, run_pruning
 from tools.bank.quantize_stage import INT8, run_quantization
-from tools.bank.staging import bank_lock, check_member_files, staged_bank
+from tools.bank.staging import bank_lock, check_member_files, check_writable, staged_bank
 from tools.cli import positive_int, run_main, seed
 from tools.data import DEFAULT_VAL_SUBJECTS, add_data_argument, load_experiments, make_split
 from tools.hapt import TEST_SUBJECTS
@@ -66,6 +67,8 @@ REBUILD = (
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Hold the bank for the whole run (a second tool on it is refused before any work)."""
+    # a bank that cannot be changed is refused now, not after minutes of pruning
+    check_writable(getattr(args, "out_shown", args.out))
     with bank_lock(args.out):
         return _run(args)
 
@@ -82,9 +85,9 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     parent_id = args.parent or _default_parent(base)
     parent = next((m for m in bank.models if m.id == parent_id), None)
     if parent is None or parent.family != FAMILY:
-        what = "not in" if parent is None else f"of family {parent.family!r}, not"
+        what = "" if parent is None else f"of family {parent.family!r}, not "
         raise SystemExit(
-            f"error: parent {parent_id!r} is {what} a width-resolution member of "
+            f"error: parent {parent_id!r} is {what or 'not '}a width-resolution member of "
             f"{shown / 'manifest.json'}; nothing was changed"
         )
     wanted = set(args.int8_only.split(",")) if args.int8_only else None
@@ -94,9 +97,12 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
             f"{', '.join(sorted(wanted - {m.id for m in base}))}; nothing was changed"
         )
     # the files the stages will read are the ones the manifest names (their sha256 becomes
-    # the members' parent_sha256), and the parent's graph is one the pruning can rebuild
+    # the members' parent_sha256), so are the files of the members the new manifest keeps as
+    # they are (it must not list a file that is gone), and the parent's graph is one the
+    # pruning can rebuild
     try:
-        check_member_files(out, _inputs(args, bank, base, parent, wanted))
+        reads = _inputs(args, bank, base, parent, wanted)
+        check_member_files(out, [*reads, *(m for m in _kept(args, bank, base) if m not in reads)])
         if not args.no_prune:
             try:
                 plain_from_onnx(out / parent.file, model_config(parent))
@@ -127,16 +133,56 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         "git_commit": git_commit(),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
-    with staged_bank(out, locked=True) as work:  # the bank changes all at once, or not at all
-        pruned, int8, report = _compress(
-            args, work, bank, base, parent, wanted, data, provenance, started
-        )
+    try:
+        with staged_bank(out, locked=True) as work:  # the bank changes all at once, or not at all
+            try:
+                pruned, int8, report, made, trials = _compress(
+                    args, work, bank, base, parent, wanted, data, provenance, started
+                )
+            except KeyboardInterrupt:
+                _end_bars()  # "interrupted: ..." starts a line of its own
+                raise
+    except OSError as exc:  # disk full, or the folder changed its permissions meanwhile
+        # the file's name only: its folder may be the working copy, which is gone now
+        where = f" ({Path(exc.filename).name})" if exc.filename else ""
+        raise AgentError(f"{shown}: cannot write the bank: {exc.strerror or exc}{where}") from None
     manifest = out / "manifest.json"
+    kept = [m for m in (*pruned, *int8) if m not in made]
+    paid = sum(bool(r.get("kept")) for r in trials)
+    tried = "" if args.no_quantize else f" (int8 kept for {paid} of {len(trials)} tried)"
     print(
-        f"wrote {len(pruned)} pruned and {len(int8)} int8 members, {shown / 'manifest.json'} and "
+        f"{_made_kept(made, kept)}{tried}; wrote {shown / 'manifest.json'} and "
         f"{shown / REPORT_FILE} in {time.time() - started:.0f} s"
     )
     return {"pruned": pruned, "int8": int8, "report": report, "manifest": manifest}
+
+
+def _members(entries: Sequence[ModelEntry]) -> str:
+    """``2 pruned and 1 int8 members``, ``1 pruned member``, ``no member``."""
+    counts = [
+        f"{n} {family}"
+        for family in (PRUNED, INT8)
+        if (n := sum(m.family == family for m in entries))
+    ]
+    if not counts:
+        return "no member"
+    return f"{' and '.join(counts)} member{'' if len(entries) == 1 else 's'}"
+
+
+def _made_kept(made: Sequence[ModelEntry], kept: Sequence[ModelEntry]) -> str:
+    """What the run made, and what it kept from before (a skipped stage, an untried member)."""
+    text = f"made {_members(made)}"
+    return f"{text}, kept {_members(kept)} from before" if kept else text
+
+
+def _end_bars() -> None:
+    """Close the progress bars still open (a fine-tuning bar left open by Ctrl-C), each ending
+    its line, so that what is printed next starts a line of its own."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.leave = True  # a bar that would vanish stays where it stopped, ending its line
+        bar.close()
 
 
 def _compress(
@@ -149,8 +195,12 @@ def _compress(
     data: StageData,
     provenance: dict[str, Any],
     started: float,
-) -> tuple[list[ModelEntry], list[ModelEntry], dict[str, Any]]:
-    """Prune and quantize into ``out`` (a working copy of the bank); write report and manifest."""
+) -> tuple[
+    list[ModelEntry], list[ModelEntry], dict[str, Any], list[ModelEntry], list[dict[str, Any]]
+]:
+    """Prune and quantize into ``out`` (a working copy of the bank); write report and manifest.
+    Returns the pruned and int8 members of the new manifest, the report, the members this run
+    made (the others were kept from before) and this run's int8 trial rows."""
     old_pruned = [m for m in bank.models if m.family == PRUNED]
     old_int8 = [m for m in bank.models if m.family == INT8]
     previous = out / REPORT_FILE
@@ -174,6 +224,8 @@ def _compress(
             finetune_max_steps=args.finetune_max_steps,
         )
     by_id.update((m.id, m) for m in pruned)
+    tried: list[ModelEntry] = []  # made by this run (the int8 trials that paid)
+    rows: list[dict[str, Any]] = []  # this run's trials
     if args.no_quantize:  # keep the int8 members whose fp32 parent is unchanged
         int8 = [m for m in old_int8 if still_valid(m, by_id)]
     else:
@@ -218,7 +270,7 @@ def _compress(
     if not args.smoke:
         meta["rebuild"] = REBUILD
     write_manifest(out, [*base, *pruned, *int8], meta)
-    return pruned, int8, report
+    return pruned, int8, report, [*([] if args.no_prune else pruned), *tried], rows
 
 
 def _inputs(
@@ -241,6 +293,20 @@ def _inputs(
             candidates = [m for m in candidates if m.id in wanted or m in kept]
         reads += [m for m in candidates if m not in reads]
     return reads
+
+
+def _kept(args: argparse.Namespace, bank: Manifest, base: list[ModelEntry]) -> list[ModelEntry]:
+    """The members the new manifest lists as they are: every fp32 member, and the pruned and
+    int8 members of a skipped stage (or of an ``--int8-only`` run) whose parent is unchanged."""
+    by_id = {m.id: m for m in base}
+    kept = list(base)
+    if args.no_prune:
+        pruned = [m for m in bank.models if m.family == PRUNED and still_valid(m, by_id)]
+        by_id.update((m.id, m) for m in pruned)
+        kept += pruned
+    if args.no_quantize or args.int8_only:
+        kept += [m for m in bank.models if m.family == INT8 and still_valid(m, by_id)]
+    return kept
 
 
 def _default_parent(models: Sequence[ModelEntry]) -> str:
@@ -276,7 +342,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="skip pruning: keep the bank's pruned members (those whose parent is unchanged)",
     )
-    ap.add_argument(
+    int8 = ap.add_mutually_exclusive_group()  # --int8-only says which to try, so int8 runs
+    int8.add_argument(
         "--no-quantize",
         action="store_true",
         help="skip int8: keep the bank's int8 members (those whose fp32 parent is unchanged)",
@@ -287,7 +354,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="cap every fine-tuning call at this many steps (a quick trial; not for the bank)",
     )
-    ap.add_argument(
+    int8.add_argument(
         "--int8-only",
         default=None,
         help="comma-separated member ids to try int8 on (plus the pruned ones); the other int8 "
@@ -296,6 +363,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     raw = list(sys.argv[1:] if argv is None else argv)
     args = ap.parse_args(raw)
     args.argv = raw
+    if args.no_prune and args.no_quantize:
+        ap.error("--no-prune and --no-quantize together leave nothing to do")
     if args.out is None:
         args.out = Path("build/bank-smoke") if args.smoke else Path("models")
     args.out_shown = args.out  # messages name it, even when a caller moves args.out

@@ -106,7 +106,7 @@ def run_pruning(
         for _ in range(cfg.importance_batches)
     ]
     sens = sensitivity(model0, val_x, val.y, batches, cfg)
-    print(f"sensitivity (val acc, unpruned {sens.base:.4f}): {sens.acc}")
+    print(sensitivity_text(sens.base, sens.acc))
     shape = (1, r, len(parent.input.channels))
     parent_macs = count_macs_params(model0, shape)[0]
     macs_of = _macs_fn(r, model0)
@@ -220,7 +220,7 @@ def run_pruning(
         shipped.append({"id": mid, "criterion": crit, "macs": macs, "diff": diff})
         print(
             f"{mid}: {crit}, channels {chans}, MACs {macs:,} ({macs / parent_macs:.1%}), "
-            f"test acc {m['accuracy']:.4f} (parent {parent.metrics.get('accuracy')}), "
+            f"test acc {m['accuracy']:.4f} (parent {acc_text(parent.metrics.get('accuracy'))}), "
             f"val {m['val_accuracy']:.4f}, p50 {lat['pruned']['p50']} ms vs parent "
             f"{lat['parent']['p50']} ms, ORT-torch {diff:.2g}"
         )
@@ -237,6 +237,24 @@ def run_pruning(
         "shipped": shipped,
     }
     return entries, report
+
+
+def sensitivity_text(base: float, acc: dict[str, dict[int, dict[float, float]]]) -> str:
+    """The sensitivity scan as lines to read: per criterion, each conv's validation accuracy
+    with that conv alone pruned at each ratio."""
+    lines = [f"sensitivity (val acc with one conv pruned alone; unpruned {base:.4f}):"]
+    for crit, layers in acc.items():
+        cells = "; ".join(
+            f"conv {layer}: " + ", ".join(f"{ratio:.0%} off {a:.4f}" for ratio, a in by.items())
+            for layer, by in layers.items()
+        )
+        lines.append(f"  {crit}: {cells}")
+    return "\n".join(lines)
+
+
+def acc_text(value: object) -> str:
+    """An accuracy from a manifest entry, to 4 decimals (``?`` when it has none)."""
+    return f"{value:.4f}" if isinstance(value, int | float) else "?"
 
 
 def _tp_version() -> str:

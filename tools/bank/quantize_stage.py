@@ -18,6 +18,7 @@ from tqdm import tqdm
 from agent.manifest import ModelEntry
 from tools.bank.evaluate import accuracy_on, derived_entry, latency_block, member_metrics
 from tools.bank.latency import interleaved_latency
+from tools.bank.prune_stage import acc_text
 from tools.bank.quantize import QuantConfig, calibration_inputs, keep_int8, quantize_member
 from tools.bank.staging import check_member_files
 from tools.bank.windows import ResWindows, eval_windows
@@ -96,7 +97,7 @@ def run_quantization(
         }
         rows.append(row)
         tqdm.write(
-            f"{mid}: test {m['accuracy']:.4f} vs fp32 {parent.metrics.get('accuracy')}, "
+            f"{mid}: test {m['accuracy']:.4f} vs fp32 {acc_text(parent.metrics.get('accuracy'))}, "
             f"val {q_val:.4f} vs {fp_val:.4f}, p50 {lat['int8']['p50']} vs "
             f"{lat['fp32']['p50']} ms: {'kept' if keep else 'dropped'} ({why})"
         )

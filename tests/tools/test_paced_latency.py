@@ -87,3 +87,78 @@ def test_bad_options_are_refused(args: list[str], capsys: pytest.CaptureFixture[
 def test_a_folder_without_a_manifest_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="no manifest.json"):
         paced_latency.main(["--bank", str(tmp_path), "--quiet"])
+
+
+def test_the_last_line_says_which_manifest_was_rewritten(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It changed the manifest without a word (with --quiet, nothing at all was printed)."""
+    bank = _bank(tmp_path)
+    argv = ["--bank", str(bank), "--rounds", "2", "--gap-ms", "0"]
+    assert paced_latency.main([*argv, "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert out == f"wrote the paced figures of 2 members into {bank / 'manifest.json'}\n"
+    assert paced_latency.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[:2]] == list(MEMBERS)  # the table, then
+    assert lines[-1] == out.strip()
+
+
+def _read_only(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """``folder`` reads as read-only to os.access (the tests may run as root)."""
+    import os
+
+    real = os.access
+
+    def access(path: object, mode: int, **kw: object) -> bool:
+        if Path(str(path)).resolve() == folder.resolve() and mode & os.W_OK:
+            return False
+        return real(path, mode, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "access", access)
+
+
+def test_a_read_only_bank_is_refused_before_the_rounds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It measured every round, then failed with a PermissionError traceback."""
+    bank = _bank(tmp_path)
+
+    def timed(*_a: object, **_k: object) -> None:
+        raise AssertionError("the rounds started")
+
+    monkeypatch.setattr(paced_latency, "paced_latency", timed)
+    _read_only(monkeypatch, bank)
+    assert paced_latency.main(["--bank", str(bank), "--rounds", "2", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"error: {bank}: cannot rewrite its manifest.json (the folder is read-only); "
+        "nothing was measured\n"
+    )
+
+
+def test_a_write_that_fails_at_the_end_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A full disk when the manifest is rewritten: one line, the manifest as it was, and the
+    table of what was measured still printed."""
+    import errno
+
+    bank = _bank(tmp_path)
+    before = (bank / "manifest.json").read_bytes()
+
+    def full(folder: Path, *_a: object, **_k: object) -> Path:
+        (folder / "manifest.json.tmp").write_text("half")  # the disk filled up as it wrote
+        raise OSError(errno.ENOSPC, "No space left on device", str(folder / "manifest.json.tmp"))
+
+    monkeypatch.setattr(paced_latency, "write_manifest", full)
+    assert paced_latency.main(["--bank", str(bank), "--rounds", "2", "--gap-ms", "0"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.splitlines()[-1] == (
+        f"error: {bank / 'manifest.json'}: cannot rewrite it (No space left on device); "
+        "it was left as it was"
+    )
+    assert "Traceback" not in captured.err
+    assert captured.out.splitlines()[0].startswith(MEMBERS[0])
+    assert (bank / "manifest.json").read_bytes() == before
+    assert not (bank / "manifest.json.tmp").exists()

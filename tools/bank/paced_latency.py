@@ -23,8 +23,10 @@ are untouched) and ``paced_latency_by``/``paced_latency_at`` into the manifest's
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
+import os
 import statistics
 import time
 from collections.abc import Sequence
@@ -35,6 +37,7 @@ import onnxruntime as ort
 from tqdm import tqdm
 
 from agent.bench import PACED_GAP_S
+from agent.errors import AgentError
 from agent.inference import SessionSettings, session_options, verified_bytes
 from agent.manifest import ModelEntry, write_manifest
 from tools.bank.staging import bank_lock, existing_manifest
@@ -96,6 +99,11 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, object]]:
         manifest = existing_manifest(bank)
         if manifest is None:
             raise SystemExit(f"error: {bank}: no manifest.json (build the bank first)")
+        if not os.access(bank, os.W_OK | os.X_OK):  # before the rounds, not after them
+            raise AgentError(
+                f"{bank}: cannot rewrite its manifest.json (the folder is read-only); "
+                "nothing was measured"
+            )
         entries = list(manifest.models)
         sessions = {e.id: _session(bank, e) for e in entries}
         rng = np.random.default_rng(args.seed)
@@ -110,15 +118,25 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, object]]:
         meta.pop("manifest_version", None)
         meta["paced_latency_by"] = "python -m tools.bank.paced_latency"
         meta["paced_latency_at"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-        write_manifest(bank, updated, meta)
-    if not args.quiet:
-        width = max(len(mid) for mid in found)
-        for e in entries:
-            f = found[e.id]
-            print(
-                f"{e.id:<{width}}  paced p50 {f['paced_p50']:.4f} ms  "
-                f"(back-to-back p50 {e.latency_ms.get('p50', float('nan')):.4f} ms)"
-            )
+        if not args.quiet:  # before the write: a failed write still shows what was measured
+            width = max(len(mid) for mid in found)
+            for e in entries:
+                f = found[e.id]
+                print(
+                    f"{e.id:<{width}}  paced p50 {f['paced_p50']:.4f} ms  "
+                    f"(back-to-back p50 {e.latency_ms.get('p50', float('nan')):.4f} ms)"
+                )
+        try:
+            path = write_manifest(bank, updated, meta)
+        except OSError as exc:  # disk full, or the folder became read-only meanwhile
+            with contextlib.suppress(OSError):
+                (bank / "manifest.json.tmp").unlink(missing_ok=True)
+            raise AgentError(
+                f"{bank / 'manifest.json'}: cannot rewrite it ({exc.strerror or exc}); "
+                "it was left as it was"
+            ) from None
+    members = f"{len(entries)} member{'' if len(entries) == 1 else 's'}"
+    print(f"wrote the paced figures of {members} into {path}")
     return found
 
 
@@ -137,7 +155,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"pause before each run, ms ({PACED_GAP_S * 1000:g}, as har-agent bench --table)",
     )
     ap.add_argument("--seed", type=seed, default=0, help="seed of the random inputs (0)")
-    ap.add_argument("--quiet", action="store_true", help="no progress bar, no table")
+    ap.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bar, no table (the last line, saying what was written, stays)",
+    )
     args = ap.parse_args(argv)
     if not 0.0 <= args.gap_ms <= 1000.0:
         ap.error(f"--gap-ms must be within [0, 1000] (got {args.gap_ms:g})")

@@ -77,7 +77,9 @@ def test_training_alone_touches_only_its_slice() -> None:
     assert not torch.equal(before["classifier.bias"], after["classifier.bias"])
 
 
-def test_smoke_run_against_the_committed_bank(tmp_path: Path) -> None:
+def test_smoke_run_against_the_committed_bank(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "ind"
     args = independent.parse_args(
         [
@@ -93,6 +95,10 @@ def test_smoke_run_against_the_committed_bank(tmp_path: Path) -> None:
         ]
     )
     report = independent.run(args)
+    # the recipe line is read, not a raw dict (it printed {'epochs': 1, 'batch_size': 64, ...})
+    recipe = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("recipe"))
+    assert "{" not in recipe and "epochs 1, batch_size 64, lr 0.002" in recipe, recipe
+    assert recipe.endswith(", refit True"), recipe
     saved = json.loads((out / "independent-report.json").read_text())
     assert saved["complete"] is True and saved["results"] == json.loads(
         json.dumps(report["results"])
@@ -131,10 +137,12 @@ def test_smoke_run_against_the_committed_bank(tmp_path: Path) -> None:
 
 
 def test_an_interrupted_run_keeps_the_complete_report(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Progress is written beside the report; a complete report is only replaced by a complete
-    one (the committed reports are complete, and a Ctrl-C must not cost one)."""
+    one (the committed reports are complete, and a Ctrl-C must not cost one). The message says
+    where the finished configurations are and that a rerun starts over (it said only
+    "interrupted"), and the export in progress, named like a bank member, is removed."""
     out = tmp_path / "ind"
     report = tmp_path / "report.json"
     report.write_text('{"complete": true}')
@@ -148,13 +156,135 @@ def test_an_interrupted_run_keeps_the_complete_report(
     def second_fails(*a: object, **k: object) -> object:
         calls.append(1)
         if len(calls) == 2:
+            (out / "wc-w0.10-r032.onnx").write_bytes(b"half an export")
             raise KeyboardInterrupt
         return real(*a, **k)  # type: ignore[arg-type]
 
     monkeypatch.setattr(independent_train, "build_member", second_fails)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SystemExit) as exc:
         independent.run(args)
+    assert exc.value.code == 130
     assert report.read_text() == '{"complete": true}'
-    progress = json.loads((tmp_path / "report.partial.json").read_text())
+    partial = tmp_path / "report.partial.json"
+    progress = json.loads(partial.read_text())
     assert progress["complete"] is False and len(progress["results"]) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["ind-wc-w0.25-r064.onnx"]
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err == (
+        f"interrupted: 1 of 2 configurations finished, their results are in {partial}; "
+        f"{report} was left as it was, and a rerun trains every configuration again"
+    )
     assert independent.parse_args(["--out", str(out)]).report == out / "independent-report.json"
+
+
+def _one_error_line(capsys: pytest.CaptureFixture[str], want: str) -> None:
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == want, err
+    assert "Traceback" not in err
+
+
+@pytest.fixture
+def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading the dataset (the first piece of work) fails the test: refusals come before it."""
+
+    def loaded(*_a: object, **_k: object) -> None:
+        raise AssertionError("the dataset was loaded: work started before the refusal")
+
+    monkeypatch.setattr(independent, "load_experiments", loaded)
+
+
+def test_an_out_that_is_a_file_is_refused_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], no_training: None
+) -> None:
+    """It was a FileExistsError traceback (and after the first configuration's training when
+    the folder was read-only)."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    base = ["--smoke", "--bank", str(ROOT / "models")]
+    assert independent.main([*base, "--out", str(afile)]) == 1
+    _one_error_line(capsys, f"error: --out {afile}: cannot write there (it is a file)")
+    report = afile / "sub" / "r.json"
+    argv = [*base, "--out", str(tmp_path / "ind"), "--report", str(report)]
+    assert independent.main(argv) == 1
+    _one_error_line(capsys, f"error: --report {report}: cannot write there ({afile} is a file)")
+    assert independent.main([*base, "--out", str(tmp_path / "ind"), "--report", str(tmp_path)]) == 1
+    _one_error_line(capsys, f"error: --report {tmp_path}: is a folder, not a file")
+
+
+def test_a_read_only_out_is_refused_before_training(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    no_training: None,
+) -> None:
+    import os
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real = os.access
+
+    def access(path: object, mode: int, **kw: object) -> bool:  # (the tests may run as root)
+        if Path(str(path)).resolve() == ro.resolve() and mode & os.W_OK:
+            return False
+        return real(path, mode, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "access", access)
+    argv = ["--smoke", "--bank", str(ROOT / "models"), "--out", str(ro / "ind")]
+    assert independent.main(argv) == 1
+    _one_error_line(capsys, f"error: --out {ro / 'ind'}: cannot write there ({ro} is read-only)")
+
+
+def test_a_write_that_fails_at_the_end_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The report's folder is gone (a file in its place) when the progress is written: one
+    line, exit status 1, not a traceback."""
+    folder = tmp_path / "rep"
+    argv = ["--smoke", "--configs", "w0.25-r064", "--bank", str(ROOT / "models")]
+    argv += ["--data", "auto", "--out", str(tmp_path / "ind"), "--report", str(folder / "r.json")]
+    real = independent.compare
+
+    def then_gone(*a: object, **k: object) -> object:
+        folder.rmdir()
+        folder.write_text("not a folder any more")
+        return real(*a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(independent, "compare", then_gone)
+    assert independent.main(argv) == 1
+    _one_error_line(
+        capsys, f"error: {folder / 'r.partial.json'}: cannot write it (Not a directory)"
+    )
+
+
+@pytest.mark.parametrize(
+    "extra", [["--smoke"], ["--configs", "w0.25-r064"], ["--out", "x"], ["--max-steps", "3"]]
+)
+def test_recompare_refuses_the_options_it_would_ignore(
+    extra: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """They were ignored, and the report rewritten."""
+    with pytest.raises(SystemExit) as exc:
+        independent.parse_args(["--recompare", "r.json", "--bank", "models", *extra])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--recompare trains nothing (it reads REPORT and --bank): {extra[0]} cannot" in err
+
+
+def test_recompare_cannot_rewrite_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import errno
+
+    report = tmp_path / "r.json"
+    report.write_text((ROOT / "models" / "independent-report.json").read_text())
+    real = Path.write_text
+
+    def full(self: Path, *a: object, **k: object) -> int:
+        if self == report:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return real(self, *a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "write_text", full)
+    argv = ["--recompare", str(report), "--bank", str(ROOT / "models")]
+    assert independent.main(argv) == 1
+    _one_error_line(capsys, f"error: {report}: cannot rewrite it (No space left on device)")

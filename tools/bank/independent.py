@@ -27,7 +27,8 @@ over 16x64 training windows of its resolution, folded, exported to ONNX, and eva
 Runtime on the agent-cut windows of the test subjects. The ONNX files stay in ``OUT`` (they are
 not bank members); the comparison goes to ``--report`` (JSON, default
 ``OUT/independent-report.json``; the progress of a run that has not finished is kept in
-``*.partial.json`` beside it) and is printed as a Markdown table.
+``*.partial.json`` beside it, as a record: a rerun starts over) and is printed as a Markdown
+table. The output folder and the report are checked before the first configuration trains.
 
 This module is the command (options, recipe overrides, data, the run and its report file);
 :mod:`tools.bank.independent_train` trains and exports one configuration alone, and
@@ -37,24 +38,33 @@ This module is the command (options, recipe overrides, data, the run and its rep
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
 import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
 
+from agent.errors import AgentError
 from agent.manifest import load_manifest
 from agent.windowing import Normalizer
 from tools.bank.build import CALIB_BATCH, CALIB_BATCHES, RESOLUTIONS
-from tools.bank.independent_report import compare, counterparts, markdown_table, recompare
+from tools.bank.independent_report import (
+    ID_PREFIXES,
+    compare,
+    counterparts,
+    markdown_table,
+    recompare,
+)
 from tools.bank.independent_train import export_alone, make_model, recipe_from, train_single
+from tools.bank.members import member_id
 from tools.bank.plain_arch import COLUMN2D
 from tools.bank.supernet2d import ColumnConfig
 from tools.bank.windows import BASE_LENGTH, aligned_windows
@@ -98,8 +108,39 @@ def parse_config(text: str) -> tuple[float, int]:
     return w, r
 
 
+def check_outputs(out: Path, report: Path) -> None:
+    """AgentError naming the option unless the ONNX folder and the report (with its progress
+    file beside it) can be written: checked before the first configuration is trained, not
+    after it."""
+    if report.is_dir():
+        raise AgentError(f"--report {report}: is a folder, not a file")
+    for option, path, folder in (("--out", out, out), ("--report", report, report.parent)):
+        why = output_problem(folder)
+        if why:
+            raise AgentError(f"{option} {path}: cannot write there ({why})")
+
+
+def output_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot be created or written in (``it is a file``, ``X is a file``, ``X
+    is read-only``: itself or the nearest folder above it that exists), or None."""
+    near = folder.resolve()
+    while not near.exists() and near != near.parent:
+        near = near.parent
+    if not near.is_dir():
+        return f"{'it' if near == folder.resolve() else near} is a file"
+    if not os.access(near, os.W_OK | os.X_OK):
+        return f"{near} is read-only"
+    return None
+
+
+def _recipe_text(cfg: dict[str, Any]) -> str:
+    """``epochs 40, batch_size 64, lr 0.002, ...``: a recipe to read (no 17-digit floats)."""
+    return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in cfg.items())
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.time()
+    check_outputs(args.out, args.report)
     torch.set_num_threads(THREADS)
     bank = load_manifest(args.bank)
     configs: list[tuple[float, int]] = args.configs
@@ -112,7 +153,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         cfg = dataclasses.replace(cfg, seed=args.seed)
     if args.smoke:
         cfg = dataclasses.replace(cfg, train_hop128=64)
-    print(f"recipe of {anchor.id} ({args.bank}): {dataclasses.asdict(cfg)}, refit {refit}")
+    recipe = _recipe_text({**dataclasses.asdict(cfg), "refit": refit})
+    print(f"recipe of {anchor.id} ({args.bank}): {recipe}")
 
     experiments, source = load_experiments(args.data, SMOKE_SUBJECTS if args.smoke else None)
     stage = stage_experiments(experiments, refit)
@@ -132,7 +174,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print("warning: training windows differ from the bank's (normalisation)", file=sys.stderr)
 
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
+    with _writing(out):
+        out.mkdir(parents=True, exist_ok=True)
     command = " ".join(["python -m tools.bank.independent", *args.argv])
     rows: list[dict[str, Any]] = []
     report: dict[str, Any] = {
@@ -165,57 +208,95 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "results": rows,
     }
     report_path: Path = args.report
-    report_path.parent.mkdir(parents=True, exist_ok=True)
+    with _writing(report_path):
+        report_path.parent.mkdir(parents=True, exist_ok=True)
     # progress goes beside it; a complete report is only ever replaced by a complete one
     partial = report_path.with_name(f"{report_path.stem}.partial{report_path.suffix}")
-    for w, r in configs:
-        t0 = time.time()
-        seed_everything(cfg.seed)
-        model = make_model(model_cfg)  # built right after seeding, as in tools.bank.build
-        cid = f"w{w:.2f}-r{r:03d}"
-        history = train_single(
-            model, w, r, fit, norm, cfg, val=val, max_steps=args.max_steps, desc=cid
-        )
-        train_seconds = round(time.time() - t0, 1)
-        provenance = {
-            "command": command,
-            "seed": cfg.seed,
-            "epochs": cfg.epochs,
-            "refit": refit,
-            "train_config": dataclasses.asdict(cfg),
-            "model_config": dataclasses.asdict(model_cfg),
-            "training": f"alone at width {w}, resolution {r}: cross-entropy only, no sandwich, "
-            "no distillation; recipe of the reference member's provenance",
-            "reference_member": anchor.id,
-            "bn": f"recalibrated over {CALIB_BATCHES}x{CALIB_BATCH} training windows of its "
-            "resolution, folded into the convolutions",
-            "dataset": f"UCI HAPT (CC BY 4.0), {source}",
-            "torch": torch.__version__,
-            "git_commit": git_commit(),
-            "train_seconds": train_seconds,
-        }
-        res = export_alone(model, w, r, fit, norm, cfg.seed, stage.test, stage.val, out, provenance)
-        entry = res.entry
-        row = compare(entry, refs[(w, r)])
-        row["train_seconds"] = train_seconds
-        row["history"] = history
-        rows.append(row)
-        delta = row.get("delta_accuracy_pt")
-        print(
-            f"{entry.id}: test acc {entry.metrics['accuracy']:.4f} F1 "
-            f"{entry.metrics['f1_weighted']:.4f} ({entry.metrics['test_windows']} windows); "
-            f"collaborative {'-' if delta is None else f'{delta:+.2f} pt'}; "
-            f"ORT-torch {res.max_abs_diff:.2g}; {train_seconds:.0f} s"
-        )
-        report["total_seconds"] = round(time.time() - started, 1)
-        partial.write_text(json.dumps(report, indent=1) + "\n")  # after every configuration
+    prefix = ID_PREFIXES[COLUMN2D if isinstance(model_cfg, ColumnConfig) else "conv1d"]
+    w, r = configs[0]
+    try:
+        for w, r in configs:
+            t0 = time.time()
+            seed_everything(cfg.seed)
+            model = make_model(model_cfg)  # built right after seeding, as in tools.bank.build
+            cid = f"w{w:.2f}-r{r:03d}"
+            history = train_single(
+                model, w, r, fit, norm, cfg, val=val, max_steps=args.max_steps, desc=cid
+            )
+            train_seconds = round(time.time() - t0, 1)
+            provenance = {
+                "command": command,
+                "seed": cfg.seed,
+                "epochs": cfg.epochs,
+                "refit": refit,
+                "train_config": dataclasses.asdict(cfg),
+                "model_config": dataclasses.asdict(model_cfg),
+                "training": f"alone at width {w}, resolution {r}: cross-entropy only, no "
+                "sandwich, no distillation; recipe of the reference member's provenance",
+                "reference_member": anchor.id,
+                "bn": f"recalibrated over {CALIB_BATCHES}x{CALIB_BATCH} training windows of its "
+                "resolution, folded into the convolutions",
+                "dataset": f"UCI HAPT (CC BY 4.0), {source}",
+                "torch": torch.__version__,
+                "git_commit": git_commit(),
+                "train_seconds": train_seconds,
+            }
+            with _writing(out):
+                res = export_alone(
+                    model, w, r, fit, norm, cfg.seed, stage.test, stage.val, out, provenance
+                )
+            entry = res.entry
+            row = compare(entry, refs[(w, r)])
+            row["train_seconds"] = train_seconds
+            row["history"] = history
+            rows.append(row)
+            delta = row.get("delta_accuracy_pt")
+            print(
+                f"{entry.id}: test acc {entry.metrics['accuracy']:.4f} F1 "
+                f"{entry.metrics['f1_weighted']:.4f} ({entry.metrics['test_windows']} windows); "
+                f"collaborative {'-' if delta is None else f'{delta:+.2f} pt'}; "
+                f"ORT-torch {res.max_abs_diff:.2g}; {train_seconds:.0f} s"
+            )
+            report["total_seconds"] = round(time.time() - started, 1)
+            with _writing(partial):  # after every configuration
+                partial.write_text(json.dumps(report, indent=1) + "\n")
+    except KeyboardInterrupt:
+        # the export in progress is not an independent model (nor a bank member)
+        (out / f"{member_id(w, r, prefix)}.onnx").unlink(missing_ok=True)
+        _interrupted(rows, len(configs), partial, report_path)
     report["complete"] = True
     report["total_seconds"] = round(time.time() - started, 1)
-    partial.write_text(json.dumps(report, indent=1) + "\n")
-    os.replace(partial, report_path)
+    with _writing(report_path):
+        partial.write_text(json.dumps(report, indent=1) + "\n")
+        os.replace(partial, report_path)
     print(markdown_table(rows))
     print(f"wrote {report_path} in {report['total_seconds']:.0f} s")
     return report
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """An OSError in the block (disk full, a folder made read-only meanwhile) becomes one line
+    naming the file (or ``path``)."""
+    try:
+        yield
+    except OSError as exc:
+        where = exc.filename or path
+        raise AgentError(f"{where}: cannot write it ({exc.strerror or exc})") from None
+
+
+def _interrupted(rows: list[dict[str, Any]], total: int, partial: Path, report: Path) -> NoReturn:
+    """Ctrl-C: one line saying what was kept and where (a rerun does not resume), exit 130."""
+    if rows:
+        kept = f"{len(rows)} of {total} configurations finished, their results are in {partial}"
+    else:
+        kept = "no configuration had finished"
+    print(
+        f"interrupted: {kept}; {report} was left as it was, and a rerun trains every "
+        "configuration again",
+        file=sys.stderr,
+    )
+    raise SystemExit(130)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -243,7 +324,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=Path,
         default=None,
         help="JSON report (OUT/independent-report.json; progress is kept in "
-        "*.partial.json until the run completes)",
+        "*.partial.json until the run completes; a rerun starts over)",
     )
     add_data_argument(ap)
     ap.add_argument("--epochs", type=positive_int, default=None, help="override the bank's epochs")
@@ -264,6 +345,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     raw = list(sys.argv[1:] if argv is None else argv)
     args = ap.parse_args(raw)
     args.argv = raw
+    if args.recompare is not None:  # it reads REPORT and --bank: the rest would be ignored
+        ignored = [
+            a.option_strings[0]
+            for a in ap._actions
+            if a.dest not in ("help", "recompare", "bank")
+            and getattr(args, a.dest) != ap.get_default(a.dest)
+        ]
+        if ignored:
+            ap.error(
+                f"--recompare trains nothing (it reads REPORT and --bank): "
+                f"{', '.join(ignored)} cannot be used with it"
+            )
     try:
         args.configs = (
             [parse_config(c) for c in args.configs.split(",")]

@@ -29,10 +29,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import tempfile
 from pathlib import Path
 
+from agent.errors import AgentError
 from agent.manifest import load_manifest
 from agent.profile import load_profile
 from agent.profile_checks import SPEED_RANGE
@@ -152,8 +154,33 @@ def main(argv: list[str] | None = None) -> int:
     return run_main(lambda: experiment(argv))
 
 
+def check_outputs(*outputs: tuple[str, Path]) -> None:
+    """AgentError naming the option unless each file can be written (its folder created):
+    checked before the calibration and the runs, not after them."""
+    for option, path in outputs:
+        if path.is_dir():
+            raise AgentError(f"{option} {path}: is a folder, not a file")
+        near = path.parent.resolve()
+        while not near.exists() and near != near.parent:
+            near = near.parent
+        if not near.is_dir():
+            raise AgentError(f"{option} {path}: cannot write it ({near} is a file)")
+        if not os.access(near, os.W_OK | os.X_OK):
+            raise AgentError(f"{option} {path}: cannot write it ({near} is read-only)")
+        if path.exists() and not os.access(path, os.W_OK):
+            raise AgentError(f"{option} {path}: cannot write it (it is read-only)")
+
+
+def by_load(values: dict[str, float | None]) -> str:
+    """``load 0: 93.10 %, load 1: 88.00 %``: a per-load share to read."""
+    return ", ".join(
+        f"load {k}: {'-' if v is None else f'{100 * v:.2f} %'}" for k, v in values.items()
+    )
+
+
 def experiment(argv: list[str] | None) -> None:
     args, phases, modes = parse_args(argv)
+    check_outputs(("--json", args.json), ("--plot", args.plot))  # before minutes of runs
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
@@ -190,27 +217,32 @@ def experiment(argv: list[str] | None) -> None:
     print(table(runs))
     for r in runs:
         print(
-            f"{r.mode}: members {r.summary['members_used']}; "
-            f"miss rate by load {r.summary['miss_rate_by_load']}; "
-            f"accuracy by load {r.summary['accuracy_by_load']}"
+            f"{r.mode}: members {', '.join(r.summary['members_used'])}; "
+            f"miss rate by load {by_load(r.summary['miss_rate_by_load'])}; "
+            f"accuracy by load {by_load(r.summary['accuracy_by_load'])}"
         )
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(
-        json.dumps(
-            {
-                "command": "python -m tools.load_experiment " + " ".join(argv or sys.argv[1:]),
-                "trace": args.trace,
-                "speed": args.speed,
-                "work_factor": args.work_factor,
-                "deadline_ms": args.deadline_ms,
-                "static": ids,
-                "calibrated_p50_ms": {k: round(v, 4) for k, v in p50.items()},
-                "runs": [r.summary for r in runs],
-            },
-            indent=1,
-        )
-    )
-    plot(runs, {m.id: m.macs for m in members}, cfg, args.plot)
+    summary = {
+        "command": "python -m tools.load_experiment " + " ".join(argv or sys.argv[1:]),
+        "trace": args.trace,
+        "speed": args.speed,
+        "work_factor": args.work_factor,
+        "deadline_ms": args.deadline_ms,
+        "static": ids,
+        "calibrated_p50_ms": {k: round(v, 4) for k, v in p50.items()},
+        "runs": [r.summary for r in runs],
+    }
+    failed = []  # each written if it can be: a full disk for one must not cost the other
+    for option, path, write in (
+        ("--json", args.json, lambda: args.json.write_text(json.dumps(summary, indent=1))),
+        ("--plot", args.plot, lambda: plot(runs, {m.id: m.macs for m in members}, cfg, args.plot)),
+    ):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write()
+        except OSError as exc:  # disk full, or the folder changed meanwhile
+            failed.append(f"{option} {path}: cannot write it ({exc.strerror or exc})")
+    if failed:
+        raise AgentError("; ".join(failed))
     print(f"wrote {args.json} and {args.plot}", file=sys.stderr)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import signal
 import threading
 import time
 from collections.abc import Sequence
@@ -50,7 +51,11 @@ def parse_trace(text: str) -> list[Phase]:
 
 
 def _spin(until_wall: float) -> None:
-    """One core's worth of work until ``until_wall`` (time.time())."""
+    """One core's worth of work until ``until_wall`` (time.time()). Ctrl-C is left to the
+    process that started it (:meth:`LoadGenerator.stop` ends the worker): a terminal's Ctrl-C
+    reaches every process of its group, and a worker's own ``KeyboardInterrupt`` would print
+    ``Process SpawnProcess-N:`` and a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     x = 0
     while time.time() < until_wall:
         for _ in range(20_000):

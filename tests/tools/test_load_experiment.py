@@ -74,6 +74,32 @@ def test_stop_ends_the_load_early() -> None:
     assert codes and all(c is not None and c < 0 for c in codes), codes
 
 
+def test_a_terminal_ctrl_c_is_left_to_the_experiment() -> None:
+    """Ctrl-C reaches every process of the terminal's group: a worker that took it printed
+    ``Process SpawnProcess-N:`` and a traceback before the experiment's ``interrupted``. The
+    worker ignores it; the experiment's stop() ends it."""
+    import os
+    import signal
+
+    gen = LoadGenerator(parse_trace("1:30"))
+    gen.start()
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not gen.alive():
+            time.sleep(0.05)
+        (pid,) = gen.alive()
+        proc = psutil.Process(pid)
+        while time.monotonic() < deadline and proc.cpu_times().user < 0.5:  # spinning by now
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGINT)
+        time.sleep(0.3)
+        assert gen.alive() == [pid]
+    finally:
+        gen.stop()
+    assert gen.alive() == []
+    assert [p.exitcode for p in gen._procs] == [-signal.SIGTERM]
+
+
 def test_short_experiment_writes_its_figures(tmp_path: Path) -> None:
     out, png = tmp_path / "le.json", tmp_path / "le.png"
     rc = main(
@@ -176,3 +202,90 @@ def test_loadgen_names_itself_as_it_is_run(capsys: pytest.CaptureFixture[str]) -
         loadgen.main(["1:x"])
     assert exc.value.code == 2
     assert "python -m tools.loadgen: error: trace part '1:x'" in capsys.readouterr().err
+
+
+@pytest.fixture
+def no_calibration(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checks under test come before the calibration: reaching it is a failure."""
+
+    def calibrated(*_: Any, **__: Any) -> None:
+        raise AssertionError("calibration started")
+
+    monkeypatch.setattr(load_experiment, "calibrate", calibrated)
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_calibration(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], no_calibration: None
+) -> None:
+    """They were a FileExistsError / PermissionError traceback after the whole experiment."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    png = str(tmp_path / "le.png")
+    assert main(["--json", str(afile / "x.json"), "--plot", png]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: --json {afile / 'x.json'}: cannot write it ({afile} is a file)\n"
+    assert main(["--json", str(tmp_path / "le.json"), "--plot", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == f"error: --plot {tmp_path}: is a folder, not a file\n"
+
+
+def test_a_read_only_folder_is_refused_before_calibration(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    no_calibration: None,
+) -> None:
+    import os
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real = os.access
+
+    def access(path: Any, mode: int, **kw: Any) -> bool:  # (the tests may run as root)
+        if Path(path).resolve() == ro.resolve() and mode & os.W_OK:
+            return False
+        return real(path, mode, **kw)
+
+    monkeypatch.setattr(os, "access", access)
+    assert main(["--json", str(ro / "le.json"), "--plot", str(tmp_path / "le.png")]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: --json {ro / 'le.json'}: cannot write it ({ro} is read-only)\n"
+
+
+def test_a_write_that_fails_at_the_end_is_one_line_and_the_figures_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A full disk for the plot: one line, exit status 1 (a traceback after the runs), the
+    summary still written; and the per-load figures printed to read (they were raw dicts of
+    17-digit floats)."""
+    import errno
+
+    from tools.load_run import Run
+
+    def run_mode(mode: str, *_: Any) -> Run:
+        summary = {
+            "members_used": ["wc-w0.10-r032", "wc-w1.00-r128"],
+            "miss_rate_by_load": {"0": 0.0, "1": 0.25},
+            "accuracy_by_load": {"0": 0.9310344827586207, "1": None},
+        }
+        return Run(mode, summary=summary)
+
+    def full(*_: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(load_experiment, "calibrate", lambda m, *_: {e.id: 1.0 for e in m.models})
+    monkeypatch.setattr(load_experiment, "run_mode", run_mode)
+    monkeypatch.setattr(load_experiment, "table", lambda runs: "| table |")
+    monkeypatch.setattr(load_experiment, "plot", full)
+    out, png = tmp_path / "le.json", tmp_path / "le.png"
+    argv = ["--trace", "0:1", "--modes", "adaptive", "--json", str(out), "--plot", str(png)]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[-1] == (
+        "adaptive: members wc-w0.10-r032, wc-w1.00-r128; miss rate by load load 0: 0.00 %, "
+        "load 1: 25.00 %; accuracy by load load 0: 93.10 %, load 1: -"
+    )
+    err = captured.err.splitlines()
+    assert err[-1] == f"error: --plot {png}: cannot write it (No space left on device)"
+    assert "Traceback" not in captured.err
+    assert json.loads(out.read_text())["runs"][0]["accuracy_by_load"]["0"] > 0.93

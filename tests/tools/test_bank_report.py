@@ -107,3 +107,67 @@ def test_an_img_under_a_file_is_refused_before_the_timing_run(
     argv = ["--models", str(MODELS), "--doc", str(tmp_path / "d.md"), "--img", str(img)]
     assert report.main(argv) == 1
     _one_error_line(capsys, f"--img {img}", "is not a folder")
+
+
+def _render(monkeypatch: pytest.MonkeyPatch, bank: Any, img: Path, doc: Path) -> str:
+    """The report section for ``bank`` (made-up latencies; the plots are not drawn)."""
+    monkeypatch.setattr(report, "plot_tradeoff", lambda *_a, **_k: None)
+    lat = {m.id: {"p50": 0.1 * (i + 1), "runs": 3} for i, m in enumerate(bank.models)}
+    return report.render(bank, {}, lat, img, doc)
+
+
+@pytest.mark.parametrize(
+    ("doc", "img", "link"),
+    [
+        ("docs/model-bank.md", "docs/img", "img"),  # the default: the links it always gave
+        ("sub/doc4.md", "plots", "../plots"),  # the review's case: img/... was a broken link
+        ("doc.md", "a/b", "a/b"),
+    ],
+)
+def test_image_links_go_from_the_documents_folder_to_the_plots(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, doc: str, img: str, link: str
+) -> None:
+    from agent.manifest import load_manifest
+
+    bank = load_manifest(MODELS)
+    for root in (Path(), tmp_path):  # relative as given, or absolute
+        text = _render(monkeypatch, bank, root / img, root / doc)
+        assert f"![accuracy vs latency]({link}/bank-accuracy-latency.png)" in text
+        assert f"![accuracy vs MACs]({link}/bank-accuracy-macs.png)" in text
+
+
+def test_a_one_member_bank_leaks_no_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    """np.polyfit through one point: a RankWarning on stderr, and a made-up fit in the text."""
+    import dataclasses
+    import warnings
+
+    from agent.manifest import load_manifest
+
+    full = load_manifest(MODELS)
+    bank = dataclasses.replace(full, models=(full.get("wc-w1.00-r128"),))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        text = _render(monkeypatch, bank, Path("img"), Path("doc.md"))
+    assert "against the largest member: no smaller fp32 member to compare." in text
+    assert "No least-squares fit of latency on MACs: it needs two fp32 members" in text
+
+
+def test_plots_that_cannot_be_written_are_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A full disk when the plots are drawn, after the timing run: one line, not a traceback."""
+    import errno
+
+    def full(*_a: Any, **_k: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(
+        report,
+        "measure_all",
+        lambda bank, **_: {m.id: {"p50": 1.0, "runs": 1} for m in bank.models},
+    )
+    monkeypatch.setattr(report, "plot_tradeoff", full)
+    argv = _report(MODELS, tmp_path)
+    assert report.main(argv) == 1
+    _one_error_line(capsys, f"--img {tmp_path / 'img'}: cannot write the plots", "No space left")
+    assert not (tmp_path / "doc.md").exists()

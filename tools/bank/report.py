@@ -5,7 +5,8 @@
 Reads ``manifest.json`` and ``compress-report.json`` of the bank, times every member again in
 one interleaved ONNX Runtime run (batch 1, one thread) so that latency ratios between members are
 taken under the same load, and replaces the part of the document between the report markers
-(appended when the markers are missing). Everything else in the document is left alone.
+(appended when the markers are missing). Everything else in the document is left alone. The
+image links go from the document's folder to ``--img`` (``img/...`` for the defaults).
 """
 
 from __future__ import annotations
@@ -151,6 +152,10 @@ def speedup_rows(
 
 def overhead_fit(models: Sequence[ModelEntry], lat: dict[str, dict[str, float]]) -> str:
     fp32 = [m for m in models if m.family != "int8" and m.macs]
+    if len({m.macs for m in fp32}) < 2:  # a line through one point is no fit (RankWarning)
+        return (
+            "No least-squares fit of latency on MACs: it needs two fp32 members of different MACs."
+        )
     x = np.array([m.macs / 1e6 for m in fp32])
     y = np.array([lat[m.id]["p50"] for m in fp32])
     slope, icpt = np.polyfit(x, y, 1)
@@ -212,7 +217,8 @@ def render(bank: Manifest, comp: dict[str, Any], lat: dict[str, Any], img: Path,
     models = list(bank.models)
     pts_lat = [Point(m.id, m.family, lat[m.id]["p50"], m.metrics["accuracy"]) for m in models]
     pts_mac = [Point(m.id, m.family, m.macs, m.metrics["accuracy"]) for m in models]
-    rel = Path("img")
+    # the links go from the document's folder to the plots, wherever the two are
+    rel = Path(os.path.relpath(img, doc.parent)).as_posix()
     plot_tradeoff(
         pts_lat,
         "p50 latency (ms, batch 1, 1 thread, ORT)",
@@ -224,7 +230,13 @@ def render(bank: Manifest, comp: dict[str, Any], lat: dict[str, Any], img: Path,
         pts_mac, "MACs per window", "Accuracy vs MACs", img / "bank-accuracy-macs.png", logx=True
     )
     sp_rows, realised = speedup_rows(models, lat)
-    vals = np.array(list(realised.values())) if realised else np.zeros(1)
+    vals = np.array(list(realised.values()))
+    spread = (
+        f"median {np.median(vals):.2f}, range {vals.min():.2f}–{vals.max():.2f} over "
+        f"{len(realised)} member{'' if len(realised) == 1 else 's'}"
+        if realised
+        else "no smaller fp32 member to compare"
+    )
     lines = [
         BEGIN,
         "",
@@ -236,8 +248,8 @@ def render(bank: Manifest, comp: dict[str, Any], lat: dict[str, Any], img: Path,
         "",
         *members_table(models, lat),
         "",
-        f"![accuracy vs latency]({rel / 'bank-accuracy-latency.png'})",
-        f"![accuracy vs MACs]({rel / 'bank-accuracy-macs.png'})",
+        f"![accuracy vs latency]({rel}/bank-accuracy-latency.png)",
+        f"![accuracy vs MACs]({rel}/bank-accuracy-macs.png)",
         "",
         "Pareto front (latency): "
         + ", ".join(f"`{p.id}`" for p in pareto_front(pts_lat))
@@ -247,9 +259,8 @@ def render(bank: Manifest, comp: dict[str, Any], lat: dict[str, Any], img: Path,
         "",
         "### Realised speedup vs theoretical",
         "",
-        f"Realised = (latency ratio) / (MACs ratio) against the largest member: median "
-        f"{np.median(vals):.2f}, range {vals.min():.2f}–{vals.max():.2f} over "
-        f"{len(realised)} members. {overhead_fit(models, lat)}",
+        f"Realised = (latency ratio) / (MACs ratio) against the largest member: {spread}. "
+        f"{overhead_fit(models, lat)}",
         "",
         *sp_rows,
     ]
@@ -300,7 +311,10 @@ def run(args: argparse.Namespace) -> str:
     bank = load_manifest(args.models)
     comp = load_compress_report(bank)
     lat = measure_all(bank, rounds=args.rounds, runs=args.runs)
-    section = render(bank, comp, lat, args.img, args.doc)
+    try:
+        section = render(bank, comp, lat, args.img, args.doc)
+    except OSError as exc:  # disk full, or the folder changed meanwhile
+        raise ReportError(f"--img {args.img}: cannot write the plots ({_one_line(exc)})") from None
     try:
         write_section(args.doc, section)
     except (OSError, UnicodeDecodeError) as exc:

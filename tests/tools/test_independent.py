@@ -175,6 +175,15 @@ def test_an_interrupted_run_keeps_the_complete_report(
         f"{report} was left as it was, and a rerun trains every configuration again"
     )
     assert independent.parse_args(["--out", str(out)]).report == out / "independent-report.json"
+    # without an earlier report, nothing is said about one
+    report.unlink()
+    calls.clear()
+    with pytest.raises(SystemExit):
+        independent.run(args)
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"interrupted: 1 of 2 configurations finished, their results are in {partial}; "
+        "a rerun trains every configuration again"
+    )
 
 
 def _one_error_line(capsys: pytest.CaptureFixture[str], want: str) -> None:

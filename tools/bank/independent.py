@@ -291,9 +291,9 @@ def _interrupted(rows: list[dict[str, Any]], total: int, partial: Path, report: 
         kept = f"{len(rows)} of {total} configurations finished, their results are in {partial}"
     else:
         kept = "no configuration had finished"
+    earlier = f"{report} was left as it was, and " if report.exists() else ""
     print(
-        f"interrupted: {kept}; {report} was left as it was, and a rerun trains every "
-        "configuration again",
+        f"interrupted: {kept}; {earlier}a rerun trains every configuration again",
         file=sys.stderr,
     )
     raise SystemExit(130)

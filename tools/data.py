@@ -213,8 +213,11 @@ class DataSourceError(ValueError):
 
 
 def data_source(text: str) -> DataArg:
-    """``--data`` as given: ``auto``, ``pickle``, or a folder of imported recordings."""
-    return text if text in (AUTO, PICKLE) else Path(text)
+    """``--data`` as given: ``auto``, ``pickle``, or a folder of imported recordings (an empty
+    value is refused, not taken as the current folder)."""
+    from tools.cli import path_arg  # (tools.cli imports this module)
+
+    return text if text in (AUTO, PICKLE) else path_arg(text)
 
 
 def data_text(source: DataArg) -> str:
@@ -244,11 +247,17 @@ def load_experiments(
     (optionally only ``subjects``) and a source note for provenance."""
     wanted = set(subjects) if subjects is not None else None
     if data == AUTO:
-        if len(recordings_in(DEFAULT_DATA)) == EXPECTED_RECORDINGS:
+        held = len(recordings_in(DEFAULT_DATA))
+        if held == EXPECTED_RECORDINGS:
             data = DEFAULT_DATA
         else:
+            what = (
+                f"holds {held} of the {EXPECTED_RECORDINGS} imported HAPT recordings"
+                if held
+                else "is not imported"
+            )
             print(
-                f"note: {DEFAULT_DATA} is not imported (python -m tools.import_hapt): reading the "
+                f"note: {DEFAULT_DATA} {what} (python -m tools.import_hapt): reading the "
                 "package's HAPT.pkl.gz; models made from it differ slightly from ones made from "
                 "the recordings",
                 file=sys.stderr,
@@ -257,12 +266,15 @@ def load_experiments(
     if isinstance(data, Path):
         found = recordings_in(data)
         if len(found) != EXPECTED_RECORDINGS:
-            what = (
-                f"--data {data} holds {len(found)} of the {EXPECTED_RECORDINGS} imported HAPT "
-                "recordings"
-                if data.exists()
-                else f"--data {data} does not exist"
-            )
+            if not data.exists():
+                what = f"--data {data} does not exist"
+            elif not data.is_dir():
+                what = f"--data {data} is a file, not a folder of recordings"
+            else:
+                what = (
+                    f"--data {data} holds {len(found)} of the {EXPECTED_RECORDINGS} imported "
+                    "HAPT recordings"
+                )
             raise DataSourceError(f"{what}; run python -m tools.import_hapt, or pass --data pickle")
         paths = [p for (s, _), p in sorted(found.items()) if wanted is None or s in wanted]
         return [experiment_from_recording(p) for p in paths], f"recordings in {data}"

@@ -12,7 +12,6 @@ every recording starts at the fixed epoch :data:`EPOCH` (``meta.start_time_note`
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,8 +20,19 @@ from tqdm import tqdm
 
 from agent.recording_header import Channel, RecordingHeader
 from agent.recording_writer import RecordingWriter
+from tools.cli import (
+    ArgumentParser,
+    CommandError,
+    folder_problem,
+    int_in,
+    interrupted,
+    path_arg,
+    plural,
+    run_main,
+)
 from tools.hapt import (
     CHANNELS,
+    EXPECTED_EXPERIMENTS,
     LABEL_NAMES,
     RATE_HZ,
     UNITS,
@@ -39,6 +49,7 @@ DATASET_URL = (
     "smartphone+based+recognition+of+human+activities+and+postural+transitions"
 )
 CHUNK = 2000
+COMMAND = "python -m tools.import_hapt"
 DESCRIPTION = "Import raw UCI HAPT into har-agent recordings, one per experiment."
 
 
@@ -74,73 +85,92 @@ def header_for(exp: Experiment) -> RecordingHeader:
 
 
 def write_experiment(exp: Experiment, out_dir: Path) -> Path:
-    """Write one experiment as a recording in ``out_dir``; returns its path."""
+    """Write one experiment as a recording in ``out_dir``; returns its path. The recording gets
+    its name only when it is complete (the writer fills ``NAME.part`` and renames it); a failure
+    or Ctrl-C on the way removes the ``.part`` file, so the folder holds only whole recordings."""
     path = out_dir / recording_name(exp)
     names = exp.label_names()
     t = np.arange(len(exp), dtype=np.float64) / RATE_HZ
-    with RecordingWriter(path, header_for(exp), flush_every=10_000) as writer:
+    writer = RecordingWriter(path, header_for(exp), flush_every=10_000)
+    try:
         for a in range(0, len(exp), CHUNK):
             b = min(a + CHUNK, len(exp))
             writer.write(t[a:b], exp.values[a:b], names[a:b])
+        writer.close()
+    except BaseException:
+        writer.abort()
+        writer.part.unlink(missing_ok=True)  # the writer's own file, never the finished name
+        raise
     return path
 
 
-def _numbers(text: str) -> set[int]:
-    """``--experiments``: comma-separated experiment numbers, at least one (argparse: usage line,
-    exit 2)."""
-    try:
-        out = {int(x) for x in text.split(",") if x.strip()}
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expects comma-separated numbers, got {text!r}") from None
-    if not out:
+def _experiment_numbers(text: str) -> set[int]:
+    """``--experiments``: comma-separated experiment numbers, 1 to 61, at least one (argparse:
+    usage line, exit 2)."""
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    if not items:
         raise argparse.ArgumentTypeError(
             f"names no experiment ({text!r}); give numbers, e.g. 4,49, or leave it out for all"
         )
-    return out
+    return {int_in(1, EXPECTED_EXPERIMENTS)(x) for x in items}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tools.import_hapt", description=DESCRIPTION)
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (data/hapt)")
-    ap.add_argument("--pickle", type=Path, default=None, help="HAPT.pkl.gz (default: package's)")
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    ap = ArgumentParser(prog=COMMAND, description=DESCRIPTION)
+    ap.add_argument("--out", type=path_arg, default=DEFAULT_OUT, help="output folder (data/hapt)")
+    ap.add_argument(
+        "--pickle", type=path_arg, default=None, help="HAPT.pkl.gz (default: package's)"
+    )
     ap.add_argument(
         "--experiments",
-        type=_numbers,
+        type=_experiment_numbers,
         default=None,
-        help="only these experiment numbers, e.g. 4,49",
+        help=f"only these experiment numbers (1 to {EXPECTED_EXPERIMENTS}), e.g. 4,49",
     )
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
-    wanted: set[int] | None = args.experiments
+
+def run(args: argparse.Namespace) -> None:
+    out: Path = args.out
+    why = folder_problem(out)  # before the pickle's load (seconds), not after it
+    if why is not None:
+        raise CommandError(f"{out}: cannot create or write in the output folder ({why})")
     try:
         src = args.pickle or find_hapt_pickle()
     except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        raise CommandError(str(exc)) from None
     try:
         experiments = load_hapt(src)
     except HaptFileError as exc:  # missing, not gzip, truncated, refused, wrong structure
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        raise CommandError(str(exc)) from None
+    wanted: set[int] | None = args.experiments
     if wanted is not None:
         unknown = wanted - {e.experiment for e in experiments}
         if unknown:
-            print(f"error: no experiments numbered {sorted(unknown)} (1..61)", file=sys.stderr)
-            return 1
+            raise CommandError(f"no experiments numbered {sorted(unknown)} (1..61)")
         experiments = [e for e in experiments if e.experiment in wanted]
     try:
-        args.out.mkdir(parents=True, exist_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        print(
-            f"error: {args.out}: cannot create the output folder ({exc.strerror})", file=sys.stderr
+        raise CommandError(f"{out}: cannot create the output folder ({exc.strerror})") from None
+    rows = done = 0
+    try:
+        with tqdm(experiments, desc="import HAPT", unit="exp") as bar:
+            for exp in bar:
+                write_experiment(exp, out)
+                rows += len(exp)
+                done += 1
+    except KeyboardInterrupt:
+        interrupted(
+            f"interrupted: wrote {done} of the {plural(len(experiments), 'recording')} to {out} "
+            "(each one whole; no half-written file is left)"
         )
-        return 1
-    rows = 0
-    for exp in tqdm(experiments, desc="import HAPT", unit="exp"):
-        write_experiment(exp, args.out)
-        rows += len(exp)
-    print(f"wrote {len(experiments)} recordings ({rows} rows) to {args.out} from {src}")
-    return 0
+        raise SystemExit(130) from None
+    print(f"wrote {plural(len(experiments), 'recording')} ({rows} rows) to {out} from {src}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main(lambda: run(parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from agent.windowing import Normalizer, WindowSpec
 from tools import metrics
 from tools.bank.derived import warn_stale
 from tools.bank.staging import bank_lock, check_writable, existing_manifest, staged_bank
-from tools.cli import positive_int, run_main, seed
+from tools.cli import ArgumentParser, path_arg, plural, positive_int, run_main, seed
 from tools.data import (
     DEFAULT_VAL_SUBJECTS,
     PROTOCOL,
@@ -150,7 +150,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     print("stage 1 (selection): train subjects -> validation subjects")
     model, norm, fit, result = fit_model(experiments, tr, cfg, val=va)
     val_acc = result.val_accuracy if result.val_accuracy is not None else float("nan")
-    print(f"validation accuracy {val_acc:.4f} after {result.epochs_run} epochs")
+    print(f"validation accuracy {val_acc:.4f} after {plural(result.epochs_run, 'epoch')}")
     if args.refit:
         print("stage 2 (refit): train + validation subjects")
         model, norm, fit, _ = fit_model(experiments, tr.merge(va), cfg)
@@ -266,7 +266,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(
+    ap = ArgumentParser(
         prog="python -m tools.train_baseline",
         description="Train the baseline 1-D CNN on UCI HAPT and register it in the model bank.",
     )
@@ -275,7 +275,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--seed", type=seed, default=0, help="random seed, 0 to 2**32-1 (0)")
     ap.add_argument(
-        "--out", type=Path, default=None, help="model bank folder (models; smoke: build/smoke)"
+        "--out", type=path_arg, default=None, help="model bank folder (models; smoke: build/smoke)"
     )
     add_data_argument(ap)
     ap.add_argument("--smoke", action="store_true", help="tiny run: 4 subjects, 1 epoch (CI)")
@@ -292,8 +292,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.epochs = 1 if args.smoke else TrainConfig.epochs
     if args.out is None:
         args.out = Path("build/smoke") if args.smoke else Path("models")
-    if args.epochs < 1:
-        ap.error("--epochs must be at least 1")
     return args
 
 

@@ -330,3 +330,53 @@ def test_build_max_steps_caps_every_stage(
         build.parse_args(["--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "each member's distillation" in text and "pruning fine-tune" in text
+
+
+# 7. build does not put one architecture's members into another's bank
+
+
+def test_build_refuses_a_bank_of_another_architecture_before_any_training(
+    bank: Path, no_work: None
+) -> None:
+    """``build --arch conv1d`` into a column2d bank deleted its members and left their pruned
+    and int8 members without a parent, with a warning that said the parent had changed. The
+    fixture's bank is conv1d (``wr-``); the default architecture is column2d."""
+    before = _state(bank)
+    text = _refused(build, ["--smoke", "--out", str(bank)], "holds a conv1d bank", PARENT)
+    assert "--arch column2d build does not replace" in text and "nothing was changed" in text
+    assert _state(bank) == before
+
+
+def test_build_names_a_file_in_the_way_of_the_bank(tmp_path: Path, no_work: None) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    _refused(build, ["--smoke", "--out", str(afile)], f"{afile}: ", "(it is a file)")
+    _refused(build, ["--smoke", "--out", str(afile / "b")], f"({afile} is a file)")
+
+
+# 8. build --compress ends with the members the bank has
+
+
+def test_build_compress_counts_the_members_the_bank_ends_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It said ``wrote OUT (4 members)`` when compress had made the bank 8."""
+
+    def compress_run(args: argparse.Namespace) -> None:  # two derived members, as compress adds
+        bank = load_manifest(args.out)
+        parent = bank.models[0]
+        extra = []
+        for p in ("pr50", "pr25"):
+            (args.out / f"{p}-{parent.id}.onnx").write_bytes((args.out / parent.file).read_bytes())
+            prov = {"parent": parent.id, "parent_sha256": parent.sha256}
+            extra.append(_entry(args.out, f"{p}-{parent.id}", "pruned", provenance=prov))
+        write_manifest(args.out, [*bank.models, *extra], dict(bank.meta))
+
+    monkeypatch.setattr(build, "train_supernet", lambda *_a, **_k: [])  # an untrained supernet
+    monkeypatch.setattr(compress, "run", compress_run)
+    out = tmp_path / "b"
+    argv = ["--smoke", "--arch", "conv1d", "--out", str(out), "--distill-epochs", "0"]
+    build.run(build.parse_args([*argv, "--compress", "--data", "pickle"]))
+    lines = capsys.readouterr().out.splitlines()
+    assert len(load_manifest(out).models) == 6
+    assert lines[-1].startswith(f"wrote {out} (4 width-resolution members, 6 in all) in ")

@@ -113,3 +113,34 @@ def test_tools_commands_end_bad_input_in_one_line(tmp_path: Path) -> None:
         res = run(*args)
         assert res.returncode == 2 and why in res.stderr, (args, res.stderr)
         assert "Traceback" not in res.stderr
+
+
+def test_a_data_path_that_is_a_file_or_a_partial_default_import_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--data FILE`` said "holds 0 of the 61"; a partial data/hapt under ``--data auto`` said
+    "is not imported" (``--data DIR`` said how many it holds)."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(data.DataSourceError, match=f"--data {afile} is a file, not a folder"):
+        data.load_experiments(afile)
+    partial = tmp_path / "hapt"
+    partial.mkdir()
+    for name in ("hapt-s01-e01.har.csv.gz", "hapt-s01-e02.har.csv.gz"):
+        (partial / name).write_bytes(b"")
+    monkeypatch.setattr(data, "DEFAULT_DATA", partial)
+    monkeypatch.setattr(data, "_load_pickle", lambda: [])
+    assert data.load_experiments(data.AUTO) == ([], data.load_experiments(None)[1])
+    assert f"note: {partial} holds 2 of the 61 imported HAPT recordings (" in (
+        capsys.readouterr().err
+    )
+    monkeypatch.setattr(data, "DEFAULT_DATA", tmp_path / "none")
+    data.load_experiments(data.AUTO)
+    assert f"note: {tmp_path / 'none'} is not imported (" in capsys.readouterr().err
+
+
+def test_an_empty_data_path_is_refused() -> None:
+    import argparse
+
+    with pytest.raises(argparse.ArgumentTypeError, match="is empty"):
+        data.data_source("")

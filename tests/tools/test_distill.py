@@ -77,7 +77,8 @@ def test_a_distilled_bank_is_refused_and_left_alone(
 ) -> None:
     _, distilled, _ = banks
     manifest = (distilled / "manifest.json").read_bytes()
-    with pytest.raises(SystemExit, match="already distilled"):
+    hint = r"already distilled: .*rebuild the bank with .* --distill-epochs 0\)"
+    with pytest.raises(SystemExit, match=hint):  # (the hint: finding 13 of review s15)
         distill.run(distill.parse_args(["--smoke", "--bank", str(distilled)]))
     assert (distilled / "manifest.json").read_bytes() == manifest
 
@@ -138,8 +139,11 @@ def test_a_broken_bank_is_refused_with_one_line(
     banks: tuple[Path, Path, dict[str, Any]], tmp_path: Path
 ) -> None:
     built, _, _ = banks
-    with pytest.raises(SystemExit, match="no model manifest"):
+    with pytest.raises(SystemExit, match="none: no such bank folder"):
         distill.run(distill.parse_args(["--smoke", "--bank", str(tmp_path / "none")]))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match="no model manifest"):
+        distill.run(distill.parse_args(["--smoke", "--bank", str(tmp_path / "empty")]))
     bank = tmp_path / "bank"
     shutil.copytree(built, bank)
     manifest = (bank / "manifest.json").read_bytes()
@@ -298,3 +302,114 @@ def test_messages_name_the_bank_the_user_named_not_the_working_copy(
     member = load_manifest(work).get("wc-w0.25-r064")
     (work / member.file).unlink()
     assert f"{shown / member.file} is missing (model wc-w0.25-r064)" in run_on_work()
+
+
+def _state(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def _stop_at_second_member(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> list[str]:
+    """distil_member runs for the first student and raises ``error`` for the second; returns
+    the ids it was called with."""
+    real = distill_member.distil_member  # (not a wrapper an earlier call set)
+    called: list[str] = []
+
+    def member(entry: Any, *a: Any, **k: Any) -> Any:
+        called.append(entry.id)
+        if len(called) > 1:
+            raise error
+        return real(entry, *a, **k)
+
+    monkeypatch.setattr(distill, "distil_member", member)
+    return called
+
+
+def test_ctrl_c_leaves_the_bank_as_it_was_and_no_staging_folder(
+    banks: tuple[Path, Path, dict[str, Any]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Ctrl-C said only ``interrupted`` and left ``BANK/.distill-staging/`` (with the members
+    done so far) inside the bank."""
+    built, _, _ = banks
+    bank = tmp_path / "bank"
+    shutil.copytree(built, bank)
+    before = _state(bank)
+    called = _stop_at_second_member(monkeypatch, KeyboardInterrupt())
+    with pytest.raises(SystemExit) as exc:
+        distill.main(["--smoke", "--epochs", "1", "--bank", str(bank)])
+    assert exc.value.code == 130 and len(called) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"interrupted: {bank} was left as it was"
+    assert _state(bank) == before
+    assert sorted(p.name for p in bank.iterdir()) == sorted(before)  # no staging folder
+
+
+def test_a_failure_or_ctrl_c_in_builds_working_copy_removes_the_staging_folder(
+    banks: tuple[Path, Path, dict[str, Any]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """In build's working copy the interrupt goes on to build (which names the bank); a
+    failure goes on as it is. Neither leaves the staging folder."""
+    built, _, _ = banks
+    for error in (KeyboardInterrupt(), RuntimeError("export is wrong")):
+        work = tmp_path / f".bs-{type(error).__name__}.staging"
+        shutil.copytree(built, work)
+        before = _state(work)
+        _stop_at_second_member(monkeypatch, error)
+        args = distill.parse_args(["--smoke", "--epochs", "1", "--bank", str(tmp_path / "bs")])
+        args.bank = work  # what build does
+        with pytest.raises(type(error)):
+            distill.run(args)
+        assert _state(work) == before
+        assert not (work / distill.STAGING).exists()
+    assert "interrupted" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("problem", ["read-only", "file"])
+def test_a_bank_folder_distill_cannot_change_is_one_line_before_any_work(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    problem: str,
+) -> None:
+    """A read-only bank was a PermissionError traceback (creating ``.distill-staging``)."""
+    import os
+
+    from tools.bank import distill_data
+
+    def no_work(*_a: Any, **_k: Any) -> Any:
+        raise AssertionError("the dataset was loaded before the refusal")
+
+    monkeypatch.setattr(distill_data, "load_experiments", no_work)
+    bank = tmp_path / "bank"
+    if problem == "file":
+        bank.write_text("not a folder")
+        why = f"error: {bank} is a file, not a bank folder"
+    else:
+        bank.mkdir()
+        real = os.access
+        monkeypatch.setattr(  # tests run as root: chmod would not stop a write
+            os, "access", lambda p, m, *a, **k: Path(p) != bank and real(p, m, *a, **k)
+        )
+        why = f"error: {bank}: cannot create or change the bank folder ({bank} is read-only)"
+    with pytest.raises(SystemExit) as exc:
+        distill.main(["--smoke", "--bank", str(bank)])
+    assert str(exc.value.code) == why
+    assert capsys.readouterr().err == ""
+
+
+def test_the_docstrings_smoke_example_follows_a_build_it_can_distil() -> None:
+    """The module's example ran distill on the bank ``build --smoke`` makes, which build had
+    distilled already: refused ("already distilled")."""
+    import shlex
+
+    lines = [ln.split("#")[0].split() for ln in (distill.__doc__ or "").splitlines()]
+    commands = [ln[2:] for ln in lines if ln[:2] == ["python", "-m"]]
+    smoke = [c for c in commands if "--smoke" in c]
+    assert [c[0] for c in smoke] == ["tools.bank.build", "tools.bank.distill"], smoke
+    built = build.parse_args(smoke[0][1:])
+    assert built.distill_epochs == 0  # the members are left for distill
+    assert distill.parse_args(smoke[1][1:]).bank == built.out, shlex.join(smoke[1])

@@ -53,8 +53,11 @@ def test_shipped_recording_matches_the_dataset(
     np.testing.assert_allclose(back.values, original.values, rtol=1e-6, atol=1e-7)
 
 
-def test_importer_writes_selected_experiments(tmp_path: Path) -> None:
+def test_importer_writes_selected_experiments(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert import_hapt.main(["--out", str(tmp_path), "--experiments", "21"]) == 0
+    assert capsys.readouterr().out.startswith(f"wrote 1 recording (9898 rows) to {tmp_path} ")
     (path,) = tmp_path.iterdir()
     assert path.name == "hapt-s10-e21.har.csv.gz"
     header, chunk = read_recording(path)
@@ -68,8 +71,18 @@ def test_importer_writes_selected_experiments(tmp_path: Path) -> None:
     assert len(chunk) == 9898
 
 
-def test_importer_rejects_unknown_experiment(tmp_path: Path) -> None:
-    assert import_hapt.main(["--out", str(tmp_path), "--experiments", "99"]) == 1
+@pytest.mark.parametrize("text", ["99", "0", "-3", "4,62"])
+def test_importer_rejects_an_experiment_number_hapt_has_not_at_parse_time(
+    tmp_path: Path, text: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """0 and -3 were refused only after the pickle's load, with exit status 1 (99 too), while
+    ``4,abc`` was a usage error: the numbers run from 1 to 61."""
+    with pytest.raises(SystemExit) as exc:
+        import_hapt.main(["--out", str(tmp_path / "out"), "--experiments", text])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "argument --experiments: must be within [1, 61] (got " in err
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("text", ["", ",", " , "])
@@ -121,3 +134,102 @@ def test_a_bad_pickle_is_one_line_naming_it(
     assert problem in err
     with pytest.raises(hapt.HaptFileError, match=problem):
         hapt.load_hapt(src)
+
+
+def _no_load(*_a: object, **_k: object) -> object:
+    raise AssertionError("the pickle was loaded before the output folder was checked")
+
+
+@pytest.mark.parametrize("where", ["read-only", "file", "under a file"])
+def test_an_output_folder_that_cannot_be_written_is_refused_before_the_load(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    where: str,
+) -> None:
+    """A read-only --out was a RecordingError traceback after the pickle's load."""
+    import os
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    out = {"read-only": tmp_path / "ro", "file": afile, "under a file": afile / "sub"}[where]
+    if where == "read-only":
+        out.mkdir()
+        real = os.access
+        monkeypatch.setattr(  # tests run as root: chmod would not stop a write
+            os, "access", lambda p, m, *a, **k: Path(p) != out and real(p, m, *a, **k)
+        )
+    monkeypatch.setattr(import_hapt, "load_hapt", _no_load)
+    assert import_hapt.main(["--out", str(out), "--experiments", "4"]) == 1
+    err = capsys.readouterr().err
+    why = {"read-only": f"{out} is read-only", "file": "it is a file"}.get(
+        where, f"{afile} is a file"
+    )
+    assert err == f"error: {out}: cannot create or write in the output folder ({why})\n"
+
+
+def _break_writes_after(monkeypatch: pytest.MonkeyPatch, chunks: int, error: BaseException) -> None:
+    """The recording writer raises ``error`` once it has written ``chunks`` chunks in all."""
+    from agent.recording_writer import RecordingWriter
+
+    real = RecordingWriter.write
+    seen = [0]
+
+    def write(self: RecordingWriter, *a: object, **k: object) -> None:
+        seen[0] += 1
+        if seen[0] > chunks:
+            raise error
+        real(self, *a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(RecordingWriter, "write", write)
+
+
+def test_ctrl_c_during_the_import_is_one_line_and_leaves_only_whole_recordings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C was a KeyboardInterrupt traceback and left ``NAME.har.csv.gz.part`` behind."""
+    out = tmp_path / "out"
+    # experiment 21 (9,898 rows) is 5 chunks; 49 comes after it and is cut short
+    _break_writes_after(monkeypatch, 7, KeyboardInterrupt())
+    with pytest.raises(SystemExit) as exc:
+        try:
+            import_hapt.main(["--out", str(out), "--experiments", "21,49"])
+        except KeyboardInterrupt:
+            pytest.fail("Ctrl-C went on as a KeyboardInterrupt (a traceback)")
+    assert exc.value.code == 130
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == (
+        f"interrupted: wrote 1 of the 2 recordings to {out} (each one whole; no half-written file "
+        "is left)"
+    )
+    assert not any("Traceback" in line for line in err)
+    assert [p.name for p in out.iterdir()] == ["hapt-s10-e21.har.csv.gz"]
+    assert len(read_recording(out / "hapt-s10-e21.har.csv.gz")[1]) == 9898
+
+
+def test_a_write_error_is_one_line_and_leaves_no_part_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from agent.errors import RecordingError
+
+    out = tmp_path / "out"
+    _break_writes_after(monkeypatch, 2, RecordingError("disk full, say"))
+    assert import_hapt.main(["--out", str(out), "--experiments", "21"]) == 1
+    err = capsys.readouterr().err  # (after the progress bar)
+    assert err.endswith("\nerror: disk full, say\n") and "Traceback" not in err
+    assert list(out.iterdir()) == []
+
+
+def test_ctrl_c_while_the_pickle_loads_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(*_a: object, **_k: object) -> object:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(import_hapt, "load_hapt", interrupted)
+    try:
+        assert import_hapt.main(["--out", str(tmp_path / "out")]) == 130
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C went on as a KeyboardInterrupt (a traceback)")
+    assert capsys.readouterr().err == "interrupted\n"
+    assert not (tmp_path / "out").exists()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tools.bank.staging import staged_bank, staging_dir
+from tools.bank.staging import check_writable, staged_bank, staging_dir
 
 
 def _bank(tmp_path: Path) -> Path:
@@ -115,3 +117,78 @@ def test_ctrl_c_in_a_nested_working_copy_is_reported_once_for_the_bank(
     assert exc.value.code == 130
     assert capsys.readouterr().err == f"interrupted: {bank} was left as it was\n"
     assert _state(bank) == before
+
+
+def test_ctrl_c_during_the_commit_comes_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Ctrl-C while the files moved in said "left as it was" over a folder half new: it now
+    waits for the commit, and the message says nothing about the folder it no longer knows."""
+    import os
+    import signal
+
+    from tools.bank import staging
+
+    bank = _bank(tmp_path)
+    real = staging._commit
+
+    def commit(*a: Any) -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # in the middle of the moves
+        real(*a)
+
+    monkeypatch.setattr(staging, "_commit", commit)
+    with pytest.raises(KeyboardInterrupt):
+        with staged_bank(bank) as work:
+            (work / "a.onnx").write_bytes(b"a2")
+            (work / "manifest.json").write_text('{"new": true}')
+    assert _state(bank)["a.onnx"] == b"a2" and _state(bank)["manifest.json"] == b'{"new": true}'
+    assert not staging_dir(bank).exists()
+    assert "left as it was" not in capsys.readouterr().err
+
+
+def test_interrupts_held_lets_the_block_finish_first() -> None:
+    import os
+    import signal
+
+    from tools.bank.staging import interrupts_held
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            done.append("block")
+    assert done == ["block"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+def test_check_writable_names_a_file_in_the_way(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(SystemExit) as exc:
+        check_writable(afile)
+    assert str(exc.value.code) == (
+        f"error: {afile}: cannot create or change the bank folder (it is a file)"
+    )
+    with pytest.raises(SystemExit) as exc:
+        check_writable(afile / "bank")
+    assert str(exc.value.code).endswith(f"({afile} is a file)")
+    check_writable(tmp_path / "new" / "bank")
+
+
+def test_check_writable_beside_or_inside_the_bank(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """build and compress stage beside the bank (its parent must be writable); distill stages
+    inside it (``beside=False``: only the bank must be)."""
+    import os
+
+    (tmp_path / "parent").mkdir()
+    bank = _bank(tmp_path / "parent")
+    real = os.access
+    monkeypatch.setattr(
+        os, "access", lambda p, m, *a, **k: Path(p) != bank.parent and real(p, m, *a, **k)
+    )
+    with pytest.raises(SystemExit, match=r"\(.*parent is read-only\)"):
+        check_writable(bank)
+    check_writable(bank, beside=False)

@@ -5,16 +5,17 @@
     python -m tools.bank.build --distill-epochs 0   # the supernet's slices, not distilled
     python -m tools.bank.build --out build/bank-col2d # selection run (validation held out)
     python -m tools.bank.build --smoke              # 4 subjects, a few steps, build/bank-smoke/
-    python -m tools.bank.build --arch conv1d        # the first (1-D) bank, 24 epochs
+    python -m tools.bank.build --arch conv1d --out build/bank-1d   # the first (1-D) bank, 24 epochs
     python -m tools.bank.build --crop-hop 8         # random temporal crops (a trial; off)
 
 Protocol as tools.train_baseline (docs/training.md): test = the UCI-HAR test subjects (final
 numbers only), validation = DEFAULT_VAL_SUBJECTS (progress and selection). Lower resolutions are
 produced as the agent produces them (tools.bank.windows). Members are written as
 ``wc-wW.WW-rRRR.onnx`` (column2d) or ``wr-…`` (conv1d) and merged into ``OUT/manifest.json``
-(other families are kept; earlier width-resolution members are replaced). Then every member is
-distilled from the full configuration's frozen outputs for ``--distill-epochs``
-(tools.bank.distill).
+(other families are kept; earlier width-resolution members of the same architecture are
+replaced; a folder holding another architecture's members is refused: their pruned and int8
+members would be left without a parent). Then every member is distilled from the full
+configuration's frozen outputs for ``--distill-epochs`` (tools.bank.distill).
 """
 
 from __future__ import annotations
@@ -31,18 +32,29 @@ from typing import Any
 
 import torch
 
-from agent.manifest import ModelEntry, load_manifest, write_manifest
+from agent.manifest import Manifest, ModelEntry, load_manifest, write_manifest
 from agent.windowing import Normalizer
 from tools.bank import distill
 from tools.bank.arch import ARCHS, OPS
 from tools.bank.derived import warn_stale
 from tools.bank.members import FAMILY, MemberResult, build_member, calib_batches
+from tools.bank.plain_arch import arch_of
 from tools.bank.staging import bank_lock, check_writable, existing_manifest, staged_bank
 from tools.bank.supernet import WIDTH_SAMPLING, SlimConfig
 from tools.bank.supernet2d import ColumnConfig
 from tools.bank.train import BankTrainConfig, train_supernet
 from tools.bank.windows import BASE_LENGTH, aligned_windows, crop_windows, eval_windows
-from tools.cli import positive_int, run_main, seed, widths
+from tools.cli import (
+    ArgumentParser,
+    nonnegative_int,
+    number_in,
+    path_arg,
+    plural,
+    positive_int,
+    run_main,
+    seed,
+    widths,
+)
 from tools.data import add_data_argument, data_text, load_experiments, stage_experiments
 from tools.provenance import git_commit
 from tools.train import seed_everything
@@ -103,7 +115,9 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
 
     out: Path = args.out
     check_writable(out)  # before the training, not after it
-    existing_manifest(out)  # an unreadable manifest is refused now, not replaced at the end
+    # an unreadable manifest is refused now, not replaced at the end; so is a bank of another
+    # architecture
+    check_architecture(out, existing_manifest(out), args.arch)
     experiments, source = load_experiments(args.data, SMOKE_SUBJECTS if args.smoke else None)
     stage = stage_experiments(experiments, bool(args.refit))  # (refit: no val experiments)
     tr_exps, va_exps, te_exps = stage.fit, stage.val, stage.test
@@ -171,7 +185,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
             "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
         merge_manifest(work, [r.entry for r in results], meta)
-        print(f"{len(results)} members exported in {time.time() - started:.0f} s")
+        print(f"{plural(len(results), 'member')} exported in {time.time() - started:.0f} s")
         tail = ["--seed", str(args.seed), "--data", data_text(args.data)]
         tail += ["--smoke"] if args.smoke else []
         # the provenance records the commands as a user would type them (--bank OUT); they run
@@ -189,10 +203,30 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
             cargs.out = work
             result["compress"] = compress.run(cargs)
     result["manifest"] = out / "manifest.json"
-    print(f"wrote {out} ({len(results)} members) in {time.time() - started:.0f} s")
+    total = len(load_manifest(out).models)  # with the baseline, the pruned and int8 members
+    held = plural(len(results), "width-resolution member")
+    held += f", {total} in all" if total != len(results) else ""
+    print(f"wrote {out} ({held}) in {time.time() - started:.0f} s")
     if not args.compress and args.distill_epochs == 0:  # (distill says so itself)
         warn_stale(load_manifest(out).models)
     return result
+
+
+def check_architecture(out: Path, manifest: Manifest | None, arch: str) -> None:
+    """SystemExit with one line when ``out`` holds width-resolution members of another
+    architecture: the build would delete them and leave their pruned and int8 members (made
+    from them, ``provenance.parent``) without a parent. Checked before any training."""
+    if manifest is None:
+        return
+    other = [m for m in manifest.models if m.family == FAMILY and arch_of(m) != arch]
+    if other:
+        ids = ", ".join(m.id for m in other[:3]) + (", ..." if len(other) > 3 else "")
+        raise SystemExit(
+            f"error: {out} holds a {arch_of(other[0])} bank ({ids}); a --arch {arch} build "
+            "does not replace another architecture's bank (its pruned and int8 members would "
+            "be left without a parent): give another --out, or empty the folder first; nothing "
+            "was changed"
+        )
 
 
 MIN_WIDTH = {"conv1d": SlimConfig().min_width, "column2d": ColumnConfig().min_width}
@@ -201,9 +235,10 @@ MIN_WIDTH = {"conv1d": SlimConfig().min_width, "column2d": ColumnConfig().min_wi
 
 def _print_member(res: MemberResult) -> None:
     e = res.entry
+    val = e.metrics.get("val_accuracy")
     print(
         f"{e.id}: test acc {e.metrics['accuracy']:.4f} F1 {e.metrics['f1_weighted']:.4f} "
-        f"({e.metrics['test_windows']} windows), val {e.metrics.get('val_accuracy', '-')}, "
+        f"({e.metrics['test_windows']} windows), val {'-' if val is None else f'{val:.4f}'}, "
         f"MACs {e.macs:,}, params {e.params:,}, p50 {e.latency_ms['p50']:.4f} ms, "
         f"ORT-torch {res.max_abs_diff:.2g}, extract {res.extract_diff:.2g}"
     )
@@ -228,19 +263,19 @@ def default_widths(arch: str) -> tuple[float, ...]:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(
+    ap = ArgumentParser(
         prog="python -m tools.bank.build",
         description="Train the width-resolution supernet and register its grid in the bank.",
     )
     ap.add_argument(
         "--epochs",
-        type=int,
+        type=positive_int,
         default=None,
         help="training epochs (column2d: 40, conv1d: 24, as the committed banks; smoke: 1)",
     )
     ap.add_argument("--seed", type=seed, default=0, help="random seed, 0 to 2**32-1 (0)")
     ap.add_argument(
-        "--out", type=Path, default=None, help="bank folder (models; smoke: build/bank-smoke)"
+        "--out", type=path_arg, default=None, help="bank folder (models; smoke: build/bank-smoke)"
     )
     add_data_argument(ap)
     ap.add_argument("--smoke", action="store_true", help="tiny run: 4 subjects, few steps (CI)")
@@ -264,14 +299,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     ap.add_argument(
         "--kd-weight",
-        type=float,
+        type=number_in(0, 1),
         default=BankTrainConfig.kd_weight,
         help="weight of the distillation term for the sandwich's narrower passes; the rest is "
         f"cross-entropy (default {BankTrainConfig.kd_weight}; 1.0: distillation only)",
     )
     ap.add_argument(
         "--crop-hop",
-        type=int,
+        type=nonnegative_int,
         default=0,
         help="random temporal crops: each epoch draws every training window at a random "
         "multiple of this many 50 Hz samples after its fixed start (a multiple of 4 that divides "
@@ -289,7 +324,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     ap.add_argument(
         "--distill-epochs",
-        type=int,
+        type=nonnegative_int,
         default=distill.DEFAULT_EPOCHS,
         help="then distil every member from the full configuration for this many epochs "
         f"(tools.bank.distill; default {distill.DEFAULT_EPOCHS}, 0: keep the supernet's slices)",
@@ -312,32 +347,26 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.max_steps = 8
     if args.out is None:
         args.out = Path("build/bank-smoke") if args.smoke else Path("models")
-    if not 0.0 <= args.kd_weight <= 1.0:
-        ap.error("--kd-weight must be within [0, 1]")
-    if args.epochs < 1:
-        ap.error("--epochs must be at least 1")
-    if args.distill_epochs < 0:
-        ap.error("--distill-epochs must be at least 0")
     hop = 64 if args.smoke else BankTrainConfig.train_hop128
     crop = args.crop_hop
-    if crop and (crop < 0 or crop >= hop or crop % 4 or hop % crop):
+    if crop and (crop >= hop or crop % 4 or hop % crop):
         ap.error(
-            f"--crop-hop {crop}: must be a multiple of 4 (a whole number of samples at every "
-            f"resolution) that divides the training hop ({hop}) and is smaller"
+            "argument --crop-hop: must be a multiple of 4 (a whole number of samples at every "
+            f"resolution) that divides the training hop ({hop}) and is smaller (got {crop})"
         )
     if args.widths:
         narrowest = MIN_WIDTH[args.arch]
         low = [w for w in args.widths if w < narrowest - 1e-9]
         if low:
             ap.error(
-                f"--widths {','.join(f'{w:g}' for w in low)}: below the {args.arch} supernet's "
-                f"narrowest trained width ({narrowest:g})"
+                f"argument --widths: {','.join(f'{w:g}' for w in low)} is below the {args.arch} "
+                f"supernet's narrowest trained width ({narrowest:g})"
             )
         ids: dict[str, float] = {}
         for w in args.widths:
             key = f"w{w:.2f}"
             if key in ids:
-                ap.error(f"--widths {ids[key]:g} and {w:g} would both be member {key}")
+                ap.error(f"argument --widths: {ids[key]:g} and {w:g} would both be member {key}")
             ids[key] = w
     return args
 

@@ -2,7 +2,8 @@
 
     python -m tools.bank.distill [--bank models] [--epochs 20] [--teacher wc-w1.00-r128]
     python -m tools.bank.distill --bank build/bank-col2d   # a selection run: val before/after
-    python -m tools.bank.distill --smoke --bank build/bank-smoke
+    python -m tools.bank.build --smoke --distill-epochs 0  # a smoke bank, not distilled yet ...
+    python -m tools.bank.distill --smoke                   # ... distilled (build/bank-smoke)
 
 Run after ``python -m tools.bank.build`` (``build --distill-epochs N`` runs it) and before
 ``python -m tools.bank.compress``. The collaborative supernet hands each configuration a good
@@ -32,8 +33,11 @@ validation subjects, a selection run on the train subjects only and reports vali
 before and after. Each member is exported again, checked against PyTorch, evaluated with ONNX
 Runtime on the test subjects and timed; its manifest entry keeps its id and family and gains
 ``provenance.distilled`` and ``metrics.supernet_accuracy`` (the figure before this stage). New
-files are staged and only replace the old ones, with the manifest, once every member is done. A
-bank whose members were distilled already is refused (distilling twice compounds).
+files are staged (in ``BANK/.distill-staging/``, removed when the run ends, however it ends) and
+only replace the old ones, with the manifest, once every member is done: a failure or Ctrl-C
+before that leaves the bank as it was. A bank whose members were distilled already is refused
+(distilling twice compounds): ``build`` distils by default, so distil a bank built with
+``--distill-epochs 0``.
 
 This module is the command (options, staging, manifest and report); the stage's parts are
 :mod:`tools.bank.distill_plan` (students, teachers, refusals), :mod:`tools.bank.distill_data`
@@ -58,15 +62,27 @@ from typing import Any
 import torch
 
 from agent.errors import ModelError
-from agent.manifest import ModelEntry, load_manifest, write_manifest
+from agent.manifest import Manifest, ModelEntry, load_manifest, write_manifest
 from tools.bank.derived import warn_stale
 from tools.bank.distill_data import distill_data
 from tools.bank.distill_member import distil_member
 from tools.bank.distill_plan import plan_distillation
 from tools.bank.distill_report import member_line, summary, summary_lines
 from tools.bank.finetune import FinetuneConfig
-from tools.bank.staging import bank_lock
-from tools.cli import positive_int, run_main, seed
+from tools.bank.staging import bank_lock, check_writable, interrupts_held
+from tools.cli import (
+    ArgumentParser,
+    id_list,
+    interrupted,
+    number_in,
+    path_arg,
+    plural,
+    positive_int,
+    positive_number,
+    run_main,
+    seed,
+    thread_count,
+)
 from tools.data import add_data_argument
 from tools.provenance import git_commit
 from tools.train import seed_everything
@@ -84,6 +100,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return _run(args)
 
 
+def _check_bank_folder(bank_dir: Path, shown: Path) -> None:
+    """SystemExit with one line, naming ``shown``, when the bank folder is missing, is a file, or
+    cannot be changed: checked when the run starts, not when its members are written."""
+    if not bank_dir.exists():
+        raise SystemExit(
+            f"error: {shown}: no such bank folder (build one with python -m tools.bank.build "
+            "--distill-epochs 0)"
+        )
+    if not bank_dir.is_dir():
+        raise SystemExit(f"error: {shown} is a file, not a bank folder")
+    try:
+        check_writable(bank_dir, beside=False)  # the staging folder is inside the bank
+    except SystemExit as exc:
+        raise SystemExit(str(exc.code).replace(str(bank_dir), str(shown))) from None
+    staging = bank_dir / STAGING
+    if staging.is_symlink() or (staging.exists() and not staging.is_dir()):
+        raise SystemExit(f"error: {shown / STAGING} is not a folder this tool left; remove it")
+
+
 def _run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     seed_everything(args.seed)
@@ -92,6 +127,49 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     # the folder the user named: build runs this stage on its working copy (args.bank), whose
     # name means nothing to the user, so messages name this one
     shown: Path = getattr(args, "bank_shown", bank_dir)
+    _check_bank_folder(bank_dir, shown)
+    staging = bank_dir / STAGING
+    try:
+        try:
+            bank, new, common, rows = _distil(args, bank_dir, shown, staging)
+        except KeyboardInterrupt:
+            if bank_dir != shown:  # build's working copy: build says it, naming the bank
+                raise
+            interrupted(f"interrupted: {shown} was left as it was")
+            raise SystemExit(130) from None
+        means = summary(rows)
+        seconds = round(time.time() - started)
+        report = {**common, "rows": rows, "summary": means, "seconds": seconds}
+        # every member is done: move the files in, then the manifest, then the report (nothing
+        # half-written before, and a Ctrl-C waits for all of them)
+        with interrupts_held():
+            for entry in new.values():
+                os.replace(staging / entry.file, bank_dir / entry.file)
+            meta = {k: v for k, v in bank.meta.items() if k != "manifest_version"}
+            meta["distilled_by"] = COMMAND
+            meta["distilled_at"] = common["date"]
+            write_manifest(bank_dir, [new.get(m.id, m) for m in bank.models], meta)
+            text = json.dumps(report, indent=2) + "\n"
+            (bank_dir / REPORT_FILE).write_text(text, encoding="utf-8")
+    finally:
+        # only the staging folder this run made (a symlink or file there was refused above)
+        if staging.is_dir() and not staging.is_symlink():
+            shutil.rmtree(staging, ignore_errors=True)
+    if not getattr(args, "compress_follows", False):  # build --compress remakes them next
+        warn_stale([new.get(m.id, m) for m in bank.models])
+    for line in summary_lines(means):
+        print(line)
+    done_in = f"{time.time() - started:.0f} s"
+    print(f"distilled {plural(len(new), 'member')} into {shown / 'manifest.json'} in {done_in}")
+    return report
+
+
+def _distil(
+    args: argparse.Namespace, bank_dir: Path, shown: Path, staging: Path
+) -> tuple[Manifest, dict[str, ModelEntry], dict[str, Any], list[dict[str, Any]]]:
+    """Every student trained, exported and evaluated into ``staging``; the bank is not changed.
+    Returns the bank's manifest, the new entries by id, the fields every member's
+    ``provenance.distilled`` shares, and the report's rows."""
     try:
         bank = load_manifest(bank_dir)
     except ModelError as exc:
@@ -116,8 +194,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         f"{teacher_name} (train accuracy {data.teacher_fit_accuracy:.4f})"
     )
     cfg = FinetuneConfig(max_steps=args.max_steps, lr=args.lr)
-    staging = bank_dir / STAGING
-    shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(staging, ignore_errors=True)  # left by a run that was killed
     staging.mkdir()
     common = {
         "command": " ".join([COMMAND, *args.argv]),
@@ -155,34 +232,17 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         )
         rows.append(row)
         print(member_line(row))
-    # every member is done: move the files in, then the manifest (nothing half-written before)
-    for entry in new.values():
-        os.replace(staging / entry.file, bank_dir / entry.file)
-    staging.rmdir()
-    meta = {k: v for k, v in bank.meta.items() if k != "manifest_version"}
-    meta["distilled_by"] = COMMAND
-    meta["distilled_at"] = common["date"]
-    write_manifest(bank_dir, [new.get(m.id, m) for m in bank.models], meta)
-    if not getattr(args, "compress_follows", False):  # build --compress remakes them next
-        warn_stale([new.get(m.id, m) for m in bank.models])
-    means = summary(rows)
-    report = {**common, "rows": rows, "summary": means, "seconds": round(time.time() - started)}
-    (bank_dir / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    for line in summary_lines(means):
-        print(line)
-    done_in = f"{time.time() - started:.0f} s"
-    print(f"distilled {len(new)} members into {shown / 'manifest.json'} in {done_in}")
-    return report
+    return bank, new, common, rows
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(
+    ap = ArgumentParser(
         prog=COMMAND,
         description="Distil each width-resolution member of a built bank from its full "
         "configuration (run before compress).",
     )
     ap.add_argument(
-        "--bank", type=Path, default=None, help="bank folder (models; smoke: build/bank-smoke)"
+        "--bank", type=path_arg, default=None, help="bank folder (models; smoke: build/bank-smoke)"
     )
     ap.add_argument(
         "--epochs",
@@ -192,20 +252,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     ap.add_argument(
         "--lr",
-        type=float,
+        type=positive_number,
         default=DEFAULT_LR,
         help=f"start of each member's cosine learning-rate decay (AdamW; {DEFAULT_LR:g})",
     )
     who = ap.add_mutually_exclusive_group()
     who.add_argument(
         "--teacher",
+        type=id_list,
         default=None,
         help="teacher member id, or comma-separated ids for an ensemble (mean of their softmax "
         "outputs; default: the full configuration, width 1.0 at the highest resolution)",
     )
     who.add_argument(
         "--ensemble-width",
-        type=float,
+        type=number_in(0, 1, above=True),
         default=None,
         metavar="W",
         help="teacher: the ensemble of every member of width >= W, at every resolution",
@@ -215,7 +276,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="teacher of each student: the width-1.0 member at the student's own resolution",
     )
-    ap.add_argument("--members", default=None, help="comma-separated member ids (default: all)")
+    ap.add_argument(
+        "--members", type=id_list, default=None, help="comma-separated member ids (default: all)"
+    )
     ap.add_argument(
         "--keep-teacher",
         action="store_true",
@@ -223,7 +286,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "frozen outputs, a born-again step)",
     )
     ap.add_argument("--seed", type=seed, default=0, help="random seed, 0 to 2**32-1 (0)")
-    ap.add_argument("--threads", type=positive_int, default=2, help="torch threads (2)")
+    ap.add_argument(
+        "--threads",
+        type=thread_count,
+        default=2,
+        help="torch threads (2; more than the CPUs here: a warning, and a much slower run)",
+    )
     add_data_argument(ap)
     ap.add_argument("--smoke", action="store_true", help="tiny run: 4 subjects, few steps (CI)")
     ap.add_argument(
@@ -237,12 +305,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.bank_shown = args.bank  # messages name it, even when a caller moves args.bank
     if args.smoke and args.max_steps is None:
         args.max_steps = 4
-    if args.epochs < 1:
-        ap.error("--epochs must be at least 1")
-    if not args.lr > 0:
-        ap.error("--lr must be positive")
-    if args.ensemble_width is not None and not 0 < args.ensemble_width <= 1:
-        ap.error("--ensemble-width must be in (0, 1]")
     return args
 
 

@@ -75,7 +75,10 @@ def plan_distillation(
         teachers = list(by_res.values())
     done = [m.id for m in students if "distilled" in m.provenance]
     if done:
-        raise SystemExit(f"error: already distilled (rebuild the bank first): {', '.join(done)}")
+        raise SystemExit(
+            f"error: already distilled: {', '.join(done)} (build distils by default; to distil "
+            "here, rebuild the bank with python -m tools.bank.build --distill-epochs 0)"
+        )
     reads = {**{t.id: t for t in teachers}, **{m.id: m for m in students}}.values()
     try:
         check_member_files(bank_dir, reads)  # missing, not the manifest's, not a readable ONNX

@@ -19,7 +19,8 @@ import contextlib
 import hashlib
 import os
 import shutil
-import sys
+import signal
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +28,7 @@ from pathlib import Path
 from agent.errors import ModelError
 from agent.instance import NameInUse, claim
 from agent.manifest import Manifest, ModelEntry, load_manifest, sha256_file
+from tools.cli import folder_problem, interrupted
 
 MANIFEST = "manifest.json"
 
@@ -38,16 +40,18 @@ def staging_dir(out: Path) -> Path:
     return real.parent / f".{real.name}.staging"
 
 
-def check_writable(out: Path) -> None:
+def check_writable(out: Path, *, beside: bool = True) -> None:
     """SystemExit naming the folder unless the bank folder (or the nearest folder above it that
-    exists) and the folder that will hold its working copy are writable: checked before hours
-    of training, not after."""
-    near = out.resolve()
-    while not near.exists() and near != near.parent:
-        near = near.parent
-    for folder in {near, staging_dir(out).parent if out.exists() else near}:
-        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-            raise SystemExit(f"error: {out}: cannot create or change the bank folder ({folder})")
+    exists) and, with ``beside``, the folder that will hold its working copy
+    (:func:`staging_dir`) are writable: checked before hours of training, not after. A tool that
+    stages inside the bank (distill) passes ``beside=False``."""
+    why = folder_problem(out)
+    if why is None and beside and out.exists():
+        parent = staging_dir(out).parent
+        if not os.access(parent, os.W_OK | os.X_OK):
+            why = f"{parent} is read-only"
+    if why is not None:
+        raise SystemExit(f"error: {out}: cannot create or change the bank folder ({why})")
 
 
 def existing_manifest(out: Path) -> Manifest | None:
@@ -113,6 +117,28 @@ def bank_lock(out: Path) -> Iterator[None]:
 
 
 @contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Ctrl-C (SIGINT) waits for the block: a bank's files and manifest move in together, and
+    its ``KeyboardInterrupt`` comes once they have. (Python's SIGINT handler is swapped for one
+    that notes the signal, in the main thread, where handlers run; blocking the signal would not
+    do: any thread of the process may receive it.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    old = signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+    if caught:
+        if callable(old):
+            old(signal.SIGINT, None)  # Python's default raises KeyboardInterrupt
+        elif old != signal.SIG_IGN:
+            raise KeyboardInterrupt
+
+
+@contextmanager
 def staged_bank(out: Path, *, locked: bool = False) -> Iterator[Path]:
     """A working copy of ``out``; committed into ``out`` when the block ends without error.
     ``locked``: the caller holds :func:`bank_lock` already (else it is taken here)."""
@@ -129,18 +155,21 @@ def staged_bank(out: Path, *, locked: bool = False) -> Iterator[Path]:
             ) from None
         snapshot: dict[str, str] = {}
         try:
-            if out.is_dir():
-                for p in out.iterdir():
-                    if p.is_file():
-                        shutil.copy2(p, work / p.name)
-                        snapshot[p.name] = _digest(work / p.name)
-            yield work
-            _commit(work, out, snapshot)
-        except KeyboardInterrupt:
-            if _nested(out):  # the outer working copy says it, naming the real bank
-                raise
-            print(f"interrupted: {out} was left as it was", file=sys.stderr)
-            raise SystemExit(130) from None
+            try:
+                if out.is_dir():
+                    for p in out.iterdir():
+                        if p.is_file():
+                            shutil.copy2(p, work / p.name)
+                            snapshot[p.name] = _digest(work / p.name)
+                yield work
+            except KeyboardInterrupt:
+                if _nested(out):  # the outer working copy says it, naming the real bank
+                    raise
+                interrupted(f"interrupted: {out} was left as it was")
+                raise SystemExit(130) from None
+            # a Ctrl-C now comes after the commit: the folder is the new one, never half of it
+            with interrupts_held():
+                _commit(work, out, snapshot)
         finally:
             shutil.rmtree(work, ignore_errors=True)
 

@@ -39,7 +39,7 @@ from agent.manifest import load_manifest
 from agent.profile import load_profile
 from agent.profile_checks import SPEED_RANGE
 from agent.recording import RecordingReader
-from tools.cli import number_in, positive_int, run_main
+from tools.cli import ArgumentParser, folder_problem, number_in, path_arg, positive_int, run_main
 from tools.emulated_board import calibrate, write_table
 from tools.load_report import plot, table
 from tools.load_run import ExperimentConfig, Run, experiment_profile, run_mode
@@ -55,21 +55,21 @@ MODES = ("static-largest", "static-smallest", "adaptive")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = ArgumentParser(
         prog="python -m tools.load_experiment",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument(
         "--recording",
-        type=Path,
+        type=path_arg,
         default=ROOT / "recordings/hapt-s02-e04.har.csv.gz",
         help="labelled recording replayed in a loop (recordings/hapt-s02-e04.har.csv.gz, "
         "a test subject)",
     )
     ap.add_argument(
         "--profile",
-        type=Path,
+        type=path_arg,
         default=ROOT / "profiles/default.toml",
         help="agent profile: its model folder and policy, with the deadline, dwell and monitor "
         "interval below (profiles/default.toml)",
@@ -122,13 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument(
         "--json",
-        type=Path,
+        type=path_arg,
         default=ROOT / "docs/load-experiment.json",
         help="summary written here (docs/load-experiment.json: overwrites the committed one)",
     )
     ap.add_argument(
         "--plot",
-        type=Path,
+        type=path_arg,
         default=ROOT / "docs/img/load-experiment.png",
         help="figure written here (docs/img/load-experiment.png: overwrites the committed one)",
     )
@@ -160,15 +160,13 @@ def check_outputs(*outputs: tuple[str, Path]) -> None:
     for option, path in outputs:
         if path.is_dir():
             raise AgentError(f"{option} {path}: is a folder, not a file")
-        near = path.parent.resolve()
-        while not near.exists() and near != near.parent:
-            near = near.parent
-        if not near.is_dir():
-            raise AgentError(f"{option} {path}: cannot write it ({near} is a file)")
-        if not os.access(near, os.W_OK | os.X_OK):
-            raise AgentError(f"{option} {path}: cannot write it ({near} is read-only)")
-        if path.exists() and not os.access(path, os.W_OK):
-            raise AgentError(f"{option} {path}: cannot write it (it is read-only)")
+        why = folder_problem(path.parent)
+        if why is None and path.exists() and not os.access(path, os.W_OK):
+            why = "it is read-only"
+        elif why is not None and why.startswith("it "):  # "it": the folder, not the file
+            why = f"{path.parent}{why[2:]}"
+        if why is not None:
+            raise AgentError(f"{option} {path}: cannot write it ({why})")
 
 
 def by_load(values: dict[str, float | None]) -> str:

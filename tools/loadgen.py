@@ -118,7 +118,9 @@ class LoadGenerator:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(
+    from tools.cli import ArgumentParser  # here: the workers import this module, not it
+
+    ap = ArgumentParser(
         prog="python -m tools.loadgen",
         description=__doc__,
         formatter_class=argparse.RawTextHelpFormatter,

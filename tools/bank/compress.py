@@ -47,7 +47,7 @@ from tools.bank.plain_arch import model_config
 from tools.bank.prune_stage import PRUNED, StageData, run_pruning
 from tools.bank.quantize_stage import INT8, run_quantization
 from tools.bank.staging import bank_lock, check_member_files, check_writable, staged_bank
-from tools.cli import positive_int, run_main, seed
+from tools.cli import ArgumentParser, id_list, path_arg, positive_int, run_main, seed
 from tools.data import DEFAULT_VAL_SUBJECTS, add_data_argument, load_experiments, make_split
 from tools.hapt import TEST_SUBJECTS
 from tools.provenance import git_commit
@@ -323,14 +323,15 @@ def _smoke_ids(parent: ModelEntry, pruned: Sequence[ModelEntry]) -> set[str]:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(
+    ap = ArgumentParser(
         prog=COMMAND, description="Add pruned and int8 members to a built model bank."
     )
     ap.add_argument(
-        "--out", type=Path, default=None, help="bank folder (models; smoke: build/bank-smoke)"
+        "--out", type=path_arg, default=None, help="bank folder (models; smoke: build/bank-smoke)"
     )
     ap.add_argument(
         "--parent",
+        type=id_list,
         default=None,
         help=f"member to prune ({DEFAULT_PARENT}, or {DEFAULT_PARENT_COLUMN2D} in a column2d bank)",
     )
@@ -356,6 +357,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     int8.add_argument(
         "--int8-only",
+        type=id_list,
         default=None,
         help="comma-separated member ids to try int8 on (plus the pruned ones); the other int8 "
         "members and their trial rows are kept",

@@ -68,7 +68,15 @@ from tools.bank.members import member_id
 from tools.bank.plain_arch import COLUMN2D
 from tools.bank.supernet2d import ColumnConfig
 from tools.bank.windows import BASE_LENGTH, aligned_windows
-from tools.cli import positive_int, run_main, seed
+from tools.cli import (
+    ArgumentParser,
+    folder_problem,
+    id_list,
+    path_arg,
+    positive_int,
+    run_main,
+    seed,
+)
 from tools.data import add_data_argument, load_experiments, stage_experiments
 from tools.provenance import git_commit
 from tools.train import seed_everything
@@ -115,22 +123,11 @@ def check_outputs(out: Path, report: Path) -> None:
     if report.is_dir():
         raise AgentError(f"--report {report}: is a folder, not a file")
     for option, path, folder in (("--out", out, out), ("--report", report, report.parent)):
-        why = output_problem(folder)
-        if why:
+        why = folder_problem(folder)
+        if why is not None and folder != path and why.startswith("it "):  # the report's folder
+            why = f"{folder}{why[2:]}"
+        if why is not None:
             raise AgentError(f"{option} {path}: cannot write there ({why})")
-
-
-def output_problem(folder: Path) -> str | None:
-    """Why ``folder`` cannot be created or written in (``it is a file``, ``X is a file``, ``X
-    is read-only``: itself or the nearest folder above it that exists), or None."""
-    near = folder.resolve()
-    while not near.exists() and near != near.parent:
-        near = near.parent
-    if not near.is_dir():
-        return f"{'it' if near == folder.resolve() else near} is a file"
-    if not os.access(near, os.W_OK | os.X_OK):
-        return f"{near} is read-only"
-    return None
 
 
 def _recipe_text(cfg: dict[str, Any]) -> str:
@@ -300,28 +297,30 @@ def _interrupted(rows: list[dict[str, Any]], total: int, partial: Path, report: 
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(
+    ap = ArgumentParser(
         prog="python -m tools.bank.independent",
         description="Train bank configurations alone and compare with the collaborative members.",
     )
     ap.add_argument(
         "--configs",
+        type=id_list,
         default=None,
         help="comma-separated, e.g. w1.00-r128,w0.12-r032 (default: "
         + ",".join(f"w{w:.2f}-r{r:03d}" for w, r in DEFAULT_CONFIGS)
         + ")",
     )
-    ap.add_argument("--bank", type=Path, default=Path("models"), help="reference bank (models)")
+    ap.add_argument("--bank", type=path_arg, default=Path("models"), help="reference bank (models)")
     ap.add_argument(
         "--reference",
+        type=id_list,
         default=None,
         help="member whose recipe (and architecture) to use, e.g. wc-w1.00-r128 (default: the "
         "first configuration found, wr- before wc-)",
     )
-    ap.add_argument("--out", type=Path, default=None, help="ONNX folder (build/independent)")
+    ap.add_argument("--out", type=path_arg, default=None, help="ONNX folder (build/independent)")
     ap.add_argument(
         "--report",
-        type=Path,
+        type=path_arg,
         default=None,
         help="JSON report (OUT/independent-report.json; progress is kept in "
         "*.partial.json until the run completes; a rerun starts over)",
@@ -337,7 +336,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--smoke", action="store_true", help="tiny run: 4 subjects, 2 steps (CI)")
     ap.add_argument(
         "--recompare",
-        type=Path,
+        type=path_arg,
         default=None,
         metavar="REPORT",
         help="train nothing: rewrite REPORT's collaborative side against --bank's members",

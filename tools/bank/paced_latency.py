@@ -41,7 +41,7 @@ from agent.errors import AgentError
 from agent.inference import SessionSettings, session_options, verified_bytes
 from agent.manifest import ModelEntry, write_manifest
 from tools.bank.staging import bank_lock, existing_manifest
-from tools.cli import positive_int, run_main, seed
+from tools.cli import ArgumentParser, path_arg, plural, positive_int, run_main, seed
 from tools.export import board_name
 
 WARMUP = 10
@@ -135,18 +135,17 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, object]]:
                 f"{bank / 'manifest.json'}: cannot rewrite it ({exc.strerror or exc}); "
                 "it was left as it was"
             ) from None
-    members = f"{len(entries)} member{'' if len(entries) == 1 else 's'}"
-    print(f"wrote the paced figures of {members} into {path}")
+    print(f"wrote the paced figures of {plural(len(entries), 'member')} into {path}")
     return found
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(
+    ap = ArgumentParser(
         prog="python -m tools.bank.paced_latency",
         description="Time every bank member one run at a time, each after a pause (as the "
         "daemon runs a model), and record the figures in the manifest.",
     )
-    ap.add_argument("--bank", type=Path, default=Path("models"), help="bank folder (models)")
+    ap.add_argument("--bank", type=path_arg, default=Path("models"), help="bank folder (models)")
     ap.add_argument("--rounds", type=positive_int, default=40, help="runs per member (40)")
     ap.add_argument(
         "--gap-ms",

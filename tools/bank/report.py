@@ -25,7 +25,7 @@ from agent.errors import AgentError, ModelError
 from agent.manifest import Manifest, ModelEntry, load_manifest
 from tools.bank.latency import interleaved_latency
 from tools.bank.plots import Point, pareto_front, plot_tradeoff
-from tools.cli import positive_int, run_main
+from tools.cli import ArgumentParser, path_arg, plural, positive_int, run_main
 from tools.export import board_name, session
 
 BEGIN = "<!-- bank-report:begin (written by python -m tools.bank.report) -->"
@@ -233,7 +233,7 @@ def render(bank: Manifest, comp: dict[str, Any], lat: dict[str, Any], img: Path,
     vals = np.array(list(realised.values()))
     spread = (
         f"median {np.median(vals):.2f}, range {vals.min():.2f}–{vals.max():.2f} over "
-        f"{len(realised)} member{'' if len(realised) == 1 else 's'}"
+        f"{plural(len(realised), 'member')}"
         if realised
         else "no smaller fp32 member to compare"
     )
@@ -324,19 +324,19 @@ def run(args: argparse.Namespace) -> str:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(
+    ap = ArgumentParser(
         prog="python -m tools.bank.report",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("--models", type=Path, default=Path("models"), help="bank folder (models)")
+    ap.add_argument("--models", type=path_arg, default=Path("models"), help="bank folder (models)")
     ap.add_argument(
         "--doc",
-        type=Path,
+        type=path_arg,
         default=Path("docs/model-bank.md"),
         help="document whose report section is rewritten (docs/model-bank.md)",
     )
-    ap.add_argument("--img", type=Path, default=Path("docs/img"), help="plot folder (docs/img)")
+    ap.add_argument("--img", type=path_arg, default=Path("docs/img"), help="plot folder (docs/img)")
     ap.add_argument("--rounds", type=positive_int, default=20, help="interleaved rounds (20)")
     ap.add_argument("--runs", type=positive_int, default=25, help="calls per member per round (25)")
     return ap.parse_args(list(sys.argv[1:] if argv is None else argv))

@@ -34,12 +34,19 @@ import sys
 import tempfile
 from pathlib import Path
 
-from agent.errors import AgentError
 from agent.manifest import load_manifest
 from agent.profile import load_profile
 from agent.profile_checks import SPEED_RANGE
 from agent.recording import RecordingReader
-from tools.cli import ArgumentParser, folder_problem, number_in, path_arg, positive_int, run_main
+from tools.cli import (
+    ArgumentParser,
+    CommandError,
+    folder_problem,
+    number_in,
+    path_arg,
+    positive_int,
+    run_main,
+)
 from tools.emulated_board import calibrate, write_table
 from tools.load_report import plot, table
 from tools.load_run import ExperimentConfig, Run, experiment_profile, run_mode
@@ -155,18 +162,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def check_outputs(*outputs: tuple[str, Path]) -> None:
-    """AgentError naming the option unless each file can be written (its folder created):
+    """CommandError naming the option unless each file can be written (its folder created):
     checked before the calibration and the runs, not after them."""
     for option, path in outputs:
         if path.is_dir():
-            raise AgentError(f"{option} {path}: is a folder, not a file")
+            raise CommandError(f"{option} {path}: is a folder, not a file")
         why = folder_problem(path.parent)
         if why is None and path.exists() and not os.access(path, os.W_OK):
             why = "it is read-only"
         elif why is not None and why.startswith("it "):  # "it": the folder, not the file
             why = f"{path.parent}{why[2:]}"
         if why is not None:
-            raise AgentError(f"{option} {path}: cannot write it ({why})")
+            raise CommandError(f"{option} {path}: cannot write it ({why})")
 
 
 def by_load(values: dict[str, float | None]) -> str:
@@ -240,7 +247,7 @@ def experiment(argv: list[str] | None) -> None:
         except OSError as exc:  # disk full, or the folder changed meanwhile
             failed.append(f"{option} {path}: cannot write it ({exc.strerror or exc})")
     if failed:
-        raise AgentError("; ".join(failed))
+        raise CommandError("; ".join(failed))
     print(f"wrote {args.json} and {args.plot}", file=sys.stderr)
 
 

@@ -38,7 +38,6 @@ from typing import Any
 import onnxruntime
 import torch
 
-from agent.errors import AgentError
 from agent.manifest import Manifest, ModelEntry, load_manifest, write_manifest
 from tools.bank.derived import still_valid
 from tools.bank.members import FAMILY
@@ -47,7 +46,7 @@ from tools.bank.plain_arch import model_config
 from tools.bank.prune_stage import PRUNED, StageData, run_pruning
 from tools.bank.quantize_stage import INT8, run_quantization
 from tools.bank.staging import bank_lock, check_member_files, check_writable, staged_bank
-from tools.cli import ArgumentParser, id_list, path_arg, positive_int, run_main, seed
+from tools.cli import ArgumentParser, CommandError, id_list, path_arg, positive_int, run_main, seed
 from tools.data import DEFAULT_VAL_SUBJECTS, add_data_argument, load_experiments, make_split
 from tools.hapt import TEST_SUBJECTS
 from tools.provenance import git_commit
@@ -145,7 +144,8 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     except OSError as exc:  # disk full, or the folder changed its permissions meanwhile
         # the file's name only: its folder may be the working copy, which is gone now
         where = f" ({Path(exc.filename).name})" if exc.filename else ""
-        raise AgentError(f"{shown}: cannot write the bank: {exc.strerror or exc}{where}") from None
+        why = f"{exc.strerror or exc}{where}"
+        raise CommandError(f"{shown}: cannot write the bank: {why}") from None
     manifest = out / "manifest.json"
     kept = [m for m in (*pruned, *int8) if m not in made]
     paid = sum(bool(r.get("kept")) for r in trials)

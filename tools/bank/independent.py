@@ -52,7 +52,6 @@ from typing import Any, NoReturn
 import numpy as np
 import torch
 
-from agent.errors import AgentError
 from agent.manifest import load_manifest
 from agent.windowing import Normalizer
 from tools.bank.build import CALIB_BATCH, CALIB_BATCHES, RESOLUTIONS
@@ -70,6 +69,7 @@ from tools.bank.supernet2d import ColumnConfig
 from tools.bank.windows import BASE_LENGTH, aligned_windows
 from tools.cli import (
     ArgumentParser,
+    CommandError,
     folder_problem,
     id_list,
     path_arg,
@@ -117,17 +117,17 @@ def parse_config(text: str) -> tuple[float, int]:
 
 
 def check_outputs(out: Path, report: Path) -> None:
-    """AgentError naming the option unless the ONNX folder and the report (with its progress
+    """CommandError naming the option unless the ONNX folder and the report (with its progress
     file beside it) can be written: checked before the first configuration is trained, not
     after it."""
     if report.is_dir():
-        raise AgentError(f"--report {report}: is a folder, not a file")
+        raise CommandError(f"--report {report}: is a folder, not a file")
     for option, path, folder in (("--out", out, out), ("--report", report, report.parent)):
         why = folder_problem(folder)
         if why is not None and folder != path and why.startswith("it "):  # the report's folder
             why = f"{folder}{why[2:]}"
         if why is not None:
-            raise AgentError(f"{option} {path}: cannot write there ({why})")
+            raise CommandError(f"{option} {path}: cannot write there ({why})")
 
 
 def _recipe_text(cfg: dict[str, Any]) -> str:
@@ -279,7 +279,7 @@ def _writing(path: Path) -> Iterator[None]:
         yield
     except OSError as exc:
         where = exc.filename or path
-        raise AgentError(f"{where}: cannot write it ({exc.strerror or exc})") from None
+        raise CommandError(f"{where}: cannot write it ({exc.strerror or exc})") from None
 
 
 def _interrupted(rows: list[dict[str, Any]], total: int, partial: Path, report: Path) -> NoReturn:

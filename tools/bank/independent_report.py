@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.errors import AgentError
 from agent.manifest import ModelEntry, load_manifest
 from tools.bank.members import member_id
 from tools.bank.plain_arch import COLUMN2D, arch_of
+from tools.cli import CommandError
 from tools.provenance import git_commit
 
 ID_PREFIXES = {"conv1d": "wr", COLUMN2D: "wc"}
@@ -100,7 +100,7 @@ def recompare(report_path: Path, bank_dir: Path) -> dict[str, Any]:
     try:
         report_path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     except OSError as exc:  # read-only, or disk full
-        raise AgentError(f"{report_path}: cannot rewrite it ({exc.strerror or exc})") from None
+        raise CommandError(f"{report_path}: cannot rewrite it ({exc.strerror or exc})") from None
     print(markdown_table(rows))
     print(f"rewrote {report_path} against {bank_dir / 'manifest.json'}")
     return report

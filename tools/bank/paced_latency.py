@@ -37,11 +37,10 @@ import onnxruntime as ort
 from tqdm import tqdm
 
 from agent.bench import PACED_GAP_S
-from agent.errors import AgentError
 from agent.inference import SessionSettings, session_options, verified_bytes
 from agent.manifest import ModelEntry, write_manifest
 from tools.bank.staging import bank_lock, existing_manifest
-from tools.cli import ArgumentParser, path_arg, plural, positive_int, run_main, seed
+from tools.cli import ArgumentParser, CommandError, path_arg, plural, positive_int, run_main, seed
 from tools.export import board_name
 
 WARMUP = 10
@@ -100,7 +99,7 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, object]]:
         if manifest is None:
             raise SystemExit(f"error: {bank}: no manifest.json (build the bank first)")
         if not os.access(bank, os.W_OK | os.X_OK):  # before the rounds, not after them
-            raise AgentError(
+            raise CommandError(
                 f"{bank}: cannot rewrite its manifest.json (the folder is read-only); "
                 "nothing was measured"
             )
@@ -131,7 +130,7 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, object]]:
         except OSError as exc:  # disk full, or the folder became read-only meanwhile
             with contextlib.suppress(OSError):
                 (bank / "manifest.json.tmp").unlink(missing_ok=True)
-            raise AgentError(
+            raise CommandError(
                 f"{bank / 'manifest.json'}: cannot rewrite it ({exc.strerror or exc}); "
                 "it was left as it was"
             ) from None

@@ -269,6 +269,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = ArgumentParser(
         prog="python -m tools.train_baseline",
         description="Train the baseline 1-D CNN on UCI HAPT and register it in the model bank.",
+        epilog="Writes OUT/cnn1d-base.onnx and its entry in OUT/manifest.json; a full run takes "
+        "about 10 min on a 2-core VM (--smoke: seconds). docs/training.md",
     )
     ap.add_argument(
         "--epochs", type=positive_int, default=None, help="training epochs (12; smoke: 1)"

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.tools.usage import usage_error
 from tools import cli, import_hapt, train_baseline
 
 pytest.importorskip("torch")
@@ -27,17 +28,9 @@ COMMANDS: dict[str, tuple[str, Any]] = {
 
 
 def _usage_error(command: str, argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    """The command refuses ``argv`` while parsing: exit status 2 and one line on stderr,
-    ``PROG: error: ... (see PROG --help)``."""
     prog, module = COMMANDS[command]
     parse: Callable[[list[str]], Any] = module.parse_args
-    with pytest.raises(SystemExit) as exc:
-        parse(argv)
-    assert exc.value.code == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "usage:" not in err, err
-    assert err.startswith(f"{prog}: error: ") and err.endswith(f" (see {prog} --help)\n"), err
-    return err
+    return usage_error(prog, parse, argv, capsys)
 
 
 # finding 2: an empty path is not the current folder; an empty list is not "all"

@@ -12,6 +12,7 @@ import pytest
 
 pytest.importorskip("torch")
 
+from tests.tools.usage import usage_error  # noqa: E402
 from tools import load_experiment, loadgen  # noqa: E402
 from tools.bank import compress, independent, paced_latency, report  # noqa: E402
 
@@ -29,13 +30,7 @@ COMMANDS: dict[str, tuple[str, Callable[[list[str]], Any]]] = {
 
 def _usage_error(command: str, argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     prog, parse = COMMANDS[command]
-    with pytest.raises(SystemExit) as exc:
-        parse(argv)
-    assert exc.value.code == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "usage:" not in err, err
-    assert err.startswith(f"{prog}: error: ") and err.endswith(f" (see {prog} --help)\n"), err
-    return err
+    return usage_error(prog, parse, argv, capsys)
 
 
 @pytest.mark.parametrize(

@@ -60,7 +60,7 @@ def test_an_empty_value_is_a_usage_error(
 ) -> None:
     """``--out ""`` (an unset variable) was the current folder; ``--configs ""`` all of them."""
     err = _usage_error(command, [f"{option}="], capsys)
-    assert f"argument {option}: " in err
+    assert f"argument {option}: " in err or f"argument {option}/--bank: " in err, err
 
 
 @pytest.mark.parametrize(
@@ -80,3 +80,17 @@ def test_a_usage_error_is_one_line(
 ) -> None:
     """They were argparse's usage block, then the error."""
     assert why in _usage_error(command, argv, capsys)
+
+
+@pytest.mark.parametrize(
+    ("command", "argv", "dest"),
+    [
+        ("compress", ["--bank", "/tmp/some-bank"], "out"),
+        ("report", ["--bank", "/tmp/some-bank"], "models"),
+    ],
+)
+def test_the_bank_folder_is_also_named_bank(command: str, argv: list[str], dest: str) -> None:
+    """compress and report take ``--bank`` as distill and paced_latency do (their ``--out`` and
+    ``--models`` stay)."""
+    _, parse = COMMANDS[command]
+    assert str(getattr(parse(argv), dest)) == "/tmp/some-bank"

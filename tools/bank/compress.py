@@ -331,7 +331,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "docs/model-bank.md",
     )
     ap.add_argument(
-        "--out", type=path_arg, default=None, help="bank folder (models; smoke: build/bank-smoke)"
+        "--out",
+        "--bank",
+        dest="out",
+        type=path_arg,
+        default=None,
+        help="bank folder it reads and adds to (models; smoke: build/bank-smoke); --bank as in "
+        "distill and paced_latency",
     )
     ap.add_argument(
         "--parent",

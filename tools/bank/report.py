@@ -329,7 +329,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("--models", type=path_arg, default=Path("models"), help="bank folder (models)")
+    ap.add_argument(
+        "--models",
+        "--bank",
+        dest="models",
+        type=path_arg,
+        default=Path("models"),
+        help="bank folder (models); --bank as in distill and paced_latency",
+    )
     ap.add_argument(
         "--doc",
         type=path_arg,

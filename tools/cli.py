@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
@@ -196,15 +198,36 @@ def interrupted(message: str = "interrupted") -> None:
     print(message, file=sys.stderr)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a supervisor's stop), raised where Ctrl-C raises KeyboardInterrupt, so
+    that the same clean-up runs (staging folders removed, ``interrupted: ...``) instead of the
+    process ending at once with its folders half-written."""
+
+
+def _terminated(_signum: int, _frame: object) -> None:
+    raise Terminated
+
+
+def interrupt_status(exc: KeyboardInterrupt) -> int:
+    """The exit status of an interrupted command: 143 for SIGTERM, 130 for Ctrl-C."""
+    return 128 + signal.SIGTERM if isinstance(exc, Terminated) else 130
+
+
 def run_main(body: Callable[[], object]) -> int:
     """Run a command's body; an expected error becomes ``error: ...`` and exit status 1, Ctrl-C
-    one line and exit status 130."""
+    one line and exit status 130, SIGTERM the same clean-up and line, exit status 143."""
+    old = None
+    if threading.current_thread() is threading.main_thread():  # (handlers live there)
+        old = signal.signal(signal.SIGTERM, _terminated)
     try:
         body()
     except (AgentError, DataSourceError, CommandError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         interrupted()
-        return 130
+        return interrupt_status(exc)
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
     return 0

@@ -25,6 +25,7 @@ from tools.cli import (
     CommandError,
     folder_problem,
     int_in,
+    interrupt_status,
     interrupted,
     path_arg,
     plural,
@@ -165,12 +166,12 @@ def run(args: argparse.Namespace) -> None:
                 write_experiment(exp, out)
                 rows += len(exp)
                 done += 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         interrupted(
             f"interrupted: wrote {done} of the {plural(len(experiments), 'recording')} to {out} "
             "(each one whole; no half-written file is left)"
         )
-        raise SystemExit(130) from None
+        raise SystemExit(interrupt_status(exc)) from None
     print(f"wrote {plural(len(experiments), 'recording')} ({rows} rows) to {out} from {src}")
 
 

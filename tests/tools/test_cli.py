@@ -235,3 +235,25 @@ def test_ctrl_c_message_starts_its_own_line_after_an_open_progress_bar() -> None
     text = out.getvalue()
     assert text.endswith("\rinterrupted: x was left as it was\n"), repr(text)
     assert bar.disable  # closed
+
+
+def test_run_main_cleans_up_on_sigterm_as_on_ctrl_c(capsys: pytest.CaptureFixture[str]) -> None:
+    """SIGTERM ended a tool at once (its staging folders left behind); under run_main it raises
+    where Ctrl-C does, the same clean-up runs, exit status 143, and the handler is restored."""
+    import signal
+    import time
+
+    before = signal.getsignal(signal.SIGTERM)
+    cleaned: list[str] = []
+
+    def body() -> None:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        finally:
+            cleaned.append("staging removed")
+
+    assert cli.run_main(body) == 143
+    assert cleaned == ["staging removed"]
+    assert capsys.readouterr().err == "interrupted\n"
+    assert signal.getsignal(signal.SIGTERM) is before

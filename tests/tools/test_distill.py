@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -324,22 +325,44 @@ def _stop_at_second_member(monkeypatch: pytest.MonkeyPatch, error: BaseException
     return called
 
 
+@pytest.mark.parametrize(("signal_name", "status"), [("SIGINT", 130), ("SIGTERM", 143)])
 def test_ctrl_c_leaves_the_bank_as_it_was_and_no_staging_folder(
     banks: tuple[Path, Path, dict[str, Any]],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    signal_name: str,
+    status: int,
 ) -> None:
     """Ctrl-C said only ``interrupted`` and left ``BANK/.distill-staging/`` (with the members
-    done so far) inside the bank."""
+    done so far) inside the bank; SIGTERM ended the process there and then (it now raises
+    :class:`tools.cli.Terminated` where Ctrl-C raises KeyboardInterrupt: the same clean-up)."""
+    import os
+    import signal
+
     built, _, _ = banks
     bank = tmp_path / "bank"
     shutil.copytree(built, bank)
     before = _state(bank)
-    called = _stop_at_second_member(monkeypatch, KeyboardInterrupt())
+
+    class Signalled(KeyboardInterrupt):  # raised by the real handler, from a real signal
+        pass
+
+    called = _stop_at_second_member(monkeypatch, Signalled())
+    real = distill.distil_member
+
+    def member(entry: Any, *a: Any, **k: Any) -> Any:
+        try:
+            return real(entry, *a, **k)
+        except Signalled:
+            os.kill(os.getpid(), getattr(signal, signal_name))
+            time.sleep(5)  # (the handler raises before this ends)
+            raise AssertionError("the signal did not interrupt") from None
+
+    monkeypatch.setattr(distill, "distil_member", member)
     with pytest.raises(SystemExit) as exc:
         distill.main(["--smoke", "--epochs", "1", "--bank", str(bank)])
-    assert exc.value.code == 130 and len(called) == 2
+    assert exc.value.code == status and len(called) == 2
     assert capsys.readouterr().err.splitlines()[-1] == f"interrupted: {bank} was left as it was"
     assert _state(bank) == before
     assert sorted(p.name for p in bank.iterdir()) == sorted(before)  # no staging folder

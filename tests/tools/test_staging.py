@@ -192,3 +192,26 @@ def test_check_writable_beside_or_inside_the_bank(
     with pytest.raises(SystemExit, match=r"\(.*parent is read-only\)"):
         check_writable(bank)
     check_writable(bank, beside=False)
+
+
+def test_interrupts_held_holds_sigterm_too() -> None:
+    """SIGTERM during a bank's commit waits for it, then acts as its handler says (run_main's
+    raises :class:`tools.cli.Terminated`)."""
+    import os
+    import signal
+
+    from tools.bank.staging import interrupts_held
+    from tools.cli import Terminated, _terminated
+
+    old = signal.signal(signal.SIGTERM, _terminated)
+    done = []
+    try:
+        with pytest.raises(Terminated):
+            with interrupts_held():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.05)
+                done.append("block")
+        assert signal.getsignal(signal.SIGTERM) is _terminated  # restored
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    assert done == ["block"]

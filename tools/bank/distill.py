@@ -73,6 +73,7 @@ from tools.bank.staging import bank_lock, check_writable, interrupts_held
 from tools.cli import (
     ArgumentParser,
     id_list,
+    interrupt_status,
     interrupted,
     number_in,
     path_arg,
@@ -132,11 +133,11 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         try:
             bank, new, common, rows = _distil(args, bank_dir, shown, staging)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             if bank_dir != shown:  # build's working copy: build says it, naming the bank
                 raise
             interrupted(f"interrupted: {shown} was left as it was")
-            raise SystemExit(130) from None
+            raise SystemExit(interrupt_status(exc)) from None
         means = summary(rows)
         seconds = round(time.time() - started)
         report = {**common, "rows": rows, "summary": means, "seconds": seconds}

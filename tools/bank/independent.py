@@ -72,6 +72,7 @@ from tools.cli import (
     CommandError,
     folder_problem,
     id_list,
+    interrupt_status,
     path_arg,
     positive_int,
     run_main,
@@ -257,10 +258,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             report["total_seconds"] = round(time.time() - started, 1)
             with _writing(partial):  # after every configuration
                 partial.write_text(json.dumps(report, indent=1) + "\n")
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         # the export in progress is not an independent model (nor a bank member)
         (out / f"{member_id(w, r, prefix)}.onnx").unlink(missing_ok=True)
-        _interrupted(rows, len(configs), partial, report_path)
+        _interrupted(rows, len(configs), partial, report_path, interrupt_status(exc))
     report["complete"] = True
     report["total_seconds"] = round(time.time() - started, 1)
     with _writing(report_path):
@@ -282,8 +283,11 @@ def _writing(path: Path) -> Iterator[None]:
         raise CommandError(f"{where}: cannot write it ({exc.strerror or exc})") from None
 
 
-def _interrupted(rows: list[dict[str, Any]], total: int, partial: Path, report: Path) -> NoReturn:
-    """Ctrl-C: one line saying what was kept and where (a rerun does not resume), exit 130."""
+def _interrupted(
+    rows: list[dict[str, Any]], total: int, partial: Path, report: Path, status: int
+) -> NoReturn:
+    """Ctrl-C or SIGTERM: one line saying what was kept and where (a rerun does not resume),
+    exit ``status``."""
     if rows:
         kept = f"{len(rows)} of {total} configurations finished, their results are in {partial}"
     else:
@@ -293,7 +297,7 @@ def _interrupted(rows: list[dict[str, Any]], total: int, partial: Path, report: 
         f"interrupted: {kept}; {earlier}a rerun trains every configuration again",
         file=sys.stderr,
     )
-    raise SystemExit(130)
+    raise SystemExit(status)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

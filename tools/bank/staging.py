@@ -28,7 +28,7 @@ from pathlib import Path
 from agent.errors import ModelError
 from agent.instance import NameInUse, claim
 from agent.manifest import Manifest, ModelEntry, load_manifest, sha256_file
-from tools.cli import folder_problem, interrupted
+from tools.cli import folder_problem, interrupt_status, interrupted
 
 MANIFEST = "manifest.json"
 
@@ -118,24 +118,30 @@ def bank_lock(out: Path) -> Iterator[None]:
 
 @contextmanager
 def interrupts_held() -> Iterator[None]:
-    """Ctrl-C (SIGINT) waits for the block: a bank's files and manifest move in together, and
-    its ``KeyboardInterrupt`` comes once they have. (Python's SIGINT handler is swapped for one
-    that notes the signal, in the main thread, where handlers run; blocking the signal would not
-    do: any thread of the process may receive it.)"""
+    """Ctrl-C (SIGINT) and SIGTERM wait for the block: a bank's files and manifest move in
+    together, and the signal acts once they have (its handler runs then: Python's raises
+    KeyboardInterrupt, ``tools.cli.run_main``'s SIGTERM one raises its subclass; without a
+    handler the signal is raised again, to its default action). (The handlers are swapped for
+    ones that note the signal, in the main thread, where handlers run; blocking the signals
+    would not do: any thread of the process may receive them.)"""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     caught: list[int] = []
-    old = signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
+    held = (signal.SIGINT, signal.SIGTERM)
+    old = {sig: signal.signal(sig, lambda signum, _frame: caught.append(signum)) for sig in held}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
     if caught:
-        if callable(old):
-            old(signal.SIGINT, None)  # Python's default raises KeyboardInterrupt
-        elif old != signal.SIG_IGN:
-            raise KeyboardInterrupt
+        sig = signal.Signals(caught[0])
+        handler = old[sig]
+        if callable(handler):
+            handler(sig, None)  # Python's SIGINT default raises KeyboardInterrupt
+        elif handler == signal.SIG_DFL:
+            signal.raise_signal(sig)
 
 
 @contextmanager
@@ -162,11 +168,11 @@ def staged_bank(out: Path, *, locked: bool = False) -> Iterator[Path]:
                             shutil.copy2(p, work / p.name)
                             snapshot[p.name] = _digest(work / p.name)
                 yield work
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as exc:
                 if _nested(out):  # the outer working copy says it, naming the real bank
                     raise
                 interrupted(f"interrupted: {out} was left as it was")
-                raise SystemExit(130) from None
+                raise SystemExit(interrupt_status(exc)) from None
             # a Ctrl-C now comes after the commit: the folder is the new one, never half of it
             with interrupts_held():
                 _commit(work, out, snapshot)

@@ -16,13 +16,6 @@ def _ordered(values: list[float]) -> bool:
     return total == total
 
 
-def numpy_max(values: list[float]) -> float:
-    """``float(np.max(values))``: the largest value, or NaN when a NaN is there."""
-    if _ordered(values):
-        return max(values)
-    return float(np.max(np.asarray(values, dtype=np.float64)))
-
-
 def first_argmax(values: list[float]) -> int:
     """``int(np.argmax(values))``: the index of the first largest value, or, when a NaN is
     there, of the first NaN (numpy's rule)."""

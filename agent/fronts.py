@@ -77,7 +77,8 @@ class Front:
         self.resampler = Resampler(rate, spec.rate_hz) if abs(rate - spec.rate_hz) > 1e-9 else None
         if self.resampler:
             log.info("resampling %s from %g Hz to %g Hz", source_name, rate, spec.rate_hz)
-        self.windower = Windower(spec.window, len(spec.channels))
+        # windows are views of its buffer: the pipeline classifies each before the next push
+        self.windower = Windower(spec.window, len(spec.channels), copy=False)
         scales = [header.channels[i].full_scale for i in self._cols]
         self._limits = (
             np.array([SATURATION * f if f else np.inf for f in scales], dtype=np.float32)
@@ -140,7 +141,9 @@ class Front:
         hist = list(self._history)
         if self.resampler is not None:
             self.resampler = Resampler(self._in_rate, self._spec.rate_hz)
-        self.windower = Windower(self._spec.window, len(self._spec.channels), next_index)
+        self.windower = Windower(
+            self._spec.window, len(self._spec.channels), next_index, copy=False
+        )
         if not hist:
             return
         t = np.concatenate([c.t for c in hist])

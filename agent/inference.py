@@ -18,7 +18,6 @@ from typing import Any, Protocol
 import numpy as np
 
 from agent.errors import ModelError
-from agent.floats import first_argmax, numpy_max
 from agent.manifest import ModelEntry
 from agent.onnx_params import ProtobufError, refers_to_external_data
 from agent.regular_file import NotARegularFile, open_regular
@@ -165,8 +164,11 @@ def softmax_values(logits: list[float]) -> list[float]:
     few float32 ulps; the payload prints four decimals). A NaN logit makes every probability
     NaN, as numpy's would, and so does a +inf one (inf - inf); -inf logits get probability 0.
     """
-    top = numpy_max(logits)  # NaN when a NaN is there (Python's max would skip it)
-    ex = [exp(v - top) for v in logits]  # v - top <= 0 (or NaN): exp cannot overflow
+    # Python's max is not numpy's when a NaN is there (it is NaN only when the NaN comes
+    # first), but either way the NaN reaches the sum and every probability is NaN, as numpy
+    # gives; otherwise it is the largest logit, so ``v - top <= 0`` and exp cannot overflow
+    top = max(logits)
+    ex = [exp(v - top) for v in logits]
     total = sum(ex)
     return [v / total for v in ex]
 
@@ -265,4 +267,5 @@ class Classifier:
         probs = softmax_values(flat.tolist())
         if probs[0] != probs[0]:  # NaN: a NaN or +inf logit makes every probability NaN
             raise NonFiniteOutputs(infer_s)
-        return Classification(probs, first_argmax(probs), infer_s)
+        # no NaN left: Python's max and index give numpy's argmax (the first largest)
+        return Classification(probs, probs.index(max(probs)), infer_s)

@@ -74,6 +74,7 @@ class Smoother:
         else:
             total = self._sum = [s + x for s, x in zip(total, values, strict=True)]
         window.append(values)
-        # the largest sum is the largest mean (n > 0): only its mean is computed
-        idx = first_argmax(total)
+        # the largest sum is the largest mean (n > 0): only its mean is computed; the values
+        # are finite, so Python's max and index give numpy's first argmax
+        idx = total.index(max(total))
         return Smoothed(idx, total[idx] / len(window))

@@ -8,9 +8,9 @@ windows for the same samples (tests/agent/test_windowing.py checks this).
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import repeat
 
 import numpy as np
 
@@ -90,17 +90,29 @@ class Windower:
 
     Samples are held in preallocated buffers: positions ``[_a, _b)`` are held, windows are cut
     from ``_a`` onwards, and the held samples move back to the front only when the buffer is full
-    (once every few thousand samples, not once per window).
+    (once every few thousand samples, not once per window). Labels are held as runs (the buffer
+    position where each run of one label starts, and its label), so a window's label is found
+    without looking at its samples' labels one by one.
+
+    With ``copy`` off, a window's ``data`` is a view of the buffer rather than a copy of it,
+    valid until the next :meth:`push` (the pipeline classifies every window before it pushes
+    the next chunk; whoever keeps a window longer copies it).
     """
 
-    def __init__(self, spec: WindowSpec, n_channels: int, first_index: int = 0) -> None:
+    def __init__(
+        self, spec: WindowSpec, n_channels: int, first_index: int = 0, *, copy: bool = True
+    ) -> None:
         self.spec = spec
         self.n_channels = n_channels
+        self._copy = copy
         cap = spec.length + 4096
         self._t = np.zeros(cap, dtype=np.float64)
         self._v = np.zeros((cap, n_channels), dtype=np.float32)
-        self._lbl: list[str | None] = []
-        """Labels of buffer positions ``[0, _b)``."""
+        self._run_at: list[int] = []
+        """Buffer positions where the runs of one label start, ascending; the last run goes on
+        to ``_b``. Empty when nothing is held."""
+        self._run_label: list[str | None] = []
+        """The label of each run (None: unlabelled samples)."""
         self._a = 0
         self._b = 0
         self._last_t = 0.0
@@ -115,7 +127,8 @@ class Windower:
     def _restart(self) -> None:
         self.dropped_samples += max(self._b - self._a, 0)
         self._a = self._b = self._unknown_end = 0
-        self._lbl.clear()
+        self._run_at.clear()
+        self._run_label.clear()
 
     def push(self, chunk: Chunk) -> list[Window]:
         """Add samples; return the windows they complete, oldest first."""
@@ -164,21 +177,25 @@ class Windower:
         out: list[Window] = []
         length = self.spec.length
         hop = self.spec.hop
-        buf_t, buf_v, lbl = self._t, self._v, self._lbl
+        buf_t, buf_v = self._t, self._v
         cap = buf_t.shape[0]
         n = t.shape[0]
         pos = 0
         while pos < n:
             if self._b == cap:  # full: move the held samples to the front
                 a, b = self._a, self._b
+                if not self._copy:  # the move would overwrite this push's windows
+                    for w in out:
+                        w.data = w.data.copy()
                 if a < b:
                     buf_t[: b - a] = buf_t[a:b]
                     buf_v[: b - a] = buf_v[a:b]
-                    del lbl[:a]
+                    self._shift_runs(a)
                     self._a, self._b = 0, b - a
                     self._unknown_end = max(0, self._unknown_end - a)
                 else:  # a hop longer than the window: a - b samples still to skip
-                    lbl.clear()
+                    self._run_at.clear()
+                    self._run_label.clear()
                     self._a, self._b = a - b, 0
                     self._unknown_end = 0
             b = self._b
@@ -186,11 +203,11 @@ class Windower:
             if pos == 0 and take == n:
                 buf_t[b : b + take] = t
                 buf_v[b : b + take] = v
-                lbl.extend(labels if labels is not None else repeat(None, take))
+                self._add_runs(b, labels)
             else:
                 buf_t[b : b + take] = t[pos : pos + take]
                 buf_v[b : b + take] = v[pos : pos + take]
-                lbl.extend(labels[pos : pos + take] if labels is not None else repeat(None, take))
+                self._add_runs(b, labels[pos : pos + take] if labels is not None else None)
             b += take
             self._b = b
             self._last_t = buf_t.item(b - 1)
@@ -205,8 +222,8 @@ class Windower:
                         self._count,
                         buf_t.item(a),
                         buf_t.item(end - 1),
-                        buf_v[a:end].copy(),
-                        uniform_label(lbl[a:end]),
+                        buf_v[a:end].copy() if self._copy else buf_v[a:end],
+                        self._label_of(a, end),
                         self._unknown_end <= a,
                     )
                 )
@@ -214,6 +231,38 @@ class Windower:
                 a += hop
             self._a = a
         return out
+
+    def _add_runs(self, at: int, labels: Sequence[str | None] | None) -> None:
+        """Record the labels of the samples written at buffer position ``at`` onwards."""
+        run_label = self._run_label
+        if labels is None or labels.count(first := labels[0]) == len(labels):
+            # one label (or none) for the whole piece: the common case
+            lbl = None if labels is None else first
+            if not run_label or run_label[-1] != lbl:
+                self._run_at.append(at)
+                run_label.append(lbl)
+            return
+        for i, lbl in enumerate(labels):
+            if not run_label or run_label[-1] != lbl:
+                self._run_at.append(at + i)
+                run_label.append(lbl)
+
+    def _label_of(self, a: int, end: int) -> str | None:
+        """:func:`uniform_label` of the samples at buffer positions ``[a, end)``."""
+        run_at = self._run_at
+        if run_at[-1] <= a:  # the window lies in the newest run
+            return self._run_label[-1]
+        i = bisect_right(run_at, a) - 1
+        if run_at[i + 1] < end:  # another run starts inside the window
+            return None
+        return self._run_label[i]
+
+    def _shift_runs(self, a: int) -> None:
+        """Buffer position ``a`` becomes 0: drop the runs that end before it."""
+        run_at, run_label = self._run_at, self._run_label
+        first = bisect_right(run_at, a) - 1  # the run holding position a
+        del run_at[:first], run_label[:first]
+        run_at[:] = [max(p - a, 0) for p in run_at]
 
 
 @dataclass(frozen=True)

@@ -54,23 +54,45 @@ def test_input_buffer_equals_reference(layout: str) -> None:
     assert np.array_equal(buf.fill(w64), to_model_input(entry.normalization(w64), layout))
 
 
-@pytest.mark.parametrize(("length", "hop", "chunk"), [(128, 64, 64), (128, 64, 999), (32, 7, 5)])
-def test_windower_across_buffer_wraps(length: int, hop: int, chunk: int) -> None:
+def _label_runs(n: int, seed: int) -> tuple[str | None, ...]:
+    """Labels in runs of 1 to 600 samples (many shorter than a window), None among them."""
+    rng = np.random.default_rng(seed)
+    out: list[str | None] = []
+    while len(out) < n:
+        out += [rng.choice(["A", "B", "C", None])] * int(rng.integers(1, 600))  # type: ignore[list-item]
+    return tuple(out[:n])
+
+
+@pytest.mark.parametrize("copy", [True, False])
+@pytest.mark.parametrize(
+    ("length", "hop", "chunk"), [(128, 64, 64), (128, 64, 999), (32, 7, 5), (128, 64, 7000)]
+)
+def test_windower_across_buffer_wraps(length: int, hop: int, chunk: int, copy: bool) -> None:
+    """Data, times and labels of every window against the batch cut, across the buffer moving
+    its samples back (within one push too, with chunks longer than the buffer); views
+    (``copy`` off) are checked before the next push, as the pipeline uses them."""
     n = 20_000  # several times the windower's buffer
     t = np.arange(n) / 50.0
     v = np.random.default_rng(1).standard_normal((n, 3)).astype(np.float32)
-    labels = tuple(["A"] * 5000 + [None] * 3000 + ["B"] * (n - 8000))
-    w = Windower(WindowSpec(length, hop, 50.0), 3)
-    got = []
-    for a in range(0, n, chunk):
-        got += w.push(Chunk(t[a : a + chunk], v[a : a + chunk], labels[a : a + chunk]))
+    labels = _label_runs(n, length + chunk)
+    w = Windower(WindowSpec(length, hop, 50.0), 3, copy=copy)
     ref = sliding_windows(v, length, hop)
-    assert len(got) == len(ref)
-    for i, win in enumerate(got):
-        assert win.index == i
-        assert np.array_equal(win.data, ref[i])
-        assert win.start_t == t[i * hop] and win.end_t == t[i * hop + length - 1]
-        assert win.label == uniform_label(labels[i * hop : i * hop + length])
+    i = views = 0
+    for a in range(0, n, chunk):
+        for win in w.push(Chunk(t[a : a + chunk], v[a : a + chunk], labels[a : a + chunk])):
+            assert win.index == i
+            assert np.array_equal(win.data, ref[i])
+            assert win.start_t == t[i * hop] and win.end_t == t[i * hop + length - 1]
+            assert win.label == uniform_label(labels[i * hop : i * hop + length]), i
+            views += np.shares_memory(win.data, w._v)
+            i += 1
+    assert i == len(ref)
+    # views unless the buffer moved during the push that cut them (then copies: with chunks
+    # longer than the buffer, most of them)
+    if copy:
+        assert views == 0
+    elif chunk < 1000:
+        assert views > len(ref) // 2
 
 
 def test_windower_hop_longer_than_window_skips_samples() -> None:

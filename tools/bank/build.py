@@ -13,8 +13,9 @@ numbers only), validation = DEFAULT_VAL_SUBJECTS (progress and selection). Lower
 produced as the agent produces them (tools.bank.windows). Members are written as
 ``wc-wW.WW-rRRR.onnx`` (column2d) or ``wr-…`` (conv1d) and merged into ``OUT/manifest.json``
 (other families are kept; earlier width-resolution members of the same architecture are
-replaced; a folder holding another architecture's members is refused: their pruned and int8
-members would be left without a parent). Then every member is distilled from the full
+replaced, and those the new grid drops go with the pruned and int8 members made from them; a
+folder holding another architecture's members is refused: their pruned and int8 members would
+be left without a parent). Then every member is distilled from the full
 configuration's frozen outputs for ``--distill-epochs`` (tools.bank.distill).
 """
 
@@ -36,7 +37,7 @@ from agent.manifest import Manifest, ModelEntry, load_manifest, write_manifest
 from agent.windowing import Normalizer
 from tools.bank import distill
 from tools.bank.arch import ARCHS, OPS
-from tools.bank.derived import warn_stale
+from tools.bank.derived import orphans, parent_of, warn_stale
 from tools.bank.members import FAMILY, MemberResult, build_member, calib_batches
 from tools.bank.plain_arch import arch_of
 from tools.bank.staging import bank_lock, check_writable, existing_manifest, staged_bank
@@ -74,7 +75,9 @@ CALIB_BATCH = 64
 def merge_manifest(out: Path, entries: list[ModelEntry], meta: dict[str, Any]) -> Path:
     """Write ``entries`` into ``out/manifest.json``; keep every model of another family. The
     files of width-resolution members the new grid no longer has are deleted with their entries
-    (another grid or architecture), so the folder holds what the manifest lists."""
+    (another grid or architecture), and so are the pruned and int8 members made from them
+    (``provenance.parent``; compress could only delete them later, never remake them), so the
+    folder holds what the manifest lists and every derived member has its parent."""
     others: list[ModelEntry] = []
     old_meta: dict[str, Any] = {}
     # an unreadable manifest is refused (SystemExit), never replaced: the run checked it when
@@ -83,11 +86,17 @@ def merge_manifest(out: Path, entries: list[ModelEntry], meta: dict[str, Any]) -
     if old is not None:
         others = [m for m in old.models if m.family != FAMILY]
         old_meta = {k: v for k, v in old.meta.items() if k != "manifest_version"}
+        gone = orphans([*entries, *others])
+        others = [m for m in others if m.id not in {g.id for g in gone}]
         kept = {e.file for e in entries} | {m.file for m in others}
         for m in old.models:
             if m.family == FAMILY and m.file not in kept:
                 (out / m.file).unlink(missing_ok=True)
                 print(f"removed {m.id}: not in the new grid")
+        for m in gone:
+            if m.file not in kept:
+                (out / m.file).unlink(missing_ok=True)
+            print(f"removed {m.id}: made from {parent_of(m)}, which is no longer in the bank")
     return write_manifest(out, [*others, *entries], {**old_meta, **meta})
 
 

@@ -39,7 +39,7 @@ import onnxruntime
 import torch
 
 from agent.manifest import Manifest, ModelEntry, load_manifest, write_manifest
-from tools.bank.derived import still_valid
+from tools.bank.derived import parent_of, still_valid
 from tools.bank.members import FAMILY
 from tools.bank.parent import plain_from_onnx
 from tools.bank.plain_arch import model_config
@@ -260,7 +260,10 @@ def _compress(
     for m in (*old_pruned, *old_int8):
         if m.file not in kept:
             (out / m.file).unlink(missing_ok=True)
-            print(f"removed {m.id}: replaced, or its parent changed")
+            if parent_of(m) in {*by_id, *(p.id for p in old_pruned)}:
+                print(f"removed {m.id}: replaced, or its parent changed")
+            else:  # never remade: nothing here to make it from
+                print(f"removed {m.id}: made from {parent_of(m)}, which is no longer in the bank")
     report["seconds"] = round(time.time() - started, 1)
     (out / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     meta = {k: v for k, v in bank.meta.items() if k != "manifest_version"}

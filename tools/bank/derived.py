@@ -1,4 +1,5 @@
-"""Derived members (pruned, int8) and their parents: which ones a rebuild left stale."""
+"""Derived members (pruned, int8) and their parents: which ones a rebuild left stale, or without
+a parent."""
 
 from __future__ import annotations
 
@@ -6,6 +7,15 @@ import sys
 from collections.abc import Sequence
 
 from agent.manifest import ModelEntry
+
+COMPRESS = "python -m tools.bank.compress"
+
+
+def parent_of(m: ModelEntry) -> str | None:
+    """The id of the member ``m`` was made from (``provenance.parent``); None for a member
+    made from data (width-resolution, baseline)."""
+    parent = m.provenance.get("parent")
+    return None if parent is None else str(parent)
 
 
 def still_valid(m: ModelEntry, by_id: dict[str, ModelEntry]) -> bool:
@@ -20,12 +30,40 @@ def stale(models: Sequence[ModelEntry]) -> list[ModelEntry]:
     return [m for m in models if "parent" in m.provenance and not still_valid(m, by_id)]
 
 
+def orphans(models: Sequence[ModelEntry]) -> list[ModelEntry]:
+    """The members whose parent is not among ``models``, and in turn those made from them (an
+    int8 member of a pruned one): what is left once a bank loses their parent."""
+    gone: list[ModelEntry] = []
+    left = list(models)
+    while True:
+        ids = {m.id for m in left}
+        more = [m for m in left if parent_of(m) is not None and parent_of(m) not in ids]
+        if not more:
+            return gone
+        gone += more
+        left = [m for m in left if m.id not in {g.id for g in more}]
+
+
 def warn_stale(models: Sequence[ModelEntry]) -> None:
-    """One warning line naming the members a rebuild of their parents left stale."""
+    """One warning line for the members made from a previous version of their parent (compress
+    remakes them), one for those whose parent is gone (compress keeps none of them: it removes
+    them, and cannot remake them)."""
+    ids = {m.id for m in models}
     old = stale(models)
-    if old:
+    changed = [m for m in old if parent_of(m) in ids]
+    gone = [m for m in old if parent_of(m) not in ids]
+    if changed:
         print(
-            f"warning: {', '.join(m.id for m in old)} were made from a previous version of their "
-            "parent; run python -m tools.bank.compress to remake them",
+            f"warning: {', '.join(m.id for m in changed)} were made from a previous version of "
+            f"their parent; run {COMPRESS} to remake them",
+            file=sys.stderr,
+        )
+    if gone:
+        many = len(gone) > 1
+        print(
+            f"warning: the parent{'s' if many else ''} of "
+            f"{', '.join(f'{m.id} ({parent_of(m)})' for m in gone)} "
+            f"{'are' if many else 'is'} no longer in the bank; run {COMPRESS} to remove "
+            f"{'them' if many else 'it'} (it keeps no member whose parent is gone)",
             file=sys.stderr,
         )

@@ -66,15 +66,16 @@ def iso_from_unix(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
-_MILLIS = tuple(f"{ms:03d}Z" for ms in range(1000))
-_SECONDS = tuple(f"{sec:02d}." for sec in range(60))
+_MILLIS = tuple(b"%03dZ" % ms for ms in range(1000))
+_SECONDS = tuple(b"%02d." % sec for sec in range(60))
 
 
 class IsoFormatter:
-    """:func:`iso_from_unix` for the hot path: the same strings, with the text up to the
-    minute cached for recently seen minutes and the seconds and milliseconds from tables (a
-    prediction carries three timestamps; every one is then a dictionary lookup and three
-    joins, where a new second used to cost a formatted string).
+    """:func:`iso_from_unix` for the hot path: the same text as ASCII bytes (what the payload
+    template takes), with the text up to the minute cached for recently seen minutes and the
+    seconds and milliseconds from tables (a prediction carries three timestamps; every one is
+    then a dictionary lookup and three joins, where a new second used to cost a formatted
+    string).
 
     The microseconds are rounded the way ``datetime.fromtimestamp`` rounds them (half to even
     on the fraction times 10^6), then truncated to milliseconds like ``isoformat`` does.
@@ -83,9 +84,9 @@ class IsoFormatter:
     MAX_MINUTES = 16
 
     def __init__(self) -> None:
-        self._minutes: dict[int, str] = {}
+        self._minutes: dict[int, bytes] = {}
 
-    def __call__(self, ts: float) -> str:
+    def __call__(self, ts: float) -> bytes:
         frac, whole = math.modf(ts)
         us = round(frac * 1e6)
         if us >= 1_000_000:
@@ -100,12 +101,13 @@ class IsoFormatter:
             prefix = self._minute(minute)
         return prefix + _SECONDS[sec] + _MILLIS[us // 1000]
 
-    def _minute(self, minute: int) -> str:
+    def _minute(self, minute: int) -> bytes:
         """``YYYY-MM-DDTHH:MM:`` of a minute (since the epoch), remembered."""
         if len(self._minutes) >= self.MAX_MINUTES:
             self._minutes.clear()
         # exactly as isoformat writes it
-        prefix = self._minutes[minute] = datetime.fromtimestamp(minute * 60, UTC).isoformat()[:17]
+        text = datetime.fromtimestamp(minute * 60, UTC).isoformat()[:17]
+        prefix = self._minutes[minute] = text.encode("ascii")
         return prefix
 
 
@@ -191,7 +193,8 @@ class PredictionEncoder:
     ) -> None:
         self.labels = labels
         self._n = len(labels)
-        self._labels_json = [json.dumps(lbl) for lbl in labels]
+        labels_json = [json.dumps(lbl) for lbl in labels]  # (ASCII: json.dumps escapes the rest)
+        self._labels_json = [lj.encode("ascii") for lj in labels_json]
         head = (
             '{"schema":'
             + json.dumps(PREDICTION_SCHEMA)
@@ -200,7 +203,7 @@ class PredictionEncoder:
             + ',"boot":'
             + json.dumps(boot)
         )
-        probs = ",".join(_pct(lj) + ":%.4f" for lj in self._labels_json)
+        probs = ",".join(_pct(lj) + ":%.4f" for lj in labels_json)
         front = (
             _pct(head)
             + ',"seq":%d,"window":{"index":%d,"start":"%s","end":"%s"}'
@@ -212,15 +215,18 @@ class PredictionEncoder:
             ',"method":' + json.dumps(smoothing) + ',"window":' + str(window) + "}"
         )
         tail = _pct(',"model":' + json.dumps(model)) + ',"latency_ms":%.3f,"ts":"%s"'
-        # [smoothed given][truth given]
+        # [smoothed given][truth given]; bytes: the payload is formatted as bytes directly
         self._templates = (
             (
-                front + ',"smoothed":null' + tail + "}",
-                front + ',"smoothed":null' + tail + ',"truth":%s}',
+                (front + ',"smoothed":null' + tail + "}").encode("ascii"),
+                (front + ',"smoothed":null' + tail + ',"truth":%s}').encode("ascii"),
             ),
-            (front + smoothed + tail + "}", front + smoothed + tail + ',"truth":%s}'),
+            (
+                (front + smoothed + tail + "}").encode("ascii"),
+                (front + smoothed + tail + ',"truth":%s}').encode("ascii"),
+            ),
         )
-        self._truths: dict[str, str] = {}
+        self._truths: dict[str, bytes] = {}
 
     def encode(
         self,
@@ -240,12 +246,12 @@ class PredictionEncoder:
         return self.encode_window(
             seq,
             window_index,
-            window_start,
-            window_end,
+            window_start.encode(),
+            window_end.encode(),
             probs,
             index,
             latency_ms,
-            published_at,
+            published_at.encode(),
             smoothed_index,
             smoothed_confidence,
             truth,
@@ -255,17 +261,18 @@ class PredictionEncoder:
         self,
         seq: int,
         window_index: int,
-        window_start: str,
-        window_end: str,
+        window_start: bytes,
+        window_end: bytes,
         probs: Sequence[float],
         index: int,
         latency_ms: float,
-        published_at: str,
+        published_at: bytes,
         smoothed_index: int | None,
         smoothed_confidence: float | None,
         truth: str | None,
     ) -> bytes:
-        """:meth:`encode` with positional arguments (the pipeline's call)."""
+        """:meth:`encode` with positional arguments and the timestamps as ASCII bytes (the
+        pipeline's call, with :class:`IsoFormatter`'s timestamps)."""
         if len(probs) != self._n:
             raise ValueError(f"{len(probs)} probabilities for {self._n} labels")
         lat = latency_ms
@@ -279,7 +286,7 @@ class PredictionEncoder:
         head = (seq, window_index, window_start, window_end, self._labels_json[index], probs[index])
         if smoothed_index is None or conf is None:
             if truth is None:
-                return (self._templates[0][0] % (*head, *probs, lat, published_at)).encode()
+                return self._templates[0][0] % (*head, *probs, lat, published_at)
             template = self._templates[0][1]
             args = (*head, *probs, lat, published_at, self._truth_json(truth))
         else:
@@ -290,12 +297,12 @@ class PredictionEncoder:
             else:
                 template = self._templates[1][1]
                 args = (*head, *probs, *smoothed, lat, published_at, self._truth_json(truth))
-        return (template % args).encode()
+        return template % args
 
-    def _truth_json(self, truth: str) -> str:
+    def _truth_json(self, truth: str) -> bytes:
         tj = self._truths.get(truth)
         if tj is None:
-            tj = json.dumps(truth)
+            tj = json.dumps(truth).encode("ascii")
             if len(self._truths) < self.MAX_TRUTHS:
                 self._truths[truth] = tj
         return tj

@@ -109,6 +109,7 @@ class Pipeline:
         """Names this run of the agent: (device, boot, seq) identifies every prediction."""
         self._encoders: dict[str, PredictionEncoder] = {}
         self._encoder = self._encoder_for(classifier)
+        self._health = health_of(source)  # live sensors' (set when they are made), else None
         self._health_seen = 0  # live sensors: last health version published (docs/mqtt.md)
         self._commands: deque[Command] = deque()  # received, beyond this step's share
         self._config_sent = False
@@ -196,7 +197,7 @@ class Pipeline:
         commands = self.publisher.poll()
         if commands or self._commands:
             self._handle_commands(commands)
-        health = health_of(self.source)
+        health = self._health
         if health is not None and health.version != self._health_seen:
             self._health_seen = health.version
             self.publisher.publish(f"{self.topics.base}/health", health.payload(), 1, retain=True)
@@ -318,14 +319,14 @@ class Pipeline:
                     device=self.device_id,
                     seq=self.seq,
                     window_index=w.index,
-                    window_start=start,
-                    window_end=end,
+                    window_start=start.decode(),
+                    window_end=end.decode(),
                     labels=entry.labels,
                     probs=probs,
                     index=c.index,
                     model=entry.id,
                     latency_ms=latency_ms,
-                    published_at=published_at,
+                    published_at=published_at.decode(),
                     smoothed_index=smoothed_index,
                     smoothed_confidence=smoothed_confidence,
                     smoothing=self.smoother.method,

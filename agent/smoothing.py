@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import add, sub
 
 import numpy as np
 
@@ -67,12 +68,14 @@ class Smoother:
         total = self._sum
         if total is None:
             total = self._sum = list(values)
+        elif len(values) != len(total):
+            raise ValueError(f"{len(values)} probabilities after {len(total)}")
         elif len(window) == self.k:
-            total = self._sum = [
-                s - o + x for s, o, x in zip(total, window[0], values, strict=True)
-            ]
+            # (s - o) + x for each class, as numpy did; map over C functions, not a Python
+            # loop (a comprehension over three zipped lists cost twice as much)
+            total = self._sum = list(map(add, map(sub, total, window[0]), values))
         else:
-            total = self._sum = [s + x for s, x in zip(total, values, strict=True)]
+            total = self._sum = list(map(add, total, values))
         window.append(values)
         # the largest sum is the largest mean (n > 0): only its mean is computed; the values
         # are finite, so Python's max and index give numpy's first argmax

@@ -48,3 +48,12 @@ def test_reset_and_validation() -> None:
         Smoother("median", 3)
     with pytest.raises(ValueError):
         Smoother("mean", 0)
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_mean_refuses_a_vector_of_another_length(k: int) -> None:
+    """A running sum of six classes cannot take five (full window or not): said, not cut."""
+    s = Smoother("mean", k)
+    s.update([0.5, 0.1, 0.1, 0.1, 0.1, 0.1])
+    with pytest.raises(ValueError, match="5 probabilities after 6"):
+        s.update([0.2, 0.2, 0.2, 0.2, 0.2])

@@ -16,7 +16,8 @@ from agent.inference import to_model_input
 from agent.manifest import ModelEntry
 from agent.recording import Chunk, RecordingReader
 from agent.recording_header import RecordingHeader
-from agent.windowing import Resampler, Windower
+from agent.resampling import Resampler
+from agent.windowing import Windower
 
 RANDOM_POOL = 16
 """Distinct random inputs cycled through the loop."""

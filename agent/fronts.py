@@ -21,7 +21,8 @@ from agent.errors import DataError
 from agent.manifest import InputSpec
 from agent.recording import Chunk
 from agent.recording_header import RecordingHeader
-from agent.windowing import Resampler, Window, Windower
+from agent.resampling import Resampler
+from agent.windowing import Window, Windower
 
 log = logging.getLogger(__name__)
 

@@ -25,12 +25,13 @@ from agent.manifest import InputSpec
 from agent.payload import IsoFormatter, Prediction, PredictionEncoder, Topics, iso_from_unix
 from agent.publishers import Command, Publisher
 from agent.recording import Chunk
+from agent.resampling import Resampler
 from agent.run_stats import RunStats
 from agent.sensors.health import health_of
 from agent.smoothing import Smoother
 from agent.sources import Source
 from agent.strict_json import strict_json
-from agent.windowing import Resampler, Window, Windower
+from agent.windowing import Window, Windower
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,8 @@ from agent.inference import OrtEngine, SessionSettings, softmax_values, to_model
 from agent.manifest import ModelEntry, load_manifest
 from agent.profile import Profile, load_profile
 from agent.recording import read_recording
-from agent.windowing import Resampler, sliding_windows, uniform_label
+from agent.resampling import Resampler
+from agent.windowing import sliding_windows, uniform_label
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "models"

@@ -114,7 +114,7 @@ def test_resampler_matches_per_channel_reference() -> None:
     """One convolution over the channels laid end to end gives each channel's own convolution,
     bit for bit; streamed in chunks it gives the same samples as in one push (up to the
     rounding of the output grid's times, which are accumulated per chunk)."""
-    from agent.windowing import Resampler, lowpass_taps
+    from agent.resampling import Resampler, lowpass_taps
 
     n = 3000
     rng = np.random.default_rng(5)

@@ -11,7 +11,8 @@ import pytest
 from agent.recording import Chunk, RecordingReader
 from agent.recording_header import Channel, RecordingHeader
 from agent.recording_writer import RecordingWriter
-from agent.windowing import Resampler, Windower, WindowSpec
+from agent.resampling import Resampler
+from agent.windowing import Windower, WindowSpec
 
 HEADER = RecordingHeader(
     sample_rate_hz=50.0,

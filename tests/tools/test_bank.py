@@ -18,7 +18,8 @@ from agent.manifest import load_manifest, sha256_file  # noqa: E402
 from agent.profile import load_profile  # noqa: E402
 from agent.publishers import MemoryPublisher  # noqa: E402
 from agent.recording import read_recording  # noqa: E402
-from agent.windowing import Resampler, sliding_windows, uniform_label  # noqa: E402
+from agent.resampling import Resampler  # noqa: E402
+from agent.windowing import sliding_windows, uniform_label  # noqa: E402
 from agent.wiring import RunOptions, build_agent  # noqa: E402
 from tools import export  # noqa: E402
 from tools.bank import build  # noqa: E402

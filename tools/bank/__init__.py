@@ -5,7 +5,7 @@ over widths and input resolutions, its BatchNorm statistics are recomputed per (
 resolution), and every configuration of a grid is exported as a standalone ONNX graph.
 
 - :mod:`tools.bank.windows`: the lower-resolution windows, cut the way the agent cuts them
-  (``agent.windowing.Resampler`` then ``sliding_windows`` with hop R/2);
+  (``agent.resampling.Resampler`` then ``sliding_windows`` with hop R/2);
 - :mod:`tools.bank.supernet`: the slimmable network, BN recalibration, plain-module extraction;
 - :mod:`tools.bank.supernet2d`: the same for the per-column 2-D layout (``build --arch column2d``,
   a trial); :mod:`tools.bank.arch` picks the functions of a supernet's architecture;

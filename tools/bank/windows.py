@@ -1,7 +1,7 @@
 """Windows at several resolutions of the same 2.56 s span, produced the way the agent does.
 
 The agent serves a resolution-R model by resampling the sensor stream to ``50 * R / 128`` Hz with
-:class:`agent.windowing.Resampler` and cutting R-sample windows with hop R/2. Here every
+:class:`agent.resampling.Resampler` and cutting R-sample windows with hop R/2. Here every
 experiment's 50 Hz stream goes through the same resampler (one chunk) and:
 
 - :func:`eval_windows` cuts windows exactly like the agent (``sliding_windows`` from the first
@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from agent.recording import Chunk
-from agent.windowing import Resampler, sliding_windows, uniform_label
+from agent.resampling import Resampler
+from agent.windowing import sliding_windows, uniform_label
 from tools.hapt import ACTIVITIES, RATE_HZ, Experiment
 
 if TYPE_CHECKING:

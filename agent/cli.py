@@ -304,15 +304,12 @@ def replay(
     summary = f"{count(stats.windows, 'window')} in {seconds_text(stats.wall_s)}"
     if acc is not None:
         summary += f"; accuracy {100 * acc:.1f}% on {stats.labelled} labelled windows"
-    if stats.unscored_windows:
-        n = stats.unscored_windows
-        summary += f"; {count(n, 'window')} not scored (labels the model has not)"
-    if acc is not None and (mixed := stats.windows - stats.labelled - stats.unscored_windows):
-        summary += f"; {count(mixed, 'window')} without one label (not scored)"
+    # (no accuracy, as for a recording without labels: no windows 'with missing labels' either)
+    mixed = stats.windows - stats.labelled - stats.unscored_windows if acc is not None else 0
+    summary += _unscored_text(stats.unscored_windows, mixed)
     if stats.switches:
-        summary += f"; {stats.switches} configuration switches"
-    if agent.energy is not None and stats.windows:
-        summary += f"; energy {agent.energy.summary(stats.windows)}"
+        n = stats.switches
+        summary += f"; {n} configuration switch{'es' if n != 1 else ''}"
     if stats.windows and not no_mqtt and not agent.lost and prof.mqtt.qos > 0:
         address = broker_address(prof.mqtt.host, prof.mqtt.port)
         summary += f"; all acknowledged by the MQTT broker at {address}"
@@ -337,6 +334,9 @@ def replay(
         where = clock_text(stats.samples / src_hz)
         summary += f"; interrupted ({signal_name(stop.signal)}) at {where} of the recording"
     typer.echo(summary, err=True)
+    if agent.energy is not None and stats.windows:  # a line of its own: it is long
+        text = agent.energy.summary(stats.windows)
+        typer.echo(f"energy {text}" if agent.energy.why("run") else f"energy: {text}", err=True)
     if agent.lost:
         raise fail(
             AgentError(f"{agent.lost} messages were not delivered to the MQTT broker (see above)")
@@ -350,6 +350,22 @@ def replay(
             typer.echo(line, err=no_mqtt)  # stdout carries the messages with --no-mqtt
     if stop.signal is not None:
         raise typer.Exit(128 + stop.signal)  # as a shell reports a command a signal ended
+
+
+def _unscored_text(outside: int, mixed: int) -> str:
+    """The replay summary's windows that were not scored, and why: ``; 120 windows not scored
+    (4 with a label the model has not, 116 with mixed or missing labels)``, or ``""``."""
+    why = [
+        (n, text)
+        for n, text in ((outside, "a label the model has not"), (mixed, "mixed or missing labels"))
+        if n
+    ]
+    if not why:
+        return ""
+    if len(why) == 1:
+        return f"; {count(why[0][0], 'window')} not scored (with {why[0][1]})"
+    parts = ", ".join(f"{n} with {text}" for n, text in why)
+    return f"; {count(outside + mixed, 'window')} not scored ({parts})"
 
 
 def _timing_lines(pipe: Pipeline, stats: RunStats) -> list[str]:

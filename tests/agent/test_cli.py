@@ -730,11 +730,52 @@ def test_print_lines_keep_their_columns_and_the_summary_counts_unscored_windows(
     assert any("truth" in ln for ln in lines) and any(
         "smoothed WALKING_UPSTAIRS" in ln for ln in lines
     )
-    summary = result.stderr.strip().splitlines()[-1]
-    assert re.search(
-        r"labelled windows; \d+ windows? not scored \(labels the model has not\)", summary
+    # the windows not scored, in one clause (two: '4 windows not scored (labels the model has
+    # not); 116 windows without one label (not scored)'), adding up with the labelled ones
+    (summary,) = [ln for ln in result.stderr.splitlines() if " windows in " in ln]
+    found = re.search(
+        r"(\d+) windows in .* on (\d+) labelled windows; (\d+) windows not scored "
+        r"\((\d+) with a label the model has not, (\d+) with mixed or missing labels\)$",
+        summary,
     )
-    assert summary.count("(estimated)") <= 1
+    assert found, summary
+    windows, labelled, unscored, outside, mixed = map(int, found.groups())
+    assert outside > 0 and mixed > 0 and outside + mixed == unscored == windows - labelled
+    assert result.stderr.count("(estimated)") <= 1
+
+
+@pytest.mark.parametrize(
+    ("outside", "mixed", "text"),
+    [
+        (0, 0, ""),
+        (1, 0, "; 1 window not scored (with a label the model has not)"),
+        (4, 0, "; 4 windows not scored (with a label the model has not)"),
+        (0, 116, "; 116 windows not scored (with mixed or missing labels)"),
+        (
+            4,
+            116,
+            "; 120 windows not scored (4 with a label the model has not, "
+            "116 with mixed or missing labels)",
+        ),
+    ],
+)
+def test_the_windows_not_scored_are_one_clause(outside: int, mixed: int, text: str) -> None:
+    from agent.cli import _unscored_text
+
+    assert _unscored_text(outside, mixed) == text
+
+
+def test_one_configuration_switch_is_singular(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It said '1 configuration switches'."""
+    _heated_after(monkeypatch, hot=20, cool=10**9)  # steps down once, never back
+    prof = _adaptive_timing_profile(tmp_path)
+    args = ["replay", str(RECORDINGS[0]), "--fast", "--no-mqtt", "--device", "switch-test"]
+    result = runner.invoke(app, [*args, "--profile", str(prof)])
+    assert result.exit_code == 0, result.output
+    (summary,) = [ln for ln in result.stderr.splitlines() if " windows in " in ln]
+    assert "; 1 configuration switch" in summary and "switches" not in summary, summary
 
 
 def _commands() -> list[list[str]]:

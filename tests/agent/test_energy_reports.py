@@ -78,30 +78,58 @@ def test_metrics_energy_of_a_span_too_short_has_a_note(meter_every: Any) -> None
     )
 
 
-def _replay_summary(meter_every: Any, resolution_s: float) -> str:
-    meter_every(resolution_s)
+def _replay_end(*extra: str) -> list[str]:
+    """The lines a ``--fast --no-mqtt`` replay ends with on stderr: its summary's and after."""
     args = ["replay", str(RECORDINGS[0]), "--fast", "--no-mqtt", "--profile", str(DEFAULT_PROFILE)]
-    result = CliRunner().invoke(app, args)
+    result = CliRunner().invoke(app, [*args, *extra])
     assert result.exit_code == 0, result.output
-    (line,) = [ln for ln in result.stderr.splitlines() if " windows in " in ln]
-    return line
+    err = result.stderr.splitlines()
+    (first,) = [i for i, ln in enumerate(err) if " windows in " in ln]
+    assert " windows in " not in result.stdout
+    return err[first:]
+
+
+def _replay_energy_line(meter_every: Any, resolution_s: float) -> str:
+    meter_every(resolution_s)
+    summary, *energy = _replay_end()
+    assert "energy" not in summary and len(energy) == 1, [summary, *energy]
+    return energy[0]
 
 
 def test_replay_summary_energy_is_labelled(meter_every: Any) -> None:
     """Was ``; 3.351 mJ per window by rapl:package-0 (measured)``: no word of the idle power
-    in it, nor of the pace it depends on."""
-    line = _replay_summary(meter_every, 0.0)
-    assert re.search(
-        r"; energy [0-9.]+ mJ per window, whole package incl\. idle: 5\.0\d W average over "
+    in it, nor of the pace it depends on. On a line of its own after the summary (it was the
+    middle of a line of some 300 characters)."""
+    line = _replay_energy_line(meter_every, 0.0)
+    assert re.fullmatch(
+        r"energy: [0-9.]+ mJ per window, whole package incl\. idle: 5\.0\d W average over "
         r"\d+\.\d s \(measured by fake:package\)",
         line,
     ), line
 
 
 def test_replay_summary_energy_of_a_run_too_short(meter_every: Any) -> None:
-    line = _replay_summary(meter_every, 1000.0)
-    assert re.search(
-        r"; energy not reported: the run \(\d+\.\d s\) is too short for fake:package "
+    line = _replay_energy_line(meter_every, 1000.0)
+    assert re.fullmatch(
+        r"energy not reported: the run \(\d+\.\d s\) is too short for fake:package "
         r"\(one reading every 1000 s; it needs 10000 s\)",
         line,
     ), line
+
+
+def test_replay_ends_with_what_it_did_then_its_energy(
+    meter_every: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two lines, what the run did first (windows, time, accuracy, what was not scored), then
+    the energy; without a meter (``meter = "none"``) the first alone."""
+    meter_every(0.0)
+    with_energy = _replay_end("-m", "cnn1d-base")
+    assert len(with_energy) == 2, with_energy
+    run, energy = with_energy
+    assert re.match(r"\d+ windows in [0-9.]+ m?s; accuracy \d+\.\d% on \d+ labelled windows; ", run)
+    assert "mJ" not in run and not run.endswith(";")
+    assert energy.startswith("energy: ") and " mJ per window, " in energy
+    monkeypatch.setattr(wiring, "open_meter", lambda *a, **k: None)
+    (alone,) = _replay_end("-m", "cnn1d-base")
+    untimed = re.compile(r" in [0-9.]+ m?s;")
+    assert untimed.sub("", alone) == untimed.sub("", run), (alone, run)

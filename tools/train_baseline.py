@@ -89,9 +89,10 @@ def fit_model(
     return model, norm, fit, result
 
 
-def register(out: Path, entry: ModelEntry, meta: dict[str, Any]) -> Path:
+def register(out: Path, entry: ModelEntry, meta: dict[str, Any], shown: Path | None = None) -> Path:
     """Write ``entry`` into ``out/manifest.json``, keeping the other models already listed and,
-    in a bank, its metadata (the baseline is one member: ``baseline_at`` records it)."""
+    in a bank, its metadata (the baseline is one member: ``baseline_at`` records it).
+    ``shown``: the folder the user named, when ``out`` is its working copy (warnings name it)."""
     others: list[ModelEntry] = []
     # an unreadable manifest is refused (SystemExit), never replaced: the run checked it when
     # it started (existing_manifest), before the training
@@ -106,7 +107,7 @@ def register(out: Path, entry: ModelEntry, meta: dict[str, Any]) -> Path:
                 "baseline_at": meta.get("generated_at"),
             }
     models = [*others, entry]
-    warn_stale(models)
+    warn_stale(models, out if shown is None else shown)
     return write_manifest(out, models, meta)
 
 
@@ -248,7 +249,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
             "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "rebuild": REBUILD,
         }
-        register(work, entry, meta)
+        register(work, entry, meta, shown=out)
     onnx_path, manifest = out / onnx_path.name, out / "manifest.json"
     print(
         f"test (ONNX Runtime, {len(te)} windows): accuracy {acc:.4f}, weighted F1 {f1:.4f} "

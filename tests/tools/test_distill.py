@@ -279,6 +279,37 @@ def test_members_left_stale_are_named_unless_compress_remakes_them(
     assert named is not compress_follows
 
 
+@pytest.mark.parametrize("through_build", [False, True])
+def test_the_stale_advice_names_the_bank_the_user_named(
+    banks: tuple[Path, Path, dict[str, Any]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    through_build: bool,
+) -> None:
+    """The advice was ``run python -m tools.bank.compress`` (compress on models) for any bank;
+    build runs distill on its working copy (``.NAME.staging``), which the advice must not
+    name either."""
+    from agent.manifest import write_manifest
+    from tests.tools.conftest import int8_of
+
+    built, _, _ = banks
+    shown = tmp_path / "bank"
+    bank = tmp_path / ".bank.staging" if through_build else shown
+    shutil.copytree(built, bank)
+    manifest = load_manifest(bank)
+    parent = manifest.get("wc-w1.00-r128")
+    assert parent is not None
+    write_manifest(bank, [*manifest.models, int8_of(bank, parent)], dict(manifest.meta))
+    args = distill.parse_args(["--smoke", "--epochs", "1", "--bank", str(shown)])
+    args.bank = bank  # what build does (its working copy)
+    capsys.readouterr()
+    distill.run(args)
+    assert (
+        "warning: q8-wc-w1.00-r128 were made from a previous version of their parent; run "
+        f"python -m tools.bank.compress --bank {shown} to remake them"
+    ) in capsys.readouterr().err.splitlines()
+
+
 def test_messages_name_the_bank_the_user_named_not_the_working_copy(
     banks: tuple[Path, Path, dict[str, Any]], tmp_path: Path
 ) -> None:

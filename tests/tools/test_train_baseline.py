@@ -86,6 +86,32 @@ def test_register_keeps_other_models_and_the_bank_metadata(
     assert "warning: q8-cnn1d-base were made from a previous version of their parent" in err
 
 
+def test_the_stale_advice_names_the_bank_not_the_working_copy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A new baseline leaves q8-cnn1d-base stale: the advice named no folder (compress then ran
+    on models), and the run registers the baseline in a working copy the advice must not name."""
+    from agent.manifest import write_manifest
+    from tests.tools.entries import model_entry
+
+    bank = tmp_path / "my bank"
+    bank.mkdir()
+    for mid in ("wr-w1.00-r128", "cnn1d-base", "q8-cnn1d-base"):
+        (bank / f"{mid}.onnx").write_bytes(mid.encode())
+    wr = model_entry(bank / "wr-w1.00-r128.onnx", "wr-w1.00-r128")
+    base = model_entry(bank / "cnn1d-base.onnx", "cnn1d-base", "baseline")
+    made = {"parent": base.id, "parent_sha256": base.sha256}
+    q8 = model_entry(bank / "q8-cnn1d-base.onnx", "q8-cnn1d-base", "int8", provenance=made)
+    write_manifest(bank, [wr, base, q8], {"generator": "test"})
+    train_baseline.run(
+        train_baseline.parse_args(["--smoke", "--out", str(bank), "--data", "pickle"])
+    )
+    assert (
+        "warning: q8-cnn1d-base were made from a previous version of their parent; run "
+        f"python -m tools.bank.compress --bank '{bank}' to remake them"
+    ) in capsys.readouterr().err.splitlines()
+
+
 def test_mac_counter() -> None:
     import torch
 

@@ -217,7 +217,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     held += f", {total} in all" if total != len(results) else ""
     print(f"wrote {out} ({held}) in {time.time() - started:.0f} s")
     if not args.compress and args.distill_epochs == 0:  # (distill says so itself)
-        warn_stale(load_manifest(out).models)
+        warn_stale(load_manifest(out).models, out)
     return result
 
 

@@ -157,7 +157,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         if staging.is_dir() and not staging.is_symlink():
             shutil.rmtree(staging, ignore_errors=True)
     if not getattr(args, "compress_follows", False):  # build --compress remakes them next
-        warn_stale([new.get(m.id, m) for m in bank.models])
+        warn_stale([new.get(m.id, m) for m in bank.models], shown)
     for line in summary_lines(means):
         print(line)
     done_in = f"{time.time() - started:.0f} s"

@@ -159,7 +159,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         "model_config": asdict(model.cfg),
         "bn": f"recalibrated per (width, resolution) over {CALIB_BATCHES}x{CALIB_BATCH} "
         "training windows, folded into the convolutions",
-        "windows": "agent.windowing.Resampler(50, 50*R/128), hop R/2; training: index-aligned",
+        "windows": "agent.resampling.Resampler(50, 50*R/128), hop R/2; training: index-aligned",
         "dataset": f"UCI HAPT (CC BY 4.0), {source}",
         "torch": torch.__version__,
         "git_commit": git_commit(),

@@ -252,6 +252,20 @@ def test_teacher_at_resolution_chains_through_the_full_width_members(
         teachers.teachers_at_resolution(without, without)
 
 
+def _with_stale_int8(built: Path, bank: Path) -> Path:
+    """A copy of the smoke bank at ``bank`` with an int8 member of its full configuration
+    (which distilling will change: the int8 member is then stale)."""
+    from agent.manifest import write_manifest
+    from tests.tools.conftest import int8_of
+
+    shutil.copytree(built, bank)
+    manifest = load_manifest(bank)
+    parent = manifest.get("wc-w1.00-r128")
+    assert parent is not None
+    write_manifest(bank, [*manifest.models, int8_of(bank, parent)], dict(manifest.meta))
+    return bank
+
+
 @pytest.mark.parametrize("compress_follows", [False, True])
 def test_members_left_stale_are_named_unless_compress_remakes_them(
     banks: tuple[Path, Path, dict[str, Any]],
@@ -259,17 +273,7 @@ def test_members_left_stale_are_named_unless_compress_remakes_them(
     capsys: pytest.CaptureFixture[str],
     compress_follows: bool,
 ) -> None:
-    from agent.manifest import write_manifest
-    from tests.tools.conftest import int8_of
-
-    built, _, _ = banks
-    bank = tmp_path / "bank"
-    shutil.copytree(built, bank)
-    manifest = load_manifest(bank)
-    parent = manifest.get("wc-w1.00-r128")
-    assert parent is not None
-    q8 = int8_of(bank, parent)
-    write_manifest(bank, [*manifest.models, q8], dict(manifest.meta))
+    bank = _with_stale_int8(banks[0], tmp_path / "bank")
     args = distill.parse_args(["--smoke", "--epochs", "1", "--bank", str(bank)])
     args.compress_follows = compress_follows  # what build --compress sets
     capsys.readouterr()
@@ -289,17 +293,8 @@ def test_the_stale_advice_names_the_bank_the_user_named(
     """The advice was ``run python -m tools.bank.compress`` (compress on models) for any bank;
     build runs distill on its working copy (``.NAME.staging``), which the advice must not
     name either."""
-    from agent.manifest import write_manifest
-    from tests.tools.conftest import int8_of
-
-    built, _, _ = banks
     shown = tmp_path / "bank"
-    bank = tmp_path / ".bank.staging" if through_build else shown
-    shutil.copytree(built, bank)
-    manifest = load_manifest(bank)
-    parent = manifest.get("wc-w1.00-r128")
-    assert parent is not None
-    write_manifest(bank, [*manifest.models, int8_of(bank, parent)], dict(manifest.meta))
+    bank = _with_stale_int8(banks[0], tmp_path / ".bank.staging" if through_build else shown)
     args = distill.parse_args(["--smoke", "--epochs", "1", "--bank", str(shown)])
     args.bank = bank  # what build does (its working copy)
     capsys.readouterr()

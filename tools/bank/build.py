@@ -200,7 +200,8 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         # the provenance records the commands as a user would type them (--bank OUT); they run
         # on the working copy
         if args.distill_epochs > 0:
-            dargv = ["--bank", str(out), "--epochs", str(args.distill_epochs), *tail]
+            dargv = ["--bank", str(out), "--epochs", str(args.distill_epochs)]
+            dargv += ["--soup", str(args.distill_soup), *tail]
             dargs = distill.parse_args([*dargv, *distill_cap(args)])
             dargs.bank = work
             dargs.compress_follows = args.compress
@@ -277,8 +278,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Train the width-resolution supernet and register its grid in the bank.",
         epilog="Writes the grid's members (OUT/wc-*.onnx), their entries in OUT/manifest.json and "
         "OUT/distill-report.json, all at once at the end. A full run on a 2-core VM: the "
-        "supernet about 19 min (40 epochs), the distillation about 13 min, --compress 5-12 min "
-        "more (--smoke: seconds). docs/model-bank.md",
+        "supernet about 19 min (40 epochs), the distillation about 40 min (3 runs a member), "
+        "--compress 5-12 min more (--smoke: seconds). docs/model-bank.md",
     )
     ap.add_argument(
         "--epochs",
@@ -341,6 +342,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=distill.DEFAULT_EPOCHS,
         help="then distil every member from the full configuration for this many epochs "
         f"(tools.bank.distill; default {distill.DEFAULT_EPOCHS}, 0: keep the supernet's slices)",
+    )
+    ap.add_argument(
+        "--distill-soup",
+        type=positive_int,
+        default=distill.DEFAULT_SOUP,
+        metavar="N",
+        help="distil each member N times and keep the mean of the runs' weights (distill --soup; "
+        f"default {distill.DEFAULT_SOUP}, 1: one run)",
     )
     ap.add_argument(
         "--refit", action="store_true", help="train on train + validation subjects (no val)"

@@ -18,6 +18,9 @@ are fine-tuned after pruning (:mod:`tools.bank.finetune`):
   with the build's hop) with ``0.5 * KL(student || teacher) + 0.5 * CE``, random gains, AdamW and
   a cosine decay from ``--lr`` (2e-3, chosen on validation; the rest as
   :class:`~tools.bank.finetune.FinetuneConfig`);
+- each member is trained ``--soup`` times (3) from its slice, seeds ``--seed`` onwards, and keeps
+  the mean of the runs' weights (a weight soup, :mod:`tools.bank.soup`; chosen on validation:
+  docs/model-bank.md); every run's validation and test accuracy is kept in its provenance;
 - the teacher itself is distilled from its own frozen outputs (a born-again step, chosen on
   validation: docs/model-bank.md); ``--keep-teacher`` leaves it as the supernet made it;
 - ``--teacher A,B,…`` or ``--ensemble-width W`` (every member of width >= W, at every
@@ -91,6 +94,7 @@ from tools.train import seed_everything
 COMMAND = "python -m tools.bank.distill"
 DEFAULT_EPOCHS = 20
 DEFAULT_LR = 2e-3  # chosen on validation over the pruning fine-tune's 5e-4 (docs/model-bank.md)
+DEFAULT_SOUP = 3  # runs averaged per member, chosen on validation over 1 (docs/model-bank.md)
 STAGING = ".distill-staging"
 REPORT_FILE = "distill-report.json"
 
@@ -207,6 +211,7 @@ def _distil(
         ),
         "teacher_at_resolution": bool(args.teacher_at_resolution),
         "epochs": args.epochs,
+        "soup": args.soup,
         "dataset": f"UCI HAPT (CC BY 4.0), {data.source}",
         "finetune_config": dataclasses.asdict(cfg),
         "fit_subjects": list(data.fit_subjects),
@@ -230,6 +235,7 @@ def _distil(
             args.seed,
             latency_runs=50 if args.smoke else 500,
             distilled={**common, **plan.own_teacher(entry)},
+            soup=args.soup,
         )
         rows.append(row)
         print(member_line(row))
@@ -242,7 +248,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Distil each width-resolution member of a built bank from its full "
         "configuration (run before compress).",
         epilog="Rewrites the members in BANK and writes BANK/distill-report.json, all at once at "
-        "the end; about 13 min for the 24 members on a 2-core VM. docs/model-bank.md",
+        "the end; about 13 min per run for the 24 members on a 2-core VM (40 min with the "
+        "default --soup 3). docs/model-bank.md",
     )
     ap.add_argument(
         "--bank", type=path_arg, default=None, help="bank folder (models; smoke: build/bank-smoke)"
@@ -252,6 +259,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=positive_int,
         default=DEFAULT_EPOCHS,
         help=f"epochs per member ({DEFAULT_EPOCHS})",
+    )
+    ap.add_argument(
+        "--soup",
+        type=positive_int,
+        default=DEFAULT_SOUP,
+        metavar="N",
+        help=f"train each member N times from its slice (seeds SEED..SEED+N-1) and keep the mean "
+        f"of the runs' weights, a weight soup ({DEFAULT_SOUP}; 1: one run, a third of the time)",
     )
     ap.add_argument(
         "--lr",

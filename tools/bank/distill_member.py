@@ -5,7 +5,11 @@ time it; returns its new manifest entry (same id and family, ``provenance.distil
 
 The student is the member rebuilt from its ONNX graph (BN already folded), trained on the
 windows of its own resolution with :func:`tools.bank.finetune.finetune` (``0.5 * KL + 0.5 * CE``,
-random gains, AdamW, cosine decay), from a generator seeded afresh for every member."""
+random gains, AdamW, cosine decay), from a generator seeded afresh for every member. With
+``soup`` > 1 it is trained that many times from the same start, seeds ``seed``, ``seed + 1``, …
+(the global torch generator, which drives dropout, seeded the same way), and the member is the
+mean of the runs' weights (:mod:`tools.bank.soup`); each run's validation and test accuracy
+(PyTorch) are kept beside the soup's."""
 
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from tools.bank.evaluate import latency_block, member_metrics
 from tools.bank.finetune import FinetuneConfig, finetune, torch_accuracy
 from tools.bank.parent import plain_from_onnx
 from tools.bank.plain_arch import model_config
+from tools.bank.soup import average_weights
 from tools.bank.windows import ResWindows
 from tools.export import (
     check_export,
@@ -46,20 +51,45 @@ def distil_member(
     seed: int,
     latency_runs: int,
     distilled: dict[str, Any],
+    soup: int = 1,
 ) -> tuple[ModelEntry, dict[str, Any]]:
-    """Train ``entry`` (its file in ``bank_dir``) for ``epochs`` and export it into ``staging``;
-    ``distilled`` is the run's ``provenance.distilled`` block, which gains the member's own
-    figures."""
+    """Train ``entry`` (its file in ``bank_dir``) for ``epochs`` (``soup`` times, averaged) and
+    export it into ``staging``; ``distilled`` is the run's ``provenance.distilled`` block, which
+    gains the member's own figures."""
     r = entry.resolution
     assert r is not None
     norm = data.norm
-    student = plain_from_onnx(bank_dir / entry.file, model_config(entry))
     x, val, test = data.inputs[r], data.vals[r], data.tests[r]
-    before = _val_accuracy(student, val, norm)
-    gen = torch.Generator().manual_seed(seed)
+    before = _val_accuracy(plain_from_onnx(bank_dir / entry.file, model_config(entry)), val, norm)
     t0 = time.time()
-    loss = finetune(student, None, x, data.y, epochs, cfg, gen, desc=desc, soft=data.soft_at[r])
+    runs, losses = [], []
+    for k in range(soup):
+        run = plain_from_onnx(bank_dir / entry.file, model_config(entry))
+        gen = torch.Generator().manual_seed(seed + k)
+        if soup > 1:  # each run from its own seed, whatever ran before it (dropout)
+            torch.manual_seed(seed + k)
+        what = desc if soup == 1 else f"{desc} run {k + 1}/{soup}"
+        soft = data.soft_at[r]
+        losses.append(finetune(run, None, x, data.y, epochs, cfg, gen, desc=what, soft=soft))
+        runs.append(run)
+    student = runs[0] if soup == 1 else average_weights(runs)
     after = _val_accuracy(student, val, norm)
+    test_x = torch.from_numpy(norm(test.x)) if soup > 1 else None
+    ingredients = (
+        [
+            {
+                "seed": seed + k,
+                "val_accuracy": _val_accuracy(run, val, norm),
+                "test_accuracy": torch_accuracy(run, test_x, test.y)
+                if test_x is not None
+                else None,
+                "last_epoch_loss": round(losses[k], 6),
+            }
+            for k, run in enumerate(runs)
+        ]
+        if soup > 1
+        else []
+    )
     shape = (1, r, len(entry.input.channels))
     path = export_onnx(student, staging / entry.file, shape)
     sess = session(path, threads=1)
@@ -88,8 +118,9 @@ def distil_member(
             "distilled": {
                 **distilled,
                 "seconds": round(time.time() - t0, 1),
-                "last_epoch_loss": round(loss, 6),
+                "last_epoch_loss": round(float(sum(losses) / len(losses)), 6),
                 "supernet_sha256": entry.sha256,
+                **({"soup": soup, "runs": ingredients} if soup > 1 else {}),
             },
         },
     )
@@ -101,6 +132,7 @@ def distil_member(
         "test_after": m["accuracy"],
         "ort_vs_torch": diff,
         "seconds": round(time.time() - t0, 1),
+        "runs": ingredients,
     }
     return new, row
 

@@ -31,7 +31,7 @@ from tests.agent.helpers import MODELS, RECORDINGS, Subscriber, profile_for
 from tests.conftest import Broker
 
 BIG, MID, SMALL = "wc-w0.75-r096", "wc-w0.25-r128", "wc-w0.12-r032"
-"""Accuracy falls with MACs in this trio (96.8, 96.6, 95.1 %), and each has its own rate."""
+"""Accuracy falls with MACs in this trio (96.9, 96.8, 95.2 %), and each has its own rate."""
 TRIO = (BIG, MID, SMALL)
 
 
@@ -121,8 +121,14 @@ def test_controller_steps_down_on_observed_latency_and_back_up() -> None:
     ctl.on_snapshot(snap(40.0, cpu=100.0))  # a busy board
     ctl.observe(BIG, 1.0)  # the first window after the start is cold: not taken as contention
     assert ctl.take() is None
-    for _ in range(3):  # contention: BIG takes 10x its table figure, over the 1 ms budget
+    # contention: BIG takes far over its table figure and the 1 ms budget, until the board's
+    # factor puts MID over the step-down's headroom too (how many windows that takes depends on
+    # the members' table figures); SMALL, the fastest, is then the target
+    for _ in range(50):
         ctl.observe(BIG, base_big * 10 / 1000 * max(1.0, 1.0 / base_big))
+        if ctl.latency.predict(MID) > 0.7:
+            break
+    assert ctl.latency.predict(MID) > 0.7
     order = ctl.take()
     assert order is not None and order.previous == BIG and order.reason == "deadline"
     assert order.target != BIG and order.classifier.entry.id == order.target

@@ -136,6 +136,63 @@ def test_keep_teacher_leaves_the_full_configuration_alone(
     )
 
 
+def _distil_one(built: Path, bank: Path, soup: int, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Distil ``wc-w0.25-r064`` of a copy of ``built`` with ``--soup N``; returns the trained
+    runs (the modules finetune trained, in order)."""
+    shutil.copytree(built, bank)
+    runs: list[Any] = []
+
+    def recording(model: Any, *args: Any, **kwargs: Any) -> float:
+        runs.append(model)
+        return finetune(model, *args, **kwargs)
+
+    monkeypatch.setattr(distill_member, "finetune", recording)
+    argv = ["--smoke", "--epochs", "1", "--bank", str(bank), "--keep-teacher"]
+    distill.run(distill.parse_args([*argv, "--members", "wc-w0.25-r064", "--soup", str(soup)]))
+    return runs
+
+
+def test_a_soup_member_is_the_mean_of_its_runs_each_with_its_own_seed(
+    banks: tuple[Path, Path, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built, _, _ = banks
+    bank = tmp_path / "bank"
+    runs = _distil_one(built, bank, 3, monkeypatch)
+    assert len(runs) == 3
+    states = [r.state_dict() for r in runs]
+    assert not torch.equal(states[0]["classifier.weight"], states[1]["classifier.weight"])
+    m = load_manifest(bank).get("wc-w0.25-r064")
+    exported = plain_from_onnx(bank / m.file, ColumnConfig()).state_dict()
+    for k, v in exported.items():
+        mean = sum(s[k] for s in states) / 3
+        assert torch.allclose(v, mean, atol=1e-6), k
+    d = m.provenance["distilled"]
+    assert d["soup"] == 3 and [r["seed"] for r in d["runs"]] == [0, 1, 2]
+    for r in d["runs"]:
+        assert 0 <= r["val_accuracy"] <= 1 and 0 <= r["test_accuracy"] <= 1
+    report = json.loads((bank / distill.REPORT_FILE).read_text())
+    assert report["soup"] == 3 and [r["seed"] for r in report["rows"][0]["runs"]] == [0, 1, 2]
+
+
+def test_soup_1_is_one_run_with_no_runs_in_its_provenance(
+    banks: tuple[Path, Path, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built, _, _ = banks
+    bank = tmp_path / "bank"
+    runs = _distil_one(built, bank, 1, monkeypatch)
+    m = load_manifest(bank).get("wc-w0.25-r064")
+    exported = plain_from_onnx(bank / m.file, ColumnConfig()).state_dict()
+    assert len(runs) == 1
+    assert all(torch.equal(v, runs[0].state_dict()[k]) for k, v in exported.items())
+    assert m.provenance["distilled"]["soup"] == 1 and "runs" not in m.provenance["distilled"]
+
+
+def test_a_soup_of_nothing_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        distill.parse_args(["--soup", "0"])
+    assert exc.value.code == 2 and "--soup" in capsys.readouterr().err
+
+
 def test_a_broken_bank_is_refused_with_one_line(
     banks: tuple[Path, Path, dict[str, Any]], tmp_path: Path
 ) -> None:

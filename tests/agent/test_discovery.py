@@ -94,7 +94,12 @@ def test_the_documented_discovery_config_is_what_the_agent_publishes() -> None:
     blocks = re.findall(r"```json\n(.*?)```", docs, re.S)
     shown = [json.loads(b) for b in blocks if '"default_entity_id"' in b]
     assert len(shown) == 1, "docs/mqtt.md shows one discovery config"
-    topic, payload = discovery_messages(Topics("har", "demo"), "homeassistant", "wc-w0.75-r096")[0]
+    from agent.manifest import load_manifest
+    from agent.wiring import pick_model
+    from tests.agent.helpers import MODELS
+
+    default = pick_model(load_manifest(MODELS), "").id  # the member the default profile runs
+    topic, payload = discovery_messages(Topics("har", "demo"), "homeassistant", default)[0]
     assert topic == "homeassistant/sensor/har_demo/activity/config"
     real = json.loads(payload)
     real["device"]["sw_version"] = shown[0]["device"]["sw_version"]  # (the docs do not follow it)

@@ -57,7 +57,7 @@ def test_the_prediction_example_is_a_real_message(
     assert shown.pop("confidence") == pytest.approx(real.pop("confidence"), abs=2e-3)
     for key in VARIABLE:
         shown.pop(key), real.pop(key)
-    assert shown == real  # the model is the default profile's: wc-w0.75-r096, not cnn1d-base
+    assert shown == real  # the model is the default profile's (the most accurate fp32 member)
 
 
 def test_the_status_answer_has_the_real_fields(

@@ -519,3 +519,27 @@ def test_the_docstrings_smoke_example_follows_a_build_it_can_distil() -> None:
     built = build.parse_args(smoke[0][1:])
     assert built.distill_epochs == 0  # the members are left for distill
     assert distill.parse_args(smoke[1][1:]).bank == built.out, shlex.join(smoke[1])
+
+
+def test_a_soup_members_line_names_its_runs_figures() -> None:
+    from tools.bank.distill_report import member_line
+
+    row: dict[str, Any] = {
+        "id": "wc-w0.50-r064",
+        "val_before": 0.89,
+        "val_after": 0.905,
+        "test_before": 0.95,
+        "test_after": 0.96,
+        "ort_vs_torch": 3e-5,
+        "seconds": 12.5,
+        "runs": [],
+    }
+    assert member_line(row) == (
+        "wc-w0.50-r064: val 89.00 % -> 90.50 %, test 95.00 % -> 96.00 %, ORT-torch 3e-05, 12.5 s"
+    )
+    runs = [{"val_accuracy": v, "test_accuracy": 0.95} for v in (0.9, 0.8975, 0.9123)]
+    assert member_line({**row, "runs": runs}).endswith(
+        "12.5 s (soup of 3 runs, val 90.00 / 89.75 / 91.23 %)"
+    )
+    refit = [{"val_accuracy": None, "test_accuracy": t} for t in (0.9642, 0.9649)]
+    assert member_line({**row, "runs": refit}).endswith("(soup of 2 runs, test 96.42 / 96.49 %)")

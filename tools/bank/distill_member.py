@@ -74,22 +74,7 @@ def distil_member(
         runs.append(run)
     student = runs[0] if soup == 1 else average_weights(runs)
     after = _val_accuracy(student, val, norm)
-    test_x = torch.from_numpy(norm(test.x)) if soup > 1 else None
-    ingredients = (
-        [
-            {
-                "seed": seed + k,
-                "val_accuracy": _val_accuracy(run, val, norm),
-                "test_accuracy": torch_accuracy(run, test_x, test.y)
-                if test_x is not None
-                else None,
-                "last_epoch_loss": round(losses[k], 6),
-            }
-            for k, run in enumerate(runs)
-        ]
-        if soup > 1
-        else []
-    )
+    ingredients = _run_figures(runs, losses, seed, val, test, norm) if soup > 1 else []
     shape = (1, r, len(entry.input.channels))
     path = export_onnx(student, staging / entry.file, shape)
     sess = session(path, threads=1)
@@ -135,6 +120,27 @@ def distil_member(
         "runs": ingredients,
     }
     return new, row
+
+
+def _run_figures(
+    runs: list[torch.nn.Module],
+    losses: list[float],
+    seed: int,
+    val: ResWindows | None,
+    test: ResWindows,
+    norm: Normalizer,
+) -> list[dict[str, Any]]:
+    """Each run of a soup: its seed, validation and test accuracy (PyTorch) and last loss."""
+    test_x = torch.from_numpy(norm(test.x))
+    return [
+        {
+            "seed": seed + k,
+            "val_accuracy": _val_accuracy(run, val, norm),
+            "test_accuracy": torch_accuracy(run, test_x, test.y),
+            "last_epoch_loss": round(loss, 6),
+        }
+        for k, (run, loss) in enumerate(zip(runs, losses, strict=True))
+    ]
 
 
 def _val_accuracy(model: torch.nn.Module, val: ResWindows | None, norm: Normalizer) -> float | None:

@@ -23,11 +23,17 @@ def _mean(vals: Sequence[float | None]) -> float | None:
 
 def member_line(row: dict[str, Any]) -> str:
     """A member's row (:func:`tools.bank.distill_member.distil_member`) as one printed line."""
-    return (
+    line = (
         f"{row['id']}: val {pct(row['val_before'])} -> {pct(row['val_after'])}, test "
         f"{pct(row['test_before'])} -> {pct(row['test_after'])}, ORT-torch "
         f"{row['ort_vs_torch']:.2g}, {row['seconds']} s"
     )
+    runs = row.get("runs") or []
+    if runs:  # a soup: what each of its runs had, beside the average
+        key = "val_accuracy" if runs[0]["val_accuracy"] is not None else "test_accuracy"
+        figures = " / ".join(f"{100 * r[key]:.2f}" for r in runs)
+        line += f" (soup of {len(runs)} runs, {key.split('_')[0]} {figures} %)"
+    return line
 
 
 def summary(rows: Sequence[dict[str, Any]]) -> dict[str, float | None]:

@@ -136,9 +136,11 @@ def test_keep_teacher_leaves_the_full_configuration_alone(
     )
 
 
-def _distil_one(built: Path, bank: Path, soup: int, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+def _distil_one(
+    built: Path, bank: Path, soup: int, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[Any], Any, dict[str, Any]]:
     """Distil ``wc-w0.25-r064`` of a copy of ``built`` with ``--soup N``; returns the trained
-    runs (the modules finetune trained, in order)."""
+    runs (the modules finetune trained, in order), its manifest entry and the exported weights."""
     shutil.copytree(built, bank)
     runs: list[Any] = []
 
@@ -149,20 +151,18 @@ def _distil_one(built: Path, bank: Path, soup: int, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(distill_member, "finetune", recording)
     argv = ["--smoke", "--epochs", "1", "--bank", str(bank), "--keep-teacher"]
     distill.run(distill.parse_args([*argv, "--members", "wc-w0.25-r064", "--soup", str(soup)]))
-    return runs
+    m = load_manifest(bank).get("wc-w0.25-r064")
+    return runs, m, plain_from_onnx(bank / m.file, ColumnConfig()).state_dict()
 
 
 def test_a_soup_member_is_the_mean_of_its_runs_each_with_its_own_seed(
     banks: tuple[Path, Path, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    built, _, _ = banks
     bank = tmp_path / "bank"
-    runs = _distil_one(built, bank, 3, monkeypatch)
+    runs, m, exported = _distil_one(banks[0], bank, 3, monkeypatch)
     assert len(runs) == 3
     states = [r.state_dict() for r in runs]
     assert not torch.equal(states[0]["classifier.weight"], states[1]["classifier.weight"])
-    m = load_manifest(bank).get("wc-w0.25-r064")
-    exported = plain_from_onnx(bank / m.file, ColumnConfig()).state_dict()
     for k, v in exported.items():
         mean = sum(s[k] for s in states) / 3
         assert torch.allclose(v, mean, atol=1e-6), k
@@ -177,11 +177,7 @@ def test_a_soup_member_is_the_mean_of_its_runs_each_with_its_own_seed(
 def test_soup_1_is_one_run_with_no_runs_in_its_provenance(
     banks: tuple[Path, Path, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    built, _, _ = banks
-    bank = tmp_path / "bank"
-    runs = _distil_one(built, bank, 1, monkeypatch)
-    m = load_manifest(bank).get("wc-w0.25-r064")
-    exported = plain_from_onnx(bank / m.file, ColumnConfig()).state_dict()
+    runs, m, exported = _distil_one(banks[0], tmp_path / "bank", 1, monkeypatch)
     assert len(runs) == 1
     assert all(torch.equal(v, runs[0].state_dict()[k]) for k, v in exported.items())
     assert m.provenance["distilled"]["soup"] == 1 and "runs" not in m.provenance["distilled"]

@@ -539,3 +539,15 @@ def test_a_soup_members_line_names_its_runs_figures() -> None:
     )
     refit = [{"val_accuracy": None, "test_accuracy": t} for t in (0.9642, 0.9649)]
     assert member_line({**row, "runs": refit}).endswith("(soup of 2 runs, test 96.42 / 96.49 %)")
+
+
+def test_build_passes_its_distill_soup_on(tmp_path: Path) -> None:
+    out = tmp_path / "bank"
+    argv = ["--smoke", "--max-steps", "2", "--distill-epochs", "1", "--distill-soup", "2"]
+    build.run(build.parse_args([*argv, "--out", str(out)]))
+    members = [m for m in load_manifest(out).models if m.family == "width-resolution"]
+    assert members
+    for m in members:
+        d = m.provenance["distilled"]
+        assert d["soup"] == 2 and [r["seed"] for r in d["runs"]] == [0, 1]
+        assert "--soup 2" in d["command"]

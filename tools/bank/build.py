@@ -278,7 +278,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Train the width-resolution supernet and register its grid in the bank.",
         epilog="Writes the grid's members (OUT/wc-*.onnx), their entries in OUT/manifest.json and "
         "OUT/distill-report.json, all at once at the end. A full run on a 2-core VM: the "
-        "supernet about 19 min (40 epochs), the distillation about 40 min (3 runs a member), "
+        "supernet about 19 min (40 epochs), the distillation about 30 min (3 runs a member), "
         "--compress 5-12 min more (--smoke: seconds). docs/model-bank.md",
     )
     ap.add_argument(

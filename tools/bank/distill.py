@@ -248,7 +248,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Distil each width-resolution member of a built bank from its full "
         "configuration (run before compress).",
         epilog="Rewrites the members in BANK and writes BANK/distill-report.json, all at once at "
-        "the end; about 13 min per run for the 24 members on a 2-core VM (40 min with the "
+        "the end; about 10-13 min per run for the 24 members on a 2-core VM (about 30 min with the "
         "default --soup 3). docs/model-bank.md",
     )
     ap.add_argument(

@@ -13,6 +13,7 @@ mean of the runs' weights (:mod:`tools.bank.soup`); each run's validation and te
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from pathlib import Path
@@ -60,11 +61,12 @@ def distil_member(
     assert r is not None
     norm = data.norm
     x, val, test = data.inputs[r], data.vals[r], data.tests[r]
-    before = _val_accuracy(plain_from_onnx(bank_dir / entry.file, model_config(entry)), val, norm)
+    start = plain_from_onnx(bank_dir / entry.file, model_config(entry))  # read once
+    before = _val_accuracy(start, val, norm)
     t0 = time.time()
     runs, losses = [], []
     for k in range(soup):
-        run = plain_from_onnx(bank_dir / entry.file, model_config(entry))
+        run = copy.deepcopy(start)
         gen = torch.Generator().manual_seed(seed + k)
         if soup > 1:  # each run from its own seed, whatever ran before it (dropout)
             torch.manual_seed(seed + k)

@@ -5,7 +5,8 @@
     convert.py    raw int16 -> g and rad/s, the remap applied to samples (pure)
     imu.py        what every IMU driver offers: settings, identity, FIFO batches
     mpu6050.py    InvenSense MPU-6050 / MPU-6500 / MPU-9250
-    lsm6dsox.py   ST LSM6DSOX (and the register-compatible LSM6DSO)
+    lsm6dsox.py   ST LSM6DSOX (and the register-compatible LSM6DSO, LSM6DSO32)
+    lsm6dsox_fifo.py  its tagged FIFO words paired into samples (pure)
     ina219.py     TI INA219 and INA260 power monitors
     probe.py      which supported chips answer on a bus
     timebase.py   sample times from the sample count, disciplined to the host clock (pure)

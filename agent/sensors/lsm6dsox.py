@@ -22,6 +22,15 @@ description", "DS" below), cross-checked against ST's reference driver (lsm6dsox
   LPF2_XL_EN bit 1. CTRL2_G (0x11): ODR_G bits 7:4, FS_G bits 3:2 (00 = 250, 01 = 500, 10 = 1000,
   11 = 2000 dps), FS_125 bit 1. ODR codes 1..10 = 12.5, 26, 52, 104, 208, 416, 833, 1666, 3332,
   6664 Hz.
+- The output data rates are nominal. The chip divides one internal clock, 6667 Hz typical, by
+  ODR_Coeff = 512, 256, ..., 4 for codes 1..8 (so "12.5 Hz" is really 13.02 Hz and "104 Hz" 104.17
+  Hz), and each part's oscillator is off the typical by INTERNAL_FREQ_FINE (0x63, two's
+  complement) times 0.15 %: ODR_actual = 6667 * (1 + 0.0015 * FREQ_FINE) / ODR_Coeff (ST's
+  application note AN5272 for the LSM6DSOX, the same formula in ST's and Qualcomm's reference
+  drivers, whose table names the first code "ODR 13" with coefficient 512). The driver reads the
+  trim after configuring the chip and reports the rate the samples really come at
+  (:attr:`ImuInfo.rate_hz`): that is the rate the pipeline resamples from and stamps times with.
+  The low-pass cut-offs (below) are quoted at the nominal rates, as in the datasheet.
 - CTRL8_XL (0x17): HPCF_XL bits 7:5; with LPF2_XL_EN the accelerometer low-pass cut-off is
   ODR/10, /20, /45, /100, /200, /400, /800 for HPCF_XL = 1..7; without it the bandwidth is ODR/2.
   That is the accelerometer's filter only: ``bandwidth_hz`` (the profile's ``dlpf_hz``, the
@@ -54,14 +63,13 @@ description", "DS" below), cross-checked against ST's reference driver (lsm6dsox
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-
-import numpy as np
+from dataclasses import dataclass
 
 from agent.errors import ConfigError, SensorNotFoundError, SensorReadError
 from agent.sensors.bus import I2CBus, read_id, read_stream, transfer_error
 from agent.sensors.convert import to_units
 from agent.sensors.imu import FifoBatch, ImuInfo, ImuSettings, Sleep, empty_batch, nearest, pick
+from agent.sensors.lsm6dsox_fifo import WORD, TagPairer
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +82,7 @@ CTRL3_C = 0x12
 CTRL4_C = 0x13
 CTRL8_XL = 0x17
 OUTX_L_G = 0x22
+INTERNAL_FREQ_FINE = 0x63
 FIFO_STATUS1 = 0x3A
 FIFO_STATUS2 = 0x3B
 FIFO_DATA_OUT_TAG = 0x78
@@ -90,18 +99,25 @@ FIFO_CONTINUOUS = 0b110
 FIFO_OVR_IA = 0x40
 FIFO_FULL_IA = 0x20
 FIFO_OVR_LATCHED = 0x08
-TAG_GYRO = 0x01
-TAG_ACCEL = 0x02
-SETTLING_MARK = 0x7FFD
-"""A FIFO word whose first value (signed) is this or more is a masked filter-settling sample."""
-
-WORD = 7
-"""Bytes per FIFO word: tag + x, y, z."""
 WORDS_PER_READ = 4
 """FIFO words per block read (28 of the 32 bytes an SMBus block transfer allows)."""
 FIFO_WORDS = 512
 
 ODR_CODE = {12.5: 1, 26.0: 2, 52.0: 3, 104.0: 4, 208.0: 5, 416.0: 6, 833.0: 7, 1666.0: 8}
+"""Nominal output data rate (the profile's ``sensor.rate_hz``) -> ODR code."""
+CLOCK_HZ = 6667.0
+"""The internal clock the output data rates are divided from, typical (AN5272)."""
+FREQ_FINE_STEP = 0.0015
+"""INTERNAL_FREQ_FINE's step: the part's clock is off the typical by this fraction per LSB."""
+
+
+def true_rate_hz(odr_code: int, freq_fine: int) -> float:
+    """The rate samples really come at for ``odr_code`` (1 = 12.5 Hz nominal, ...) on a part whose
+    INTERNAL_FREQ_FINE reads ``freq_fine`` (the register's byte, two's complement)."""
+    trim = freq_fine - 256 if freq_fine & 0x80 else freq_fine
+    return CLOCK_HZ * (1 + FREQ_FINE_STEP * trim) / (1024 >> odr_code)
+
+
 FS_XL = {2: 0b00, 16: 0b01, 4: 0b10, 8: 0b11}
 FS_G = {250: 0b00, 500: 0b01, 1000: 0b10, 2000: 0b11}
 ACCEL_MG_PER_LSB = {2: 0.061, 4: 0.122, 8: 0.244, 16: 0.488}
@@ -183,68 +199,6 @@ def plan(s: ImuSettings) -> LsmPlan:
     )
 
 
-@dataclass
-class TagPairer:
-    """Pairs accelerometer and gyroscope FIFO words sampled in the same time slot (TAG_CNT).
-
-    Words of other sensors (timestamp, temperature, configuration change) are skipped, and so are
-    words the chip marked as filter-settling samples (first value >= :data:`SETTLING_MARK`, until
-    that sensor's first unmarked word after :meth:`restart`; counted in :attr:`settling`). A word
-    whose partner never arrives (lost to an overflow, or marked as settling: the two sensors settle
-    independently) is dropped when a later slot completes.
-    """
-
-    pending: dict[int, list[np.ndarray | None]] = field(default_factory=dict)
-    dropped: int = 0
-    settling: int = 0
-    """Accelerometer and gyroscope words skipped as filter-settling samples, since creation."""
-    settled: list[bool] = field(default_factory=lambda: [False, False])
-    """Accelerometer, gyroscope: an unmarked word has come since the sensors (re)started."""
-
-    def push(self, data: bytes) -> np.ndarray:
-        """FIFO words in, raw samples ``[n, 6]`` (accel x y z, gyro x y z) out, oldest first."""
-        if not data:
-            return np.zeros((0, 6), dtype=np.int32)
-        arr = np.frombuffer(data, dtype=np.uint8).reshape(-1, WORD)
-        tags = arr[:, 0]
-        xyz = np.ascontiguousarray(arr[:, 1:]).view("<i2").astype(np.int32)
-        out: list[np.ndarray] = []
-        for tag, vec in zip(tags.tolist(), xyz, strict=True):
-            sensor, slot_id = tag >> 3, (tag >> 1) & 0b11
-            if sensor not in (TAG_ACCEL, TAG_GYRO):
-                continue
-            which = 0 if sensor == TAG_ACCEL else 1
-            if not self.settled[which]:
-                if vec[0] >= SETTLING_MARK:  # Linux st_lsm6dsx: "invalid sample during bootstrap"
-                    self.settling += 1
-                    continue
-                self.settled[which] = True
-            slot = self.pending.setdefault(slot_id, [None, None])
-            if slot[which] is not None:  # this slot already had one: its partner was lost
-                self.dropped += 1
-                self.pending.pop(slot_id)
-                slot = self.pending.setdefault(slot_id, [None, None])
-            slot[which] = vec
-            acc, gyro = slot
-            if acc is not None and gyro is not None:
-                for older in list(self.pending):  # insertion order = time order
-                    if older == slot_id:
-                        break
-                    self.pending.pop(older)
-                    self.dropped += 1
-                self.pending.pop(slot_id)
-                out.append(np.concatenate([acc, gyro]))
-        return np.stack(out) if out else np.zeros((0, 6), dtype=np.int32)
-
-    def clear(self) -> None:
-        self.pending.clear()
-
-    def restart(self) -> None:
-        """The sensors start again (reset, new configuration): their filters settle again."""
-        self.clear()
-        self.settled = [False, False]
-
-
 class Lsm6dsoxDriver:
     """One LSM6DSOX (or LSM6DSO32, as ``settings.chip`` says); see the module docstring."""
 
@@ -295,6 +249,7 @@ class Lsm6dsoxDriver:
             for reg, value in self.plan.writes():
                 self.bus.write_byte_data(a, reg, value)
             got = self.bus.read_i2c_block_data(a, CTRL1_XL, 2)
+            freq_fine = self.bus.read_byte_data(a, INTERNAL_FREQ_FINE)
         except OSError as exc:
             raise self._fail(exc, "configuring the chip") from exc
         want = [value for reg, value in self.plan.writes() if reg in (CTRL1_XL, CTRL2_G)]
@@ -306,7 +261,19 @@ class Lsm6dsoxDriver:
         self.reset_fifo()  # start the FIFO empty (after a re-initialisation too)
         self._pairer.restart()
         s = self.settings
-        if not self._told_filter:  # the source logs "low-pass N Hz" as if it applied to all six
+        rate = true_rate_hz(self.plan.odr_code, freq_fine)
+        if not self._told_filter:
+            log.info(
+                "%s at %s: the %g Hz output data rate is %.6g Hz on this part (6667 Hz / %d, "
+                "INTERNAL_FREQ_FINE 0x%02x): samples are timed and resampled at that rate",
+                self.part.name,
+                s.where,
+                self.plan.rate_hz,
+                rate,
+                1024 >> self.plan.odr_code,
+                freq_fine,
+            )
+            # the source logs "low-pass N Hz" as if it applied to all six
             log.info(
                 "%s at %s: the %g Hz low-pass is the accelerometer's; the gyroscope's filter is "
                 "not configured (its bandwidth follows the %g Hz output data rate)",
@@ -319,7 +286,7 @@ class Lsm6dsoxDriver:
         return ImuInfo(
             chip=self.part.name,
             who_am_i=who,
-            rate_hz=self.plan.rate_hz,
+            rate_hz=rate,
             accel_range_g=s.accel_range_g,
             gyro_range_dps=s.gyro_range_dps,
             bandwidth_hz=self.plan.bandwidth_hz,

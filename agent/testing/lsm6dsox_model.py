@@ -15,9 +15,10 @@ st_lsm6dsx describes the chip doing ("values greater than 0x7ffd"), and otherwis
 values (a ramp from 0 to the true value, an illustration: the real transient is not modelled). The
 real chip's count depends on the rate and filters and differs between the accelerometer and the
 gyroscope; the model uses one count for both, 0 unless asked for, and leaves the output registers
-alone. Not emulated: the filters themselves, the accelerometer and gyroscope running at different
-rates or batching at a decimated rate (refused with an :class:`EmulationError`), timestamps,
-compression, the embedded functions.
+alone. The part's clock: samples come at 6667 Hz / ODR_Coeff, off by the INTERNAL_FREQ_FINE trim
+the model is given. Not emulated: the filters themselves, the accelerometer and gyroscope running
+at different rates or batching at a decimated rate (refused with an :class:`EmulationError`),
+timestamps, compression, the embedded functions.
 """
 
 from __future__ import annotations
@@ -28,10 +29,15 @@ from collections import deque
 import numpy as np
 
 from agent.sensors import lsm6dsox as s
+from agent.sensors import lsm6dsox_fifo as fifo
 from agent.testing.feeds import ImuFeed
 from agent.testing.i2c_emulation import RegisterDevice
 
-ODR_HZ = {code: hz for hz, code in s.ODR_CODE.items()} | {9: 3332.0, 10: 6664.0}
+ODR_COEFF = {1: 512, 2: 256, 3: 128, 4: 64, 5: 32, 6: 16, 7: 8, 8: 4, 9: 2, 10: 1}
+"""ODR code -> divider of the 6667 Hz internal clock (AN5272; "12.5 Hz" is 13.02 Hz), written down
+here rather than taken from the driver, so that the model checks the driver's arithmetic."""
+CLOCK_HZ = 6667.0
+INTERNAL_FREQ_FINE = 0x63
 FS_G_DPS = {code: dps for dps, code in s.FS_G.items()}
 ACCEL_FS = {
     "lsm6dsox": {0b00: 0.061, 0b01: 0.488, 0b10: 0.122, 0b11: 0.244},
@@ -59,9 +65,18 @@ class Lsm6dsoxModel(RegisterDevice):
         who_am_i: int = 0x6C,
         settling_samples: int = 0,
         part: str = "lsm6dsox",
+        freq_fine: int = 0,
     ) -> None:
-        """``part``: ``lsm6dso32`` reads the FS_XL codes as that part's ranges (same WHO_AM_I)."""
-        super().__init__({s.WHO_AM_I: who_am_i, s.CTRL3_C: s.IF_INC})
+        """``part``: ``lsm6dso32`` reads the FS_XL codes as that part's ranges (same WHO_AM_I).
+        ``freq_fine``: this part's clock trim, -128..127 (INTERNAL_FREQ_FINE, read-only): its
+        clock runs at 6667 Hz * (1 + 0.0015 * freq_fine). ``rate_error``: a further error of the
+        clock that the trim does not tell (temperature, ageing)."""
+        if not -128 <= freq_fine <= 127:
+            raise ValueError(f"freq_fine must fit a signed byte, got {freq_fine}")
+        super().__init__(
+            {s.WHO_AM_I: who_am_i, s.CTRL3_C: s.IF_INC, INTERNAL_FREQ_FINE: freq_fine & 0xFF}
+        )
+        self.freq_fine = freq_fine
         self._accel_mg_per_lsb = ACCEL_FS[part]
         self.feed = feed
         self.rate_error = rate_error
@@ -95,6 +110,12 @@ class Lsm6dsoxModel(RegisterDevice):
         return xl or g
 
     @property
+    def rate_hz(self) -> float:
+        """The rate this part makes samples at, at the configured ODR code."""
+        clock = CLOCK_HZ * (1 + 0.0015 * self.freq_fine) * (1 + self.rate_error)
+        return clock / ODR_COEFF[self.odr_code]
+
+    @property
     def fifo_mode(self) -> int:
         return self.regs[s.FIFO_CTRL4] & 0b111
 
@@ -107,7 +128,7 @@ class Lsm6dsoxModel(RegisterDevice):
         self._now = max(self._now, now)
         if self._phase_t0 is None:
             return
-        rate = ODR_HZ[self.odr_code] * (1 + self.rate_error)
+        rate = self.rate_hz
         due = math.floor((self._now - self._phase_t0) * rate + 1e-9)
         k = due - self.produced
         if k <= 0:
@@ -161,9 +182,9 @@ class Lsm6dsoxModel(RegisterDevice):
         for row in raw:
             words = []
             if bdr_gy:
-                words.append(self._word_of(s.TAG_GYRO, row[3:]))
+                words.append(self._word_of(fifo.TAG_GYRO, row[3:]))
             if bdr_xl:
-                words.append(self._word_of(s.TAG_ACCEL, row[:3]))
+                words.append(self._word_of(fifo.TAG_ACCEL, row[:3]))
             self._slot = (self._slot + 1) & 0b11
             self.fifo_samples += 1
             for word in words:
@@ -209,7 +230,8 @@ class Lsm6dsoxModel(RegisterDevice):
         return super().read_register(reg)
 
     def write_register(self, reg: int, value: int) -> None:
-        if reg in (s.WHO_AM_I, s.FIFO_STATUS1, s.FIFO_STATUS2) or reg >= s.FIFO_DATA_OUT_TAG:
+        read_only = (s.WHO_AM_I, s.FIFO_STATUS1, s.FIFO_STATUS2, INTERNAL_FREQ_FINE)
+        if reg in read_only or reg >= s.FIFO_DATA_OUT_TAG:
             return  # read-only
         if reg == s.CTRL3_C and value & s.SW_RESET:
             self.reset_registers()

@@ -72,13 +72,16 @@ def make_rig(
     *,
     rate_error: float = 0.0,
     who_am_i: int | None = None,
+    freq_fine: int = 0,
     **config: Any,
 ) -> Rig:
     clock = FakeClock()
     feed = feed if feed is not None else RecordingFeed.from_file(RECORDING)
     model: Any
     if chip == "lsm6dsox":
-        model = Lsm6dsoxModel(feed, rate_error=rate_error, who_am_i=who_am_i or 0x6C)
+        model = Lsm6dsoxModel(
+            feed, rate_error=rate_error, who_am_i=who_am_i or 0x6C, freq_fine=freq_fine
+        )
     else:
         model = Mpu6050Model(feed, variant=chip, rate_error=rate_error, who_am_i=who_am_i)
     cfg = dataclasses.replace(SensorConfig(), chip=chip, address=ADDRESS[chip], rate_hz=RATE[chip])

@@ -11,6 +11,7 @@ from agent.clock import FakeClock
 from agent.errors import ConfigError, SensorNotFoundError, SensorReadError
 from agent.sensors import lsm6dsox as s
 from agent.sensors.imu import ImuSettings
+from agent.sensors.lsm6dsox_fifo import TAG_ACCEL, TAG_GYRO, TagPairer
 from agent.testing import lsm6dsox_model
 from agent.testing.feeds import ConstantFeed, RecordingFeed
 from agent.testing.i2c_emulation import EmulatedBus
@@ -39,12 +40,8 @@ def word(sensor: int, slot: int, xyz: tuple[int, int, int]) -> bytes:
 def test_identifies_and_configures() -> None:
     rig = still_rig("lsm6dsox")
     info = rig.driver().open()
-    assert (info.chip, info.who_am_i, info.rate_hz, info.fifo_samples) == (
-        "LSM6DSOX",
-        0x6C,
-        52,
-        256,
-    )
+    assert (info.chip, info.who_am_i, info.fifo_samples) == ("LSM6DSOX", 0x6C, 256)
+    assert info.rate_hz == 6667 / 128  # "52 Hz" is 52.09 Hz: the chip's clock / 128
     regs = rig.chip.regs
     assert regs[s.CTRL3_C] == 0x44  # BDU | IF_INC
     assert regs[s.CTRL1_XL] == (3 << 4) | (0b10 << 2)  # 52 Hz, +-4 g, LPF2 off (ODR/2 = 26 Hz)
@@ -114,7 +111,7 @@ def test_tagged_fifo_words_in_4_word_block_reads() -> None:
     rig.clock.advance(1.0)  # 52 samples = 104 words
     rig.chip.sync(rig.clock.monotonic())
     fifo = list(rig.chip.fifo)
-    assert [w[0] >> 3 for w in fifo[:4]] == [s.TAG_GYRO, s.TAG_ACCEL] * 2
+    assert [w[0] >> 3 for w in fifo[:4]] == [TAG_GYRO, TAG_ACCEL] * 2
     assert [(w[0] >> 1) & 3 for w in fifo[:6]] == [0, 0, 1, 1, 2, 2]  # TAG_CNT: the time slot
     before = rig.bus.ops["read_i2c_block_data"]
     batch = driver.read()
@@ -124,14 +121,14 @@ def test_tagged_fifo_words_in_4_word_block_reads() -> None:
 
 
 def test_pairer_across_reads_and_lost_partners() -> None:
-    pairer = s.TagPairer()
-    a = word(s.TAG_ACCEL, 0, (1, 2, 3))
-    g = word(s.TAG_GYRO, 0, (4, 5, 6))
+    pairer = TagPairer()
+    a = word(TAG_ACCEL, 0, (1, 2, 3))
+    g = word(TAG_GYRO, 0, (4, 5, 6))
     ts = bytes([0x04 << 3]) + bytes(6)  # a timestamp word: skipped
     assert pairer.push(g).shape == (0, 6)  # its accel partner comes with the next read
     assert pairer.push(ts + a).tolist() == [[1, 2, 3, 4, 5, 6]]
-    lost = word(s.TAG_ACCEL, 1, (7, 7, 7))  # its gyro word was overwritten
-    g2, a2 = word(s.TAG_GYRO, 2, (8, 8, 8)), word(s.TAG_ACCEL, 2, (9, 9, 9))
+    lost = word(TAG_ACCEL, 1, (7, 7, 7))  # its gyro word was overwritten
+    g2, a2 = word(TAG_GYRO, 2, (8, 8, 8)), word(TAG_ACCEL, 2, (9, 9, 9))
     assert pairer.push(lost + g2 + a2).tolist() == [[9, 9, 9, 8, 8, 8]]
     assert pairer.dropped == 1 and not pairer.pending
 
@@ -230,20 +227,20 @@ def test_open_starts_the_fifo_empty() -> None:
 
 
 def test_pairer_skips_words_marked_as_settling() -> None:
-    pairer = s.TagPairer()
-    marked_g = word(s.TAG_GYRO, 0, (0x7FFE, 0x7FFE, 0x7FFE))
-    a0 = word(s.TAG_ACCEL, 0, (1, 2, 3))  # its gyroscope partner was still settling
-    g1, a1 = word(s.TAG_GYRO, 1, (4, 5, 6)), word(s.TAG_ACCEL, 1, (7, 8, 9))
+    pairer = TagPairer()
+    marked_g = word(TAG_GYRO, 0, (0x7FFE, 0x7FFE, 0x7FFE))
+    a0 = word(TAG_ACCEL, 0, (1, 2, 3))  # its gyroscope partner was still settling
+    g1, a1 = word(TAG_GYRO, 1, (4, 5, 6)), word(TAG_ACCEL, 1, (7, 8, 9))
     assert pairer.push(marked_g + a0 + g1 + a1).tolist() == [[7, 8, 9, 4, 5, 6]]
     assert (pairer.settling, pairer.dropped) == (1, 1)
     # once both sensors gave a sample, a reading of 0x7FFD or more is a saturated sample
-    g2, a2 = word(s.TAG_GYRO, 2, (0x7FFF, 0, 0)), word(s.TAG_ACCEL, 2, (0x7FFD, 0, 0))
+    g2, a2 = word(TAG_GYRO, 2, (0x7FFF, 0, 0)), word(TAG_ACCEL, 2, (0x7FFD, 0, 0))
     assert pairer.push(g2 + a2).tolist() == [[0x7FFD, 0, 0, 0x7FFF, 0, 0]]
     assert pairer.settling == 1
     # until the sensors start again: 0x7FFD is the first marked value (Linux: val >= 0x7ffd)
     pairer.restart()
-    g3, a3 = word(s.TAG_GYRO, 3, (0x7FFD, 0, 0)), word(s.TAG_ACCEL, 3, (0x7FFC, 0, 0))
-    g0, a0 = word(s.TAG_GYRO, 0, (1, 1, 1)), word(s.TAG_ACCEL, 0, (0x7FFC, 1, 1))
+    g3, a3 = word(TAG_GYRO, 3, (0x7FFD, 0, 0)), word(TAG_ACCEL, 3, (0x7FFC, 0, 0))
+    g0, a0 = word(TAG_GYRO, 0, (1, 1, 1)), word(TAG_ACCEL, 0, (0x7FFC, 1, 1))
     assert pairer.push(g3 + a3 + g0 + a0).tolist() == [[0x7FFC, 1, 1, 1, 1, 1]]
     assert pairer.settling == 2
 
@@ -302,7 +299,51 @@ def test_the_filter_is_said_to_be_the_accelerometers(caplog: pytest.LogCaptureFi
         info = driver.open()
         driver.open()  # a re-initialisation: said once
     assert info.bandwidth_hz == pytest.approx(10.4)
-    (record,) = caplog.records
+    rate, record = caplog.records
+    assert "104 Hz output data rate is 104.172 Hz on this part" in rate.getMessage()
     assert "10.4 Hz low-pass is the accelerometer's" in record.getMessage()
     assert "gyroscope's filter is not configured" in record.getMessage()
     assert "104 Hz output data rate" in record.getMessage()
+
+
+@pytest.mark.parametrize(
+    ("code", "freq_fine", "hz"),
+    [
+        (1, 0x00, 6667 / 512),  # "12.5 Hz": 13.02 Hz
+        (2, 0x00, 6667 / 256),
+        (4, 0x00, 6667 / 64),  # "104 Hz": 104.17 Hz
+        (8, 0x00, 6667 / 4),
+        (4, 0x1B, 6667 * (1 + 0.0015 * 27) / 64),  # +4.05 %
+        (4, 0xE6, 6667 * (1 - 0.0015 * 26) / 64),  # two's complement: -26
+        (1, 0x80, 6667 * (1 - 0.0015 * 128) / 512),
+        (1, 0x7F, 6667 * (1 + 0.0015 * 127) / 512),
+    ],
+)
+def test_true_rate_from_the_code_and_the_trim(code: int, freq_fine: int, hz: float) -> None:
+    assert s.true_rate_hz(code, freq_fine) == pytest.approx(hz, rel=1e-12)
+
+
+@pytest.mark.parametrize("freq_fine", [-40, -3, 0, 27, 60])
+@pytest.mark.parametrize("rate_hz", [12.5, 104.0, 833.0])
+def test_the_rate_reported_is_the_parts_own(rate_hz: float, freq_fine: int) -> None:
+    """The emulated part makes samples at its trimmed clock: the driver reads the trim and says
+    the rate the samples come at, which the source times and resamples them with."""
+    rig = make_rig("lsm6dsox", ConstantFeed(STILL), freq_fine=freq_fine, rate_hz=rate_hz)
+    info = rig.driver().open()
+    assert info.rate_hz == pytest.approx(rig.chip.rate_hz, rel=1e-12)
+    assert rig.chip.regs[s.INTERNAL_FREQ_FINE] == freq_fine & 0xFF  # read, never written
+    assert s.INTERNAL_FREQ_FINE not in {reg for reg, _ in rig.chip.writes}
+
+
+def test_a_failed_trim_read_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    rig = still_rig("lsm6dsox")
+    read = rig.bus.read_byte_data
+
+    def failing(addr: int, register: int, force: bool | None = None) -> int:
+        if register == s.INTERNAL_FREQ_FINE:
+            raise OSError(errno.EIO, "I/O error")
+        return read(addr, register)
+
+    monkeypatch.setattr(rig.bus, "read_byte_data", failing)
+    with pytest.raises(SensorReadError, match="configuring the chip"):
+        rig.driver().open()

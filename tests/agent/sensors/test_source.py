@@ -177,9 +177,25 @@ def test_stuck_sensor_is_reported_and_not_classified(caplog: pytest.LogCaptureFi
 def test_lsm6dsox_at_52_hz() -> None:
     rig = make_rig("lsm6dsox")
     source = rig.source()
-    assert source.header.sample_rate_hz == 52.0 and source.info.chip == "LSM6DSOX"
+    assert source.header.sample_rate_hz == 6667 / 128 and source.info.chip == "LSM6DSOX"
     t = Run(rig, source).for_(10.0).t
-    assert 510 <= len(t) <= 520 and np.allclose(np.diff(t), 1 / 52, rtol=0.03)
+    assert 510 <= len(t) <= 535 and np.allclose(np.diff(t), 128 / 6667, rtol=0.03)
+
+
+@pytest.mark.parametrize("freq_fine", [-60, 0, 50])
+def test_lsm6dsox_timed_at_its_own_rate(freq_fine: int) -> None:
+    """The nominal 12.5 Hz is 13.02 Hz and a part's trim moves it further (+50: 14.0 Hz, 12 %
+    over the nominal, beyond what the timer may learn): the source times the samples at the rate
+    the part reports, so they come evenly spaced from the start, without false gaps."""
+    rig = make_rig("lsm6dsox", freq_fine=freq_fine, rate_hz=12.5)
+    source = rig.source()
+    true_hz = 6667 * (1 + 0.0015 * freq_fine) / 512
+    assert source.header.sample_rate_hz == pytest.approx(true_hz, rel=1e-12)
+    run = Run(rig, source).for_(300.0)
+    t = run.t
+    assert source.gaps == 0 and source.timer.resyncs == 0
+    assert np.allclose(np.diff(t), 1 / true_hz, rtol=0.01)  # from the first sample on
+    assert (t[-1] - t[0]) * true_hz == pytest.approx(len(t) - 1, rel=2e-3)
 
 
 def test_absent_or_wrong_chip_at_start_is_a_clear_error() -> None:

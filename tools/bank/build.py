@@ -7,6 +7,7 @@
     python -m tools.bank.build --smoke              # 4 subjects, a few steps, build/bank-smoke/
     python -m tools.bank.build --arch conv1d --out build/bank-1d   # the first (1-D) bank, 24 epochs
     python -m tools.bank.build --crop-hop 8         # random temporal crops (a trial; off)
+    python -m tools.bank.build --rotate 15          # random small rotations (a trial; off)
 
 Protocol as tools.train_baseline (docs/training.md): test = the UCI-HAR test subjects (final
 numbers only), validation = DEFAULT_VAL_SUBJECTS (progress and selection). Lower resolutions are
@@ -113,6 +114,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         width_sampling=args.width_sampling,
         kd_weight=args.kd_weight,
         crop_hop=args.crop_hop,
+        rotate_deg=args.rotate,
     )
     if args.smoke:
         cfg = dataclasses.replace(cfg, train_hop128=64)
@@ -143,6 +145,8 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     print(f"fit on {len(fit)} index-aligned windows (50 Hz hop {cfg.train_hop128}) x {RESOLUTIONS}")
     if crops is not None:
         print(f"random crops: every {cfg.crop_hop} samples, {len(crops.fine)} windows to draw from")
+    if cfg.rotate_deg:
+        print(f"random rotations: up to {cfg.rotate_deg:g} degrees about a random axis per window")
 
     model = OPS[args.arch].make()
     history = train_supernet(model, fit, norm, cfg, val=val, max_steps=args.max_steps, crops=crops)
@@ -325,6 +329,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="random temporal crops: each epoch draws every training window at a random "
         "multiple of this many 50 Hz samples after its fixed start (a multiple of 4 that divides "
         "the training hop, 32, and is smaller; smoke: 64); 0, the default: off",
+    )
+    ap.add_argument(
+        "--rotate",
+        type=number_in(0, 180),
+        default=0.0,
+        metavar="DEG",
+        help="random rotations: each training window's accelerometer and gyroscope turned "
+        "together by an angle up to DEG degrees about a random axis (sensor placement); 0, "
+        "the default: off",
     )
     ap.add_argument(
         "--max-steps",

@@ -14,6 +14,10 @@ takes, for every training row, a window starting at a random multiple of ``crop_
 after it (before the next row), drawn from the run's seeded generator: the same number of windows
 and steps per epoch, only their positions vary. Off (0) by default, and then nothing is drawn for
 it.
+
+With random rotations (``rotate_deg`` > 0, :mod:`tools.bank.augment`) every window of a batch is
+also turned by its own small rotation, the same at every resolution of the step; drawn from the
+torch generator after the gains, and only when on.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from tqdm import tqdm
 
 from agent.windowing import Normalizer
 from tools import metrics
+from tools.bank.augment import random_rotations, rotate
 from tools.bank.supernet import SlimCNN, sample_widths
 from tools.bank.windows import BASE_LENGTH, CropWindows, MultiResWindows
 
@@ -46,6 +51,7 @@ class BankTrainConfig:
     version: int = 1
     width_sampling: str = "uniform"  # the random widths: "uniform" or "log" (log-uniform)
     crop_hop: int = 0  # random temporal crops at this 50 Hz hop (0: off, the fixed hop above)
+    rotate_deg: float = 0.0  # random rotation of each window's sensor triads, up to this angle
 
 
 def _norm_tensors(norm: Normalizer) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,6 +59,18 @@ def _norm_tensors(norm: Normalizer) -> tuple[torch.Tensor, torch.Tensor]:
         torch.tensor(norm.mean, dtype=torch.float32),
         torch.tensor(norm.std, dtype=torch.float32),
     )
+
+
+def _inputs(
+    x: torch.Tensor,
+    gain: torch.Tensor,
+    rot: torch.Tensor | None,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+) -> torch.Tensor:
+    """A batch of raw windows as the network sees it: gained, turned (if ``rot``), normalised."""
+    x = x * gain
+    return ((x if rot is None else rotate(x, rot)) - mean) / std
 
 
 def evaluate_val(
@@ -119,9 +137,10 @@ def train_supernet(
                 break
             idx = order[a : a + cfg.batch_size]
             gain = 1 + cfg.scale_aug * (2 * torch.rand(len(idx), 1, 1, generator=gen) - 1)
+            rot = random_rotations(len(idx), cfg.rotate_deg, gen) if cfg.rotate_deg else None
             yb = yt[idx]
             opt.zero_grad()
-            logits = model((xs[BASE_LENGTH][idx] * gain - mean) / std, 1.0)
+            logits = model(_inputs(xs[BASE_LENGTH][idx], gain, rot, mean, std), 1.0)
             loss = F.cross_entropy(logits, yb)
             loss.backward()
             soft = F.softmax(logits.detach(), dim=1)
@@ -131,7 +150,7 @@ def train_supernet(
             ]
             for w in widths:
                 r = res[int(rng.integers(len(res)))]
-                out = model((xs[r][idx] * gain - mean) / std, w)
+                out = model(_inputs(xs[r][idx], gain, rot, mean, std), w)
                 kd = F.kl_div(F.log_softmax(out, dim=1), soft, reduction="batchmean")
                 s_loss = cfg.kd_weight * kd + (1 - cfg.kd_weight) * F.cross_entropy(out, yb)
                 s_loss.backward()

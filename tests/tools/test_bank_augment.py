@@ -158,8 +158,8 @@ def test_rotations_change_only_the_directions_of_the_inputs() -> None:
 
 
 def test_build_option() -> None:
-    assert build.parse_args(["--out", "x"]).rotate == 0.0
-    assert build.parse_args(["--out", "x", "--rotate", "15"]).rotate == 15.0
+    assert build.parse_args(["--out", "x"]).rotate == 15.0 == build.DEFAULT_ROTATE
+    assert build.parse_args(["--out", "x", "--rotate", "0"]).rotate == 0.0
     for bad in ("-1", "181", "nan", "ten"):
         with pytest.raises(SystemExit):
             build.parse_args(["--out", "x", "--rotate", bad])

@@ -11,8 +11,12 @@ so the gravity vector turns with them.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from agent.manifest import ModelEntry
 
 
 def random_rotations(n: int, max_deg: float, gen: torch.Generator) -> torch.Tensor:
@@ -44,3 +48,10 @@ def rotate(x: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
     n, t, _ = x.shape
     triads = x.reshape(n, t, 2, 3)
     return torch.einsum("btsj,bij->btsi", triads, rot).reshape(n, t, 6)
+
+
+def supernet_rotation(entry: ModelEntry) -> float:
+    """The rotation angle ``entry``'s supernet was trained with (its ``train_config.rotate_deg``;
+    0 for banks made before the option): what its distillation and fine-tunes use by default."""
+    tc = entry.provenance.get("train_config") or {}
+    return float(tc.get("rotate_deg", 0.0))

@@ -7,7 +7,7 @@
     python -m tools.bank.build --smoke              # 4 subjects, a few steps, build/bank-smoke/
     python -m tools.bank.build --arch conv1d --out build/bank-1d   # the first (1-D) bank, 24 epochs
     python -m tools.bank.build --crop-hop 8         # random temporal crops (a trial; off)
-    python -m tools.bank.build --rotate 15          # random small rotations (a trial; off)
+    python -m tools.bank.build --rotate 0           # without the random rotations (15 degrees)
 
 Protocol as tools.train_baseline (docs/training.md): test = the UCI-HAR test subjects (final
 numbers only), validation = DEFAULT_VAL_SUBJECTS (progress and selection). Lower resolutions are
@@ -67,6 +67,8 @@ WIDTHS = (0.125, 0.25, 0.5, 0.75, 1.0)
 COLUMN2D_WIDTHS = (0.1, 0.125, 0.25, 0.5, 0.75, 1.0)  # 0.1: the seed paper's smallest width
 # epochs chosen on the validation subjects for each architecture (docs/model-bank.md)
 DEFAULT_EPOCHS = {"column2d": 40, "conv1d": 24}
+DEFAULT_ROTATE = 15.0
+"""Random rotations of the training windows, up to this many degrees (adopted 2026-12-04)."""
 SMOKE_WIDTHS = (0.25, 1.0)
 SMOKE_RESOLUTIONS = (128, 64)
 CALIB_BATCHES = 16
@@ -333,11 +335,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--rotate",
         type=number_in(0, 180),
-        default=0.0,
+        default=DEFAULT_ROTATE,
         metavar="DEG",
         help="random rotations: each training window's accelerometer and gyroscope turned "
-        "together by an angle up to DEG degrees about a random axis (sensor placement); 0, "
-        "the default: off",
+        "together by an angle up to DEG degrees about a random axis (sensor placement; "
+        f"default {DEFAULT_ROTATE:g}, adopted on validation: docs/model-bank.md; 0: off). "
+        "Distillation and pruning fine-tunes use the same angle",
     )
     ap.add_argument(
         "--max-steps",

@@ -66,6 +66,7 @@ import torch
 
 from agent.errors import ModelError
 from agent.manifest import Manifest, ModelEntry, load_manifest, write_manifest
+from tools.bank.augment import supernet_rotation
 from tools.bank.derived import warn_stale
 from tools.bank.distill_data import distill_data
 from tools.bank.distill_member import distil_member
@@ -198,7 +199,10 @@ def _distil(
         f"{list(data.fit_subjects)} ({len(data.y)} windows, hop {data.hop128}), teacher "
         f"{teacher_name} (train accuracy {data.teacher_fit_accuracy:.4f})"
     )
-    cfg = FinetuneConfig(max_steps=args.max_steps, lr=args.lr)
+    rotate = args.rotate if args.rotate is not None else supernet_rotation(teacher_entry)
+    cfg = FinetuneConfig(max_steps=args.max_steps, lr=args.lr, rotate_deg=rotate)
+    if rotate:
+        print(f"random rotations: up to {rotate:g} degrees about a random axis per window")
     shutil.rmtree(staging, ignore_errors=True)  # left by a run that was killed
     staging.mkdir()
     common = {
@@ -273,6 +277,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=positive_number,
         default=DEFAULT_LR,
         help=f"start of each member's cosine learning-rate decay (AdamW; {DEFAULT_LR:g})",
+    )
+    ap.add_argument(
+        "--rotate",
+        type=number_in(0, 180),
+        default=None,
+        metavar="DEG",
+        help="random rotations of each training window's sensor triads, up to DEG degrees "
+        "(default: what the bank's supernet was trained with, its train_config.rotate_deg; "
+        "0: none)",
     )
     who = ap.add_mutually_exclusive_group()
     who.add_argument(

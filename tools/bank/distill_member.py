@@ -30,6 +30,7 @@ from tools.bank.finetune import FinetuneConfig, finetune, torch_accuracy
 from tools.bank.parent import plain_from_onnx
 from tools.bank.plain_arch import model_config
 from tools.bank.soup import average_weights
+from tools.bank.train import norm_tensors
 from tools.bank.windows import ResWindows
 from tools.export import (
     check_export,
@@ -63,6 +64,7 @@ def distil_member(
     x, val, test = data.inputs[r], data.vals[r], data.tests[r]
     start = plain_from_onnx(bank_dir / entry.file, model_config(entry))  # read once
     before = _val_accuracy(start, val, norm)
+    turn = norm_tensors(norm) if cfg.rotate_deg else None  # rotations turn raw windows
     t0 = time.time()
     runs, losses = [], []
     for k in range(soup):
@@ -72,7 +74,9 @@ def distil_member(
             torch.manual_seed(seed + k)
         what = desc if soup == 1 else f"{desc} run {k + 1}/{soup}"
         soft = data.soft_at[r]
-        losses.append(finetune(run, None, x, data.y, epochs, cfg, gen, desc=what, soft=soft))
+        losses.append(
+            finetune(run, None, x, data.y, epochs, cfg, gen, desc=what, soft=soft, norm=turn)
+        )
         runs.append(run)
     student = runs[0] if soup == 1 else average_weights(runs)
     after = _val_accuracy(student, val, norm)

@@ -19,6 +19,7 @@ from torch import nn
 from tqdm import tqdm
 
 from tools import metrics
+from tools.bank.augment import random_rotations, rotate
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class FinetuneConfig:
     lr: float = 5e-4  # start of a cosine decay, per fine-tuning call
     weight_decay: float = 1e-4
     scale_aug: float = 0.1  # random gain U(1 - a, 1 + a) per window, as in training
+    rotate_deg: float = 0.0  # random rotation of the sensor triads up to this angle, as in training
     kd_weight: float = 0.5
     max_steps: int | None = None  # cap per call (smoke runs)
     version: int = 1
@@ -44,13 +46,19 @@ def finetune(
     gen: torch.Generator,
     desc: str = "fine-tune",
     soft: torch.Tensor | None = None,
+    norm: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> float:
     """Train ``model`` in place on normalised windows ``x`` [N, T, C] and labels ``y`` for
     ``epochs``; returns the mean training loss of the last epoch.
 
     The distillation target is ``teacher``'s softmax on the same (augmented) batch, or, when
     ``soft`` [N, classes] is given, those precomputed probabilities (row i for window i: a
-    teacher that takes another resolution of the same windows)."""
+    teacher that takes another resolution of the same windows).
+
+    With ``cfg.rotate_deg`` > 0 each window is also turned by a random rotation (drawn from
+    ``gen`` after its gain), in raw units: ``norm`` (mean, std) undoes the normalisation first."""
+    if cfg.rotate_deg and norm is None:
+        raise ValueError("random rotations need the normalisation (norm) to turn raw windows")
     if epochs <= 0 or len(y) == 0:
         return float("nan")
     per_epoch = math.ceil(len(y) / cfg.batch_size)
@@ -77,6 +85,11 @@ def finetune(
             idx = order[a : a + cfg.batch_size]
             gain = 1 + cfg.scale_aug * (2 * torch.rand(len(idx), 1, 1, generator=gen) - 1)
             xb, yb = x[idx] * gain, y[idx]
+            if cfg.rotate_deg:
+                assert norm is not None
+                mean, std = norm
+                rot = random_rotations(len(idx), cfg.rotate_deg, gen)
+                xb = (rotate(xb * std + mean, rot) - mean) / std
             out = model(xb)
             loss = F.cross_entropy(out, yb)
             if (teacher is not None or soft is not None) and cfg.kd_weight > 0:

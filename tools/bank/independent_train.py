@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from agent.manifest import ModelEntry
 from agent.windowing import Normalizer
+from tools.bank.augment import random_rotations, rotate
 from tools.bank.build import CALIB_BATCH, CALIB_BATCHES
 from tools.bank.members import MemberResult, build_member, calib_batches
 from tools.bank.plain_arch import model_config
@@ -86,8 +87,11 @@ def train_single(
                 break
             idx = order[a : a + cfg.batch_size]
             gain = 1 + cfg.scale_aug * (2 * torch.rand(len(idx), 1, 1, generator=gen) - 1)
+            xb = x[idx] * gain
+            if cfg.rotate_deg:  # as the supernet's training: drawn after the gains, only when on
+                xb = rotate(xb, random_rotations(len(idx), cfg.rotate_deg, gen))
             opt.zero_grad()
-            loss = F.cross_entropy(model((x[idx] * gain - mean) / std, width), yt[idx])
+            loss = F.cross_entropy(model((xb - mean) / std, width), yt[idx])
             loss.backward()
             opt.step()
             sched.step()

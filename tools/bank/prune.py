@@ -185,9 +185,11 @@ def prune_iteratively(
     cfg: PruneConfig,
     gen: torch.Generator,
     label: str,
+    norm: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> list[StepRecord]:
     """Prune ``model`` in place from its channels to ``final`` in ``cfg.steps`` steps, each
-    followed by fine-tuning (the last by ``final_epochs`` more)."""
+    followed by fine-tuning (the last by ``final_epochs`` more). ``norm`` (mean, std): needed by
+    the fine-tunes' random rotations (``cfg.finetune.rotate_deg``)."""
     length = int(fit_x.shape[1])
     start = channels_of(model)
     records = []
@@ -201,7 +203,15 @@ def prune_iteratively(
                 prune_layer(model, layer, keep, scores, length)
         epochs = cfg.finetune.epochs_per_step + (cfg.finetune.final_epochs if frac == 1 else 0)
         loss = finetune(
-            model, teacher, fit_x, fit_y, epochs, cfg.finetune, gen, desc=f"{label} step {step}"
+            model,
+            teacher,
+            fit_x,
+            fit_y,
+            epochs,
+            cfg.finetune,
+            gen,
+            desc=f"{label} step {step}",
+            norm=norm,
         )
         macs, _ = count_macs_params(model, input_shape(model, length))
         rec = StepRecord(step, channels_of(model), macs, torch_accuracy(model, val_x, val_y), loss)

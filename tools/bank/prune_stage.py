@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from agent.manifest import ModelEntry
+from tools.bank.augment import supernet_rotation
 from tools.bank.evaluate import derived_entry, latency_block, member_metrics
 from tools.bank.finetune import FinetuneConfig, torch_accuracy
 from tools.bank.importance import CRITERIA
@@ -39,6 +40,7 @@ from tools.bank.plain_arch import (
 )
 from tools.bank.prune import PruneConfig, channels_of, plan_channels, prune_iteratively, sensitivity
 from tools.bank.staging import check_member_files
+from tools.bank.train import norm_tensors
 from tools.bank.windows import aligned_windows, eval_windows
 from tools.export import check_export, export_onnx, ort_logits, session
 from tools.hapt import Experiment
@@ -91,8 +93,11 @@ def run_pruning(
     if finetune_max_steps is not None:
         cfg = replace(cfg, finetune=replace(cfg.finetune, max_steps=finetune_max_steps))
     check_member_files(out, [parent])  # its sha256 is recorded as the members' parent_sha256
+    rot = supernet_rotation(parent)  # the fine-tunes augment as the parent's training did
+    cfg = replace(cfg, finetune=replace(cfg.finetune, rotate_deg=rot))
     r = parent.resolution
     norm = parent.normalization
+    turn = norm_tensors(norm) if rot else None
     arch, mcfg = arch_of(parent), model_config(parent)
     model0 = working_model(plain_from_onnx(out / parent.file, mcfg), mcfg)
     fit = aligned_windows(data.fit, (r,), hop128=32)
@@ -140,6 +145,7 @@ def run_pruning(
                 cfg,
                 gen,
                 label=f"{crit} {target:.0%}",
+                norm=turn,
             )
             models[(crit, target)] = copy.deepcopy(model)
             runs[crit].append(

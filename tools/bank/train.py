@@ -54,7 +54,7 @@ class BankTrainConfig:
     rotate_deg: float = 0.0  # random rotation of each window's sensor triads, up to this angle
 
 
-def _norm_tensors(norm: Normalizer) -> tuple[torch.Tensor, torch.Tensor]:
+def norm_tensors(norm: Normalizer) -> tuple[torch.Tensor, torch.Tensor]:
     return (
         torch.tensor(norm.mean, dtype=torch.float32),
         torch.tensor(norm.std, dtype=torch.float32),
@@ -78,7 +78,7 @@ def evaluate_val(
 ) -> dict[str, float]:
     """Validation accuracy per (width, resolution), with the training BN statistics (a cheap
     progress signal; the exported members are recalibrated)."""
-    mean, std = _norm_tensors(norm)
+    mean, std = norm_tensors(norm)
     model.eval()
     out: dict[str, float] = {}
     with torch.no_grad():
@@ -107,7 +107,7 @@ def train_supernet(
 
     gen = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    mean, std = _norm_tensors(norm)
+    mean, std = norm_tensors(norm)
     if (crops is not None) != (cfg.crop_hop > 0):
         raise ValueError("crops are given exactly when cfg.crop_hop > 0")
     if crops is not None and len(crops) != len(data):

@@ -96,7 +96,8 @@ def pick_model(manifest: Manifest, model_id: str) -> ModelEntry:
     # int8 members are left to an explicit choice: whether they are faster depends on the
     # board's int8 dot-product instructions, which the bank's x86 latency figures do not tell
     pool = [m for m in manifest.models if m.family != "int8"] or list(manifest.models)
-    return max(pool, key=expected_accuracy)  # (a non-number counts as 0, never a traceback)
+    # the most accurate (a non-number counts as 0, never a traceback); of equals, the cheapest
+    return max(pool, key=lambda m: (expected_accuracy(m), -m.macs))
 
 
 @dataclass

@@ -94,3 +94,32 @@ def test_a_replay_with_an_unknown_profile_model_id_names_the_file_and_key(
     prof = _profile(tmp_path, model_id="nope")
     line = error_line(runner.invoke(app, _args("replay", prof, *extra)))
     assert f"{prof}: model.id: unknown model 'nope'" in line, line
+
+
+def _with(entry_id: str, accuracy: object, macs: int, family: str = "width-resolution") -> object:
+    import dataclasses
+
+    base = BANK.get("wc-w0.50-r064")
+    return dataclasses.replace(
+        base, id=entry_id, family=family, macs=macs, metrics={**base.metrics, "accuracy": accuracy}
+    )
+
+
+@pytest.mark.parametrize(
+    ("members", "chosen"),
+    [
+        ([("a", 0.97, 8_000_000), ("b", 0.97, 2_000_000), ("c", 0.96, 100)], "b"),  # the cheaper
+        ([("b", 0.97, 2_000_000), ("a", 0.97, 8_000_000)], "b"),  # whatever the order
+        ([("a", 0.98, 8_000_000), ("b", 0.97, 2_000_000)], "a"),  # accuracy first
+        ([("a", "n/a", 10), ("b", 0.5, 10_000)], "b"),  # a non-number counts as 0
+        ([("q", 0.99, 10, "int8"), ("a", 0.97, 10)], "a"),  # int8 only when named
+    ],
+)
+def test_the_default_member_is_the_most_accurate_and_of_equals_the_cheapest(
+    members: list[tuple], chosen: str
+) -> None:
+    from agent.manifest import Manifest
+    from agent.wiring import pick_model
+
+    bank = Manifest(MODELS, tuple(_with(*m) for m in members))  # type: ignore[arg-type]
+    assert pick_model(bank, "").id == chosen

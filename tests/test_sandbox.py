@@ -62,7 +62,7 @@ def _predictions(stdout: str) -> list[dict[str, object]]:
     "extra",
     [
         ("--model", "wc-w1.00-r064"),  # fp32
-        ("--model", "q8-pr50-wc-w1.00-r128"),  # int8 (QDQ kernels)
+        ("--model", "q8-cnn1d-base"),  # int8 (QDQ kernels)
         ("--policy", "adaptive"),  # every session of the front, the monitor, the policy
     ],
 )

@@ -211,7 +211,11 @@ def test_the_primer_runs_the_same_kernels_and_is_not_the_model() -> None:
         primer = choose_primer(target, manifest)
         assert primer.note is None and primer.target.name != model_id
         assert primer.target.entry is not None and target.entry is not None
-        assert primer.target.entry.family == target.entry.family
+        family = target.entry.family
+        if sum(m.family == family for m in manifest.models) > 1:
+            assert primer.target.entry.family == family
+        else:  # the bank's only int8 member: another member still, never itself
+            assert primer.target.entry.family != family
     (target,) = resolve_targets("wc-w1.00-r128", manifest)
     assert choose_primer(target, manifest).target.name == "wc-w0.10-r032"  # the smallest
     # the manifest beside the file is found when none is given

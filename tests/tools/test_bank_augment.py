@@ -14,9 +14,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from agent.windowing import Normalizer  # noqa: E402
+from tests.tools.supernet_spy import SupernetSpy  # noqa: E402
 from tools.bank import build  # noqa: E402
 from tools.bank.augment import random_rotations, rotate  # noqa: E402
-from tools.bank.supernet import SlimCNN, SlimConfig  # noqa: E402
 from tools.bank.train import BankTrainConfig, train_supernet  # noqa: E402
 from tools.bank.windows import aligned_windows  # noqa: E402
 from tools.hapt import Experiment  # noqa: E402
@@ -85,18 +85,6 @@ def test_rotate_turns_both_triads_of_a_window_by_its_matrix() -> None:
         rotate(x, rot[:2])
 
 
-class _Spy(SlimCNN):
-    """Records every forward pass (width, input) the training loop makes."""
-
-    def __init__(self) -> None:
-        super().__init__(SlimConfig(channels=(8, 8, 8)))
-        self.calls: list[tuple[float, torch.Tensor]] = []
-
-    def forward(self, x: torch.Tensor, width: float = 1.0) -> torch.Tensor:
-        self.calls.append((width, x.detach().clone()))
-        return super().forward(x, width)
-
-
 def _experiments() -> list[Experiment]:
     rng = np.random.default_rng(0)
     return [
@@ -112,7 +100,7 @@ def _steps(cfg: BankTrainConfig) -> tuple[list[list[tuple[float, torch.Tensor]]]
     """Each optimizer step's forward passes (the first pass of a step is the full one)."""
     data = aligned_windows(_experiments(), RES, 32)
     torch.manual_seed(0)
-    model = _Spy()
+    model = SupernetSpy()
     train_supernet(model, data, IDENTITY, cfg)
     per_step = 2 + cfg.n_random
     calls = model.calls

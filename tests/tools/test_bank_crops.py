@@ -12,8 +12,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from agent.windowing import Normalizer  # noqa: E402
+from tests.tools.supernet_spy import SupernetSpy  # noqa: E402
 from tools.bank import build  # noqa: E402
-from tools.bank.supernet import SlimCNN, SlimConfig, sample_widths  # noqa: E402
+from tools.bank.supernet import SlimConfig, sample_widths  # noqa: E402
 from tools.bank.train import BankTrainConfig, train_supernet  # noqa: E402
 from tools.bank.windows import CropWindows, aligned_windows, crop_windows  # noqa: E402
 from tools.hapt import Experiment  # noqa: E402
@@ -76,18 +77,6 @@ def test_draws_vary_and_follow_the_seed(crops: CropWindows) -> None:
     assert set(many[:, full].tolist()) == set(crops.candidates[full].tolist())
 
 
-class _Spy(SlimCNN):
-    """Records every forward pass (width, input) the training loop makes."""
-
-    def __init__(self) -> None:
-        super().__init__(SlimConfig(channels=(8, 8, 8)))
-        self.calls: list[tuple[float, torch.Tensor]] = []
-
-    def forward(self, x: torch.Tensor, width: float = 1.0) -> torch.Tensor:
-        self.calls.append((width, x.detach().clone()))
-        return super().forward(x, width)
-
-
 IDENTITY = Normalizer((0.0,) * 6, (1.0,) * 6)
 CFG = BankTrainConfig(epochs=2, batch_size=16)
 
@@ -95,7 +84,7 @@ CFG = BankTrainConfig(epochs=2, batch_size=16)
 def _train(cfg: BankTrainConfig, crops: CropWindows | None) -> list[tuple[float, torch.Tensor]]:
     data = crops.coarse() if crops is not None else aligned_windows(_experiments(), RES, 32)
     torch.manual_seed(0)
-    model = _Spy()
+    model = SupernetSpy()
     train_supernet(model, data, IDENTITY, cfg, crops=crops)
     return model.calls
 
@@ -151,9 +140,11 @@ def test_crops_move_the_windows_not_the_steps(crops: CropWindows) -> None:
 
 def test_training_refuses_a_mismatch(crops: CropWindows) -> None:
     with pytest.raises(ValueError):
-        train_supernet(_Spy(), crops.coarse(), IDENTITY, dataclasses.replace(CFG, crop_hop=8))
+        train_supernet(
+            SupernetSpy(), crops.coarse(), IDENTITY, dataclasses.replace(CFG, crop_hop=8)
+        )
     with pytest.raises(ValueError):
-        train_supernet(_Spy(), crops.coarse(), IDENTITY, CFG, crops=crops)
+        train_supernet(SupernetSpy(), crops.coarse(), IDENTITY, CFG, crops=crops)
 
 
 def test_build_option() -> None:

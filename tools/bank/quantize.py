@@ -2,8 +2,9 @@
 
 ``quant_pre_process`` (shape inference and graph optimisation), then ``quantize_static`` in the
 QDQ format with signed int8 activations and weights, per-channel weight scales, MinMax
-calibration. The calibration reader feeds real training windows exactly as the agent feeds the
-member: cut at the member's resolution by the agent's rule, normalised with the manifest's
+calibration, the first convolution left in fp32 (``QuantConfig.fp32_first_conv``: its input is
+the normalised window). The calibration reader feeds real training windows exactly as the agent
+feeds the member: cut at the member's resolution by the agent's rule, normalised with the manifest's
 normalisation, in the member's input layout, batch 1.
 
 Whether int8 pays is measured, not assumed: ONNX Runtime's int8 kernels need dot-product
@@ -44,7 +45,11 @@ class QuantConfig:
     # 0.89x to 1.05x between two runs on one machine, so "faster at all" kept a member by chance
     min_speedup: float = 1.1
     seed: int = 0
-    version: int = 2
+    # the first convolution reads the normalised window, whose per-tensor int8 steps cost the
+    # members trained with random rotations 1-3 pt; left in fp32 it halved the loss on a
+    # selection bank's validation subjects (docs/model-bank.md)
+    fp32_first_conv: bool = True
+    version: int = 3
     # the quantizer is ONNX Runtime's own: another version may write other int8 graphs from the
     # same parent and windows, so a member's quant_config (its provenance) records which one
     onnxruntime: str = onnxruntime.__version__
@@ -87,6 +92,7 @@ def quantize_member(
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        keep = first_conv(pre) if cfg.fp32_first_conv else []
         quantize_static(
             str(pre),
             str(dst),
@@ -97,8 +103,17 @@ def quantize_member(
             per_channel=cfg.per_channel,
             reduce_range=cfg.reduce_range,
             calibrate_method=CalibrationMethod.MinMax,
+            nodes_to_exclude=keep,
         )
     return dst
+
+
+def first_conv(path: Path) -> list[str]:
+    """The name of the first Conv node of the graph at ``path`` (none: an empty list)."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    return [n.name for n in graph.node if n.op_type == "Conv"][:1]
 
 
 def keep_int8(

@@ -117,7 +117,8 @@ def run_quantization(
                     "parent": parent.id,
                     "parent_sha256": parent.sha256,
                     "quantization": "onnxruntime.quantization quant_pre_process + quantize_static"
-                    ", QDQ, QInt8 activations and weights, MinMax calibration",
+                    ", QDQ, QInt8 activations and weights, MinMax calibration"
+                    + (", first convolution left in fp32" if cfg.fp32_first_conv else ""),
                     "quant_config": asdict(cfg),
                     "calibration": f"{len(calib)} windows of the fit subjects, agent windowing "
                     "at the member's resolution, manifest normalisation, batch 1",

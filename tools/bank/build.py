@@ -8,6 +8,7 @@
     python -m tools.bank.build --arch conv1d --out build/bank-1d   # the first (1-D) bank, 24 epochs
     python -m tools.bank.build --crop-hop 8         # random temporal crops (a trial; off)
     python -m tools.bank.build --rotate 0           # without the random rotations (15 degrees)
+    python -m tools.bank.build --no-min-config-pass # the sandwich without its smallest-config pass
 
 Protocol as tools.train_baseline (docs/training.md): test = the UCI-HAR test subjects (final
 numbers only), validation = DEFAULT_VAL_SUBJECTS (progress and selection). Lower resolutions are
@@ -117,6 +118,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         kd_weight=args.kd_weight,
         crop_hop=args.crop_hop,
         rotate_deg=args.rotate,
+        min_config_pass=args.min_config_pass,
     )
     if args.smoke:
         cfg = dataclasses.replace(cfg, train_hop128=64)
@@ -341,6 +343,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "together by an angle up to DEG degrees about a random axis (sensor placement; "
         f"default {DEFAULT_ROTATE:g}, adopted on validation: docs/model-bank.md; 0: off). "
         "Distillation and pruning fine-tunes use the same angle",
+    )
+    ap.add_argument(
+        "--min-config-pass",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="each step also trains the smallest configuration (narrowest width at the lowest "
+        "resolution), besides the narrowest width at a random resolution (default: on, adopted "
+        "on validation: docs/model-bank.md)",
     )
     ap.add_argument(
         "--max-steps",

@@ -7,6 +7,11 @@ Each step, on one batch of index-aligned windows (:func:`tools.bank.windows.alig
    at a random resolution, with
    ``0.5 * KL(student || largest's soft outputs, detached, T=1) + 0.5 * CE``.
 
+With ``min_config_pass`` each step also trains the smallest configuration (the smallest width at
+the lowest resolution) with the same loss: the lower bound of the sandwich over both axes, not
+only over widths. It draws no width, resolution, gain or rotation: the other passes get the
+draws of the recipe without it (dropout masks aside).
+
 Gradients of all passes accumulate, then one optimizer step (AdamW, one-cycle schedule).
 
 With random temporal crops (``crop_hop`` > 0, :func:`tools.bank.windows.crop_windows`) each epoch
@@ -52,6 +57,7 @@ class BankTrainConfig:
     width_sampling: str = "uniform"  # the random widths: "uniform" or "log" (log-uniform)
     crop_hop: int = 0  # random temporal crops at this 50 Hz hop (0: off, the fixed hop above)
     rotate_deg: float = 0.0  # random rotation of each window's sensor triads, up to this angle
+    min_config_pass: bool = False  # also the smallest width at the lowest resolution, every step
 
 
 def norm_tensors(norm: Normalizer) -> tuple[torch.Tensor, torch.Tensor]:
@@ -148,8 +154,10 @@ def train_supernet(
                 model.cfg.min_width,
                 *sample_widths(rng, model.cfg, cfg.n_random, cfg.width_sampling),
             ]
-            for w in widths:
-                r = res[int(rng.integers(len(res)))]
+            passes = [(w, res[int(rng.integers(len(res)))]) for w in widths]
+            if cfg.min_config_pass:
+                passes.append((model.cfg.min_width, res[-1]))
+            for w, r in passes:
                 out = model(_inputs(xs[r][idx], gain, rot, mean, std), w)
                 kd = F.kl_div(F.log_softmax(out, dim=1), soft, reduction="batchmean")
                 s_loss = cfg.kd_weight * kd + (1 - cfg.kd_weight) * F.cross_entropy(out, yb)

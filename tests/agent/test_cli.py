@@ -760,7 +760,7 @@ def test_print_lines_keep_their_columns_and_the_summary_counts_unscored_windows(
     ],
 )
 def test_the_windows_not_scored_are_one_clause(outside: int, mixed: int, text: str) -> None:
-    from agent.cli import _unscored_text
+    from agent.cli_replay import _unscored_text
 
     assert _unscored_text(outside, mixed) == text
 

@@ -278,7 +278,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--seed", type=seed, default=0, help="random seed, 0 to 2**32-1 (0)")
     ap.add_argument(
-        "--out", type=path_arg, default=None, help="model bank folder (models; smoke: build/smoke)"
+        "--out",
+        "--bank",
+        dest="out",
+        type=path_arg,
+        default=None,
+        help="model bank folder (models; smoke: build/smoke); --bank as in tools.bank's commands",
     )
     add_data_argument(ap)
     ap.add_argument("--smoke", action="store_true", help="tiny run: 4 subjects, 1 epoch (CI)")

@@ -297,7 +297,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--seed", type=seed, default=0, help="random seed, 0 to 2**32-1 (0)")
     ap.add_argument(
-        "--out", type=path_arg, default=None, help="bank folder (models; smoke: build/bank-smoke)"
+        "--out",
+        "--bank",
+        dest="out",
+        type=path_arg,
+        default=None,
+        help="bank folder (models; smoke: build/bank-smoke); --bank as in distill and compress",
     )
     add_data_argument(ap)
     ap.add_argument("--smoke", action="store_true", help="tiny run: 4 subjects, few steps (CI)")

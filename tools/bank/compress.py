@@ -44,7 +44,7 @@ from tools.bank.members import FAMILY
 from tools.bank.parent import plain_from_onnx
 from tools.bank.plain_arch import model_config
 from tools.bank.prune_stage import PRUNED, StageData, run_pruning
-from tools.bank.quantize_stage import INT8, run_quantization
+from tools.bank.quantize_stage import INT8, held_out_decisions, run_quantization
 from tools.bank.staging import bank_lock, check_member_files, check_writable, staged_bank
 from tools.cli import ArgumentParser, CommandError, id_list, path_arg, positive_int, run_main, seed
 from tools.data import DEFAULT_VAL_SUBJECTS, add_data_argument, load_experiments, make_split
@@ -89,6 +89,8 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
             f"error: parent {parent_id!r} is {what or 'not '}a width-resolution member of "
             f"{shown / 'manifest.json'}; nothing was changed"
         )
+    if args.int8_decide_on is not None:  # (read again by the int8 stage)
+        held_out_decisions(args.int8_decide_on)
     wanted = set(args.int8_only.split(",")) if args.int8_only else None
     if wanted is not None and wanted - {m.id for m in base}:
         raise SystemExit(
@@ -235,7 +237,7 @@ def _compress(
         if wanted is not None:
             candidates = [m for m in candidates if m.id in wanted or m in pruned]
         tried, rows = run_quantization(
-            candidates, out, data, provenance, args.seed, smoke=args.smoke
+            candidates, out, data, provenance, args.seed, args.smoke, args.int8_decide_on
         )
         int8, report["int8"] = tried, rows
         if wanted is not None:  # a partial trial: the others keep their int8 member and row
@@ -375,11 +377,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="comma-separated member ids to try int8 on (plus the pruned ones); the other int8 "
         "members and their trial rows are kept",
     )
+    ap.add_argument(
+        "--int8-decide-on",
+        type=path_arg,
+        default=None,
+        metavar="REPORT",
+        help="decide each int8 variant's accuracy on a selection bank's compress-report.json "
+        "(its trial of the same id, on validation subjects it did not train on) instead of this "
+        "bank's validation subjects: for a refit bank, which trained on them",
+    )
     raw = list(sys.argv[1:] if argv is None else argv)
     args = ap.parse_args(raw)
     args.argv = raw
     if args.no_prune and args.no_quantize:
         ap.error("--no-prune and --no-quantize together leave nothing to do")
+    if args.int8_decide_on is not None and args.no_quantize:
+        ap.error("--int8-decide-on decides int8 variants; --no-quantize makes none")
     if args.out is None:
         args.out = Path("build/bank-smoke") if args.smoke else Path("models")
     args.out_shown = args.out  # messages name it, even when a caller moves args.out

@@ -4,10 +4,16 @@ For each candidate: calibration windows from the fit subjects at the member's re
 static QDQ int8 quantization, validation accuracy of fp32 and int8 (the keep decision), test
 metrics of the int8 graph (reported), and p50 latency of fp32 and int8 timed in one interleaved
 run. Every trial is reported; only kept variants enter the manifest (their files stay in OUT).
+
+The accuracy half of the keep rule reads this bank's validation subjects, unless ``decide_on``
+gives held-out figures: the trials of a selection bank (the same recipe trained without the
+validation subjects, whose compress report this reads), matched by id. A refit bank trained on
+its validation subjects, so its own validation drop says little about new subjects.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -22,6 +28,7 @@ from tools.bank.prune_stage import acc_text
 from tools.bank.quantize import QuantConfig, calibration_inputs, keep_int8, quantize_member
 from tools.bank.staging import check_member_files
 from tools.bank.windows import ResWindows, eval_windows
+from tools.cli import CommandError
 from tools.export import session
 from tools.hapt import Experiment
 
@@ -32,6 +39,24 @@ def int8_id(parent_id: str) -> str:
     return f"q8-{parent_id}"
 
 
+def held_out_decisions(report: Path) -> dict[str, tuple[float, float]]:
+    """``{int8 id: (fp32 val accuracy, int8 val accuracy)}`` from a selection bank's
+    ``compress-report.json``; a file that is no such report is a :class:`CommandError`."""
+    try:
+        rows = json.loads(report.read_text(encoding="utf-8"))["int8"]
+        found = {
+            r["id"]: (float(r["fp32_val_accuracy"]), float(r["int8_val_accuracy"])) for r in rows
+        }
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        why = (
+            exc.strerror if isinstance(exc, OSError) else f"no int8 trials with validation ({exc})"
+        )
+        raise CommandError(f"{report}: not a compress report to decide int8 on: {why}") from None
+    if not found:
+        raise CommandError(f"{report}: has no int8 trials to decide on")
+    return found
+
+
 def run_quantization(
     candidates: list[ModelEntry],
     out: Path,
@@ -39,8 +64,12 @@ def run_quantization(
     provenance: dict[str, Any],
     seed: int,
     smoke: bool = False,
+    decide_on: Path | None = None,
 ) -> tuple[list[ModelEntry], list[dict[str, Any]]]:
-    """Quantize every candidate; returns the kept int8 entries and one report row per trial."""
+    """Quantize every candidate; returns the kept int8 entries and one report row per trial.
+    With ``decide_on`` (a selection bank's compress report) a variant is kept only if that
+    bank's trial of the same id lost at most the limit on its held-out validation subjects."""
+    held_out = held_out_decisions(decide_on) if decide_on is not None else None
     cfg = QuantConfig(seed=seed, calib_windows=32 if smoke else QuantConfig.calib_windows)
     cache: dict[tuple[str, int], ResWindows] = {}
 
@@ -77,7 +106,13 @@ def run_quantization(
             runs=10 if smoke else 50,
             warmup=10 if smoke else 50,
         )
-        keep, why = keep_int8(fp_val, q_val, lat["fp32"]["p50"], lat["int8"]["p50"], cfg)
+        if held_out is None:
+            keep, why = keep_int8(fp_val, q_val, lat["fp32"]["p50"], lat["int8"]["p50"], cfg)
+        elif mid not in held_out:
+            keep, why = False, f"no trial of {mid} in {decide_on} to decide on"
+        else:
+            keep, why = keep_int8(*held_out[mid], lat["fp32"]["p50"], lat["int8"]["p50"], cfg)
+            why = f"{why} on the held-out validation of {decide_on}"
         row = {
             "id": mid,
             "parent": parent.id,
@@ -94,6 +129,14 @@ def run_quantization(
             "int8_bytes": path.stat().st_size,
             "kept": keep,
             "why": why,
+            **(
+                {}
+                if held_out is None or mid not in held_out
+                else {
+                    "held_out_fp32_val_accuracy": held_out[mid][0],
+                    "held_out_int8_val_accuracy": held_out[mid][1],
+                }
+            ),
         }
         rows.append(row)
         tqdm.write(

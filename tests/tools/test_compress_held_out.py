@@ -131,3 +131,27 @@ def test_it_is_refused_with_no_quantize(capsys: pytest.CaptureFixture[str]) -> N
         compress.parse_args(["--smoke", "--no-quantize", "--int8-decide-on", "r.json"])
     assert exc.value.code == 2
     assert "--no-quantize makes none" in capsys.readouterr().err
+
+
+def test_build_passes_it_to_compress_and_checks_it_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tools.bank import build
+
+    with pytest.raises(SystemExit) as exc:
+        build.parse_args(["--out", "x", "--int8-decide-on", "r.json"])  # without --compress
+    assert exc.value.code == 2
+    assert "add --compress" in capsys.readouterr().err
+    args = build.parse_args(["--out", "x", "--compress", "--int8-decide-on", "r.json"])
+    assert args.int8_decide_on == Path("r.json")
+
+    def loaded(*_a: Any, **_k: Any) -> Any:
+        raise AssertionError("the dataset was loaded: training started before the refusal")
+
+    monkeypatch.setattr(build, "load_experiments", loaded)
+    report = tmp_path / "missing.json"
+    code = build.main(
+        ["--smoke", "--out", str(tmp_path / "b"), "--compress", "--int8-decide-on", str(report)]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and err[-1].startswith(f"error: {report}: not a compress report")

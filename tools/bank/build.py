@@ -130,6 +130,10 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
 
     out: Path = args.out
     check_writable(out)  # before the training, not after it
+    if args.int8_decide_on is not None:  # a report that cannot decide: now, not after training
+        from tools.bank.quantize_stage import held_out_decisions
+
+        held_out_decisions(args.int8_decide_on)
     # an unreadable manifest is refused now, not replaced at the end; so is a bank of another
     # architecture
     check_architecture(out, existing_manifest(out), args.arch)
@@ -217,7 +221,8 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         if args.compress:
             from tools.bank import compress
 
-            cargs = compress.parse_args(["--out", str(out), *tail, *compress_cap(args)])
+            decide = ["--int8-decide-on", str(args.int8_decide_on)] if args.int8_decide_on else []
+            cargs = compress.parse_args(["--out", str(out), *tail, *decide, *compress_cap(args)])
             cargs.out = work
             result["compress"] = compress.run(cargs)
     result["manifest"] = out / "manifest.json"
@@ -390,9 +395,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="then run python -m tools.bank.compress on OUT (pruned and int8 members)",
     )
+    ap.add_argument(
+        "--int8-decide-on",
+        type=path_arg,
+        default=None,
+        metavar="REPORT",
+        help="with --compress: decide the int8 variants on a selection bank's "
+        "compress-report.json (compress --int8-decide-on; for a refit)",
+    )
     raw = list(sys.argv[1:] if argv is None else argv)
     args = ap.parse_args(raw)
     args.argv = raw
+    if args.int8_decide_on is not None and not args.compress:
+        ap.error("--int8-decide-on decides the int8 variants of --compress: add --compress")
     args.max_steps_given = args.max_steps  # passed on to distill and compress (as given)
     if args.epochs is None:
         args.epochs = 1 if args.smoke else DEFAULT_EPOCHS[args.arch]

@@ -22,6 +22,10 @@ Once a stop signal was received (:func:`note_stop_signal`), a write to stdout or
 fails with EIO or EPIPE is the terminal that was closed (SIGHUP, then every write to the hung-up
 tty fails with EIO) or a pipe whose reader went with it: the descriptor is pointed at
 ``/dev/null`` and the command goes on stopping cleanly (exit status 0), as the stop asked.
+A write to a descriptor that was a terminal when the command started and now fails with EIO is
+taken the same way even before the stop signal's handler ran: the kernel fails the writes as
+soon as the terminal hangs up, and the SIGHUP it sends with it can reach Python's handler a
+moment later (on a loaded machine, after a write).
 """
 
 from __future__ import annotations
@@ -62,9 +66,11 @@ def note_stop_signal() -> None:
     _stopping = True
 
 
-def _gone_while_stopping(exc: OSError, fd: int) -> bool:
-    """``exc`` is the terminal or pipe gone after a stop signal: ``fd`` now goes to /dev/null."""
-    if not _stopping or exc.errno not in _GONE:
+def _gone_while_stopping(exc: OSError, fd: int, was_tty: bool) -> bool:
+    """``exc`` is the terminal or pipe gone after a stop signal, or (``was_tty``) the terminal
+    hung up, whose SIGHUP is on its way: ``fd`` now goes to /dev/null."""
+    hung_up = was_tty and exc.errno == errno.EIO
+    if not hung_up and (not _stopping or exc.errno not in _GONE):
         return False
     with contextlib.suppress(OSError):
         _silence(fd)
@@ -80,7 +86,15 @@ def _silence(fd: int) -> None:
         os.close(devnull)
 
 
-class _StdoutFile(io.FileIO):
+class _GuardedFile(io.FileIO):
+    """A standard stream's descriptor, which remembers whether it was a terminal."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__(fd, "w", closefd=False)
+        self.was_tty = os.isatty(fd)
+
+
+class _StdoutFile(_GuardedFile):
     """File descriptor 1, whose write errors say they are stdout's (see the module)."""
 
     failed = False
@@ -90,7 +104,7 @@ class _StdoutFile(io.FileIO):
         try:
             return super().write(data)
         except OSError as exc:
-            if _gone_while_stopping(exc, self.fileno()):
+            if _gone_while_stopping(exc, self.fileno(), self.was_tty):
                 return memoryview(data).nbytes  # the stop goes on: nowhere to show it
             self.failed = True
             if isinstance(exc, BrokenPipeError):
@@ -101,14 +115,14 @@ class _StdoutFile(io.FileIO):
             raise
 
 
-class _StderrFile(io.FileIO):
+class _StderrFile(_GuardedFile):
     """File descriptor 2, which a stop lets go quietly when its terminal or pipe has gone."""
 
     def write(self, data: ReadableBuffer, /) -> int:
         try:
             return super().write(data)
         except OSError as exc:
-            if _gone_while_stopping(exc, self.fileno()):
+            if _gone_while_stopping(exc, self.fileno(), self.was_tty):
                 return memoryview(data).nbytes
             raise
 
@@ -128,7 +142,7 @@ def guarded_stderr() -> Iterator[None]:
         return
     original.flush()
     guarded = io.TextIOWrapper(
-        io.BufferedWriter(_StderrFile(fd, "w", closefd=False)),
+        io.BufferedWriter(_StderrFile(fd)),
         encoding=original.encoding,
         errors=original.errors,
         line_buffering=original.line_buffering,
@@ -166,7 +180,7 @@ def guarded_stdout() -> Iterator[None]:
         return
     original, fd = own
     original.flush()
-    raw = _StdoutFile(fd, "w", closefd=False)
+    raw = _StdoutFile(fd)
     guarded = io.TextIOWrapper(
         io.BufferedWriter(raw),
         encoding=original.encoding,

@@ -5,6 +5,7 @@ pty."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import select
@@ -67,3 +68,46 @@ def test_closing_the_terminal_stops_a_replay_cleanly(tmp_path: Path, stderr_on_t
         assert "received SIGHUP, stopping" in stderr
         for noise in ("har-agent: error", "Traceback", "Logging error"):
             assert noise not in stderr, stderr
+
+
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+def test_a_hung_up_terminal_is_let_go_before_its_sighup_is_handled(
+    stream: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel fails writes to a hung-up terminal (EIO) at once; Python runs the SIGHUP
+    handler a moment later. A write in between was ``stdout: I/O error while running``, exit 1
+    (seen on a loaded machine): it now goes to /dev/null and the stop that follows ends the
+    command as a closed terminal should."""
+    from agent import stdout_pipe
+
+    monkeypatch.setattr(stdout_pipe, "_stopping", False)  # no stop signal seen yet
+    master, slave = os.openpty()
+    fd = os.dup(slave)
+    try:
+        guarded = (stdout_pipe._StdoutFile if stream == "stdout" else stdout_pipe._StderrFile)(fd)
+        assert guarded.was_tty
+        assert guarded.write(b"before\n") == 7
+        os.close(master)  # the terminal hangs up
+        master = -1
+        with pytest.raises(OSError) as exc:
+            os.write(slave, b"x")
+        assert exc.value.errno == errno.EIO  # what a write to it gets now
+        assert guarded.write(b"after\n") == 6  # taken, not raised
+        assert os.path.realpath(f"/proc/self/fd/{fd}") == os.devnull
+        assert not getattr(guarded, "failed", False)
+    finally:
+        for d in (master, slave, fd):
+            if d >= 0:
+                os.close(d)
+
+
+def test_eio_on_a_file_that_was_no_terminal_is_still_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent import stdout_pipe
+
+    monkeypatch.setattr(stdout_pipe, "_stopping", False)
+    exc = OSError(errno.EIO, "Input/output error")
+    with open(tmp_path / "out.txt", "w") as f:
+        assert not stdout_pipe._gone_while_stopping(exc, f.fileno(), was_tty=False)
+        assert stdout_pipe._gone_while_stopping(exc, f.fileno(), was_tty=True)

@@ -587,6 +587,9 @@ def test_a_stop_while_the_broker_has_not_answered_is_a_clean_stop(
             stderr=subprocess.PIPE,
             text=True,
             cwd=ROOT,
+            # as started by a shell or systemd, even when the suite runs under nohup (whose
+            # ignored SIGHUP the agent would keep, as it should)
+            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),
         )
         try:
             conn, _ = server.accept()

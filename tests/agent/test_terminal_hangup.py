@@ -25,6 +25,9 @@ RECORDING = ROOT / "recordings" / "hapt-s02-e04.har.csv.gz"
 
 def _take_the_pty_as_controlling_terminal() -> None:
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    # a suite run under nohup would hand the agent an ignored SIGHUP, which it keeps (as nohup
+    # asks): the agent here is started from a terminal
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 @pytest.mark.parametrize("stderr_on_tty", [False, True], ids=["stderr-file", "stderr-tty"])

@@ -57,9 +57,13 @@ DEFAULT_PARENT = "wr-w1.00-r128"
 DEFAULT_PARENT_COLUMN2D = "wc-w1.00-r128"
 REPORT_FILE = "compress-report.json"
 COMMAND = "python -m tools.bank.compress"
-REBUILD = (
-    "python -m tools.import_hapt && python -m tools.train_baseline && "
-    "python -m tools.bank.build --arch column2d --epochs 40 --refit --out models --compress && "
+REBUILD = (  # a selection bank first: the refit's int8 variants are decided on its trials
+    "python -m tools.import_hapt && "
+    "python -m tools.train_baseline --no-refit --out build/bank-sel && "
+    "python -m tools.bank.build --arch column2d --epochs 40 --out build/bank-sel --compress && "
+    "python -m tools.train_baseline && "
+    "python -m tools.bank.build --arch column2d --epochs 40 --refit --out models --compress "
+    "--int8-decide-on build/bank-sel/compress-report.json && "
     "python -m tools.bank.report"
 )
 

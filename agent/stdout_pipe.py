@@ -25,7 +25,8 @@ tty fails with EIO) or a pipe whose reader went with it: the descriptor is point
 A write to a descriptor that was a terminal when the command started and now fails with EIO is
 taken the same way even before the stop signal's handler ran: the kernel fails the writes as
 soon as the terminal hangs up, and the SIGHUP it sends with it can reach Python's handler a
-moment later (on a loaded machine, after a write).
+moment later (on a loaded machine, after a write). Under ``nohup`` (SIGHUP ignored) the
+command then runs on, its output gone, as ``nohup`` asks.
 """
 
 from __future__ import annotations

@@ -142,7 +142,7 @@ def test_static_int8_is_qdq_and_close_to_fp32(tmp_path: Path) -> None:
     ops = {n.op_type for n in model.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     int8_weights = [i for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT8]
-    assert len(int8_weights) >= 2  # the later convs and the classifier
+    assert len(int8_weights) >= 2  # the later convs (the first conv and the classifier: fp32)
     first = next(n for n in model.graph.node if n.op_type == "Conv")
     weights = {i.name: i for i in model.graph.initializer}
     assert weights[first.input[1]].data_type == onnx.TensorProto.FLOAT  # the first conv: fp32

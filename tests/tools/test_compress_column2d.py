@@ -156,7 +156,7 @@ def test_static_int8_of_a_column_member(tmp_path: Path) -> None:
     model = onnx.load(str(dst))
     assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in model.graph.node}
     int8 = [i for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT8]
-    assert len(int8) >= 3  # 2 convs + the classifier (the first conv stays fp32)
+    assert len(int8) >= 2  # 2 convs (the first conv and the classifier stay fp32)
     _first_conv_stays_fp32(model)
     fp, q = ort_logits(session(src), calib[:16]), ort_logits(session(dst), calib[:16])
     # an untrained net's logits are small (~0.1): a loose bound; the real members are checked

@@ -25,7 +25,13 @@ from agent.manifest import ModelEntry
 from tools.bank.evaluate import accuracy_on, derived_entry, latency_block, member_metrics
 from tools.bank.latency import interleaved_latency
 from tools.bank.prune_stage import acc_text
-from tools.bank.quantize import QuantConfig, calibration_inputs, keep_int8, quantize_member
+from tools.bank.quantize import (
+    QuantConfig,
+    calibration_inputs,
+    keep_int8,
+    quantization_text,
+    quantize_member,
+)
 from tools.bank.staging import check_member_files
 from tools.bank.windows import ResWindows, eval_windows
 from tools.cli import CommandError
@@ -159,9 +165,7 @@ def run_quantization(
                     **provenance,
                     "parent": parent.id,
                     "parent_sha256": parent.sha256,
-                    "quantization": "onnxruntime.quantization quant_pre_process + quantize_static"
-                    ", QDQ, QInt8 activations and weights, MinMax calibration"
-                    + (", first convolution left in fp32" if cfg.fp32_first_conv else ""),
+                    "quantization": quantization_text(cfg),
                     "quant_config": asdict(cfg),
                     "calibration": f"{len(calib)} windows of the fit subjects, agent windowing "
                     "at the member's resolution, manifest normalisation, batch 1",

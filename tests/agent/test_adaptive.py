@@ -345,13 +345,13 @@ def test_force_without_policy_is_adaptive_and_release_hands_back() -> None:
     prof = dataclasses.replace(
         prof, source=dataclasses.replace(prof.source, kind="replay", path=str(RECORDINGS[0]))
     )
-    opts = RunOptions(speed=0.0, loop=False, monitor=False, force_model="wc-w0.10-r128")
+    opts = RunOptions(speed=0.0, loop=False, monitor=False, force_model="wc-w0.10-r064")
     agent = build_agent(prof, options=opts, publisher=MemoryPublisher())
     ctl = agent.pipeline.controller
     assert ctl is not None and ctl.policy.mode == "adaptive"
     off_front = "wc-w0.50-r064"
     assert off_front not in ctl.status()["candidates"] and off_front in ctl.status()["pinnable"]
-    assert "wc-w0.10-r128" not in ctl.status()["candidates"]  # --force pinned one off it too
+    assert "wc-w0.10-r064" not in ctl.status()["candidates"]  # --force pinned one off it too
 
     def next_order() -> Any:  # a member not preloaded loads in the background first
         deadline = time.monotonic() + 30

@@ -143,7 +143,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m tools.bank.paced_latency",
         description="Time every bank member one run at a time, each after a pause (as the "
         "daemon runs a model), and record the figures in the manifest.",
-        epilog="Rewrites BANK/manifest.json (paced_* fields); about 25 s for 29 members.",
+        epilog="Rewrites BANK/manifest.json (paced_* fields); about 40 s for the 48 members "
+        "of models/ (2026-12-05).",
     )
     ap.add_argument("--bank", type=path_arg, default=Path("models"), help="bank folder (models)")
     ap.add_argument("--rounds", type=positive_int, default=40, help="runs per member (40)")

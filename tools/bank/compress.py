@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import sys
 import time
 from collections.abc import Sequence
 from importlib.metadata import version as _version
@@ -39,6 +38,12 @@ import onnxruntime
 import torch
 
 from agent.manifest import Manifest, ModelEntry, load_manifest, write_manifest
+from tools.bank.compress_args import (
+    COMMAND,
+    DEFAULT_PARENT,
+    DEFAULT_PARENT_COLUMN2D,
+    parse_args,
+)
 from tools.bank.derived import parent_of, still_valid
 from tools.bank.members import FAMILY
 from tools.bank.parent import plain_from_onnx
@@ -46,17 +51,24 @@ from tools.bank.plain_arch import model_config
 from tools.bank.prune_stage import PRUNED, StageData, run_pruning
 from tools.bank.quantize_stage import INT8, held_out_decisions, run_quantization
 from tools.bank.staging import bank_lock, check_member_files, check_writable, staged_bank
-from tools.cli import ArgumentParser, CommandError, id_list, path_arg, positive_int, run_main, seed
-from tools.data import DEFAULT_VAL_SUBJECTS, add_data_argument, load_experiments, make_split
+from tools.cli import CommandError, run_main
+from tools.data import DEFAULT_VAL_SUBJECTS, load_experiments, make_split
 from tools.hapt import TEST_SUBJECTS
 from tools.provenance import git_commit
 from tools.train import seed_everything
 from tools.train_baseline import SMOKE_SUBJECTS
 
-DEFAULT_PARENT = "wr-w1.00-r128"
-DEFAULT_PARENT_COLUMN2D = "wc-w1.00-r128"
+__all__ = [
+    "COMMAND",
+    "DEFAULT_PARENT",
+    "DEFAULT_PARENT_COLUMN2D",
+    "REBUILD",
+    "main",
+    "parse_args",
+    "run",
+]
+
 REPORT_FILE = "compress-report.json"
-COMMAND = "python -m tools.bank.compress"
 REBUILD = (  # a selection bank first: the refit's int8 variants are decided on its trials
     "python -m tools.import_hapt && "
     "python -m tools.train_baseline --no-refit --out build/bank-sel && "
@@ -329,78 +341,6 @@ def _default_parent(models: Sequence[ModelEntry]) -> str:
 def _smoke_ids(parent: ModelEntry, pruned: Sequence[ModelEntry]) -> set[str]:
     """Smoke runs quantize only the parent and the pruned members (speed)."""
     return {parent.id, *(m.id for m in pruned)}
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    ap = ArgumentParser(
-        prog=COMMAND,
-        description="Add pruned and int8 members to a built model bank.",
-        epilog="Writes the pruned and int8 members into the bank (--out), their manifest entries "
-        "and compress-report.json, all at once at the end; 5-12 min on a 2-core VM. "
-        "docs/model-bank.md",
-    )
-    ap.add_argument(
-        "--out",
-        "--bank",
-        dest="out",
-        type=path_arg,
-        default=None,
-        help="bank folder it reads and adds to (models; smoke: build/bank-smoke); --bank as in "
-        "distill and paced_latency",
-    )
-    ap.add_argument(
-        "--parent",
-        type=id_list,
-        default=None,
-        help=f"member to prune ({DEFAULT_PARENT}, or {DEFAULT_PARENT_COLUMN2D} in a column2d bank)",
-    )
-    ap.add_argument("--seed", type=seed, default=0, help="random seed, 0 to 2**32-1 (0)")
-    add_data_argument(ap)
-    ap.add_argument("--smoke", action="store_true", help="tiny run: 4 subjects, few steps (CI)")
-    ap.add_argument(
-        "--no-prune",
-        action="store_true",
-        help="skip pruning: keep the bank's pruned members (those whose parent is unchanged)",
-    )
-    int8 = ap.add_mutually_exclusive_group()  # --int8-only says which to try, so int8 runs
-    int8.add_argument(
-        "--no-quantize",
-        action="store_true",
-        help="skip int8: keep the bank's int8 members (those whose fp32 parent is unchanged)",
-    )
-    ap.add_argument(
-        "--finetune-max-steps",
-        type=positive_int,
-        default=None,
-        help="cap every fine-tuning call at this many steps (a quick trial; not for the bank)",
-    )
-    int8.add_argument(
-        "--int8-only",
-        type=id_list,
-        default=None,
-        help="comma-separated member ids to try int8 on (plus the pruned ones); the other int8 "
-        "members and their trial rows are kept",
-    )
-    ap.add_argument(
-        "--int8-decide-on",
-        type=path_arg,
-        default=None,
-        metavar="REPORT",
-        help="decide each int8 variant's accuracy on a selection bank's compress-report.json "
-        "(its trial of the same id, on validation subjects it did not train on) instead of this "
-        "bank's validation subjects: for a refit bank, which trained on them",
-    )
-    raw = list(sys.argv[1:] if argv is None else argv)
-    args = ap.parse_args(raw)
-    args.argv = raw
-    if args.no_prune and args.no_quantize:
-        ap.error("--no-prune and --no-quantize together leave nothing to do")
-    if args.int8_decide_on is not None and args.no_quantize:
-        ap.error("--int8-decide-on decides int8 variants; --no-quantize makes none")
-    if args.out is None:
-        args.out = Path("build/bank-smoke") if args.smoke else Path("models")
-    args.out_shown = args.out  # messages name it, even when a caller moves args.out
-    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:

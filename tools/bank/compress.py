@@ -69,13 +69,16 @@ __all__ = [
 ]
 
 REPORT_FILE = "compress-report.json"
-REBUILD = (  # a selection bank first: the refit's int8 variants are decided on its trials
+# the chain python -m tools.bank.rebuild runs (tests/tools/test_rebuild.py): a selection bank
+# first, whose trials decide the refit's int8 variants
+REBUILD = (
     "python -m tools.import_hapt && "
     "python -m tools.train_baseline --no-refit --out build/bank-sel && "
     "python -m tools.bank.build --arch column2d --epochs 40 --out build/bank-sel --compress && "
     "python -m tools.train_baseline && "
     "python -m tools.bank.build --arch column2d --epochs 40 --refit --out models --compress "
     "--int8-decide-on build/bank-sel/compress-report.json && "
+    "python -m tools.bank.paced_latency && "
     "python -m tools.bank.report"
 )
 

@@ -173,3 +173,50 @@ def test_smoke_rebuild_makes_a_whole_bank(smoke_rebuild: tuple[Path, Path, int])
     assert (bank / "model-bank.md").is_file() and any((bank / "img").glob("*.png"))
     refit = manifest.get("wc-w1.00-r128").provenance
     assert refit["seed"] == 0
+
+
+@pytest.mark.parametrize(
+    ("signame", "delay", "group", "status"),
+    [
+        ("SIGTERM", 0.0, False, 143),  # while the step is being started
+        ("SIGTERM", 1.0, False, 143),  # while it runs: passed on to it
+        ("SIGINT", 1.0, True, 130),  # Ctrl-C in a terminal: the whole process group gets it
+    ],
+)
+def test_a_stop_ends_the_step_and_says_how_to_resume(
+    tmp_path: Path, signame: str, delay: float, group: bool, status: int
+) -> None:
+    """A stop reaches the running step (which cleans up as on its own) and the command ends with
+    the signal's status and the ``--from`` that resumes there; no step runs on after it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    bank, sel = tmp_path / "bank", tmp_path / "sel"
+    argv = ["--smoke", "--bank", str(bank), "--selection", str(sel)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tools.bank.rebuild", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    first = proc.stdout.readline()  # printed just before the step starts
+    assert first.startswith("[1/6] sel-base: ")
+    time.sleep(delay)
+    sig = getattr(signal, signame)
+    if group:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == status, (out, err)
+    resume = "step sel-base interrupted; resume with python -m tools.bank.rebuild --from sel-base"
+    assert resume in err
+    assert "[2/6]" not in out
+    assert not (sel / "manifest.json").exists()  # the step did not finish
+    with pytest.raises(ProcessLookupError):  # nothing of the group runs on
+        os.killpg(proc.pid, 0)

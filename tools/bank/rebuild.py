@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -65,6 +67,7 @@ DEFAULT_BANK = Path("models")
 DEFAULT_SELECTION = Path("build/bank-sel")
 SMOKE_ROOT = Path("build/rebuild-smoke")
 EPOCHS = 40  # the committed bank's supernet epochs (tools.bank.build's column2d default)
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 STEPS = ("import", "sel-base", "sel-bank", "base", "bank", "paced", "report", "recompare")
 
 
@@ -177,9 +180,8 @@ def run(args: argparse.Namespace) -> None:
         return
     started = time.monotonic()
     for i, step in enumerate(steps, 1):
-        print(f"[{i}/{len(steps)}] {step.name}: {step.command()}", flush=True)
         t0 = time.monotonic()
-        rc = _run_step(step)
+        rc = _run_step(step, f"[{i}/{len(steps)}] {step.name}: {step.command()}")
         if rc != 0:
             raise CommandError(
                 f"step {step.name} ({step.command()}) failed with exit status {rc}; "
@@ -189,14 +191,33 @@ def run(args: argparse.Namespace) -> None:
     print(f"rebuilt {opts.bank} in {time.monotonic() - started:.0f} s ({len(steps)} steps)")
 
 
-def _run_step(step: Step) -> int:
-    """Run one step to its end. Ctrl-C reaches the step too (one process group): it is left to
-    clean up (its staged folders) and end; SIGTERM to this command is passed on to it."""
-    proc = subprocess.Popen([sys.executable, "-m", step.module, *step.args])
+def _run_step(step: Step, header: str) -> int:
+    """Print ``header`` and run one step to its end.
+
+    Ctrl-C from the terminal reaches the step too (one process group): it is left to clean up
+    (its staged folders) and end. SIGTERM to this command is passed on to the step. A signal
+    that comes while the step is being started is held until it has started, then passed on,
+    so that no step runs on after this command has ended."""
+    held: list[int] = []
+
+    def hold(signum: int, _frame: object) -> None:
+        held.append(signum)
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    old = {sig: signal.signal(sig, hold) for sig in _SIGNALS} if main_thread else {}
     try:
+        print(header, flush=True)
+        proc = subprocess.Popen([sys.executable, "-m", step.module, *step.args])
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    try:
+        if held:  # the step never saw it: it started after the signal came
+            proc.send_signal(held[0])
+            raise Terminated if held[0] == signal.SIGTERM else KeyboardInterrupt
         return proc.wait()
     except KeyboardInterrupt as exc:
-        if isinstance(exc, Terminated):
+        if isinstance(exc, Terminated) and not held:
             proc.terminate()
         proc.wait()
         print(

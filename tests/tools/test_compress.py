@@ -208,6 +208,9 @@ def test_smoke_compress_adds_valid_members(smoke_bank: tuple[Path, dict[str, Any
     int8 = {m.id: m for m in manifest.models if m.family == "int8"}
     for r in rows:
         assert (r["id"] in int8) is r["kept"] and (out / f"{r['id']}.onnx").exists() is r["kept"]
+        # the share of validation windows whose class int8 changed bounds the accuracy it moved
+        gap = abs(r["fp32_val_accuracy"] - r["int8_val_accuracy"])
+        assert 0.0 <= r["val_flip_rate"] <= 1.0 and r["val_flip_rate"] >= gap - 1e-6
     for m in int8.values():
         assert m.sha256 == sha256_file(manifest.path_of(m))
         assert m.latency_ms["parent_p50_same_run"] > 0

@@ -21,8 +21,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from agent.manifest import ModelEntry
-from tools.bank.evaluate import accuracy_on, derived_entry, latency_block, member_metrics
+from agent.manifest import InputSpec, ModelEntry
+from agent.windowing import Normalizer
+from tools import metrics
+from tools.bank.evaluate import derived_entry, latency_block, member_metrics, model_input, predict
 from tools.bank.latency import interleaved_latency
 from tools.bank.prune_stage import acc_text
 from tools.bank.quantize import (
@@ -63,6 +65,18 @@ def held_out_decisions(report: Path) -> dict[str, tuple[float, float]]:
     return found
 
 
+def _val_figures(
+    fp_sess: Any, q_sess: Any, val: ResWindows, norm: Normalizer, spec: InputSpec
+) -> tuple[float, float, float]:
+    """fp32 and int8 validation accuracy, and the share of validation windows whose class the
+    int8 graph changes (its fidelity to the parent: flips both ways cancel in an accuracy)."""
+    x = model_input(norm(val.x), spec)
+    fp, q = predict(fp_sess, x), predict(q_sess, x)
+    flips = float(np.mean(fp != q)) if len(val.y) else 0.0
+    fp_acc, q_acc = metrics.accuracy(val.y, fp), metrics.accuracy(val.y, q)
+    return round(fp_acc, 6), round(q_acc, 6), round(flips, 6)
+
+
 def run_quantization(
     candidates: list[ModelEntry],
     out: Path,
@@ -96,7 +110,7 @@ def run_quantization(
         fp_sess, q_sess = session(out / parent.file), session(path)
         val = windows("val", data.val, r)
         test = windows("test", data.test, r)
-        fp_val, q_val = accuracy_on(fp_sess, val, norm, spec), accuracy_on(q_sess, val, norm, spec)
+        fp_val, q_val, flips = _val_figures(fp_sess, q_sess, val, norm, spec)
         m = member_metrics(q_sess, test, norm, spec)
         m.update(
             val_accuracy=q_val,
@@ -129,6 +143,7 @@ def run_quantization(
             "int8_f1_weighted": m["f1_weighted"],
             "fp32_val_accuracy": fp_val,
             "int8_val_accuracy": q_val,
+            "val_flip_rate": flips,
             "fp32_p50": lat["fp32"]["p50"],
             "int8_p50": lat["int8"]["p50"],
             "fp32_bytes": parent.file_bytes,
@@ -147,8 +162,9 @@ def run_quantization(
         rows.append(row)
         tqdm.write(
             f"{mid}: test {m['accuracy']:.4f} vs fp32 {acc_text(parent.metrics.get('accuracy'))}, "
-            f"val {q_val:.4f} vs {fp_val:.4f}, p50 {lat['int8']['p50']} vs "
-            f"{lat['fp32']['p50']} ms: {'kept' if keep else 'dropped'} ({why})"
+            f"val {q_val:.4f} vs {fp_val:.4f} ({100 * flips:.2f} % flipped), "
+            f"p50 {lat['int8']['p50']} vs {lat['fp32']['p50']} ms: "
+            f"{'kept' if keep else 'dropped'} ({why})"
         )
         if not keep:
             path.unlink()

@@ -6,6 +6,7 @@ subprocesses, 4 subjects, about 30 s) into a temporary folder."""
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -126,6 +127,36 @@ def test_bad_usage_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Pat
     assert len(err.splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        ([], "python -m tools.bank.rebuild --from bank"),
+        (["--from", "paced"], "python -m tools.bank.rebuild --from bank"),
+        (
+            ["--seed", "3", "--from=sel-bank", "--bank", "my bank"],
+            "python -m tools.bank.rebuild --seed 3 --bank 'my bank' --from bank",
+        ),
+    ],
+)
+def test_the_resume_command_keeps_the_options(argv: list[str], command: str) -> None:
+    """Resuming with other options than the run had would mix two banks' steps."""
+    args = rebuild.parse_args(argv)
+    step = next(s for s in plan(Options(), True, False) if s.name == "bank")
+    assert rebuild.resume(args, step) == command
+
+
+def test_a_killed_step_is_named_with_its_signal(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step the kernel killed (out of memory: SIGKILL) is said so, not as exit status -9."""
+    monkeypatch.setattr(rebuild, "_run_step", lambda step, header, again: -9)
+    argv = ["--smoke", "--bank", str(tmp_path / "b"), "--selection", str(tmp_path / "s")]
+    assert rebuild.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "error: step sel-base (python -m tools.train_baseline" in err
+    assert ") was killed by SIGKILL; resume with " in err
+
+
 def test_a_failing_step_stops_the_chain_and_says_how_to_resume(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -144,7 +175,8 @@ def test_a_failing_step_stops_the_chain_and_says_how_to_resume(
     last = captured.err.strip().splitlines()[-1]
     assert last.startswith("error: step sel-base (python -m tools.train_baseline --no-refit")
     assert last.endswith(
-        "failed with exit status 1; resume with python -m tools.bank.rebuild --from sel-base"
+        "failed with exit status 1; resume with "
+        + shlex.join(["python", "-m", "tools.bank.rebuild", *argv, "--from", "sel-base"])
     )
     assert "[2/6]" not in captured.out  # nothing after it ran
     assert not bank.exists()
@@ -214,8 +246,8 @@ def test_a_stop_ends_the_step_and_says_how_to_resume(
         proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == status, (out, err)
-    resume = "step sel-base interrupted; resume with python -m tools.bank.rebuild --from sel-base"
-    assert resume in err
+    again = shlex.join(["python", "-m", "tools.bank.rebuild", *argv, "--from", "sel-base"])
+    assert f"step sel-base interrupted; resume with {again}" in err
     assert "[2/6]" not in out
     assert not (sel / "manifest.json").exists()  # the step did not finish
     with pytest.raises(ProcessLookupError):  # nothing of the group runs on

@@ -148,6 +148,28 @@ def plan(opts: Options, imported: bool, has_independent: bool) -> list[Step]:
     return steps
 
 
+def resume(args: argparse.Namespace, step: Step) -> str:
+    """The command line that resumes this rebuild at ``step``: the options it was given, with
+    ``--from`` naming the step."""
+    kept: list[str] = []
+    skip = False
+    for arg in args.argv:
+        if skip:
+            skip = False
+        elif arg == "--from":
+            skip = True
+        elif not arg.startswith("--from="):
+            kept.append(arg)
+    return shlex.join([*COMMAND.split(), *kept, "--from", step.name])
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
 def _quick(opts: Options, flag: str) -> list[str]:
     return [flag, "2", "--quiet"] if opts.smoke else []
 
@@ -181,17 +203,21 @@ def run(args: argparse.Namespace) -> None:
     started = time.monotonic()
     for i, step in enumerate(steps, 1):
         t0 = time.monotonic()
-        rc = _run_step(step, f"[{i}/{len(steps)}] {step.name}: {step.command()}")
+        rc = _run_step(
+            step, f"[{i}/{len(steps)}] {step.name}: {step.command()}", resume(args, step)
+        )
         if rc != 0:
+            how = (
+                f"was killed by {_signal_name(-rc)}" if rc < 0 else f"failed with exit status {rc}"
+            )
             raise CommandError(
-                f"step {step.name} ({step.command()}) failed with exit status {rc}; "
-                f"resume with {COMMAND} --from {step.name}"
+                f"step {step.name} ({step.command()}) {how}; resume with {resume(args, step)}"
             )
         print(f"[{i}/{len(steps)}] {step.name}: done in {time.monotonic() - t0:.0f} s", flush=True)
     print(f"rebuilt {opts.bank} in {time.monotonic() - started:.0f} s ({len(steps)} steps)")
 
 
-def _run_step(step: Step, header: str) -> int:
+def _run_step(step: Step, header: str, resume_with: str) -> int:
     """Print ``header`` and run one step to its end.
 
     Ctrl-C from the terminal reaches the step too (one process group): it is left to clean up
@@ -220,10 +246,7 @@ def _run_step(step: Step, header: str) -> int:
         if isinstance(exc, Terminated) and not held:
             proc.terminate()
         proc.wait()
-        print(
-            f"step {step.name} interrupted; resume with {COMMAND} --from {step.name}",
-            file=sys.stderr,
-        )
+        print(f"step {step.name} interrupted; resume with {resume_with}", file=sys.stderr)
         raise
 
 
@@ -271,7 +294,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="start at this step (the ones before it are taken as done)",
     )
     ap.add_argument("--dry-run", action="store_true", help="print the steps and stop")
-    args = ap.parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = ap.parse_args(raw)
+    args.argv = raw
     if args.bank is None:
         args.bank = SMOKE_ROOT / "bank" if args.smoke else DEFAULT_BANK
     if args.selection is None:

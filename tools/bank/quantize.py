@@ -2,7 +2,7 @@
 
 ``quant_pre_process`` (shape inference and graph optimisation), then ``quantize_static`` in the
 QDQ format with signed int8 activations and weights, per-channel weight scales, percentile
-calibration (each activation's range cut at its 99.99th percentile: a few rare spikes, up to ten
+calibration (each activation's range cut at its 99.99th percentile: a few rare spikes, up to five
 times the 99.9th percentile, set a MinMax range whose int8 steps were coarser than most values),
 the first convolution left in fp32 (``QuantConfig.fp32_first_conv``: its input is the normalised
 window) and the classifier too (``fp32_classifier``: its int8 output rounded close logits to
@@ -55,7 +55,8 @@ class QuantConfig:
     # selection bank's validation subjects (docs/model-bank.md)
     fp32_first_conv: bool = True
     # the classifier's pooled input and its logits were quantized per tensor: close logits fell
-    # on one step. It is a few hundred MACs; in fp32 it changes no latency figure
+    # on one step. It is at most a few thousand MACs (9,216 in the widest member): in fp32 it
+    # changes no latency figure
     fp32_classifier: bool = True
     # "MinMax" or "Percentile" (ORT's CalibrationMethod names). On a selection bank's held-out
     # validation, percentile 99.99 took the int8 graphs' disagreement with their fp32 parents

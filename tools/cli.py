@@ -136,6 +136,12 @@ def path_arg(text: str) -> Path:
     return Path(text)
 
 
+def add_bank_option(ap: argparse.ArgumentParser, help: str) -> None:
+    """``--out`` with ``--bank`` as its other name (``args.out``, default ``None``: the command
+    picks its own), as every tool that writes a bank folder takes it."""
+    ap.add_argument("--out", "--bank", dest="out", type=path_arg, default=None, help=help)
+
+
 def folder_problem(folder: Path) -> str | None:
     """Why ``folder`` cannot be created or written in, or None: ``it is a file``, ``X is a file``
     (a path above it), ``X is read-only`` (the folder, or the nearest folder above it that

@@ -31,7 +31,14 @@ from agent.windowing import Normalizer, WindowSpec
 from tools import metrics
 from tools.bank.derived import warn_stale
 from tools.bank.staging import bank_lock, check_writable, existing_manifest, staged_bank
-from tools.cli import ArgumentParser, path_arg, plural, positive_int, run_main, seed
+from tools.cli import (
+    ArgumentParser,
+    add_bank_option,
+    plural,
+    positive_int,
+    run_main,
+    seed,
+)
 from tools.data import (
     DEFAULT_VAL_SUBJECTS,
     PROTOCOL,
@@ -277,13 +284,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--epochs", type=positive_int, default=None, help="training epochs (12; smoke: 1)"
     )
     ap.add_argument("--seed", type=seed, default=0, help="random seed, 0 to 2**32-1 (0)")
-    ap.add_argument(
-        "--out",
-        "--bank",
-        dest="out",
-        type=path_arg,
-        default=None,
-        help="model bank folder (models; smoke: build/smoke); --bank as in tools.bank's commands",
+    add_bank_option(
+        ap,
+        "model bank folder (models; smoke: build/smoke); --bank as in tools.bank's commands",
     )
     add_data_argument(ap)
     ap.add_argument("--smoke", action="store_true", help="tiny run: 4 subjects, 1 epoch (CI)")

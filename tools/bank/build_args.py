@@ -14,6 +14,7 @@ from tools.bank.supernet2d import ColumnConfig
 from tools.bank.train import BankTrainConfig
 from tools.cli import (
     ArgumentParser,
+    add_bank_option,
     nonnegative_int,
     number_in,
     path_arg,
@@ -47,13 +48,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="training epochs (column2d: 40, conv1d: 24, as the committed banks; smoke: 1)",
     )
     ap.add_argument("--seed", type=seed, default=0, help="random seed, 0 to 2**32-1 (0)")
-    ap.add_argument(
-        "--out",
-        "--bank",
-        dest="out",
-        type=path_arg,
-        default=None,
-        help="bank folder (models; smoke: build/bank-smoke); --bank as in distill and compress",
+    add_bank_option(
+        ap,
+        "bank folder (models; smoke: build/bank-smoke); --bank as in distill and compress",
     )
     add_data_argument(ap)
     ap.add_argument("--smoke", action="store_true", help="tiny run: 4 subjects, few steps (CI)")

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tools.cli import ArgumentParser, id_list, path_arg, positive_int, seed
+from tools.cli import ArgumentParser, add_bank_option, id_list, path_arg, positive_int, seed
 from tools.data import add_data_argument
 
 DEFAULT_PARENT = "wr-w1.00-r128"
@@ -23,13 +23,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "and compress-report.json, all at once at the end; 5-12 min on a 2-core VM. "
         "docs/model-bank.md",
     )
-    ap.add_argument(
-        "--out",
-        "--bank",
-        dest="out",
-        type=path_arg,
-        default=None,
-        help="bank folder it reads and adds to (models; smoke: build/bank-smoke); --bank as in "
+    add_bank_option(
+        ap,
+        "bank folder it reads and adds to (models; smoke: build/bank-smoke); --bank as in "
         "distill and paced_latency",
     )
     ap.add_argument(

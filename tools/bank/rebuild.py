@@ -27,7 +27,8 @@ clean-up are what they are when run by hand), are the recorded rebuild chain (th
     there: the collaborative side of the comparison with the independent baselines, redone
     against the new members (the baselines themselves are trained by ``tools.bank.independent``).
 
-A step that fails stops the chain with one line naming it and the ``--from`` that resumes there.
+A step that fails stops the chain with one line naming it and the command that resumes there
+(the run's own options and ``--from`` the step).
 """
 
 from __future__ import annotations
@@ -132,7 +133,11 @@ def plan(opts: Options, imported: bool, has_independent: bool) -> list[Step]:
                 str(opts.selection / "compress-report.json"),
             ),
         ),
-        Step("paced", "tools.bank.paced_latency", ("--bank", bank, *_quick(opts, "--rounds"))),
+        Step(
+            "paced",
+            "tools.bank.paced_latency",
+            ("--bank", bank, *(["--rounds", "2", "--quiet"] if opts.smoke else [])),
+        ),
     ]
     report = ["--models", bank]
     if opts.bank.resolve() != DEFAULT_BANK.resolve():  # docs/ describes models/ only
@@ -170,10 +175,6 @@ def _signal_name(signum: int) -> str:
         return f"signal {signum}"
 
 
-def _quick(opts: Options, flag: str) -> list[str]:
-    return [flag, "2", "--quiet"] if opts.smoke else []
-
-
 def run(args: argparse.Namespace) -> None:
     opts = Options(
         bank=args.bank,
@@ -202,17 +203,13 @@ def run(args: argparse.Namespace) -> None:
         return
     started = time.monotonic()
     for i, step in enumerate(steps, 1):
-        t0 = time.monotonic()
-        rc = _run_step(
-            step, f"[{i}/{len(steps)}] {step.name}: {step.command()}", resume(args, step)
-        )
+        t0, again = time.monotonic(), resume(args, step)
+        rc = _run_step(step, f"[{i}/{len(steps)}] {step.name}: {step.command()}", again)
         if rc != 0:
             how = (
                 f"was killed by {_signal_name(-rc)}" if rc < 0 else f"failed with exit status {rc}"
             )
-            raise CommandError(
-                f"step {step.name} ({step.command()}) {how}; resume with {resume(args, step)}"
-            )
+            raise CommandError(f"step {step.name} ({step.command()}) {how}; resume with {again}")
         print(f"[{i}/{len(steps)}] {step.name}: done in {time.monotonic() - t0:.0f} s", flush=True)
     print(f"rebuilt {opts.bank} in {time.monotonic() - started:.0f} s ({len(steps)} steps)")
 
